@@ -1,0 +1,1 @@
+//! Events from the packet path to the control plane.

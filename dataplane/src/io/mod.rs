@@ -1,0 +1,1 @@
+//! Packet I/O: the PacketIo trait and its backends.

@@ -1,0 +1,19 @@
+//! The bulkhead packet path.
+//!
+//! - [`wire`]: bounds-checked zero-copy views over Ethernet, 802.1Q, ARP, IPv4,
+//!   IPv6, TCP, UDP and ICMP, and [`wire::parse`], which summarises a frame into
+//!   a [`wire::PacketInfo`].
+//! - [`flow`]: the per-core flow table keyed by the direction-normalised 5-tuple.
+//! - [`policy`]: the immutable, compiled [`policy::PolicySnapshot`] and its
+//!   serde form [`policy::PolicySpec`].
+//! - [`io`]: the [`io::PacketIo`] trait and its backends.
+//! - [`worker`]: parse -> flow -> verdict -> forward or drop, between two ports.
+//! - [`event`]: what the worker tells the control plane, over a lossy channel.
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod flow;
+pub mod io;
+pub mod policy;
+pub mod wire;
+pub mod worker;

@@ -1,0 +1,1 @@
+//! The worker: parse -> flow -> verdict -> forward or drop.
