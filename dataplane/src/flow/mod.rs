@@ -2,7 +2,46 @@
 //!
 //! Both directions of a flow hit one entry: the key is the 5-tuple (+ VLAN) with
 //! the two endpoints put in a fixed order ([`FlowKey::new`]).
+//!
+//! - [`FlowEntry`]: one tracked flow (key, verdict, state, counters), 128 bytes at most.
+//! - [`FlowState`], [`FlowEntry::update`], [`Timeouts`] (in `tcp.rs`): the state machine
+//!   and the per-state idle timeouts.
+//! - [`FlowTable`] (in `table.rs`): the fixed-capacity open-addressing table.
+//!
+//! Typical packet path:
+//!
+//! ```ignore
+//! let (key, side) = FlowKey::new(src, dst, proto, sport, dport, vlan);
+//! let h = table.hash(&key);
+//! match table.lookup_hashed(&key, h, now) {
+//!     Lookup::Hit(e) => {
+//!         let u = e.update(e.dir(side), flags, len, now);
+//!         if u.restart {
+//!             // report *e as ended; classify; *e = FlowEntry::new(..); e.update(..)
+//!         } else if u.closed() {
+//!             // optionally report the end now
+//!         }
+//!     }
+//!     miss => {
+//!         if let Lookup::Expired(old) = miss { /* report old as ended */ }
+//!         let verdict = classify(..);
+//!         let (e, displaced) = table.insert_hashed(FlowEntry::new(key, side, ..), h, now);
+//!         e.update(Dir::Orig, flags, len, now);
+//!         if let Some(old) = displaced { /* report old as ended */ }
+//!     }
+//! }
+//! // once per batch:
+//! table.expire(now, 64, |old| { /* report old as ended */ });
+//! ```
 
+mod table;
+mod tcp;
+
+pub use table::{FlowStats, FlowTable, Lookup};
+pub use tcp::{FlowState, Timeouts, Update};
+
+use crate::policy::Verdict;
+use crate::wire::{ip_proto, MacAddr};
 use std::net::IpAddr;
 
 /// The direction-normalised 5-tuple + VLAN. `#[repr(C)]`: the XDP offload map
@@ -68,5 +107,206 @@ fn to16(ip: IpAddr) -> [u8; 16] {
     match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The direction of a packet relative to the flow's first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// Same direction as the first packet (counter index 0).
+    Orig = 0,
+    /// The other way (counter index 1).
+    Reply = 1,
+}
+
+/// One tracked flow. `Copy`, at most 128 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowEntry {
+    pub key: FlowKey,
+    /// Which side of `key` sent the first packet.
+    pub orig: Side,
+    /// Source MAC of the first packet.
+    pub orig_src_mac: MacAddr,
+    /// Destination MAC of the first packet.
+    pub orig_dst_mac: MacAddr,
+    pub state: FlowState,
+    pub verdict: Verdict,
+    /// The policy generation `verdict` was computed from.
+    pub generation: u64,
+    /// Nanoseconds, the caller's clock.
+    pub first_seen: u64,
+    /// Nanoseconds, the caller's clock; what the idle timeout counts from.
+    pub last_seen: u64,
+    /// `[orig, reply]`, indexed by [`Dir`].
+    pub packets: [u64; 2],
+    /// `[orig, reply]` bytes, indexed by [`Dir`].
+    pub bytes: [u64; 2],
+    /// Private TCP bookkeeping: which sides sent a FIN (`tcp::FIN_*`).
+    tcp: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<FlowEntry>() <= 128);
+const _: () = assert!(std::mem::size_of::<FlowKey>() == 44);
+
+impl FlowEntry {
+    /// A new entry with no packets counted yet: `orig` sent the first packet, with
+    /// these MACs. Count that packet with [`FlowEntry::update`]`(Dir::Orig, ..)`: the
+    /// first update sets the initial state (until then `state` is a placeholder:
+    /// `SynSent` for TCP, `Unreplied` otherwise).
+    pub fn new(
+        key: FlowKey,
+        orig: Side,
+        orig_src_mac: MacAddr,
+        orig_dst_mac: MacAddr,
+        verdict: Verdict,
+        generation: u64,
+        now: u64,
+    ) -> FlowEntry {
+        let state = if key.proto == ip_proto::TCP {
+            FlowState::SynSent
+        } else {
+            FlowState::Unreplied
+        };
+        FlowEntry {
+            key,
+            orig,
+            orig_src_mac,
+            orig_dst_mac,
+            state,
+            verdict,
+            generation,
+            first_seen: now,
+            last_seen: now,
+            packets: [0; 2],
+            bytes: [0; 2],
+            tcp: 0,
+        }
+    }
+
+    /// The direction of a packet sent by `side` (as returned by [`FlowKey::new`]).
+    #[inline]
+    pub fn dir(&self, side: Side) -> Dir {
+        if side == self.orig {
+            Dir::Orig
+        } else {
+            Dir::Reply
+        }
+    }
+
+    /// Packets in both directions.
+    #[inline]
+    pub fn total_packets(&self) -> u64 {
+        self.packets[0].wrapping_add(self.packets[1])
+    }
+
+    /// Bytes in both directions.
+    #[inline]
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes[0].wrapping_add(self.bytes[1])
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::policy::{Action, Mode, Reason};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    pub(crate) fn allow() -> Verdict {
+        Verdict {
+            action: Action::Allow,
+            reason: Reason::Default,
+            mode: Mode::Enforce,
+            would_deny: false,
+        }
+    }
+
+    pub(crate) fn v4(a: u8, b: u8) -> (IpAddr, IpAddr) {
+        (
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, a)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, b)),
+        )
+    }
+
+    /// A fresh entry for a packet `src:sport -> dst:dport` and that packet's side.
+    pub(crate) fn entry(proto: u8, sport: u16, dport: u16, now: u64) -> (FlowEntry, Side) {
+        let (s, d) = v4(1, 2);
+        let (key, side) = FlowKey::new(s, d, proto, sport, dport, [0, 0]);
+        let e = FlowEntry::new(
+            key,
+            side,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            MacAddr([2, 0, 0, 0, 0, 2]),
+            allow(),
+            1,
+            now,
+        );
+        (e, side)
+    }
+
+    #[test]
+    fn size_of_entry() {
+        assert_eq!(std::mem::size_of::<FlowEntry>(), 128);
+        assert_eq!(std::mem::size_of::<FlowKey>(), 44);
+    }
+
+    #[test]
+    fn both_directions_one_key() {
+        let (a, b) = v4(1, 2);
+        let (k1, s1) = FlowKey::new(a, b, 6, 40000, 443, [0, 0]);
+        let (k2, s2) = FlowKey::new(b, a, 6, 443, 40000, [0, 0]);
+        assert_eq!(k1, k2);
+        assert_ne!(s1, s2);
+        let e = FlowEntry::new(
+            k1,
+            s1,
+            MacAddr::default(),
+            MacAddr::default(),
+            allow(),
+            0,
+            0,
+        );
+        assert_eq!(e.dir(s1), Dir::Orig);
+        assert_eq!(e.dir(s2), Dir::Reply);
+    }
+
+    #[test]
+    fn family_and_vlan_differ() {
+        let (a, b) = v4(1, 2);
+        let (k4, _) = FlowKey::new(a, b, 17, 1000, 53, [0, 0]);
+        let a6 = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+        let b6 = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 2).to_ipv6_mapped());
+        // Same 16 address bytes, but the family differs.
+        let (k6, _) = FlowKey::new(a6, b6, 17, 1000, 53, [0, 0]);
+        assert_eq!(k4.addr_lo, k6.addr_lo);
+        assert_ne!(k4, k6);
+        let (k6b, _) = FlowKey::new(
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            17,
+            1000,
+            53,
+            [0, 0],
+        );
+        assert_ne!(k4, k6b);
+        let (kv, _) = FlowKey::new(a, b, 17, 1000, 53, [10, 0]);
+        let (kq, _) = FlowKey::new(a, b, 17, 1000, 53, [10, 20]);
+        assert_ne!(k4, kv);
+        assert_ne!(kv, kq);
+
+        let mut t = FlowTable::new(16, Timeouts::default());
+        for k in [k4, k6, k6b, kv, kq] {
+            let e = FlowEntry::new(
+                k,
+                Side::Lo,
+                MacAddr::default(),
+                MacAddr::default(),
+                allow(),
+                0,
+                0,
+            );
+            assert!(t.insert(e, 0).1.is_none());
+        }
+        assert_eq!(t.len(), 5);
     }
 }
