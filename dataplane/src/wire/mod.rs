@@ -8,6 +8,19 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+pub mod arp;
+pub mod ethernet;
+pub mod icmp;
+pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
+pub mod udp;
+
+#[cfg(test)]
+mod oracle_tests;
+#[cfg(test)]
+mod tests;
+
 /// A MAC address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct MacAddr(pub [u8; 6]);
@@ -30,6 +43,9 @@ pub enum ParseError {
     /// More IPv6 extension headers than we are willing to walk.
     #[error("too many IPv6 extension headers")]
     TooManyExtensionHeaders,
+    /// The frame is longer than [`MAX_FRAME_LEN`]: its offsets would not fit in a `u16`.
+    #[error("frame longer than 65535 bytes")]
+    FrameTooLong,
 }
 
 /// A protocol layer, named in [`ParseError`].
@@ -189,12 +205,22 @@ pub enum L4Info {
         dst_port: u16,
     },
     /// ICMP / ICMPv6 echo request or reply: the identifier plays the port.
-    IcmpEcho { id: u16, request: bool },
+    IcmpEcho {
+        id: u16,
+        request: bool,
+    },
     /// ICMP / ICMPv6 error (unreachable, time exceeded, parameter problem, packet
     /// too big): the flow it is about, as the offending packet's header says.
-    IcmpError { kind: u8, code: u8, inner: InnerFlow },
+    IcmpError {
+        kind: u8,
+        code: u8,
+        inner: InnerFlow,
+    },
     /// Any other ICMP / ICMPv6 message (including IPv6 neighbour discovery, types 133-137).
-    IcmpOther { kind: u8, code: u8 },
+    IcmpOther {
+        kind: u8,
+        code: u8,
+    },
     /// A later fragment: the transport header is in the first fragment.
     Fragment,
     /// A protocol whose header we do not parse (GRE, ESP, SCTP ...): no ports.
@@ -213,10 +239,127 @@ pub struct InnerFlow {
     pub dst_port: u16,
 }
 
-/// Parse a whole Ethernet frame into a [`PacketInfo`].
+/// The longest frame [`parse`] accepts: every offset in [`PacketInfo`] is a `u16`.
+pub const MAX_FRAME_LEN: usize = u16::MAX as usize;
+
+/// Parse a whole Ethernet frame (without FCS) into a [`PacketInfo`].
+///
+/// Never panics and never allocates; checksums are not verified. A frame whose
+/// ethertype is not ARP / IPv4 / IPv6 (including 802.3 length frames) yields
+/// [`L3Info::Other`]; an IP protocol without a parsed header yields [`L4Info::Other`].
 pub fn parse(frame: &[u8]) -> Result<PacketInfo, ParseError> {
-    let _ = frame;
-    Err(ParseError::Truncated {
+    if frame.len() > MAX_FRAME_LEN {
+        return Err(ParseError::FrameTooLong);
+    }
+    let link = ethernet::parse_link(frame)?;
+    let l3 = frame.get(link.l3_offset..).ok_or(ParseError::Truncated {
         layer: Layer::Ethernet,
+    })?;
+    let l3_info = match link.ethertype {
+        ethertype::ARP => arp::summarize(l3)?,
+        ethertype::IPV4 => L3Info::Ip(parse_ipv4(l3, link.l3_offset)?),
+        ethertype::IPV6 => L3Info::Ip(parse_ipv6(l3, link.l3_offset)?),
+        _ => L3Info::Other,
+    };
+    Ok(PacketInfo {
+        dst_mac: link.dst,
+        src_mac: link.src,
+        vlan: link.vlan,
+        ethertype: link.ethertype,
+        l3_offset: offset(link.l3_offset)?,
+        l3: l3_info,
+    })
+}
+
+/// An offset into a frame of at most [`MAX_FRAME_LEN`] bytes, as a `u16`.
+#[inline]
+fn offset(at: usize) -> Result<u16, ParseError> {
+    u16::try_from(at).map_err(|_| ParseError::FrameTooLong)
+}
+
+/// What an IP header tells about its payload, before the transport layer is read.
+struct IpHeader<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    frag: Fragment,
+    /// The transport header and payload, up to the end of the IP packet.
+    l4: &'a [u8],
+    /// Offsets of `l4` and of the end of the IP packet, relative to the IP header.
+    l4_start: usize,
+    ip_len: usize,
+}
+
+fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
+    let ip = ipv4::Packet::new_checked(l3)?;
+    let header = IpHeader {
+        src: ip.src_addr().into(),
+        dst: ip.dst_addr().into(),
+        proto: ip.protocol(),
+        frag: ip.fragment(),
+        l4: ip.payload(),
+        l4_start: ip.header_len(),
+        ip_len: usize::from(ip.total_len()),
+    };
+    finish_ip(header, l3_offset, false)
+}
+
+fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
+    let ip = ipv6::Packet::new_checked(l3)?;
+    let payload = ip.payload();
+    let walk = ipv6::walk_extensions(ip.next_header(), payload)?;
+    let header = IpHeader {
+        src: ip.src_addr().into(),
+        dst: ip.dst_addr().into(),
+        proto: walk.proto,
+        frag: walk.frag,
+        l4: payload.get(walk.len..).ok_or(ParseError::Truncated {
+            layer: Layer::Ipv6Extension,
+        })?,
+        l4_start: ipv6::HEADER_LEN + walk.len,
+        ip_len: ipv6::HEADER_LEN + payload.len(),
+    };
+    finish_ip(header, l3_offset, true)
+}
+
+/// Read the transport header of an IP packet and assemble its [`IpInfo`].
+fn finish_ip(ip: IpHeader<'_>, l3_offset: usize, is_v6: bool) -> Result<IpInfo, ParseError> {
+    let (l4, l4_header_len) = match (ip.frag, ip.proto, is_v6) {
+        (Fragment::Later { .. }, _, _) => (L4Info::Fragment, 0),
+        (_, ip_proto::TCP, _) => {
+            let tcp = tcp::Packet::new_checked(ip.l4)?;
+            let info = L4Info::Tcp {
+                src_port: tcp.src_port(),
+                dst_port: tcp.dst_port(),
+                flags: tcp.flags(),
+            };
+            (info, tcp.header_len())
+        }
+        (frag, ip_proto::UDP, _) => {
+            // The length field of a first fragment covers the whole datagram.
+            let udp = match frag {
+                Fragment::First { .. } => udp::Packet::new_checked_header(ip.l4)?,
+                _ => udp::Packet::new_checked(ip.l4)?,
+            };
+            let info = L4Info::Udp {
+                src_port: udp.src_port(),
+                dst_port: udp.dst_port(),
+            };
+            (info, udp::HEADER_LEN)
+        }
+        (_, ip_proto::ICMP, false) => (icmp::summarize_v4(ip.l4)?, icmp::HEADER_LEN),
+        (_, ip_proto::ICMPV6, true) => (icmp::summarize_v6(ip.l4)?, icmp::HEADER_LEN),
+        _ => (L4Info::Other, 0),
+    };
+    let l4_offset = l3_offset + ip.l4_start;
+    Ok(IpInfo {
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto,
+        frag: ip.frag,
+        l4_offset: offset(l4_offset)?,
+        payload_offset: offset(l4_offset + l4_header_len)?,
+        ip_end: offset(l3_offset + ip.ip_len)?,
+        l4,
     })
 }
