@@ -626,3 +626,67 @@ fn large_policy_compiles_fast_and_looks_up() {
         assert_eq!(c.reason, Reason::Rule(first));
     }
 }
+
+/// Timing only (run in release with `--ignored --nocapture`): lookup cost vs rule count.
+#[test]
+#[ignore]
+fn classify_cost_vs_rule_count() {
+    for n_rules in [10u32, 1_000, 100_000] {
+        let n_groups = 1_000u32.min(n_rules);
+        let mut spec = PolicySpec {
+            groups: (0..n_groups)
+                .map(|g| GroupSpec {
+                    name: format!("g{g}"),
+                    mode: Mode::Enforce,
+                })
+                .collect(),
+            ..PolicySpec::default()
+        };
+        for g in 0..n_groups {
+            spec.endpoints.push(EndpointSpec {
+                mac: None,
+                cidr: Some(format!("10.{}.{}.0/24", g / 256, g % 256)),
+                groups: vec![format!("g{g}"), format!("g{}", (g + 1) % n_groups)],
+            });
+        }
+        for i in 0..n_rules {
+            spec.rules.push(RuleSpec {
+                id: i,
+                order: Some(i64::from(i % 97)),
+                src: vec![format!("g{}", i % n_groups)],
+                dst: vec![format!("g{}", (i / n_groups + i) % n_groups)],
+                proto: Proto::Tcp,
+                ports: vec![PortRange::new(
+                    (i % 50) as u16 * 100,
+                    (i % 50) as u16 * 100 + 150,
+                )],
+                action: Action::Allow,
+                comment: None,
+            });
+        }
+        let t = std::time::Instant::now();
+        let s = PolicySnapshot::compile(&spec, 1).unwrap();
+        let compile = t.elapsed();
+        let queries: Vec<FlowQuery> = (0..1000u32)
+            .map(|i| FlowQuery {
+                src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                src_ip: IpAddr::from([10, (i % 3) as u8, (i % 256) as u8, 1]),
+                dst_ip: IpAddr::from([10, (i % 4) as u8, (i * 13 % 256) as u8, 1]),
+                proto: TCP,
+                dst_port: (i * 31 % 6000) as u16,
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        let mut allowed = 0;
+        for _ in 0..200 {
+            for q in &queries {
+                allowed += usize::from(s.classify(q).action == Action::Allow);
+            }
+        }
+        let per = t.elapsed() / 200_000;
+        eprintln!(
+            "{n_rules:>7} rules: compile {compile:?}, classify {per:?}/flow ({allowed} allowed)"
+        );
+    }
+}
