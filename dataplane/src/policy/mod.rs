@@ -12,6 +12,8 @@ mod spec;
 mod tests;
 #[cfg(test)]
 mod tests_oracle;
+#[cfg(test)]
+mod tests_spec;
 
 pub use classify::PolicySnapshot;
 pub use compile::{PolicyError, Problem};
