@@ -5,11 +5,34 @@
 //! structures whose cost does not grow linearly with the number of rules.
 //! Precedence: quarantine > blocklist > ordered rules > the group mode's default.
 
+mod classify;
+mod compile;
+mod spec;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_oracle;
+#[cfg(test)]
+mod tests_spec;
+
+pub use classify::PolicySnapshot;
+pub use compile::{PolicyError, Problem};
+pub use spec::{
+    format_mac, load_spec, parse_mac, EndpointSpec, GroupSpec, ManagementSpec, PolicySpec,
+    PortRange, Proto, RuleSpec, SpecError,
+};
+
 use crate::wire::MacAddr;
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A group's mode. Ordered by strictness: `Learn < Audit < Enforce`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Allow everything; flows are recorded so rules can be proposed.
     Learn,
@@ -20,14 +43,16 @@ pub enum Mode {
     Enforce,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Allow,
     Deny,
 }
 
 /// Why a verdict was reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Reason {
     /// The first matching rule, by its id.
     Rule(u32),
@@ -62,4 +87,57 @@ pub struct FlowQuery {
     pub proto: u8,
     /// The responder's port (TCP/UDP); 0 for protocols without ports.
     pub dst_port: u16,
+}
+
+/// The published snapshot: workers `load` once per batch, the control plane `publish`es.
+pub struct SnapshotCell {
+    inner: ArcSwap<PolicySnapshot>,
+}
+
+impl SnapshotCell {
+    pub fn new(snapshot: PolicySnapshot) -> Self {
+        SnapshotCell {
+            inner: ArcSwap::from_pointee(snapshot),
+        }
+    }
+
+    /// The current snapshot; cheap, meant to be held for one batch.
+    pub fn load(&self) -> arc_swap::Guard<Arc<PolicySnapshot>> {
+        self.inner.load()
+    }
+
+    /// The current snapshot as an owned `Arc`.
+    pub fn load_full(&self) -> Arc<PolicySnapshot> {
+        self.inner.load_full()
+    }
+
+    /// Replaces the snapshot; workers see it at their next `load`.
+    pub fn publish(&self, snapshot: PolicySnapshot) {
+        self.inner.store(Arc::new(snapshot));
+    }
+
+    /// Replaces the snapshot with an already shared one.
+    pub fn publish_arc(&self, snapshot: Arc<PolicySnapshot>) {
+        self.inner.store(snapshot);
+    }
+
+    /// The generation of the current snapshot.
+    pub fn generation(&self) -> u64 {
+        self.inner.load().generation()
+    }
+}
+
+impl Default for SnapshotCell {
+    /// An empty policy (everything denied), generation 0.
+    fn default() -> Self {
+        SnapshotCell::new(PolicySnapshot::empty(0))
+    }
+}
+
+impl std::fmt::Debug for SnapshotCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SnapshotCell")
+            .field(&**self.inner.load())
+            .finish()
+    }
 }
