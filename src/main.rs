@@ -1,10 +1,37 @@
-use clap::Parser;
+//! The `bulkhead` binary: clap subcommands over the dataplane (and, later, the
+//! control plane and the management API).
+
+mod capture;
+mod replay;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// bulkhead: an inline east-west micro-segmentation firewall.
 #[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pcap/pcapng capture through the packet path with a policy file and
+    /// report what the policy would do to that traffic.
+    Replay(replay::ReplayArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Replay(args) => replay::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bulkhead: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

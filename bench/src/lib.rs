@@ -1,1 +1,203 @@
-//! Shared fixtures for the bulkhead benchmarks.
+//! Fixtures for the bulkhead benchmarks: policies of any size whose rules are
+//! spread over many group pairs, queries that hit rules across the whole set, and
+//! 64-byte UDP frames for distinct flows.
+
+use dataplane::policy::{
+    Action, EndpointSpec, FlowQuery, GroupSpec, Mode, PolicySpec, PortRange, Proto, RuleSpec,
+};
+use dataplane::wire::MacAddr;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// A small deterministic generator (xorshift64*), so every run benchmarks the same data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// Application groups in the generated policies; every workload is also in one of
+/// [`ENV_GROUPS`] environment groups, so endpoints have two groups each.
+pub const APP_GROUPS: usize = 200;
+pub const ENV_GROUPS: usize = 4;
+/// Workloads per application group.
+pub const WORKLOADS_PER_GROUP: usize = 4;
+
+pub fn workload_mac(group: usize, i: usize) -> MacAddr {
+    MacAddr([0x02, 0, 0, group as u8, (group >> 8) as u8, i as u8])
+}
+
+pub fn workload_ip(group: usize, i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, (group >> 8) as u8, group as u8, i as u8 + 1)
+}
+
+fn mac_text(m: MacAddr) -> String {
+    let b = m.0;
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5]
+    )
+}
+
+/// A policy of `rules` rules between random pairs of application groups (about a
+/// tenth deny), each on one TCP or UDP port or a small range, all groups enforcing.
+pub fn policy(rules: usize, seed: u64) -> PolicySpec {
+    let mut rng = Rng::new(seed);
+    let mut spec = PolicySpec::default();
+    for g in 0..APP_GROUPS {
+        spec.groups.push(GroupSpec {
+            name: format!("app{g}"),
+            mode: Mode::Enforce,
+        });
+    }
+    for e in 0..ENV_GROUPS {
+        spec.groups.push(GroupSpec {
+            name: format!("env{e}"),
+            mode: Mode::Enforce,
+        });
+    }
+    for g in 0..APP_GROUPS {
+        for i in 0..WORKLOADS_PER_GROUP {
+            spec.endpoints.push(EndpointSpec {
+                mac: Some(mac_text(workload_mac(g, i))),
+                cidr: None,
+                groups: vec![format!("app{g}"), format!("env{}", (g + i) % ENV_GROUPS)],
+            });
+        }
+    }
+    for id in 0..rules {
+        let port = 1024 + rng.below(60_000) as u16;
+        let ports = if rng.below(4) == 0 {
+            vec![PortRange::new(
+                port,
+                port.saturating_add(rng.below(32) as u16),
+            )]
+        } else {
+            vec![PortRange::single(port)]
+        };
+        spec.rules.push(RuleSpec {
+            id: id as u32 + 1,
+            order: None,
+            src: vec![format!("app{}", rng.below(APP_GROUPS as u64))],
+            dst: vec![format!("app{}", rng.below(APP_GROUPS as u64))],
+            proto: if rng.below(3) == 0 {
+                Proto::Udp
+            } else {
+                Proto::Tcp
+            },
+            ports,
+            action: if rng.below(10) == 0 {
+                Action::Deny
+            } else {
+                Action::Allow
+            },
+            comment: None,
+        });
+    }
+    spec
+}
+
+/// `n` queries, each aimed at a random rule of `spec` (a workload of its source
+/// group to one of its destination group, on one of its ports), so lookups hit
+/// rules spread over the whole set.
+pub fn queries(spec: &PolicySpec, n: usize, seed: u64) -> Vec<FlowQuery> {
+    let mut rng = Rng::new(seed);
+    let group_index = |name: &str| name.trim_start_matches("app").parse::<usize>().unwrap_or(0);
+    (0..n)
+        .map(|_| {
+            let rule = &spec.rules[rng.below(spec.rules.len() as u64) as usize];
+            let (sg, dg) = (group_index(&rule.src[0]), group_index(&rule.dst[0]));
+            let (si, di) = (rng.below(4) as usize, rng.below(4) as usize);
+            let range = rule.ports[0];
+            FlowQuery {
+                src_mac: workload_mac(sg, si),
+                dst_mac: workload_mac(dg, di),
+                src_ip: IpAddr::V4(workload_ip(sg, si)),
+                dst_ip: IpAddr::V4(workload_ip(dg, di)),
+                proto: rule.proto.number().unwrap_or(6),
+                dst_port: range.lo + (rng.below(u64::from(range.hi - range.lo) + 1) as u16),
+            }
+        })
+        .collect()
+}
+
+/// A minimal 60-byte Ethernet + IPv4 + UDP frame (64 bytes on the wire with the FCS).
+pub fn udp_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&dst_mac.0);
+    f.extend_from_slice(&src_mac.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total: u16 = 20 + 8 + 18;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let sum = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&(8u16 + 18).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.resize(60, 0);
+    f
+}
+
+/// The policy of the fast-path benchmark: group `a` may send anything over UDP to group `b`.
+pub fn allow_udp_policy() -> PolicySpec {
+    let text = r#"
+groups: [{ name: a }, { name: b }]
+endpoints:
+  - { mac: "02:00:00:00:00:0a", groups: [a] }
+  - { mac: "02:00:00:00:00:0b", groups: [b] }
+rules:
+  - { id: 1, src: [a], dst: [b], proto: udp, action: allow }
+"#;
+    PolicySpec::from_yaml_str(text).unwrap_or_default()
+}
+
+/// Frames for `flows` distinct UDP flows from group `a`'s workload to group `b`'s,
+/// in a shuffled order.
+pub fn flow_frames(flows: usize, seed: u64) -> Vec<Vec<u8>> {
+    let a = MacAddr([2, 0, 0, 0, 0, 0x0a]);
+    let b = MacAddr([2, 0, 0, 0, 0, 0x0b]);
+    let mut frames: Vec<Vec<u8>> = (0..flows)
+        .map(|i| {
+            let src = Ipv4Addr::from(0x0a00_0000 | (i as u32 >> 14));
+            let sport = 1024 + (i as u16 & 0x3fff);
+            udp_frame(a, b, src, Ipv4Addr::new(10, 255, 0, 1), sport, 9000)
+        })
+        .collect();
+    let mut rng = Rng::new(seed);
+    for i in (1..frames.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        frames.swap(i, j);
+    }
+    frames
+}

@@ -17,6 +17,7 @@
 
 use super::tcp::TimeoutsNs;
 use super::{FlowEntry, FlowKey, Timeouts};
+use crate::policy::Action;
 use ahash::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
@@ -214,8 +215,8 @@ impl FlowTable {
     ///
     /// When full, eviction looks at up to 32 entries from a rotating hand and removes,
     /// in this order of preference: an entry past its timeout (counted as an
-    /// expiration), a closing/closed TCP entry ([`super::FlowState::is_closing`]), and
-    /// otherwise the one with the oldest `last_seen` (counted as an eviction).
+    /// expiration), a closing/closed TCP entry ([`super::FlowState::is_closing`]) or a
+    /// denied flow, and otherwise the one with the oldest `last_seen` (counted as an eviction).
     pub fn insert_hashed(
         &mut self,
         entry: FlowEntry,
@@ -267,7 +268,10 @@ impl FlowTable {
                 expired = true;
                 break;
             }
-            let rank = (u8::from(!e.state.is_closing()), e.last_seen);
+            // Denied flows go first with closing ones: under a scan or a SYN flood
+            // of denied traffic, the table keeps the flows that carry traffic.
+            let disposable = e.state.is_closing() || e.verdict.action == Action::Deny;
+            let rank = (u8::from(!disposable), e.last_seen);
             if rank < best_rank {
                 best = hand;
                 best_rank = rank;

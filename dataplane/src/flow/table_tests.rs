@@ -141,6 +141,27 @@ fn evicts_closed_before_older_established() {
 }
 
 #[test]
+fn evicts_a_denied_flow_before_an_older_allowed_one() {
+    let mut t = FlowTable::new(4, Timeouts::default());
+    let mut denied = None;
+    for p in 0..4u16 {
+        let now = u64::from(p) * S;
+        let mut e = first(TCP, p, Some(TcpFlags::ACK), now);
+        if p == 3 {
+            e.verdict.action = crate::policy::Action::Deny;
+            denied = Some(e.key);
+        }
+        t.insert(e, now);
+    }
+    let (_, ev) = t.insert(first(TCP, 100, Some(TcpFlags::SYN), 5 * S), 5 * S);
+    assert_eq!(
+        ev.map(|e| e.key),
+        denied,
+        "the newest entry, but denied, goes first"
+    );
+}
+
+#[test]
 fn evicts_expired_first() {
     let mut t = FlowTable::new(4, Timeouts::default());
     for p in 0..3 {

@@ -1,1 +1,90 @@
-//! Packet I/O: the PacketIo trait and its backends.
+//! Packet I/O between the worker and the two data ports.
+//!
+//! Frames live in one buffer area (the UMEM of AF_XDP; a `Vec` for the [`mem`]
+//! backend) and move as [`Desc`]riptors: receiving hands the worker a descriptor,
+//! transmitting on the peer port hands it back without a copy, and a dropped
+//! frame is given back with [`PacketIo::free`] so its buffer is reused.
+
+pub mod mem;
+
+/// One of the two data ports of the bump in the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Port {
+    /// Segment A.
+    A,
+    /// Segment B.
+    B,
+}
+
+impl Port {
+    pub const BOTH: [Port; 2] = [Port::A, Port::B];
+
+    /// The port a frame received here is forwarded to.
+    #[inline]
+    pub fn peer(self) -> Port {
+        match self {
+            Port::A => Port::B,
+            Port::B => Port::A,
+        }
+    }
+
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Port::A => 0,
+            Port::B => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Port::A => "A",
+            Port::B => "B",
+        })
+    }
+}
+
+/// A frame in the backend's buffer area: where it starts and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Desc {
+    pub addr: u64,
+    pub len: u32,
+}
+
+/// Errors of a packet I/O backend.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("frame of {len} bytes does not fit a {chunk}-byte buffer")]
+    FrameTooLong { len: usize, chunk: usize },
+    #[error("no free frame buffer")]
+    NoFreeFrame,
+    #[error("descriptor {addr:#x}+{len} lies outside the frame area")]
+    BadDescriptor { addr: u64, len: u32 },
+    #[error("I/O on port {port}: {source}")]
+    Os {
+        port: Port,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Batch receive and transmit on two ports, with buffer recycling.
+///
+/// Ownership of a frame's buffer: after `rx` the caller owns the descriptor and
+/// must either `tx` it (on any port) or `free` it, exactly once.
+pub trait PacketIo {
+    /// Receive up to `out.len()` frames from `port`; returns how many were written.
+    fn rx(&mut self, port: Port, out: &mut [Desc]) -> Result<usize, IoError>;
+
+    /// The bytes of a received frame.
+    fn frame(&self, desc: Desc) -> &[u8];
+
+    /// Queue frames for transmission on `port`. The backend takes the first `n`
+    /// (returned); the caller still owns the rest (a full ring) and must free them.
+    fn tx(&mut self, port: Port, descs: &[Desc]) -> Result<usize, IoError>;
+
+    /// Give frames back to the backend for reuse (dropped frames).
+    fn free(&mut self, descs: &[Desc]);
+}

@@ -1,1 +1,0 @@
-//! The worker: parse -> flow -> verdict -> forward or drop.

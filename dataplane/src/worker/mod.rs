@@ -1,0 +1,476 @@
+//! The worker: receive a batch on each port, parse, look up the flow, decide,
+//! forward to the peer port or drop.
+//!
+//! One worker owns one flow table (per core). It loads the policy snapshot once
+//! per batch; a flow whose cached verdict comes from an older generation is
+//! re-decided on its next packet, so a new policy or a quarantine reaches
+//! established flows. Events go out through a lossy [`EventSink`].
+
+mod frag;
+mod stats;
+
+pub use frag::{FragTable, FragmentPolicy};
+pub use stats::{DropReason, PortCounters, WorkerStats};
+
+use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, FlowRecord};
+use crate::flow::{FlowEntry, FlowKey, FlowTable, Lookup, Side, Timeouts};
+use crate::io::{Desc, IoError, PacketIo, Port};
+use crate::policy::{Action, FlowQuery, PolicySnapshot, SnapshotCell, Verdict};
+use crate::wire::{self, ip_proto, Fragment, IpInfo, L3Info, L4Info, PacketInfo, TcpFlags};
+use std::sync::Arc;
+
+/// What to do with frames that are neither IP nor ARP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonIpPolicy {
+    #[default]
+    Forward,
+    Drop,
+}
+
+/// A worker's settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Frames taken from each port per poll.
+    pub batch_size: usize,
+    /// Live flows the table holds; allocated at start.
+    pub flow_capacity: usize,
+    pub timeouts: Timeouts,
+    pub fragments: FragmentPolicy,
+    pub non_ip: NonIpPolicy,
+    /// The most bytes of a DNS message copied into an event.
+    pub dns_copy_bytes: usize,
+    /// Flow-table slots checked for idle flows per poll.
+    pub expire_budget: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            batch_size: 64,
+            flow_capacity: 1 << 16,
+            timeouts: Timeouts::default(),
+            fragments: FragmentPolicy::default(),
+            non_ip: NonIpPolicy::default(),
+            dns_copy_bytes: 1500,
+            expire_budget: 64,
+        }
+    }
+}
+
+/// ICMPv6 messages that IPv6 itself needs (MLD 130-132 and 143, router and
+/// neighbour discovery 133-137): passed like ARP, without a flow.
+fn is_icmpv6_control(kind: u8) -> bool {
+    matches!(kind, 130..=137 | 143)
+}
+
+/// The per-core packet loop.
+pub struct Worker {
+    cfg: WorkerConfig,
+    policy: Arc<SnapshotCell>,
+    flows: FlowTable,
+    frags: FragTable,
+    events: EventSink,
+    stats: WorkerStats,
+    rx_buf: Vec<Desc>,
+    tx_buf: Vec<Desc>,
+    drop_buf: Vec<Desc>,
+}
+
+/// Where a frame goes.
+type Decision = Result<(), DropReason>;
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig, policy: Arc<SnapshotCell>, events: EventSink) -> Self {
+        let batch = cfg.batch_size.max(1);
+        Worker {
+            flows: FlowTable::new(cfg.flow_capacity, cfg.timeouts),
+            frags: FragTable::new(1024, 30_000_000_000),
+            rx_buf: vec![Desc::default(); batch],
+            tx_buf: Vec::with_capacity(batch),
+            drop_buf: Vec::with_capacity(batch),
+            cfg,
+            policy,
+            events,
+            stats: WorkerStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> WorkerStats {
+        let mut s = self.stats.clone();
+        s.events_lost = self.events.lost();
+        s
+    }
+
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// Take one batch from each port and handle it; `now` is in nanoseconds.
+    /// Returns the number of frames handled.
+    pub fn poll(&mut self, io: &mut impl PacketIo, now: u64) -> Result<usize, IoError> {
+        let snap = self.policy.load_full();
+        let mut handled = 0;
+        for port in Port::BOTH {
+            let n = io.rx(port, &mut self.rx_buf)?;
+            handled += n;
+            for i in 0..n {
+                let d = self.rx_buf[i];
+                let frame = io.frame(d);
+                let len = frame.len() as u64;
+                let counters = &mut self.stats.ports[port.index()];
+                counters.rx_packets += 1;
+                counters.rx_bytes += len;
+                match self.handle(frame, &snap, now) {
+                    Ok(()) => self.tx_buf.push(d),
+                    Err(reason) => {
+                        self.stats.count_drop(reason, 1);
+                        self.drop_buf.push(d);
+                    }
+                }
+            }
+            self.transmit(io, port.peer())?;
+        }
+        let events = &mut self.events;
+        self.flows.expire(now, self.cfg.expire_budget, |e| {
+            events.emit(Event::FlowEnd(FlowRecord::from_entry(e), EndReason::Idle))
+        });
+        Ok(handled)
+    }
+
+    fn transmit(&mut self, io: &mut impl PacketIo, port: Port) -> Result<(), IoError> {
+        let sent = io.tx(port, &self.tx_buf)?;
+        let counters = &mut self.stats.ports[port.index()];
+        counters.tx_packets += sent as u64;
+        for d in &self.tx_buf[..sent] {
+            counters.tx_bytes += u64::from(d.len);
+        }
+        if sent < self.tx_buf.len() {
+            let unsent = &self.tx_buf[sent..];
+            self.stats
+                .count_drop(DropReason::TxFull, unsent.len() as u64);
+            io.free(unsent);
+        }
+        io.free(&self.drop_buf);
+        self.tx_buf.clear();
+        self.drop_buf.clear();
+        Ok(())
+    }
+
+    /// End every flow (end of a replay, shutdown), reporting each.
+    pub fn flush(&mut self) {
+        let events = &mut self.events;
+        self.flows.drain(|e| {
+            events.emit(Event::FlowEnd(
+                FlowRecord::from_entry(e),
+                EndReason::Flushed,
+            ))
+        });
+    }
+
+    fn handle(&mut self, frame: &[u8], snap: &PolicySnapshot, now: u64) -> Decision {
+        let info = wire::parse(frame).map_err(|_| DropReason::Malformed)?;
+        match info.l3 {
+            L3Info::Arp(arp) => {
+                self.stats.passed_stateless += 1;
+                self.events.emit(Event::Arp(ArpSeen {
+                    time: now,
+                    mac: arp.sender_mac,
+                    ip: arp.sender_ip,
+                    vlan: info.vlan,
+                }));
+                Ok(())
+            }
+            L3Info::Other => {
+                if snap.is_quarantined(info.src_mac) || snap.is_quarantined(info.dst_mac) {
+                    return Err(DropReason::Quarantine);
+                }
+                match self.cfg.non_ip {
+                    NonIpPolicy::Forward => {
+                        self.stats.passed_stateless += 1;
+                        Ok(())
+                    }
+                    NonIpPolicy::Drop => Err(DropReason::NonIp),
+                }
+            }
+            L3Info::Ip(ip) => self.handle_ip(frame, &info, &ip, snap, now),
+        }
+    }
+
+    fn handle_ip(
+        &mut self,
+        frame: &[u8],
+        info: &PacketInfo,
+        ip: &IpInfo,
+        snap: &PolicySnapshot,
+        now: u64,
+    ) -> Decision {
+        let (sport, dport, flags) = match ip.l4 {
+            L4Info::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            } => (src_port, dst_port, Some(flags)),
+            L4Info::Udp { src_port, dst_port } => (src_port, dst_port, None),
+            L4Info::IcmpEcho { id, .. } => (id, id, None),
+            L4Info::IcmpOther { kind, .. }
+                if ip.proto == ip_proto::ICMPV6 && is_icmpv6_control(kind) =>
+            {
+                self.stats.passed_stateless += 1;
+                return Ok(());
+            }
+            L4Info::IcmpError { inner, .. } => {
+                // An error about a flow we track follows that flow's verdict; one
+                // about nothing we know is classified as plain ICMP below.
+                let (key, _) = FlowKey::new(
+                    inner.src,
+                    inner.dst,
+                    inner.proto,
+                    inner.src_port,
+                    inner.dst_port,
+                    info.vlan,
+                );
+                if let Some(verdict) = self.related_verdict(&key, snap, now) {
+                    return decide(verdict);
+                }
+                (0, 0, None)
+            }
+            L4Info::Fragment => {
+                let Fragment::Later { id } = ip.frag else {
+                    return Err(DropReason::Malformed);
+                };
+                match self.frags.lookup(ip.src, ip.dst, ip.proto, id, now) {
+                    Some((s, d)) => (s, d, None),
+                    None => {
+                        return match self.cfg.fragments {
+                            FragmentPolicy::Drop => Err(DropReason::Fragment),
+                            FragmentPolicy::Forward => Ok(()),
+                        }
+                    }
+                }
+            }
+            L4Info::IcmpOther { .. } | L4Info::Other => (0, 0, None),
+        };
+        if let Fragment::First { id } = ip.frag {
+            self.frags
+                .insert(ip.src, ip.dst, ip.proto, id, (sport, dport), now);
+        }
+
+        let (key, side) = FlowKey::new(ip.src, ip.dst, ip.proto, sport, dport, info.vlan);
+        let bytes = frame.len() as u32;
+        let verdict = self.track(&key, side, info, ip, dport, flags, bytes, snap, now);
+        decide(verdict)?;
+
+        if sport == 53 && matches!(ip.l4, L4Info::Tcp { .. } | L4Info::Udp { .. }) {
+            self.dns_event(frame, info, ip, now);
+        }
+        Ok(())
+    }
+
+    /// Find or create the flow of a packet, update it, and return its verdict.
+    #[allow(clippy::too_many_arguments)]
+    fn track(
+        &mut self,
+        key: &FlowKey,
+        side: Side,
+        info: &PacketInfo,
+        ip: &IpInfo,
+        dport: u16,
+        flags: Option<TcpFlags>,
+        bytes: u32,
+        snap: &PolicySnapshot,
+        now: u64,
+    ) -> Verdict {
+        match self.flows.lookup(key, now) {
+            Lookup::Hit(entry) => {
+                if entry.generation != snap.generation() {
+                    self.stats.reclassified += 1;
+                    reclassify(entry, snap, &mut self.events);
+                }
+                let dir = entry.dir(side);
+                let update = entry.update(dir, flags, bytes, now);
+                if !update.restart {
+                    return entry.verdict;
+                }
+                // A SYN reused the 5-tuple of a closed connection: end the old flow
+                // and decide the new one from scratch.
+                let old = *entry;
+                self.events.emit(Event::FlowEnd(
+                    FlowRecord::from_entry(&old),
+                    EndReason::Reused,
+                ));
+                self.flows.remove(key);
+            }
+            Lookup::Expired(old) => {
+                self.events.emit(Event::FlowEnd(
+                    FlowRecord::from_entry(&old),
+                    EndReason::Idle,
+                ));
+            }
+            Lookup::Miss => {}
+        }
+        self.new_flow(key, side, info, ip, dport, flags, bytes, snap, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_flow(
+        &mut self,
+        key: &FlowKey,
+        side: Side,
+        info: &PacketInfo,
+        ip: &IpInfo,
+        dport: u16,
+        flags: Option<TcpFlags>,
+        bytes: u32,
+        snap: &PolicySnapshot,
+        now: u64,
+    ) -> Verdict {
+        let query = FlowQuery {
+            src_mac: info.src_mac,
+            dst_mac: info.dst_mac,
+            src_ip: ip.src,
+            dst_ip: ip.dst,
+            proto: ip.proto,
+            dst_port: dport,
+        };
+        let mut verdict = snap.classify(&query);
+        let (mut orig, mut src_mac, mut dst_mac) = (side, info.src_mac, info.dst_mac);
+        // A TCP flow picked up mid-stream (no SYN: the appliance restarted, or the
+        // flow was evicted) may be seen first in its reply direction. If policy
+        // denies this direction but allows the reverse, the reverse is the flow.
+        if verdict.action == Action::Deny && flags.is_some_and(|f| !f.syn()) {
+            let reverse = FlowQuery {
+                src_mac: info.dst_mac,
+                dst_mac: info.src_mac,
+                src_ip: ip.dst,
+                dst_ip: ip.src,
+                proto: ip.proto,
+                dst_port: other_port(key, side),
+            };
+            let rv = snap.classify(&reverse);
+            if rv.action == Action::Allow {
+                verdict = rv;
+                orig = opposite(side);
+                (src_mac, dst_mac) = (info.dst_mac, info.src_mac);
+            }
+        }
+        let entry = FlowEntry::new(
+            *key,
+            orig,
+            src_mac,
+            dst_mac,
+            verdict,
+            snap.generation(),
+            now,
+        );
+        let (e, evicted) = self.flows.insert(entry, now);
+        let dir = e.dir(side);
+        e.update(dir, flags, bytes, now);
+        let record = FlowRecord::from_entry(e);
+        self.stats.flows_created += 1;
+        if let Some(old) = evicted {
+            self.events.emit(Event::FlowEnd(
+                FlowRecord::from_entry(&old),
+                EndReason::Evicted,
+            ));
+        }
+        self.events.emit(Event::FlowStart(record));
+        if verdict.would_deny {
+            self.events.emit(Event::WouldDeny(record));
+        }
+        verdict
+    }
+
+    /// The verdict of the flow an ICMP error is about, if it is tracked.
+    fn related_verdict(
+        &mut self,
+        key: &FlowKey,
+        snap: &PolicySnapshot,
+        now: u64,
+    ) -> Option<Verdict> {
+        match self.flows.lookup(key, now) {
+            Lookup::Hit(entry) => {
+                if entry.generation != snap.generation() {
+                    self.stats.reclassified += 1;
+                    reclassify(entry, snap, &mut self.events);
+                }
+                Some(entry.verdict)
+            }
+            Lookup::Expired(old) => {
+                self.events.emit(Event::FlowEnd(
+                    FlowRecord::from_entry(&old),
+                    EndReason::Idle,
+                ));
+                None
+            }
+            Lookup::Miss => None,
+        }
+    }
+
+    fn dns_event(&mut self, frame: &[u8], info: &PacketInfo, ip: &IpInfo, now: u64) {
+        let start = usize::from(ip.payload_offset);
+        let end = usize::from(ip.ip_end).min(frame.len());
+        let Some(payload) = frame.get(start..end) else {
+            return;
+        };
+        if payload.is_empty() || self.events.would_drop() {
+            return;
+        }
+        let copied = payload.len().min(self.cfg.dns_copy_bytes);
+        self.events.emit(Event::Dns(DnsMessage {
+            time: now,
+            client_mac: info.dst_mac,
+            client_ip: ip.dst,
+            server_mac: info.src_mac,
+            server_ip: ip.src,
+            vlan: info.vlan,
+            proto: ip.proto,
+            payload: payload[..copied].into(),
+            // A first fragment holds only the start of the message.
+            truncated: copied < payload.len() || matches!(ip.frag, Fragment::First { .. }),
+        }));
+    }
+}
+
+fn decide(verdict: Verdict) -> Decision {
+    match verdict.action {
+        Action::Allow => Ok(()),
+        Action::Deny => Err(DropReason::from_verdict(verdict.reason)),
+    }
+}
+
+fn opposite(side: Side) -> Side {
+    match side {
+        Side::Lo => Side::Hi,
+        Side::Hi => Side::Lo,
+    }
+}
+
+/// The port of the endpoint that did not send this packet.
+fn other_port(key: &FlowKey, side: Side) -> u16 {
+    match side {
+        Side::Lo => key.port_hi,
+        Side::Hi => key.port_lo,
+    }
+}
+
+/// Re-decide a flow under a newer policy generation, in its original direction.
+fn reclassify(entry: &mut FlowEntry, snap: &PolicySnapshot, events: &mut EventSink) {
+    let r = FlowRecord::from_entry(entry);
+    let verdict = snap.classify(&FlowQuery {
+        src_mac: r.src_mac,
+        dst_mac: r.dst_mac,
+        src_ip: r.src_ip,
+        dst_ip: r.dst_ip,
+        proto: r.proto,
+        dst_port: r.dst_port,
+    });
+    let old = entry.verdict;
+    entry.verdict = verdict;
+    entry.generation = snap.generation();
+    if verdict != old {
+        events.emit(Event::Reclassified(FlowRecord::from_entry(entry)));
+    }
+    if verdict.would_deny && !old.would_deny {
+        events.emit(Event::WouldDeny(FlowRecord::from_entry(entry)));
+    }
+}

@@ -1,0 +1,107 @@
+//! The worker's counters.
+
+use crate::io::Port;
+use crate::policy::Reason;
+
+/// Why the worker dropped a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The frame did not parse (truncated, bad lengths, bad version ...).
+    Malformed,
+    /// A deny rule matched.
+    RuleDeny,
+    /// No rule matched and the effective mode is enforce.
+    DefaultDeny,
+    /// An endpoint is quarantined.
+    Quarantine,
+    /// An endpoint's IP is blocklisted.
+    Blocklist,
+    /// A later IP fragment whose first fragment was not seen.
+    Fragment,
+    /// A non-IP, non-ARP frame with the non-IP policy set to drop.
+    NonIp,
+    /// The peer port's transmit ring was full.
+    TxFull,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 8] = [
+        DropReason::Malformed,
+        DropReason::RuleDeny,
+        DropReason::DefaultDeny,
+        DropReason::Quarantine,
+        DropReason::Blocklist,
+        DropReason::Fragment,
+        DropReason::NonIp,
+        DropReason::TxFull,
+    ];
+
+    /// The drop reason for a deny verdict's reason.
+    pub fn from_verdict(reason: Reason) -> DropReason {
+        match reason {
+            Reason::Rule(_) => DropReason::RuleDeny,
+            Reason::Default => DropReason::DefaultDeny,
+            Reason::Quarantine | Reason::Management => DropReason::Quarantine,
+            Reason::Blocklist => DropReason::Blocklist,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::RuleDeny => "rule-deny",
+            DropReason::DefaultDeny => "default-deny",
+            DropReason::Quarantine => "quarantine",
+            DropReason::Blocklist => "blocklist",
+            DropReason::Fragment => "fragment",
+            DropReason::NonIp => "non-ip",
+            DropReason::TxFull => "tx-full",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Per-port packet and byte counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+/// Everything a worker counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub ports: [PortCounters; 2],
+    drops: [u64; DropReason::ALL.len()],
+    /// New flows classified and inserted.
+    pub flows_created: u64,
+    /// Flows re-decided because the policy generation changed.
+    pub reclassified: u64,
+    /// Frames passed without a flow: ARP, IPv6 neighbour discovery, non-IP by policy.
+    pub passed_stateless: u64,
+    /// Events dropped because the channel was full.
+    pub events_lost: u64,
+}
+
+impl WorkerStats {
+    pub fn port(&self, port: Port) -> &PortCounters {
+        &self.ports[port.index()]
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    pub(crate) fn count_drop(&mut self, reason: DropReason, n: u64) {
+        self.drops[reason.index()] += n;
+    }
+}

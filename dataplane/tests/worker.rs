@@ -1,0 +1,376 @@
+//! The worker end to end on the in-memory backend: real frames (built with
+//! etherparse) in on one port, out on the other or dropped, events out.
+
+use crossbeam_channel::Receiver;
+use dataplane::event::{self, EndReason, Event};
+use dataplane::io::mem::MemIo;
+use dataplane::io::Port;
+use dataplane::policy::{Action, PolicySnapshot, PolicySpec, Reason, SnapshotCell};
+use dataplane::worker::{DropReason, FragmentPolicy, Worker, WorkerConfig};
+use etherparse::PacketBuilder;
+use std::sync::Arc;
+
+const WEB: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const WEB2: [u8; 6] = [2, 0, 0, 0, 1, 2];
+const DB: [u8; 6] = [2, 0, 0, 0, 2, 1];
+const ADMIN: [u8; 6] = [2, 0, 0, 0, 3, 1];
+const LEGACY: [u8; 6] = [2, 0, 0, 0, 4, 1];
+const LEGACY2: [u8; 6] = [2, 0, 0, 0, 4, 2];
+const WEB_IP: [u8; 4] = [10, 0, 1, 11];
+const WEB2_IP: [u8; 4] = [10, 0, 1, 12];
+const DB_IP: [u8; 4] = [10, 0, 2, 21];
+const ADMIN_IP: [u8; 4] = [10, 0, 3, 31];
+const LEGACY_IP: [u8; 4] = [10, 0, 4, 41];
+const LEGACY2_IP: [u8; 4] = [10, 0, 4, 42];
+const SEC: u64 = 1_000_000_000;
+
+const POLICY: &str = r#"
+groups:
+  - { name: web, mode: enforce }
+  - { name: db, mode: enforce }
+  - { name: admin, mode: enforce }
+  - { name: legacy, mode: audit }
+endpoints:
+  - { mac: "02:00:00:00:01:01", groups: [web] }
+  - { mac: "02:00:00:00:01:02", groups: [web] }
+  - { mac: "02:00:00:00:02:01", groups: [db] }
+  - { mac: "02:00:00:00:03:01", groups: [admin] }
+  - { mac: "02:00:00:00:04:01", groups: [legacy] }
+  - { mac: "02:00:00:00:04:02", groups: [legacy] }
+rules:
+  - { id: 10, src: [web], dst: [db], proto: tcp, ports: [5432], action: allow }
+  - { id: 20, src: [admin], dst: [any], proto: tcp, ports: [22], action: allow }
+  - { id: 30, src: [web], dst: [db], proto: udp, ports: [53], action: allow }
+  - { id: 50, src: [any], dst: [any], proto: tcp, ports: [445, 3389], action: deny }
+management:
+  - { cidr: "10.0.3.0/24", proto: tcp, ports: [22] }
+"#;
+
+fn spec(extra: &str) -> PolicySpec {
+    PolicySpec::from_yaml_str(&format!("{POLICY}{extra}")).expect("test policy parses")
+}
+
+struct Bed {
+    io: MemIo,
+    worker: Worker,
+    cell: Arc<SnapshotCell>,
+    events: Receiver<Event>,
+    now: u64,
+}
+
+impl Bed {
+    fn new(extra: &str) -> Bed {
+        Bed::with(extra, WorkerConfig::default(), 1024)
+    }
+
+    fn with(extra: &str, cfg: WorkerConfig, events: usize) -> Bed {
+        let snap = PolicySnapshot::compile(&spec(extra), 1).expect("test policy compiles");
+        let cell = Arc::new(SnapshotCell::new(snap));
+        let (sink, rx) = event::channel(events);
+        Bed {
+            io: MemIo::new(256, 2048),
+            worker: Worker::new(cfg, cell.clone(), sink),
+            cell,
+            events: rx,
+            now: SEC,
+        }
+    }
+
+    /// Send one frame in on `port`; return what came out of the peer port.
+    fn send(&mut self, port: Port, frame: &[u8]) -> Vec<Vec<u8>> {
+        self.io.inject(port, frame).expect("frame fits");
+        self.now += 1000;
+        self.worker
+            .poll(&mut self.io, self.now)
+            .expect("mem io cannot fail");
+        assert_eq!(
+            self.io.tx_pending(port),
+            0,
+            "nothing goes back out of the port it came in on"
+        );
+        self.io.take_tx(port.peer())
+    }
+
+    fn passes(&mut self, port: Port, frame: &[u8]) -> bool {
+        let out = self.send(port, frame);
+        assert!(out.len() <= 1);
+        out.first().is_some_and(|f| f == frame)
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+
+    fn publish(&mut self, extra: &str, generation: u64) {
+        let snap = PolicySnapshot::compile(&spec(extra), generation).expect("policy compiles");
+        self.cell.publish(snap);
+    }
+}
+
+fn tcp(
+    src: ([u8; 6], [u8; 4], u16),
+    dst: ([u8; 6], [u8; 4], u16),
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(src.0, dst.0)
+        .ipv4(src.1, dst.1, 64)
+        .tcp(src.2, dst.2, 1000, 65535);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            _ => b,
+        };
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, payload).expect("builder writes to a Vec");
+    out
+}
+
+fn udp(src: ([u8; 6], [u8; 4], u16), dst: ([u8; 6], [u8; 4], u16), payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src.0, dst.0)
+        .ipv4(src.1, dst.1, 64)
+        .udp(src.2, dst.2);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).expect("builder writes to a Vec");
+    out
+}
+
+#[test]
+fn allowed_tcp_handshake_passes_both_ways() {
+    let mut bed = Bed::new("");
+    let (c, s) = ((WEB, WEB_IP, 40000), (DB, DB_IP, 5432));
+    assert!(bed.passes(Port::A, &tcp(c, s, "S", b"")));
+    assert!(bed.passes(Port::B, &tcp(s, c, "SA", b"")));
+    assert!(bed.passes(Port::A, &tcp(c, s, "A", b"")));
+    assert!(bed.passes(Port::A, &tcp(c, s, "PA", b"SELECT 1")));
+    assert!(bed.passes(Port::B, &tcp(s, c, "PA", b"1 row")));
+    let starts: Vec<_> = bed
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::FlowStart(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 1, "both directions are one flow");
+    assert_eq!(starts[0].verdict.reason, Reason::Rule(10));
+    assert_eq!(starts[0].dst_port, 5432);
+    let stats = bed.worker.stats();
+    assert_eq!(stats.total_drops(), 0);
+    assert_eq!(stats.port(Port::B).tx_packets, 3);
+    assert_eq!(stats.port(Port::A).tx_packets, 2);
+}
+
+#[test]
+fn syn_to_smb_is_dropped_in_enforce() {
+    let mut bed = Bed::new("");
+    assert!(!bed.passes(
+        Port::A,
+        &tcp((WEB, WEB_IP, 40001), (DB, DB_IP, 445), "S", b"")
+    ));
+    assert!(!bed.passes(
+        Port::A,
+        &tcp((WEB, WEB_IP, 40001), (DB, DB_IP, 445), "S", b"")
+    ));
+    assert_eq!(bed.worker.stats().drops(DropReason::RuleDeny), 2);
+    assert_eq!(
+        bed.io.free_frames(),
+        256,
+        "dropped frames go back to the pool"
+    );
+    // A port no rule mentions is denied by enforce's default.
+    assert!(!bed.passes(
+        Port::A,
+        &tcp((WEB, WEB_IP, 40002), (DB, DB_IP, 6379), "S", b"")
+    ));
+    assert_eq!(bed.worker.stats().drops(DropReason::DefaultDeny), 1);
+}
+
+#[test]
+fn audit_mode_passes_smb_and_reports_a_would_deny() {
+    let mut bed = Bed::new("");
+    let (c, s) = ((LEGACY, LEGACY_IP, 40003), (LEGACY2, LEGACY2_IP, 445));
+    assert!(bed.passes(Port::A, &tcp(c, s, "S", b"")));
+    assert!(bed.passes(Port::B, &tcp(s, c, "SA", b"")));
+    let would: Vec<_> = bed
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::WouldDeny(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(would.len(), 1);
+    assert_eq!(would[0].verdict.action, Action::Allow);
+    assert!(would[0].verdict.would_deny);
+    assert_eq!(would[0].verdict.reason, Reason::Rule(50));
+    assert_eq!(would[0].src_mac.0, LEGACY);
+
+    // Where the two endpoints' modes differ, the strictest applies: legacy (audit)
+    // to db (enforce) is enforced.
+    assert!(!bed.passes(
+        Port::A,
+        &tcp((LEGACY, LEGACY_IP, 40004), (DB, DB_IP, 445), "S", b"")
+    ));
+    assert_eq!(bed.worker.stats().drops(DropReason::RuleDeny), 1);
+}
+
+#[test]
+fn quarantine_cuts_an_established_flow_but_keeps_the_management_channel() {
+    let mut bed = Bed::new("");
+    let (c, s) = ((WEB2, WEB2_IP, 40004), (DB, DB_IP, 5432));
+    let (admin, ssh) = ((ADMIN, ADMIN_IP, 50022), (WEB2, WEB2_IP, 22));
+    for (port, f) in [
+        (Port::A, tcp(c, s, "S", b"")),
+        (Port::B, tcp(s, c, "SA", b"")),
+        (Port::A, tcp(c, s, "A", b"")),
+        (Port::A, tcp(admin, ssh, "S", b"")),
+        (Port::B, tcp(ssh, admin, "SA", b"")),
+    ] {
+        assert!(bed.passes(port, &f));
+    }
+    bed.events();
+
+    bed.publish("quarantine: [\"02:00:00:00:01:02\"]\n", 2);
+    assert!(
+        !bed.passes(Port::A, &tcp(c, s, "PA", b"SELECT 1")),
+        "first packet after the swap is cut"
+    );
+    assert!(
+        !bed.passes(Port::B, &tcp(s, c, "A", b"")),
+        "and the other direction too"
+    );
+    assert!(
+        bed.passes(Port::A, &tcp(admin, ssh, "PA", b"uptime")),
+        "management SSH still passes"
+    );
+    assert!(bed.passes(Port::B, &tcp(ssh, admin, "PA", b" 10:00 up")));
+    assert_eq!(bed.worker.stats().drops(DropReason::Quarantine), 2);
+    let cut: Vec<_> = bed
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Reclassified(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(cut
+        .iter()
+        .any(|r| r.verdict.reason == Reason::Quarantine && r.dst_port == 5432));
+    assert!(cut
+        .iter()
+        .any(|r| r.verdict.reason == Reason::Management && r.dst_port == 22));
+
+    // Release: the next packet is re-decided under the normal policy.
+    bed.publish("", 3);
+    assert!(bed.passes(Port::A, &tcp(c, s, "PA", b"SELECT 2")));
+}
+
+#[test]
+fn a_full_event_channel_drops_and_counts_instead_of_blocking() {
+    let mut bed = Bed::with("", WorkerConfig::default(), 2);
+    for port in 41000..41010 {
+        assert!(bed.passes(
+            Port::A,
+            &tcp((WEB, WEB_IP, port), (DB, DB_IP, 5432), "S", b"")
+        ));
+    }
+    assert_eq!(bed.events().len(), 2);
+    assert_eq!(bed.worker.stats().events_lost, 8);
+}
+
+#[test]
+fn dns_responses_are_copied_to_events() {
+    let mut bed = Bed::new("");
+    let (c, s) = ((WEB, WEB_IP, 33333), (DB, DB_IP, 53));
+    assert!(bed.passes(Port::A, &udp(c, s, b"\x12\x34query")));
+    assert!(bed.passes(Port::B, &udp(s, c, b"\x12\x34answer")));
+    let dns: Vec<_> = bed
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Dns(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dns.len(), 1, "responses only");
+    assert_eq!(&dns[0].payload[..], b"\x12\x34answer");
+    assert_eq!(dns[0].client_mac.0, WEB);
+    assert!(!dns[0].truncated);
+}
+
+#[test]
+fn malformed_frames_are_dropped_and_counted() {
+    let mut bed = Bed::new("");
+    let mut f = tcp((WEB, WEB_IP, 40005), (DB, DB_IP, 5432), "S", b"");
+    f.truncate(30);
+    assert!(!bed.passes(Port::A, &f));
+    assert!(!bed.passes(Port::A, &[0u8; 5]));
+    assert_eq!(bed.worker.stats().drops(DropReason::Malformed), 2);
+}
+
+#[test]
+fn arp_passes_and_is_reported() {
+    let mut bed = Bed::new("");
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&WEB);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&WEB);
+    f.extend_from_slice(&WEB_IP);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&DB_IP);
+    f.resize(60, 0);
+    assert!(bed.passes(Port::A, &f));
+    assert!(bed
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Arp(a) if a.mac.0 == WEB && a.ip.octets() == WEB_IP)));
+}
+
+#[test]
+fn idle_flows_end_with_their_counters() {
+    let cfg = WorkerConfig {
+        flow_capacity: 16,
+        expire_budget: 1 << 10,
+        ..WorkerConfig::default()
+    };
+    let mut bed = Bed::with("", cfg, 1024);
+    let (c, s) = ((WEB, WEB_IP, 33334), (DB, DB_IP, 53));
+    assert!(bed.passes(Port::A, &udp(c, s, b"q")));
+    bed.events();
+    bed.now += 600 * SEC;
+    bed.worker.poll(&mut bed.io, bed.now).expect("mem io");
+    let ends: Vec<_> = bed
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::FlowEnd(r, why) => Some((r, why)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].1, EndReason::Idle);
+    assert_eq!(ends[0].0.packets, [1, 0]);
+}
+
+#[test]
+fn later_fragment_without_first_follows_the_fragment_policy() {
+    let mut frame = udp((WEB, WEB_IP, 33335), (DB, DB_IP, 53), &[0; 40]);
+    // Mark as a later fragment: offset 64 bytes, no MF.
+    frame[20] = 0;
+    frame[21] = 8;
+    let mut bed = Bed::new("");
+    assert!(!bed.passes(Port::A, &frame));
+    assert_eq!(bed.worker.stats().drops(DropReason::Fragment), 1);
+    let cfg = WorkerConfig {
+        fragments: FragmentPolicy::Forward,
+        ..WorkerConfig::default()
+    };
+    let mut bed = Bed::with("", cfg, 16);
+    assert!(bed.passes(Port::A, &frame));
+}
