@@ -9,10 +9,11 @@
 //! - [`io`]: the [`io::PacketIo`] trait and its backends.
 //! - [`worker`]: parse -> flow -> verdict -> forward or drop, between two ports.
 //! - [`event`]: what the worker tells the control plane, over a lossy channel.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod event;
 pub mod flow;
+pub mod hint;
 pub mod io;
 pub mod policy;
 pub mod wire;

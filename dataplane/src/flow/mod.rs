@@ -71,6 +71,7 @@ pub enum Side {
 
 impl FlowKey {
     /// The key for a packet from `src:sport` to `dst:dport`, and which side sent it.
+    #[inline]
     pub fn new(
         src: IpAddr,
         dst: IpAddr,
@@ -79,8 +80,9 @@ impl FlowKey {
         dport: u16,
         vlan: [u16; 2],
     ) -> (FlowKey, Side) {
-        let (a, b) = (to16(src), to16(dst));
+        let (a, b) = (to_u128(src), to_u128(dst));
         let family = if src.is_ipv4() { 4 } else { 6 };
+        // Comparing big-endian u128s orders exactly as comparing the octets would.
         let src_is_lo = (a, sport) <= (b, dport);
         let (addr_lo, port_lo, addr_hi, port_hi, side) = if src_is_lo {
             (a, sport, b, dport, Side::Lo)
@@ -89,8 +91,8 @@ impl FlowKey {
         };
         (
             FlowKey {
-                addr_lo,
-                addr_hi,
+                addr_lo: addr_lo.to_be_bytes(),
+                addr_hi: addr_hi.to_be_bytes(),
                 port_lo,
                 port_hi,
                 vlan,
@@ -103,10 +105,11 @@ impl FlowKey {
     }
 }
 
-fn to16(ip: IpAddr) -> [u8; 16] {
+#[inline]
+fn to_u128(ip: IpAddr) -> u128 {
     match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
+        IpAddr::V4(v4) => 0xffff_0000_0000 | u128::from(v4.to_bits()),
+        IpAddr::V6(v6) => v6.to_bits(),
     }
 }
 

@@ -87,8 +87,8 @@ impl MemIo {
 
     /// Move everything transmitted on `tx_port` to the receive queue of `rx_port`.
     pub fn loop_back(&mut self, tx_port: Port, rx_port: Port) {
-        let sent = std::mem::take(&mut self.tx[tx_port.index()]);
-        self.rx[rx_port.index()].extend(sent);
+        let (tx, rx) = (&mut self.tx[tx_port.index()], &mut self.rx[rx_port.index()]);
+        rx.extend(tx.drain(..));
     }
 
     /// Buffers neither queued nor held by the worker.

@@ -164,6 +164,7 @@ pub struct LinkInfo {
 }
 
 /// Parse the Ethernet header and up to [`MAX_VLAN_TAGS`] VLAN tags of `frame`.
+#[inline]
 pub fn parse_link(frame: &[u8]) -> Result<LinkInfo, ParseError> {
     let eth = Packet::new_checked(frame)?;
     let mut info = LinkInfo {

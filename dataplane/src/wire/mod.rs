@@ -290,6 +290,7 @@ struct IpHeader<'a> {
     ip_len: usize,
 }
 
+#[inline]
 fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
     let ip = ipv4::Packet::new_checked(l3)?;
     let header = IpHeader {
@@ -304,6 +305,7 @@ fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
     finish_ip(header, l3_offset, false)
 }
 
+#[inline]
 fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
     let ip = ipv6::Packet::new_checked(l3)?;
     let payload = ip.payload();
@@ -323,6 +325,7 @@ fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
 }
 
 /// Read the transport header of an IP packet and assemble its [`IpInfo`].
+#[inline]
 fn finish_ip(ip: IpHeader<'_>, l3_offset: usize, is_v6: bool) -> Result<IpInfo, ParseError> {
     let (l4, l4_header_len) = match (ip.frag, ip.proto, is_v6) {
         (Fragment::Later { .. }, _, _) => (L4Info::Fragment, 0),
