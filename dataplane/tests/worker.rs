@@ -374,3 +374,30 @@ fn later_fragment_without_first_follows_the_fragment_policy() {
     let mut bed = Bed::with("", cfg, 16);
     assert!(bed.passes(Port::A, &frame));
 }
+
+#[test]
+fn a_flood_of_denied_syns_does_not_push_out_an_allowed_flow() {
+    let cfg = WorkerConfig {
+        flow_capacity: 64,
+        ..WorkerConfig::default()
+    };
+    let mut bed = Bed::with("", cfg, 1 << 16);
+    let (c, s) = ((WEB, WEB_IP, 40100), (DB, DB_IP, 5432));
+    assert!(bed.passes(Port::A, &tcp(c, s, "S", b"")));
+    assert!(bed.passes(Port::B, &tcp(s, c, "SA", b"")));
+    assert!(bed.passes(Port::A, &tcp(c, s, "A", b"")));
+    // A port scan from web to db: 5000 SYNs, every one denied by default.
+    for port in 0..5000u16 {
+        let syn = tcp((WEB, WEB_IP, 50000), (DB, DB_IP, 6000 + port), "S", b"");
+        assert!(!bed.passes(Port::A, &syn));
+    }
+    assert!(bed.passes(Port::A, &tcp(c, s, "PA", b"still here")));
+    let evicted_allowed = bed.events().into_iter().any(
+        |e| matches!(e, Event::FlowEnd(r, EndReason::Evicted) if r.verdict.action == Action::Allow),
+    );
+    assert!(!evicted_allowed, "the allowed flow kept its entry");
+    let stats = bed.worker.stats();
+    assert_eq!(stats.drops(DropReason::DefaultDeny), 5000);
+    assert!(bed.worker.flows().len() <= 64);
+    assert_eq!(bed.io.free_frames(), 256, "no frame buffer leaked");
+}
