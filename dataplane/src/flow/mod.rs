@@ -10,7 +10,7 @@
 //!
 //! Typical packet path:
 //!
-//! ```ignore
+//! ```text
 //! let (key, side) = FlowKey::new(src, dst, proto, sport, dport, vlan);
 //! let h = table.hash(&key);
 //! match table.lookup_hashed(&key, h, now) {
