@@ -247,6 +247,7 @@ pub const MAX_FRAME_LEN: usize = u16::MAX as usize;
 /// Never panics and never allocates; checksums are not verified. A frame whose
 /// ethertype is not ARP / IPv4 / IPv6 (including 802.3 length frames) yields
 /// [`L3Info::Other`]; an IP protocol without a parsed header yields [`L4Info::Other`].
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<PacketInfo, ParseError> {
     if frame.len() > MAX_FRAME_LEN {
         return Err(ParseError::FrameTooLong);
@@ -290,7 +291,7 @@ struct IpHeader<'a> {
     ip_len: usize,
 }
 
-#[inline]
+#[inline(always)]
 fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
     let ip = ipv4::Packet::new_checked(l3)?;
     let header = IpHeader {
@@ -305,7 +306,7 @@ fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
     finish_ip(header, l3_offset, false)
 }
 
-#[inline]
+#[inline(always)]
 fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
     let ip = ipv6::Packet::new_checked(l3)?;
     let payload = ip.payload();
@@ -325,7 +326,7 @@ fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
 }
 
 /// Read the transport header of an IP packet and assemble its [`IpInfo`].
-#[inline]
+#[inline(always)]
 fn finish_ip(ip: IpHeader<'_>, l3_offset: usize, is_v6: bool) -> Result<IpInfo, ParseError> {
     let (l4, l4_header_len) = match (ip.frag, ip.proto, is_v6) {
         (Fragment::Later { .. }, _, _) => (L4Info::Fragment, 0),
