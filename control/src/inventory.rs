@@ -8,7 +8,8 @@
 //!
 //! Every bad entry is reported with its line, not just the first.
 
-use crate::model::{line_col, Model, Origin, Workload};
+use crate::load::line_col;
+use crate::model::{Model, Origin, Workload};
 use crate::validate::label_key_problem;
 use dataplane::policy::{format_mac, parse_mac};
 use dataplane::wire::MacAddr;

@@ -16,14 +16,23 @@
 
 pub mod compile;
 pub mod inventory;
+pub mod load;
 pub mod membership;
 pub mod model;
 pub mod services;
+pub mod time;
 pub mod validate;
 
 pub use compile::{compile, compile_snapshot, CompileError, Compiled, RuleMap};
-pub use model::{load_model, Model};
+pub use load::load_model;
+pub use model::Model;
 pub use validate::Problems;
 
+#[cfg(test)]
+mod tests_compile;
+#[cfg(test)]
+mod tests_inventory;
+#[cfg(test)]
+mod tests_membership;
 #[cfg(test)]
 mod tests_validate;

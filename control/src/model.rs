@@ -2,7 +2,7 @@
 //!
 //! Addresses, MACs, protocols and ports are kept as the text the operator wrote;
 //! [`Model::validate`](crate::validate) parses them and reports every problem with
-//! its path in one pass. Syntax and type errors are reported by [`load_model`] with
+//! its path in one pass. Syntax and type errors are reported by [`load_model`](crate::load_model) with
 //! the file, line and column.
 //!
 //! ```yaml
@@ -32,13 +32,13 @@
 //!     - { vlan: 20, cidr: 10.0.4.0/24, labels: { app: legacy } }
 //! ```
 
-use dataplane::policy::{parse_mac, Action, Mode, SpecError};
+use dataplane::policy::{parse_mac, Action, Mode};
 use dataplane::wire::MacAddr;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use crate::time::Timestamp;
 
 /// The whole policy model.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -403,160 +403,4 @@ pub struct AssignmentRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cidr: Option<String>,
     pub labels: BTreeMap<String, String>,
-}
-
-/// A point in time, nanoseconds since the Unix epoch; written as RFC 3339
-/// (`2025-01-02T03:04:05Z`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Timestamp(pub u64);
-
-impl Timestamp {
-    pub fn now() -> Self {
-        Timestamp::from(SystemTime::now())
-    }
-}
-
-impl From<SystemTime> for Timestamp {
-    fn from(t: SystemTime) -> Self {
-        let ns = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-        Timestamp(u64::try_from(ns).unwrap_or(u64::MAX))
-    }
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = UNIX_EPOCH + Duration::from_nanos(self.0);
-        if self.0 % 1_000_000_000 == 0 {
-            write!(f, "{}", humantime::format_rfc3339_seconds(t))
-        } else {
-            write!(f, "{}", humantime::format_rfc3339_nanos(t))
-        }
-    }
-}
-
-impl std::str::FromStr for Timestamp {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        humantime::parse_rfc3339_weak(s.trim())
-            .map(Timestamp::from)
-            .map_err(|e| {
-                format!("invalid time {s:?}: {e} (expected RFC 3339, e.g. 2025-01-02T03:04:05Z)")
-            })
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // TOML has a native datetime type; YAML and JSON give a string.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Toml(toml::value::Datetime),
-        }
-        let text = match Raw::deserialize(d)? {
-            Raw::Text(s) => s,
-            Raw::Toml(dt) => dt.to_string(),
-        };
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Model {
-    /// Parses YAML. Errors name the source as `<yaml>`.
-    pub fn from_yaml_str(text: &str) -> Result<Self, SpecError> {
-        parse_yaml(text, "<yaml>")
-    }
-
-    /// Parses TOML. Errors name the source as `<toml>`.
-    pub fn from_toml_str(text: &str) -> Result<Self, SpecError> {
-        parse_toml(text, "<toml>")
-    }
-
-    /// Renders YAML (what [`Model::from_yaml_str`] reads back).
-    pub fn to_yaml_string(&self) -> Result<String, serde_yaml::Error> {
-        serde_yaml::to_string(self)
-    }
-}
-
-/// Loads a model file: YAML for `.yaml`/`.yml`, TOML for `.toml`. Syntax and type
-/// errors carry the file, line and column; the content is not validated yet.
-pub fn load_model(path: &Path) -> Result<Model, SpecError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let parse: fn(&str, &str) -> Result<Model, SpecError> = match ext.as_deref() {
-        Some("yaml" | "yml") => parse_yaml,
-        Some("toml") => parse_toml,
-        _ => {
-            return Err(SpecError::UnknownFormat {
-                path: path.to_path_buf(),
-            })
-        }
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&text, &path.display().to_string())
-}
-
-fn parse_yaml(text: &str, file: &str) -> Result<Model, SpecError> {
-    // An empty (or comment-only) document is an empty model.
-    if text
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
-        return Ok(Model::default());
-    }
-    serde_yaml::from_str(text).map_err(|e| {
-        let loc = e.location();
-        let mut message = e.to_string();
-        // serde_yaml appends " at line L column C"; the location is reported separately.
-        if loc.is_some() {
-            if let Some(i) = message.rfind(" at line ") {
-                message.truncate(i);
-            }
-        }
-        SpecError::Parse {
-            file: file.to_string(),
-            line: loc.as_ref().map(|l| l.line()),
-            column: loc.as_ref().map(|l| l.column()),
-            message,
-        }
-    })
-}
-
-fn parse_toml(text: &str, file: &str) -> Result<Model, SpecError> {
-    toml::from_str(text).map_err(|e| {
-        let (line, column) = match e.span() {
-            Some(span) => {
-                let (l, c) = line_col(text, span.start);
-                (Some(l), Some(c))
-            }
-            None => (None, None),
-        };
-        SpecError::Parse {
-            file: file.to_string(),
-            line,
-            column,
-            message: e.message().trim().to_string(),
-        }
-    })
-}
-
-/// 1-based line and column (in characters) of byte offset `at`.
-pub(crate) fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
-    let before = text.get(..at).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
