@@ -10,7 +10,7 @@
 //! - [`membership`]: MACs seen on the wire become workloads ([`Model::observe`]),
 //!   labelled by assignment rules; selectors pick workloads.
 //! - [`inventory`]: imports workloads from CSV or JSON inventories.
-//! - [`compile`]: model -> [`dataplane::policy::PolicySpec`] -> snapshot, with the
+//! - [`mod@compile`]: model -> [`dataplane::policy::PolicySpec`] -> snapshot, with the
 //!   map from compiled rule ids back to user rule ids.
 #![deny(unsafe_code)]
 

@@ -11,6 +11,7 @@
 //!   - { mac: "02:00:00:00:01:01", name: web-1, labels: { app: web, env: prod }, ips: [10.0.1.11] }
 //! groups:                          # membership by exactly one of match / macs / ips
 //!   - { name: web, match: { app: web, env: [prod, staging] } }  # all keys, any listed value
+//!   - { name: db, match: { app: db } }   # mode defaults to enforce
 //!   - { name: pinned, mode: audit, macs: ["02:00:00:00:05:01"] }
 //!   - { name: internet, ips: [198.51.100.0/24] }
 //! services:                        # a catalogue of built-ins (ssh, rdp, smb, dns, ...) is always there
@@ -34,7 +35,7 @@
 
 use dataplane::policy::{parse_mac, Action, Mode};
 use dataplane::wire::MacAddr;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
@@ -70,7 +71,12 @@ pub struct Workload {
     pub mac: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Values may be written as numbers or booleans; they are kept as text.
+    #[serde(
+        default,
+        deserialize_with = "label_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub labels: BTreeMap<String, String>,
     /// Addresses known for this workload (declared, or learned from the wire).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -235,8 +241,43 @@ pub struct Group {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum LabelValues {
-    One(String),
-    AnyOf(Vec<String>),
+    One(#[serde(deserialize_with = "label_value")] String),
+    AnyOf(#[serde(deserialize_with = "label_values")] Vec<String>),
+}
+
+/// A label value as written: text, or a number or boolean kept as text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabelScalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl From<LabelScalar> for String {
+    fn from(v: LabelScalar) -> String {
+        match v {
+            LabelScalar::Text(s) => s,
+            LabelScalar::Int(n) => n.to_string(),
+            LabelScalar::Float(f) => f.to_string(),
+            LabelScalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn label_value<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    LabelScalar::deserialize(d).map(String::from)
+}
+
+fn label_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<LabelScalar>::deserialize(d)?;
+    Ok(v.into_iter().map(String::from).collect())
+}
+
+fn label_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let m = BTreeMap::<String, LabelScalar>::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k, String::from(v))).collect())
 }
 
 impl LabelValues {
@@ -402,5 +443,6 @@ pub struct AssignmentRule {
     /// The workload has an address in this prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cidr: Option<String>,
+    #[serde(deserialize_with = "label_map")]
     pub labels: BTreeMap<String, String>,
 }

@@ -207,3 +207,43 @@ fn timestamps_print_as_rfc3339() {
         "2025-01-02T03:04:05.000000005Z"
     );
 }
+
+/// The example in the `model` module documentation is a valid model.
+#[test]
+fn the_documented_example_is_valid() {
+    let src = include_str!("model.rs");
+    let text: String = src
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .skip_while(|l| !l.trim_start().starts_with("```yaml"))
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with("```"))
+        .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+        .collect();
+    assert!(text.contains("assignment:"), "{text}");
+    let m = yaml(&text);
+    m.validate().unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let (_, c) = crate::compile_snapshot(&m, 1).unwrap_or_else(|e| panic!("{e}"));
+    // Rule 20 is disabled; rule 10 is postgresql (one protocol).
+    assert_eq!(c.rules.compiled_len(), 1);
+}
+
+#[test]
+fn numeric_and_boolean_label_values_are_kept_as_text() {
+    let m = yaml(
+        r#"
+workloads:
+  - { mac: "02:00:00:00:01:01", labels: { zone: 1, pci: true } }
+groups:
+  - { name: z1, match: { zone: 1 } }
+  - { name: z12, match: { zone: [1, 2], pci: true } }
+assignment:
+  rules: [{ vlan: 20, labels: { zone: 20 } }]
+"#,
+    );
+    assert_eq!(m.workloads[0].labels["zone"], "1");
+    assert_eq!(m.assignment.rules[0].labels["zone"], "20");
+    let c = crate::compile(&m).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.groups[0].members, 1);
+    assert_eq!(c.groups[1].members, 1);
+}

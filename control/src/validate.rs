@@ -1,6 +1,6 @@
 //! Validation of a [`Model`]: one pass that reports every problem with its path
 //! (`rules[3].services[0]: unknown service "smbb"`), and on success the parsed
-//! forms that [`crate::compile`] and [`crate::membership`] work from.
+//! forms that [`mod@crate::compile`] and [`crate::membership`] work from.
 
 use crate::membership::MacPrefix;
 use crate::model::{LabelValues, Model, ServiceDef, ServiceRef};
