@@ -164,7 +164,7 @@ impl Workloads {
         Some(w)
     }
 
-    /// Mutable access by MAC; `f` must not change the MAC.
+    /// Mutable access by MAC; the caller must not change the MAC.
     pub(crate) fn by_mac_mut(&mut self, mac: MacAddr) -> Option<&mut Workload> {
         let i = *self.index.get(&mac)?;
         self.list.get_mut(i)
