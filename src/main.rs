@@ -2,6 +2,7 @@
 //! control plane and the management API).
 
 mod capture;
+mod policy_cmd;
 mod replay;
 
 use clap::{Parser, Subcommand};
@@ -20,12 +21,15 @@ enum Command {
     /// Run a pcap/pcapng capture through the packet path with a policy file and
     /// report what the policy would do to that traffic.
     Replay(replay::ReplayArgs),
+    /// Work with policy model files (`policy check FILE`).
+    Policy(policy_cmd::PolicyArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Replay(args) => replay::run(args),
+        Command::Policy(args) => policy_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

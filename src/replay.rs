@@ -7,10 +7,11 @@
 
 use crate::capture;
 use anyhow::Context;
+use control::{Compiled, Model, RuleMap};
 use dataplane::event::{Event, FlowRecord};
 use dataplane::io::mem::MemIo;
 use dataplane::io::Port;
-use dataplane::policy::{self, Action, PolicySnapshot, Reason, SnapshotCell};
+use dataplane::policy::{Action, Reason, SnapshotCell};
 use dataplane::worker::{DropReason, Worker, WorkerConfig};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 pub struct ReplayArgs {
     /// The capture to replay (pcap or pcapng, Ethernet link type).
     pub capture: PathBuf,
-    /// The policy file (YAML or TOML).
+    /// The policy model file (YAML or TOML), as `bulkhead policy check` reads it.
     #[arg(long, short)]
     pub policy: PathBuf,
     /// Also list every denied flow (and every audit would-deny).
@@ -68,9 +69,10 @@ fn verdict_label(r: &FlowRecord) -> &'static str {
     }
 }
 
-fn reason_label(reason: Reason) -> String {
+/// `rule N` names the user rule a compiled rule came from.
+fn reason_label(reason: Reason, rules: &RuleMap) -> String {
     match reason {
-        Reason::Rule(id) => format!("rule {id}"),
+        Reason::Rule(id) => format!("rule {}", rules.user_rule(id).unwrap_or(id)),
         Reason::Quarantine => "quarantine".into(),
         Reason::Management => "management exception".into(),
         Reason::Blocklist => "blocklist".into(),
@@ -79,17 +81,22 @@ fn reason_label(reason: Reason) -> String {
 }
 
 impl Report {
-    fn take(&mut self, event: Event) {
+    fn take(&mut self, event: Event, rules: &RuleMap) {
         match event {
             Event::FlowEnd(r, _) => {
                 self.by_verdict
                     .entry(verdict_label(&r))
                     .or_default()
                     .add(&r);
-                let key = format!("{} ({:?})", reason_label(r.verdict.reason), r.verdict.mode)
-                    .to_lowercase();
+                let key = format!(
+                    "{} ({:?})",
+                    reason_label(r.verdict.reason, rules),
+                    r.verdict.mode
+                )
+                .to_lowercase();
                 self.by_reason.entry(key).or_default().add(&r);
                 if let Reason::Rule(id) = r.verdict.reason {
+                    let id = rules.user_rule(id).unwrap_or(id);
                     self.rules.entry(id).or_default().add(&r);
                 }
                 if r.verdict.action == Action::Deny || r.verdict.would_deny {
@@ -103,8 +110,8 @@ impl Report {
 }
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
-    let spec = policy::load_spec(&args.policy)?;
-    let snapshot = PolicySnapshot::compile(&spec, 1)
+    let model = control::load_model(&args.policy)?;
+    let (snapshot, compiled) = control::compile_snapshot(&model, 1)
         .with_context(|| format!("{}: policy does not compile", args.policy.display()))?;
     let cell = Arc::new(SnapshotCell::new(snapshot));
     let (sink, events) = dataplane::event::channel(1 << 16);
@@ -139,21 +146,25 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         worker.poll(&mut io, frame.time_ns)?;
         io.drain_tx(Port::B, |_| {});
         for e in events.try_iter() {
-            report.take(e);
+            report.take(e, &compiled.rules);
         }
         Ok(())
     })?;
     worker.flush();
     for e in events.try_iter() {
-        report.take(e);
+        report.take(e, &compiled.rules);
     }
-    print!("{}", render(args, &spec, &worker, &report, frames));
+    print!(
+        "{}",
+        render(args, &model, &compiled, &worker, &report, frames)
+    );
     Ok(())
 }
 
 fn render(
     args: &ReplayArgs,
-    spec: &policy::PolicySpec,
+    model: &Model,
+    compiled: &Compiled,
     worker: &Worker,
     r: &Report,
     frames: u64,
@@ -163,12 +174,13 @@ fn render(
     let span = r.last_ns.saturating_sub(r.first_ns.unwrap_or(0)) as f64 / 1e9;
     let _ = writeln!(
         out,
-        "replayed {} frames ({:.1} s of traffic) from {} against {} ({} rules)\n",
+        "replayed {} frames ({:.1} s of traffic) from {} against {} ({} rules, {} compiled)\n",
         frames,
         span,
         args.capture.display(),
         args.policy.display(),
-        spec.rules.len()
+        model.rules.len(),
+        compiled.rules.compiled_len()
     );
     let _ = writeln!(
         out,
@@ -222,14 +234,18 @@ fn render(
         "\n{:>6} {:<6} {:>8} {:>10} {:>12}  COMMENT",
         "RULE", "ACTION", "FLOWS", "PACKETS", "BYTES"
     );
-    for rule in &spec.rules {
+    for rule in &model.rules {
         let t = r.rules.get(&rule.id).copied().unwrap_or_default();
         let action = match rule.action {
             Action::Allow => "allow",
             Action::Deny => "deny",
         };
         let comment = rule.comment.as_deref().unwrap_or("");
-        let never = if t.flows == 0 { " (never hit)" } else { "" };
+        let never = match (rule.enabled, t.flows) {
+            (false, _) => " (disabled)",
+            (true, 0) => " (never hit)",
+            _ => "",
+        };
         let _ = writeln!(
             out,
             "{:>6} {:<6} {:>8} {:>10} {:>12}  {}{}",
@@ -249,8 +265,13 @@ fn render(
         denied.sort_by_key(|f| f.first_seen);
         for f in &denied {
             let verdict = match f.verdict.action {
-                Action::Deny => format!("deny: {}", reason_label(f.verdict.reason)),
-                Action::Allow => format!("would deny: {}", reason_label(f.verdict.reason)),
+                Action::Deny => {
+                    format!("deny: {}", reason_label(f.verdict.reason, &compiled.rules))
+                }
+                Action::Allow => format!(
+                    "would deny: {}",
+                    reason_label(f.verdict.reason, &compiled.rules)
+                ),
             };
             let _ = writeln!(
                 out,

@@ -86,22 +86,25 @@ fn sample_capture_gives_the_verdict_table() {
 #[test]
 fn toml_policy_gives_the_same_answer_as_yaml() {
     let toml = r#"
+[[workloads]]
+mac = "02:00:00:00:01:01"
+name = "web-1"
+labels = { app = "web" }
+[[workloads]]
+mac = "02:00:00:00:02:01"
+name = "db-1"
+labels = { app = "db" }
 [[groups]]
 name = "web"
+match = { app = "web" }
 [[groups]]
 name = "db"
-[[endpoints]]
-mac = "02:00:00:00:01:01"
-groups = ["web"]
-[[endpoints]]
-mac = "02:00:00:00:02:01"
-groups = ["db"]
+match = { app = "db" }
 [[rules]]
 id = 10
 src = ["web"]
 dst = ["db"]
-proto = "tcp"
-ports = [5432]
+services = ["postgresql"]
 action = "allow"
 "#;
     let p = tmp("policy.toml", toml.as_bytes());
@@ -282,12 +285,12 @@ fn mutated_captures_never_crash_the_replay() {
 #[test]
 fn bad_policies_list_every_problem_with_its_place() {
     let bad = r#"
-groups: [{ name: web }, { name: web }]
-endpoints:
-  - { mac: "02:00:00:00:01:0g", groups: [web] }
+workloads:
+  - { mac: "02:00:00:00:01:0g", labels: { app: web } }
+groups: [{ name: web, match: { app: web } }, { name: web, match: { app: web } }]
 rules:
-  - { id: 1, src: [web], dst: [dbb], proto: tcp, ports: [445], action: deny }
-  - { id: 1, src: [web], dst: [web], proto: icmp, ports: [22], action: allow }
+  - { id: 1, src: [web], dst: [dbb], services: [smb], action: deny }
+  - { id: 1, src: [web], dst: [web], services: [{ proto: icmp, ports: [22] }], action: allow }
 "#;
     let p = tmp("bad.yaml", bad.as_bytes());
     let o = bulkhead(&[
@@ -300,7 +303,7 @@ rules:
     assert_eq!(o.status.code(), Some(1));
     for expect in [
         "groups[1]",
-        "endpoints[0].mac",
+        "workloads[0].mac",
         "rules[0].dst[0]",
         "dbb",
         "rules[1]",

@@ -1,0 +1,38 @@
+//! The bulkhead control plane (first slice): the policy model users write, its
+//! validation, automatic membership and compilation into the dataplane's
+//! [`dataplane::policy::PolicySnapshot`].
+//!
+//! - [`model`]: workloads, groups, services, rules, modes, management exceptions,
+//!   quarantine, blocklist and assignment rules; its serde form is the policy file
+//!   (YAML or TOML), loaded by [`load_model`].
+//! - [`validate`]: [`Model::validate`] reports every problem with its path.
+//! - [`services`]: the built-in service catalogue and protocol/port parsing.
+//! - [`membership`]: MACs seen on the wire become workloads ([`Model::observe`]),
+//!   labelled by assignment rules; selectors pick workloads.
+//! - [`inventory`]: imports workloads from CSV or JSON inventories.
+//! - [`mod@compile`]: model -> [`dataplane::policy::PolicySpec`] -> snapshot, with the
+//!   map from compiled rule ids back to user rule ids.
+#![deny(unsafe_code)]
+
+pub mod compile;
+pub mod inventory;
+pub mod load;
+pub mod membership;
+pub mod model;
+pub mod services;
+pub mod time;
+pub mod validate;
+
+pub use compile::{compile, compile_snapshot, CompileError, Compiled, RuleMap};
+pub use load::load_model;
+pub use model::Model;
+pub use validate::Problems;
+
+#[cfg(test)]
+mod tests_compile;
+#[cfg(test)]
+mod tests_inventory;
+#[cfg(test)]
+mod tests_membership;
+#[cfg(test)]
+mod tests_validate;

@@ -1,0 +1,232 @@
+//! Automatic membership: MACs first seen on the wire become workloads, labelled
+//! by the model's assignment rules; groups select workloads by labels.
+//!
+//! Assignment rules are tried in order. With [`Strategy::First`] (the default) the
+//! first rule whose criteria all match gives the labels; with [`Strategy::Merge`]
+//! every matching rule adds its labels, and for a key set by several rules the
+//! earliest rule wins. Only workloads of origin [`Origin::Observed`] are labelled
+//! (and relabelled when a new address or VLAN is learned); declared and imported
+//! workloads keep the labels they were given.
+
+use crate::model::{Assignment, Model, Origin, Strategy, Timestamp, Workload};
+use crate::validate::{parse_cidr, CheckedAssignment, Members};
+use dataplane::policy::{format_mac, parse_mac};
+use dataplane::wire::MacAddr;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// A MAC prefix: `02:00:00:00:01:*`, `00:50:56` (an OUI, /24) or `02:00:00:00:01:00/40`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacPrefix {
+    mac: MacAddr,
+    bits: u8,
+}
+
+impl MacPrefix {
+    /// A prefix of `bits` (0..=48) bits; bits past the prefix are cleared.
+    pub fn new(mac: MacAddr, bits: u8) -> Option<Self> {
+        (bits <= 48).then(|| MacPrefix {
+            mac: MacAddr(mask(mac.0, bits)),
+            bits,
+        })
+    }
+
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    pub fn contains(&self, mac: MacAddr) -> bool {
+        mask(mac.0, self.bits) == self.mac.0
+    }
+}
+
+fn mask(m: [u8; 6], bits: u8) -> [u8; 6] {
+    let v = u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]);
+    let keep = if bits == 0 {
+        0
+    } else {
+        (!0u64 << (48 - u32::from(bits))) & 0xffff_ffff_ffff
+    };
+    let b = (v & keep).to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+impl fmt::Display for MacPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", format_mac(self.mac), self.bits)
+    }
+}
+
+impl std::str::FromStr for MacPrefix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let bad = || {
+            format!(
+                "invalid MAC prefix {s:?}: expected e.g. \"02:00:00:00:01:*\", \"00:50:56\" or \"02:00:00:00:01:00/40\""
+            )
+        };
+        if let Some((addr, bits)) = t.split_once('/') {
+            let mac = parse_mac(addr).ok_or_else(bad)?;
+            let bits = bits.trim().parse::<u8>().map_err(|_| bad())?;
+            return MacPrefix::new(mac, bits).ok_or_else(bad);
+        }
+        // Bytes, possibly followed by `*`s: pad to six bytes and reuse `parse_mac`.
+        let sep = if t.contains(':') { ':' } else { '-' };
+        let parts: Vec<&str> = t.split(sep).map(str::trim).collect();
+        let known = parts.iter().take_while(|p| **p != "*").count();
+        if known == 0 || parts.len() > 6 || parts[known..].iter().any(|p| *p != "*") {
+            return Err(bad());
+        }
+        let mut full: Vec<&str> = parts[..known].to_vec();
+        full.resize(6, "00");
+        let mac = parse_mac(&full.join(":")).ok_or_else(bad)?;
+        MacPrefix::new(mac, (known * 8) as u8).ok_or_else(bad)
+    }
+}
+
+/// What [`Model::observe`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observation {
+    /// The MAC was not known: a workload was added.
+    pub new: bool,
+    /// An address or VLAN not known before was recorded.
+    pub learned: bool,
+    /// The workload's labels changed (so its groups, and the compiled policy, may change).
+    pub relabelled: bool,
+}
+
+impl Observation {
+    /// Whether the compiled policy may differ now.
+    pub fn policy_may_change(&self) -> bool {
+        self.relabelled
+    }
+}
+
+impl Model {
+    /// Records a MAC seen on the wire (with its address and VLAN when known). A MAC
+    /// never seen becomes a workload of origin `observed`, labelled by the
+    /// assignment rules; a known one learns new addresses and, if it was observed,
+    /// is relabelled. Assignment rules that do not parse are skipped here
+    /// ([`Model::validate`] reports them).
+    pub fn observe(
+        &mut self,
+        mac: MacAddr,
+        ip: Option<IpAddr>,
+        vlan: Option<u16>,
+        now: Timestamp,
+    ) -> Observation {
+        let mut obs = Observation::default();
+        let w = match self.workloads.by_mac_mut(mac) {
+            Some(w) => w,
+            None => {
+                obs.new = true;
+                self.workloads.push(Workload {
+                    mac: format_mac(mac),
+                    origin: Origin::Observed,
+                    first_seen: Some(now),
+                    ..Workload::default()
+                });
+                match self.workloads.by_mac_mut(mac) {
+                    Some(w) => w,
+                    None => return obs,
+                }
+            }
+        };
+        if let Some(ip) = ip {
+            if !w.ips.iter().any(|k| k.trim().parse::<IpAddr>() == Ok(ip)) {
+                w.ips.push(ip.to_string());
+                obs.learned = true;
+            }
+        }
+        if let Some(v) = vlan {
+            if w.vlan != Some(v) {
+                w.vlan = Some(v);
+                obs.learned = true;
+            }
+        }
+        if w.origin == Origin::Observed && (obs.new || obs.learned) {
+            let labels = assign(mac, w, &self.assignment);
+            if labels != w.labels {
+                w.labels = labels;
+                obs.relabelled = true;
+            }
+        }
+        obs
+    }
+
+    /// The indexes of the workloads a group holds (selector and MAC groups; IP-set
+    /// groups hold addresses, not workloads).
+    pub fn group_workloads(&self, members: &Members) -> Vec<usize> {
+        match members {
+            Members::Selector(_) => self
+                .workloads
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| members.selects(&w.labels))
+                .map(|(i, _)| i)
+                .collect(),
+            Members::Macs(macs) => self
+                .workloads
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| parse_mac(&w.mac).is_some_and(|m| macs.contains(&m)))
+                .map(|(i, _)| i)
+                .collect(),
+            Members::Ips(_) => Vec::new(),
+        }
+    }
+}
+
+/// The assignment rules parsed, index-aligned (a rule with a bad part never matches).
+fn parsed_assignment(assignment: &Assignment) -> Vec<Option<CheckedAssignment>> {
+    assignment
+        .rules
+        .iter()
+        .map(|a| {
+            Some(CheckedAssignment {
+                mac_prefix: match &a.mac_prefix {
+                    Some(p) => Some(p.parse().ok()?),
+                    None => None,
+                },
+                vlan: a.vlan,
+                cidr: match &a.cidr {
+                    Some(c) => Some(parse_cidr(c)?),
+                    None => None,
+                },
+            })
+        })
+        .collect()
+}
+
+impl CheckedAssignment {
+    /// Whether every given criterion matches (a rule with none matches nothing).
+    pub fn matches(&self, mac: MacAddr, vlan: Option<u16>, ips: &[IpAddr]) -> bool {
+        let any = self.mac_prefix.is_some() || self.vlan.is_some() || self.cidr.is_some();
+        any && self.mac_prefix.is_none_or(|p| p.contains(mac))
+            && self.vlan.is_none_or(|v| vlan == Some(v))
+            && self
+                .cidr
+                .is_none_or(|c| ips.iter().any(|ip| c.contains(ip)))
+    }
+}
+
+fn assign(mac: MacAddr, w: &Workload, assignment: &Assignment) -> BTreeMap<String, String> {
+    let parsed = parsed_assignment(assignment);
+    let ips: Vec<IpAddr> = w.ips.iter().filter_map(|s| s.trim().parse().ok()).collect();
+    let mut labels = BTreeMap::new();
+    for (a, rule) in parsed.iter().zip(&assignment.rules) {
+        let Some(a) = a else { continue };
+        if !a.matches(mac, w.vlan, &ips) {
+            continue;
+        }
+        for (k, v) in &rule.labels {
+            labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        if assignment.strategy == Strategy::First {
+            break;
+        }
+    }
+    labels
+}
