@@ -188,6 +188,25 @@ impl Topology {
         run(&args).is_ok()
     }
 
+    /// Flood-ping host-b from host-a; the share of replies received.
+    fn flood(&self, count: u32) -> f64 {
+        let count = count.to_string();
+        let args = [
+            "ip", "netns", "exec", &self.a, "ping", "-q", "-f", "-c", &count, "-w", "20", HOST_B,
+        ];
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("ping -f");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "2000 packets transmitted, 2000 received, 0% packet loss, ..."
+        let received = text
+            .split(',')
+            .find_map(|f| f.trim().strip_suffix(" received")?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        received / count.parse::<f64>().unwrap()
+    }
+
     /// Ping until it works (the first packets may race the ARP exchange).
     fn ping_eventually(&self) -> bool {
         (0..5).any(|_| self.ping(2))
@@ -368,6 +387,14 @@ fn allow_all_policy_forwards_ping_and_fail_open_keeps_forwarding_after_stop() {
     assert!(t.ping_eventually(), "ping through the DUT");
     let _listeners = listen(&t, &[8080]);
     assert!(connects(&t, 8080), "TCP through the DUT");
+    // Far more frames than the UMEM holds (1024): buffers must be recycled.
+    let got = t.flood(3000);
+    eprintln!("flood ping: {:.1}% answered", got * 100.0);
+    assert!(
+        got > 0.95,
+        "flood ping through the DUT: {:.1}% answered",
+        got * 100.0
+    );
     let handled = dut.stop(Stop::LeaveAttached);
     assert!(handled > 0, "the worker saw the frames");
 
@@ -459,4 +486,68 @@ fn mtu_too_large_for_the_chunk_is_refused() {
         msg.starts_with("dut-b: MTU 9000 needs 9018-byte frames"),
         "{msg}"
     );
+}
+
+/// Not a test on its own: the DUT of `a_crashed_dut_fails_open_and_a_restart_takes_over`,
+/// run in a child process (so it can be killed with SIGKILL).
+#[test]
+#[ignore = "helper, run by a_crashed_dut_fails_open_and_a_restart_takes_over"]
+fn dut_child_process() {
+    let Ok(ns) = std::env::var("BH_DUT_NS") else {
+        return;
+    };
+    let handle = in_netns(&ns, move || {
+        let mut io = AfXdpIo::open(&dut_config(FailMode::Open)).expect("child DUT opens");
+        let cell = Arc::new(SnapshotCell::new(snapshot(ALLOW_ALL, 1)));
+        let (sink, _events) = event::channel(4096);
+        let mut worker = Worker::new(WorkerConfig::default(), cell, sink);
+        println!("BH-READY");
+        let start = Instant::now();
+        loop {
+            let now = start.elapsed().as_nanos() as u64 + 1;
+            if worker.poll(&mut io, now).expect("poll") == 0 {
+                io.poll_wait(Duration::from_millis(5)).expect("poll_wait");
+            }
+        }
+    });
+    let _ = handle.join();
+}
+
+#[test]
+fn a_crashed_dut_fails_open_and_a_restart_takes_over() {
+    use std::io::BufRead;
+    if skip_reason().is_some() {
+        return;
+    }
+    let t = Topology::new().expect("topology");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args(["dut_child_process", "--exact", "--ignored", "--nocapture"])
+        .env("BH_DUT_NS", &t.dut)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the DUT process");
+    let stdout = child.stdout.take().expect("child stdout");
+    let ready = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("BH-READY"));
+    assert!(ready, "the DUT process started");
+    assert!(t.ping_eventually(), "ping through the DUT process");
+
+    child.kill().expect("SIGKILL the DUT");
+    child.wait().expect("reap the DUT");
+    assert!(
+        t.ping(3),
+        "after the crash the pinned program forwards (fail-open)"
+    );
+
+    let mut again = Dut::start(&t, dut_config(FailMode::Open), ALLOW_ALL).expect("restart");
+    assert!(t.ping_eventually(), "the restarted DUT forwards");
+    let handled = again.stop(Stop::Detach);
+    assert!(
+        handled > 0,
+        "the restarted worker, not the kernel, forwarded"
+    );
+    assert!(!t.ping(2), "detached: no forwarding");
 }

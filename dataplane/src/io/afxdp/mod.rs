@@ -181,8 +181,8 @@ pub enum AfXdpError {
 }
 
 impl AfXdpError {
-    fn socket(ifname: &str, queue: u32, op: &'static str, e: xdpilone::Errno) -> Self {
-        let errno = e.get_raw().abs();
+    fn socket(ifname: &str, queue: u32, op: &'static str, errno: i32) -> Self {
+        let errno = errno.abs();
         if errno == libc::EPERM || errno == libc::EACCES {
             return AfXdpError::NotPermitted {
                 ifname: ifname.to_string(),
@@ -583,4 +583,80 @@ fn bind_all(
         cfg.bind_retries,
     )?;
     Ok(([qa, qb], umem, area))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_fits_a_1500_mtu_with_a_vlan_tag() {
+        let cfg = AfXdpConfig::new("a", "b");
+        cfg.validate().unwrap();
+        assert_eq!(cfg.frame_room(), 2048 - 256);
+        assert!(1500 + 14 + 4 <= cfg.frame_room());
+    }
+
+    #[test]
+    fn config_errors_name_the_setting() {
+        let mut cfg = AfXdpConfig::new("a", "b");
+        cfg.chunk_size = 3000;
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "invalid AF_XDP configuration: chunk_size 3000 must be 2048 or 4096"
+        );
+        let mut cfg = AfXdpConfig::new("a", "b");
+        cfg.tx_ring = 1000;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("tx_ring 1000"));
+        let cfg = AfXdpConfig::new("eth1", "eth1");
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("both eth1"));
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_interface() {
+        let errors = [
+            AfXdpError::NoInterface {
+                ifname: "eth9".into(),
+            },
+            AfXdpError::NotPermitted {
+                ifname: "eth9".into(),
+            },
+            AfXdpError::MtuTooLarge {
+                ifname: "eth9".into(),
+                mtu: 9000,
+                vlan_tags: 1,
+                need: 9018,
+                chunk: 2048,
+                room: 1792,
+            },
+            AfXdpError::Attach {
+                ifname: "eth9".into(),
+                tried: "native: refused; generic: refused".into(),
+            },
+            AfXdpError::Busy {
+                ifname: "eth9".into(),
+                queue: 0,
+                tries: 41,
+            },
+        ];
+        for e in errors {
+            let s = e.to_string();
+            assert!(s.contains("eth9") && !s.contains('\n'), "{s}");
+        }
+    }
+
+    #[test]
+    fn open_without_the_interface_says_so() {
+        let cfg = AfXdpConfig::new("bh-no-such-a", "bh-no-such-b");
+        let err = AfXdpIo::open(&cfg).unwrap_err();
+        assert!(matches!(err, AfXdpError::NoInterface { ref ifname } if ifname == "bh-no-such-a"));
+    }
 }

@@ -5,13 +5,17 @@
 //! new socket bound with `XDP_SHARED_UMEM` and its own fill and completion rings,
 //! so a frame received on one port can be transmitted on the other in place.
 
-use super::AfXdpError;
+use super::{sys, AfXdpError};
 use std::num::NonZeroU32;
 use std::os::unix::io::RawFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, Errno, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, User};
+
+fn os_errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
 
 /// How the sockets move frames between the device and the UMEM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +154,7 @@ pub(crate) fn register_umem(
     // declares its `UmemArea` after the `Umem` and every socket, so it is dropped
     // last. Nothing else writes it except through descriptors we own.
     unsafe { Umem::new(config, area.as_slice_ptr()) }
-        .map_err(|e| AfXdpError::socket(ifname, 0, "register the UMEM", e))
+        .map_err(|e| AfXdpError::socket(ifname, 0, "register the UMEM", e.get_raw()))
 }
 
 /// The AF_XDP socket of one rx/tx queue of a port, with its fill and completion
@@ -181,7 +185,9 @@ impl QueueSocket {
         rings: RingSizes,
         bind_retries: u32,
     ) -> Result<QueueSocket, AfXdpError> {
-        let err = |op: &'static str| move |e: Errno| AfXdpError::socket(ifname, queue_id, op, e);
+        let err = |op: &'static str| {
+            move |e: Errno| AfXdpError::socket(ifname, queue_id, op, e.get_raw())
+        };
         let mut info = IfInfo::invalid();
         info.from_ifindex(ifindex)
             .map_err(err("look up the interface"))?;
@@ -192,6 +198,8 @@ impl QueueSocket {
             Socket::new(&info)
         }
         .map_err(err("create the socket"))?;
+        sys::set_cloexec(sock.as_raw_fd())
+            .map_err(|e| AfXdpError::socket(ifname, queue_id, "set FD_CLOEXEC", os_errno(&e)))?;
         let device = umem
             .fq_cq(&sock)
             .map_err(err("set up fill/completion rings"))?;
@@ -234,7 +242,7 @@ impl QueueSocket {
                         tries: tries + 1,
                     })
                 }
-                Err(e) => return Err(AfXdpError::socket(ifname, queue_id, "bind", e)),
+                Err(e) => return Err(AfXdpError::socket(ifname, queue_id, "bind", e.get_raw())),
             }
         }
         Ok(QueueSocket {

@@ -95,3 +95,21 @@ pub(crate) fn poll_readable(
     }
     Ok(rc > 0)
 }
+
+/// Set FD_CLOEXEC on `fd`. xdpilone creates its sockets without it, so every
+/// process spawned meanwhile (a `ping`, a helper) would inherit the AF_XDP
+/// socket and keep it, and its XSKMAP entry, alive after bulkhead closes it:
+/// frames would go on to a socket nobody reads instead of the fail mode.
+#[allow(unsafe_code)]
+pub(crate) fn set_cloexec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a descriptor we own only change its flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

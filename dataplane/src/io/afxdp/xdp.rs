@@ -441,3 +441,51 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_names_avoid_the_dots_bpffs_reserves() {
+        assert_eq!(pin_prefix(7, "eth0.100"), "7-eth0%100-");
+        assert_eq!(pin_prefix(7, "dut-a"), "7-dut-a-");
+    }
+
+    #[test]
+    fn a_pin_is_found_by_namespace_and_interface_with_its_mode() {
+        let dir = std::env::temp_dir().join(format!("bh-pin-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("5-dut-a-generic"), b"").unwrap();
+        std::fs::write(dir.join("5-dut-a-b-native"), b"").unwrap();
+        let found = find_pin(&dir, &pin_prefix(5, "dut-a"));
+        assert_eq!(found.map(|(_, m)| m), Some(XdpMode::Generic));
+        assert_eq!(
+            find_pin(&dir, &pin_prefix(5, "dut-a-b")).map(|(_, m)| m),
+            Some(XdpMode::Native)
+        );
+        assert!(find_pin(&dir, &pin_prefix(6, "dut-a")).is_none());
+        assert_eq!(remove_pins(&dir, 5), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_committed_object_has_the_program_and_maps_the_loader_uses() {
+        for name in [PROGRAM, XSKS_MAP, PEER_MAP, CONFIG_MAP] {
+            assert!(
+                PROGRAM_OBJECT
+                    .windows(name.len())
+                    .any(|w| w == name.as_bytes()),
+                "{name} missing from bulkhead.o"
+            );
+        }
+    }
+
+    #[test]
+    fn modes_are_tried_native_first() {
+        assert_eq!(
+            XdpModePreference::Auto.candidates(),
+            &[XdpMode::Native, XdpMode::Generic]
+        );
+    }
+}
