@@ -22,7 +22,7 @@ pub use socket::{BindMode, BindPreference};
 pub use xdp::{current_netns_id, remove_pins, FailMode, OnShutdown, XdpMode, XdpModePreference};
 
 use super::{Desc, IoError, PacketIo, Port};
-use socket::{QueueSocket, RingSizes, UmemArea};
+use socket::{QueueSocket, RingSizes, UmemArea, UmemHandle};
 use std::path::PathBuf;
 use std::time::Duration;
 use xdp::{AttachSpec, XdpPort};
@@ -224,7 +224,7 @@ pub struct AfXdpIo {
     // Field order is drop order: sockets and programs, then the UMEM, then its
     // memory.
     ports: [PortIo; 2],
-    _umem: Umem,
+    _umem: UmemHandle,
     area: UmemArea,
     free: Vec<u64>,
     chunk_mask: u64,
@@ -327,7 +327,7 @@ impl AfXdpIo {
                     xdp: Some(xdp_b),
                 },
             ],
-            _umem: umem,
+            _umem: UmemHandle(umem),
             free: (0..u64::from(cfg.frames))
                 .rev()
                 .map(|i| i * u64::from(cfg.chunk_size))
@@ -584,6 +584,12 @@ fn bind_all(
     )?;
     Ok(([qa, qb], umem, area))
 }
+
+/// `AfXdpIo` can be opened on one thread and moved to its worker's thread.
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<AfXdpIo>();
+};
 
 #[cfg(test)]
 mod tests {

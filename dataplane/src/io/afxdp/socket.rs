@@ -126,6 +126,17 @@ impl Drop for UmemArea {
     }
 }
 
+/// The UMEM registration, kept for adding sockets (more queues) later.
+#[allow(dead_code)] // held, not read yet: new queues bind through it
+pub(crate) struct UmemHandle(pub Umem);
+
+// SAFETY: `Umem` is not `Send` only because it holds a `NonNull` to the UMEM
+// area, which is plain memory owned by the `UmemArea` beside it (itself `Send`);
+// its other fields are `Arc`s of `Send + Sync` data. `AfXdpIo` owns the handle
+// exclusively and never shares it between threads, it only moves.
+#[allow(unsafe_code)]
+unsafe impl Send for UmemHandle {}
+
 /// Ring and UMEM sizes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RingSizes {
