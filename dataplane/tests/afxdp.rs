@@ -551,3 +551,35 @@ fn a_crashed_dut_fails_open_and_a_restart_takes_over() {
     );
     assert!(!t.ping(2), "detached: no forwarding");
 }
+
+#[test]
+fn zero_copy_only_on_veth_is_refused_with_the_interface_named() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let t = Topology::new().expect("topology");
+    let mut cfg = dut_config(FailMode::Closed);
+    cfg.bind = afxdp::BindPreference::ZeroCopy;
+    let result = in_netns(&t.dut, move || {
+        AfXdpIo::open(&cfg).map(|io| {
+            let mode = io.mode();
+            io.detach().expect("detach");
+            mode
+        })
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    match result {
+        // veth has no zero-copy AF_XDP (Linux 6.18); a kernel that adds it passes too.
+        Ok(mode) => assert_eq!(mode.1, BindMode::ZeroCopy),
+        Err(e) => {
+            let msg = e.to_string();
+            eprintln!("zero-copy on veth: {msg}");
+            assert!(
+                msg.starts_with("AF_XDP on dut-a: no bind mode worked"),
+                "{msg}"
+            );
+        }
+    }
+}

@@ -164,7 +164,7 @@ pub enum AfXdpError {
         queue: u32,
         tries: u32,
     },
-    #[error("AF_XDP socket on {ifname} queue {queue}: {op}: {reason} (errno {errno})")]
+    #[error("AF_XDP socket on {ifname} queue {queue}: {op}: {reason}")]
     Socket {
         ifname: String,
         queue: u32,
