@@ -5,6 +5,8 @@
 //! transmitting on the peer port hands it back without a copy, and a dropped
 //! frame is given back with [`PacketIo::free`] so its buffer is reused.
 
+#[cfg(target_os = "linux")]
+pub mod afxdp;
 pub mod mem;
 
 /// One of the two data ports of the bump in the wire.

@@ -1,0 +1,668 @@
+//! AF_XDP packet I/O on two real ports (Linux).
+//!
+//! [`AfXdpIo::open`] loads the XDP program (`dataplane/bpf/bulkhead.c`) on both
+//! ports ([`xdp`]), registers one UMEM, binds one AF_XDP socket per port (queue
+//! 0) over it ([`socket`]) and steers each port's queue to its socket. From then
+//! on [`PacketIo`] moves frames as UMEM offsets: a frame received on A is
+//! transmitted on B from the same buffer, with no copy in userspace.
+//!
+//! Buffer life cycle: free list -> fill ring of a port -> rx ring -> the worker
+//! -> tx ring of the peer port -> completion ring -> free list (or the worker
+//! frees it straight back to the free list).
+//!
+//! Fail mode and shutdown: when no socket is bound (before `open` finishes, after
+//! the sockets close, after a crash) the XDP program applies the [`FailMode`];
+//! a clean shutdown follows [`OnShutdown`]. See `docs/decisions.md`.
+
+mod socket;
+mod sys;
+pub mod xdp;
+
+pub use socket::{BindMode, BindPreference};
+pub use xdp::{current_netns_id, remove_pins, FailMode, OnShutdown, XdpMode, XdpModePreference};
+
+use super::{Desc, IoError, PacketIo, Port};
+use socket::{QueueSocket, RingSizes, UmemArea, UmemHandle};
+use std::path::PathBuf;
+use std::time::Duration;
+use xdp::{AttachSpec, XdpPort};
+use xdpilone::xdp::XdpDesc;
+use xdpilone::Umem;
+
+/// The headroom the kernel keeps in front of a received frame in its chunk
+/// (`XDP_PACKET_HEADROOM`).
+pub const XDP_PACKET_HEADROOM: u32 = 256;
+
+/// Where bulkhead pins its XDP links by default.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/bulkhead";
+
+/// Settings of the AF_XDP backend.
+#[derive(Debug, Clone)]
+pub struct AfXdpConfig {
+    /// Interface of segment A.
+    pub port_a: String,
+    /// Interface of segment B.
+    pub port_b: String,
+    /// Frames in the UMEM (shared by both ports).
+    pub frames: u32,
+    /// Bytes per frame: 2048 or 4096 (a power of two, at most a page).
+    pub chunk_size: u32,
+    /// Entries of each port's fill ring (a power of two).
+    pub fill_ring: u32,
+    /// Entries of each port's completion ring (a power of two).
+    pub completion_ring: u32,
+    /// Entries of each socket's rx ring (a power of two).
+    pub rx_ring: u32,
+    /// Entries of each socket's tx ring (a power of two).
+    pub tx_ring: u32,
+    pub bind: BindPreference,
+    pub xdp_mode: XdpModePreference,
+    pub fail_mode: FailMode,
+    pub on_shutdown: OnShutdown,
+    /// Where the XDP links are pinned (on bpffs; `/sys/fs/bpf` is mounted if
+    /// needed). `None`: not pinned, so the program ends with the process.
+    pub pin_dir: Option<PathBuf>,
+    /// VLAN tags a frame may carry on top of the MTU (4 bytes each).
+    pub max_vlan_tags: u8,
+    /// Bind attempts after EBUSY, 50 ms apart.
+    pub bind_retries: u32,
+}
+
+impl AfXdpConfig {
+    /// The defaults for a port pair: 4096 frames of 2048 bytes (8 MiB), rings of
+    /// 2048, zero-copy if possible, native XDP if possible, fail-closed, detach
+    /// on shutdown, pinned under [`DEFAULT_PIN_DIR`].
+    pub fn new(port_a: impl Into<String>, port_b: impl Into<String>) -> Self {
+        AfXdpConfig {
+            port_a: port_a.into(),
+            port_b: port_b.into(),
+            frames: 4096,
+            chunk_size: 2048,
+            fill_ring: 2048,
+            completion_ring: 2048,
+            rx_ring: 2048,
+            tx_ring: 2048,
+            bind: BindPreference::default(),
+            xdp_mode: XdpModePreference::default(),
+            fail_mode: FailMode::default(),
+            on_shutdown: OnShutdown::default(),
+            pin_dir: Some(PathBuf::from(DEFAULT_PIN_DIR)),
+            max_vlan_tags: 1,
+            bind_retries: 40,
+        }
+    }
+
+    fn name(&self, port: Port) -> &str {
+        match port {
+            Port::A => &self.port_a,
+            Port::B => &self.port_b,
+        }
+    }
+
+    /// Bytes of a chunk a received frame may fill.
+    pub fn frame_room(&self) -> u32 {
+        self.chunk_size.saturating_sub(XDP_PACKET_HEADROOM)
+    }
+
+    fn validate(&self) -> Result<(), AfXdpError> {
+        let bad = |reason: String| Err(AfXdpError::Config(reason));
+        if !(2048..=4096).contains(&self.chunk_size) || !self.chunk_size.is_power_of_two() {
+            return bad(format!(
+                "chunk_size {} must be 2048 or 4096",
+                self.chunk_size
+            ));
+        }
+        for (name, v) in [
+            ("fill_ring", self.fill_ring),
+            ("completion_ring", self.completion_ring),
+            ("rx_ring", self.rx_ring),
+            ("tx_ring", self.tx_ring),
+        ] {
+            if !v.is_power_of_two() {
+                return bad(format!("{name} {v} must be a power of two"));
+            }
+        }
+        if self.frames < 2 * 64 {
+            return bad(format!("frames {} must be at least 128", self.frames));
+        }
+        if self.port_a == self.port_b {
+            return bad(format!("port A and port B are both {}", self.port_a));
+        }
+        Ok(())
+    }
+}
+
+/// Why the AF_XDP backend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AfXdpError {
+    #[error("interface {ifname} does not exist (in this network namespace)")]
+    NoInterface { ifname: String },
+    #[error("AF_XDP on {ifname} needs root, or CAP_NET_ADMIN and CAP_BPF (CAP_SYS_ADMIN before Linux 5.8)")]
+    NotPermitted { ifname: String },
+    #[error("{ifname}: MTU {mtu} needs {need}-byte frames (with {vlan_tags} VLAN tag(s)), but a {chunk}-byte chunk holds {room}; lower the MTU or raise chunk_size")]
+    MtuTooLarge {
+        ifname: String,
+        mtu: u32,
+        vlan_tags: u8,
+        need: u32,
+        chunk: u32,
+        room: u32,
+    },
+    #[error("XDP attach on {ifname} refused (tried {tried})")]
+    Attach { ifname: String, tried: String },
+    #[error("XDP program for {ifname}: {reason}")]
+    Program { ifname: String, reason: String },
+    #[error("pinning the XDP link of {ifname} under {path}: {reason}")]
+    Pin {
+        ifname: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("AF_XDP socket on {ifname} queue {queue} busy after {tries} bind attempts (another socket holds the queue)")]
+    Busy {
+        ifname: String,
+        queue: u32,
+        tries: u32,
+    },
+    #[error("AF_XDP socket on {ifname} queue {queue}: {op}: {reason}")]
+    Socket {
+        ifname: String,
+        queue: u32,
+        op: &'static str,
+        errno: i32,
+        reason: String,
+    },
+    #[error("AF_XDP on {ifname}: no bind mode worked (tried {tried})")]
+    Bind { ifname: String, tried: String },
+    #[error("AF_XDP UMEM: {0}")]
+    Umem(String),
+    #[error("invalid AF_XDP configuration: {0}")]
+    Config(String),
+}
+
+impl AfXdpError {
+    fn socket(ifname: &str, queue: u32, op: &'static str, errno: i32) -> Self {
+        let errno = errno.abs();
+        if errno == libc::EPERM || errno == libc::EACCES {
+            return AfXdpError::NotPermitted {
+                ifname: ifname.to_string(),
+            };
+        }
+        AfXdpError::Socket {
+            ifname: ifname.to_string(),
+            queue,
+            op,
+            errno,
+            reason: std::io::Error::from_raw_os_error(errno).to_string(),
+        }
+    }
+}
+
+/// Counters of the backend itself (the worker counts packets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AfXdpStats {
+    /// `sendto` kicks of a tx ring.
+    pub tx_kicks: u64,
+    /// `poll` kicks of a fill ring.
+    pub fill_kicks: u64,
+    /// Frames refused by `tx` for lying outside their chunk.
+    pub bad_descriptors: u64,
+}
+
+/// One data port: its name, index, sockets (one per queue) and XDP program.
+struct PortIo {
+    ifname: String,
+    /// Sockets by queue; queue 0 only for now.
+    queues: Vec<QueueSocket>,
+    /// Fill-ring occupancy each queue is topped up to.
+    fill_target: u32,
+    xdp: Option<XdpPort>,
+}
+
+/// AF_XDP on two ports with one shared UMEM. Implements [`PacketIo`].
+pub struct AfXdpIo {
+    // Field order is drop order: sockets and programs, then the UMEM, then its
+    // memory.
+    ports: [PortIo; 2],
+    _umem: UmemHandle,
+    area: UmemArea,
+    free: Vec<u64>,
+    chunk_mask: u64,
+    chunk: u32,
+    completion_ring: u32,
+    modes: (XdpMode, BindMode),
+    on_shutdown: OnShutdown,
+    stats: AfXdpStats,
+}
+
+impl std::fmt::Debug for AfXdpIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfXdpIo")
+            .field("port_a", &self.ports[0].ifname)
+            .field("port_b", &self.ports[1].ifname)
+            .field("modes", &self.modes)
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
+impl AfXdpIo {
+    /// Attach the XDP program to both ports, bind the sockets and start
+    /// receiving. Run it in the network namespace of the ports.
+    pub fn open(cfg: &AfXdpConfig) -> Result<Self, AfXdpError> {
+        cfg.validate()?;
+        let ifindex = |p: Port| {
+            sys::ifindex(cfg.name(p)).ok_or_else(|| AfXdpError::NoInterface {
+                ifname: cfg.name(p).to_string(),
+            })
+        };
+        let (idx_a, idx_b) = (ifindex(Port::A)?, ifindex(Port::B)?);
+        if !sys::has_privileges() {
+            return Err(AfXdpError::NotPermitted {
+                ifname: cfg.port_a.clone(),
+            });
+        }
+        for p in Port::BOTH {
+            check_mtu(cfg, cfg.name(p))?;
+        }
+
+        // Programs first: until the sockets are registered, the fail mode holds.
+        let attach = |p: Port, me: u32, peer: u32| {
+            XdpPort::attach(&AttachSpec {
+                ifname: cfg.name(p),
+                ifindex: me,
+                peer_ifindex: peer,
+                fail_mode: cfg.fail_mode,
+                modes: cfg.xdp_mode,
+                pin_dir: cfg.pin_dir.as_deref(),
+            })
+        };
+        let xdp_a = attach(Port::A, idx_a, idx_b)?;
+        let xdp_b = attach(Port::B, idx_b, idx_a)?;
+        let xdp_mode = match (xdp_a.mode(), xdp_b.mode()) {
+            (XdpMode::Native, XdpMode::Native) => XdpMode::Native,
+            _ => XdpMode::Generic,
+        };
+
+        let rings = RingSizes {
+            fill: cfg.fill_ring,
+            completion: cfg.completion_ring,
+            rx: cfg.rx_ring,
+            tx: cfg.tx_ring,
+        };
+        let mut tried = Vec::new();
+        let mut built = None;
+        for &mode in cfg.bind.candidates() {
+            match bind_all(cfg, [idx_a, idx_b], mode, rings) {
+                Ok(b) => {
+                    built = Some((mode, b));
+                    break;
+                }
+                Err(e @ (AfXdpError::NotPermitted { .. } | AfXdpError::Busy { .. })) => {
+                    return Err(e)
+                }
+                Err(e) => tried.push(format!("{mode}: {e}")),
+            }
+        }
+        let Some((bind_mode, ([qa, qb], umem, area))) = built else {
+            return Err(AfXdpError::Bind {
+                ifname: cfg.port_a.clone(),
+                tried: tried.join("; "),
+            });
+        };
+
+        let fill_target = (cfg.frames / 2).min(cfg.fill_ring);
+        let mut io = AfXdpIo {
+            ports: [
+                PortIo {
+                    ifname: cfg.port_a.clone(),
+                    queues: vec![qa],
+                    fill_target,
+                    xdp: Some(xdp_a),
+                },
+                PortIo {
+                    ifname: cfg.port_b.clone(),
+                    queues: vec![qb],
+                    fill_target,
+                    xdp: Some(xdp_b),
+                },
+            ],
+            _umem: UmemHandle(umem),
+            free: (0..u64::from(cfg.frames))
+                .rev()
+                .map(|i| i * u64::from(cfg.chunk_size))
+                .collect(),
+            area,
+            chunk_mask: !(u64::from(cfg.chunk_size) - 1),
+            chunk: cfg.chunk_size,
+            completion_ring: cfg.completion_ring,
+            modes: (xdp_mode, bind_mode),
+            on_shutdown: cfg.on_shutdown,
+            stats: AfXdpStats::default(),
+        };
+        for p in &mut io.ports {
+            for q in &mut p.queues {
+                q.fill(&mut io.free, p.fill_target);
+            }
+        }
+        for p in &mut io.ports {
+            let xdp = p.xdp.as_mut().expect("attached above");
+            for q in &p.queues {
+                xdp.register_socket(q.queue_id, q.fd())?;
+            }
+        }
+        Ok(io)
+    }
+
+    /// The XDP mode (generic if either port runs generic) and the bind mode.
+    pub fn mode(&self) -> (XdpMode, BindMode) {
+        self.modes
+    }
+
+    /// The interface name of a port.
+    pub fn ifname(&self, port: Port) -> &str {
+        &self.ports[port.index()].ifname
+    }
+
+    pub fn stats(&self) -> AfXdpStats {
+        self.stats
+    }
+
+    /// Frames on the free list (neither in a ring nor held by the worker).
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Wait up to `timeout` for a frame to arrive on either port (for an idle
+    /// worker, instead of spinning). Pending transmissions are kicked first.
+    /// Returns whether a socket is readable.
+    pub fn poll_wait(&mut self, timeout: Duration) -> Result<bool, IoError> {
+        let mut fds = Vec::with_capacity(2);
+        let mut owners = Vec::with_capacity(2);
+        let mut timeout = timeout;
+        for (i, p) in self.ports.iter_mut().enumerate() {
+            for q in &mut p.queues {
+                self.stats.tx_kicks += u64::from(q.kick_tx());
+                if q.tx.pending() > 0 {
+                    // The device queue is full: come back soon to kick again.
+                    timeout = timeout.min(Duration::from_millis(1));
+                }
+                fds.push(q.fd());
+                owners.push(Port::BOTH[i]);
+            }
+        }
+        sys::poll_readable(&fds, timeout).map_err(|(i, source)| IoError::Os {
+            port: owners.get(i).copied().unwrap_or(Port::A),
+            source,
+        })
+    }
+
+    /// Remove the XDP programs (whatever `on_shutdown` says) and close the
+    /// sockets: the ports become plain interfaces of this host.
+    pub fn detach(mut self) -> Result<(), AfXdpError> {
+        self.finish(OnShutdown::Detach)
+    }
+
+    /// Close the sockets but leave the programs attached (pinned): the fail mode
+    /// applies from now on, also after this process exits.
+    pub fn leave_attached(mut self) {
+        let _ = self.finish(OnShutdown::LeaveAttached);
+    }
+
+    /// Shut down as configured by `on_shutdown` (what dropping does, with the
+    /// error reported).
+    pub fn shutdown(mut self) -> Result<(), AfXdpError> {
+        let action = self.on_shutdown;
+        self.finish(action)
+    }
+
+    fn finish(&mut self, action: OnShutdown) -> Result<(), AfXdpError> {
+        let mut result = Ok(());
+        for p in &mut self.ports {
+            if let Some(xdp) = p.xdp.take() {
+                match action {
+                    OnShutdown::Detach => {
+                        if let Err(e) = xdp.detach() {
+                            result = result.and(Err(e));
+                        }
+                    }
+                    OnShutdown::LeaveAttached => xdp.leave_attached(),
+                }
+            }
+            // Closing a socket removes it from the XSKMAP (kernel side).
+            p.queues.clear();
+        }
+        result
+    }
+
+    /// Top up a queue's fill ring from the free list and reap its completions.
+    #[inline]
+    fn service(&mut self, port: Port) {
+        let p = &mut self.ports[port.index()];
+        for q in &mut p.queues {
+            q.reap(self.chunk_mask, &mut self.free, self.completion_ring);
+            let room = p.fill_target.saturating_sub(q.in_fill);
+            if room > 0 && !self.free.is_empty() {
+                q.fill(&mut self.free, room);
+            }
+        }
+    }
+
+    /// A descriptor lies inside one chunk of the UMEM.
+    #[inline]
+    fn valid(&self, d: &Desc) -> bool {
+        let base = d.addr & self.chunk_mask;
+        d.addr + u64::from(d.len) <= base + u64::from(self.chunk)
+            && d.addr + u64::from(d.len) <= self.area.len() as u64
+    }
+}
+
+impl Drop for AfXdpIo {
+    fn drop(&mut self) {
+        let action = self.on_shutdown;
+        let _ = self.finish(action);
+    }
+}
+
+impl PacketIo for AfXdpIo {
+    fn rx(&mut self, port: Port, out: &mut [Desc]) -> Result<usize, IoError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        self.service(port);
+        let p = &mut self.ports[port.index()];
+        let mut n = 0;
+        for q in &mut p.queues {
+            let start = n;
+            let mut r = q.rx.receive((out.len() - n) as u32);
+            while let Some(d) = r.read() {
+                out[n] = Desc {
+                    addr: d.addr,
+                    len: d.len,
+                };
+                n += 1;
+            }
+            r.release();
+            drop(r);
+            q.in_fill = q.in_fill.saturating_sub((n - start) as u32);
+            if n == start && q.device.needs_wakeup() {
+                q.device.wake();
+                self.stats.fill_kicks += 1;
+            }
+            if n == out.len() {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    #[inline]
+    fn frame(&self, desc: Desc) -> &[u8] {
+        self.area.bytes(desc.addr, desc.len).unwrap_or(&[])
+    }
+
+    fn tx(&mut self, port: Port, descs: &[Desc]) -> Result<usize, IoError> {
+        if let Some(bad) = descs.iter().find(|d| !self.valid(d)) {
+            self.stats.bad_descriptors += 1;
+            return Err(IoError::BadDescriptor {
+                addr: bad.addr,
+                len: bad.len,
+            });
+        }
+        self.service(port);
+        let p = &mut self.ports[port.index()];
+        let Some(q) = p.queues.first_mut() else {
+            return Ok(0);
+        };
+        let n = q.transmit(descs.iter().map(|d| XdpDesc {
+            addr: d.addr,
+            len: d.len,
+            options: 0,
+        }));
+        self.stats.tx_kicks += u64::from(q.kick_tx());
+        Ok(n as usize)
+    }
+
+    fn free(&mut self, descs: &[Desc]) {
+        let mask = self.chunk_mask;
+        self.free.extend(descs.iter().map(|d| d.addr & mask));
+    }
+}
+
+/// The port's MTU plus Ethernet header and VLAN tags must fit a chunk.
+fn check_mtu(cfg: &AfXdpConfig, ifname: &str) -> Result<(), AfXdpError> {
+    let mtu = sys::mtu(ifname).map_err(|_| AfXdpError::NoInterface {
+        ifname: ifname.to_string(),
+    })?;
+    let need = mtu + 14 + 4 * u32::from(cfg.max_vlan_tags);
+    let room = cfg.frame_room();
+    if need > room {
+        return Err(AfXdpError::MtuTooLarge {
+            ifname: ifname.to_string(),
+            mtu,
+            vlan_tags: cfg.max_vlan_tags,
+            need,
+            chunk: cfg.chunk_size,
+            room,
+        });
+    }
+    Ok(())
+}
+
+/// In drop order: sockets, UMEM registration, memory.
+type Bound = ([QueueSocket; 2], Umem, UmemArea);
+
+/// Map and register the UMEM and bind both ports' sockets in `mode`.
+fn bind_all(
+    cfg: &AfXdpConfig,
+    ifindex: [u32; 2],
+    mode: socket::BindMode,
+    rings: RingSizes,
+) -> Result<Bound, AfXdpError> {
+    let len = cfg.frames as usize * cfg.chunk_size as usize;
+    let area = UmemArea::new(len).map_err(|e| AfXdpError::Umem(format!("map {len} bytes: {e}")))?;
+    let umem = socket::register_umem(&cfg.port_a, &area, cfg.chunk_size, rings)?;
+    let qa = QueueSocket::open(
+        &umem,
+        &cfg.port_a,
+        ifindex[0],
+        0,
+        true,
+        mode,
+        rings,
+        cfg.bind_retries,
+    )?;
+    let qb = QueueSocket::open(
+        &umem,
+        &cfg.port_b,
+        ifindex[1],
+        0,
+        false,
+        mode,
+        rings,
+        cfg.bind_retries,
+    )?;
+    Ok(([qa, qb], umem, area))
+}
+
+/// `AfXdpIo` can be opened on one thread and moved to its worker's thread.
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<AfXdpIo>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_fits_a_1500_mtu_with_a_vlan_tag() {
+        let cfg = AfXdpConfig::new("a", "b");
+        cfg.validate().unwrap();
+        assert_eq!(cfg.frame_room(), 2048 - 256);
+        assert!(1500 + 14 + 4 <= cfg.frame_room());
+    }
+
+    #[test]
+    fn config_errors_name_the_setting() {
+        let mut cfg = AfXdpConfig::new("a", "b");
+        cfg.chunk_size = 3000;
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "invalid AF_XDP configuration: chunk_size 3000 must be 2048 or 4096"
+        );
+        let mut cfg = AfXdpConfig::new("a", "b");
+        cfg.tx_ring = 1000;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("tx_ring 1000"));
+        let cfg = AfXdpConfig::new("eth1", "eth1");
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("both eth1"));
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_interface() {
+        let errors = [
+            AfXdpError::NoInterface {
+                ifname: "eth9".into(),
+            },
+            AfXdpError::NotPermitted {
+                ifname: "eth9".into(),
+            },
+            AfXdpError::MtuTooLarge {
+                ifname: "eth9".into(),
+                mtu: 9000,
+                vlan_tags: 1,
+                need: 9018,
+                chunk: 2048,
+                room: 1792,
+            },
+            AfXdpError::Attach {
+                ifname: "eth9".into(),
+                tried: "native: refused; generic: refused".into(),
+            },
+            AfXdpError::Busy {
+                ifname: "eth9".into(),
+                queue: 0,
+                tries: 41,
+            },
+        ];
+        for e in errors {
+            let s = e.to_string();
+            assert!(s.contains("eth9") && !s.contains('\n'), "{s}");
+        }
+    }
+
+    #[test]
+    fn open_without_the_interface_says_so() {
+        let cfg = AfXdpConfig::new("bh-no-such-a", "bh-no-such-b");
+        let err = AfXdpIo::open(&cfg).unwrap_err();
+        assert!(matches!(err, AfXdpError::NoInterface { ref ifname } if ifname == "bh-no-such-a"));
+    }
+}

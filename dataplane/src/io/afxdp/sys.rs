@@ -1,0 +1,115 @@
+//! Small system queries for the AF_XDP backend: interface index and MTU (in the
+//! calling thread's network namespace), privileges, and `poll`.
+
+use std::ffi::CString;
+use std::os::unix::io::RawFd;
+use std::time::Duration;
+
+/// The index of `ifname` in the calling thread's network namespace.
+#[allow(unsafe_code)]
+pub(crate) fn ifindex(ifname: &str) -> Option<u32> {
+    let name = CString::new(ifname).ok()?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// The MTU of `ifname` (SIOCGIFMTU on a socket of the calling thread's network
+/// namespace; `/sys/class/net` would show the namespace sysfs was mounted in).
+#[allow(unsafe_code)]
+pub(crate) fn mtu(ifname: &str) -> std::io::Result<u32> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let bytes = ifname.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifreq` is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &b) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = b as libc::c_char;
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: SIOCGIFMTU reads `ifr_name` (NUL-terminated: the name is shorter
+    // than IFNAMSIZ and the rest is zero) and writes `ifr_mtu` inside `req`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: after a successful SIOCGIFMTU the union holds `ifru_mtu`.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    Ok(mtu.max(0) as u32)
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+
+/// Root, or CAP_NET_ADMIN with CAP_BPF (or CAP_SYS_ADMIN) in the effective set.
+pub(crate) fn has_privileges() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") else {
+        return false;
+    };
+    let Some(eff) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    else {
+        return false;
+    };
+    let has = |cap: u32| eff & (1 << cap) != 0;
+    has(CAP_NET_ADMIN) && (has(CAP_BPF) || has(CAP_SYS_ADMIN))
+}
+
+/// Wait until one of `fds` is readable or `timeout` passes. On error, the index
+/// of the first descriptor (for the caller to name the port).
+#[allow(unsafe_code)]
+pub(crate) fn poll_readable(
+    fds: &[RawFd],
+    timeout: Duration,
+) -> Result<bool, (usize, std::io::Error)> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd entries for the
+    // duration of the call.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err((0, e));
+    }
+    Ok(rc > 0)
+}
+
+/// Set FD_CLOEXEC on `fd`. xdpilone creates its sockets without it, so every
+/// process spawned meanwhile (a `ping`, a helper) would inherit the AF_XDP
+/// socket and keep it, and its XSKMAP entry, alive after bulkhead closes it:
+/// frames would go on to a socket nobody reads instead of the fail mode.
+#[allow(unsafe_code)]
+pub(crate) fn set_cloexec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a descriptor we own only change its flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

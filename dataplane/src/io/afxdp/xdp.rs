@@ -1,0 +1,491 @@
+//! The XDP program (`dataplane/bpf/bulkhead.c`): load, configure, attach, detach.
+//!
+//! One instance of the program is loaded per data port, each with its own maps
+//! (`bulkhead_xsks`, `bulkhead_peer`, `bulkhead_config`, see `bpf/bulkhead.h`).
+//! Attachment tries native (driver) mode first, then generic (skb) mode.
+//!
+//! With a pin directory (on bpffs) the attachment is a pinned BPF link: it
+//! outlives the process, so after a crash the kernel keeps applying the fail mode
+//! (fail-open: forward to the peer port; fail-closed: drop). The next start finds
+//! the pin and atomically swaps its own program into that link, so forwarding
+//! never stops across a restart. Without a pin directory the link dies with the
+//! process and the port falls back to the kernel stack.
+
+use super::AfXdpError;
+use aya::maps::{Array, DevMap, MapData, XskMap};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::XdpLink;
+use aya::programs::{Xdp, XdpMode as AyaXdpMode};
+use aya::{Ebpf, EbpfLoader};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::RawFd;
+use std::path::{Path, PathBuf};
+
+/// The compiled XDP object, rebuilt by `dataplane/bpf/build.sh`.
+static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!("../../../bpf/bulkhead.o");
+
+const PROGRAM: &str = "bulkhead_xdp";
+const XSKS_MAP: &str = "bulkhead_xsks";
+const PEER_MAP: &str = "bulkhead_peer";
+const CONFIG_MAP: &str = "bulkhead_config";
+/// `BULKHEAD_PEER_KEY` in `bulkhead.h`.
+const PEER_KEY: u32 = 0;
+
+/// What the XDP program does with a frame when no AF_XDP socket is bound to its
+/// rx queue: the dataplane is not running, was stopped without detaching, or
+/// crashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Forward the frame to the peer port, unfiltered (availability first).
+    Open,
+    /// Drop the frame (isolation first). The default: a firewall that stops
+    /// filtering should not start passing everything.
+    #[default]
+    Closed,
+}
+
+impl FailMode {
+    /// `BULKHEAD_FAIL_OPEN` / `BULKHEAD_FAIL_CLOSED` in `bulkhead.h`.
+    fn raw(self) -> u32 {
+        match self {
+            FailMode::Open => 1,
+            FailMode::Closed => 0,
+        }
+    }
+}
+
+/// How the XDP program runs on a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver, before an skb exists.
+    Native,
+    /// In the kernel stack, after the skb is built (works on any device, slower).
+    Generic,
+}
+
+impl XdpMode {
+    fn aya(self) -> AyaXdpMode {
+        match self {
+            XdpMode::Native => AyaXdpMode::Driver,
+            XdpMode::Generic => AyaXdpMode::Skb,
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        }
+    }
+
+    fn from_tag(tag: &str) -> Option<Self> {
+        match tag {
+            "native" => Some(XdpMode::Native),
+            "generic" => Some(XdpMode::Generic),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.tag())
+    }
+}
+
+/// Which XDP modes to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpModePreference {
+    /// Native, then generic.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+impl XdpModePreference {
+    fn candidates(self) -> &'static [XdpMode] {
+        match self {
+            XdpModePreference::Auto => &[XdpMode::Native, XdpMode::Generic],
+            XdpModePreference::Native => &[XdpMode::Native],
+            XdpModePreference::Generic => &[XdpMode::Generic],
+        }
+    }
+}
+
+/// What a clean shutdown (drop, [`super::AfXdpIo::shutdown`]) does with the XDP
+/// program. A crash always leaves a pinned program attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnShutdown {
+    /// Remove the program: the ports become plain interfaces of this host
+    /// (frames reach its stack; nothing is forwarded between them).
+    #[default]
+    Detach,
+    /// Keep the program attached, so the fail mode applies from the moment the
+    /// sockets close (fail-open keeps forwarding during an upgrade or restart).
+    /// Needs a pin directory; without one the link ends with the process.
+    LeaveAttached,
+}
+
+/// How the program is held on the port.
+enum Attachment {
+    /// A BPF link pinned on bpffs: survives the process.
+    Pinned(PinnedLink),
+    /// A link owned by this process (no pin directory, or a netlink attachment on
+    /// a kernel without XDP links).
+    Owned(XdpLink),
+}
+
+/// The program loaded and attached on one port.
+pub(crate) struct XdpPort {
+    ifname: String,
+    mode: XdpMode,
+    xsks: XskMap<MapData>,
+    attachment: Option<Attachment>,
+    /// Holds the program and its other maps; dropped last.
+    _ebpf: Ebpf,
+}
+
+/// The network namespace of the calling thread, as its nsfs inode number (the
+/// same number `stat /run/netns/NAME` shows).
+pub fn current_netns_id() -> std::io::Result<u64> {
+    std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino())
+}
+
+/// The pin of a port's link: `<dir>/<netns inode>-<ifname>-<mode>`. bpffs
+/// refuses names with a dot (EPERM: reserved), so a dot in the interface name
+/// (a VLAN device such as `eth0.100`) is written as `%`.
+fn pin_prefix(netns: u64, ifname: &str) -> String {
+    format!("{netns}-{}-", ifname.replace('.', "%"))
+}
+
+/// An existing pin for this port (left by a crash, or by `LeaveAttached`).
+fn find_pin(dir: &Path, prefix: &str) -> Option<(PathBuf, XdpMode)> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries.flatten().find_map(|e| {
+        let name = e.file_name();
+        let mode = name.to_str()?.strip_prefix(prefix)?;
+        Some((e.path(), XdpMode::from_tag(mode)?))
+    })
+}
+
+/// Remove the pins left for a network namespace (e.g. after deleting it, when
+/// the links are defunct). Returns how many were removed.
+pub fn remove_pins(dir: &Path, netns: u64) -> usize {
+    let prefix = format!("{netns}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// Make sure `dir` exists on a bpffs, mounting bpffs on `/sys/fs/bpf` when the
+/// directory is below it and nothing is mounted there yet.
+fn ensure_pin_dir(ifname: &str, dir: &Path) -> Result<(), AfXdpError> {
+    let pin_err = |reason: String| AfXdpError::Pin {
+        ifname: ifname.to_string(),
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let root = Path::new("/sys/fs/bpf");
+    if dir.starts_with(root) && !is_bpffs_mount(root) {
+        mount_bpffs(root).map_err(|e| pin_err(format!("mount bpffs on /sys/fs/bpf: {e}")))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))
+}
+
+fn is_bpffs_mount(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
+    mounts.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        let (_, target, fstype) = (f.next(), f.next(), f.next());
+        fstype == Some("bpf") && target.map(Path::new) == Some(path)
+    })
+}
+
+#[allow(unsafe_code)]
+fn mount_bpffs(target: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let target = std::ffi::CString::new(target.as_os_str().as_bytes())?;
+    // SAFETY: all pointers are NUL-terminated strings that outlive the call; a
+    // null `data` is allowed for bpffs. mount(2) only reads them.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Settings for loading the program on one port.
+pub(crate) struct AttachSpec<'a> {
+    pub ifname: &'a str,
+    pub ifindex: u32,
+    pub peer_ifindex: u32,
+    pub fail_mode: FailMode,
+    pub modes: XdpModePreference,
+    pub pin_dir: Option<&'a Path>,
+}
+
+impl XdpPort {
+    /// Load the program for a port, configure its fail mode and peer, and attach
+    /// it (taking over a pinned link left by a previous run).
+    pub(crate) fn attach(spec: &AttachSpec<'_>) -> Result<XdpPort, AfXdpError> {
+        let ifname = spec.ifname;
+        let prog_err = |what: &str, e: &dyn std::fmt::Display| AfXdpError::Program {
+            ifname: ifname.to_string(),
+            reason: format!("{what}: {e}"),
+        };
+        let mut ebpf = EbpfLoader::new()
+            .load(PROGRAM_OBJECT)
+            .map_err(|e| prog_err("load the XDP object", &e))?;
+
+        let cfg_map = ebpf
+            .map_mut(CONFIG_MAP)
+            .ok_or_else(|| prog_err("find map", &CONFIG_MAP))?;
+        let mut cfg: Array<&mut MapData, [u32; 2]> =
+            Array::try_from(cfg_map).map_err(|e| prog_err(CONFIG_MAP, &e))?;
+        cfg.set(0, [spec.fail_mode.raw(), 0], 0)
+            .map_err(|e| prog_err(CONFIG_MAP, &e))?;
+
+        let peer_map = ebpf
+            .map_mut(PEER_MAP)
+            .ok_or_else(|| prog_err("find map", &PEER_MAP))?;
+        let mut peer: DevMap<&mut MapData> =
+            DevMap::try_from(peer_map).map_err(|e| prog_err(PEER_MAP, &e))?;
+        peer.set(PEER_KEY, spec.peer_ifindex, None, 0)
+            .map_err(|e| prog_err(PEER_MAP, &e))?;
+
+        let xsks_map = ebpf
+            .take_map(XSKS_MAP)
+            .ok_or_else(|| prog_err("find map", &XSKS_MAP))?;
+        let xsks: XskMap<MapData> =
+            XskMap::try_from(xsks_map).map_err(|e| prog_err(XSKS_MAP, &e))?;
+
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| prog_err("find program", &PROGRAM))?
+            .try_into()
+            .map_err(|e| prog_err(PROGRAM, &e))?;
+        program
+            .load()
+            .map_err(|e| prog_err("load the XDP program", &e))?;
+
+        let pin = match spec.pin_dir {
+            Some(dir) => {
+                ensure_pin_dir(ifname, dir)?;
+                let netns = current_netns_id().map_err(|e| AfXdpError::Pin {
+                    ifname: ifname.to_string(),
+                    path: dir.to_path_buf(),
+                    reason: format!("read the network namespace: {e}"),
+                })?;
+                Some((dir, pin_prefix(netns, ifname)))
+            }
+            None => None,
+        };
+
+        // A link pinned by an earlier run: swap our program into it atomically.
+        if let Some((dir, prefix)) = &pin {
+            if let Some((path, mode)) = find_pin(dir, prefix) {
+                if let Some(attachment) = take_over(program, &path) {
+                    return Ok(XdpPort {
+                        ifname: ifname.to_string(),
+                        mode,
+                        xsks,
+                        attachment: Some(attachment),
+                        _ebpf: ebpf,
+                    });
+                }
+                // Defunct (its device went away) or not ours: start afresh.
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+
+        let mut refusals = Vec::new();
+        let mut attached = None;
+        for &mode in spec.modes.candidates() {
+            match program.attach_to_if_index(spec.ifindex, mode.aya()) {
+                Ok(id) => {
+                    attached = Some((mode, id));
+                    break;
+                }
+                Err(e) => refusals.push(format!("{mode}: {}", error_chain(&e))),
+            }
+        }
+        let Some((mode, id)) = attached else {
+            return Err(AfXdpError::Attach {
+                ifname: ifname.to_string(),
+                tried: refusals.join("; "),
+            });
+        };
+        let link = program
+            .take_link(id)
+            .map_err(|e| prog_err("take the XDP link", &e))?;
+        let attachment = match &pin {
+            Some((dir, prefix)) => match FdLink::try_from(link) {
+                Ok(fd_link) => {
+                    let path = dir.join(format!("{prefix}{}", mode.tag()));
+                    let pinned = fd_link.pin(&path).map_err(|e| AfXdpError::Pin {
+                        ifname: ifname.to_string(),
+                        path: path.clone(),
+                        reason: error_chain(&e),
+                    })?;
+                    Attachment::Pinned(pinned)
+                }
+                // A netlink attachment (no XDP links on this kernel) cannot be
+                // pinned; it stays attached anyway until removed.
+                Err(e) => {
+                    return Err(prog_err("pin the XDP link", &e));
+                }
+            },
+            None => Attachment::Owned(link),
+        };
+        Ok(XdpPort {
+            ifname: ifname.to_string(),
+            mode,
+            xsks,
+            attachment: Some(attachment),
+            _ebpf: ebpf,
+        })
+    }
+
+    pub(crate) fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    /// Steer the port's rx queue `queue` to the AF_XDP socket `fd`.
+    pub(crate) fn register_socket(&mut self, queue: u32, fd: RawFd) -> Result<(), AfXdpError> {
+        self.xsks
+            .set(queue, fd, 0)
+            .map_err(|e| AfXdpError::Program {
+                ifname: self.ifname.clone(),
+                reason: format!("{XSKS_MAP}[{queue}]: {}", error_chain(&e)),
+            })
+    }
+
+    /// Remove the program from the port (unpinning its link).
+    pub(crate) fn detach(mut self) -> Result<(), AfXdpError> {
+        match self.attachment.take() {
+            Some(Attachment::Pinned(pinned)) => {
+                let link = pinned.unpin().map_err(|e| AfXdpError::Program {
+                    ifname: self.ifname.clone(),
+                    reason: format!("unpin the XDP link: {e}"),
+                })?;
+                drop(link); // the last reference: the kernel detaches the program
+            }
+            Some(Attachment::Owned(link)) => drop(link), // detaches on drop
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Leave the program attached: a pinned link stays on bpffs; an owned link
+    /// is leaked, so it lasts until the process exits.
+    pub(crate) fn leave_attached(mut self) {
+        match self.attachment.take() {
+            Some(Attachment::Pinned(pinned)) => drop(pinned), // the pin keeps it
+            Some(Attachment::Owned(link)) => std::mem::forget(link),
+            None => {}
+        }
+    }
+}
+
+impl Drop for XdpPort {
+    fn drop(&mut self) {
+        // Dropped without a decision (an error during open): a pinned link stays
+        // (as after a crash), an owned link is detached by its own drop.
+        let _ = self.attachment.take();
+    }
+}
+
+/// Swap `program` into the pinned link at `path`; `None` if the link is defunct
+/// or not an XDP link.
+fn take_over(program: &mut Xdp, path: &Path) -> Option<Attachment> {
+    let pinned = PinnedLink::from_pin(path).ok()?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).ok()?;
+    let id = program.attach_to_link(link).ok()?;
+    // The link object now runs our program; hold it through its pin again.
+    drop(program.take_link(id).ok()?);
+    PinnedLink::from_pin(path).ok().map(Attachment::Pinned)
+}
+
+/// An error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_names_avoid_the_dots_bpffs_reserves() {
+        assert_eq!(pin_prefix(7, "eth0.100"), "7-eth0%100-");
+        assert_eq!(pin_prefix(7, "dut-a"), "7-dut-a-");
+    }
+
+    #[test]
+    fn a_pin_is_found_by_namespace_and_interface_with_its_mode() {
+        let dir = std::env::temp_dir().join(format!("bh-pin-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("5-dut-a-generic"), b"").unwrap();
+        std::fs::write(dir.join("5-dut-a-b-native"), b"").unwrap();
+        let found = find_pin(&dir, &pin_prefix(5, "dut-a"));
+        assert_eq!(found.map(|(_, m)| m), Some(XdpMode::Generic));
+        assert_eq!(
+            find_pin(&dir, &pin_prefix(5, "dut-a-b")).map(|(_, m)| m),
+            Some(XdpMode::Native)
+        );
+        assert!(find_pin(&dir, &pin_prefix(6, "dut-a")).is_none());
+        assert_eq!(remove_pins(&dir, 5), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_committed_object_has_the_program_and_maps_the_loader_uses() {
+        for name in [PROGRAM, XSKS_MAP, PEER_MAP, CONFIG_MAP] {
+            assert!(
+                PROGRAM_OBJECT
+                    .windows(name.len())
+                    .any(|w| w == name.as_bytes()),
+                "{name} missing from bulkhead.o"
+            );
+        }
+    }
+
+    #[test]
+    fn modes_are_tried_native_first() {
+        assert_eq!(
+            XdpModePreference::Auto.candidates(),
+            &[XdpMode::Native, XdpMode::Generic]
+        );
+    }
+}
