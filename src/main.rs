@@ -2,8 +2,10 @@
 //! control plane and the management API).
 
 mod capture;
+mod lab;
 mod policy_cmd;
 mod replay;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,11 +20,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The demo: two segments of workloads in network namespaces, the appliance
+    /// inline between them, real traffic, a quarantine mid-stream (needs root).
+    Lab(lab::LabArgs),
+    /// Run the appliance: forward between two ports under a policy (needs root).
+    Run(run::RunArgs),
     /// Run a pcap/pcapng capture through the packet path with a policy file and
     /// report what the policy would do to that traffic.
     Replay(replay::ReplayArgs),
     /// Work with policy model files (`policy check FILE`).
     Policy(policy_cmd::PolicyArgs),
+    /// The lab's traffic probes (run inside a lab namespace by `bulkhead lab`).
+    #[command(hide = true)]
+    LabProbe(lab::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +40,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Policy(args) => policy_cmd::run(args),
+        Command::Lab(args) => lab::run(args),
+        Command::Run(args) => run::run(args),
+        Command::LabProbe(args) => lab::probe(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,7 +25,7 @@ impl From<SystemTime> for Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = UNIX_EPOCH + Duration::from_nanos(self.0);
-        if self.0 % 1_000_000_000 == 0 {
+        if self.0.is_multiple_of(1_000_000_000) {
             write!(f, "{}", humantime::format_rfc3339_seconds(t))
         } else {
             write!(f, "{}", humantime::format_rfc3339_nanos(t))
