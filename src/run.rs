@@ -129,13 +129,7 @@ fn one_of<T: Copy>(field: &str, value: &str, choices: &[(&str, T)]) -> anyhow::R
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    let cfg: Config = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
-            .unwrap_or(0);
-        anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
-    })?;
+    let cfg: Config = policy::parse_toml(&text, &path.display().to_string())?;
     if cfg.dataplane.workers != 1 {
         anyhow::bail!(
             "{}: dataplane.workers = {}: one worker per port pair is supported for now",

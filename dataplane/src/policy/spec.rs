@@ -389,11 +389,19 @@ impl PolicySpec {
 
 /// Loads a policy file: YAML for `.yaml`/`.yml`, TOML for `.toml`.
 pub fn load_spec(path: &Path) -> Result<PolicySpec, SpecError> {
+    load_file(path)
+}
+
+/// Loads any serde document from a YAML (`.yaml`/`.yml`) or TOML (`.toml`) file,
+/// with syntax and type errors located by file, line and column. An empty YAML
+/// document is `T::default()`. The policy file and the control plane's model
+/// file are both read through it.
+pub fn load_file<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, SpecError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let parse: fn(&str, &str) -> Result<PolicySpec, SpecError> = match ext.as_deref() {
+    let parse: fn(&str, &str) -> Result<T, SpecError> = match ext.as_deref() {
         Some("yaml" | "yml") => parse_yaml,
         Some("toml") => parse_toml,
         _ => {
@@ -409,13 +417,17 @@ pub fn load_spec(path: &Path) -> Result<PolicySpec, SpecError> {
     parse(&text, &path.display().to_string())
 }
 
-fn parse_yaml(text: &str, file: &str) -> Result<PolicySpec, SpecError> {
+/// Parse YAML; errors name the source `file`.
+pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
+    text: &str,
+    file: &str,
+) -> Result<T, SpecError> {
     // An empty (or comment-only) document is an empty policy.
     if text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
     {
-        return Ok(PolicySpec::default());
+        return Ok(T::default());
     }
     serde_yaml::from_str(text).map_err(|e| {
         let loc = e.location();
@@ -435,7 +447,8 @@ fn parse_yaml(text: &str, file: &str) -> Result<PolicySpec, SpecError> {
     })
 }
 
-fn parse_toml(text: &str, file: &str) -> Result<PolicySpec, SpecError> {
+/// Parse TOML; errors name the source `file`.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, SpecError> {
     toml::from_str(text).map_err(|e| {
         let (line, column) = match e.span() {
             Some(span) => {
@@ -454,7 +467,7 @@ fn parse_toml(text: &str, file: &str) -> Result<PolicySpec, SpecError> {
 }
 
 /// 1-based line and column (in characters) of byte offset `at`.
-fn line_col(text: &str, at: usize) -> (usize, usize) {
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
     let at = at.min(text.len());
     let before = text.get(..at).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
