@@ -234,20 +234,49 @@ fn describe(r: &FlowRecord) -> String {
     .to_lowercase()
 }
 
-fn log_event(e: &Event) {
-    match e {
-        Event::FlowStart(r) if r.verdict.action == Action::Deny => println!("deny {}", describe(r)),
-        Event::WouldDeny(r) => println!("would-deny {}", describe(r)),
-        Event::Reclassified(r) => println!(
-            "reclassified {} {}",
-            if r.verdict.action == Action::Deny {
-                "deny"
-            } else {
-                "allow"
-            },
-            describe(r)
-        ),
-        _ => {}
+/// Flow lines in the log, at most `PER_SECOND` a second: a scan or a flood must
+/// not turn the log into the bottleneck. What is held back is counted and said.
+struct FlowLog {
+    second: u64,
+    written: u32,
+    held_back: u64,
+}
+
+impl FlowLog {
+    const PER_SECOND: u32 = 50;
+
+    fn event(&mut self, e: &Event, now: Duration) {
+        let line = match e {
+            Event::FlowStart(r) if r.verdict.action == Action::Deny => {
+                format!("deny {}", describe(r))
+            }
+            Event::WouldDeny(r) => format!("would-deny {}", describe(r)),
+            Event::Reclassified(r) => {
+                let v = if r.verdict.action == Action::Deny {
+                    "deny"
+                } else {
+                    "allow"
+                };
+                format!("reclassified {v} {}", describe(r))
+            }
+            _ => return,
+        };
+        let second = now.as_secs();
+        if second != self.second {
+            if self.held_back > 0 {
+                println!(
+                    "({} more flow lines held back in the last second)",
+                    self.held_back
+                );
+            }
+            (self.second, self.written, self.held_back) = (second, 0, 0);
+        }
+        if self.written < Self::PER_SECOND {
+            self.written += 1;
+            println!("{line}");
+        } else {
+            self.held_back += 1;
+        }
     }
 }
 
@@ -300,6 +329,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let (sink, events) = dataplane::event::channel(1 << 14);
     let mut worker = Worker::new(worker_cfg, cell.clone(), sink);
     let start = Instant::now();
+    let mut flow_log = FlowLog {
+        second: 0,
+        written: 0,
+        held_back: 0,
+    };
     let mut next_stats = Duration::from_secs(cfg.dataplane.stats_interval.max(1));
     let result = loop {
         if stop.load(Ordering::Relaxed) {
@@ -324,7 +358,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             Err(e) => break Err(anyhow::Error::new(e).context("packet I/O failed")),
         };
         for e in events.try_iter() {
-            log_event(&e);
+            flow_log.event(&e, start.elapsed());
         }
         if n == 0 {
             if let Err(e) = io.poll_wait(Duration::from_millis(20)) {
