@@ -100,12 +100,25 @@ impl Store {
         model: &Model,
     ) -> Result<Version, StoreError> {
         let compiled = compile(model).map_err(CompileError::from)?;
-        let rules = i64::try_from(compiled.rules.compiled_len()).unwrap_or(i64::MAX);
+        let rules = u64::try_from(compiled.rules.compiled_len()).unwrap_or(u64::MAX);
         let yaml = model.to_yaml_string()?;
+        self.commit_rendered(actor, comment, &yaml, rules, None)
+    }
+
+    /// The transaction of [`Store::commit`] for an already rendered model.
+    pub(crate) fn commit_rendered(
+        &mut self,
+        actor: &str,
+        comment: &str,
+        yaml: &str,
+        compiled_rules: u64,
+        rollback_of: Option<i64>,
+    ) -> Result<Version, StoreError> {
+        let rules = i64::try_from(compiled_rules).unwrap_or(i64::MAX);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version = insert_live(&tx, actor, comment, &yaml, rules, None)?;
+        let version = insert_live(&tx, actor, comment, yaml, rules, rollback_of)?;
         tx.execute("DELETE FROM policy_draft", [])?;
         tx.commit()?;
         Ok(version)
