@@ -20,6 +20,7 @@ pub mod load;
 pub mod membership;
 pub mod model;
 pub mod services;
+pub mod store;
 pub mod time;
 pub mod validate;
 

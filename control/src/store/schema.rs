@@ -1,0 +1,100 @@
+//! Schema migrations: `PRAGMA user_version` is the schema version, the number of
+//! entries of [`MIGRATIONS`] applied. Each migration runs in its own transaction
+//! together with the `user_version` bump, so a crash leaves the schema at the old
+//! or the new version. Append new migrations; never edit one that has shipped.
+
+use super::StoreError;
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: policy versions, draft, live pointer, quarantine history, audit, workloads.
+    r#"
+    CREATE TABLE policy_versions (
+        version        INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at     INTEGER NOT NULL,          -- ns since the Unix epoch
+        actor          TEXT    NOT NULL,
+        comment        TEXT    NOT NULL,
+        model_yaml     TEXT    NOT NULL,
+        compiled_rules INTEGER NOT NULL,
+        rollback_of    INTEGER REFERENCES policy_versions(version)
+    );
+    CREATE TABLE policy_draft (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        updated_at INTEGER NOT NULL,
+        model_yaml TEXT    NOT NULL
+    );
+    CREATE TABLE live_version (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL REFERENCES policy_versions(version)
+    );
+    CREATE TABLE quarantine_events (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        mac    TEXT    NOT NULL,
+        action TEXT    NOT NULL CHECK (action IN ('quarantine', 'release')),
+        reason TEXT,
+        actor  TEXT    NOT NULL,
+        at     INTEGER NOT NULL
+    );
+    CREATE INDEX quarantine_events_mac ON quarantine_events (mac, id);
+    CREATE TABLE audit (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        at     INTEGER NOT NULL,
+        actor  TEXT    NOT NULL,
+        action TEXT    NOT NULL,
+        detail TEXT    NOT NULL,
+        result TEXT    NOT NULL
+    );
+    CREATE TABLE workloads (
+        mac         TEXT    PRIMARY KEY,
+        name        TEXT    NOT NULL,
+        labels_json TEXT    NOT NULL,
+        origin      TEXT    NOT NULL CHECK (origin IN ('declared', 'imported', 'observed')),
+        first_seen  INTEGER NOT NULL,
+        last_seen   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn user_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer database.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let target = i as i64 + 1;
+        // IMMEDIATE: take the write lock before reading the version, so two
+        // processes opening a fresh file cannot both apply the same migration.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = user_version(&tx)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found >= target {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .map_err(|source| StoreError::Migration {
+                version: target,
+                source,
+            })?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+    }
+    // A database already at the current version runs no migration: check it too.
+    let found = user_version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
