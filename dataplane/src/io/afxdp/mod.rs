@@ -311,7 +311,10 @@ impl AfXdpIo {
             });
         };
 
-        let fill_target = (cfg.frames / 2).min(cfg.fill_ring);
+        // A quarter of the frames in each fill ring: the other half stays free for
+        // frames on their way through the worker and the tx rings, so a busy
+        // port can never starve the other of buffers.
+        let fill_target = (cfg.frames / 4).min(cfg.fill_ring);
         let mut io = AfXdpIo {
             ports: [
                 PortIo {
