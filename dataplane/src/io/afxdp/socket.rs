@@ -278,7 +278,19 @@ impl QueueSocket {
             return 0;
         }
         let mut w = self.device.fill(want);
-        let n = w.insert(std::iter::from_fn(|| frames.pop()));
+        // `insert` zips our iterator before the ring's free slots, so it pulls
+        // one item more than it stores when the ring has less room than frames
+        // (xdpilone 1.3 marks this FIXME). Offer exactly the room, or every such
+        // call loses a frame: the UMEM drained under load and forwarding stalled.
+        let room = w.capacity().min(frames.len() as u32);
+        let mut offered = 0;
+        let n = w.insert(std::iter::from_fn(|| {
+            if offered == room {
+                return None;
+            }
+            offered += 1;
+            frames.pop()
+        }));
         w.commit();
         drop(w);
         self.in_fill += n;
