@@ -77,8 +77,7 @@ fn default_auto() -> String {
 pub struct DataplaneConfig {
     /// Live flows the flow table holds (allocated at start).
     pub flow_capacity: usize,
-    /// Frames in the shared UMEM, and bytes per frame (2048 or 4096). Size the UMEM
-    /// above what receivers can hold: see `frames` in the default.
+    /// Frames in the shared UMEM, and bytes per frame (2048 or 4096).
     pub frames: u32,
     pub chunk_size: u32,
     /// Frames taken from each port per poll.
@@ -97,11 +96,7 @@ impl Default for DataplaneConfig {
     fn default() -> Self {
         DataplaneConfig {
             flow_capacity: 1 << 18,
-            // 64 MiB. On veth, copy-mode AF_XDP transmit hands the receiver skbs
-            // that point into the UMEM, and a frame comes back only when the
-            // receiving socket frees it: a TCP receiver's queues held all of
-            // 4096 frames and forwarding stalled (bench/RESULTS.md).
-            frames: 32768,
+            frames: 4096,
             chunk_size: 2048,
             batch: 64,
             non_ip: "forward".into(),

@@ -327,9 +327,8 @@ impl QueueSocket {
     /// Make the kernel process the tx ring. In copy mode each kick sends a bounded
     /// batch (32 frames), so kick until the ring is drained or the kernel makes no
     /// progress (device queue full; the next call kicks again). Frames waiting on
-    /// the ring are always kicked, whatever the need-wakeup flag says: a ring left
-    /// waiting after a full device queue held every frame of the UMEM and
-    /// stalled forwarding (found by `bench/throughput.sh`, TCP through veth).
+    /// the ring are always kicked, whatever the need-wakeup flag says, so a ring
+    /// left waiting after a full device queue cannot hold its frames for long.
     pub(crate) fn kick_tx(&mut self) -> u32 {
         let mut kicks = 0;
         loop {
