@@ -349,9 +349,12 @@ impl AfXdpIo {
             }
         }
         for p in &mut io.ports {
-            let xdp = p.xdp.as_mut().expect("attached above");
-            for q in &p.queues {
-                xdp.register_socket(q.queue_id, q.fd())?;
+            // Every port's program was attached above; `xdp` is only `None` after
+            // shutdown.
+            if let Some(xdp) = p.xdp.as_mut() {
+                for q in &p.queues {
+                    xdp.register_socket(q.queue_id, q.fd())?;
+                }
             }
         }
         Ok(io)
