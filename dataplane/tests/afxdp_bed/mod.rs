@@ -1,0 +1,375 @@
+//! The AF_XDP test bed shared by the AF_XDP test binaries: namespaces, veth
+//! pairs, and the worker on `AfXdpIo` in the DUT namespace.
+#![allow(dead_code, unused_imports)]
+
+pub use dataplane::event;
+pub use dataplane::io::afxdp::{
+    self, AfXdpConfig, AfXdpIo, BindMode, FailMode, OnShutdown, XdpMode, DEFAULT_PIN_DIR,
+};
+pub use dataplane::policy::{PolicySnapshot, PolicySpec, SnapshotCell};
+pub use dataplane::worker::{Worker, WorkerConfig};
+pub use std::net::{SocketAddr, TcpListener, TcpStream};
+pub use std::os::unix::fs::MetadataExt;
+pub use std::path::Path;
+pub use std::process::Command;
+pub use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub use std::sync::{mpsc, Arc};
+pub use std::thread::JoinHandle;
+pub use std::time::{Duration, Instant};
+
+pub const HOST_A: &str = "10.99.0.1";
+pub const HOST_B: &str = "10.99.0.2";
+/// The VLAN of the tagged-traffic tests and the addresses host-a and host-b
+/// use on it.
+pub const VLAN_ID: u16 = 20;
+pub const VLAN_A: [u8; 4] = [10, 99, 20, 1];
+pub const VLAN_B: [u8; 4] = [10, 99, 20, 2];
+
+pub const ALLOW_ALL: &str = "default_mode: learn\ngroups: []\nrules: []\n";
+pub const DENY_445: &str = r#"
+default_mode: enforce
+rules:
+  - { id: 1, src: [any], dst: [any], proto: icmp, action: allow }
+  - { id: 2, src: [any], dst: [any], proto: tcp, ports: [22], action: allow }
+"#;
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Run `cmd`; Err with its output when it fails.
+pub fn run(cmd: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}{}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Why these tests cannot run here, if they cannot.
+pub fn unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Some("not root".into());
+    }
+    if let Err(e) = run(&["ip", "netns", "list"]) {
+        return Some(format!("`ip netns` unavailable: {e}"));
+    }
+    for tool in ["ping", "ethtool"] {
+        if run(&["sh", "-c", &format!("command -v {tool}")]).is_err() {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    None
+}
+
+/// Skip (print why) outside CI; fail in CI.
+pub fn skip_reason() -> Option<String> {
+    let why = unavailable()?;
+    assert!(!in_ci(), "AF_XDP tests must run in CI, but: {why}");
+    eprintln!("skipping AF_XDP test: {why}");
+    Some(why)
+}
+
+/// The nsfs inode of a named namespace (what the pins are named by).
+pub fn netns_inode(name: &str) -> Option<u64> {
+    std::fs::metadata(format!("/run/netns/{name}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+pub fn delete_netns(name: &str) {
+    if let Some(ino) = netns_inode(name) {
+        afxdp::remove_pins(Path::new(DEFAULT_PIN_DIR), ino);
+    }
+    let _ = run(&["ip", "netns", "delete", name]);
+}
+
+/// Delete namespaces left by test processes that no longer run.
+pub fn clean_stale() {
+    let Ok(list) = run(&["ip", "netns", "list"]) else {
+        return;
+    };
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix("bh-t-") else {
+            continue;
+        };
+        let pid = rest.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            delete_netns(name);
+        }
+    }
+}
+
+/// host-a (ns a) <-> dut-a (ns dut) ... dut-b (ns dut) <-> host-b (ns b).
+pub struct Topology {
+    pub a: String,
+    pub b: String,
+    pub dut: String,
+}
+
+impl Topology {
+    pub fn new() -> Result<Topology, String> {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        clean_stale();
+        let tag = format!(
+            "{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let t = Topology {
+            a: format!("bh-t-a-{tag}"),
+            b: format!("bh-t-b-{tag}"),
+            dut: format!("bh-t-dut-{tag}"),
+        };
+        for ns in [&t.a, &t.b, &t.dut] {
+            run(&["ip", "netns", "add", ns])?;
+        }
+        let (a, b, dut) = (t.a.as_str(), t.b.as_str(), t.dut.as_str());
+        let (addr_a, addr_b) = (format!("{HOST_A}/24"), format!("{HOST_B}/24"));
+        let cmds: Vec<Vec<&str>> = vec![
+            vec![
+                "ip", "link", "add", "host-a", "netns", a, "type", "veth", "peer", "name", "dut-a",
+                "netns", dut,
+            ],
+            vec![
+                "ip", "link", "add", "host-b", "netns", b, "type", "veth", "peer", "name", "dut-b",
+                "netns", dut,
+            ],
+            vec!["ip", "-n", a, "addr", "add", &addr_a, "dev", "host-a"],
+            vec!["ip", "-n", b, "addr", "add", &addr_b, "dev", "host-b"],
+        ];
+        for c in &cmds {
+            run(c)?;
+        }
+        for (ns, dev) in [(a, "host-a"), (b, "host-b"), (dut, "dut-a"), (dut, "dut-b")] {
+            // IPv6 off: keeps the segments quiet (no DAD, router solicitations).
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+            ])?;
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+            run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+        }
+        // Frames the DUT redirects with XDP (fail-open, devmap) arrive on the
+        // hosts' veths through NAPI, which a veth only has with GRO or XDP on.
+        // A veth hands its peer TCP/UDP with the checksum left to "hardware"
+        // (CHECKSUM_PARTIAL); AF_XDP sees the raw bytes and forwards them as they
+        // are, so the hosts must compute checksums themselves: tx offload off.
+        for (ns, dev) in [(a, "host-a"), (b, "host-b")] {
+            run(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on", "tx", "off",
+            ])?;
+        }
+        Ok(t)
+    }
+
+    /// Ping host-b from host-a: true when all `count` replies arrive.
+    pub fn ping(&self, count: u32) -> bool {
+        let count = count.to_string();
+        let args = [
+            "ip", "netns", "exec", &self.a, "ping", "-q", "-c", &count, "-i", "0.2", "-W", "1",
+            HOST_B,
+        ];
+        run(&args).is_ok()
+    }
+
+    /// Flood-ping host-b from host-a; the share of replies received.
+    pub fn flood(&self, count: u32) -> f64 {
+        let count = count.to_string();
+        let args = [
+            "ip", "netns", "exec", &self.a, "ping", "-q", "-f", "-c", &count, "-w", "20", HOST_B,
+        ];
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("ping -f");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "2000 packets transmitted, 2000 received, 0% packet loss, ..."
+        let received = text
+            .split(',')
+            .find_map(|f| f.trim().strip_suffix(" received")?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        received / count.parse::<f64>().unwrap()
+    }
+
+    /// Ping until it works (the first packets may race the ARP exchange).
+    pub fn ping_eventually(&self) -> bool {
+        (0..5).any(|_| self.ping(2))
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in [&self.dut, &self.a, &self.b] {
+            delete_netns(ns);
+        }
+    }
+}
+
+/// Run `f` on a thread inside network namespace `ns`.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<Result<T, String>> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        enter_netns(&path)?;
+        Ok(f())
+    })
+}
+
+pub fn enter_netns(path: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: setns on a valid namespace fd changes only this thread's network
+    // namespace (the thread was spawned for this and runs nothing else there).
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// How the DUT stops.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stop {
+    /// Close the sockets, keep the program: the fail mode takes over.
+    LeaveAttached,
+    /// Remove the program.
+    Detach,
+}
+
+/// The worker on AfXdpIo, running on a thread in the DUT namespace.
+pub struct Dut {
+    pub stop: Arc<AtomicBool>,
+    pub how: Arc<std::sync::Mutex<Stop>>,
+    pub handle: Option<JoinHandle<Result<Result<u64, String>, String>>>,
+    pub modes: (XdpMode, BindMode),
+    pub policy: Arc<SnapshotCell>,
+}
+
+pub fn snapshot(yaml: &str, generation: u64) -> PolicySnapshot {
+    let spec = PolicySpec::from_yaml_str(yaml).expect("test policy parses");
+    PolicySnapshot::compile(&spec, generation).expect("test policy compiles")
+}
+
+pub fn dut_config(fail_mode: FailMode) -> AfXdpConfig {
+    let mut cfg = AfXdpConfig::new("dut-a", "dut-b");
+    cfg.frames = 1024;
+    cfg.fill_ring = 512;
+    cfg.completion_ring = 512;
+    cfg.rx_ring = 512;
+    cfg.tx_ring = 512;
+    cfg.fail_mode = fail_mode;
+    cfg.on_shutdown = OnShutdown::Detach;
+    cfg
+}
+
+impl Dut {
+    pub fn start(t: &Topology, cfg: AfXdpConfig, policy: &str) -> Result<Dut, String> {
+        let cell = Arc::new(SnapshotCell::new(snapshot(policy, 1)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let how = Arc::new(std::sync::Mutex::new(Stop::Detach));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop2, how2, cell2) = (stop.clone(), how.clone(), cell.clone());
+        let handle = in_netns(&t.dut, move || -> Result<u64, String> {
+            let mut io = match AfXdpIo::open(&cfg) {
+                Ok(io) => io,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return Err(e.to_string());
+                }
+            };
+            let _ = ready_tx.send(Ok(io.mode()));
+            let (sink, _events) = event::channel(4096);
+            let mut worker = Worker::new(WorkerConfig::default(), cell2, sink);
+            let start = Instant::now();
+            let mut handled = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                let now = start.elapsed().as_nanos() as u64 + 1;
+                let n = worker.poll(&mut io, now).map_err(|e| e.to_string())?;
+                handled += n as u64;
+                if n == 0 {
+                    io.poll_wait(Duration::from_millis(5))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            match *how2.lock().unwrap() {
+                Stop::LeaveAttached => io.leave_attached(),
+                Stop::Detach => io.detach().map_err(|e| e.to_string())?,
+            }
+            Ok(handled)
+        });
+        let modes = ready_rx
+            .recv_timeout(Duration::from_secs(20))
+            .map_err(|e| format!("DUT did not start: {e}"))??;
+        Ok(Dut {
+            stop,
+            how,
+            handle: Some(handle),
+            modes,
+            policy: cell,
+        })
+    }
+
+    /// Stop the worker; returns the frames it handled.
+    pub fn stop(&mut self, how: Stop) -> u64 {
+        *self.how.lock().unwrap() = how;
+        self.stop.store(true, Ordering::Relaxed);
+        let handle = self.handle.take().expect("stopped once");
+        handle
+            .join()
+            .expect("DUT thread panicked")
+            .expect("DUT entered its namespace")
+            .expect("DUT ran without I/O errors")
+    }
+}
+
+impl Drop for Dut {
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            self.stop.store(true, Ordering::Relaxed);
+            let _ = self.handle.take().map(|h| h.join());
+        }
+    }
+}
+
+/// A TCP listener in host-b's namespace on each port, accepting until dropped.
+pub fn listen(t: &Topology, ports: &[u16]) -> Vec<TcpListener> {
+    let ports = ports.to_vec();
+    in_netns(&t.b, move || {
+        ports
+            .iter()
+            .map(|p| TcpListener::bind((HOST_B, *p)).expect("bind in host-b"))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+}
+
+/// Connect from host-a's namespace; true if the handshake completes in time.
+pub fn connects(t: &Topology, port: u16) -> bool {
+    let addr: SocketAddr = format!("{HOST_B}:{port}").parse().unwrap();
+    in_netns(&t.a, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).is_ok()
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+}

@@ -1,0 +1,324 @@
+//! AF_XDP with real packets: VLAN-tagged frames (written on packet sockets,
+//! as this kernel has no 802.1Q devices) through the worker, classified with
+//! their VLAN and forwarded tagged. Root rules as in `afxdp.rs`.
+#![cfg(target_os = "linux")]
+
+mod afxdp_bed;
+
+use afxdp_bed::*;
+
+/// A host's MAC address, from `ip -o link show`.
+fn mac_of(ns: &str, dev: &str) -> [u8; 6] {
+    let out = run(&["ip", "-n", ns, "-o", "link", "show", dev]).expect("ip link show");
+    let hex = out
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a MAC in `ip link` output");
+    let mut mac = [0u8; 6];
+    for (b, h) in mac.iter_mut().zip(hex.split(':')) {
+        *b = u8::from_str_radix(h, 16).expect("hex MAC");
+    }
+    mac
+}
+
+/// The ones' complement sum of RFC 1071, folded.
+fn csum(parts: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    for part in parts {
+        for pair in part.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet frame tagged with VLAN_ID, IPv4 VLAN_A -> VLAN_B, `proto`, `l4`.
+fn tagged_ipv4(src: [u8; 6], dst: [u8; 6], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&0x8100u16.to_be_bytes());
+    f.extend_from_slice(&VLAN_ID.to_be_bytes());
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let total = (20 + l4.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
+    ip.extend_from_slice(&VLAN_A);
+    ip.extend_from_slice(&VLAN_B);
+    let c = csum(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(l4);
+    f
+}
+
+/// An ICMP echo request with this identifier.
+fn icmp_echo(ident: u16) -> Vec<u8> {
+    let mut m = vec![8, 0, 0, 0];
+    m.extend_from_slice(&ident.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m.extend_from_slice(b"bulkhead-vlan-test");
+    let c = csum(&[&m]);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// A TCP SYN from `sport` to `dport`, checksummed over the IPv4 pseudo-header.
+fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&0x0102_0304u32.to_be_bytes()); // seq
+    t.extend_from_slice(&0u32.to_be_bytes()); // ack
+    t.extend_from_slice(&[5 << 4, 0x02]); // 20-byte header, SYN
+    t.extend_from_slice(&64240u16.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
+    let len = (t.len() as u16).to_be_bytes();
+    let pseudo = [&VLAN_A[..], &VLAN_B[..], &[0, 6], &len[..]].concat();
+    let c = csum(&[&pseudo, &t]);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    t
+}
+
+/// A packet socket on `dev` in the calling thread's namespace: (fd, ifindex).
+fn packet_socket(dev: &str) -> (std::os::fd::OwnedFd, i32) {
+    use std::os::fd::FromRawFd;
+    let name = std::ffi::CString::new(dev).unwrap();
+    // SAFETY: plain syscalls on values owned here; the fd is wrapped at once.
+    unsafe {
+        let ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+        assert!(ifindex > 0, "{dev} exists");
+        let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto);
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto as u16;
+        sll.sll_ifindex = ifindex;
+        let rc = libc::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &sll as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        (fd, ifindex)
+    }
+}
+
+/// Send `frame` out of host-a, `count` times.
+fn send_from_a(t: &Topology, frame: Vec<u8>, count: usize) {
+    in_netns(&t.a, move || {
+        let (fd, _) = packet_socket("host-a");
+        for _ in 0..count {
+            // SAFETY: the buffer is valid for its length; the socket is bound.
+            let n = unsafe {
+                libc::send(
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                )
+            };
+            assert_eq!(n, frame.len() as isize, "send a tagged frame");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+}
+
+/// A capture on host-b's veth (packet socket with PACKET_AUXDATA).
+struct Capture(std::os::fd::OwnedFd);
+
+impl Capture {
+    fn open(t: &Topology) -> Capture {
+        let fd = in_netns(&t.b, || packet_socket("host-b").0)
+            .join()
+            .unwrap()
+            .unwrap();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let on: libc::c_int = 1;
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        // SAFETY: setsockopt with pointers to live values of the stated sizes.
+        unsafe {
+            let rc = libc::setsockopt(
+                raw,
+                libc::SOL_PACKET,
+                libc::PACKET_AUXDATA,
+                (&on as *const libc::c_int).cast(),
+                4,
+            );
+            assert_eq!(rc, 0, "PACKET_AUXDATA");
+            let rc = libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            assert_eq!(rc, 0, "SO_RCVTIMEO");
+        }
+        Capture(fd)
+    }
+
+    /// The VLAN id (None: untagged) of the first IPv4 frame from VLAN_A for
+    /// which `want(ip_proto, l4)` holds, seen within `wait`.
+    fn find(&self, wait: Duration, want: impl Fn(u8, &[u8]) -> bool) -> Option<Option<u16>> {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 2048];
+        let mut ctrl = [0u64; 16];
+        while Instant::now() < deadline {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // SAFETY: msghdr points at the live buffers above; CMSG_* walk the
+            // control buffer the kernel filled, within msg_controllen.
+            let (n, aux_vlan) = unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = ctrl.as_mut_ptr().cast();
+                msg.msg_controllen = std::mem::size_of_val(&ctrl);
+                let n = libc::recvmsg(std::os::fd::AsRawFd::as_raw_fd(&self.0), &mut msg, 0);
+                let mut vlan = None;
+                let mut c = libc::CMSG_FIRSTHDR(&msg);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA
+                    {
+                        let aux = std::ptr::read_unaligned(
+                            libc::CMSG_DATA(c) as *const libc::tpacket_auxdata
+                        );
+                        if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                            vlan = Some(aux.tp_vlan_tci & 0x0fff);
+                        }
+                    }
+                    c = libc::CMSG_NXTHDR(&msg, c);
+                }
+                (n, vlan)
+            };
+            if n < 14 {
+                continue; // timeout (n < 0) or a runt
+            }
+            let frame = &buf[..n as usize];
+            let (vlan, l3) = if frame[12..14] == [0x81, 0x00] && frame.len() >= 18 {
+                let tci = u16::from_be_bytes([frame[14], frame[15]]);
+                (Some(tci & 0x0fff), 18)
+            } else {
+                (aux_vlan, 14)
+            };
+            if frame.len() < l3 + 20 || frame[l3 - 2..l3] != [0x08, 0x00] {
+                continue;
+            }
+            let ip = &frame[l3..];
+            if ip[12..16] != VLAN_A || ip[16..20] != VLAN_B {
+                continue;
+            }
+            if want(ip[9], &ip[20..]) {
+                return Some(vlan);
+            }
+        }
+        None
+    }
+}
+
+/// Send `frame` from host-a (a few times) and report what host-b saw: the
+/// VLAN id of the first match (None inside: arrived untagged), or None.
+fn cross(t: &Topology, frame: &[u8], want: impl Fn(u8, &[u8]) -> bool) -> Option<Option<u16>> {
+    let cap = Capture::open(t);
+    send_from_a(t, frame.to_vec(), 3);
+    cap.find(Duration::from_millis(1500), want)
+}
+
+fn is_echo(ident: u16) -> impl Fn(u8, &[u8]) -> bool {
+    move |proto, l4| proto == 1 && l4.len() >= 8 && l4[0] == 8 && l4[4..6] == ident.to_be_bytes()
+}
+
+fn is_syn_to(dport: u16) -> impl Fn(u8, &[u8]) -> bool {
+    move |proto, l4| proto == 6 && l4.len() >= 20 && l4[2..4] == dport.to_be_bytes()
+}
+
+#[test]
+fn vlan_tagged_frames_are_forwarded_with_their_tag() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let t = Topology::new().expect("topology");
+    let (mac_a, mac_b) = (mac_of(&t.a, "host-a"), mac_of(&t.b, "host-b"));
+    let echo = tagged_ipv4(mac_a, mac_b, 1, &icmp_echo(0x2020));
+    assert_eq!(
+        cross(&t, &echo, is_echo(0x2020)),
+        None,
+        "nothing crosses before the DUT runs"
+    );
+
+    let mut dut = Dut::start(&t, dut_config(FailMode::Closed), ALLOW_ALL).expect("DUT starts");
+    assert!(t.ping_eventually(), "untagged ping through the DUT");
+    assert_eq!(
+        cross(&t, &echo, is_echo(0x2020)),
+        Some(Some(VLAN_ID)),
+        "a VLAN 20 echo request reaches host-b, still tagged 20"
+    );
+    let syn = tagged_ipv4(mac_a, mac_b, 6, &tcp_syn(40080, 8080));
+    assert_eq!(
+        cross(&t, &syn, is_syn_to(8080)),
+        Some(Some(VLAN_ID)),
+        "a VLAN 20 TCP SYN reaches host-b, still tagged 20"
+    );
+    let handled = dut.stop(Stop::Detach);
+    assert!(handled > 0, "the worker, not the kernel, forwarded");
+}
+
+#[test]
+fn enforce_policy_classifies_vlan_tagged_frames() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let t = Topology::new().expect("topology");
+    let (mac_a, mac_b) = (mac_of(&t.a, "host-a"), mac_of(&t.b, "host-b"));
+    let mut dut = Dut::start(&t, dut_config(FailMode::Closed), ALLOW_ALL).expect("DUT starts");
+    assert!(t.ping_eventually(), "untagged ping through the DUT");
+    let syn_445 = tagged_ipv4(mac_a, mac_b, 6, &tcp_syn(40445, 445));
+    assert_eq!(
+        cross(&t, &syn_445, is_syn_to(445)),
+        Some(Some(VLAN_ID)),
+        "under allow-all a VLAN 20 SYN to 445 crosses (so a miss below is the policy)"
+    );
+
+    dut.policy.publish(snapshot(DENY_445, 2));
+    // A new source port: a new flow, classified by the enforce policy.
+    let syn_445 = tagged_ipv4(mac_a, mac_b, 6, &tcp_syn(40446, 445));
+    assert_eq!(
+        cross(&t, &syn_445, is_syn_to(445)),
+        None,
+        "a VLAN 20 SYN to 445 is denied in enforce"
+    );
+    let syn_22 = tagged_ipv4(mac_a, mac_b, 6, &tcp_syn(40022, 22));
+    assert_eq!(
+        cross(&t, &syn_22, is_syn_to(22)),
+        Some(Some(VLAN_ID)),
+        "a VLAN 20 SYN to 22 is allowed"
+    );
+    let echo = tagged_ipv4(mac_a, mac_b, 1, &icmp_echo(0x2121));
+    assert_eq!(
+        cross(&t, &echo, is_echo(0x2121)),
+        Some(Some(VLAN_ID)),
+        "a VLAN 20 echo request is allowed"
+    );
+    dut.stop(Stop::Detach);
+}
