@@ -1,4 +1,4 @@
-//! The bulkhead control plane (first slice): the policy model users write, its
+//! The bulkhead control plane: the policy model users write, its
 //! validation, automatic membership and compilation into the dataplane's
 //! [`dataplane::policy::PolicySnapshot`].
 //!
@@ -9,12 +9,16 @@
 //! - [`services`]: the built-in service catalogue and protocol/port parsing.
 //! - [`membership`]: MACs seen on the wire become workloads ([`Model::observe`]),
 //!   labelled by assignment rules; selectors pick workloads.
+//! - [`engine`]: the control thread: commands, publication, quarantine, events.
+//! - [`diff`]: what a draft changes against the live policy.
 //! - [`inventory`]: imports workloads from CSV or JSON inventories.
 //! - [`mod@compile`]: model -> [`dataplane::policy::PolicySpec`] -> snapshot, with the
 //!   map from compiled rule ids back to user rule ids.
 #![deny(unsafe_code)]
 
 pub mod compile;
+pub mod diff;
+pub mod engine;
 pub mod inventory;
 pub mod load;
 pub mod membership;
@@ -37,3 +41,5 @@ mod tests_inventory;
 mod tests_membership;
 #[cfg(test)]
 mod tests_validate;
+#[cfg(test)]
+mod testutil;

@@ -86,6 +86,18 @@ impl std::str::FromStr for MacPrefix {
     }
 }
 
+/// Addresses a workload learns from the wire at most: a MAC behind which many
+/// addresses appear (a router, or a spoofing host) must not grow without bound.
+pub const MAX_LEARNED_IPS: usize = 64;
+
+/// Whether [`Model::observe`] would learn anything new about `w`.
+pub fn would_learn(w: &Workload, ip: Option<IpAddr>, vlan: Option<u16>) -> bool {
+    let new_ip = ip.is_some_and(|ip| {
+        w.ips.len() < MAX_LEARNED_IPS && !w.ips.iter().any(|k| k.trim().parse::<IpAddr>() == Ok(ip))
+    });
+    new_ip || vlan.is_some_and(|v| w.vlan != Some(v))
+}
+
 /// What [`Model::observe`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Observation {
@@ -135,7 +147,9 @@ impl Model {
             }
         };
         if let Some(ip) = ip {
-            if !w.ips.iter().any(|k| k.trim().parse::<IpAddr>() == Ok(ip)) {
+            if w.ips.len() < MAX_LEARNED_IPS
+                && !w.ips.iter().any(|k| k.trim().parse::<IpAddr>() == Ok(ip))
+            {
                 w.ips.push(ip.to_string());
                 obs.learned = true;
             }
@@ -154,6 +168,27 @@ impl Model {
             }
         }
         obs
+    }
+
+    /// Labels every workload of origin `observed` anew from the assignment rules
+    /// (after the rules changed); returns how many got different labels.
+    pub fn reassign_observed(&mut self) -> usize {
+        let assignment = self.assignment.clone();
+        let mut changed = 0;
+        for w in self.workloads.iter_mut() {
+            if w.origin != Origin::Observed {
+                continue;
+            }
+            let Some(mac) = parse_mac(&w.mac) else {
+                continue;
+            };
+            let labels = assign(mac, w, &assignment);
+            if labels != w.labels {
+                w.labels = labels;
+                changed += 1;
+            }
+        }
+        changed
     }
 
     /// The indexes of the workloads a group holds (selector and MAC groups; IP-set

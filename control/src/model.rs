@@ -170,6 +170,11 @@ impl Workloads {
         self.list.get_mut(i)
     }
 
+    /// Mutable access to every workload; the caller must not change MACs.
+    pub(crate) fn iter_mut(&mut self) -> std::slice::IterMut<'_, Workload> {
+        self.list.iter_mut()
+    }
+
     fn reindex(&mut self) {
         self.index.clear();
         for (i, w) in self.list.iter().enumerate() {

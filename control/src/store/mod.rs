@@ -15,6 +15,7 @@
 //!   version live, never a mix.
 
 mod policy;
+mod quarantine;
 mod records;
 pub mod schema;
 
@@ -22,6 +23,7 @@ pub mod schema;
 mod tests;
 
 pub use policy::VersionInfo;
+pub use quarantine::{ActiveQuarantine, QuarantineSource};
 pub use records::{AuditRecord, QuarantineAction, QuarantineEvent, WorkloadRecord};
 pub use schema::SCHEMA_VERSION;
 

@@ -102,10 +102,11 @@ impl Store {
         let compiled = compile(model).map_err(CompileError::from)?;
         let rules = u64::try_from(compiled.rules.compiled_len()).unwrap_or(u64::MAX);
         let yaml = model.to_yaml_string()?;
-        self.commit_rendered(actor, comment, &yaml, rules, None)
+        self.commit_rendered(actor, comment, &yaml, rules, None, true)
     }
 
-    /// The transaction of [`Store::commit`] for an already rendered model.
+    /// The transaction of [`Store::commit`] for an already rendered model; the
+    /// draft is cleared if `clear_draft`.
     pub(crate) fn commit_rendered(
         &mut self,
         actor: &str,
@@ -113,13 +114,16 @@ impl Store {
         yaml: &str,
         compiled_rules: u64,
         rollback_of: Option<i64>,
+        clear_draft: bool,
     ) -> Result<Version, StoreError> {
         let rules = i64::try_from(compiled_rules).unwrap_or(i64::MAX);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version = insert_live(&tx, actor, comment, yaml, rules, rollback_of)?;
-        tx.execute("DELETE FROM policy_draft", [])?;
+        if clear_draft {
+            tx.execute("DELETE FROM policy_draft", [])?;
+        }
         tx.commit()?;
         Ok(version)
     }

@@ -15,7 +15,7 @@ pub enum QuarantineAction {
 }
 
 impl QuarantineAction {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             QuarantineAction::Quarantine => "quarantine",
             QuarantineAction::Release => "release",
@@ -72,7 +72,7 @@ pub struct WorkloadRecord {
     pub last_seen: Timestamp,
 }
 
-fn canonical_mac(mac: &str) -> Result<String, StoreError> {
+pub(super) fn canonical_mac(mac: &str) -> Result<String, StoreError> {
     parse_mac(mac)
         .map(format_mac)
         .ok_or_else(|| StoreError::BadMac(mac.to_string()))
@@ -99,45 +99,6 @@ fn origin_parse(s: &str) -> Result<Origin, StoreError> {
 }
 
 impl Store {
-    fn record_quarantine_event(
-        &mut self,
-        mac: &str,
-        action: QuarantineAction,
-        reason: Option<&str>,
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<i64, StoreError> {
-        let mac = canonical_mac(mac)?;
-        self.conn.execute(
-            "INSERT INTO quarantine_events (mac, action, reason, actor, at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![mac, action.as_str(), reason, actor, ts_to_sql(at)?],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Records that `mac` was quarantined; returns the event id.
-    pub fn record_quarantine(
-        &mut self,
-        mac: &str,
-        reason: Option<&str>,
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<i64, StoreError> {
-        self.record_quarantine_event(mac, QuarantineAction::Quarantine, reason, actor, at)
-    }
-
-    /// Records that `mac` was released from quarantine; returns the event id.
-    pub fn record_release(
-        &mut self,
-        mac: &str,
-        reason: Option<&str>,
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<i64, StoreError> {
-        self.record_quarantine_event(mac, QuarantineAction::Release, reason, actor, at)
-    }
-
     /// Quarantine events, oldest first: of one MAC, or of all.
     pub fn quarantine_history(
         &self,
@@ -225,26 +186,16 @@ impl Store {
     /// Inserts or updates a workload by MAC: name, labels and origin are replaced;
     /// `first_seen` keeps the earliest and `last_seen` the latest time.
     pub fn upsert_workload(&mut self, w: &WorkloadRecord) -> Result<(), StoreError> {
-        let mac = canonical_mac(&w.mac)?;
-        let labels = serde_json::to_string(&w.labels)?;
-        self.conn.execute(
-            "INSERT INTO workloads (mac, name, labels_json, origin, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (mac) DO UPDATE SET
-                 name = excluded.name,
-                 labels_json = excluded.labels_json,
-                 origin = excluded.origin,
-                 first_seen = min(first_seen, excluded.first_seen),
-                 last_seen = max(last_seen, excluded.last_seen)",
-            params![
-                mac,
-                w.name,
-                labels,
-                origin_str(w.origin),
-                ts_to_sql(w.first_seen)?,
-                ts_to_sql(w.last_seen)?
-            ],
-        )?;
+        upsert_on(&self.conn, w)
+    }
+
+    /// [`Store::upsert_workload`] for many, in one transaction.
+    pub fn upsert_workloads(&mut self, list: &[WorkloadRecord]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for w in list {
+            upsert_on(&tx, w)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -287,4 +238,28 @@ impl Store {
             .execute("DELETE FROM workloads WHERE mac = ?1", params![mac])?
             > 0)
     }
+}
+
+fn upsert_on(conn: &rusqlite::Connection, w: &WorkloadRecord) -> Result<(), StoreError> {
+    let mac = canonical_mac(&w.mac)?;
+    let labels = serde_json::to_string(&w.labels)?;
+    conn.execute(
+        "INSERT INTO workloads (mac, name, labels_json, origin, first_seen, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (mac) DO UPDATE SET
+             name = excluded.name,
+             labels_json = excluded.labels_json,
+             origin = excluded.origin,
+             first_seen = min(first_seen, excluded.first_seen),
+             last_seen = max(last_seen, excluded.last_seen)",
+        params![
+            mac,
+            w.name,
+            labels,
+            origin_str(w.origin),
+            ts_to_sql(w.first_seen)?,
+            ts_to_sql(w.last_seen)?
+        ],
+    )?;
+    Ok(())
 }

@@ -54,6 +54,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         last_seen   INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: the quarantines in force (the history stays in quarantine_events).
+    r#"
+    CREATE TABLE quarantine_active (
+        mac    TEXT    PRIMARY KEY,
+        reason TEXT,
+        actor  TEXT    NOT NULL,
+        at     INTEGER NOT NULL,
+        source TEXT    NOT NULL CHECK (source IN ('command', 'policy'))
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,43 +1,21 @@
 //! The store: migrations, draft/commit/versions/rollback, quarantine history,
 //! audit, workloads, refusing a newer schema, and a SIGKILL crash test.
 
-use super::{QuarantineAction, Store, StoreError, Version, WorkloadRecord, SCHEMA_VERSION};
+use super::{
+    ActiveQuarantine, QuarantineAction, QuarantineSource, Store, StoreError, Version,
+    WorkloadRecord, SCHEMA_VERSION,
+};
 use crate::model::{Group, LabelValues, Model, Origin, Rule, ServiceRef, Workload};
 use crate::tests_compile::example;
+use crate::testutil::TempDir;
 use crate::time::Timestamp;
 use dataplane::policy::Action;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("bulkhead-store-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("bulkhead.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn random_u64() -> u64 {
     std::collections::hash_map::RandomState::new()
@@ -177,17 +155,29 @@ fn quarantine_history_by_mac() {
     let dir = TempDir::new("quarantine");
     let mut store = Store::open(&dir.db()).expect("open");
     let t = |s: u64| Timestamp(s * 1_000_000_000);
-    store
-        .record_quarantine("02-00-00-00-01-0A", Some("EDR alert 4711"), "alice", t(10))
-        .expect("q1");
-    store
-        .record_quarantine("02:00:00:00:02:01", None, "auto", t(11))
-        .expect("q2");
-    store
-        .record_release("02:00:00:00:01:0a", Some("cleaned"), "bob", t(20))
-        .expect("r1");
+    let q = |mac: &str, reason: Option<&str>, actor: &str, at| ActiveQuarantine {
+        mac: mac.into(),
+        reason: reason.map(Into::into),
+        actor: actor.into(),
+        at,
+        source: QuarantineSource::Command,
+    };
+    assert!(store
+        .quarantine(&q(
+            "02-00-00-00-01-0A",
+            Some("EDR alert 4711"),
+            "alice",
+            t(10)
+        ))
+        .expect("q1"));
+    assert!(store
+        .quarantine(&q("02:00:00:00:02:01", None, "auto", t(11)))
+        .expect("q2"));
+    assert!(store
+        .release("02:00:00:00:01:0a", Some("cleaned"), "bob", t(20))
+        .expect("r1"));
     assert!(matches!(
-        store.record_quarantine("nonsense", None, "x", t(1)),
+        store.quarantine(&q("nonsense", None, "x", t(1))),
         Err(StoreError::BadMac(_))
     ));
 
@@ -229,6 +219,50 @@ fn quarantine_history_by_mac() {
     drop(store);
     let store = Store::open(&dir.db()).expect("reopen");
     assert_eq!(store.quarantine_history(None).expect("all").len(), 3);
+}
+
+#[test]
+fn quarantine_is_idempotent_and_the_active_set_survives_a_reopen() {
+    let dir = TempDir::new("quarantine-active");
+    let mut store = Store::open(&dir.db()).expect("open");
+    let t = |s: u64| Timestamp(s * 1_000_000_000);
+    let q = |mac: &str, actor: &str, source| ActiveQuarantine {
+        mac: mac.into(),
+        reason: Some("why".into()),
+        actor: actor.into(),
+        at: t(5),
+        source,
+    };
+    assert!(store
+        .quarantine(&q("02:00:00:00:00:01", "policy", QuarantineSource::Policy))
+        .expect("q"));
+    // Again: nothing new, no second history entry.
+    assert!(!store
+        .quarantine(&q("02:00:00:00:00:01", "policy", QuarantineSource::Policy))
+        .expect("q again"));
+    // A command takes over a policy quarantine, without a new history entry.
+    assert!(!store
+        .quarantine(&q("02:00:00:00:00:01", "alice", QuarantineSource::Command))
+        .expect("takeover"));
+    assert_eq!(store.quarantine_history(None).expect("history").len(), 1);
+    // Releasing what is not quarantined writes nothing.
+    assert!(!store
+        .release("02:00:00:00:00:99", None, "bob", t(6))
+        .expect("release unknown"));
+    assert_eq!(store.quarantine_history(None).expect("history").len(), 1);
+    drop(store);
+
+    let mut store = Store::open(&dir.db()).expect("reopen");
+    let active = store.active_quarantines().expect("active");
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].mac, "02:00:00:00:00:01");
+    assert_eq!(active[0].actor, "alice");
+    assert_eq!(active[0].source, QuarantineSource::Command);
+    assert!(store
+        .release("02-00-00-00-00-01", None, "bob", t(7))
+        .expect("release"));
+    assert!(store.active_quarantines().expect("active").is_empty());
+    assert_eq!(store.quarantine_history(None).expect("history").len(), 2);
 }
 
 #[test]
@@ -412,7 +446,7 @@ fn crash_child() {
             Some(rules) => {
                 let yaml = template.replace(&template_marker, &m);
                 store
-                    .commit_rendered("child", &m, &yaml, rules, None)
+                    .commit_rendered("child", &m, &yaml, rules, None, true)
                     .expect("child commit");
             }
         }

@@ -1,0 +1,287 @@
+//! The typed handle the API and the CLI call: each method sends one command to
+//! the control thread and waits for its answer. Reads of the live state that
+//! must not queue behind a commit ([`ControlHandle::view`],
+//! [`ControlHandle::status`]) are served from shared memory instead.
+
+use super::{Shared, StatusSnapshot};
+use crate::diff::PolicyDiff;
+use crate::model::Model;
+use crate::store::{ActiveQuarantine, QuarantineEvent, StoreError, Version, VersionInfo};
+use crate::validate::Problems;
+use crossbeam_channel::{Receiver, Sender};
+use dataplane::wire::MacAddr;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the control thread is not running{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Stopped(Option<String>),
+    #[error("{0}")]
+    Invalid(#[from] Problems),
+    #[error("invalid MAC address {0:?}")]
+    BadMac(String),
+    #[error("policy version {0} does not exist")]
+    NoSuchVersion(Version),
+    #[error("there is no draft to commit")]
+    NoDraft,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The dataplane refused what compile produced: a bug, not bad input.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The answer to a quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantineOutcome {
+    /// Canonical form.
+    pub mac: String,
+    /// It was already quarantined: nothing changed.
+    pub already: bool,
+    /// No workload with this MAC is known yet (a pre-emptive quarantine).
+    pub unknown_workload: bool,
+    /// The policy generation that carries the quarantine.
+    pub generation: u64,
+}
+
+/// The answer to a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseOutcome {
+    pub mac: String,
+    /// `false`: it was not quarantined, nothing changed.
+    pub released: bool,
+    pub generation: u64,
+}
+
+/// The answer to a commit, a rollback or a reload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommitOutcome {
+    pub version: u64,
+    pub generation: u64,
+    /// Rules in the dataplane's compiled form.
+    pub compiled_rules: usize,
+    /// Milliseconds from the start of the command to the published snapshot.
+    pub publish_ms: f64,
+}
+
+/// How often a user rule decided a new flow, from the dataplane's flow events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct RuleHits {
+    /// Flows it decided.
+    pub flows: u64,
+    /// Flows audit or learn mode let through although this rule denies them.
+    pub would_deny: u64,
+    /// Unix time in nanoseconds of the last hit (0: never).
+    pub last_hit: u64,
+}
+
+/// Commands to the control thread; each carries the channel for its answer.
+pub(super) enum Command {
+    Quarantine {
+        mac: MacAddr,
+        reason: Option<String>,
+        actor: String,
+        reply: Sender<Result<QuarantineOutcome, ControlError>>,
+    },
+    Release {
+        mac: MacAddr,
+        reason: Option<String>,
+        actor: String,
+        reply: Sender<Result<ReleaseOutcome, ControlError>>,
+    },
+    Quarantines(Sender<Result<Vec<ActiveQuarantine>, ControlError>>),
+    QuarantineHistory(
+        Option<MacAddr>,
+        Sender<Result<Vec<QuarantineEvent>, ControlError>>,
+    ),
+    Draft(Sender<Result<Model, ControlError>>),
+    SaveDraft(Box<Model>, Sender<Result<PolicyDiff, ControlError>>),
+    DiscardDraft(Sender<Result<(), ControlError>>),
+    Diff(Sender<Result<PolicyDiff, ControlError>>),
+    Commit {
+        actor: String,
+        comment: String,
+        reply: Sender<Result<CommitOutcome, ControlError>>,
+    },
+    /// Commit a whole model at once (a reloaded policy file).
+    Replace {
+        model: Box<Model>,
+        actor: String,
+        comment: String,
+        reply: Sender<Result<CommitOutcome, ControlError>>,
+    },
+    Versions(Sender<Result<Vec<VersionInfo>, ControlError>>),
+    Version(Version, Sender<Result<Model, ControlError>>),
+    Rollback {
+        version: Version,
+        actor: String,
+        reply: Sender<Result<CommitOutcome, ControlError>>,
+    },
+    RuleHits(Sender<Result<Vec<(u32, RuleHits)>, ControlError>>),
+    /// Stop the thread (as on shutdown).
+    Stop,
+    /// Panic inside the thread: for the test that the dataplane survives it.
+    Crash,
+}
+
+/// The handle to the control thread. Cheap to clone; every clone talks to the
+/// same thread.
+#[derive(Clone)]
+pub struct ControlHandle {
+    pub(super) tx: Sender<Command>,
+    pub(super) shared: Arc<Shared>,
+}
+
+/// One call: send, then wait for the answer (or learn that the thread is gone).
+fn call<T>(
+    h: &ControlHandle,
+    make: impl FnOnce(Sender<Result<T, ControlError>>) -> Command,
+) -> Result<T, ControlError> {
+    let (reply, rx): (_, Receiver<Result<T, ControlError>>) = crossbeam_channel::bounded(1);
+    if h.tx.send(make(reply)).is_err() {
+        return Err(h.stopped());
+    }
+    rx.recv().unwrap_or_else(|_| Err(h.stopped()))
+}
+
+impl ControlHandle {
+    fn stopped(&self) -> ControlError {
+        ControlError::Stopped(self.shared.failure())
+    }
+
+    /// The live state as last published: effective model (with observed
+    /// workloads and the quarantines in force), live version, generation.
+    pub fn view(&self) -> Arc<super::LiveView> {
+        self.shared.view.load_full()
+    }
+
+    /// Whether the thread runs, and its counters.
+    pub fn status(&self) -> StatusSnapshot {
+        self.shared.snapshot()
+    }
+
+    /// Quarantines a workload by MAC: all its traffic is dropped, established
+    /// flows included, except the management exceptions. Idempotent; a MAC not
+    /// seen yet may be quarantined (the answer says so).
+    pub fn quarantine(
+        &self,
+        mac: MacAddr,
+        reason: Option<String>,
+        actor: &str,
+    ) -> Result<QuarantineOutcome, ControlError> {
+        call(self, |reply| Command::Quarantine {
+            mac,
+            reason,
+            actor: actor.to_string(),
+            reply,
+        })
+    }
+
+    /// Ends a quarantine; the workload gets its normal policy back. Idempotent.
+    pub fn release(
+        &self,
+        mac: MacAddr,
+        reason: Option<String>,
+        actor: &str,
+    ) -> Result<ReleaseOutcome, ControlError> {
+        call(self, |reply| Command::Release {
+            mac,
+            reason,
+            actor: actor.to_string(),
+            reply,
+        })
+    }
+
+    /// The quarantines in force.
+    pub fn quarantines(&self) -> Result<Vec<ActiveQuarantine>, ControlError> {
+        call(self, Command::Quarantines)
+    }
+
+    /// Quarantines and releases, oldest first: of one MAC, or of all.
+    pub fn quarantine_history(
+        &self,
+        mac: Option<MacAddr>,
+    ) -> Result<Vec<QuarantineEvent>, ControlError> {
+        call(self, |reply| Command::QuarantineHistory(mac, reply))
+    }
+
+    /// The draft, or the live policy when there is no draft.
+    pub fn draft(&self) -> Result<Model, ControlError> {
+        call(self, Command::Draft)
+    }
+
+    /// Replaces the draft. An invalid model is refused with every problem.
+    /// Returns the draft's diff against the live policy.
+    pub fn save_draft(&self, model: Model) -> Result<PolicyDiff, ControlError> {
+        call(self, |reply| Command::SaveDraft(Box::new(model), reply))
+    }
+
+    pub fn discard_draft(&self) -> Result<(), ControlError> {
+        call(self, Command::DiscardDraft)
+    }
+
+    /// The draft against the live policy (empty without a draft).
+    pub fn diff(&self) -> Result<PolicyDiff, ControlError> {
+        call(self, Command::Diff)
+    }
+
+    /// Commits the draft: stored as a new version in one transaction, then
+    /// published; the answer comes after the snapshot is published.
+    pub fn commit(&self, actor: &str, comment: &str) -> Result<CommitOutcome, ControlError> {
+        call(self, |reply| Command::Commit {
+            actor: actor.to_string(),
+            comment: comment.to_string(),
+            reply,
+        })
+    }
+
+    /// Commits `model` as a new version (the draft is left alone).
+    pub fn replace(
+        &self,
+        model: Model,
+        actor: &str,
+        comment: &str,
+    ) -> Result<CommitOutcome, ControlError> {
+        call(self, |reply| Command::Replace {
+            model: Box::new(model),
+            actor: actor.to_string(),
+            comment: comment.to_string(),
+            reply,
+        })
+    }
+
+    pub fn versions(&self) -> Result<Vec<VersionInfo>, ControlError> {
+        call(self, Command::Versions)
+    }
+
+    pub fn version(&self, v: Version) -> Result<Model, ControlError> {
+        call(self, |reply| Command::Version(v, reply))
+    }
+
+    /// Makes version `v`'s policy live again, as a new version.
+    pub fn rollback(&self, v: Version, actor: &str) -> Result<CommitOutcome, ControlError> {
+        call(self, |reply| Command::Rollback {
+            version: v,
+            actor: actor.to_string(),
+            reply,
+        })
+    }
+
+    /// Hits per user rule id (rules never hit are listed with zeros), by id.
+    pub fn rule_hits(&self) -> Result<Vec<(u32, RuleHits)>, ControlError> {
+        call(self, Command::RuleHits)
+    }
+
+    /// Asks the thread to stop; it finishes the command it is on.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Command::Stop);
+    }
+
+    /// Makes the control thread panic. Only for tests of what survives it.
+    #[doc(hidden)]
+    pub fn crash_for_test(&self) {
+        let _ = self.tx.send(Command::Crash);
+    }
+}

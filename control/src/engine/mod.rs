@@ -1,0 +1,336 @@
+//! The control thread: it owns the model, applies commands from a
+//! [`ControlHandle`], learns workloads from the dataplane's events and publishes
+//! policy snapshots into the workers' [`SnapshotCell`].
+//!
+//! - Every change of what the dataplane must enforce (commit, rollback, reload,
+//!   quarantine, release, a relabelled workload) compiles the effective model
+//!   (live version + observed workloads + quarantines in force) and publishes
+//!   it with the next generation. Workers re-decide established flows of an
+//!   older generation on their next packet, so a quarantine cuts them.
+//! - Stored first, published second: a command answers after its change is
+//!   durable in the [`Store`] *and* the snapshot is published.
+//! - Events: a MAC first seen on the wire (flow start, ARP) becomes a workload
+//!   labelled by the assignment rules; relabelling republishes after a short
+//!   debounce, so a burst of new MACs costs one compile. New MACs are capped
+//!   ([`EngineConfig::max_observed`]): a MAC flood cannot exhaust memory.
+//! - If the thread panics or stops, the workers keep the last snapshot and
+//!   forward on; the failure is kept in [`StatusSnapshot`] and commands answer
+//!   [`ControlError::Stopped`].
+
+mod handle;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use handle::{
+    CommitOutcome, ControlError, ControlHandle, QuarantineOutcome, ReleaseOutcome, RuleHits,
+};
+
+use crate::model::Model;
+use crate::store::{Store, Version};
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use dataplane::event::Event;
+use dataplane::policy::SnapshotCell;
+use handle::Command;
+use state::State;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Settings of the control thread.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// After a relabelled workload, wait this long for more before republishing.
+    pub debounce: Duration,
+    /// Workloads learned from the wire kept at most; further new MACs are counted
+    /// in [`StatusSnapshot::observed_refused`] and not learned.
+    pub max_observed: usize,
+    /// Learned workloads are written to the store at most this often.
+    pub persist_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            debounce: Duration::from_millis(200),
+            max_observed: 65_536,
+            persist_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The live state as last published, for readers that must not wait on the thread.
+#[derive(Debug, Clone)]
+pub struct LiveView {
+    /// The live version plus learned workloads and the quarantines in force.
+    pub model: Arc<Model>,
+    pub version: Version,
+    pub generation: u64,
+}
+
+/// Counters and health of the control thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSnapshot {
+    pub running: bool,
+    /// Why it stopped, when it did not stop on request (a panic message).
+    pub failure: Option<String>,
+    pub generation: u64,
+    pub publishes: u64,
+    pub events: u64,
+    pub workloads_learned: u64,
+    pub observed_refused: u64,
+    /// The last compile or store error met while applying events, if any.
+    pub last_error: Option<String>,
+}
+
+/// State shared between the thread and its handles.
+pub(crate) struct Shared {
+    running: AtomicBool,
+    failure: Mutex<Option<String>>,
+    last_error: Mutex<Option<String>>,
+    generation: AtomicU64,
+    publishes: AtomicU64,
+    events: AtomicU64,
+    learned: AtomicU64,
+    refused: AtomicU64,
+    view: ArcSwap<LiveView>,
+}
+
+fn lock_text(m: &Mutex<Option<String>>) -> Option<String> {
+    match m.lock() {
+        Ok(g) => g.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+fn set_text(m: &Mutex<Option<String>>, v: Option<String>) {
+    match m.lock() {
+        Ok(mut g) => *g = v,
+        Err(poisoned) => *poisoned.into_inner() = v,
+    }
+}
+
+impl Shared {
+    fn failure(&self) -> Option<String> {
+        lock_text(&self.failure)
+    }
+
+    fn snapshot(&self) -> StatusSnapshot {
+        StatusSnapshot {
+            running: self.running.load(Ordering::Acquire),
+            failure: self.failure(),
+            generation: self.generation.load(Ordering::Relaxed),
+            publishes: self.publishes.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            workloads_learned: self.learned.load(Ordering::Relaxed),
+            observed_refused: self.refused.load(Ordering::Relaxed),
+            last_error: lock_text(&self.last_error),
+        }
+    }
+}
+
+/// The policy that becomes version 1 when the store has no live version yet.
+pub struct Bootstrap {
+    pub model: Model,
+    /// Where it came from (a file name), for the version's comment and the log.
+    pub source: String,
+}
+
+/// Reads the dataplane's events off the control thread's hands, e.g. for a log.
+pub type EventTap = Box<dyn FnMut(&Event) + Send>;
+
+/// The running control thread.
+pub struct Engine {
+    pub handle: ControlHandle,
+    pub thread: JoinHandle<()>,
+    /// Where the live policy came from, for the log.
+    pub origin: String,
+}
+
+/// Why the control thread could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{what}: {source}")]
+    Invalid {
+        what: String,
+        source: crate::compile::CompileError,
+    },
+    #[error("the live policy cannot be published: {0}")]
+    Publish(ControlError),
+    #[error("cannot start the control thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl Engine {
+    /// Loads the live policy (see [`Bootstrap`]), the learned workloads and the
+    /// quarantines in force from `store`, publishes the first snapshot into
+    /// `cell` and starts the thread. `events` is the dataplane's event channel;
+    /// `tap` sees every event the thread handles.
+    pub fn start(
+        mut store: Store,
+        bootstrap: Bootstrap,
+        cell: Arc<SnapshotCell>,
+        events: Option<Receiver<Event>>,
+        tap: Option<EventTap>,
+        cfg: EngineConfig,
+    ) -> Result<Engine, StartError> {
+        let (version, live, origin) = match store.live()? {
+            Some((v, m)) => (
+                v,
+                m,
+                format!("live version {v} from {}", store.path().display()),
+            ),
+            None => {
+                let Bootstrap { model, source } = bootstrap;
+                let v = store
+                    .commit("bootstrap", &format!("from {source}"), &model)
+                    .map_err(|e| match e {
+                        crate::store::StoreError::Invalid(e) => StartError::Invalid {
+                            what: source.clone(),
+                            source: e,
+                        },
+                        other => StartError::Store(other),
+                    })?;
+                (v, model, format!("{source}, committed as version {v}"))
+            }
+        };
+        let placeholder = LiveView {
+            model: Arc::new(Model::default()),
+            version,
+            generation: 0,
+        };
+        let shared = Arc::new(Shared {
+            running: AtomicBool::new(true),
+            failure: Mutex::new(None),
+            last_error: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            publishes: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            learned: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            view: ArcSwap::from_pointee(placeholder),
+        });
+        let mut state = State::new(store, cell, shared.clone(), cfg, version, live)?;
+        state.publish().map_err(StartError::Publish)?;
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("bulkhead-control".into())
+            .spawn(move || run_thread(state, rx, events, tap, thread_shared))
+            .map_err(StartError::Thread)?;
+        Ok(Engine {
+            handle: ControlHandle { tx, shared },
+            thread,
+            origin,
+        })
+    }
+}
+
+/// The thread body: the loop, with a panic turned into a recorded failure.
+fn run_thread(
+    state: State,
+    commands: Receiver<Command>,
+    events: Option<Receiver<Event>>,
+    tap: Option<EventTap>,
+    shared: Arc<Shared>,
+) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        event_loop(state, commands, events, tap)
+    }));
+    if let Err(panic) = outcome {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        set_text(&shared.failure, Some(format!("panicked: {msg}")));
+    }
+    shared.running.store(false, Ordering::Release);
+}
+
+/// Events handled between two looks at the command queue: commands never wait
+/// behind a long event backlog.
+const EVENT_BURST: usize = 256;
+
+fn event_loop(
+    mut state: State,
+    commands: Receiver<Command>,
+    events: Option<Receiver<Event>>,
+    mut tap: Option<EventTap>,
+) {
+    let events = events.unwrap_or_else(crossbeam_channel::never);
+    let mut on_event = |state: &mut State, e: &Event| {
+        if let Some(t) = tap.as_mut() {
+            t(e);
+        }
+        state.event(e);
+    };
+    let mut events_open = true;
+    loop {
+        // Commands first.
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Stop) => {
+                    state.persist_learned();
+                    return;
+                }
+                Ok(cmd) => state.apply(cmd),
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                // Every handle is gone: nobody can command us any more, but the
+                // dataplane still sends events; keep serving them.
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            }
+        }
+        let mut handled = 0;
+        while events_open && handled < EVENT_BURST {
+            match events.try_recv() {
+                Ok(e) => {
+                    on_event(&mut state, &e);
+                    handled += 1;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => events_open = false,
+            }
+        }
+        state.tick(Instant::now());
+        if handled == EVENT_BURST {
+            continue;
+        }
+        let wait = state.next_deadline(Instant::now());
+        let events_rx = if events_open {
+            events.clone()
+        } else {
+            crossbeam_channel::never()
+        };
+        crossbeam_channel::select! {
+            recv(commands) -> cmd => match cmd {
+                Ok(Command::Stop) => {
+                    state.persist_learned();
+                    return;
+                }
+                Ok(cmd) => state.apply(cmd),
+                Err(_) => {
+                    if !events_open {
+                        state.persist_learned();
+                        return;
+                    }
+                    // No handle left: only events now.
+                    match events.recv_timeout(wait) {
+                        Ok(e) => on_event(&mut state, &e),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => events_open = false,
+                    }
+                }
+            },
+            recv(events_rx) -> e => match e {
+                Ok(e) => on_event(&mut state, &e),
+                Err(_) => events_open = false,
+            },
+            default(wait) => {}
+        }
+    }
+}

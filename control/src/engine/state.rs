@@ -1,0 +1,527 @@
+//! What the control thread owns, and how each command and event changes it.
+
+use super::handle::{
+    Command, CommitOutcome, ControlError, QuarantineOutcome, ReleaseOutcome, RuleHits,
+};
+use super::{set_text, EngineConfig, LiveView, Shared};
+use crate::compile::{compile, user_rule_id, CompileError};
+use crate::diff::{diff, PolicyDiff};
+use crate::model::{Model, Origin, Quarantine, Timestamp};
+use crate::store::{
+    ActiveQuarantine, QuarantineSource, Store, StoreError, Version, WorkloadRecord,
+};
+use dataplane::event::{Event, FlowRecord};
+use dataplane::policy::{format_mac, parse_mac, Reason, SnapshotCell};
+use dataplane::wire::MacAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(super) struct State {
+    store: Store,
+    cell: Arc<SnapshotCell>,
+    shared: Arc<Shared>,
+    cfg: EngineConfig,
+    version: Version,
+    /// The live version as committed.
+    live: Model,
+    /// What is compiled: `live` + learned workloads + the quarantines in force.
+    /// Shared with the published [`LiveView`]; changed copy-on-write.
+    effective: Arc<Model>,
+    generation: u64,
+    learned: usize,
+    hits: BTreeMap<u32, RuleHits>,
+    /// A relabelled workload waits for a republish since then.
+    dirty_since: Option<Instant>,
+    /// Workloads seen since the last write to the store, with when.
+    seen: BTreeMap<MacAddr, Timestamp>,
+    next_persist: Instant,
+}
+
+fn store_err(e: StoreError) -> ControlError {
+    match e {
+        StoreError::Invalid(CompileError::Invalid(p)) => ControlError::Invalid(p),
+        StoreError::NoSuchVersion(v) => ControlError::NoSuchVersion(v),
+        other => ControlError::Store(other),
+    }
+}
+
+fn compile_err(e: CompileError) -> ControlError {
+    match e {
+        CompileError::Invalid(p) => ControlError::Invalid(p),
+        CompileError::Rejected(r) => ControlError::Internal(r.to_string()),
+    }
+}
+
+/// A MAC a workload can have: unicast and not all zeros.
+fn is_workload_mac(mac: MacAddr) -> bool {
+    mac.0[0] & 1 == 0 && mac.0 != [0; 6]
+}
+
+/// The outer VLAN of a record, if tagged.
+fn outer_vlan(vlan: [u16; 2]) -> Option<u16> {
+    (vlan[0] != 0).then_some(vlan[0])
+}
+
+impl State {
+    pub(super) fn new(
+        store: Store,
+        cell: Arc<SnapshotCell>,
+        shared: Arc<Shared>,
+        cfg: EngineConfig,
+        version: Version,
+        live: Model,
+    ) -> Result<State, StoreError> {
+        let mut effective = live.clone();
+        let mut learned = 0;
+        for w in store.workloads()? {
+            let declared = parse_mac(&w.mac).is_some_and(|m| live.workloads.by_mac(m).is_some());
+            if w.origin != Origin::Observed || declared || learned >= cfg.max_observed {
+                continue;
+            }
+            effective.workloads.push(crate::model::Workload {
+                mac: w.mac,
+                name: w.name,
+                labels: w.labels,
+                origin: Origin::Observed,
+                first_seen: Some(w.first_seen),
+                ..Default::default()
+            });
+            learned += 1;
+        }
+        let mut state = State {
+            next_persist: Instant::now() + cfg.persist_interval,
+            store,
+            cell,
+            shared,
+            cfg,
+            version,
+            live: Model::default(),
+            effective: Arc::new(effective),
+            generation: 0,
+            learned,
+            hits: BTreeMap::new(),
+            dirty_since: None,
+            seen: BTreeMap::new(),
+        };
+        state.set_live(version, live, "bootstrap")?;
+        Ok(state)
+    }
+
+    /// Makes `model` the live version: learned workloads carry over (relabelled
+    /// if the assignment rules changed), and the policy's quarantine list is
+    /// reconciled with the quarantines in force. Does not publish.
+    fn set_live(&mut self, version: Version, model: Model, actor: &str) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let listed: BTreeSet<String> = model
+            .quarantine
+            .iter()
+            .filter_map(|q| parse_mac(&q.mac).map(format_mac))
+            .collect();
+        for q in &model.quarantine {
+            let Some(mac) = parse_mac(&q.mac) else {
+                continue;
+            };
+            self.store.quarantine(&ActiveQuarantine {
+                mac: format_mac(mac),
+                reason: q.reason.clone(),
+                actor: q.actor.clone().unwrap_or_else(|| actor.to_string()),
+                at: q.at.unwrap_or(now),
+                source: QuarantineSource::Policy,
+            })?;
+        }
+        for a in self.store.active_quarantines()? {
+            if a.source == QuarantineSource::Policy && !listed.contains(&a.mac) {
+                let why = format!("no longer in the live policy (version {version})");
+                self.store.release(&a.mac, Some(&why), actor, now)?;
+            }
+        }
+
+        let mut effective = model.clone();
+        for w in self.effective.workloads.iter() {
+            let declared = parse_mac(&w.mac).is_some_and(|m| model.workloads.by_mac(m).is_some());
+            if w.origin == Origin::Observed && !declared {
+                effective.workloads.push(w.clone());
+            }
+        }
+        if model.assignment != self.live.assignment {
+            effective.reassign_observed();
+        }
+        self.learned = effective
+            .workloads
+            .iter()
+            .filter(|w| w.origin == Origin::Observed)
+            .count();
+        self.effective = Arc::new(effective);
+        self.live = model;
+        self.version = version;
+        self.refresh_quarantines()
+    }
+
+    /// Copies the quarantines in force into the effective model.
+    fn refresh_quarantines(&mut self) -> Result<(), StoreError> {
+        let active = self.store.active_quarantines()?;
+        Arc::make_mut(&mut self.effective).quarantine = active
+            .into_iter()
+            .map(|a| Quarantine {
+                mac: a.mac,
+                reason: a.reason,
+                actor: Some(a.actor),
+                at: Some(a.at),
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Compiles the effective model and publishes it with the next generation.
+    pub(super) fn publish(&mut self) -> Result<u64, ControlError> {
+        let compiled = compile(&self.effective).map_err(ControlError::Invalid)?;
+        let generation = self.generation + 1;
+        let snapshot = compiled.snapshot(generation).map_err(compile_err)?;
+        self.cell.publish(snapshot);
+        self.generation = generation;
+        self.dirty_since = None;
+        self.shared.generation.store(generation, Ordering::Relaxed);
+        self.shared.publishes.fetch_add(1, Ordering::Relaxed);
+        self.shared.view.store(Arc::new(LiveView {
+            model: self.effective.clone(),
+            version: self.version,
+            generation,
+        }));
+        Ok(generation)
+    }
+
+    pub(super) fn apply(&mut self, cmd: Command) {
+        // A reply that finds its caller gone is dropped: nothing to tell.
+        match cmd {
+            Command::Quarantine {
+                mac,
+                reason,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.quarantine(mac, reason, &actor));
+            }
+            Command::Release {
+                mac,
+                reason,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.release(mac, reason, &actor));
+            }
+            Command::Quarantines(reply) => {
+                let _ = reply.send(self.store.active_quarantines().map_err(store_err));
+            }
+            Command::QuarantineHistory(mac, reply) => {
+                let mac = mac.map(format_mac);
+                let _ = reply.send(
+                    self.store
+                        .quarantine_history(mac.as_deref())
+                        .map_err(store_err),
+                );
+            }
+            Command::Draft(reply) => {
+                let draft = self.store.draft().map_err(store_err);
+                let _ = reply.send(draft.map(|d| d.unwrap_or_else(|| self.live.clone())));
+            }
+            Command::SaveDraft(model, reply) => {
+                let _ = reply.send(self.save_draft(*model));
+            }
+            Command::DiscardDraft(reply) => {
+                let _ = reply.send(self.store.discard_draft().map_err(store_err));
+            }
+            Command::Diff(reply) => {
+                let d = self.store.draft().map_err(store_err);
+                let _ = reply.send(d.map(|d| d.map(|d| diff(&self.live, &d)).unwrap_or_default()));
+            }
+            Command::Commit {
+                actor,
+                comment,
+                reply,
+            } => {
+                let _ = reply.send(self.commit(&actor, &comment));
+            }
+            Command::Replace {
+                model,
+                actor,
+                comment,
+                reply,
+            } => {
+                let _ = reply.send(self.replace(*model, &actor, &comment));
+            }
+            Command::Versions(reply) => {
+                let _ = reply.send(self.store.versions().map_err(store_err));
+            }
+            Command::Version(v, reply) => {
+                let m = self.store.version(v).map_err(store_err);
+                let _ = reply.send(m.and_then(|m| m.ok_or(ControlError::NoSuchVersion(v))));
+            }
+            Command::Rollback {
+                version,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.rollback(version, &actor));
+            }
+            Command::RuleHits(reply) => {
+                let list = self
+                    .live
+                    .rules
+                    .iter()
+                    .map(|r| (r.id, self.hits.get(&r.id).copied().unwrap_or_default()))
+                    .collect();
+                let _ = reply.send(Ok(list));
+            }
+            Command::Crash => panic!("crash requested by a test"),
+            // Handled by the loop.
+            Command::Stop => {}
+        }
+    }
+
+    fn quarantine(
+        &mut self,
+        mac: MacAddr,
+        reason: Option<String>,
+        actor: &str,
+    ) -> Result<QuarantineOutcome, ControlError> {
+        let canonical = format_mac(mac);
+        let changed = self
+            .store
+            .quarantine(&ActiveQuarantine {
+                mac: canonical.clone(),
+                reason,
+                actor: actor.to_string(),
+                at: Timestamp::now(),
+                source: QuarantineSource::Command,
+            })
+            .map_err(store_err)?;
+        if changed {
+            self.refresh_quarantines().map_err(store_err)?;
+            self.publish()?;
+        }
+        Ok(QuarantineOutcome {
+            mac: canonical,
+            already: !changed,
+            unknown_workload: self.effective.workloads.by_mac(mac).is_none(),
+            generation: self.generation,
+        })
+    }
+
+    fn release(
+        &mut self,
+        mac: MacAddr,
+        reason: Option<String>,
+        actor: &str,
+    ) -> Result<ReleaseOutcome, ControlError> {
+        let canonical = format_mac(mac);
+        let released = self
+            .store
+            .release(&canonical, reason.as_deref(), actor, Timestamp::now())
+            .map_err(store_err)?;
+        if released {
+            self.refresh_quarantines().map_err(store_err)?;
+            self.publish()?;
+        }
+        Ok(ReleaseOutcome {
+            mac: canonical,
+            released,
+            generation: self.generation,
+        })
+    }
+
+    fn save_draft(&mut self, model: Model) -> Result<PolicyDiff, ControlError> {
+        compile(&model)?;
+        self.store.save_draft(&model).map_err(store_err)?;
+        Ok(diff(&self.live, &model))
+    }
+
+    /// Stores `model` as a new live version and publishes it.
+    fn commit_model(
+        &mut self,
+        model: Model,
+        actor: &str,
+        comment: &str,
+        clear_draft: bool,
+    ) -> Result<CommitOutcome, ControlError> {
+        let started = Instant::now();
+        let compiled = compile(&model)?;
+        let yaml = model.to_yaml_string().map_err(StoreError::from)?;
+        let version = self
+            .store
+            .commit_rendered(
+                actor,
+                comment,
+                &yaml,
+                compiled.rules.compiled_len() as u64,
+                None,
+                clear_draft,
+            )
+            .map_err(store_err)?;
+        self.go_live(version, model, actor, started)
+    }
+
+    fn go_live(
+        &mut self,
+        version: Version,
+        model: Model,
+        actor: &str,
+        started: Instant,
+    ) -> Result<CommitOutcome, ControlError> {
+        self.set_live(version, model, actor).map_err(store_err)?;
+        let generation = self.publish()?;
+        Ok(CommitOutcome {
+            version: version.0,
+            generation,
+            compiled_rules: self.cell.load().rule_count(),
+            publish_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    fn commit(&mut self, actor: &str, comment: &str) -> Result<CommitOutcome, ControlError> {
+        let draft = self
+            .store
+            .draft()
+            .map_err(store_err)?
+            .ok_or(ControlError::NoDraft)?;
+        self.commit_model(draft, actor, comment, true)
+    }
+
+    fn replace(
+        &mut self,
+        model: Model,
+        actor: &str,
+        comment: &str,
+    ) -> Result<CommitOutcome, ControlError> {
+        self.commit_model(model, actor, comment, false)
+    }
+
+    fn rollback(&mut self, to: Version, actor: &str) -> Result<CommitOutcome, ControlError> {
+        let started = Instant::now();
+        let model = self
+            .store
+            .version(to)
+            .map_err(store_err)?
+            .ok_or(ControlError::NoSuchVersion(to))?;
+        let version = self.store.rollback(to, actor).map_err(store_err)?;
+        self.go_live(version, model, actor, started)
+    }
+
+    pub(super) fn event(&mut self, e: &Event) {
+        self.shared.events.fetch_add(1, Ordering::Relaxed);
+        match e {
+            Event::FlowStart(r) => {
+                self.count_hit(r);
+                self.observe(r.src_mac, Some(r.src_ip), outer_vlan(r.vlan));
+            }
+            Event::Arp(a) => self.observe(a.mac, Some(IpAddr::V4(a.ip)), outer_vlan(a.vlan)),
+            // Flow ends, DNS and would-deny repeats feed visibility (a later issue).
+            _ => {}
+        }
+    }
+
+    fn count_hit(&mut self, r: &FlowRecord) {
+        let Reason::Rule(id) = r.verdict.reason else {
+            return;
+        };
+        let hits = self.hits.entry(user_rule_id(id)).or_default();
+        if r.verdict.would_deny {
+            hits.would_deny += 1;
+        } else {
+            hits.flows += 1;
+        }
+        hits.last_hit = Timestamp::now().0;
+    }
+
+    /// Learns a MAC (and its address and VLAN) seen on the wire.
+    fn observe(&mut self, mac: MacAddr, ip: Option<IpAddr>, vlan: Option<u16>) {
+        if !is_workload_mac(mac) {
+            return;
+        }
+        let now = Timestamp::now();
+        match self.effective.workloads.by_mac(mac) {
+            Some(w) if !crate::membership::would_learn(w, ip, vlan) => {
+                self.seen.insert(mac, now);
+                return;
+            }
+            Some(_) => {}
+            None if self.learned >= self.cfg.max_observed => {
+                self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            None => {}
+        }
+        let obs = Arc::make_mut(&mut self.effective).observe(mac, ip, vlan, now);
+        if obs.new {
+            self.learned += 1;
+            self.shared.learned.fetch_add(1, Ordering::Relaxed);
+        }
+        self.seen.insert(mac, now);
+        if obs.policy_may_change() && self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
+        }
+    }
+
+    /// Time-driven work: the debounced republish and writing learned workloads.
+    pub(super) fn tick(&mut self, now: Instant) {
+        if self
+            .dirty_since
+            .is_some_and(|t| now.duration_since(t) >= self.cfg.debounce)
+        {
+            match self.publish() {
+                Ok(_) => set_text(&self.shared.last_error, None),
+                Err(e) => {
+                    // Keep the last snapshot; try again only on the next change.
+                    self.dirty_since = None;
+                    set_text(
+                        &self.shared.last_error,
+                        Some(format!("republish after relabelling: {e}")),
+                    );
+                }
+            }
+        }
+        if now >= self.next_persist {
+            self.persist_learned();
+            self.next_persist = now + self.cfg.persist_interval;
+        }
+    }
+
+    /// How long the loop may sleep before [`State::tick`] has work.
+    pub(super) fn next_deadline(&self, now: Instant) -> Duration {
+        let mut wait = self.next_persist.saturating_duration_since(now);
+        if let Some(t) = self.dirty_since {
+            wait = wait.min((t + self.cfg.debounce).saturating_duration_since(now));
+        }
+        wait.min(Duration::from_secs(1))
+    }
+
+    /// Writes the workloads seen since the last call, in one transaction.
+    pub(super) fn persist_learned(&mut self) {
+        if self.seen.is_empty() {
+            return;
+        }
+        let seen = std::mem::take(&mut self.seen);
+        let records: Vec<WorkloadRecord> = seen
+            .iter()
+            .filter_map(|(mac, at)| {
+                let w = self.effective.workloads.by_mac(*mac)?;
+                Some(WorkloadRecord {
+                    mac: format_mac(*mac),
+                    name: w.name.clone(),
+                    labels: w.labels.clone(),
+                    origin: w.origin,
+                    first_seen: w.first_seen.unwrap_or(*at),
+                    last_seen: *at,
+                })
+            })
+            .collect();
+        if let Err(e) = self.store.upsert_workloads(&records) {
+            set_text(
+                &self.shared.last_error,
+                Some(format!("storing learned workloads: {e}")),
+            );
+        }
+    }
+}
