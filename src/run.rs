@@ -1,21 +1,26 @@
 //! `bulkhead run --config FILE`: the appliance.
 //!
-//! Attaches the XDP program and AF_XDP sockets to the two data ports, loads the
-//! bootstrap policy, and forwards between the ports through the worker until
-//! SIGTERM or SIGINT. SIGHUP reloads the policy file (a bad file is refused and
-//! the running policy kept). On stop the XDP program is left attached, so the
-//! configured fail mode decides what the wire does while bulkhead is down
-//! (`on_stop = "detach"` removes it instead); a crash leaves it attached too.
+//! Attaches the XDP program and AF_XDP sockets to the two data ports, starts the
+//! control thread on the store (its live policy version, or the bootstrap policy
+//! file committed as version 1), and forwards between the ports through the
+//! worker until SIGTERM or SIGINT. SIGHUP commits the policy file as a new
+//! version (a bad file is refused and the running policy kept). On stop the XDP
+//! program is left attached, so the configured fail mode decides what the wire
+//! does while bulkhead is down (`on_stop = "detach"` removes it instead); a crash
+//! leaves it attached too. If the control thread dies, the worker forwards on
+//! with the last policy and the log says so.
 
 use anyhow::Context;
+use control::engine::{Bootstrap, ControlHandle, Engine, EngineConfig};
+use control::store::Store;
 use dataplane::event::{Event, FlowRecord};
 use dataplane::io::afxdp::{
     AfXdpConfig, AfXdpIo, BindPreference, FailMode, OnShutdown, XdpModePreference,
 };
 use dataplane::io::Port;
-use dataplane::policy::{self, Action, PolicySnapshot, Reason, SnapshotCell};
+use dataplane::policy::{self, Action, Reason, SnapshotCell};
 use dataplane::worker::{
-    DropReason, FragmentPolicy, NonIpPolicy, Worker, WorkerConfig, WorkerStats,
+    DropReason, FragmentPolicy, NonIpPolicy, StatsBoard, Worker, WorkerConfig, WorkerStats,
 };
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -38,6 +43,8 @@ pub struct Config {
     #[serde(default)]
     pub dataplane: DataplaneConfig,
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +121,27 @@ pub struct PolicyConfig {
     pub file: PathBuf,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// The database: policy versions, quarantines, learned workloads, audit.
+    pub store: PathBuf,
+    /// Workloads learned from the wire kept at most (a MAC flood stops there).
+    pub max_learned_workloads: usize,
+}
+
+/// Where the database lives unless the config says otherwise.
+pub const DEFAULT_STORE: &str = "/var/lib/bulkhead/bulkhead.db";
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            store: PathBuf::from(DEFAULT_STORE),
+            max_learned_workloads: EngineConfig::default().max_observed,
+        }
+    }
+}
+
 fn one_of<T: Copy>(field: &str, value: &str, choices: &[(&str, T)]) -> anyhow::Result<T> {
     choices
         .iter()
@@ -140,11 +168,51 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-fn load_policy(path: &Path, generation: u64) -> anyhow::Result<PolicySnapshot> {
+/// Reads and checks the policy file: it must compile, whether or not it
+/// becomes the live version (it is what SIGHUP commits).
+fn load_policy(path: &Path) -> anyhow::Result<control::Model> {
     let model = control::load_model(path)?;
-    let (snapshot, _) = control::compile_snapshot(&model, generation)
+    control::compile(&model)
         .with_context(|| format!("{}: policy does not compile", path.display()))?;
-    Ok(snapshot)
+    Ok(model)
+}
+
+/// Opens the store, creating its directory if needed.
+fn open_store(path: &Path) -> anyhow::Result<Store> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("control.store: cannot create {}", dir.display()))?;
+    }
+    Ok(Store::open(path)?)
+}
+
+/// SIGHUP: commit the policy file as a new version, on a thread of its own so
+/// the packet path never waits for a compile.
+fn reload_on_sighup(path: PathBuf, control: ControlHandle) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .context("install signal handler")?;
+    std::thread::Builder::new()
+        .name("bulkhead-sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let outcome = load_policy(&path).and_then(|m| {
+                    let comment = format!("reload of {}", path.display());
+                    Ok(control.replace(m, "SIGHUP", &comment)?)
+                });
+                match outcome {
+                    Ok(c) => println!(
+                        "policy reloaded: version {}, {} compiled rules, generation {}",
+                        c.version, c.compiled_rules, c.generation
+                    ),
+                    Err(e) => println!(
+                        "policy reload refused, keeping generation {}: {e:#}",
+                        control.status().generation
+                    ),
+                }
+            }
+        })
+        .context("start the SIGHUP thread")?;
+    Ok(())
 }
 
 fn io_config(cfg: &Config) -> anyhow::Result<AfXdpConfig> {
@@ -303,22 +371,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args.config)?;
     let io_cfg = io_config(&cfg)?;
     let worker_cfg = worker_config(&cfg)?;
-    let mut generation = 1;
-    let snapshot = load_policy(&cfg.policy.file, generation)?;
-    println!(
-        "policy {}: {} compiled rules, generation {generation}",
-        cfg.policy.file.display(),
-        snapshot.rule_count()
-    );
-    let cell = Arc::new(SnapshotCell::new(snapshot));
+    let file_model = load_policy(&cfg.policy.file)?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .context("install signal handler")?;
 
     let mut io = AfXdpIo::open(&io_cfg)?;
     let (xdp, bind) = io.mode();
@@ -326,58 +384,92 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         "forwarding {} <-> {}: XDP {xdp}, AF_XDP {bind}, fail-{}, {} flows",
         cfg.ports.a, cfg.ports.b, cfg.ports.fail_mode, worker_cfg.flow_capacity
     );
+
+    let store = open_store(&cfg.control.store)?;
+    let cell = Arc::new(SnapshotCell::default());
     let (sink, events) = dataplane::event::channel(1 << 14);
-    let mut worker = Worker::new(worker_cfg, cell.clone(), sink);
     let start = Instant::now();
     let mut flow_log = FlowLog {
         second: 0,
         written: 0,
         held_back: 0,
     };
+    let engine = Engine::start(
+        store,
+        Bootstrap {
+            model: file_model,
+            source: cfg.policy.file.display().to_string(),
+        },
+        cell.clone(),
+        Some(events),
+        Some(Box::new(move |e: &Event| {
+            flow_log.event(e, start.elapsed())
+        })),
+        EngineConfig {
+            max_observed: cfg.control.max_learned_workloads,
+            ..EngineConfig::default()
+        },
+    )?;
+    let control = engine.handle.clone();
+    println!(
+        "policy: {}; {} compiled rules, generation {}",
+        engine.origin,
+        cell.load().rule_count(),
+        cell.generation()
+    );
+    reload_on_sighup(cfg.policy.file.clone(), control.clone())?;
+
+    let board = StatsBoard::new(1);
+    let mut worker = Worker::new(worker_cfg, cell.clone(), sink);
+    let mut control_running = true;
     let mut next_stats = Duration::from_secs(cfg.dataplane.stats_interval.max(1));
+    let mut next_report = Duration::ZERO;
     let result = loop {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
-        }
-        if hup.swap(false, Ordering::Relaxed) {
-            match load_policy(&cfg.policy.file, generation + 1) {
-                Ok(s) => {
-                    generation += 1;
-                    println!(
-                        "policy reloaded: {} compiled rules, generation {generation}",
-                        s.rule_count()
-                    );
-                    cell.publish(s);
-                }
-                Err(e) => println!("policy reload refused, keeping generation {generation}: {e:#}"),
-            }
         }
         let now = start.elapsed().as_nanos() as u64;
         let n = match worker.poll(&mut io, now) {
             Ok(n) => n,
             Err(e) => break Err(anyhow::Error::new(e).context("packet I/O failed")),
         };
-        for e in events.try_iter() {
-            flow_log.event(&e, start.elapsed());
-        }
         if n == 0 {
             if let Err(e) = io.poll_wait(Duration::from_millis(20)) {
                 break Err(anyhow::Error::new(e).context("waiting for packets failed"));
             }
         }
-        if start.elapsed() >= next_stats {
+        let elapsed = start.elapsed();
+        if elapsed >= next_report {
+            next_report = elapsed + Duration::from_millis(250);
+            board.publish(0, worker.report());
+            let status = control.status();
+            if control_running && !status.running {
+                control_running = false;
+                println!(
+                    "control thread stopped ({}); forwarding continues with policy generation {}",
+                    status.failure.as_deref().unwrap_or("no reason given"),
+                    cell.generation()
+                );
+            }
+        }
+        if elapsed >= next_stats {
             next_stats += Duration::from_secs(cfg.dataplane.stats_interval.max(1));
             println!(
-                "{}, free frames {}, {:?}",
+                "{}, free frames {}, {:?}, {}",
                 stats_line(&worker.stats(), worker.flows().len()),
                 io.free_frames(),
-                io.stats()
+                io.stats(),
+                control_line(&control)
             );
         }
     };
     println!("{}", stats_line(&worker.stats(), worker.flows().len()));
     let on_stop = cfg.ports.on_stop.clone();
     io.shutdown().context("stopping the ports")?;
+    control.stop();
+    if engine.thread.join().is_err() {
+        println!("control thread: could not be joined");
+    }
     println!(
         "stopped ({}: {})",
         if on_stop == "detach" {
@@ -388,4 +480,21 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         format_args!("fail-{}", cfg.ports.fail_mode)
     );
     result
+}
+
+/// The control thread's part of the stats line.
+fn control_line(control: &ControlHandle) -> String {
+    let s = control.status();
+    let state = if s.running { "running" } else { "STOPPED" };
+    let mut line = format!(
+        "control {state}, generation {}, {} publishes, {} workloads learned",
+        s.generation, s.publishes, s.workloads_learned
+    );
+    if s.observed_refused > 0 {
+        line += &format!(", {} new MACs refused (cap)", s.observed_refused);
+    }
+    if let Some(e) = s.last_error {
+        line += &format!(", last error: {e}");
+    }
+    line
 }

@@ -201,6 +201,10 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     }
     let dir = std::env::temp_dir().join("bulkhead-lab");
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    // Every run starts from the lab policy: no store left by an earlier run.
+    for f in ["bulkhead.db", "bulkhead.db-wal", "bulkhead.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
     let mut lab = Lab {
         dir: dir.clone(),
         appliance: None,
@@ -218,9 +222,10 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[ports]\na = \"dut-a\"\nb = \"dut-b\"\nfail_mode = \"{}\"\n\n[policy]\nfile = \"{}\"\n",
+            "[ports]\na = \"dut-a\"\nb = \"dut-b\"\nfail_mode = \"{}\"\n\n[policy]\nfile = \"{}\"\n\n[control]\nstore = \"{}\"\n",
             args.fail_mode,
-            dir.join("policy.yaml").display()
+            dir.join("policy.yaml").display(),
+            dir.join("bulkhead.db").display()
         ),
     )?;
     let exe = self_exe()?;

@@ -10,7 +10,7 @@ mod frag;
 mod stats;
 
 pub use frag::{FragTable, FragmentPolicy};
-pub use stats::{DropReason, PortCounters, WorkerStats};
+pub use stats::{DropReason, PortCounters, StatsBoard, StatsReport, WorkerStats};
 
 use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, FlowRecord};
 use crate::flow::{FlowEntry, FlowKey, FlowTable, Lookup, Side, Timeouts};
@@ -128,6 +128,16 @@ impl Worker {
         let mut s = self.stats.clone();
         s.events_lost = self.events.lost();
         s
+    }
+
+    /// The worker's counters and its flow table's, for a [`StatsBoard`].
+    pub fn report(&self) -> StatsReport {
+        StatsReport {
+            worker: self.stats(),
+            flows: self.flows.stats(),
+            live_flows: self.flows.len(),
+            flow_capacity: self.flows.capacity(),
+        }
     }
 
     pub fn flows(&self) -> &FlowTable {

@@ -105,3 +105,42 @@ impl WorkerStats {
         self.drops[reason.index()] += n;
     }
 }
+
+/// What a worker last reported: its counters and its flow table's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsReport {
+    pub worker: WorkerStats,
+    pub flows: crate::flow::FlowStats,
+    pub live_flows: usize,
+    pub flow_capacity: usize,
+}
+
+/// Where workers publish their counters for readers off the packet path (the
+/// management API, metrics): one slot per worker, replaced whole (arc-swap), so
+/// neither side ever waits on the other.
+#[derive(Debug)]
+pub struct StatsBoard {
+    slots: Vec<arc_swap::ArcSwap<StatsReport>>,
+}
+
+impl StatsBoard {
+    pub fn new(workers: usize) -> Self {
+        StatsBoard {
+            slots: (0..workers.max(1))
+                .map(|_| arc_swap::ArcSwap::from_pointee(StatsReport::default()))
+                .collect(),
+        }
+    }
+
+    /// Replaces worker `i`'s report (ignored for an `i` out of range).
+    pub fn publish(&self, i: usize, report: StatsReport) {
+        if let Some(slot) = self.slots.get(i) {
+            slot.store(std::sync::Arc::new(report));
+        }
+    }
+
+    /// Every worker's last report.
+    pub fn reports(&self) -> Vec<std::sync::Arc<StatsReport>> {
+        self.slots.iter().map(|s| s.load_full()).collect()
+    }
+}
