@@ -2,6 +2,8 @@
 //! spread over many group pairs, queries that hit rules across the whole set, and
 //! 64-byte UDP frames for distinct flows.
 
+pub mod model;
+
 use dataplane::policy::{
     Action, EndpointSpec, FlowQuery, GroupSpec, Mode, PolicySpec, PortRange, Proto, RuleSpec,
 };

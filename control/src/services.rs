@@ -1,6 +1,7 @@
 //! Services: the built-in catalogue, and turning service text into protocol/port entries.
 
 use crate::model::{PortSpec, Scalar};
+use crate::validate::Sub;
 use dataplane::policy::{PortRange, Proto};
 
 /// One protocol and its destination ports (empty = every port).
@@ -109,13 +110,13 @@ pub fn parse_port(s: &Scalar) -> Result<PortRange, String> {
 /// Parses a `{proto, ports}` pair; every problem goes to `err` with its path under `path`.
 pub(crate) fn parse_port_spec(
     spec: &PortSpec,
-    path: &str,
+    path: &dyn std::fmt::Display,
     err: &mut dyn FnMut(String, String),
 ) -> Option<ServiceEntry> {
     let proto = parse_proto(&spec.proto)
         .map_err(|m| err(format!("{path}.proto"), m))
         .ok();
-    let ports = parse_ports(proto, &spec.ports, &format!("{path}.ports"), err);
+    let ports = parse_ports(proto, &spec.ports, &Sub::field(path, "ports"), err);
     Some(ServiceEntry {
         proto: proto?,
         ports: ports?,
@@ -126,7 +127,7 @@ pub(crate) fn parse_port_spec(
 pub(crate) fn parse_ports(
     proto: Option<Proto>,
     ports: &[Scalar],
-    path: &str,
+    path: &dyn std::fmt::Display,
     err: &mut dyn FnMut(String, String),
 ) -> Option<Vec<PortRange>> {
     let mut ok = true;

@@ -9,11 +9,48 @@ use dataplane::policy::{parse_mac, Problem};
 use dataplane::wire::MacAddr;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::fmt::{self, Display};
 use std::net::IpAddr;
 
 /// The largest user rule id: compiled ids are `user id << 8 | expansion`.
 pub const MAX_RULE_ID: u32 = 0x00ff_ffff;
+
+/// A problem path below `parent`, written out only when a problem is reported
+/// (validating 100k rules must not format a million paths that are never shown).
+pub(crate) struct Sub<'a> {
+    parent: &'a dyn Display,
+    part: Part,
+}
+
+enum Part {
+    Field(&'static str),
+    Index(usize),
+}
+
+impl<'a> Sub<'a> {
+    pub(crate) fn field(parent: &'a dyn Display, name: &'static str) -> Self {
+        Sub {
+            parent,
+            part: Part::Field(name),
+        }
+    }
+
+    pub(crate) fn index(parent: &'a dyn Display, i: usize) -> Self {
+        Sub {
+            parent,
+            part: Part::Index(i),
+        }
+    }
+}
+
+impl Display for Sub<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.part {
+            Part::Field(name) => write!(f, "{}.{name}", self.parent),
+            Part::Index(i) => write!(f, "{}[{i}]", self.parent),
+        }
+    }
+}
 
 /// Every problem found in a model, displayed one per line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,9 +152,9 @@ struct Checker {
 }
 
 impl Checker {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    fn err(&mut self, path: impl ToString, message: impl Into<String>) {
         self.problems.push(Problem {
-            path: path.into(),
+            path: path.to_string(),
             message: message.into(),
         });
     }
@@ -153,7 +190,7 @@ impl Checker {
     }
 
     /// Resolves a rule's group list (`any` allowed alone).
-    fn group_refs(&mut self, names: &[String], path: &str, known: &HashMap<&str, usize>) {
+    fn group_refs(&mut self, names: &[String], path: &dyn Display, known: &HashMap<&str, usize>) {
         if names.is_empty() {
             self.err(path, "empty group list: name groups or \"any\"");
         }
@@ -161,12 +198,12 @@ impl Checker {
             if n == "any" {
                 if names.len() > 1 {
                     self.err(
-                        format!("{path}[{j}]"),
+                        Sub::index(path, j),
                         "\"any\" cannot be combined with group names",
                     );
                 }
             } else if !known.contains_key(n.as_str()) {
-                self.err(format!("{path}[{j}]"), format!("unknown group {n:?}"));
+                self.err(Sub::index(path, j), format!("unknown group {n:?}"));
             }
         }
     }
@@ -175,7 +212,7 @@ impl Checker {
     fn service_refs(
         &mut self,
         refs: &[ServiceRef],
-        path: &str,
+        path: &dyn Display,
         defined: &HashMap<&str, Option<Vec<ServiceEntry>>>,
     ) -> Vec<ServiceEntry> {
         if refs.is_empty() {
@@ -183,7 +220,7 @@ impl Checker {
         }
         let mut out = Vec::new();
         for (k, r) in refs.iter().enumerate() {
-            let p = format!("{path}[{k}]");
+            let p = Sub::index(path, k);
             match r {
                 ServiceRef::Name(n) => match defined.get(n.as_str()) {
                     Some(Some(entries)) => out.extend(entries.iter().cloned()),
@@ -380,7 +417,7 @@ impl Model {
         let mut rule_at: HashMap<u32, usize> = HashMap::with_capacity(self.rules.len());
         let mut rule_entries = Vec::with_capacity(self.rules.len());
         for (i, r) in self.rules.iter().enumerate() {
-            let path = format!("rules[{i}]");
+            let path = Sub::index(&"rules", i);
             if r.id > MAX_RULE_ID {
                 ck.err(
                     format!("{path}.id"),
@@ -393,9 +430,13 @@ impl Model {
                     format!("duplicate rule id {} (also rules[{j}])", r.id),
                 );
             }
-            ck.group_refs(&r.src, &format!("{path}.src"), &group_ids);
-            ck.group_refs(&r.dst, &format!("{path}.dst"), &group_ids);
-            rule_entries.push(ck.service_refs(&r.services, &format!("{path}.services"), &defined));
+            ck.group_refs(&r.src, &Sub::field(&path, "src"), &group_ids);
+            ck.group_refs(&r.dst, &Sub::field(&path, "dst"), &group_ids);
+            rule_entries.push(ck.service_refs(
+                &r.services,
+                &Sub::field(&path, "services"),
+                &defined,
+            ));
         }
 
         // Management, quarantine, blocklist.

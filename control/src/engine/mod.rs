@@ -296,6 +296,7 @@ fn event_loop(
                 Err(crossbeam_channel::TryRecvError::Disconnected) => events_open = false,
             }
         }
+        state.collect_garbage();
         state.tick(Instant::now());
         if handled == EVENT_BURST {
             continue;

@@ -7,11 +7,12 @@ use super::{set_text, EngineConfig, LiveView, Shared};
 use crate::compile::{compile, user_rule_id, CompileError};
 use crate::diff::{diff, PolicyDiff};
 use crate::model::{Model, Origin, Quarantine, Timestamp};
+use crate::store::render_model;
 use crate::store::{
     ActiveQuarantine, QuarantineSource, Store, StoreError, Version, WorkloadRecord,
 };
 use dataplane::event::{Event, FlowRecord};
-use dataplane::policy::{format_mac, parse_mac, Reason, SnapshotCell};
+use dataplane::policy::{format_mac, parse_mac, PolicySnapshot, Reason, SnapshotCell};
 use dataplane::wire::MacAddr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -38,6 +39,9 @@ pub(super) struct State {
     /// Workloads seen since the last write to the store, with when.
     seen: BTreeMap<MacAddr, Timestamp>,
     next_persist: Instant,
+    /// What a publication replaced, freed after the answer went out: freeing a
+    /// 100k-rule snapshot and model takes tens of milliseconds.
+    garbage: Vec<Box<dyn Send>>,
 }
 
 fn store_err(e: StoreError) -> ControlError {
@@ -52,6 +56,25 @@ fn compile_err(e: CompileError) -> ControlError {
     match e {
         CompileError::Invalid(p) => ControlError::Invalid(p),
         CompileError::Rejected(r) => ControlError::Internal(r.to_string()),
+    }
+}
+
+/// The MACs a model's quarantine list names, canonical.
+fn listed_macs(model: &Model) -> BTreeSet<String> {
+    model
+        .quarantine
+        .iter()
+        .filter_map(|q| parse_mac(&q.mac).map(format_mac))
+        .collect()
+}
+
+/// A quarantine in force as a model entry.
+fn quarantine_entry(a: ActiveQuarantine) -> Quarantine {
+    Quarantine {
+        mac: a.mac,
+        reason: a.reason,
+        actor: Some(a.actor),
+        at: Some(a.at),
     }
 }
 
@@ -98,28 +121,56 @@ impl State {
             shared,
             cfg,
             version,
-            live: Model::default(),
+            // As live already: learned workloads keep the labels they were stored with.
+            live: live.clone(),
             effective: Arc::new(effective),
             generation: 0,
             learned,
             hits: BTreeMap::new(),
             dirty_since: None,
             seen: BTreeMap::new(),
+            garbage: Vec::new(),
         };
-        state.set_live(version, live, "bootstrap")?;
+        let effective = state.effective_for(&live)?;
+        state.reconcile_quarantines(&live, version, "bootstrap")?;
+        state.adopt(version, live, effective);
         Ok(state)
     }
 
-    /// Makes `model` the live version: learned workloads carry over (relabelled
-    /// if the assignment rules changed), and the policy's quarantine list is
-    /// reconciled with the quarantines in force. Does not publish.
-    fn set_live(&mut self, version: Version, model: Model, actor: &str) -> Result<(), StoreError> {
+    /// The effective model `model` would have as the live version: it, the
+    /// learned workloads it does not declare (relabelled if its assignment rules
+    /// differ), and its own quarantine list followed by the command quarantines
+    /// in force. Its own entries come first, so problems point at them.
+    fn effective_for(&self, model: &Model) -> Result<Model, StoreError> {
+        let mut effective = model.clone();
+        for w in self.effective.workloads.iter() {
+            let declared = parse_mac(&w.mac).is_some_and(|m| model.workloads.by_mac(m).is_some());
+            if w.origin == Origin::Observed && !declared {
+                effective.workloads.push(w.clone());
+            }
+        }
+        if model.assignment != self.live.assignment {
+            effective.reassign_observed();
+        }
+        let listed = listed_macs(model);
+        for a in self.store.active_quarantines()? {
+            if a.source == QuarantineSource::Command && !listed.contains(&a.mac) {
+                effective.quarantine.push(quarantine_entry(a));
+            }
+        }
+        Ok(effective)
+    }
+
+    /// Brings the quarantines in force in line with a new live policy: what it
+    /// lists is in force (source `policy`), what an earlier policy listed and
+    /// this one does not is released. Command quarantines are left alone.
+    fn reconcile_quarantines(
+        &mut self,
+        model: &Model,
+        version: Version,
+        actor: &str,
+    ) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        let listed: BTreeSet<String> = model
-            .quarantine
-            .iter()
-            .filter_map(|q| parse_mac(&q.mac).map(format_mac))
-            .collect();
         for q in &model.quarantine {
             let Some(mac) = parse_mac(&q.mac) else {
                 continue;
@@ -132,65 +183,68 @@ impl State {
                 source: QuarantineSource::Policy,
             })?;
         }
+        let listed = listed_macs(model);
         for a in self.store.active_quarantines()? {
             if a.source == QuarantineSource::Policy && !listed.contains(&a.mac) {
                 let why = format!("no longer in the live policy (version {version})");
                 self.store.release(&a.mac, Some(&why), actor, now)?;
             }
         }
+        Ok(())
+    }
 
-        let mut effective = model.clone();
-        for w in self.effective.workloads.iter() {
-            let declared = parse_mac(&w.mac).is_some_and(|m| model.workloads.by_mac(m).is_some());
-            if w.origin == Origin::Observed && !declared {
-                effective.workloads.push(w.clone());
-            }
-        }
-        if model.assignment != self.live.assignment {
-            effective.reassign_observed();
-        }
+    /// Makes `model` (with its effective form) the live version. Does not publish.
+    fn adopt(&mut self, version: Version, model: Model, effective: Model) {
         self.learned = effective
             .workloads
             .iter()
             .filter(|w| w.origin == Origin::Observed)
             .count();
-        self.effective = Arc::new(effective);
-        self.live = model;
+        let old = std::mem::replace(&mut self.effective, Arc::new(effective));
+        self.garbage.push(Box::new(old));
+        let old = std::mem::replace(&mut self.live, model);
+        self.garbage.push(Box::new(old));
         self.version = version;
-        self.refresh_quarantines()
     }
 
     /// Copies the quarantines in force into the effective model.
     fn refresh_quarantines(&mut self) -> Result<(), StoreError> {
         let active = self.store.active_quarantines()?;
-        Arc::make_mut(&mut self.effective).quarantine = active
-            .into_iter()
-            .map(|a| Quarantine {
-                mac: a.mac,
-                reason: a.reason,
-                actor: Some(a.actor),
-                at: Some(a.at),
-            })
-            .collect();
+        Arc::make_mut(&mut self.effective).quarantine =
+            active.into_iter().map(quarantine_entry).collect();
         Ok(())
     }
 
     /// Compiles the effective model and publishes it with the next generation.
     pub(super) fn publish(&mut self) -> Result<u64, ControlError> {
         let compiled = compile(&self.effective).map_err(ControlError::Invalid)?;
-        let generation = self.generation + 1;
-        let snapshot = compiled.snapshot(generation).map_err(compile_err)?;
-        self.cell.publish(snapshot);
+        let snapshot = compiled
+            .snapshot(self.generation + 1)
+            .map_err(compile_err)?;
+        Ok(self.install(snapshot))
+    }
+
+    /// Publishes a snapshot compiled from the effective model.
+    fn install(&mut self, snapshot: PolicySnapshot) -> u64 {
+        let generation = snapshot.generation();
+        let old = self.cell.replace(snapshot);
+        self.garbage.push(Box::new(old));
         self.generation = generation;
         self.dirty_since = None;
         self.shared.generation.store(generation, Ordering::Relaxed);
         self.shared.publishes.fetch_add(1, Ordering::Relaxed);
-        self.shared.view.store(Arc::new(LiveView {
+        let old = self.shared.view.swap(Arc::new(LiveView {
             model: self.effective.clone(),
             version: self.version,
             generation,
         }));
-        Ok(generation)
+        self.garbage.push(Box::new(old));
+        generation
+    }
+
+    /// Frees what publications replaced.
+    pub(super) fn collect_garbage(&mut self) {
+        self.garbage.clear();
     }
 
     pub(super) fn apply(&mut self, cmd: Command) {
@@ -338,6 +392,37 @@ impl State {
         Ok(diff(&self.live, &model))
     }
 
+    /// Makes `model` live: compiles it once with the learned workloads and the
+    /// quarantines in force (an invalid model is refused before anything is
+    /// stored), `persist`s it as a version, then publishes.
+    fn go_live(
+        &mut self,
+        model: Model,
+        actor: &str,
+        persist: impl FnOnce(&mut Store, &Model, usize) -> Result<Version, StoreError>,
+    ) -> Result<CommitOutcome, ControlError> {
+        let started = Instant::now();
+        let effective = self.effective_for(&model).map_err(store_err)?;
+        let compiled = compile(&effective)?;
+        let snapshot = compiled
+            .snapshot(self.generation + 1)
+            .map_err(compile_err)?;
+        let compiled_rules = snapshot.rule_count();
+        let version =
+            persist(&mut self.store, &model, compiled.rules.compiled_len()).map_err(store_err)?;
+        self.garbage.push(Box::new(compiled));
+        self.reconcile_quarantines(&model, version, actor)
+            .map_err(store_err)?;
+        self.adopt(version, model, effective);
+        let generation = self.install(snapshot);
+        Ok(CommitOutcome {
+            version: version.0,
+            generation,
+            compiled_rules,
+            publish_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
     /// Stores `model` as a new live version and publishes it.
     fn commit_model(
         &mut self,
@@ -346,37 +431,9 @@ impl State {
         comment: &str,
         clear_draft: bool,
     ) -> Result<CommitOutcome, ControlError> {
-        let started = Instant::now();
-        let compiled = compile(&model)?;
-        let yaml = model.to_yaml_string().map_err(StoreError::from)?;
-        let version = self
-            .store
-            .commit_rendered(
-                actor,
-                comment,
-                &yaml,
-                compiled.rules.compiled_len() as u64,
-                None,
-                clear_draft,
-            )
-            .map_err(store_err)?;
-        self.go_live(version, model, actor, started)
-    }
-
-    fn go_live(
-        &mut self,
-        version: Version,
-        model: Model,
-        actor: &str,
-        started: Instant,
-    ) -> Result<CommitOutcome, ControlError> {
-        self.set_live(version, model, actor).map_err(store_err)?;
-        let generation = self.publish()?;
-        Ok(CommitOutcome {
-            version: version.0,
-            generation,
-            compiled_rules: self.cell.load().rule_count(),
-            publish_ms: started.elapsed().as_secs_f64() * 1e3,
+        self.go_live(model, actor, |store, model, rules| {
+            let text = render_model(model)?;
+            store.commit_rendered(actor, comment, &text, rules as u64, None, clear_draft)
         })
     }
 
@@ -399,14 +456,12 @@ impl State {
     }
 
     fn rollback(&mut self, to: Version, actor: &str) -> Result<CommitOutcome, ControlError> {
-        let started = Instant::now();
         let model = self
             .store
             .version(to)
             .map_err(store_err)?
             .ok_or(ControlError::NoSuchVersion(to))?;
-        let version = self.store.rollback(to, actor).map_err(store_err)?;
-        self.go_live(version, model, actor, started)
+        self.go_live(model, actor, |store, _, _| store.rollback(to, actor))
     }
 
     pub(super) fn event(&mut self, e: &Event) {

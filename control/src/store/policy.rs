@@ -25,11 +25,22 @@ fn version_to_sql(v: Version) -> Result<i64, StoreError> {
     i64::try_from(v.0).map_err(|_| StoreError::NoSuchVersion(v))
 }
 
-fn parse_model(yaml: &str, what: impl FnOnce() -> String) -> Result<Model, StoreError> {
-    Model::from_yaml_str(yaml).map_err(|source| StoreError::BadModel {
+/// Parses a stored model: JSON, or YAML from earlier builds.
+pub(crate) fn parse_model(text: &str, what: impl FnOnce() -> String) -> Result<Model, StoreError> {
+    let parsed = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    } else {
+        Model::from_yaml_str(text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|detail| StoreError::BadModel {
         what: what(),
-        source,
+        detail,
     })
+}
+
+/// Renders a model as stored.
+pub(crate) fn render_model(model: &Model) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(model)?)
 }
 
 /// Inserts a version row and points live at it, inside `tx`.
@@ -59,7 +70,7 @@ fn insert_live(
 impl Store {
     /// Saves (replaces) the draft.
     pub fn save_draft(&mut self, model: &Model) -> Result<(), StoreError> {
-        let yaml = model.to_yaml_string()?;
+        let yaml = render_model(model)?;
         let now = ts_to_sql(Timestamp::now())?;
         self.conn.execute(
             "INSERT INTO policy_draft (id, updated_at, model_yaml) VALUES (1, ?1, ?2)
@@ -101,7 +112,7 @@ impl Store {
     ) -> Result<Version, StoreError> {
         let compiled = compile(model).map_err(CompileError::from)?;
         let rules = u64::try_from(compiled.rules.compiled_len()).unwrap_or(u64::MAX);
-        let yaml = model.to_yaml_string()?;
+        let yaml = render_model(model)?;
         self.commit_rendered(actor, comment, &yaml, rules, None, true)
     }
 

@@ -116,6 +116,12 @@ impl SnapshotCell {
         self.inner.store(Arc::new(snapshot));
     }
 
+    /// Replaces the snapshot and hands back the one it replaced, so the caller
+    /// chooses when the old one is freed (freeing a large snapshot takes time).
+    pub fn replace(&self, snapshot: PolicySnapshot) -> Arc<PolicySnapshot> {
+        self.inner.swap(Arc::new(snapshot))
+    }
+
     /// Replaces the snapshot with an already shared one.
     pub fn publish_arc(&self, snapshot: Arc<PolicySnapshot>) {
         self.inner.store(snapshot);
