@@ -113,6 +113,15 @@ pub struct ArpSeen {
     pub vlan: [u16; 2],
 }
 
+/// A DHCP server's ACK: the address it leased to a client MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSeen {
+    pub time: u64,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub vlan: [u16; 2],
+}
+
 /// What a worker tells the control plane.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -130,6 +139,8 @@ pub enum Event {
     Dns(DnsMessage),
     /// An ARP packet's sender MAC and IP.
     Arp(ArpSeen),
+    /// A DHCP ACK that passed the appliance (UDP 67 -> 68).
+    DhcpLease(LeaseSeen),
 }
 
 /// The worker's end of the event channel: never blocks, counts what it loses.

@@ -304,6 +304,46 @@ fn dns_responses_are_copied_to_events() {
     assert!(!dns[0].truncated);
 }
 
+/// A DHCP ACK from `server` leasing `ip` to the client MAC `client`.
+fn dhcp_ack(client: [u8; 6], ip: [u8; 4]) -> Vec<u8> {
+    let mut m = vec![0u8; 240];
+    m[0] = 2; // BOOTREPLY
+    m[1] = 1;
+    m[2] = 6;
+    m[16..20].copy_from_slice(&ip);
+    m[28..34].copy_from_slice(&client);
+    m[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    m.extend_from_slice(&[53, 1, 5, 255]);
+    m
+}
+
+#[test]
+fn a_dhcp_ack_that_passes_reports_the_lease() {
+    // Server and client in the audit group: the ACK passes (as a would-deny).
+    let mut bed = Bed::new("");
+    let server = (LEGACY, LEGACY_IP, 67);
+    let client = (LEGACY2, [255, 255, 255, 255], 68);
+    assert!(bed.passes(
+        Port::B,
+        &udp(server, client, &dhcp_ack(WEB2, [10, 0, 1, 99]))
+    ));
+    // A request (client -> server) leases nothing, and a broken ACK neither.
+    let mut broken = dhcp_ack(WEB2, [10, 0, 1, 98]);
+    broken.truncate(200);
+    assert!(bed.passes(Port::B, &udp(server, client, &broken)));
+    let leases: Vec<_> = bed
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::DhcpLease(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].mac.0, WEB2);
+    assert_eq!(leases[0].ip.octets(), [10, 0, 1, 99]);
+}
+
 #[test]
 fn malformed_frames_are_dropped_and_counted() {
     let mut bed = Bed::new("");

@@ -472,6 +472,7 @@ impl State {
                 self.observe(r.src_mac, Some(r.src_ip), outer_vlan(r.vlan));
             }
             Event::Arp(a) => self.observe(a.mac, Some(IpAddr::V4(a.ip)), outer_vlan(a.vlan)),
+            Event::DhcpLease(l) => self.observe(l.mac, Some(IpAddr::V4(l.ip)), outer_vlan(l.vlan)),
             // Flow ends, DNS and would-deny repeats feed visibility (a later issue).
             _ => {}
         }

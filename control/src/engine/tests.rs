@@ -6,7 +6,7 @@ use super::{Bootstrap, ControlError, Engine, EngineConfig};
 use crate::model::Model;
 use crate::store::{QuarantineSource, Store, Version};
 use crate::testutil::TempDir;
-use dataplane::event::{ArpSeen, Event, FlowRecord};
+use dataplane::event::{ArpSeen, Event, FlowRecord, LeaseSeen};
 use dataplane::flow::FlowState;
 use dataplane::io::mem::MemIo;
 use dataplane::io::Port;
@@ -368,6 +368,19 @@ fn a_new_mac_on_the_wire_is_labelled_and_gets_its_group_policy() {
     assert_eq!(w.labels.get("app").map(String::as_str), Some("web"));
     assert_eq!(w.ips, vec!["10.0.0.77".to_string()]);
     assert_eq!(bed.engine.handle.status().workloads_learned, 1);
+
+    // A DHCP lease teaches the address of a MAC that has not spoken yet.
+    bed.events
+        .send(Event::DhcpLease(LeaseSeen {
+            time: 0,
+            mac: mac("02:00:00:00:01:78"),
+            ip: Ipv4Addr::new(10, 0, 0, 78),
+            vlan: [0, 0],
+        }))
+        .expect("send");
+    eventually("the leased address is learned", || {
+        bed.engine.handle.status().workloads_learned == 2
+    });
 
     // Learned workloads are kept in the store across a restart.
     let (_dir, db) = bed.stop();

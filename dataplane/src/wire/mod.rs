@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 pub mod arp;
+pub mod dhcp;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
@@ -37,6 +38,9 @@ pub enum ParseError {
     /// A version field of `layer` has the wrong value (e.g. IPv4 version != 4).
     #[error("bad version in {layer} header")]
     BadVersion { layer: Layer },
+    /// A fixed marker of `layer` (e.g. DHCP's magic cookie) has the wrong value.
+    #[error("bad magic number in {layer} message")]
+    BadMagic { layer: Layer },
     /// More VLAN tags than the two (QinQ) we classify on.
     #[error("more than two VLAN tags")]
     TooManyVlanTags,
@@ -63,6 +67,7 @@ pub enum Layer {
     Icmpv6,
     /// The IP header or transport ports embedded in an ICMP error message.
     IcmpInner,
+    Dhcp,
 }
 
 impl std::fmt::Display for Layer {
@@ -79,6 +84,7 @@ impl std::fmt::Display for Layer {
             Layer::Icmp => "ICMP",
             Layer::Icmpv6 => "ICMPv6",
             Layer::IcmpInner => "ICMP inner",
+            Layer::Dhcp => "DHCP",
         };
         f.write_str(s)
     }

@@ -12,12 +12,12 @@ mod stats;
 pub use frag::{FragTable, FragmentPolicy};
 pub use stats::{DropReason, PortCounters, StatsBoard, StatsReport, WorkerStats};
 
-use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, FlowRecord};
+use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, FlowRecord, LeaseSeen};
 use crate::flow::{FlowEntry, FlowKey, FlowTable, Lookup, Side, Timeouts};
 use crate::io::{Desc, IoError, PacketIo, Port};
 use crate::policy::{Action, FlowQuery, PolicySnapshot, SnapshotCell, Verdict};
 use crate::wire::{
-    self, ip_proto, Fragment, IpInfo, L3Info, L4Info, PacketInfo, ParseError, TcpFlags,
+    self, dhcp, ip_proto, Fragment, IpInfo, L3Info, L4Info, PacketInfo, ParseError, TcpFlags,
 };
 use std::sync::Arc;
 
@@ -338,6 +338,9 @@ impl Worker {
         if sport == 53 && matches!(ip.l4, L4Info::Tcp { .. } | L4Info::Udp { .. }) {
             self.dns_event(frame, info, ip, now);
         }
+        if sport == dhcp::SERVER_PORT && dport == dhcp::CLIENT_PORT {
+            self.dhcp_event(frame, info, ip, now);
+        }
         Ok(())
     }
 
@@ -472,6 +475,28 @@ impl Worker {
             }
             Lookup::Miss => None,
         }
+    }
+
+    /// A DHCP ACK names a client MAC and its leased address: learning, like ARP.
+    fn dhcp_event(&mut self, frame: &[u8], info: &PacketInfo, ip: &IpInfo, now: u64) {
+        if !matches!(ip.l4, L4Info::Udp { .. }) {
+            return;
+        }
+        let start = usize::from(ip.payload_offset);
+        let end = usize::from(ip.ip_end).min(frame.len());
+        let Some(lease) = frame
+            .get(start..end)
+            .and_then(|p| dhcp::Packet::new_checked(p).ok())
+            .and_then(|p| p.lease())
+        else {
+            return;
+        };
+        self.events.emit(Event::DhcpLease(LeaseSeen {
+            time: now,
+            mac: lease.0,
+            ip: lease.1,
+            vlan: info.vlan,
+        }));
     }
 
     fn dns_event(&mut self, frame: &[u8], info: &PacketInfo, ip: &IpInfo, now: u64) {
