@@ -97,6 +97,9 @@ pub struct DataplaneConfig {
     pub stats_interval: u64,
     /// Worker threads; one per port pair for now.
     pub workers: usize,
+    /// 0: sleep until frames arrive (need-wakeup). N > 0: busy polling, N
+    /// microseconds of device polling per syscall; the worker never sleeps.
+    pub busy_poll_us: u32,
 }
 
 impl Default for DataplaneConfig {
@@ -110,6 +113,7 @@ impl Default for DataplaneConfig {
             fragments: "drop".into(),
             stats_interval: 10,
             workers: 1,
+            busy_poll_us: 0,
         }
     }
 }
@@ -251,6 +255,8 @@ fn io_config(cfg: &Config) -> anyhow::Result<AfXdpConfig> {
     )?;
     io.frames = cfg.dataplane.frames;
     io.chunk_size = cfg.dataplane.chunk_size;
+    io.busy_poll_us = cfg.dataplane.busy_poll_us;
+    io.busy_poll_budget = cfg.dataplane.batch.clamp(1, 1024) as u32;
     Ok(io)
 }
 
@@ -380,8 +386,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let mut io = AfXdpIo::open(&io_cfg)?;
     let (xdp, bind) = io.mode();
+    let polling = match cfg.dataplane.busy_poll_us {
+        0 => "need-wakeup".to_string(),
+        us => format!("busy polling {us} us"),
+    };
     println!(
-        "forwarding {} <-> {}: XDP {xdp}, AF_XDP {bind}, fail-{}, {} flows",
+        "forwarding {} <-> {}: XDP {xdp}, AF_XDP {bind}, {polling}, fail-{}, {} flows",
         cfg.ports.a, cfg.ports.b, cfg.ports.fail_mode, worker_cfg.flow_capacity
     );
 

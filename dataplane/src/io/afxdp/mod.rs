@@ -66,6 +66,13 @@ pub struct AfXdpConfig {
     pub max_vlan_tags: u8,
     /// Bind attempts after EBUSY, 50 ms apart.
     pub bind_retries: u32,
+    /// Busy polling: 0 (the default) sleeps in `poll` until a frame arrives
+    /// (need-wakeup); N > 0 sets preferred busy polling on every socket, with
+    /// N microseconds of device polling per syscall, and [`AfXdpIo::poll_wait`]
+    /// never sleeps: lowest latency, one core kept busy.
+    pub busy_poll_us: u32,
+    /// Frames per busy poll of the device queue.
+    pub busy_poll_budget: u32,
 }
 
 impl AfXdpConfig {
@@ -89,6 +96,8 @@ impl AfXdpConfig {
             pin_dir: Some(PathBuf::from(DEFAULT_PIN_DIR)),
             max_vlan_tags: 1,
             bind_retries: 40,
+            busy_poll_us: 0,
+            busy_poll_budget: 64,
         }
     }
 
@@ -121,6 +130,9 @@ impl AfXdpConfig {
             if !v.is_power_of_two() {
                 return bad(format!("{name} {v} must be a power of two"));
             }
+        }
+        if self.busy_poll_us > 0 && self.busy_poll_budget == 0 {
+            return bad("busy_poll_budget must be at least 1 with busy polling on".to_string());
         }
         if self.frames < 2 * 64 {
             return bad(format!("frames {} must be at least 128", self.frames));
@@ -232,6 +244,7 @@ pub struct AfXdpIo {
     completion_ring: u32,
     modes: (XdpMode, BindMode),
     on_shutdown: OnShutdown,
+    busy_poll: bool,
     stats: AfXdpStats,
 }
 
@@ -341,8 +354,18 @@ impl AfXdpIo {
             completion_ring: cfg.completion_ring,
             modes: (xdp_mode, bind_mode),
             on_shutdown: cfg.on_shutdown,
+            busy_poll: cfg.busy_poll_us > 0,
             stats: AfXdpStats::default(),
         };
+        if cfg.busy_poll_us > 0 {
+            for p in &io.ports {
+                for q in &p.queues {
+                    sys::set_busy_poll(q.fd(), cfg.busy_poll_us, cfg.busy_poll_budget).map_err(
+                        |(op, errno)| AfXdpError::socket(&p.ifname, q.queue_id, op, errno),
+                    )?;
+                }
+            }
+        }
         for p in &mut io.ports {
             for q in &mut p.queues {
                 q.fill(&mut io.free, p.fill_target);
@@ -381,8 +404,19 @@ impl AfXdpIo {
 
     /// Wait up to `timeout` for a frame to arrive on either port (for an idle
     /// worker, instead of spinning). Pending transmissions are kicked first.
-    /// Returns whether a socket is readable.
+    /// Returns whether a socket is readable. With busy polling on, it does not
+    /// sleep: it polls each device queue once (in the kernel, for up to
+    /// `busy_poll_us`) and returns.
     pub fn poll_wait(&mut self, timeout: Duration) -> Result<bool, IoError> {
+        if self.busy_poll {
+            for p in &mut self.ports {
+                for q in &mut p.queues {
+                    self.stats.tx_kicks += u64::from(q.kick_tx());
+                    sys::busy_poll_rx(q.fd());
+                }
+            }
+            return Ok(true);
+        }
         let mut fds = Vec::with_capacity(2);
         let mut owners = Vec::with_capacity(2);
         let mut timeout = timeout;

@@ -113,3 +113,59 @@ pub(crate) fn set_cloexec(fd: RawFd) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Socket options of busy polling (include/uapi/asm-generic/socket.h).
+const SO_BUSY_POLL: libc::c_int = 46;
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+#[allow(unsafe_code)]
+fn setsockopt_int(fd: RawFd, opt: libc::c_int, value: libc::c_int) -> Result<(), i32> {
+    // SAFETY: `value` is a live c_int for the duration of the call and its size
+    // is passed; setsockopt does not keep the pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    Ok(())
+}
+
+/// Turns on preferred busy polling for an AF_XDP socket: the application's own
+/// syscalls drive the device queue for up to `usecs` each, `budget` frames at a
+/// time. On error, the option that failed and the errno.
+pub(crate) fn set_busy_poll(fd: RawFd, usecs: u32, budget: u32) -> Result<(), (&'static str, i32)> {
+    let int = |v: u32| libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
+    setsockopt_int(fd, SO_PREFER_BUSY_POLL, 1)
+        .map_err(|e| ("setsockopt SO_PREFER_BUSY_POLL", e))?;
+    setsockopt_int(fd, SO_BUSY_POLL, int(usecs)).map_err(|e| ("setsockopt SO_BUSY_POLL", e))?;
+    setsockopt_int(fd, SO_BUSY_POLL_BUDGET, int(budget))
+        .map_err(|e| ("setsockopt SO_BUSY_POLL_BUDGET", e))
+}
+
+/// A non-blocking `recvfrom` on an AF_XDP socket: with busy polling on, the
+/// kernel polls the device queue in this call. Errors (EAGAIN above all) say
+/// nothing the rings do not, so they are ignored.
+#[allow(unsafe_code)]
+pub(crate) fn busy_poll_rx(fd: RawFd) {
+    // SAFETY: a zero-length receive into no buffer; AF_XDP ignores both.
+    let _ = unsafe {
+        libc::recvfrom(
+            fd,
+            std::ptr::null_mut(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+}
