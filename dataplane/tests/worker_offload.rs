@@ -332,3 +332,44 @@ fn an_entry_the_kernel_lost_is_installed_again_on_the_next_packet() {
     let s = bed.worker.stats().offload;
     assert_eq!((s.evicted, s.installed, s.live), (1, 2, 1));
 }
+
+#[test]
+fn a_denied_handshake_is_not_offloaded_but_a_cut_connection_is() {
+    let mut bed = Bed::new(WorkerConfig::default());
+    let syn = |port: u16| {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4(A_IP, B_IP, 64)
+            .tcp(40001, port, 1000, 65535)
+            .syn()
+            .write(&mut out, b"")
+            .unwrap();
+        out
+    };
+    for _ in 0..3 {
+        assert_eq!(bed.send(Port::A, &syn(445)), (Tier::User, false));
+    }
+    assert!(
+        bed.kernel.is_empty(),
+        "retransmitted SYNs: nothing to offload"
+    );
+
+    // An established connection whose service a commit denies.
+    bed.send(Port::A, &tcp(true, "S", b""));
+    bed.send(Port::B, &tcp(false, "SA", b""));
+    bed.send(Port::A, &tcp(true, "A", b""));
+    assert_eq!(
+        bed.send(Port::A, &tcp(true, "PA", b"x")),
+        (Tier::Kernel, true)
+    );
+    bed.cell.publish(compile("default_mode: enforce\n", 2));
+    bed.idle(1000);
+    assert_eq!(
+        bed.send(Port::A, &tcp(true, "PA", b"x")),
+        (Tier::User, false)
+    );
+    assert_eq!(
+        bed.send(Port::A, &tcp(true, "PA", b"x")),
+        (Tier::Kernel, false)
+    );
+}

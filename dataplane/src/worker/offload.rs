@@ -9,7 +9,8 @@
 //! - allowed UDP, ICMP echo once a packet went each way;
 //! - denied flows of those protocols once a second packet shows the flow
 //!   repeats (retransmissions, a flood): dropped in the kernel. A scan (one
-//!   packet per flow) costs no map write.
+//!   packet per flow) costs no map write, nor does a denied TCP handshake (its
+//!   SYNs reach userspace anyway); a TCP connection cut mid-stream does.
 //!
 //! Audit would-denies and learn-mode flows are offloaded like any allowed flow:
 //! their events (start, would-deny, reclassified, end with counters) are per flow,
@@ -45,7 +46,11 @@ pub(crate) fn wanted(e: &FlowEntry) -> Option<OffloadAction> {
             };
             final_state.then_some(OffloadAction::Forward)
         }
-        Action::Deny => (e.total_packets() >= 2).then_some(OffloadAction::Drop),
+        // A denied TCP connection that never got past its handshake sends only
+        // SYNs, which the kernel hands up anyway.
+        Action::Deny => (e.total_packets() >= 2
+            && !matches!(e.state, FlowState::SynSent | FlowState::SynReceived))
+        .then_some(OffloadAction::Drop),
     }
 }
 
