@@ -15,9 +15,10 @@ use control::engine::{Bootstrap, ControlHandle, Engine, EngineConfig};
 use control::store::Store;
 use dataplane::event::{Event, FlowRecord};
 use dataplane::io::afxdp::{
-    AfXdpConfig, AfXdpIo, BindPreference, FailMode, OnShutdown, XdpModePreference,
+    AfXdpConfig, AfXdpIo, BindPreference, FailMode, OnShutdown, XdpMode, XdpModePreference,
 };
 use dataplane::io::Port;
+use dataplane::offload::Offloader;
 use dataplane::policy::{self, Action, Reason, SnapshotCell};
 use dataplane::worker::{
     DropReason, FragmentPolicy, NonIpPolicy, StatsBoard, Worker, WorkerConfig, WorkerStats,
@@ -100,6 +101,10 @@ pub struct DataplaneConfig {
     /// 0: sleep until frames arrive (need-wakeup). N > 0: busy polling, N
     /// microseconds of device polling per syscall; the worker never sleeps.
     pub busy_poll_us: u32,
+    /// The kernel tier: "on" (decided flows forwarded or dropped in the XDP
+    /// program) or "off" (every frame through userspace). Absent: on where the
+    /// program attached natively, off in generic mode.
+    pub offload: Option<String>,
 }
 
 impl Default for DataplaneConfig {
@@ -114,6 +119,7 @@ impl Default for DataplaneConfig {
             stats_interval: 10,
             workers: 1,
             busy_poll_us: 0,
+            offload: None,
         }
     }
 }
@@ -257,7 +263,39 @@ fn io_config(cfg: &Config) -> anyhow::Result<AfXdpConfig> {
     io.chunk_size = cfg.dataplane.chunk_size;
     io.busy_poll_us = cfg.dataplane.busy_poll_us;
     io.busy_poll_budget = cfg.dataplane.batch.clamp(1, 1024) as u32;
+    // The maps are prepared unless offload is off for sure; the kernel tier only
+    // starts when the worker gets them (see `offload_choice`).
+    io.offload = offload_setting(cfg)? != Some(false);
+    io.offload_entries = u32::try_from(cfg.dataplane.flow_capacity.max(1)).unwrap_or(u32::MAX);
     Ok(io)
+}
+
+/// `dataplane.offload`: `Some(on)`, or `None` when absent (decided by XDP mode).
+fn offload_setting(cfg: &Config) -> anyhow::Result<Option<bool>> {
+    cfg.dataplane
+        .offload
+        .as_deref()
+        .map(|v| one_of("dataplane.offload", v, &[("on", true), ("off", false)]))
+        .transpose()
+}
+
+/// Whether the kernel tier runs, and why (for the log).
+fn offload_choice(setting: Option<bool>, xdp: XdpMode) -> (bool, &'static str) {
+    match (setting, xdp) {
+        (Some(true), XdpMode::Native) => (true, "on"),
+        (Some(true), XdpMode::Generic) => (
+            true,
+            "on (configured; XDP runs in generic mode here, so the kernel tier saves less)",
+        ),
+        (Some(false), _) => (false, "off (configured)"),
+        (None, XdpMode::Native) => (true, "on (XDP attached natively)"),
+        (None, XdpMode::Generic) => (
+            false,
+            "off: XDP runs in generic (skb) mode here, where the kernel has already built an skb \
+             for every frame and a devmap redirect sends that skb out again, so the kernel tier \
+             saves little over AF_XDP and is untested there; set dataplane.offload = \"on\" to force it",
+        ),
+    }
 }
 
 fn worker_config(cfg: &Config) -> anyhow::Result<WorkerConfig> {
@@ -360,16 +398,31 @@ fn stats_line(s: &WorkerStats, flows: usize) -> String {
         .filter(|r| s.drops(**r) > 0)
         .map(|r| format!("{} {}", r.name(), s.drops(*r)))
         .collect();
+    let (a, b, o) = (s.port(Port::A), s.port(Port::B), &s.offload);
     format!(
-        "stats: A rx {} tx {}, B rx {} tx {}, flows {} live {} created, drops [{}], events lost {}",
-        s.port(Port::A).rx_packets,
-        s.port(Port::A).tx_packets,
-        s.port(Port::B).rx_packets,
-        s.port(Port::B).tx_packets,
+        "stats: A rx {} tx {}, B rx {} tx {}, flows {} live {} created, drops [{}], events lost {}, \
+         tiers: kernel forwarded {} pkts {} B dropped {} pkts {} B, userspace {} pkts {} B, \
+         offload entries live {} installed {} removed {} evicted {} full {} invalidated {}",
+        a.rx_packets,
+        a.tx_packets,
+        b.rx_packets,
+        b.tx_packets,
         flows,
         s.flows_created,
         drops.join(", "),
-        s.events_lost
+        s.events_lost,
+        o.tier.forwarded_packets,
+        o.tier.forwarded_bytes,
+        o.tier.dropped_packets,
+        o.tier.dropped_bytes,
+        a.rx_packets + b.rx_packets,
+        a.rx_bytes + b.rx_bytes,
+        o.live,
+        o.installed,
+        o.removed,
+        o.evicted,
+        o.full,
+        o.invalidated,
     )
 }
 
@@ -431,6 +484,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let board = StatsBoard::new(1);
     let mut worker = Worker::new(worker_cfg, cell.clone(), sink);
+    let (offload, why) = offload_choice(offload_setting(&cfg)?, xdp);
+    match io.take_offload() {
+        Some(map) if offload => worker.set_offload(Offloader::new(Box::new(map))),
+        _ => {}
+    }
+    println!("offload {why}");
     let mut control_running = true;
     let mut next_stats = Duration::from_secs(cfg.dataplane.stats_interval.max(1));
     let mut next_report = Duration::ZERO;

@@ -93,6 +93,7 @@ fn run_refuses_bad_configs_in_one_line() {
         ("syntax.toml", Some("[ports]\na = \"x\"\nb = \n"), "syntax.toml:3"),
         ("unknown.toml", Some(&*format!("[ports]\na = \"x\"\nb = \"y\"\ncolour = 1\n[policy]\nfile = \"{policy}\"\n")), "unknown field `colour`"),
         ("mode.toml", Some(&*format!("[ports]\na = \"x\"\nb = \"y\"\nfail_mode = \"ajar\"\n[policy]\nfile = \"{policy}\"\n")), "expected one of open, closed"),
+        ("offload.toml", Some(&*format!("[ports]\na = \"x\"\nb = \"y\"\n[dataplane]\noffload = \"maybe\"\n[policy]\nfile = \"{policy}\"\n")), "dataplane.offload = \"maybe\": expected one of on, off"),
         ("noif.toml", Some(&*format!("[ports]\na = \"bh-no-such-if0\"\nb = \"bh-no-such-if1\"\n[policy]\nfile = \"{policy}\"\n")), "interface bh-no-such-if0 does not exist"),
         ("nopolicy.toml", Some("[ports]\na = \"x\"\nb = \"y\"\n[policy]\nfile = \"/nonexistent/p.yaml\"\n"), "/nonexistent/p.yaml"),
     ];

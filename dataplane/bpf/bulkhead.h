@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * bulkhead XDP: the maps shared by the XDP programs and the userspace loader
- * (dataplane/src/io/afxdp/xdp.rs looks them up by these names).
+ * bulkhead XDP: the maps and types shared by the XDP programs and the userspace
+ * loader (dataplane/src/io/afxdp/xdp.rs looks the maps up by these names, and
+ * dataplane/src/io/afxdp/offload.rs mirrors the structs; a test there reads
+ * this object's BTF and fails if the layouts diverge).
  *
  * Self-contained on purpose: only <linux/bpf.h> is needed, so the object builds
  * without libbpf-dev. The few libbpf macros and helpers used are declared here.
@@ -15,10 +17,14 @@
 #define __uint(name, val) int(*name)[val]
 #define __type(name, val) typeof(val) *name
 #define SEC(name) __attribute__((section(name), used))
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
 
 /* Helper ids from enum bpf_func_id in <linux/bpf.h>. */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
 
 /* Queues per port the XSKMAP can hold (index = rx queue). */
 #define BULKHEAD_MAX_QUEUES 64
@@ -45,7 +51,8 @@ struct {
 	__type(value, __u32);
 } bulkhead_xsks SEC(".maps");
 
-/* BULKHEAD_PEER_KEY -> the peer port (its ifindex), for fail-open. */
+/* BULKHEAD_PEER_KEY -> the peer port (its ifindex), for fail-open and for
+ * offloaded flows. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP);
 	__uint(max_entries, 1);
@@ -60,5 +67,85 @@ struct {
 	__type(key, __u32);
 	__type(value, struct bulkhead_cfg);
 } bulkhead_config SEC(".maps");
+
+/* ---- Flow offload (the kernel tier) ---- */
+
+/*
+ * The direction-normalised 5-tuple + VLAN: the same bytes as the userspace
+ * flow table's key (Rust `dataplane::flow::FlowKey`, #[repr(C)], 44 bytes).
+ * The lower endpoint (address, then port) is "lo"; IPv4 addresses are written
+ * as ::ffff:a.b.c.d; ports in host byte order; ICMP echo uses its identifier as
+ * both ports; VLAN IDs [outer, inner], 0 where untagged.
+ */
+struct bulkhead_flow_key {
+	__u8 addr_lo[16];
+	__u8 addr_hi[16];
+	__u16 port_lo;
+	__u16 port_hi;
+	__u16 vlan[2];
+	__u8 proto;
+	__u8 family; /* 4 or 6 */
+	__u8 _pad[2];
+};
+
+/* bulkhead_flow_val.action */
+#define BULKHEAD_OFFLOAD_FORWARD 1 /* redirect to the peer port */
+#define BULKHEAD_OFFLOAD_DROP 2
+
+/*
+ * One offloaded flow. Userspace writes it (counters zero); the program only
+ * counts. Counters are per sender side ([0]: sent by the lo endpoint, [1]: by
+ * the hi endpoint) and updated with atomic adds: the two directions arrive on
+ * different ports (different NAPI contexts, possibly different CPUs).
+ */
+struct bulkhead_flow_val {
+	__u64 generation; /* matches bulkhead_generation[0]: fresh; else punt */
+	__u64 packets[2];
+	__u64 bytes[2];
+	__u64 last_seen; /* bpf_ktime_get_ns() of the last packet counted, 0: none */
+	__u32 action;    /* BULKHEAD_OFFLOAD_* */
+	__u32 _pad;
+};
+
+/* Shared by the programs of both ports (the loader reuses one map for both).
+ * LRU: when full, the least recently used entries make room; such a flow's
+ * next packet goes to userspace again, which holds the truth. max_entries is
+ * set by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct bulkhead_flow_key);
+	__type(value, struct bulkhead_flow_val);
+} bulkhead_flows SEC(".maps");
+
+/* Key 0 -> the current offload generation (shared by both ports). 0: offload
+ * off, every frame goes to the socket as without offload. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} bulkhead_generation SEC(".maps");
+
+/* Indexes of bulkhead_tier: what the program did with the frames it looked up
+ * (only while offload is on and a socket is bound). */
+#define BULKHEAD_TIER_FORWARD 0 /* forwarded in the kernel */
+#define BULKHEAD_TIER_DROP 1    /* dropped in the kernel */
+#define BULKHEAD_TIER_STALE 2   /* entry of an older generation: punted */
+#define BULKHEAD_TIER_PUNT 3    /* no entry, or not offloadable: punted */
+#define BULKHEAD_TIER_COUNT 4
+
+struct bulkhead_tier_count {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Per port program, per CPU: no atomics needed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BULKHEAD_TIER_COUNT);
+	__type(key, __u32);
+	__type(value, struct bulkhead_tier_count);
+} bulkhead_tier SEC(".maps");
 
 #endif

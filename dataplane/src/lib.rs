@@ -9,12 +9,14 @@
 //! - [`io`]: the [`io::PacketIo`] trait and its backends.
 //! - [`worker`]: parse -> flow -> verdict -> forward or drop, between two ports.
 //! - [`event`]: what the worker tells the control plane, over a lossy channel.
+//! - [`offload`]: the kernel tier: decided flows carried by the XDP program.
 #![deny(unsafe_code)]
 
 pub mod event;
 pub mod flow;
 pub mod hint;
 pub mod io;
+pub mod offload;
 pub mod policy;
 pub mod wire;
 pub mod worker;

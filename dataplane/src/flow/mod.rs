@@ -37,7 +37,7 @@
 mod table;
 mod tcp;
 
-pub use table::{FlowStats, FlowTable, Lookup};
+pub use table::{ExpireHook, FlowStats, FlowTable, Lookup};
 pub use tcp::{FlowState, Timeouts, Update};
 
 use crate::policy::Verdict;
@@ -45,7 +45,8 @@ use crate::wire::{ip_proto, MacAddr};
 use std::net::IpAddr;
 
 /// The direction-normalised 5-tuple + VLAN. `#[repr(C)]`: the XDP offload map
-/// will use the same layout.
+/// uses the same bytes (`struct bulkhead_flow_key` in `dataplane/bpf/bulkhead.h`;
+/// a test of the AF_XDP backend compares the two layouts through the object's BTF).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
 pub struct FlowKey {
@@ -144,9 +145,14 @@ pub struct FlowEntry {
     pub packets: [u64; 2],
     /// `[orig, reply]` bytes, indexed by [`Dir`].
     pub bytes: [u64; 2],
-    /// Private TCP bookkeeping: which sides sent a FIN (`tcp::FIN_*`).
+    /// Private bookkeeping: which sides sent a FIN (`tcp::FIN_*`), and whether
+    /// the flow is offloaded ([`OFFLOADED`]).
     tcp: u8,
 }
+
+/// The bit of `FlowEntry::tcp` that says the flow is offloaded (no room for a
+/// field: the entry is 128 bytes).
+const OFFLOADED: u8 = 0x80;
 
 const _: () = assert!(std::mem::size_of::<FlowEntry>() <= 128);
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 44);
@@ -206,6 +212,22 @@ impl FlowEntry {
     #[inline]
     pub fn total_bytes(&self) -> u64 {
         self.bytes[0].wrapping_add(self.bytes[1])
+    }
+
+    /// The flow has an entry in the kernel tier (the XDP offload map), as far as
+    /// the worker knows: its packets may be counted there, not here.
+    #[inline]
+    pub fn offloaded(&self) -> bool {
+        self.tcp & OFFLOADED != 0
+    }
+
+    #[inline]
+    pub fn set_offloaded(&mut self, on: bool) {
+        if on {
+            self.tcp |= OFFLOADED;
+        } else {
+            self.tcp &= !OFFLOADED;
+        }
     }
 }
 

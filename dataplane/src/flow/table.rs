@@ -44,6 +44,18 @@ pub enum Lookup<'a> {
     Expired(FlowEntry),
 }
 
+/// What [`FlowTable::expire_with`] calls.
+pub trait ExpireHook {
+    /// `e` looks expired: update it (`last_seen`, counters) if the caller knows
+    /// better. Do not change `e.key`.
+    fn refresh(&mut self, e: &mut FlowEntry) {
+        let _ = e;
+    }
+
+    /// `e` expired and was removed.
+    fn ended(&mut self, e: &FlowEntry);
+}
+
 /// Counters of table events since construction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -228,6 +240,13 @@ impl FlowTable {
             .map(|(_, idx)| &self.entries[idx].0)
     }
 
+    /// The entry for `key`, without expiry (e.g. to add counts kept elsewhere).
+    /// Do not change `key`: the entry would no longer be found.
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut FlowEntry> {
+        self.find(key, self.hash(key))
+            .map(|(_, idx)| &mut self.entries[idx].0)
+    }
+
     /// Insert `entry` (normally after a [`Lookup::Miss`]). Returns the stored entry and
     /// the entry it displaced, if any, for the caller to report as ended:
     /// - the table was full: one entry was evicted (see [`FlowTable`] eviction order);
@@ -360,7 +379,21 @@ impl FlowTable {
 
     /// Incremental sweep: look at up to `budget` entries from a rotating hand, remove
     /// those past their timeout and call `f` on each. Returns how many were removed.
-    pub fn expire(&mut self, now: u64, budget: usize, mut f: impl FnMut(&FlowEntry)) -> usize {
+    pub fn expire(&mut self, now: u64, budget: usize, f: impl FnMut(&FlowEntry)) -> usize {
+        struct Ended<F>(F);
+        impl<F: FnMut(&FlowEntry)> ExpireHook for Ended<F> {
+            fn ended(&mut self, e: &FlowEntry) {
+                (self.0)(e)
+            }
+        }
+        self.expire_with(now, budget, &mut Ended(f))
+    }
+
+    /// [`FlowTable::expire`] with a chance to bring an entry up to date before it is
+    /// removed: `hook.refresh` sees each entry that looks expired (e.g. to read the
+    /// counters of a flow the kernel carries), and the entry is removed only if it is
+    /// still expired afterwards.
+    pub fn expire_with(&mut self, now: u64, budget: usize, hook: &mut impl ExpireHook) -> usize {
         let mut removed = 0;
         for _ in 0..budget {
             let n = self.entries.len();
@@ -371,12 +404,16 @@ impl FlowTable {
                 self.sweep_hand = 0;
             }
             let i = self.sweep_hand;
-            if self.ns.expired(&self.entries[i].0, now) {
+            let expired = self.ns.expired(&self.entries[i].0, now) && {
+                hook.refresh(&mut self.entries[i].0);
+                self.ns.expired(&self.entries[i].0, now)
+            };
+            if expired {
                 let slot = self.slot_of[i] as usize;
                 let old = self.remove_at(slot, i);
                 self.stats.expirations += 1;
                 removed += 1;
-                f(&old);
+                hook.ended(&old);
                 // The last entry moved into `i`: look at it next.
             } else {
                 self.sweep_hand += 1;

@@ -149,13 +149,13 @@ impl FlowEntry {
         let mut state = prev;
         match (tcp, tcp_flags) {
             (true, Some(f)) if first => {
-                self.tcp = 0;
+                self.tcp &= super::OFFLOADED;
                 state = if f.rst() {
                     FlowState::Closed
                 } else if f.syn() && !f.ack() {
                     FlowState::SynSent
                 } else if f.fin() {
-                    self.tcp = fin_bit(dir);
+                    self.tcp |= fin_bit(dir);
                     FlowState::FinWait
                 } else {
                     FlowState::Established

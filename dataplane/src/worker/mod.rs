@@ -7,14 +7,19 @@
 //! established flows. Events go out through a lossy [`EventSink`].
 
 mod frag;
+mod offload;
 mod stats;
+mod verdict;
 
 pub use frag::{FragTable, FragmentPolicy};
 pub use stats::{DropReason, PortCounters, StatsBoard, StatsReport, WorkerStats};
 
+use verdict::{decide, opposite, other_port, reclassify};
+
 use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, FlowRecord, LeaseSeen};
 use crate::flow::{FlowEntry, FlowKey, FlowTable, Lookup, Side, Timeouts};
 use crate::io::{Desc, IoError, PacketIo, Port};
+use crate::offload::Offloader;
 use crate::policy::{Action, FlowQuery, PolicySnapshot, SnapshotCell, Verdict};
 use crate::wire::{
     self, dhcp, ip_proto, Fragment, IpInfo, L3Info, L4Info, PacketInfo, ParseError, TcpFlags,
@@ -43,6 +48,10 @@ pub struct WorkerConfig {
     pub dns_copy_bytes: usize,
     /// Flow-table slots checked for idle flows per poll.
     pub expire_budget: usize,
+    /// With a kernel tier: how often (ns of the worker's clock) offloaded flows'
+    /// kernel counters are read into the flow table, and how many per read.
+    pub offload_sweep_interval: u64,
+    pub offload_sweep_budget: usize,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +64,8 @@ impl Default for WorkerConfig {
             non_ip: NonIpPolicy::default(),
             dns_copy_bytes: 1500,
             expire_budget: 64,
+            offload_sweep_interval: 100_000_000,
+            offload_sweep_budget: 256,
         }
     }
 }
@@ -102,6 +113,11 @@ pub struct Worker {
     pending: Vec<Pending>,
     tx_buf: Vec<Desc>,
     drop_buf: Vec<Desc>,
+    /// The kernel tier, when the I/O backend has one ([`Worker::set_offload`]).
+    offload: Option<Offloader>,
+    next_sweep: u64,
+    /// The `now` of the latest poll.
+    last_now: u64,
 }
 
 /// Where a frame goes.
@@ -121,12 +137,18 @@ impl Worker {
             policy,
             events,
             stats: WorkerStats::default(),
+            offload: None,
+            next_sweep: 0,
+            last_now: 0,
         }
     }
 
     pub fn stats(&self) -> WorkerStats {
         let mut s = self.stats.clone();
         s.events_lost = self.events.lost();
+        if let Some(off) = &self.offload {
+            s.offload = off.stats();
+        }
         s
     }
 
@@ -151,8 +173,25 @@ impl Worker {
     /// flow's hash slot; start loading the entries those slots point at; then decide
     /// each frame. The flow table's cache misses of a batch overlap instead of
     /// adding up (see `bench/RESULTS.md`, `fast_path`).
+    ///
+    /// With a kernel tier, call it even while no frames arrive (e.g. after each
+    /// `poll_wait` timeout): it is where a new policy generation reaches the
+    /// kernel's offloaded flows, and where their counters are read.
     pub fn poll(&mut self, io: &mut impl PacketIo, now: u64) -> Result<usize, IoError> {
         let snap = self.policy.load_full();
+        self.last_now = now;
+        if let Some(off) = self.offload.as_mut() {
+            if off.sync_generation(snap.generation()).is_err() {
+                // The kernel's offloaded flows cannot be sent back to userspace
+                // by a generation change: take them out one by one, and stop
+                // offloading.
+                off.clear();
+                for e in self.flows.iter_mut() {
+                    e.set_offloaded(false);
+                }
+                self.offload = None;
+            }
+        }
         let mut handled = 0;
         let mut pending = std::mem::take(&mut self.pending);
         for port in Port::BOTH {
@@ -196,10 +235,19 @@ impl Worker {
             self.transmit(io, port.peer())?;
         }
         self.pending = pending;
-        let events = &mut self.events;
-        self.flows.expire(now, self.cfg.expire_budget, |e| {
-            events.emit(Event::FlowEnd(FlowRecord::from_entry(e), EndReason::Idle))
-        });
+        let mut expiry = offload::Expiry {
+            off: self.offload.as_mut(),
+            events: &mut self.events,
+            now,
+        };
+        self.flows
+            .expire_with(now, self.cfg.expire_budget, &mut expiry);
+        if let Some(off) = self.offload.as_mut() {
+            if now >= self.next_sweep {
+                self.next_sweep = now.saturating_add(self.cfg.offload_sweep_interval);
+                offload::sweep(off, &mut self.flows, self.cfg.offload_sweep_budget, now);
+            }
+        }
         Ok(handled)
     }
 
@@ -224,13 +272,10 @@ impl Worker {
 
     /// End every flow (end of a replay, shutdown), reporting each.
     pub fn flush(&mut self) {
-        let events = &mut self.events;
-        self.flows.drain(|e| {
-            events.emit(Event::FlowEnd(
-                FlowRecord::from_entry(e),
-                EndReason::Flushed,
-            ))
-        });
+        let now = self.last_now;
+        let (events, mut off) = (&mut self.events, self.offload.as_mut());
+        self.flows
+            .drain(|e| offload::end_flow(off.as_deref_mut(), events, *e, EndReason::Flushed, now));
     }
 
     fn handle(&mut self, frame: &[u8], p: &Pending, snap: &PolicySnapshot, now: u64) -> Decision {
@@ -363,22 +408,31 @@ impl Worker {
                 let dir = entry.dir(side);
                 let update = entry.update(dir, p.flags, p.bytes, now);
                 if !update.restart {
+                    if let Some(off) = self.offload.as_mut() {
+                        offload::after_packet(off, entry, now);
+                    }
                     return entry.verdict;
                 }
                 // A SYN reused the 5-tuple of a closed connection: end the old flow
                 // and decide the new one from scratch.
                 let old = *entry;
-                self.events.emit(Event::FlowEnd(
-                    FlowRecord::from_entry(&old),
-                    EndReason::Reused,
-                ));
                 self.flows.remove(key);
+                offload::end_flow(
+                    self.offload.as_mut(),
+                    &mut self.events,
+                    old,
+                    EndReason::Reused,
+                    now,
+                );
             }
             Lookup::Expired(old) => {
-                self.events.emit(Event::FlowEnd(
-                    FlowRecord::from_entry(&old),
+                offload::end_flow(
+                    self.offload.as_mut(),
+                    &mut self.events,
+                    old,
                     EndReason::Idle,
-                ));
+                    now,
+                );
             }
             Lookup::Miss => {}
         }
@@ -439,10 +493,13 @@ impl Worker {
         let record = FlowRecord::from_entry(e);
         self.stats.flows_created += 1;
         if let Some(old) = evicted {
-            self.events.emit(Event::FlowEnd(
-                FlowRecord::from_entry(&old),
+            offload::end_flow(
+                self.offload.as_mut(),
+                &mut self.events,
+                old,
                 EndReason::Evicted,
-            ));
+                now,
+            );
         }
         self.events.emit(Event::FlowStart(record));
         if verdict.would_deny {
@@ -467,10 +524,13 @@ impl Worker {
                 Some(entry.verdict)
             }
             Lookup::Expired(old) => {
-                self.events.emit(Event::FlowEnd(
-                    FlowRecord::from_entry(&old),
+                offload::end_flow(
+                    self.offload.as_mut(),
+                    &mut self.events,
+                    old,
                     EndReason::Idle,
-                ));
+                    now,
+                );
                 None
             }
             Lookup::Miss => None,
@@ -532,48 +592,4 @@ struct PacketRef<'a> {
     dport: u16,
     flags: Option<TcpFlags>,
     bytes: u32,
-}
-
-fn decide(verdict: Verdict) -> Decision {
-    match verdict.action {
-        Action::Allow => Ok(()),
-        Action::Deny => Err(DropReason::from_verdict(verdict.reason)),
-    }
-}
-
-fn opposite(side: Side) -> Side {
-    match side {
-        Side::Lo => Side::Hi,
-        Side::Hi => Side::Lo,
-    }
-}
-
-/// The port of the endpoint that did not send this packet.
-fn other_port(key: &FlowKey, side: Side) -> u16 {
-    match side {
-        Side::Lo => key.port_hi,
-        Side::Hi => key.port_lo,
-    }
-}
-
-/// Re-decide a flow under a newer policy generation, in its original direction.
-fn reclassify(entry: &mut FlowEntry, snap: &PolicySnapshot, events: &mut EventSink) {
-    let r = FlowRecord::from_entry(entry);
-    let verdict = snap.classify(&FlowQuery {
-        src_mac: r.src_mac,
-        dst_mac: r.dst_mac,
-        src_ip: r.src_ip,
-        dst_ip: r.dst_ip,
-        proto: r.proto,
-        dst_port: r.dst_port,
-    });
-    let old = entry.verdict;
-    entry.verdict = verdict;
-    entry.generation = snap.generation();
-    if verdict != old {
-        events.emit(Event::Reclassified(FlowRecord::from_entry(entry)));
-    }
-    if verdict.would_deny && !old.would_deny {
-        events.emit(Event::WouldDeny(FlowRecord::from_entry(entry)));
-    }
 }

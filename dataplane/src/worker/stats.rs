@@ -1,6 +1,7 @@
 //! The worker's counters.
 
 use crate::io::Port;
+use crate::offload::OffloadStats;
 use crate::policy::Reason;
 
 /// Why the worker dropped a frame.
@@ -86,6 +87,8 @@ pub struct WorkerStats {
     pub passed_stateless: u64,
     /// Events dropped because the channel was full.
     pub events_lost: u64,
+    /// The kernel tier (zero without one): what it carried, its entries.
+    pub offload: OffloadStats,
 }
 
 impl WorkerStats {

@@ -6,8 +6,9 @@ pub use dataplane::event;
 pub use dataplane::io::afxdp::{
     self, AfXdpConfig, AfXdpIo, BindMode, FailMode, OnShutdown, XdpMode, DEFAULT_PIN_DIR,
 };
+pub use dataplane::offload::Offloader;
 pub use dataplane::policy::{PolicySnapshot, PolicySpec, SnapshotCell};
-pub use dataplane::worker::{Worker, WorkerConfig};
+pub use dataplane::worker::{Worker, WorkerConfig, WorkerStats};
 pub use std::net::{SocketAddr, TcpListener, TcpStream};
 pub use std::os::unix::fs::MetadataExt;
 pub use std::path::Path;
@@ -94,13 +95,15 @@ pub fn delete_netns(name: &str) {
     let _ = run(&["ip", "netns", "delete", name]);
 }
 
-/// Delete namespaces left by test processes that no longer run.
-pub fn clean_stale() {
+/// Delete namespaces named `<prefix>-<role>-<pid>-<n>` left by test processes
+/// that no longer run.
+pub fn clean_stale(prefix: &str) {
     let Ok(list) = run(&["ip", "netns", "list"]) else {
         return;
     };
+    let prefix = format!("{prefix}-");
     for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(rest) = name.strip_prefix("bh-t-") else {
+        let Some(rest) = name.strip_prefix(&prefix) else {
             continue;
         };
         let pid = rest.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
@@ -119,17 +122,22 @@ pub struct Topology {
 
 impl Topology {
     pub fn new() -> Result<Topology, String> {
+        Topology::named("bh-t")
+    }
+
+    /// A topology whose namespaces are `<prefix>-{a,b,dut}-<pid>-<n>`.
+    pub fn named(prefix: &str) -> Result<Topology, String> {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
-        clean_stale();
+        clean_stale(prefix);
         let tag = format!(
             "{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let t = Topology {
-            a: format!("bh-t-a-{tag}"),
-            b: format!("bh-t-b-{tag}"),
-            dut: format!("bh-t-dut-{tag}"),
+            a: format!("{prefix}-a-{tag}"),
+            b: format!("{prefix}-b-{tag}"),
+            dut: format!("{prefix}-dut-{tag}"),
         };
         for ns in [&t.a, &t.b, &t.dut] {
             run(&["ip", "netns", "add", ns])?;
@@ -261,6 +269,10 @@ pub struct Dut {
     pub handle: Option<JoinHandle<Result<Result<u64, String>, String>>>,
     pub modes: (XdpMode, BindMode),
     pub policy: Arc<SnapshotCell>,
+    /// The worker's counters, refreshed about every 50 ms while it runs.
+    pub stats: Arc<std::sync::Mutex<WorkerStats>>,
+    /// The worker carries decided flows in the kernel tier.
+    pub offloaded: bool,
 }
 
 pub fn snapshot(yaml: &str, generation: u64) -> PolicySnapshot {
@@ -285,8 +297,9 @@ impl Dut {
         let cell = Arc::new(SnapshotCell::new(snapshot(policy, 1)));
         let stop = Arc::new(AtomicBool::new(false));
         let how = Arc::new(std::sync::Mutex::new(Stop::Detach));
+        let stats = Arc::new(std::sync::Mutex::new(WorkerStats::default()));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (stop2, how2, cell2) = (stop.clone(), how.clone(), cell.clone());
+        let (stop2, how2, cell2, stats2) = (stop.clone(), how.clone(), cell.clone(), stats.clone());
         let handle = in_netns(&t.dut, move || -> Result<u64, String> {
             let mut io = match AfXdpIo::open(&cfg) {
                 Ok(io) => io,
@@ -295,11 +308,19 @@ impl Dut {
                     return Err(e.to_string());
                 }
             };
-            let _ = ready_tx.send(Ok(io.mode()));
             let (sink, _events) = event::channel(4096);
             let mut worker = Worker::new(WorkerConfig::default(), cell2, sink);
+            let offloaded = match io.take_offload() {
+                Some(map) => {
+                    worker.set_offload(Offloader::new(Box::new(map)));
+                    true
+                }
+                None => false,
+            };
+            let _ = ready_tx.send(Ok((io.mode(), offloaded)));
             let start = Instant::now();
             let mut handled = 0u64;
+            let mut published = Instant::now();
             while !stop2.load(Ordering::Relaxed) {
                 let now = start.elapsed().as_nanos() as u64 + 1;
                 let n = worker.poll(&mut io, now).map_err(|e| e.to_string())?;
@@ -308,14 +329,19 @@ impl Dut {
                     io.poll_wait(Duration::from_millis(5))
                         .map_err(|e| e.to_string())?;
                 }
+                if published.elapsed() >= Duration::from_millis(50) {
+                    published = Instant::now();
+                    *stats2.lock().unwrap() = worker.stats();
+                }
             }
+            *stats2.lock().unwrap() = worker.stats();
             match *how2.lock().unwrap() {
                 Stop::LeaveAttached => io.leave_attached(),
                 Stop::Detach => io.detach().map_err(|e| e.to_string())?,
             }
             Ok(handled)
         });
-        let modes = ready_rx
+        let (modes, offloaded) = ready_rx
             .recv_timeout(Duration::from_secs(20))
             .map_err(|e| format!("DUT did not start: {e}"))??;
         Ok(Dut {
@@ -324,7 +350,14 @@ impl Dut {
             handle: Some(handle),
             modes,
             policy: cell,
+            stats,
+            offloaded,
         })
+    }
+
+    /// The worker's latest counters (at most about 50 ms old).
+    pub fn stats(&self) -> WorkerStats {
+        self.stats.lock().unwrap().clone()
     }
 
     /// Stop the worker; returns the frames it handled.

@@ -14,10 +14,12 @@
 //! the sockets close, after a crash) the XDP program applies the [`FailMode`];
 //! a clean shutdown follows [`OnShutdown`]. See `docs/decisions.md`.
 
+mod offload;
 mod socket;
 mod sys;
 pub mod xdp;
 
+pub use offload::XdpOffloadMap;
 pub use socket::{BindMode, BindPreference};
 pub use xdp::{current_netns_id, remove_pins, FailMode, OnShutdown, XdpMode, XdpModePreference};
 
@@ -73,6 +75,11 @@ pub struct AfXdpConfig {
     pub busy_poll_us: u32,
     /// Frames per busy poll of the device queue.
     pub busy_poll_budget: u32,
+    /// Prepare the kernel tier (flow offload): both port programs share one flow
+    /// map of `offload_entries` entries, and [`AfXdpIo::take_offload`] hands it
+    /// out. Without it the programs hand every frame to the sockets.
+    pub offload: bool,
+    pub offload_entries: u32,
 }
 
 impl AfXdpConfig {
@@ -98,6 +105,8 @@ impl AfXdpConfig {
             bind_retries: 40,
             busy_poll_us: 0,
             busy_poll_budget: 64,
+            offload: true,
+            offload_entries: 1 << 16,
         }
     }
 
@@ -246,6 +255,7 @@ pub struct AfXdpIo {
     on_shutdown: OnShutdown,
     busy_poll: bool,
     stats: AfXdpStats,
+    offload: Option<XdpOffloadMap>,
 }
 
 impl std::fmt::Debug for AfXdpIo {
@@ -279,6 +289,24 @@ impl AfXdpIo {
             check_mtu(cfg, cfg.name(p))?;
         }
 
+        // The offload maps both programs share are pinned while they load.
+        let pins = if cfg.offload {
+            let dir = cfg
+                .pin_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR));
+            xdp::ensure_pin_dir(&cfg.port_a, &dir)?;
+            let netns = xdp::current_netns_id().map_err(|e| AfXdpError::Pin {
+                ifname: cfg.port_a.clone(),
+                path: dir.clone(),
+                reason: format!("read the network namespace: {e}"),
+            })?;
+            offload::SharedPins::remove_stale(&dir, netns);
+            Some(offload::SharedPins::new(&dir, netns))
+        } else {
+            None
+        };
+
         // Programs first: until the sockets are registered, the fail mode holds.
         let attach = |p: Port, me: u32, peer: u32| {
             XdpPort::attach(&AttachSpec {
@@ -288,10 +316,28 @@ impl AfXdpIo {
                 fail_mode: cfg.fail_mode,
                 modes: cfg.xdp_mode,
                 pin_dir: cfg.pin_dir.as_deref(),
+                offload: pins.as_ref().map(|p| (cfg.offload_entries, p)),
             })
         };
-        let xdp_a = attach(Port::A, idx_a, idx_b)?;
-        let xdp_b = attach(Port::B, idx_b, idx_a)?;
+        let mut xdp_a = attach(Port::A, idx_a, idx_b)?;
+        let mut xdp_b = attach(Port::B, idx_b, idx_a)?;
+        // Both programs hold the shared maps now: the pins can go.
+        drop(pins);
+        let offload = match (xdp_a.take_offload_maps(), xdp_b.take_offload_maps()) {
+            (Some(a), Some(b)) => Some(
+                XdpOffloadMap::new(
+                    a.flows,
+                    a.generation,
+                    vec![a.tier, b.tier],
+                    cfg.offload_entries.max(1) as usize,
+                )
+                .map_err(|e| AfXdpError::Program {
+                    ifname: cfg.port_a.clone(),
+                    reason: format!("offload maps: {}", xdp::error_chain(&e)),
+                })?,
+            ),
+            _ => None,
+        };
         let xdp_mode = match (xdp_a.mode(), xdp_b.mode()) {
             (XdpMode::Native, XdpMode::Native) => XdpMode::Native,
             _ => XdpMode::Generic,
@@ -356,6 +402,7 @@ impl AfXdpIo {
             on_shutdown: cfg.on_shutdown,
             busy_poll: cfg.busy_poll_us > 0,
             stats: AfXdpStats::default(),
+            offload,
         };
         if cfg.busy_poll_us > 0 {
             for p in &io.ports {
@@ -395,6 +442,13 @@ impl AfXdpIo {
 
     pub fn stats(&self) -> AfXdpStats {
         self.stats
+    }
+
+    /// The kernel tier's maps (once; `None` without [`AfXdpConfig::offload`]), for
+    /// the worker's [`crate::offload::Offloader`]. Until it writes a generation
+    /// the programs hand every frame to the sockets.
+    pub fn take_offload(&mut self) -> Option<XdpOffloadMap> {
+        self.offload.take()
     }
 
     /// Frames on the free list (neither in a ring nor held by the worker).

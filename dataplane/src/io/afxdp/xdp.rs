@@ -1,7 +1,9 @@
 //! The XDP program (`dataplane/bpf/bulkhead.c`): load, configure, attach, detach.
 //!
 //! One instance of the program is loaded per data port, each with its own maps
-//! (`bulkhead_xsks`, `bulkhead_peer`, `bulkhead_config`, see `bpf/bulkhead.h`).
+//! (`bulkhead_xsks`, `bulkhead_peer`, `bulkhead_config`, `bulkhead_tier`, see
+//! `bpf/bulkhead.h`), except the offload maps (`bulkhead_flows`,
+//! `bulkhead_generation`), which both share ([`super::offload`]).
 //! Attachment tries native (driver) mode first, then generic (skb) mode.
 //!
 //! With a pin directory (on bpffs) the attachment is a pinned BPF link: it
@@ -11,6 +13,7 @@
 //! never stops across a restart. Without a pin directory the link dies with the
 //! process and the port falls back to the kernel stack.
 
+use super::offload::{SharedPins, FLOWS_MAP, GENERATION_MAP, TIER_MAP};
 use super::AfXdpError;
 use aya::maps::{Array, DevMap, MapData, XskMap};
 use aya::programs::links::{FdLink, PinnedLink};
@@ -136,11 +139,19 @@ enum Attachment {
     Owned(XdpLink),
 }
 
+/// The offload maps of one port's program (see [`super::offload`]).
+pub(crate) struct OffloadMaps {
+    pub flows: aya::maps::Map,
+    pub generation: aya::maps::Map,
+    pub tier: aya::maps::Map,
+}
+
 /// The program loaded and attached on one port.
 pub(crate) struct XdpPort {
     ifname: String,
     mode: XdpMode,
     xsks: XskMap<MapData>,
+    offload: Option<OffloadMaps>,
     attachment: Option<Attachment>,
     /// Holds the program and its other maps; dropped last.
     _ebpf: Ebpf,
@@ -189,7 +200,7 @@ pub fn remove_pins(dir: &Path, netns: u64) -> usize {
 
 /// Make sure `dir` exists on a bpffs, mounting bpffs on `/sys/fs/bpf` when the
 /// directory is below it and nothing is mounted there yet.
-fn ensure_pin_dir(ifname: &str, dir: &Path) -> Result<(), AfXdpError> {
+pub(crate) fn ensure_pin_dir(ifname: &str, dir: &Path) -> Result<(), AfXdpError> {
     let pin_err = |reason: String| AfXdpError::Pin {
         ifname: ifname.to_string(),
         path: dir.to_path_buf(),
@@ -243,6 +254,9 @@ pub(crate) struct AttachSpec<'a> {
     pub fail_mode: FailMode,
     pub modes: XdpModePreference,
     pub pin_dir: Option<&'a Path>,
+    /// With offload: the entries of the flow map, and where the maps both ports
+    /// share are pinned while loading. Without: a one-entry flow map, never used.
+    pub offload: Option<(u32, &'a SharedPins)>,
 }
 
 impl XdpPort {
@@ -254,9 +268,35 @@ impl XdpPort {
             ifname: ifname.to_string(),
             reason: format!("{what}: {e}"),
         };
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        match spec.offload {
+            Some((entries, pins)) => {
+                loader
+                    .map_max_entries(FLOWS_MAP, entries.max(1))
+                    .map_pin_path(FLOWS_MAP, pins.flows.as_path())
+                    .map_pin_path(GENERATION_MAP, pins.generation.as_path());
+            }
+            None => {
+                loader.map_max_entries(FLOWS_MAP, 1);
+            }
+        }
+        let mut ebpf = loader
             .load(PROGRAM_OBJECT)
             .map_err(|e| prog_err("load the XDP object", &e))?;
+        let offload = match spec.offload {
+            Some(_) => {
+                let mut take = |name: &'static str| {
+                    ebpf.take_map(name)
+                        .ok_or_else(|| prog_err("find map", &name))
+                };
+                Some(OffloadMaps {
+                    flows: take(FLOWS_MAP)?,
+                    generation: take(GENERATION_MAP)?,
+                    tier: take(TIER_MAP)?,
+                })
+            }
+            None => None,
+        };
 
         let cfg_map = ebpf
             .map_mut(CONFIG_MAP)
@@ -310,6 +350,7 @@ impl XdpPort {
                         ifname: ifname.to_string(),
                         mode,
                         xsks,
+                        offload,
                         attachment: Some(attachment),
                         _ebpf: ebpf,
                     });
@@ -362,6 +403,7 @@ impl XdpPort {
             ifname: ifname.to_string(),
             mode,
             xsks,
+            offload,
             attachment: Some(attachment),
             _ebpf: ebpf,
         })
@@ -369,6 +411,11 @@ impl XdpPort {
 
     pub(crate) fn mode(&self) -> XdpMode {
         self.mode
+    }
+
+    /// The offload maps, once (for the kernel tier's handle).
+    pub(crate) fn take_offload_maps(&mut self) -> Option<OffloadMaps> {
+        self.offload.take()
     }
 
     /// Steer the port's rx queue `queue` to the AF_XDP socket `fd`.
@@ -428,7 +475,7 @@ fn take_over(program: &mut Xdp, path: &Path) -> Option<Attachment> {
 }
 
 /// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
@@ -471,7 +518,15 @@ mod tests {
 
     #[test]
     fn the_committed_object_has_the_program_and_maps_the_loader_uses() {
-        for name in [PROGRAM, XSKS_MAP, PEER_MAP, CONFIG_MAP] {
+        for name in [
+            PROGRAM,
+            XSKS_MAP,
+            PEER_MAP,
+            CONFIG_MAP,
+            FLOWS_MAP,
+            GENERATION_MAP,
+            TIER_MAP,
+        ] {
             assert!(
                 PROGRAM_OBJECT
                     .windows(name.len())

@@ -1,0 +1,249 @@
+//! The kernel tier of the AF_XDP backend: [`OffloadMap`] over the XDP program's
+//! maps (`bulkhead_flows`, `bulkhead_generation`, `bulkhead_tier` in
+//! `dataplane/bpf/bulkhead.h`).
+//!
+//! The two port programs share one flow map and one generation map: the first
+//! program's load creates them and pins them on bpffs under a name of this
+//! process's own, the second load opens that pin, and the pin is removed as soon
+//! as both are loaded (the programs and this process hold the maps from then on).
+//! So one entry carries both directions of a flow, and one write of the
+//! generation reaches both ports. Each program keeps its own tier counters.
+
+use super::sys;
+use crate::flow::FlowKey;
+use crate::offload::{EntryCounters, OffloadAction, OffloadError, OffloadMap, TierCounters};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
+use std::path::{Path, PathBuf};
+
+pub(crate) const FLOWS_MAP: &str = "bulkhead_flows";
+pub(crate) const GENERATION_MAP: &str = "bulkhead_generation";
+pub(crate) const TIER_MAP: &str = "bulkhead_tier";
+
+/// `BULKHEAD_OFFLOAD_FORWARD` / `_DROP` in `bulkhead.h`.
+const ACTION_FORWARD: u32 = 1;
+const ACTION_DROP: u32 = 2;
+/// Indexes of `bulkhead_tier` (`BULKHEAD_TIER_*`).
+const TIER_FORWARD: u32 = 0;
+const TIER_DROP: u32 = 1;
+const TIER_STALE: u32 = 2;
+const TIER_PUNT: u32 = 3;
+
+/// `struct bulkhead_flow_key`: the flow table's key, byte for byte.
+#[derive(Debug, Clone, Copy)]
+#[repr(transparent)]
+pub(crate) struct BpfFlowKey(pub FlowKey);
+
+/// `struct bulkhead_flow_val`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub(crate) struct BpfFlowValue {
+    pub generation: u64,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub last_seen: u64,
+    pub action: u32,
+    pub _pad: u32,
+}
+
+/// `struct bulkhead_tier_count`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub(crate) struct BpfTierCount {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+// SAFETY: plain `#[repr(C)]` data of integers (FlowKey's padding is an explicit
+// field), valid for every bit pattern, no pointers; the layouts are checked
+// against the object's BTF by `tests::layouts_match_the_programs_btf`.
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for BpfFlowKey {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for BpfFlowValue {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for BpfTierCount {}
+
+/// Where the maps both port programs share are pinned while they load, and
+/// removed after: `<dir>/<netns>-offload-<pid>-<n>-<map>`.
+pub(crate) struct SharedPins {
+    pub flows: PathBuf,
+    pub generation: PathBuf,
+}
+
+impl SharedPins {
+    pub(crate) fn new(dir: &Path, netns: u64) -> SharedPins {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let stem = format!(
+            "{netns}-offload-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        SharedPins {
+            flows: dir.join(format!("{stem}-flows")),
+            generation: dir.join(format!("{stem}-generation")),
+        }
+    }
+
+    /// Remove pins of this kind left by processes that no longer run (a crash
+    /// between the two loads).
+    pub(crate) fn remove_stale(dir: &Path, netns: u64) {
+        let prefix = format!("{netns}-offload-");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                continue;
+            };
+            let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+impl Drop for SharedPins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.flows);
+        let _ = std::fs::remove_file(&self.generation);
+    }
+}
+
+/// The maps of the kernel tier, taken from the loaded programs.
+pub struct XdpOffloadMap {
+    flows: HashMap<MapData, BpfFlowKey, BpfFlowValue>,
+    generation: Array<MapData, u64>,
+    /// One per port program.
+    tiers: Vec<PerCpuArray<MapData, BpfTierCount>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for XdpOffloadMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpOffloadMap")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+fn map_err(map: &'static str, op: &'static str, e: MapError) -> OffloadError {
+    OffloadError::Map {
+        map,
+        op,
+        reason: super::xdp::error_chain(&e),
+    }
+}
+
+fn is_not_found(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+impl XdpOffloadMap {
+    pub(crate) fn new(
+        flows: Map,
+        generation: Map,
+        tiers: Vec<Map>,
+        capacity: usize,
+    ) -> Result<XdpOffloadMap, MapError> {
+        Ok(XdpOffloadMap {
+            flows: HashMap::try_from(flows)?,
+            generation: Array::try_from(generation)?,
+            tiers: tiers
+                .into_iter()
+                .map(PerCpuArray::try_from)
+                .collect::<Result<_, _>>()?,
+            capacity,
+        })
+    }
+}
+
+impl OffloadMap for XdpOffloadMap {
+    fn set_generation(&mut self, generation: u64) -> Result<(), OffloadError> {
+        self.generation
+            .set(0, generation, 0)
+            .map_err(|e| map_err(GENERATION_MAP, "write", e))
+    }
+
+    fn insert(
+        &mut self,
+        key: &FlowKey,
+        action: OffloadAction,
+        generation: u64,
+    ) -> Result<(), OffloadError> {
+        let value = BpfFlowValue {
+            generation,
+            action: match action {
+                OffloadAction::Forward => ACTION_FORWARD,
+                OffloadAction::Drop => ACTION_DROP,
+            },
+            ..BpfFlowValue::default()
+        };
+        self.flows
+            .insert(BpfFlowKey(*key), value, 0)
+            .map_err(|e| map_err(FLOWS_MAP, "insert", e))
+    }
+
+    fn lookup(&self, key: &FlowKey) -> Result<Option<EntryCounters>, OffloadError> {
+        match self.flows.get(&BpfFlowKey(*key), 0) {
+            Ok(v) => Ok(Some(EntryCounters {
+                packets: v.packets,
+                bytes: v.bytes,
+                last_seen_ns: v.last_seen,
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(map_err(FLOWS_MAP, "lookup", e)),
+        }
+    }
+
+    fn delete(&mut self, key: &FlowKey) -> Result<(), OffloadError> {
+        match self.flows.remove(&BpfFlowKey(*key)) {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(map_err(FLOWS_MAP, "delete", e)),
+        }
+    }
+
+    fn clock_ns(&self) -> u64 {
+        sys::monotonic_ns()
+    }
+
+    fn tier(&self) -> Result<TierCounters, OffloadError> {
+        let mut t = TierCounters::default();
+        for map in &self.tiers {
+            let sum = |index: u32| -> Result<(u64, u64), OffloadError> {
+                let values = map
+                    .get(&index, 0)
+                    .map_err(|e| map_err(TIER_MAP, "lookup", e))?;
+                Ok(values
+                    .iter()
+                    .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)))
+            };
+            let (p, b) = sum(TIER_FORWARD)?;
+            t.forwarded_packets += p;
+            t.forwarded_bytes += b;
+            let (p, b) = sum(TIER_DROP)?;
+            t.dropped_packets += p;
+            t.dropped_bytes += b;
+            t.stale_packets += sum(TIER_STALE)?.0;
+            t.punted_packets += sum(TIER_PUNT)?.0;
+        }
+        Ok(t)
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+#[path = "offload_btf.rs"]
+mod tests;
