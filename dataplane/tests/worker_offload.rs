@@ -265,7 +265,7 @@ fn a_new_generation_sends_offloaded_flows_back_to_be_decided_again() {
         2,
     ));
     bed.idle(1000);
-    assert_eq!(bed.kernel.generation(), 2);
+    assert_eq!(bed.kernel.generation(), 3, "policy generation 2, plus one");
     assert_eq!(bed.worker.stats().offload.invalidated, 1);
     // The stale entry punts; userspace denies it and the kernel drops the rest.
     assert_eq!(

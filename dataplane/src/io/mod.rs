@@ -8,6 +8,7 @@
 #[cfg(target_os = "linux")]
 pub mod afxdp;
 pub mod mem;
+pub mod steer;
 
 /// One of the two data ports of the bump in the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -215,7 +215,9 @@ impl Offloader {
         if self.policy_generation == Some(policy_generation) {
             return Ok(false);
         }
-        let next = self.generation + 1;
+        // Derived from the policy generation where it can be, so that several
+        // workers writing the one generation map agree on its value.
+        let next = (self.generation + 1).max(policy_generation.saturating_add(1));
         if let Err(e) = self.map.set_generation(next) {
             self.stats.errors += 1;
             return Err(e);

@@ -15,17 +15,20 @@
 //! a clean shutdown follows [`OnShutdown`]. See `docs/decisions.md`.
 
 mod offload;
+mod queues;
 mod socket;
 mod sys;
 pub mod xdp;
 
 pub use offload::XdpOffloadMap;
+pub use queues::{AfXdpPorts, QueueIo, QueueStats};
 pub use socket::{BindMode, BindPreference};
 pub use xdp::{current_netns_id, remove_pins, FailMode, OnShutdown, XdpMode, XdpModePreference};
 
 use super::{Desc, IoError, PacketIo, Port};
 use socket::{QueueSocket, RingSizes, UmemArea, UmemHandle};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use xdp::{AttachSpec, XdpPort};
 use xdpilone::xdp::XdpDesc;
@@ -75,6 +78,9 @@ pub struct AfXdpConfig {
     pub busy_poll_us: u32,
     /// Frames per busy poll of the device queue.
     pub busy_poll_budget: u32,
+    /// Queues bound on each port (0..queues), one AF_XDP socket each. One
+    /// [`AfXdpIo`] reads them all; [`AfXdpIo::split`] gives each to a worker.
+    pub queues: u32,
     /// Prepare the kernel tier (flow offload): both port programs share one flow
     /// map of `offload_entries` entries, and [`AfXdpIo::take_offload`] hands it
     /// out. Without it the programs hand every frame to the sockets.
@@ -105,6 +111,7 @@ impl AfXdpConfig {
             bind_retries: 40,
             busy_poll_us: 0,
             busy_poll_budget: 64,
+            queues: 1,
             offload: true,
             offload_entries: 1 << 16,
         }
@@ -142,6 +149,15 @@ impl AfXdpConfig {
         }
         if self.busy_poll_us > 0 && self.busy_poll_budget == 0 {
             return bad("busy_poll_budget must be at least 1 with busy polling on".to_string());
+        }
+        if self.queues == 0 || self.queues > 64 {
+            return bad(format!("queues {} must be 1..=64", self.queues));
+        }
+        if u64::from(self.frames) < 256 * u64::from(self.queues) {
+            return bad(format!(
+                "frames {} must be at least 256 per queue ({} queues)",
+                self.frames, self.queues
+            ));
         }
         if self.frames < 2 * 64 {
             return bad(format!("frames {} must be at least 128", self.frames));
@@ -230,10 +246,17 @@ pub struct AfXdpStats {
     pub bad_descriptors: u64,
 }
 
+/// The UMEM every socket of both ports shares, and its memory (in drop order),
+/// held by the [`AfXdpIo`] or, after [`AfXdpIo::split`], by every worker's queues.
+pub(crate) struct SharedUmem {
+    _umem: UmemHandle,
+    pub(crate) area: UmemArea,
+}
+
 /// One data port: its name, index, sockets (one per queue) and XDP program.
 struct PortIo {
     ifname: String,
-    /// Sockets by queue; queue 0 only for now.
+    /// Sockets by queue.
     queues: Vec<QueueSocket>,
     /// Fill-ring occupancy each queue is topped up to.
     fill_target: u32,
@@ -245,8 +268,7 @@ pub struct AfXdpIo {
     // Field order is drop order: sockets and programs, then the UMEM, then its
     // memory.
     ports: [PortIo; 2],
-    _umem: UmemHandle,
-    area: UmemArea,
+    umem: Arc<SharedUmem>,
     free: Vec<u64>,
     chunk_mask: u64,
     chunk: u32,
@@ -255,7 +277,8 @@ pub struct AfXdpIo {
     on_shutdown: OnShutdown,
     busy_poll: bool,
     stats: AfXdpStats,
-    offload: Option<XdpOffloadMap>,
+    /// The kernel tier's map handles, one per queue.
+    offload: Option<Vec<XdpOffloadMap>>,
 }
 
 impl std::fmt::Debug for AfXdpIo {
@@ -323,19 +346,29 @@ impl AfXdpIo {
         let mut xdp_b = attach(Port::B, idx_b, idx_a)?;
         // Both programs hold the shared maps now: the pins can go.
         drop(pins);
+        // One handle on the maps per queue (worker); the first also reads the
+        // programs' tier counters, so they are counted once.
         let offload = match (xdp_a.take_offload_maps(), xdp_b.take_offload_maps()) {
-            (Some(a), Some(b)) => Some(
-                XdpOffloadMap::new(
-                    a.flows,
-                    a.generation,
-                    vec![a.tier, b.tier],
-                    cfg.offload_entries.max(1) as usize,
-                )
-                .map_err(|e| AfXdpError::Program {
+            (Some(a), Some(b)) => {
+                let entries = cfg.offload_entries.max(1) as usize;
+                let mut maps = Vec::with_capacity(cfg.queues as usize);
+                for _ in 1..cfg.queues {
+                    maps.push(
+                        offload::reopen(&a.flows)
+                            .and_then(|f| Ok((f, offload::reopen(&a.generation)?)))
+                            .and_then(|(f, g)| XdpOffloadMap::new(f, g, Vec::new(), entries)),
+                    );
+                }
+                maps.insert(
+                    0,
+                    XdpOffloadMap::new(a.flows, a.generation, vec![a.tier, b.tier], entries),
+                );
+                let maps = maps.into_iter().collect::<Result<Vec<_>, _>>();
+                Some(maps.map_err(|e| AfXdpError::Program {
                     ifname: cfg.port_a.clone(),
                     reason: format!("offload maps: {}", xdp::error_chain(&e)),
-                })?,
-            ),
+                })?)
+            }
             _ => None,
         };
         let xdp_mode = match (xdp_a.mode(), xdp_b.mode()) {
@@ -378,23 +411,25 @@ impl AfXdpIo {
             ports: [
                 PortIo {
                     ifname: cfg.port_a.clone(),
-                    queues: vec![qa],
+                    queues: qa,
                     fill_target,
                     xdp: Some(xdp_a),
                 },
                 PortIo {
                     ifname: cfg.port_b.clone(),
-                    queues: vec![qb],
+                    queues: qb,
                     fill_target,
                     xdp: Some(xdp_b),
                 },
             ],
-            _umem: UmemHandle(umem),
+            umem: Arc::new(SharedUmem {
+                _umem: UmemHandle(umem),
+                area,
+            }),
             free: (0..u64::from(cfg.frames))
                 .rev()
                 .map(|i| i * u64::from(cfg.chunk_size))
                 .collect(),
-            area,
             chunk_mask: !(u64::from(cfg.chunk_size) - 1),
             chunk: cfg.chunk_size,
             completion_ring: cfg.completion_ring,
@@ -448,6 +483,13 @@ impl AfXdpIo {
     /// the worker's [`crate::offload::Offloader`]. Until it writes a generation
     /// the programs hand every frame to the sockets.
     pub fn take_offload(&mut self) -> Option<XdpOffloadMap> {
+        self.offload.take()?.into_iter().next()
+    }
+
+    /// [`AfXdpIo::take_offload`] for several workers: one handle on the same
+    /// maps per bound queue, in queue order (the first also reads the tier
+    /// counters).
+    pub fn take_offload_all(&mut self) -> Option<Vec<XdpOffloadMap>> {
         self.offload.take()
     }
 
@@ -547,7 +589,7 @@ impl AfXdpIo {
     fn valid(&self, d: &Desc) -> bool {
         let base = d.addr & self.chunk_mask;
         d.addr + u64::from(d.len) <= base + u64::from(self.chunk)
-            && d.addr + u64::from(d.len) <= self.area.len() as u64
+            && d.addr + u64::from(d.len) <= self.umem.area.len() as u64
     }
 }
 
@@ -592,7 +634,7 @@ impl PacketIo for AfXdpIo {
 
     #[inline]
     fn frame(&self, desc: Desc) -> &[u8] {
-        self.area.bytes(desc.addr, desc.len).unwrap_or(&[])
+        self.umem.area.bytes(desc.addr, desc.len).unwrap_or(&[])
     }
 
     fn tx(&mut self, port: Port, descs: &[Desc]) -> Result<usize, IoError> {
@@ -643,10 +685,10 @@ fn check_mtu(cfg: &AfXdpConfig, ifname: &str) -> Result<(), AfXdpError> {
     Ok(())
 }
 
-/// In drop order: sockets, UMEM registration, memory.
-type Bound = ([QueueSocket; 2], Umem, UmemArea);
+/// In drop order: sockets (by queue, of port A and B), UMEM registration, memory.
+type Bound = ([Vec<QueueSocket>; 2], Umem, UmemArea);
 
-/// Map and register the UMEM and bind both ports' sockets in `mode`.
+/// Map and register the UMEM and bind queues `0..cfg.queues` of both ports in `mode`.
 fn bind_all(
     cfg: &AfXdpConfig,
     ifindex: [u32; 2],
@@ -656,27 +698,23 @@ fn bind_all(
     let len = cfg.frames as usize * cfg.chunk_size as usize;
     let area = UmemArea::new(len).map_err(|e| AfXdpError::Umem(format!("map {len} bytes: {e}")))?;
     let umem = socket::register_umem(&cfg.port_a, &area, cfg.chunk_size, rings)?;
-    let qa = QueueSocket::open(
-        &umem,
-        &cfg.port_a,
-        ifindex[0],
-        0,
-        true,
-        mode,
-        rings,
-        cfg.bind_retries,
-    )?;
-    let qb = QueueSocket::open(
-        &umem,
-        &cfg.port_b,
-        ifindex[1],
-        0,
-        false,
-        mode,
-        rings,
-        cfg.bind_retries,
-    )?;
-    Ok(([qa, qb], umem, area))
+    let mut sockets = [Vec::new(), Vec::new()];
+    for queue in 0..cfg.queues {
+        for (i, p) in Port::BOTH.into_iter().enumerate() {
+            let first = queue == 0 && p == Port::A;
+            sockets[i].push(QueueSocket::open(
+                &umem,
+                cfg.name(p),
+                ifindex[i],
+                queue,
+                first,
+                mode,
+                rings,
+                cfg.bind_retries,
+            )?);
+        }
+    }
+    Ok((sockets, umem, area))
 }
 
 /// `AfXdpIo` can be opened on one thread and moved to its worker's thread.

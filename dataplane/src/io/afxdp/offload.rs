@@ -147,6 +147,22 @@ fn is_not_found(e: &MapError) -> bool {
     }
 }
 
+/// Another handle on the same kernel map (by its id), for another worker.
+pub(crate) fn reopen(map: &Map) -> Result<Map, MapError> {
+    let (data, wrap): (&MapData, fn(MapData) -> Map) = match map {
+        Map::HashMap(d) => (d, Map::HashMap),
+        Map::LruHashMap(d) => (d, Map::LruHashMap),
+        Map::Array(d) => (d, Map::Array),
+        Map::PerCpuArray(d) => (d, Map::PerCpuArray),
+        _ => {
+            return Err(MapError::InvalidName {
+                name: "an offload map of an unexpected type".into(),
+            })
+        }
+    };
+    Ok(wrap(MapData::from_id(data.info()?.id())?))
+}
+
 impl XdpOffloadMap {
     pub(crate) fn new(
         flows: Map,

@@ -65,6 +65,12 @@ pub(crate) struct UmemArea {
 // the thread that mapped it.
 #[allow(unsafe_code)]
 unsafe impl Send for UmemArea {}
+// SAFETY: shared only to read frames (`bytes`), each owned by exactly one worker
+// at a time by the descriptor protocol (the kernel writes a chunk only while it
+// sits on a fill ring; a worker reads only chunks it took off an rx ring or was
+// handed). Nothing writes through `&UmemArea`.
+#[allow(unsafe_code)]
+unsafe impl Sync for UmemArea {}
 
 impl UmemArea {
     #[allow(unsafe_code)]
@@ -136,6 +142,10 @@ pub(crate) struct UmemHandle(pub Umem);
 // exclusively and never shares it between threads, it only moves.
 #[allow(unsafe_code)]
 unsafe impl Send for UmemHandle {}
+// SAFETY: once the sockets are bound nothing calls into the `Umem`; it is only
+// kept alive (sockets are created through it on one thread, before sharing).
+#[allow(unsafe_code)]
+unsafe impl Sync for UmemHandle {}
 
 /// Ring and UMEM sizes.
 #[derive(Debug, Clone, Copy)]

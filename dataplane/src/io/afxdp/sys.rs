@@ -186,3 +186,43 @@ pub(crate) fn monotonic_ns() -> u64 {
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
 }
+
+/// An eventfd (non-blocking, close-on-exec): how one worker wakes another that
+/// sleeps in `poll` when it hands it frames.
+pub(crate) struct EventFd(std::os::fd::OwnedFd);
+
+impl EventFd {
+    #[allow(unsafe_code)]
+    pub(crate) fn new() -> std::io::Result<EventFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain eventfd(2); the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        Ok(EventFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// Make the eventfd readable (a waiting `poll` returns).
+    #[allow(unsafe_code)]
+    pub(crate) fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes the 8 bytes of `one`, which outlives the call. A full
+        // counter (EAGAIN) still leaves the fd readable: ignored.
+        let _ = unsafe { libc::write(self.fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Reset it to not readable.
+    #[allow(unsafe_code)]
+    pub(crate) fn clear(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into `v`; EAGAIN (not signalled) is fine.
+        let _ = unsafe { libc::read(self.fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
