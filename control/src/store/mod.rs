@@ -14,6 +14,7 @@
 //!   Every policy change is one transaction: a crash leaves the old or the new
 //!   version live, never a mix.
 
+mod api;
 mod policy;
 mod quarantine;
 mod records;
@@ -22,6 +23,7 @@ pub mod schema;
 #[cfg(test)]
 mod tests;
 
+pub use api::{ApiAudit, AuditEntry, TokenHash, TokenInfo};
 pub use policy::VersionInfo;
 pub use quarantine::{ActiveQuarantine, QuarantineSource};
 pub use records::{AuditRecord, QuarantineAction, QuarantineEvent, WorkloadRecord};
