@@ -1,11 +1,14 @@
 //! The `bulkhead` binary: clap subcommands over the dataplane (and, later, the
 //! control plane and the management API).
 
+mod api_run;
 mod capture;
+mod ctl;
 mod lab;
 mod policy_cmd;
 mod replay;
 mod run;
+mod token_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +33,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Work with policy model files (`policy check FILE`).
     Policy(policy_cmd::PolicyArgs),
+    /// The management API's client (`ctl workloads`, `ctl quarantine add MAC` ...).
+    Ctl(ctl::CtlArgs),
+    /// Management API tokens, in the store (`token create --role admin --name NAME`).
+    Token(token_cmd::TokenArgs),
     /// The lab's traffic probes (run inside a lab namespace by `bulkhead lab`).
     #[command(hide = true)]
     LabProbe(lab::ProbeArgs),
@@ -42,6 +49,8 @@ fn main() -> ExitCode {
         Command::Policy(args) => policy_cmd::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Run(args) => run::run(args),
+        Command::Token(args) => token_cmd::run(args),
+        Command::Ctl(args) => ctl::run(args),
         Command::LabProbe(args) => lab::probe(args),
     };
     match result {
@@ -50,5 +59,14 @@ fn main() -> ExitCode {
             eprintln!("bulkhead: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

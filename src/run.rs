@@ -46,6 +46,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    #[serde(default)]
+    pub api: crate::api_run::ApiSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,7 +484,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     );
     reload_on_sighup(cfg.policy.file.clone(), control.clone())?;
 
-    let board = StatsBoard::new(1);
+    let board = Arc::new(StatsBoard::new(1));
+    let _api = crate::api_run::start(&cfg.api, &cfg.control.store, control.clone(), board.clone())?;
     let mut worker = Worker::new(worker_cfg, cell.clone(), sink);
     let (offload, why) = offload_choice(offload_setting(&cfg)?, xdp);
     match io.take_offload() {

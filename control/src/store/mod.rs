@@ -16,6 +16,7 @@
 //!   Every policy change is one transaction: a crash leaves the old or the new
 //!   version live, never a mix.
 
+mod api;
 mod policy;
 mod quarantine;
 mod records;
@@ -24,6 +25,7 @@ pub mod schema;
 #[cfg(test)]
 mod tests;
 
+pub use api::{ApiAudit, AuditEntry, TokenHash, TokenInfo};
 pub(crate) use policy::render_model;
 pub use policy::VersionInfo;
 pub use quarantine::{ActiveQuarantine, QuarantineSource};

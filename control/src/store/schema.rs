@@ -64,6 +64,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         source TEXT    NOT NULL CHECK (source IN ('command', 'policy'))
     ) WITHOUT ROWID;
     "#,
+    // 3: management API tokens (SHA-256 of the token only), and the audit
+    //    trail's role and HTTP status for API calls.
+    r#"
+    CREATE TABLE api_tokens (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        name       TEXT    NOT NULL,
+        role       TEXT    NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        sha256     BLOB    NOT NULL UNIQUE CHECK (length(sha256) = 32),
+        created_at INTEGER NOT NULL,
+        created_by TEXT    NOT NULL,
+        revoked_at INTEGER,
+        revoked_by TEXT
+    );
+    CREATE UNIQUE INDEX api_tokens_active_name ON api_tokens (name) WHERE revoked_at IS NULL;
+    ALTER TABLE audit ADD COLUMN role TEXT;
+    ALTER TABLE audit ADD COLUMN status INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

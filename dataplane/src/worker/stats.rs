@@ -124,14 +124,23 @@ pub struct StatsReport {
 #[derive(Debug)]
 pub struct StatsBoard {
     slots: Vec<arc_swap::ArcSwap<StatsReport>>,
+    /// When each slot was last published: nanoseconds since `epoch`, plus one
+    /// (0: never).
+    stamps: Vec<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
 }
 
 impl StatsBoard {
     pub fn new(workers: usize) -> Self {
+        let n = workers.max(1);
         StatsBoard {
-            slots: (0..workers.max(1))
+            slots: (0..n)
                 .map(|_| arc_swap::ArcSwap::from_pointee(StatsReport::default()))
                 .collect(),
+            stamps: (0..n)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            epoch: std::time::Instant::now(),
         }
     }
 
@@ -139,11 +148,44 @@ impl StatsBoard {
     pub fn publish(&self, i: usize, report: StatsReport) {
         if let Some(slot) = self.slots.get(i) {
             slot.store(std::sync::Arc::new(report));
+            let ns = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            if let Some(stamp) = self.stamps.get(i) {
+                stamp.store(ns + 1, std::sync::atomic::Ordering::Release);
+            }
         }
     }
 
     /// Every worker's last report.
     pub fn reports(&self) -> Vec<std::sync::Arc<StatsReport>> {
         self.slots.iter().map(|s| s.load_full()).collect()
+    }
+
+    /// How long ago each worker last published (`None`: never), for liveness.
+    pub fn ages(&self) -> Vec<Option<std::time::Duration>> {
+        let now = self.epoch.elapsed();
+        self.stamps
+            .iter()
+            .map(|s| match s.load(std::sync::atomic::Ordering::Acquire) {
+                0 => None,
+                ns => Some(now.saturating_sub(std::time::Duration::from_nanos(ns - 1))),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod board_tests {
+    use super::*;
+
+    #[test]
+    fn the_board_tells_how_old_each_report_is() {
+        let b = StatsBoard::new(2);
+        assert_eq!(b.ages(), vec![None, None]);
+        b.publish(1, StatsReport::default());
+        let ages = b.ages();
+        assert_eq!(ages[0], None);
+        assert!(ages[1].is_some_and(|a| a < std::time::Duration::from_secs(5)));
+        b.publish(7, StatsReport::default());
+        assert_eq!(b.ages().len(), 2);
     }
 }

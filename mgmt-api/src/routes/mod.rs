@@ -1,0 +1,128 @@
+//! The router: every `/api/v1` route is registered through `utoipa-axum`, so
+//! the OpenAPI document is built from the same list as the router.
+
+pub mod admin;
+pub mod inventory;
+pub mod policy;
+pub mod quarantine;
+pub mod status;
+
+use crate::error::ApiError;
+use crate::middleware;
+use crate::state::Shared;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("bh_ token")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bulkhead management API",
+        description = "Manage a bulkhead appliance: inventory, policy, quarantine, status. \
+            Every call but health needs `Authorization: Bearer bh_...`; roles are \
+            viewer < operator (quarantine) < admin (policy, tokens, audit). Errors are \
+            `{code, message, field}`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "inventory", description = "Workloads, groups, services, rules"),
+        (name = "policy", description = "Draft, diff, commit, versions, rollback"),
+        (name = "quarantine", description = "Quarantine by MAC"),
+        (name = "admin", description = "Tokens and the audit log"),
+        (name = "status", description = "Stats and health"),
+    )
+)]
+struct ApiDoc;
+
+/// The API routes and their document (without state or outer layers).
+pub fn api(state: Shared) -> (Router<Shared>, utoipa::openapi::OpenApi) {
+    let protected = OpenApiRouter::new()
+        .routes(routes!(inventory::list_workloads))
+        .routes(routes!(inventory::get_workload))
+        .routes(routes!(inventory::list_groups))
+        .routes(routes!(inventory::list_services))
+        .routes(routes!(inventory::list_rules))
+        .routes(routes!(
+            policy::get_draft,
+            policy::put_draft,
+            policy::delete_draft
+        ))
+        .routes(routes!(policy::get_diff))
+        .routes(routes!(policy::commit))
+        .routes(routes!(policy::versions))
+        .routes(routes!(policy::version))
+        .routes(routes!(policy::rollback))
+        .routes(routes!(quarantine::list, quarantine::add))
+        .routes(routes!(quarantine::release))
+        .routes(routes!(quarantine::history))
+        .routes(routes!(admin::list_tokens, admin::create_token))
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(admin::audit))
+        .routes(routes!(status::stats))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::guard,
+        ));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(protected)
+        .routes(routes!(status::health))
+        .split_for_parts()
+}
+
+/// The OpenAPI document as served (pretty JSON).
+pub fn openapi_json(doc: &utoipa::openapi::OpenApi) -> String {
+    doc.to_pretty_json().unwrap_or_else(|_| "{}".to_string())
+}
+
+/// The message of the 404 for a path no route serves.
+pub const NO_ROUTE: &str = "no such endpoint";
+
+/// The whole application: API, metrics, OpenAPI document, console.
+pub fn app(state: Shared, api: Router<Shared>, openapi: String) -> Router {
+    let openapi = std::sync::Arc::new(openapi);
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = openapi.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        axum::http::HeaderValue::from_static("application/json"),
+                    )],
+                    doc.as_str().to_string(),
+                )
+            }
+        }),
+    )
+    .route("/metrics", get(status::metrics))
+    .merge(crate::console::routes())
+    .fallback(|| async { ApiError::not_found(NO_ROUTE).into_response() })
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::outer,
+    ))
+    .with_state(state)
+}

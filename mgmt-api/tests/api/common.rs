@@ -1,0 +1,200 @@
+//! A real appliance minus the ports: the control thread on a store in a
+//! temporary directory, a stats board, the server on 127.0.0.1:0 with its
+//! generated certificate, and a token per role. Clients trust exactly that
+//! certificate.
+
+use control::engine::{Bootstrap, Engine, EngineConfig};
+use control::store::Store;
+use control::Model;
+use dataplane::policy::SnapshotCell;
+use dataplane::worker::{StatsBoard, StatsReport};
+use mgmt_api::limit::Limits;
+use mgmt_api::{ApiConfig, Role, ServerHandle};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const WEB: &str = "02:00:00:00:01:01";
+pub const DB: &str = "02:00:00:00:02:01";
+
+pub const POLICY: &str = r#"
+workloads:
+  - { mac: "02:00:00:00:01:01", name: web-1, labels: { app: web }, ips: [10.0.0.11] }
+  - { mac: "02:00:00:00:02:01", name: db-1, labels: { app: db }, ips: [10.0.0.21] }
+  - { mac: "02:00:00:00:03:01", name: admin-1, labels: { role: admin }, ips: [10.0.3.5] }
+groups:
+  - { name: web, match: { app: web } }
+  - { name: db, match: { app: db }, mode: audit }
+  - { name: admins, macs: ["02:00:00:00:03:01"] }
+  - { name: outside, ips: [198.51.100.0/24] }
+services:
+  - { name: app-api, proto: tcp, ports: [8443, "9000-9010"] }
+rules:
+  - { id: 10, src: [web], dst: [db], services: [postgresql], action: allow }
+  - { id: 20, src: [admins], dst: [any], services: [ssh], action: allow }
+  - { id: 30, src: [any], dst: [any], services: [smb, { proto: tcp, ports: [139] }], action: deny }
+management:
+  - { cidr: 10.0.3.0/24, services: [ssh] }
+"#;
+
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Bed {
+    pub server: Option<ServerHandle>,
+    pub engine: Option<Engine>,
+    pub board: Arc<StatsBoard>,
+    pub client: Client,
+    pub base: String,
+    pub viewer: String,
+    pub operator: String,
+    pub admin: String,
+    pub store_path: PathBuf,
+    pub _dir: TempDir,
+}
+
+static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+pub fn temp_dir(tag: &str) -> TempDir {
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("bulkhead-api-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    TempDir(dir)
+}
+
+pub fn client_for(cert: &std::path::Path) -> Client {
+    let pem = std::fs::read(cert).expect("cert");
+    Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+impl Bed {
+    pub fn start() -> Bed {
+        Bed::with(|_| {})
+    }
+
+    pub fn with(adjust: impl FnOnce(&mut ApiConfig)) -> Bed {
+        let dir = temp_dir("bed");
+        let store_path = dir.0.join("bulkhead.db");
+        let mut store = Store::open(&store_path).expect("store");
+        let token = |store: &mut Store, name: &str, role: Role| {
+            mgmt_api::token::create(store, name, role, "test").expect("token")
+        };
+        let viewer = token(&mut store, "vera", Role::Viewer);
+        let operator = token(&mut store, "otto", Role::Operator);
+        let admin = token(&mut store, "ada", Role::Admin);
+        let model = Model::from_yaml_str(POLICY).expect("policy");
+        let engine = Engine::start(
+            store,
+            Bootstrap {
+                model,
+                source: "test policy".into(),
+            },
+            Arc::new(SnapshotCell::default()),
+            None,
+            None,
+            EngineConfig::default(),
+        )
+        .expect("engine");
+        let board = Arc::new(StatsBoard::new(1));
+        let mut cfg = ApiConfig::new("127.0.0.1:0".parse().expect("addr"), store_path.clone());
+        cfg.limits = Limits::default();
+        cfg.max_body = 1 << 20;
+        adjust(&mut cfg);
+        let server =
+            mgmt_api::start(cfg, engine.handle.clone(), board.clone()).expect("server starts");
+        let client = client_for(&server.cert_path);
+        let base = format!("https://localhost:{}", server.addr.port());
+        Bed {
+            server: Some(server),
+            engine: Some(engine),
+            board,
+            client,
+            base,
+            viewer,
+            operator,
+            admin,
+            store_path,
+            _dir: dir,
+        }
+    }
+
+    /// A worker's report, as `run` publishes it.
+    pub fn publish_stats(&self, report: StatsReport) {
+        self.board.publish(0, report);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .expect("request")
+    }
+
+    pub fn req(&self, method: reqwest::Method, path: &str, token: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    pub fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> Response {
+        self.req(method, path, token)
+            .json(body)
+            .send()
+            .expect("request")
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        if let Some(e) = self.engine.take() {
+            e.handle.stop();
+            let _ = e.thread.join();
+        }
+    }
+}
+
+/// The JSON body, with the status checked.
+pub fn json(resp: Response, status: u16) -> Value {
+    let got = resp.status().as_u16();
+    let text = resp.text().expect("body");
+    assert_eq!(got, status, "status {got}, body {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// An error body: the one shape, with the status checked.
+pub fn error(resp: Response, status: u16) -> Value {
+    let v = json(resp, status);
+    let obj = v.as_object().expect("object");
+    assert!(obj.get("code").is_some_and(Value::is_string), "{v}");
+    assert!(obj.get("message").is_some_and(Value::is_string), "{v}");
+    assert!(obj.contains_key("field"), "{v}");
+    assert_eq!(obj.len(), 3, "only code, message and field: {v}");
+    v
+}

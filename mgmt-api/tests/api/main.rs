@@ -1,0 +1,9 @@
+//! The management API over real HTTPS on loopback, against a real control
+//! thread and store: every resource, each role's limits, bad input, token
+//! revocation, the audit log, metrics and the OpenAPI document.
+
+mod auth;
+mod common;
+mod openapi;
+mod resources;
+mod robustness;

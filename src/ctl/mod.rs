@@ -1,0 +1,525 @@
+//! `bulkhead ctl`: the management API's client. Tables for people, `--json`
+//! for scripts (the API's own JSON, unchanged).
+
+mod client;
+mod show;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use client::{Api, Settings};
+use reqwest::Method;
+use serde_json::{json, Value};
+use show::{fields, table};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct CtlArgs {
+    /// The appliance, `https://HOST:PORT` (env BULKHEAD_URL).
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// A bearer token, `bh_...` (env BULKHEAD_TOKEN).
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// Trust this CA (PEM) for the appliance's certificate (env BULKHEAD_CA).
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
+    /// Trust exactly the certificate with this SHA-256 (env BULKHEAD_FINGERPRINT).
+    #[arg(long, global = true)]
+    pub fingerprint: Option<String>,
+    /// Do not verify the appliance's certificate at all.
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Settings file (TOML: url, token, ca, fingerprint; env BULKHEAD_CTL_CONFIG,
+    /// default ~/.config/bulkhead/ctl.toml).
+    #[arg(long, global = true)]
+    pub ctl_config: Option<PathBuf>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Subcommand)]
+pub enum CtlCommand {
+    /// Liveness of the control thread and the worker (no token needed).
+    Health,
+    /// Dataplane counters and the control thread's status.
+    Stats,
+    /// The server certificate's SHA-256 (compare it with the appliance log).
+    Fingerprint,
+    /// Workloads, or one by MAC.
+    Workloads { mac: Option<String> },
+    /// Groups with their members and modes.
+    Groups,
+    /// Built-in and user services.
+    Services,
+    /// Rules with their hit counts.
+    Rules,
+    /// Draft, diff, commit, versions, rollback.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Quarantine by MAC.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+    /// API tokens (admin).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// The audit log, newest first (admin).
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// The Prometheus metrics text.
+    Metrics,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// The draft (or the live policy when there is none), as JSON.
+    Draft,
+    /// Replace the draft with a policy file (YAML, TOML or JSON).
+    Put { file: PathBuf },
+    /// Discard the draft.
+    Discard,
+    /// What the draft changes.
+    Diff,
+    /// Commit the draft.
+    Commit {
+        #[arg(long, short, default_value = "")]
+        message: String,
+    },
+    /// The version history.
+    Versions,
+    /// One version's policy, as JSON.
+    Show {
+        #[arg(value_name = "VERSION")]
+        number: u64,
+    },
+    /// Make an earlier version live again (as a new version).
+    Rollback {
+        #[arg(value_name = "VERSION")]
+        number: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum QuarantineCommand {
+    /// The quarantines in force.
+    List,
+    /// Quarantine a workload by MAC.
+    Add {
+        mac: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Release a workload.
+    Release { mac: String },
+    /// Quarantines and releases (of one MAC).
+    History { mac: Option<String> },
+}
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+    Revoke {
+        name: String,
+    },
+}
+
+/// Percent-encodes a path segment (MACs and token names are plain, but a
+/// user may type anything).
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
+    let flags = Settings {
+        url: args.url.clone(),
+        token: args.token.clone(),
+        ca: args.ca.clone(),
+        fingerprint: args.fingerprint.clone(),
+        insecure: args.insecure,
+    };
+    let settings = flags
+        .or(Settings::from_env())
+        .or(Settings::from_file(args.ctl_config.as_deref())?);
+    let tofu = matches!(args.command, CtlCommand::Fingerprint);
+    let api = Api::new(&settings, tofu)?;
+    let out = |v: &Value, people: &dyn Fn(&Value)| {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            people(v);
+        }
+    };
+    match &args.command {
+        CtlCommand::Health => {
+            // 503 carries the same body: show it, then fail.
+            match api.get("/api/v1/health") {
+                Ok(v) => out(&v, &fields),
+                Err(e) => return Err(e.context("the appliance is not healthy")),
+            }
+        }
+        CtlCommand::Fingerprint => {
+            let _ = api.get("/api/v1/health");
+            let fp = api
+                .seen
+                .lock()
+                .ok()
+                .and_then(|s| s.clone())
+                .context("no certificate seen (is the URL right?)")?;
+            if args.json {
+                println!("{}", json!({ "fingerprint": fp }));
+            } else {
+                println!("{fp}");
+            }
+        }
+        CtlCommand::Stats => {
+            let v = api.get("/api/v1/stats")?;
+            out(&v, &|v| {
+                println!("control:");
+                fields(&v["control"]);
+                for (i, w) in v["workers"].as_array().into_iter().flatten().enumerate() {
+                    println!("\nworker {i}:");
+                    fields(w);
+                }
+            });
+        }
+        CtlCommand::Workloads { mac: None } => {
+            let v = api.get("/api/v1/workloads")?;
+            out(&v, &|v| {
+                table(
+                    v,
+                    &[
+                        ("MAC", "/mac"),
+                        ("NAME", "/name"),
+                        ("LABELS", "/labels"),
+                        ("GROUPS", "/groups"),
+                        ("IPS", "/ips"),
+                        ("ORIGIN", "/origin"),
+                        ("QUARANTINED", "/quarantined"),
+                    ],
+                )
+            });
+        }
+        CtlCommand::Workloads { mac: Some(m) } => {
+            let v = api.get(&format!("/api/v1/workloads/{}", seg(m)))?;
+            out(&v, &fields);
+        }
+        CtlCommand::Groups => {
+            let v = api.get("/api/v1/groups")?;
+            out(&v, &|v| {
+                table(
+                    v,
+                    &[
+                        ("NAME", "/name"),
+                        ("MODE", "/mode"),
+                        ("KIND", "/kind"),
+                        ("MATCH", "/match"),
+                        ("MEMBERS", "/members"),
+                    ],
+                )
+            });
+        }
+        CtlCommand::Services => {
+            let v = api.get("/api/v1/services")?;
+            out(&v, &|v| {
+                let rows: Vec<Value> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        let entries: Vec<String> = s["entries"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|e| {
+                                format!("{}/{}", show::cell(&e["proto"]), show::cell(&e["ports"]))
+                            })
+                            .collect();
+                        json!({ "name": s["name"], "builtin": s["builtin"], "entries": entries })
+                    })
+                    .collect();
+                table(
+                    &Value::Array(rows),
+                    &[
+                        ("NAME", "/name"),
+                        ("BUILTIN", "/builtin"),
+                        ("ENTRIES", "/entries"),
+                    ],
+                )
+            });
+        }
+        CtlCommand::Rules => {
+            let v = api.get("/api/v1/rules")?;
+            out(&v, &|v| {
+                table(
+                    v,
+                    &[
+                        ("ID", "/id"),
+                        ("SRC", "/src"),
+                        ("DST", "/dst"),
+                        ("SERVICES", "/services"),
+                        ("ACTION", "/action"),
+                        ("ENABLED", "/enabled"),
+                        ("FLOWS", "/hits/flows"),
+                        ("WOULD-DENY", "/hits/would_deny"),
+                        ("LAST HIT", "/hits/last_hit"),
+                    ],
+                )
+            });
+        }
+        CtlCommand::Policy(p) => policy(&api, p, args.json)?,
+        CtlCommand::Quarantine(q) => quarantine(&api, q, args.json)?,
+        CtlCommand::Tokens(t) => tokens(&api, t, args.json)?,
+        CtlCommand::Audit { limit } => {
+            let v = api.get(&format!("/api/v1/audit?limit={limit}"))?;
+            out(&v, &|v| {
+                table(
+                    v,
+                    &[
+                        ("AT", "/at"),
+                        ("ACTOR", "/actor"),
+                        ("ROLE", "/role"),
+                        ("ACTION", "/action"),
+                        ("STATUS", "/status"),
+                        ("RESULT", "/result"),
+                        ("DETAIL", "/detail"),
+                    ],
+                )
+            });
+        }
+        CtlCommand::Metrics => print!("{}", api.text("/metrics")?),
+    }
+    Ok(())
+}
+
+fn print(v: &Value, as_json: bool, people: impl Fn(&Value)) {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        people(v);
+    }
+}
+
+fn diff_lines(v: &Value) {
+    let changes = v["changes"].as_array().cloned().unwrap_or_default();
+    if changes.is_empty() {
+        println!("no changes");
+    }
+    for c in changes {
+        let sign = match c["kind"].as_str() {
+            Some("added") => '+',
+            Some("removed") => '-',
+            _ => '~',
+        };
+        println!(
+            "{sign} {} {}",
+            show::cell(&c["section"]),
+            show::cell(&c["key"])
+        );
+    }
+}
+
+fn policy(api: &Api, p: &PolicyCommand, as_json: bool) -> anyhow::Result<()> {
+    match p {
+        PolicyCommand::Draft => {
+            let v = api.get("/api/v1/policy/draft")?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        PolicyCommand::Put { file } => {
+            let model = control::load_model(file)?;
+            let body = serde_json::to_value(&model).context("the model does not render as JSON")?;
+            let v = api.call(Method::PUT, "/api/v1/policy/draft", Some(&body))?;
+            print(&v, as_json, diff_lines);
+        }
+        PolicyCommand::Discard => {
+            api.call(Method::DELETE, "/api/v1/policy/draft", None)?;
+            if !as_json {
+                println!("draft discarded");
+            }
+        }
+        PolicyCommand::Diff => print(&api.get("/api/v1/policy/diff")?, as_json, diff_lines),
+        PolicyCommand::Commit { message } => {
+            let v = api.call(
+                Method::POST,
+                "/api/v1/policy/commit",
+                Some(&json!({ "comment": message })),
+            )?;
+            print(&v, as_json, |v| {
+                println!(
+                    "version {} is live (generation {}, {} compiled rules)",
+                    v["version"], v["generation"], v["compiled_rules"]
+                )
+            });
+        }
+        PolicyCommand::Versions => print(&api.get("/api/v1/policy/versions")?, as_json, |v| {
+            table(
+                v,
+                &[
+                    ("VERSION", "/version"),
+                    ("LIVE", "/live"),
+                    ("CREATED", "/created_at"),
+                    ("ACTOR", "/actor"),
+                    ("RULES", "/compiled_rules"),
+                    ("ROLLBACK OF", "/rollback_of"),
+                    ("COMMENT", "/comment"),
+                ],
+            )
+        }),
+        PolicyCommand::Show { number } => {
+            let v = api.get(&format!("/api/v1/policy/versions/{number}"))?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        PolicyCommand::Rollback { number } => {
+            let v = api.call(
+                Method::POST,
+                "/api/v1/policy/rollback",
+                Some(&json!({ "version": number })),
+            )?;
+            print(&v, as_json, |v| {
+                println!(
+                    "version {} is live (version {number}'s policy, generation {})",
+                    v["version"], v["generation"]
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn quarantine(api: &Api, q: &QuarantineCommand, as_json: bool) -> anyhow::Result<()> {
+    match q {
+        QuarantineCommand::List => print(&api.get("/api/v1/quarantine")?, as_json, |v| {
+            table(
+                v,
+                &[
+                    ("MAC", "/mac"),
+                    ("NAME", "/name"),
+                    ("SINCE", "/at"),
+                    ("BY", "/actor"),
+                    ("SOURCE", "/source"),
+                    ("REASON", "/reason"),
+                ],
+            )
+        }),
+        QuarantineCommand::Add { mac, reason } => {
+            let v = api.call(
+                Method::POST,
+                "/api/v1/quarantine",
+                Some(&json!({ "mac": mac, "reason": reason })),
+            )?;
+            print(&v, as_json, |v| {
+                let mut line = format!(
+                    "{} quarantined (generation {})",
+                    show::cell(&v["mac"]),
+                    v["generation"]
+                );
+                if v["already"] == true {
+                    line = format!("{} was already quarantined", show::cell(&v["mac"]));
+                }
+                if v["unknown_workload"] == true {
+                    line += "; no workload with this MAC is known yet";
+                }
+                println!("{line}");
+            });
+        }
+        QuarantineCommand::Release { mac } => {
+            let v = api.call(
+                Method::DELETE,
+                &format!("/api/v1/quarantine/{}", seg(mac)),
+                None,
+            )?;
+            print(&v, as_json, |v| {
+                if v["released"] == true {
+                    println!(
+                        "{} released (generation {})",
+                        show::cell(&v["mac"]),
+                        v["generation"]
+                    );
+                } else {
+                    println!("{} was not quarantined", show::cell(&v["mac"]));
+                }
+            });
+        }
+        QuarantineCommand::History { mac } => {
+            let path = match mac {
+                Some(m) => format!("/api/v1/quarantine/history?mac={}", seg(m)),
+                None => "/api/v1/quarantine/history".to_string(),
+            };
+            print(&api.get(&path)?, as_json, |v| {
+                table(
+                    v,
+                    &[
+                        ("AT", "/at"),
+                        ("MAC", "/mac"),
+                        ("ACTION", "/action"),
+                        ("BY", "/actor"),
+                        ("REASON", "/reason"),
+                    ],
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn tokens(api: &Api, t: &TokensCommand, as_json: bool) -> anyhow::Result<()> {
+    match t {
+        TokensCommand::List { all } => {
+            let v = api.get(&format!("/api/v1/tokens?revoked={all}"))?;
+            print(&v, as_json, |v| {
+                table(
+                    v,
+                    &[
+                        ("NAME", "/name"),
+                        ("ROLE", "/role"),
+                        ("CREATED", "/created_at"),
+                        ("BY", "/created_by"),
+                        ("REVOKED", "/revoked_at"),
+                    ],
+                )
+            });
+        }
+        TokensCommand::Create { name, role } => {
+            let v = api.call(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(&json!({ "name": name, "role": role })),
+            )?;
+            print(&v, as_json, |v| {
+                println!("{}", show::cell(&v["token"]));
+                eprintln!("token {name:?} ({role}) created; it is shown only this once");
+            });
+        }
+        TokensCommand::Revoke { name } => {
+            api.call(
+                Method::DELETE,
+                &format!("/api/v1/tokens/{}", seg(name)),
+                None,
+            )?;
+            if !as_json {
+                println!("token {name:?} revoked");
+            }
+        }
+    }
+    Ok(())
+}

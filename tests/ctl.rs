@@ -1,0 +1,260 @@
+//! `bulkhead token` and `bulkhead ctl` against a real server in this process:
+//! the pinned fingerprint, tables and `--json`, and the one-line errors.
+
+use control::engine::{Bootstrap, Engine, EngineConfig};
+use control::store::Store;
+use dataplane::policy::SnapshotCell;
+use dataplane::worker::StatsBoard;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+const POLICY: &str = r#"
+workloads:
+  - { mac: "02:00:00:00:01:01", name: web-1, labels: { app: web }, ips: [10.0.0.11] }
+groups:
+  - { name: web, match: { app: web } }
+rules:
+  - { id: 10, src: [web], dst: [web], services: [https], action: allow }
+"#;
+
+struct Bed {
+    dir: PathBuf,
+    url: String,
+    fingerprint: String,
+    server: Option<mgmt_api::ServerHandle>,
+    engine: Option<Engine>,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        if let Some(e) = self.engine.take() {
+            e.handle.stop();
+            let _ = e.thread.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bed() -> Bed {
+    let dir = std::env::temp_dir().join(format!("bulkhead-ctl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = dir.join("bulkhead.db");
+    let store = Store::open(&db).expect("store");
+    let engine = Engine::start(
+        store,
+        Bootstrap {
+            model: control::Model::from_yaml_str(POLICY).expect("policy"),
+            source: "test".into(),
+        },
+        Arc::new(SnapshotCell::default()),
+        None,
+        None,
+        EngineConfig::default(),
+    )
+    .expect("engine");
+    let cfg = mgmt_api::ApiConfig::new("127.0.0.1:0".parse().expect("addr"), db);
+    let server =
+        mgmt_api::start(cfg, engine.handle.clone(), Arc::new(StatsBoard::new(1))).expect("server");
+    Bed {
+        url: format!("https://127.0.0.1:{}", server.addr.port()),
+        fingerprint: server.fingerprint.clone(),
+        server: Some(server),
+        engine: Some(engine),
+        dir,
+    }
+}
+
+/// Runs the binary; (success, stdout, stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bulkhead"));
+    cmd.args(args)
+        .env_remove("BULKHEAD_TOKEN")
+        .env("HOME", "/nonexistent");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run bulkhead");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn token(bed: &Bed, role: &str, name: &str) -> String {
+    let store = bed.dir.join("bulkhead.db");
+    let (ok, out, err) = run(
+        &[
+            "token",
+            "create",
+            "--role",
+            role,
+            "--name",
+            name,
+            "--store",
+            store.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    out.trim().to_string()
+}
+
+#[test]
+fn ctl_drives_every_resource_and_says_what_went_wrong_in_one_line() {
+    let bed = bed();
+    let admin = token(&bed, "admin", "ada");
+    let viewer = token(&bed, "viewer", "vera");
+    assert!(admin.starts_with("bh_"));
+    let (ok, out, _) = run(
+        &[
+            "token",
+            "list",
+            "--store",
+            bed.dir.join("bulkhead.db").to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(ok && out.contains("ada") && out.contains("vera") && !out.contains(&admin));
+
+    let env = |t: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("BULKHEAD_URL", bed.url.clone()),
+            ("BULKHEAD_FINGERPRINT", bed.fingerprint.clone()),
+            ("BULKHEAD_TOKEN", t.to_string()),
+        ]
+    };
+    let ctl = |t: &str, args: &[&str]| {
+        let e = env(t);
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut a = vec!["ctl"];
+        a.extend_from_slice(args);
+        run(&a, &e)
+    };
+
+    // The fingerprint the server shows is the one it logged.
+    let (ok, out, err) = run(&["ctl", "--url", &bed.url, "fingerprint"], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), bed.fingerprint);
+
+    // Tables for people, JSON for scripts.
+    let (ok, out, err) = ctl(&viewer, &["workloads"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("MAC") && out.contains("web-1") && out.contains("app=web"),
+        "{out}"
+    );
+    let (ok, out, _) = ctl(&viewer, &["--json", "workloads", "02:00:00:00:01:01"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["name"], "web-1");
+    for args in [
+        &["groups"][..],
+        &["services"],
+        &["rules"],
+        &["stats"],
+        &["policy", "versions"],
+        &["policy", "diff"],
+        &["policy", "draft"],
+        &["policy", "show", "1"],
+        &["quarantine", "list"],
+        &["quarantine", "history"],
+        &["metrics"],
+    ] {
+        let (ok, _, err) = ctl(&viewer, args);
+        assert!(ok, "{args:?}: {err}");
+    }
+
+    // Quarantine: forbidden for a viewer, done by an admin.
+    let (ok, _, err) = ctl(&viewer, &["quarantine", "add", "02:00:00:00:01:01"]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("forbidden"), "{err}");
+    let (ok, out, err) = ctl(
+        &admin,
+        &["quarantine", "add", "02:00:00:00:01:01", "--reason", "test"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("quarantined"), "{out}");
+    let (ok, out, _) = ctl(&admin, &["quarantine", "release", "02:00:00:00:01:01"]);
+    assert!(ok && out.contains("released"), "{out}");
+
+    // A policy file with a problem: the field is named.
+    let bad = bed.dir.join("bad.yaml");
+    std::fs::write(&bad, POLICY.replace("[https]", "[httpz]")).expect("write");
+    let (ok, _, err) = ctl(&admin, &["policy", "put", bad.to_str().expect("utf-8")]);
+    assert!(!ok);
+    assert!(
+        err.contains("[field rules[0].services[0]]") && err.contains("httpz"),
+        "{err}"
+    );
+    let good = bed.dir.join("good.yaml");
+    std::fs::write(&good, POLICY.replace("[https]", "[https, ssh]")).expect("write");
+    let (ok, out, err) = ctl(&admin, &["policy", "put", good.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("~ rules 10"), "{out}");
+    let (ok, out, err) = ctl(&admin, &["policy", "commit", "-m", "ssh too"]);
+    assert!(ok && out.contains("version 2 is live"), "{out} {err}");
+
+    // Tokens over the API, and the audit log.
+    let (ok, out, _) = ctl(
+        &admin,
+        &["tokens", "create", "--name", "ci", "--role", "operator"],
+    );
+    assert!(ok && out.trim().starts_with("bh_"));
+    let (ok, _, _) = ctl(&admin, &["tokens", "revoke", "ci"]);
+    assert!(ok);
+    let (ok, out, _) = ctl(&admin, &["audit"]);
+    assert!(
+        ok && out.contains("POST /api/v1/quarantine") && out.contains("ada"),
+        "{out}"
+    );
+
+    // One-line errors: bad token, wrong fingerprint, unreachable, plain http.
+    let (ok, _, err) = ctl("bh_wrong", &["workloads"]);
+    assert!(
+        !ok && err.contains("bad token") && err.lines().count() == 1,
+        "{err}"
+    );
+    let wrong = "00".repeat(32);
+    let (ok, _, err) = run(
+        &[
+            "ctl",
+            "--url",
+            &bed.url,
+            "--fingerprint",
+            &wrong,
+            "--token",
+            &viewer,
+            "workloads",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && err.contains("fingerprint") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (ok, _, err) = run(
+        &[
+            "ctl",
+            "--url",
+            "https://127.0.0.1:1",
+            "--insecure",
+            "--token",
+            &viewer,
+            "workloads",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && err.contains("cannot reach") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (ok, _, err) = run(&["ctl", "--url", "http://127.0.0.1:1", "workloads"], &[]);
+    assert!(!ok && err.contains("HTTPS"), "{err}");
+}
