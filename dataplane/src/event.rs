@@ -176,6 +176,11 @@ impl EventSink {
         }
     }
 
+    /// Another sink on the same channel (for another worker), with its own count.
+    pub fn sibling(&self) -> EventSink {
+        EventSink::new(self.tx.clone())
+    }
+
     /// Events dropped because the channel was full or closed.
     pub fn lost(&self) -> u64 {
         self.lost

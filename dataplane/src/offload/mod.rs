@@ -147,6 +147,26 @@ pub struct OffloadStats {
     pub tier: TierCounters,
 }
 
+impl OffloadStats {
+    /// Adds another worker's counters to these.
+    pub fn merge(&mut self, o: &OffloadStats) {
+        self.live += o.live;
+        self.installed += o.installed;
+        self.removed += o.removed;
+        self.evicted += o.evicted;
+        self.full += o.full;
+        self.invalidated += o.invalidated;
+        self.errors += o.errors;
+        let (t, u) = (&mut self.tier, &o.tier);
+        t.forwarded_packets += u.forwarded_packets;
+        t.forwarded_bytes += u.forwarded_bytes;
+        t.dropped_packets += u.dropped_packets;
+        t.dropped_bytes += u.dropped_bytes;
+        t.stale_packets += u.stale_packets;
+        t.punted_packets += u.punted_packets;
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     key: FlowKey,

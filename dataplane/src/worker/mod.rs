@@ -12,7 +12,7 @@ mod stats;
 mod verdict;
 
 pub use frag::{FragTable, FragmentPolicy};
-pub use stats::{DropReason, PortCounters, StatsBoard, StatsReport, WorkerStats};
+pub use stats::{DropReason, IoCounters, PortCounters, StatsBoard, StatsReport, WorkerStats};
 
 use verdict::{decide, opposite, other_port, reclassify};
 
@@ -159,6 +159,7 @@ impl Worker {
             flows: self.flows.stats(),
             live_flows: self.flows.len(),
             flow_capacity: self.flows.capacity(),
+            io: IoCounters::default(),
         }
     }
 

@@ -104,6 +104,24 @@ impl WorkerStats {
         self.drops.iter().sum()
     }
 
+    /// Adds another worker's counters to these (for a total over workers).
+    pub fn merge(&mut self, o: &WorkerStats) {
+        for (a, b) in self.ports.iter_mut().zip(&o.ports) {
+            a.rx_packets += b.rx_packets;
+            a.rx_bytes += b.rx_bytes;
+            a.tx_packets += b.tx_packets;
+            a.tx_bytes += b.tx_bytes;
+        }
+        for (a, b) in self.drops.iter_mut().zip(&o.drops) {
+            *a += b;
+        }
+        self.flows_created += o.flows_created;
+        self.reclassified += o.reclassified;
+        self.passed_stateless += o.passed_stateless;
+        self.events_lost += o.events_lost;
+        self.offload.merge(&o.offload);
+    }
+
     pub(crate) fn count_drop(&mut self, reason: DropReason, n: u64) {
         self.drops[reason.index()] += n;
     }
@@ -116,6 +134,21 @@ pub struct StatsReport {
     pub flows: crate::flow::FlowStats,
     pub live_flows: usize,
     pub flow_capacity: usize,
+    /// The worker's packet I/O (filled in by whoever runs the worker).
+    pub io: IoCounters,
+}
+
+/// A worker's packet I/O, where several workers share a port pair.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Frame buffers on the worker's free list.
+    pub free_frames: usize,
+    /// Frames received here and handed to the worker owning their flow.
+    pub handed_out: u64,
+    /// Frames other workers handed to this one.
+    pub handed_in: u64,
+    /// Frames dropped because the owning worker's ring was full.
+    pub handoff_full: u64,
 }
 
 /// Where workers publish their counters for readers off the packet path (the

@@ -122,11 +122,20 @@ pub struct Topology {
 
 impl Topology {
     pub fn new() -> Result<Topology, String> {
-        Topology::named("bh-t")
+        Topology::build("bh-t", 1)
+    }
+
+    /// The topology with `queues` tx and rx queues on every veth end.
+    pub fn with_queues(queues: u32) -> Result<Topology, String> {
+        Topology::build("bh-t", queues)
     }
 
     /// A topology whose namespaces are `<prefix>-{a,b,dut}-<pid>-<n>`.
     pub fn named(prefix: &str) -> Result<Topology, String> {
+        Topology::build(prefix, 1)
+    }
+
+    fn build(prefix: &str, queues: u32) -> Result<Topology, String> {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         clean_stale(prefix);
         let tag = format!(
@@ -144,14 +153,53 @@ impl Topology {
         }
         let (a, b, dut) = (t.a.as_str(), t.b.as_str(), t.dut.as_str());
         let (addr_a, addr_b) = (format!("{HOST_A}/24"), format!("{HOST_B}/24"));
+        let q = queues.to_string();
         let cmds: Vec<Vec<&str>> = vec![
             vec![
-                "ip", "link", "add", "host-a", "netns", a, "type", "veth", "peer", "name", "dut-a",
-                "netns", dut,
+                "ip",
+                "link",
+                "add",
+                "host-a",
+                "netns",
+                a,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "dut-a",
+                "netns",
+                dut,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
             ],
             vec![
-                "ip", "link", "add", "host-b", "netns", b, "type", "veth", "peer", "name", "dut-b",
-                "netns", dut,
+                "ip",
+                "link",
+                "add",
+                "host-b",
+                "netns",
+                b,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "dut-b",
+                "netns",
+                dut,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
             ],
             vec!["ip", "-n", a, "addr", "add", &addr_a, "dev", "host-a"],
             vec!["ip", "-n", b, "addr", "add", &addr_b, "dev", "host-b"],

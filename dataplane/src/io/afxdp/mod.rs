@@ -403,10 +403,10 @@ impl AfXdpIo {
             });
         };
 
-        // A quarter of the frames in each fill ring: the other half stays free for
-        // frames on their way through the worker and the tx rings, so a busy
-        // port can never starve the other of buffers.
-        let fill_target = (cfg.frames / 4).min(cfg.fill_ring);
+        // A quarter of the frames in each port's fill rings (shared among its
+        // queues): the other half stays free for frames on their way through the
+        // worker and the tx rings, so a busy port can never starve the other.
+        let fill_target = (cfg.frames / 4 / cfg.queues.max(1)).min(cfg.fill_ring);
         let mut io = AfXdpIo {
             ports: [
                 PortIo {

@@ -227,14 +227,16 @@ impl QueueIo {
         self.free.push(addr);
     }
 
-    /// Frames come home, completions are reaped, the fill rings topped up.
-    fn service(&mut self) {
+    /// Frames come home; `port`'s completions are reaped and its fill ring
+    /// topped up.
+    fn service(&mut self, port: Port) {
         for c in self.home_from.iter_mut().flatten() {
             while let Ok(addr) = c.pop() {
                 self.free.push(addr);
             }
         }
-        for i in 0..2 {
+        {
+            let i = port.index();
             let mut reaped = std::mem::take(&mut self.reaped);
             self.sockets[i].reap(self.chunk_mask, &mut reaped, self.completion_ring);
             for addr in reaped.drain(..) {
@@ -312,7 +314,7 @@ impl PacketIo for QueueIo {
         if out.is_empty() {
             return Ok(0);
         }
-        self.service();
+        self.service(port);
         let p = port.index();
         let mut n = 0;
         for inbox in self.from.iter_mut().flatten() {
@@ -394,7 +396,7 @@ impl PacketIo for QueueIo {
                 len: bad.len,
             });
         }
-        self.service();
+        self.service(port);
         let s = &mut self.sockets[port.index()];
         let n = s.transmit(descs.iter().map(|d| XdpDesc {
             addr: d.addr,

@@ -1,0 +1,264 @@
+//! The appliance's configuration file and what it turns into: the AF_XDP and
+//! worker settings.
+
+use anyhow::Context;
+use control::engine::EngineConfig;
+use dataplane::io::afxdp::{
+    AfXdpConfig, BindPreference, FailMode, OnShutdown, XdpMode, XdpModePreference,
+};
+use dataplane::policy;
+use dataplane::worker::{FragmentPolicy, NonIpPolicy, WorkerConfig};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub ports: PortsConfig,
+    #[serde(default)]
+    pub dataplane: DataplaneConfig,
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+    #[serde(default)]
+    pub api: crate::api_run::ApiSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsConfig {
+    /// Interface of segment A.
+    pub a: String,
+    /// Interface of segment B.
+    pub b: String,
+    /// What the wire does while bulkhead is not forwarding: "open" passes
+    /// everything unfiltered, "closed" drops everything.
+    #[serde(default = "default_fail_mode")]
+    pub fail_mode: String,
+    /// On a clean stop: "keep" the XDP program (the fail mode applies) or "detach" it.
+    #[serde(default = "default_on_stop")]
+    pub on_stop: String,
+    /// "auto" (native, then generic), "native" or "generic".
+    #[serde(default = "default_auto")]
+    pub xdp_mode: String,
+    /// "auto" (zero-copy, then copy), "zero-copy" or "copy".
+    #[serde(default = "default_auto")]
+    pub bind: String,
+}
+
+fn default_fail_mode() -> String {
+    "closed".into()
+}
+fn default_on_stop() -> String {
+    "keep".into()
+}
+fn default_auto() -> String {
+    "auto".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneConfig {
+    /// Live flows the flow table holds (allocated at start).
+    pub flow_capacity: usize,
+    /// Frames in the shared UMEM, and bytes per frame (2048 or 4096).
+    pub frames: u32,
+    pub chunk_size: u32,
+    /// Frames taken from each port per poll.
+    pub batch: usize,
+    /// "forward" or "drop" frames that are neither IP nor ARP.
+    pub non_ip: String,
+    /// "drop" or "forward" later IP fragments whose first fragment was not seen.
+    pub fragments: String,
+    /// Seconds between stats lines in the log.
+    pub stats_interval: u64,
+    /// Worker threads, one per queue pair (queue i of both ports); each has
+    /// its own flow table (`flow_capacity / workers` flows).
+    pub workers: usize,
+    /// Pin worker i to core i (modulo the cores there are).
+    pub pin_workers: bool,
+    /// 0: sleep until frames arrive (need-wakeup). N > 0: busy polling, N
+    /// microseconds of device polling per syscall; the worker never sleeps.
+    pub busy_poll_us: u32,
+    /// The kernel tier: "on" (decided flows forwarded or dropped in the XDP
+    /// program) or "off" (every frame through userspace). Absent: on where the
+    /// program attached natively, off in generic mode.
+    pub offload: Option<String>,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            flow_capacity: 1 << 18,
+            frames: 4096,
+            chunk_size: 2048,
+            batch: 64,
+            non_ip: "forward".into(),
+            fragments: "drop".into(),
+            stats_interval: 10,
+            workers: 1,
+            pin_workers: true,
+            busy_poll_us: 0,
+            offload: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The bootstrap policy file (YAML or TOML).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// The database: policy versions, quarantines, learned workloads, audit.
+    pub store: PathBuf,
+    /// Workloads learned from the wire kept at most (a MAC flood stops there).
+    pub max_learned_workloads: usize,
+}
+
+/// Where the database lives unless the config says otherwise.
+pub const DEFAULT_STORE: &str = "/var/lib/bulkhead/bulkhead.db";
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            store: PathBuf::from(DEFAULT_STORE),
+            max_learned_workloads: EngineConfig::default().max_observed,
+        }
+    }
+}
+
+pub(super) fn one_of<T: Copy>(
+    field: &str,
+    value: &str,
+    choices: &[(&str, T)],
+) -> anyhow::Result<T> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .with_context(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            format!("{field} = {value:?}: expected one of {}", names.join(", "))
+        })
+}
+
+/// Read and check the configuration file.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let cfg: Config = policy::parse_toml(&text, &path.display().to_string())?;
+    if !(1..=64).contains(&cfg.dataplane.workers) {
+        anyhow::bail!(
+            "{}: dataplane.workers = {}: expected 1 to 64 (one per queue pair)",
+            path.display(),
+            cfg.dataplane.workers
+        );
+    }
+    Ok(cfg)
+}
+
+/// The AF_XDP settings of the configuration.
+pub(super) fn io_config(cfg: &Config) -> anyhow::Result<AfXdpConfig> {
+    let p = &cfg.ports;
+    let mut io = AfXdpConfig::new(&p.a, &p.b);
+    io.fail_mode = one_of(
+        "ports.fail_mode",
+        &p.fail_mode,
+        &[("open", FailMode::Open), ("closed", FailMode::Closed)],
+    )?;
+    io.on_shutdown = one_of(
+        "ports.on_stop",
+        &p.on_stop,
+        &[
+            ("keep", OnShutdown::LeaveAttached),
+            ("detach", OnShutdown::Detach),
+        ],
+    )?;
+    io.xdp_mode = one_of(
+        "ports.xdp_mode",
+        &p.xdp_mode,
+        &[
+            ("auto", XdpModePreference::Auto),
+            ("native", XdpModePreference::Native),
+            ("generic", XdpModePreference::Generic),
+        ],
+    )?;
+    io.bind = one_of(
+        "ports.bind",
+        &p.bind,
+        &[
+            ("auto", BindPreference::Auto),
+            ("zero-copy", BindPreference::ZeroCopy),
+            ("copy", BindPreference::Copy),
+        ],
+    )?;
+    io.frames = cfg.dataplane.frames;
+    io.queues = cfg.dataplane.workers as u32;
+    io.chunk_size = cfg.dataplane.chunk_size;
+    io.busy_poll_us = cfg.dataplane.busy_poll_us;
+    io.busy_poll_budget = cfg.dataplane.batch.clamp(1, 1024) as u32;
+    // The maps are prepared unless offload is off for sure; the kernel tier only
+    // starts when the worker gets them (see `offload_choice`).
+    io.offload = offload_setting(cfg)? != Some(false);
+    io.offload_entries = u32::try_from(cfg.dataplane.flow_capacity.max(1)).unwrap_or(u32::MAX);
+    Ok(io)
+}
+
+/// `dataplane.offload`: `Some(on)`, or `None` when absent (decided by XDP mode).
+pub(super) fn offload_setting(cfg: &Config) -> anyhow::Result<Option<bool>> {
+    cfg.dataplane
+        .offload
+        .as_deref()
+        .map(|v| one_of("dataplane.offload", v, &[("on", true), ("off", false)]))
+        .transpose()
+}
+
+/// Whether the kernel tier runs, and why (for the log).
+pub(super) fn offload_choice(setting: Option<bool>, xdp: XdpMode) -> (bool, &'static str) {
+    match (setting, xdp) {
+        (Some(true), XdpMode::Native) => (true, "on"),
+        (Some(true), XdpMode::Generic) => (
+            true,
+            "on (configured; XDP runs in generic mode here, so the kernel tier saves less)",
+        ),
+        (Some(false), _) => (false, "off (configured)"),
+        (None, XdpMode::Native) => (true, "on (XDP attached natively)"),
+        (None, XdpMode::Generic) => (
+            false,
+            "off: XDP runs in generic (skb) mode here, where the kernel has already built an skb \
+             for every frame and a devmap redirect sends that skb out again, so the kernel tier \
+             saves little over AF_XDP and is untested there; set dataplane.offload = \"on\" to force it",
+        ),
+    }
+}
+
+pub(super) fn worker_config(cfg: &Config) -> anyhow::Result<WorkerConfig> {
+    let d = &cfg.dataplane;
+    Ok(WorkerConfig {
+        batch_size: d.batch.clamp(1, 1024),
+        flow_capacity: d.flow_capacity.max(1),
+        non_ip: one_of(
+            "dataplane.non_ip",
+            &d.non_ip,
+            &[
+                ("forward", NonIpPolicy::Forward),
+                ("drop", NonIpPolicy::Drop),
+            ],
+        )?,
+        fragments: one_of(
+            "dataplane.fragments",
+            &d.fragments,
+            &[
+                ("drop", FragmentPolicy::Drop),
+                ("forward", FragmentPolicy::Forward),
+            ],
+        )?,
+        ..WorkerConfig::default()
+    })
+}

@@ -1,0 +1,252 @@
+//! `bulkhead run --config FILE`: the appliance.
+//!
+//! Attaches the XDP program and AF_XDP sockets to the two data ports, starts the
+//! control thread on the store (its live policy version, or the bootstrap policy
+//! file committed as version 1), and forwards between the ports through the
+//! worker until SIGTERM or SIGINT. SIGHUP commits the policy file as a new
+//! version (a bad file is refused and the running policy kept). On stop the XDP
+//! program is left attached, so the configured fail mode decides what the wire
+//! does while bulkhead is down (`on_stop = "detach"` removes it instead); a crash
+//! leaves it attached too. If the control thread dies, the worker forwards on
+//! with the last policy and the log says so.
+
+mod config;
+mod log;
+mod workers;
+
+pub use config::{load_config, DEFAULT_STORE};
+
+use anyhow::Context;
+use control::engine::{Bootstrap, ControlHandle, Engine, EngineConfig};
+use control::store::Store;
+use dataplane::event::Event;
+use dataplane::io::afxdp::AfXdpIo;
+use dataplane::policy::SnapshotCell;
+use dataplane::worker::{StatsBoard, Worker, WorkerConfig};
+use log::FlowLog;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The appliance's configuration (TOML).
+    #[arg(long, short)]
+    pub config: PathBuf,
+}
+
+/// Reads and checks the policy file: it must compile, whether or not it
+/// becomes the live version (it is what SIGHUP commits).
+fn load_policy(path: &Path) -> anyhow::Result<control::Model> {
+    let model = control::load_model(path)?;
+    control::compile(&model)
+        .with_context(|| format!("{}: policy does not compile", path.display()))?;
+    Ok(model)
+}
+
+/// Opens the store, creating its directory if needed.
+fn open_store(path: &Path) -> anyhow::Result<Store> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("control.store: cannot create {}", dir.display()))?;
+    }
+    Ok(Store::open(path)?)
+}
+
+/// SIGHUP: commit the policy file as a new version, on a thread of its own so
+/// the packet path never waits for a compile.
+fn reload_on_sighup(path: PathBuf, control: ControlHandle) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .context("install signal handler")?;
+    std::thread::Builder::new()
+        .name("bulkhead-sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let outcome = load_policy(&path).and_then(|m| {
+                    let comment = format!("reload of {}", path.display());
+                    Ok(control.replace(m, "SIGHUP", &comment)?)
+                });
+                match outcome {
+                    Ok(c) => println!(
+                        "policy reloaded: version {}, {} compiled rules, generation {}",
+                        c.version, c.compiled_rules, c.generation
+                    ),
+                    Err(e) => println!(
+                        "policy reload refused, keeping generation {}: {e:#}",
+                        control.status().generation
+                    ),
+                }
+            }
+        })
+        .context("start the SIGHUP thread")?;
+    Ok(())
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args.config)?;
+    let io_cfg = config::io_config(&cfg)?;
+    let worker_cfg = config::worker_config(&cfg)?;
+    let file_model = load_policy(&cfg.policy.file)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
+    }
+
+    let mut io = AfXdpIo::open(&io_cfg)?;
+    let (xdp, bind) = io.mode();
+    let polling = match cfg.dataplane.busy_poll_us {
+        0 => "need-wakeup".to_string(),
+        us => format!("busy polling {us} us"),
+    };
+    println!(
+        "forwarding {} <-> {}: XDP {xdp}, AF_XDP {bind}, {polling}, fail-{}, {} flows",
+        cfg.ports.a, cfg.ports.b, cfg.ports.fail_mode, worker_cfg.flow_capacity
+    );
+
+    let store = open_store(&cfg.control.store)?;
+    let cell = Arc::new(SnapshotCell::default());
+    let (sink, events) = dataplane::event::channel(1 << 14);
+    let start = Instant::now();
+    let mut flow_log = FlowLog {
+        second: 0,
+        written: 0,
+        held_back: 0,
+    };
+    let engine = Engine::start(
+        store,
+        Bootstrap {
+            model: file_model,
+            source: cfg.policy.file.display().to_string(),
+        },
+        cell.clone(),
+        Some(events),
+        Some(Box::new(move |e: &Event| {
+            flow_log.event(e, start.elapsed())
+        })),
+        EngineConfig {
+            max_observed: cfg.control.max_learned_workloads,
+            ..EngineConfig::default()
+        },
+    )?;
+    let control = engine.handle.clone();
+    println!(
+        "policy: {}; {} compiled rules, generation {}",
+        engine.origin,
+        cell.load().rule_count(),
+        cell.generation()
+    );
+    reload_on_sighup(cfg.policy.file.clone(), control.clone())?;
+
+    let workers = cfg.dataplane.workers;
+    let board = Arc::new(StatsBoard::new(workers));
+    let _api = crate::api_run::start(&cfg.api, &cfg.control.store, control.clone(), board.clone())?;
+    let (offload, why) = config::offload_choice(config::offload_setting(&cfg)?, xdp);
+    let maps = io.take_offload_all().filter(|_| offload);
+    println!("offload {why}");
+    // The flow capacity is the total: each worker's table holds its share.
+    let per_worker = WorkerConfig {
+        flow_capacity: (worker_cfg.flow_capacity / workers).max(1),
+        ..worker_cfg
+    };
+    let mut sinks = vec![sink];
+    while sinks.len() < workers {
+        let another = sinks[0].sibling();
+        sinks.push(another);
+    }
+    let list: Vec<Worker> = sinks
+        .into_iter()
+        .map(|s| Worker::new(per_worker.clone(), cell.clone(), s))
+        .collect();
+    let (queues, ports) = io
+        .split()
+        .context("splitting the queues among the workers")?;
+    println!(
+        "{} worker(s), one per queue pair{}",
+        queues.len(),
+        if queues.len() > 1 {
+            "; frames are handed to the worker that owns their flow"
+        } else {
+            ""
+        }
+    );
+    let crew = workers::Crew {
+        stop: stop.clone(),
+        board: board.clone(),
+        start,
+        pin: cfg.dataplane.pin_workers,
+    };
+    let threads = workers::spawn(&crew, queues, list, maps)?;
+
+    let mut control_running = true;
+    let stats_every = Duration::from_secs(cfg.dataplane.stats_interval.max(1));
+    let mut next_stats = stats_every;
+    let mut failure = None;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if threads.iter().any(|t| t.is_finished()) {
+            // A worker ended on its own: an I/O error. Stop the others too.
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
+        let status = control.status();
+        if control_running && !status.running {
+            control_running = false;
+            println!(
+                "control thread stopped ({}); forwarding continues with policy generation {}",
+                status.failure.as_deref().unwrap_or("no reason given"),
+                cell.generation()
+            );
+        }
+        if start.elapsed() >= next_stats {
+            next_stats += stats_every;
+            println!("{}, {}", log::board_line(&board), control_line(&control));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => failure = failure.or(Some(anyhow::anyhow!("a worker thread panicked"))),
+        }
+    }
+    println!("{}", log::board_line(&board));
+    let on_stop = cfg.ports.on_stop.clone();
+    ports.shutdown().context("stopping the ports")?;
+    control.stop();
+    if engine.thread.join().is_err() {
+        println!("control thread: could not be joined");
+    }
+    println!(
+        "stopped ({}: {})",
+        if on_stop == "detach" {
+            "XDP detached"
+        } else {
+            "XDP left attached"
+        },
+        format_args!("fail-{}", cfg.ports.fail_mode)
+    );
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The control thread's part of the stats line.
+fn control_line(control: &ControlHandle) -> String {
+    let s = control.status();
+    let state = if s.running { "running" } else { "STOPPED" };
+    let mut line = format!(
+        "control {state}, generation {}, {} publishes, {} workloads learned",
+        s.generation, s.publishes, s.workloads_learned
+    );
+    if s.observed_refused > 0 {
+        line += &format!(", {} new MACs refused (cap)", s.observed_refused);
+    }
+    if let Some(e) = s.last_error {
+        line += &format!(", last error: {e}");
+    }
+    line
+}
