@@ -148,3 +148,43 @@ fn denied_traffic_stays_denied_with_two_workers() {
     }
     crew.stop();
 }
+
+#[test]
+fn one_worker_reads_every_queue_so_none_falls_to_the_fail_mode() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let t = Topology::with_queues(2).expect("topology with 2 queues");
+    // The single-worker DUT (queues = 1), fail-closed: a frame on a queue
+    // without a socket would be dropped.
+    let mut dut = Dut::start(&t, dut_config(FailMode::Closed), ONLY_8080).expect("DUT starts");
+    assert!(t.ping_eventually());
+    let _listeners = listen(&t, &[8080]);
+    let ok = (0..40).filter(|_| connects(&t, 8080)).count();
+    assert_eq!(ok, 40, "every connection passes, whichever queue it used");
+    dut.stop(Stop::Detach);
+}
+
+#[test]
+fn more_workers_than_queues_is_refused_with_the_fix() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let t = Topology::new().expect("topology with 1 queue");
+    let dut = t.dut.clone();
+    let err = in_netns(&dut, || {
+        let mut cfg = dut_config(FailMode::Closed);
+        cfg.queues = 2;
+        cfg.frames = 2048;
+        AfXdpIo::open(&cfg).map(|_| ()).map_err(|e| e.to_string())
+    })
+    .join()
+    .expect("thread")
+    .expect("namespace")
+    .expect_err("refused");
+    assert!(
+        err.contains("dut-a has 1 receive queue(s) but 2 workers need 2"),
+        "{err}"
+    );
+    assert!(err.contains("ethtool -L dut-a"), "{err}");
+}

@@ -78,8 +78,11 @@ pub struct AfXdpConfig {
     pub busy_poll_us: u32,
     /// Frames per busy poll of the device queue.
     pub busy_poll_budget: u32,
-    /// Queues bound on each port (0..queues), one AF_XDP socket each. One
-    /// [`AfXdpIo`] reads them all; [`AfXdpIo::split`] gives each to a worker.
+    /// Workers the queues are for. With 1, every receive queue of each port
+    /// gets a socket and the one [`AfXdpIo`] reads them all. With N > 1, each
+    /// port must use exactly N queues (`ethtool -L`), and [`AfXdpIo::split`]
+    /// gives queue i of both ports to worker i. (A queue without a socket would
+    /// follow the fail mode: unfiltered or dropped.)
     pub queues: u32,
     /// Prepare the kernel tier (flow offload): both port programs share one flow
     /// map of `offload_entries` entries, and [`AfXdpIo::take_offload`] hands it
@@ -215,6 +218,12 @@ pub enum AfXdpError {
     Umem(String),
     #[error("invalid AF_XDP configuration: {0}")]
     Config(String),
+    #[error("{ifname} has {found} receive queue(s) but {workers} workers need {workers}: set dataplane.workers = {found}, or `ethtool -L {ifname} combined {workers}` (or rx {workers})")]
+    Queues {
+        ifname: String,
+        found: u32,
+        workers: u32,
+    },
 }
 
 impl AfXdpError {
@@ -276,6 +285,8 @@ pub struct AfXdpIo {
     modes: (XdpMode, BindMode),
     on_shutdown: OnShutdown,
     busy_poll: bool,
+    /// Workers the queues were bound for ([`AfXdpConfig::queues`]).
+    workers: usize,
     stats: AfXdpStats,
     /// The kernel tier's map handles, one per queue.
     offload: Option<Vec<XdpOffloadMap>>,
@@ -311,6 +322,7 @@ impl AfXdpIo {
         for p in Port::BOTH {
             check_mtu(cfg, cfg.name(p))?;
         }
+        let queue_counts = [queue_count(cfg, Port::A)?, queue_count(cfg, Port::B)?];
 
         // The offload maps both programs share are pinned while they load.
         let pins = if cfg.offload {
@@ -385,7 +397,7 @@ impl AfXdpIo {
         let mut tried = Vec::new();
         let mut built = None;
         for &mode in cfg.bind.candidates() {
-            match bind_all(cfg, [idx_a, idx_b], mode, rings) {
+            match bind_all(cfg, [idx_a, idx_b], queue_counts, mode, rings) {
                 Ok(b) => {
                     built = Some((mode, b));
                     break;
@@ -406,7 +418,8 @@ impl AfXdpIo {
         // A quarter of the frames in each port's fill rings (shared among its
         // queues): the other half stays free for frames on their way through the
         // worker and the tx rings, so a busy port can never starve the other.
-        let fill_target = (cfg.frames / 4 / cfg.queues.max(1)).min(cfg.fill_ring);
+        let fill_target =
+            (cfg.frames / 4 / queue_counts[0].max(queue_counts[1]).max(1)).min(cfg.fill_ring);
         let mut io = AfXdpIo {
             ports: [
                 PortIo {
@@ -436,6 +449,7 @@ impl AfXdpIo {
             modes: (xdp_mode, bind_mode),
             on_shutdown: cfg.on_shutdown,
             busy_poll: cfg.busy_poll_us > 0,
+            workers: cfg.queues.max(1) as usize,
             stats: AfXdpStats::default(),
             offload,
         };
@@ -665,6 +679,28 @@ impl PacketIo for AfXdpIo {
     }
 }
 
+/// The receive queues of a port to bind: all of them with one worker, exactly
+/// one per worker otherwise.
+fn queue_count(cfg: &AfXdpConfig, port: Port) -> Result<u32, AfXdpError> {
+    let ifname = cfg.name(port);
+    let found = sys::rx_queues(ifname).map_err(|e| {
+        AfXdpError::socket(
+            ifname,
+            0,
+            "read its channels (ETHTOOL_GCHANNELS)",
+            e.raw_os_error().unwrap_or(libc::EIO),
+        )
+    })?;
+    if cfg.queues > 1 && found != cfg.queues {
+        return Err(AfXdpError::Queues {
+            ifname: ifname.to_string(),
+            found,
+            workers: cfg.queues,
+        });
+    }
+    Ok(found.min(xdp::MAX_QUEUES))
+}
+
 /// The port's MTU plus Ethernet header and VLAN tags must fit a chunk.
 fn check_mtu(cfg: &AfXdpConfig, ifname: &str) -> Result<(), AfXdpError> {
     let mtu = sys::mtu(ifname).map_err(|_| AfXdpError::NoInterface {
@@ -688,10 +724,11 @@ fn check_mtu(cfg: &AfXdpConfig, ifname: &str) -> Result<(), AfXdpError> {
 /// In drop order: sockets (by queue, of port A and B), UMEM registration, memory.
 type Bound = ([Vec<QueueSocket>; 2], Umem, UmemArea);
 
-/// Map and register the UMEM and bind queues `0..cfg.queues` of both ports in `mode`.
+/// Map and register the UMEM and bind queues `0..queue_counts[p]` of each port in `mode`.
 fn bind_all(
     cfg: &AfXdpConfig,
     ifindex: [u32; 2],
+    queue_counts: [u32; 2],
     mode: socket::BindMode,
     rings: RingSizes,
 ) -> Result<Bound, AfXdpError> {
@@ -699,8 +736,8 @@ fn bind_all(
     let area = UmemArea::new(len).map_err(|e| AfXdpError::Umem(format!("map {len} bytes: {e}")))?;
     let umem = socket::register_umem(&cfg.port_a, &area, cfg.chunk_size, rings)?;
     let mut sockets = [Vec::new(), Vec::new()];
-    for queue in 0..cfg.queues {
-        for (i, p) in Port::BOTH.into_iter().enumerate() {
+    for (i, p) in Port::BOTH.into_iter().enumerate() {
+        for queue in 0..queue_counts[i] {
             let first = queue == 0 && p == Port::A;
             sockets[i].push(QueueSocket::open(
                 &umem,

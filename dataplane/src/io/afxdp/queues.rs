@@ -50,7 +50,8 @@ pub struct QueueStats {
 /// Queue `index` of both ports, for one worker. Implements [`PacketIo`].
 pub struct QueueIo {
     // Drop order: the sockets before the UMEM they use.
-    sockets: [QueueSocket; 2],
+    /// By port: queue `index` (several workers), or every queue (one worker).
+    sockets: [Vec<QueueSocket>; 2],
     umem: Arc<SharedUmem>,
     crew: Arc<Crew>,
     index: usize,
@@ -106,7 +107,13 @@ impl AfXdpIo {
     /// One [`QueueIo`] per bound queue (worker `i` gets queue `i` of both
     /// ports), and the programs. With one queue it is one worker on everything.
     pub fn split(mut self) -> Result<(Vec<QueueIo>, AfXdpPorts), AfXdpError> {
-        let workers = self.ports[0].queues.len().min(self.ports[1].queues.len());
+        // One worker takes every queue; several take one queue each (`open`
+        // made sure both ports have exactly one per worker).
+        let workers = if self.workers > 1 {
+            self.ports[0].queues.len().min(self.ports[1].queues.len())
+        } else {
+            1
+        };
         let mut wakers = Vec::with_capacity(workers);
         for _ in 0..workers {
             let fd = sys::EventFd::new()
@@ -155,9 +162,15 @@ impl AfXdpIo {
             let home = ((addr / chunk) / share) as usize;
             free[home.min(workers - 1)].push(addr);
         }
-        let sockets_a = std::mem::take(&mut self.ports[0].queues);
-        let sockets_b = std::mem::take(&mut self.ports[1].queues);
-        let fill_target = (share as u32 / 4).max(1);
+        let deal = |all: Vec<QueueSocket>| -> Vec<Vec<QueueSocket>> {
+            let mut per: Vec<Vec<QueueSocket>> = (0..workers).map(|_| Vec::new()).collect();
+            for (q, s) in all.into_iter().enumerate() {
+                per[q % workers].push(s);
+            }
+            per
+        };
+        let sockets_a = deal(std::mem::take(&mut self.ports[0].queues));
+        let sockets_b = deal(std::mem::take(&mut self.ports[1].queues));
         let mut queues = Vec::with_capacity(workers);
         let parts = sockets_a
             .into_iter()
@@ -168,6 +181,9 @@ impl AfXdpIo {
             .zip(home_from)
             .zip(free);
         for (index, ((((((a, b), to), from), home_to), home_from), free)) in parts.enumerate() {
+            // A quarter of the share in each port's fill rings, as in `open`.
+            let per_port = a.len().max(b.len()).max(1) as u32;
+            let fill_target = (share as u32 / 4 / per_port).max(1);
             queues.push(QueueIo {
                 sockets: [a, b],
                 umem: self.umem.clone(),
@@ -235,16 +251,18 @@ impl QueueIo {
                 self.free.push(addr);
             }
         }
-        {
-            let i = port.index();
-            let mut reaped = std::mem::take(&mut self.reaped);
-            self.sockets[i].reap(self.chunk_mask, &mut reaped, self.completion_ring);
-            for addr in reaped.drain(..) {
-                self.release(addr);
-            }
-            self.reaped = reaped;
-            let s = &mut self.sockets[i];
-            let room = self.fill_target.saturating_sub(s.in_fill);
+        let i = port.index();
+        let mut reaped = std::mem::take(&mut self.reaped);
+        for s in &mut self.sockets[i] {
+            s.reap(self.chunk_mask, &mut reaped, self.completion_ring);
+        }
+        for addr in reaped.drain(..) {
+            self.release(addr);
+        }
+        self.reaped = reaped;
+        let target = self.fill_target;
+        for s in &mut self.sockets[i] {
+            let room = target.saturating_sub(s.in_fill);
             if room > 0 && !self.free.is_empty() {
                 s.fill(&mut self.free, room);
             }
@@ -276,14 +294,14 @@ impl QueueIo {
     /// device queues once and returns.
     pub fn poll_wait(&mut self, timeout: Duration) -> Result<bool, IoError> {
         let mut timeout = timeout;
-        for s in &mut self.sockets {
+        for s in self.sockets.iter_mut().flatten() {
             self.stats.tx_kicks += u64::from(s.kick_tx());
             if s.tx.pending() > 0 {
                 timeout = timeout.min(Duration::from_millis(1));
             }
         }
         if self.busy_poll {
-            for s in &self.sockets {
+            for s in self.sockets.iter().flatten() {
                 sys::busy_poll_rx(s.fd());
             }
             return Ok(true);
@@ -298,12 +316,14 @@ impl QueueIo {
             me.sleeping.store(false, Ordering::SeqCst);
             return Ok(true);
         }
-        let fds = [self.sockets[0].fd(), self.sockets[1].fd(), me.fd.fd()];
+        let mut fds: Vec<_> = self.sockets.iter().flatten().map(|s| s.fd()).collect();
+        let on_a = self.sockets[0].len();
+        fds.push(me.fd.fd());
         let r = sys::poll_readable(&fds, timeout);
         me.sleeping.store(false, Ordering::SeqCst);
         me.fd.clear();
         r.map_err(|(i, source)| IoError::Os {
-            port: if i == 1 { Port::B } else { Port::A },
+            port: if i < on_a { Port::A } else { Port::B },
             source,
         })
     }
@@ -334,9 +354,13 @@ impl PacketIo for QueueIo {
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        {
-            let s = &mut self.sockets[p];
-            let mut r = s.rx.receive((out.len() - n) as u32);
+        for s in &mut self.sockets[p] {
+            let before = scratch.len();
+            let room = (out.len() - n).saturating_sub(before) as u32;
+            if room == 0 {
+                break;
+            }
+            let mut r = s.rx.receive(room);
             while let Some(d) = r.read() {
                 scratch.push(Desc {
                     addr: d.addr,
@@ -345,8 +369,9 @@ impl PacketIo for QueueIo {
             }
             r.release();
             drop(r);
-            s.in_fill = s.in_fill.saturating_sub(scratch.len() as u32);
-            if scratch.is_empty() && s.device.needs_wakeup() {
+            let got = (scratch.len() - before) as u32;
+            s.in_fill = s.in_fill.saturating_sub(got);
+            if got == 0 && s.device.needs_wakeup() {
                 s.device.wake();
             }
         }
@@ -397,7 +422,9 @@ impl PacketIo for QueueIo {
             });
         }
         self.service(port);
-        let s = &mut self.sockets[port.index()];
+        let Some(s) = self.sockets[port.index()].first_mut() else {
+            return Ok(0);
+        };
         let n = s.transmit(descs.iter().map(|d| XdpDesc {
             addr: d.addr,
             len: d.len,

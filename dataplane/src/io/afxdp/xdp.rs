@@ -158,6 +158,9 @@ pub(crate) struct XdpPort {
 }
 
 /// The network namespace of the calling thread, as its nsfs inode number (the
+/// Queues a port's XSKMAP holds (`BULKHEAD_MAX_QUEUES` in `bulkhead.h`).
+pub(crate) const MAX_QUEUES: u32 = 64;
+
 /// same number `stat /run/netns/NAME` shows).
 pub fn current_netns_id() -> std::io::Result<u64> {
     std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino())
