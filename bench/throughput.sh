@@ -138,6 +138,12 @@ on_stop = "detach"
 
 [policy]
 file = "$WORK/policy.yaml"
+
+[control]
+store = "$WORK/bulkhead-$RANDOM.db"
+
+[api]
+enabled = false
 EOF
   # nsenter, not `ip netns exec`: its private mount namespace hides bpffs pins.
   nsenter --net="/var/run/netns/$NS_D" "$BULKHEAD" run --config "$WORK/bulkhead.toml" \
