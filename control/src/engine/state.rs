@@ -335,6 +335,13 @@ impl State {
         }
     }
 
+    /// The quarantines in force changed: into the effective model, out to the workers.
+    fn republish_quarantines(&mut self) -> Result<(), ControlError> {
+        self.refresh_quarantines().map_err(store_err)?;
+        self.publish()?;
+        Ok(())
+    }
+
     fn quarantine(
         &mut self,
         mac: MacAddr,
@@ -353,8 +360,7 @@ impl State {
             })
             .map_err(store_err)?;
         if changed {
-            self.refresh_quarantines().map_err(store_err)?;
-            self.publish()?;
+            self.republish_quarantines()?;
         }
         Ok(QuarantineOutcome {
             mac: canonical,
@@ -376,8 +382,7 @@ impl State {
             .release(&canonical, reason.as_deref(), actor, Timestamp::now())
             .map_err(store_err)?;
         if released {
-            self.refresh_quarantines().map_err(store_err)?;
-            self.publish()?;
+            self.republish_quarantines()?;
         }
         Ok(ReleaseOutcome {
             mac: canonical,

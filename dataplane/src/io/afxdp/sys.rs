@@ -14,10 +14,11 @@ pub(crate) fn ifindex(ifname: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
-/// The MTU of `ifname` (SIOCGIFMTU on a socket of the calling thread's network
-/// namespace; `/sys/class/net` would show the namespace sysfs was mounted in).
+/// A datagram socket of the calling thread's network namespace and an `ifreq`
+/// naming `ifname`, for interface ioctls (`/sys/class/net` would show the
+/// namespace sysfs was mounted in, not the thread's).
 #[allow(unsafe_code)]
-pub(crate) fn mtu(ifname: &str) -> std::io::Result<u32> {
+fn ifreq_socket(ifname: &str) -> std::io::Result<(std::os::fd::OwnedFd, libc::ifreq)> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let bytes = ifname.as_bytes();
     if bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
@@ -32,12 +33,19 @@ pub(crate) fn mtu(ifname: &str) -> std::io::Result<u32> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: `ifreq` is plain data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    // The name is shorter than IFNAMSIZ and the rest is zero: NUL-terminated.
     for (dst, &b) in req.ifr_name.iter_mut().zip(bytes) {
         *dst = b as libc::c_char;
     }
+    Ok((fd, req))
+}
+
+/// The MTU of `ifname` (SIOCGIFMTU).
+#[allow(unsafe_code)]
+pub(crate) fn mtu(ifname: &str) -> std::io::Result<u32> {
     use std::os::fd::AsRawFd;
-    // SAFETY: SIOCGIFMTU reads `ifr_name` (NUL-terminated: the name is shorter
-    // than IFNAMSIZ and the rest is zero) and writes `ifr_mtu` inside `req`.
+    let (fd, mut req) = ifreq_socket(ifname)?;
+    // SAFETY: SIOCGIFMTU reads `ifr_name` and writes `ifr_mtu` inside `req`.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
@@ -249,27 +257,12 @@ const SIOCETHTOOL: libc::c_ulong = 0x8946;
 /// channels); 1 for a device that does not report channels.
 #[allow(unsafe_code)]
 pub(crate) fn rx_queues(ifname: &str) -> std::io::Result<u32> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let bytes = ifname.as_bytes();
-    if bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    use std::os::fd::AsRawFd;
+    let (fd, mut req) = ifreq_socket(ifname)?;
     let mut ch = EthtoolChannels {
         cmd: ETHTOOL_GCHANNELS,
         ..EthtoolChannels::default()
     };
-    // SAFETY: `ifreq` is plain data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &b) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = b as libc::c_char;
-    }
     req.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
     // SAFETY: SIOCETHTOOL reads the name and the command from `req` and `ch`
     // and writes `ch`, which outlives the call.
