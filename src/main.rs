@@ -1,7 +1,9 @@
 //! The `bulkhead` binary: clap subcommands over the dataplane (and, later, the
 //! control plane and the management API).
 
+mod bench;
 mod capture;
+mod gen;
 mod lab;
 mod policy_cmd;
 mod replay;
@@ -30,6 +32,13 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Work with policy model files (`policy check FILE`).
     Policy(policy_cmd::PolicyArgs),
+    /// Packet generator for the end-to-end benchmark: N flows of 64-1518 byte
+    /// UDP or TCP SYN frames, flat out or at a fixed rate, for a bounded time,
+    /// sent by an XDP program in BPF_PROG_RUN live-frames mode (needs root).
+    Gen(gen::GenArgs),
+    /// The end-to-end benchmark's helpers (policy, sink, bare forwarders,
+    /// report); `bench/e2e.sh` runs the whole comparison.
+    Bench(bench::BenchArgs),
     /// The lab's traffic probes (run inside a lab namespace by `bulkhead lab`).
     #[command(hide = true)]
     LabProbe(lab::ProbeArgs),
@@ -43,6 +52,8 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args),
         Command::Run(args) => run::run(args),
         Command::LabProbe(args) => lab::probe(args),
+        Command::Gen(args) => gen::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
