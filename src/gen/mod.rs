@@ -57,6 +57,10 @@ pub struct GenArgs {
     /// Seconds to send for (fractions allowed).
     #[arg(long, default_value_t = 3.0)]
     pub duration: f64,
+    /// Aim every flow 5000 ports above its rule's port, where no rule allows:
+    /// an enforcing DUT must drop all of it (the harness's policy check).
+    #[arg(long)]
+    pub off_policy: bool,
     /// Stamp the send time into each UDP frame (for the sink's latency histogram).
     #[arg(long)]
     pub stamp: bool,
@@ -100,6 +104,14 @@ pub fn ifindex(dev: &str) -> anyhow::Result<u32> {
     sys::ifindex(dev).with_context(|| format!("no interface {dev} in this network namespace"))
 }
 
+fn flow(args: &GenArgs, i: u32, tcp: bool) -> model::Flow {
+    let mut f = model::flow(i, args.flows, args.rules, tcp);
+    if args.off_policy {
+        f.dport = f.dport.wrapping_add(5000);
+    }
+    f
+}
+
 pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
     let tcp = args.proto == "syn";
     if args.stamp && tcp {
@@ -121,7 +133,7 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
             .ok_or_else(|| anyhow!("bh_flows map missing"))?;
         let mut flows: Array<_, [u64; 7]> = Array::try_from(map)?;
         for i in 0..args.flows {
-            let f = frame::build(&model::flow(i, args.flows, args.rules, tcp), size);
+            let f = frame::build(&flow(args, i, tcp), size);
             let mut t = [0u64; 7];
             for (w, chunk) in t.iter_mut().zip(f.chunks_exact(8)) {
                 let mut b = [0u8; 8];
@@ -150,7 +162,7 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
         .try_into()?;
     prog.load().context("loading the generator program")?;
     let fd = prog.fd()?.as_fd().as_raw_fd();
-    let first = frame::build(&model::flow(0, args.flows, args.rules, tcp), size);
+    let first = frame::build(&flow(args, 0, tcp), size);
 
     // One call for the whole run, ended by SIGALRM at the deadline: the
     // kernel checks for a pending signal after every batch of 64 frames, so
