@@ -22,7 +22,8 @@
 set -euo pipefail
 
 if [ -z "${BH_E2E_LOCKED:-}" ]; then
-  exec env BH_E2E_LOCKED=1 flock /tmp/bh-netns.lock "$0" "$@"
+  # -o: only flock holds the lock, not the DUT processes it would outlive.
+  exec env BH_E2E_LOCKED=1 flock -o /tmp/bh-netns.lock "$0" "$@"
 fi
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

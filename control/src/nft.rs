@@ -17,6 +17,9 @@
 //!   resolved ahead of time (overlapping rules cut into elementary port ranges,
 //!   each with the verdict of the first rule that covers it). Lookups stay near
 //!   flat as rules grow. The packet mark is used as scratch (set to 0 first).
+//!   Where every endpoint is a MAC, every mode enforce and the expansion small,
+//!   one flat hash map keyed by `ether saddr . ether daddr . l4proto . dport`
+//!   replaces all that (one lookup a packet; see `nft/flat.rs`).
 //!
 //! Semantics, and what nftables cannot express:
 //! - Precedence as in the dataplane: ARP and IPv6 control ICMPv6 pass;
@@ -42,6 +45,7 @@
 //!   belong to no group until the ruleset is rendered again.
 
 mod best;
+mod flat;
 mod prep;
 #[cfg(test)]
 mod tests;

@@ -123,6 +123,9 @@ pub(super) fn render(
     fwd: &mut Vec<String>,
     chains: &mut String,
 ) -> Result<(), NftError> {
+    if super::flat::render(p, out, fwd) {
+        return Ok(());
+    }
     let mut classes = Classes::new();
     let segs = [segments(p, false), segments(p, true)];
     let has_ip = segs.iter().any(|s| !s.is_empty());
@@ -249,11 +252,13 @@ pub(super) fn render(
             if p.class_mode(sgroups).max(p.class_mode(dgroups)) != Mode::Enforce {
                 continue;
             }
-            let verdict = |r: &Rule| match r.action {
-                Action::Allow => "accept",
-                Action::Deny => "drop",
-            };
-            resolve(s, &rules, &verdict, &mut ported, &mut other);
+            let acc = resolve(&rules);
+            for (name, lo, hi) in acc.ported {
+                ported.push(format!("{s} . {name} . {} : accept", span(lo, hi)));
+            }
+            for (lo, hi) in acc.other {
+                other.push(format!("{s} . {} : accept", span(lo, hi)));
+            }
         }
         if !ported.is_empty() {
             write_map(
@@ -275,9 +280,10 @@ pub(super) fn render(
         }
         let _ = writeln!(chains, "\n\tchain pair_{d} {{");
         if !ported.is_empty() {
+            // Only TCP and UDP keys are in the map: no protocol guard needed.
             let _ = writeln!(
                 chains,
-                "\t\tmeta l4proto {{ tcp, udp }} meta mark . meta l4proto . th dport vmap @pp_{d}"
+                "\t\tmeta mark . meta l4proto . th dport vmap @pp_{d}"
             );
         }
         if !other.is_empty() {
@@ -300,14 +306,14 @@ pub(super) fn render(
 }
 
 /// Rules by (source group | any, destination group | any).
-struct RuleIndex {
+pub(super) struct RuleIndex {
     buckets: HashMap<(usize, usize), Vec<usize>>,
 }
 
 const ANY: usize = usize::MAX;
 
 impl RuleIndex {
-    fn new(rules: &[Rule]) -> Self {
+    pub fn new(rules: &[Rule]) -> Self {
         let mut buckets: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
         let ids = |s: &super::prep::Side| match s {
             super::prep::Side::Any => vec![ANY],
@@ -324,7 +330,7 @@ impl RuleIndex {
     }
 
     /// The rules that apply between two classes, in order.
-    fn candidates<'a>(&self, p: &'a Prepared, s: &[usize], d: &[usize]) -> Vec<&'a Rule> {
+    pub fn candidates<'a>(&self, p: &'a Prepared, s: &[usize], d: &[usize]) -> Vec<&'a Rule> {
         let mut idx: Vec<usize> = Vec::new();
         for &sg in s.iter().chain([&ANY]) {
             for &dg in d.iter().chain([&ANY]) {
@@ -339,17 +345,31 @@ impl RuleIndex {
     }
 }
 
-/// First-match resolution of `rules` for source class `s`: elements of the
-/// TCP/UDP map (`s . proto . ports : accept`) and of the map of the other
-/// protocols (`s . proto : accept`); dropped ranges are left to the chain's
-/// default (drop, since only enforce pairs are resolved).
-fn resolve(
-    s: u32,
-    rules: &[&Rule],
-    verdict: &dyn Fn(&Rule) -> &'static str,
-    ported: &mut Vec<String>,
-    other: &mut Vec<String>,
-) {
+/// What a class pair accepts: TCP/UDP port ranges, and other protocol ranges.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Accepted {
+    pub ported: Vec<(&'static str, u32, u32)>,
+    pub other: Vec<(u32, u32)>,
+}
+
+/// `lo` or `lo-hi`.
+pub(super) fn span(lo: u32, hi: u32) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}-{hi}")
+    }
+}
+
+/// First-match resolution of `rules` (in order, all applying to one enforce
+/// class pair): the ranges they accept. Dropped ranges are left out: they are
+/// the chain's default.
+pub(super) fn resolve(rules: &[&Rule]) -> Accepted {
+    let verdict = |r: &Rule| match r.action {
+        Action::Allow => "accept",
+        Action::Deny => "drop",
+    };
+    let mut acc = Accepted::default();
     for (num, name) in [(6u8, "tcp"), (17u8, "udp")] {
         let ranges: Vec<(u32, u32, &str)> = rules
             .iter()
@@ -368,15 +388,9 @@ fn resolve(
             })
             .collect();
         for (lo, hi, v) in first_match(&ranges) {
-            if v == "drop" {
-                continue; // the chain's default
+            if v == "accept" {
+                acc.ported.push((name, lo, hi));
             }
-            let ports = if lo == hi {
-                lo.to_string()
-            } else {
-                format!("{lo}-{hi}")
-            };
-            ported.push(format!("{s} . {name} . {ports} : {v}"));
         }
     }
     // Other protocols: each one a rule names, and the ranges between (any-protocol rules).
@@ -409,17 +423,12 @@ fn resolve(
         }
     }
     ranges.sort_unstable();
-    for (lo, hi, v) in ranges {
-        if v == "drop" {
-            continue; // the chain's default
-        }
-        let protos = if lo == hi {
-            lo.to_string()
-        } else {
-            format!("{lo}-{hi}")
-        };
-        other.push(format!("{s} . {protos} : {v}"));
-    }
+    acc.other = ranges
+        .into_iter()
+        .filter(|r| r.2 == "accept")
+        .map(|(lo, hi, _)| (lo, hi))
+        .collect();
+    acc
 }
 
 /// Elementary ranges of `ranges` (in rule order), each with the verdict of the

@@ -181,3 +181,43 @@ fn both_forms_of_a_mixed_policy_are_valid_nftables() {
         assert_nft_accepts(&s);
     }
 }
+
+#[test]
+fn an_all_mac_enforce_policy_gets_the_flat_map_with_first_match_resolved() {
+    let y = r#"
+default_mode: enforce
+groups:
+  - { name: a, macs: ["02:00:00:00:00:01", "02:00:00:00:00:02"] }
+  - { name: b, macs: ["02:00:00:00:00:03"] }
+rules:
+  - { id: 1, src: [a], dst: [b], services: [{ proto: tcp, ports: ["22-23"] }], action: deny }
+  - { id: 2, src: [a], dst: [b], services: [{ proto: tcp, ports: ["20-30"] }], action: allow }
+  - { id: 3, src: [a], dst: [b], services: [icmp], action: allow }
+"#;
+    let c = compile(&Model::from_yaml_str(y).expect("parses")).expect("compiles");
+    let s = render(&c, Form::Best, "flat").expect("renders");
+    assert!(s.contains("ether saddr . ether daddr . meta l4proto . th dport vmap @flat_ports"));
+    let pair = "02:00:00:00:00:02 . 02:00:00:00:00:03";
+    for port in [20, 21, 24, 30] {
+        assert!(
+            s.contains(&format!("{pair} . tcp . {port} : accept")),
+            "{port}\n{s}"
+        );
+    }
+    for port in [22, 23, 31] {
+        assert!(!s.contains(&format!("{pair} . tcp . {port} ")), "{port}");
+    }
+    assert!(s.contains(&format!("{pair} . 1 : accept")));
+    assert!(!s.contains("mark"), "no class maps");
+    assert_nft_accepts(&s);
+
+    // An `any` side (or an audit group) needs the class form.
+    let y2 = y.replace(
+        "src: [a], dst: [b], services: [icmp]",
+        "src: [any], dst: [b], services: [icmp]",
+    );
+    let c = compile(&Model::from_yaml_str(&y2).expect("parses")).expect("compiles");
+    let s = render(&c, Form::Best, "classes").expect("renders");
+    assert!(s.contains("meta mark set ether saddr map @src_mac"));
+    assert_nft_accepts(&s);
+}
