@@ -213,10 +213,7 @@ fn tput_table(out: &mut String, rows: &[Row], size: u32, rules: u32) -> bool {
         let m = |f: &dyn Fn(&Row) -> f64| median(v.iter().map(|r| f(r)).collect());
         let pps = m(&|r| r.pps());
         let ratio = base.map_or("-".to_string(), |b| format!("{:.2}", pps / b));
-        let proc_cpu = if matches!(dut.as_str(), "xdp-fwd")
-            || dut.starts_with("afxdp")
-            || dut.starts_with("bulkhead")
-        {
+        let proc_cpu = if dut.starts_with("afxdp") || dut.starts_with("bulkhead") {
             format!("{:.0} %", 100.0 * m(&|r| r.dut_cpu()))
         } else {
             "- (softirq)".into()
