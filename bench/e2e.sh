@@ -383,7 +383,7 @@ fi
 
 ELAPSED=$(( $(date +%s) - START_TIME ))
 echo "measured in ${ELAPSED}s"
-REPORT_ARGS=(--results "$WORK/results" --elapsed "$ELAPSED" --command "bench/e2e.sh $ARGS_SHOWN")
+REPORT_ARGS=(--results "$WORK/results" --elapsed "$ELAPSED" --command "bench/e2e.sh${ARGS_SHOWN:+ $ARGS_SHOWN}")
 if [ "$WRITE" = 1 ]; then
   "$BULKHEAD" bench report "${REPORT_ARGS[@]}" --append "$ROOT/bench/RESULTS.md" \
     --plot "$ROOT/bench/e2e-pps-vs-rules.png"

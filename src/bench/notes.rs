@@ -66,6 +66,69 @@ fn ceiling_note(rows: &[Row]) -> String {
     }
 }
 
+/// Median 64-byte pps of a DUT at a rule count (any rule count for the
+/// rule-independent DUTs).
+fn pps(rows: &[Row], dut: &str, rules: u32) -> Option<f64> {
+    let v: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.kind == "tput" && r.size == 64 && r.dut == dut)
+        .filter(|r| r.rules == rules || !super::report::rule_dependent(dut))
+        .map(|r| r.pps())
+        .collect();
+    (!v.is_empty()).then(|| median(v))
+}
+
+/// The issues' goals (benchmarks, not tests), against this run's medians.
+fn goals(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let met = |v: f64, goal: f64| if v >= goal { "met" } else { "missed" };
+    let mut line = |what: &str, v: Option<f64>, goal: f64| {
+        if let Some(v) = v {
+            let _ = writeln!(s, "- {what}: {v:.2} (goal >= {goal}: {})", met(v, goal));
+        }
+    };
+    for dut in ["bulkhead", "bulkhead-offload-off", "bulkhead-offload-on"] {
+        let name = label(dut);
+        let at1k = pps(rows, dut, 1000);
+        line(
+            &format!("{name} / bridge + best nftables, 1k rules, 64 B (issue 8)"),
+            ratio(at1k, pps(rows, "nft-best", 1000)),
+            1.5,
+        );
+        line(
+            &format!("{name} at 100k rules / at 1k rules (issue 8: flat)"),
+            ratio(pps(rows, dut, 100_000), at1k),
+            0.9,
+        );
+        if dut == "bulkhead-offload-on" {
+            line(
+                &format!("{name} / bridge + best nftables (issue 11)"),
+                ratio(at1k, pps(rows, "nft-best", 1000)),
+                2.5,
+            );
+            line(
+                &format!("{name} / bare XDP redirect (issue 11)"),
+                ratio(at1k, pps(rows, "xdp-fwd", 1000)),
+                0.6,
+            );
+        } else {
+            line(
+                &format!("{name} / bare AF_XDP forwarder (issue 11, offload off)"),
+                ratio(at1k, pps(rows, "afxdp-fwd", 1000)),
+                0.9,
+            );
+        }
+    }
+    if s.is_empty() {
+        return s;
+    }
+    format!("\nGoals (benchmarks, not tests), from the medians above:\n\n{s}")
+}
+
 pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String {
     let png = "e2e-pps-vs-rules.png";
     let _ = md;
@@ -77,7 +140,7 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
          (`--smoke` is a seconds-long check that writes nothing; `--runs`, `--duration`, `--duts`). \
          The machine is shared with other engineers' builds and tests; the run held \
          `/tmp/bh-netns.lock`, so no other namespace test ran meanwhile, but builds may have.\n",
-        now_utc(),
+        a.date.clone().unwrap_or_else(now_utc),
         kernel(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         first_line("/proc/cpuinfo", "model name"),
@@ -93,6 +156,8 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
     );
     s.push_str(tables);
     let _ = writeln!(s, "\n{}\n", ceiling_note(rows));
+    s.push_str(&goals(rows));
+    s.push('\n');
     let _ = writeln!(s, "![pps vs rules]({png})\n");
     s.push_str(
         "How the two CPUs were shared: the generator thread is pinned to CPU 0. Its \
@@ -110,7 +175,8 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
          i * N / 10000), so a linear ruleset walks half of it on average. bulkhead runs that \
          policy from the same file; nftables runs its export in the DUT's bridge. \
          Latency: the generator stamps CLOCK_MONOTONIC into each frame at a fixed rate, the \
-         sink's XDP program subtracts it from its own clock into 100 ns buckets, and \
+         sink's XDP program subtracts it from its own clock into buckets (100 ns to 1 ms, then \
+         10 µs to 100 ms), and \
          `hdrhistogram` gives the percentiles; both ends are in the kernel on one machine, so no \
          clock sync and no scheduler wake-up at the sink is measured.\n\n\
          Not measured here (issue 8 item 5): quarantine timing and a policy swap under load, \

@@ -22,6 +22,9 @@ pub struct ReportArgs {
     /// The command that produced the results (for the report).
     #[arg(long, default_value = "bench/e2e.sh")]
     pub command: String,
+    /// When the measurements were made (default: now), for the report.
+    #[arg(long)]
+    pub date: Option<String>,
     /// Seconds the measurements took.
     #[arg(long, default_value_t = 0)]
     pub elapsed: u64,
@@ -313,9 +316,14 @@ fn generator_note(out: &mut String, rows: &[Row]) {
             .map(|r| r.gen.sent as f64 / f64::from(r.gen.calls.max(1)))
             .collect(),
     );
+    let pktgen = if std::path::Path::new("/proc/net/pktgen").exists() {
+        "kernel pktgen is present but not driven (the flows must aim at the policy's rules)"
+    } else {
+        "kernel pktgen is not built into this kernel"
+    };
     let _ = writeln!(
         out,
-        "\nGenerator: `{}` (`bulkhead gen`); kernel pktgen is not built into this kernel. \
+        "\nGenerator: `{}` (`bulkhead gen`); {pktgen}. \
          Per 64-byte measurement: median {calls:.0} BPF_PROG_RUN calls of {:.1} M frames each, \
          generator process busy {:.0} % of its CPU.",
         first.gen.engine,
