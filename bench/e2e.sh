@@ -18,7 +18,9 @@
 #   --smoke   a few seconds: 1 run of 0.5 s per DUT at 1k rules, 64 B, a short
 #             latency check, nothing written
 # Takes /tmp/bh-netns.lock itself (other namespace tests wait, and we wait for
-# them). Namespaces bh-e2e-*, removed on exit and, after a crash, at start.
+# them); a caller already holding it sets BH_E2E_LOCKED=1. BULKHEAD=path runs
+# another binary, BULKHEAD_NO_BUILD=1 skips `cargo build --release`.
+# Namespaces bh-e2e-*, removed on exit and, after a crash, at start.
 set -euo pipefail
 
 if [ -z "${BH_E2E_LOCKED:-}" ]; then
@@ -47,7 +49,7 @@ while [ $# -gt 0 ]; do
     --smoke) SMOKE=1; RUNS=1; DURATION=0.5; WRITE=0; shift ;;
     --duts) DUTS_ARG="$2"; shift 2 ;;
     --keep) export BH_E2E_KEEP=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
