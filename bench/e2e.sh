@@ -18,14 +18,30 @@
 #   --smoke   a few seconds: 1 run of 0.5 s per DUT at 1k rules, 64 B, a short
 #             latency check, nothing written
 # Takes /tmp/bh-netns.lock itself (other namespace tests wait, and we wait for
-# them); a caller already holding it sets BH_E2E_LOCKED=1. BULKHEAD=path runs
+# them); not when an ancestor process holds it already (or BH_E2E_LOCKED=1). BULKHEAD=path runs
 # another binary, BULKHEAD_NO_BUILD=1 skips `cargo build --release`.
 # Namespaces bh-e2e-*, removed on exit and, after a crash, at start.
 set -euo pipefail
 
-if [ -z "${BH_E2E_LOCKED:-}" ]; then
+LOCK=/tmp/bh-netns.lock
+# Whether an ancestor (e.g. `flock /tmp/bh-netns.lock bash .ci/run`) holds the
+# lock: /proc/locks names the process that took it. Taking it again would wait
+# for ourselves.
+lock_held_by_ancestor() {
+  local ino holders pid h
+  ino="$(stat -c %i "$LOCK" 2>/dev/null)" || return 1
+  holders="$(awk -v i=":$ino" '$2 == "FLOCK" && $6 ~ (i "$") { print $5 }' /proc/locks)"
+  [ -n "$holders" ] || return 1
+  pid=$$
+  while [ "${pid:-0}" -gt 1 ]; do
+    for h in $holders; do [ "$h" = "$pid" ] && return 0; done
+    pid="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $2 }')"
+  done
+  return 1
+}
+if [ -z "${BH_E2E_LOCKED:-}" ] && ! lock_held_by_ancestor; then
   # -o: only flock holds the lock, not the DUT processes it would outlive.
-  exec env BH_E2E_LOCKED=1 flock -o /tmp/bh-netns.lock "$0" "$@"
+  exec env BH_E2E_LOCKED=1 flock -o "$LOCK" "$0" "$@"
 fi
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -49,7 +65,7 @@ while [ $# -gt 0 ]; do
     --smoke) SMOKE=1; RUNS=1; DURATION=0.5; WRITE=0; shift ;;
     --duts) DUTS_ARG="$2"; shift 2 ;;
     --keep) export BH_E2E_KEEP=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
