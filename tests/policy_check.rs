@@ -117,3 +117,42 @@ action = "allow"
     assert!(out.contains("web (audit, 1 member)"), "{out}");
     assert!(out.contains("compiled to 2 dataplane rules"), "{out}");
 }
+
+#[test]
+fn export_nft_renders_both_forms_of_the_example() {
+    let best = bulkhead(&["policy", "export", "--nft", "examples/policy.yaml"]);
+    assert!(
+        best.status.success(),
+        "{}",
+        String::from_utf8_lossy(&best.stderr)
+    );
+    let best = String::from_utf8_lossy(&best.stdout);
+    assert!(best.contains("table bridge bulkhead {"));
+    assert!(best.contains("ether daddr vmap @dst_mac"));
+    let out = std::env::temp_dir().join(format!("bulkhead-nft-{}.nft", std::process::id()));
+    let linear = bulkhead(&[
+        "policy",
+        "export",
+        "--nft",
+        "--linear",
+        "-o",
+        out.to_str().expect("utf-8 temp path"),
+        "examples/policy.yaml",
+    ]);
+    assert!(
+        linear.status.success(),
+        "{}",
+        String::from_utf8_lossy(&linear.stderr)
+    );
+    let linear = std::fs::read_to_string(&out).expect("written");
+    let _ = std::fs::remove_file(&out);
+    assert!(linear.contains("tcp dport 5432 accept comment \"rule 2560\""));
+    // An invalid file is refused with its problems, nothing rendered.
+    let bad = tmp(
+        "bad.yaml",
+        "rules:\n  - { id: 1, src: [nope], dst: [any], services: [ssh], action: allow }\n",
+    );
+    let o = bulkhead(&["policy", "export", "--nft", bad.to_str().expect("utf-8")]);
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty());
+}

@@ -228,6 +228,26 @@ fn udp_is_offloaded_once_answered_and_dns_never() {
 }
 
 #[test]
+fn a_one_way_udp_stream_is_offloaded_from_its_third_packet() {
+    let mut bed = Bed::new(WorkerConfig::default());
+    for _ in 0..2 {
+        assert_eq!(
+            bed.send(Port::A, &udp(true, 5140, 9000)),
+            (Tier::User, true)
+        );
+    }
+    assert_eq!(
+        bed.kernel.len(),
+        1,
+        "a second packet the same way makes it final"
+    );
+    assert_eq!(
+        bed.send(Port::A, &udp(true, 5140, 9000)),
+        (Tier::Kernel, true)
+    );
+}
+
+#[test]
 fn a_repeating_denied_flow_is_dropped_in_the_kernel() {
     let mut bed = Bed::new(WorkerConfig::default());
     assert_eq!(

@@ -6,7 +6,8 @@
 //!   handshake, or a mid-stream pickup answered); it goes back to userspace as
 //!   soon as it leaves `Established` (a FIN or RST, which the kernel always
 //!   punts), so the close is tracked here packet by packet;
-//! - allowed UDP, ICMP echo once a packet went each way;
+//! - allowed UDP, ICMP echo once a packet went each way, or a second one went
+//!   the same way (one-way streams: syslog, telemetry, floods);
 //! - denied flows of those protocols once a second packet shows the flow
 //!   repeats (retransmissions, a flood): dropped in the kernel. A scan (one
 //!   packet per flow) costs no map write, nor does a denied TCP handshake (its
@@ -42,7 +43,10 @@ pub(crate) fn wanted(e: &FlowEntry) -> Option<OffloadAction> {
             let final_state = if k.proto == ip_proto::TCP {
                 e.state == FlowState::Established && e.packets[0] > 0 && e.packets[1] > 0
             } else {
-                e.state == FlowState::Replied
+                // An allowed datagram flow's verdict does not wait for an answer:
+                // one that repeats one way (telemetry, syslog, a stream, a flood)
+                // is offloaded as well as one that was answered.
+                e.state == FlowState::Replied || e.total_packets() >= 2
             };
             final_state.then_some(OffloadAction::Forward)
         }

@@ -1,0 +1,419 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: generator -> device under test -> sink, every DUT in
+# one run, medians of N runs, ratios to bridge + best nftables.
+#
+#   bh-e2e-gen [eth0] --veth-- [dut-a  bh-e2e-dut  dut-b] --veth-- [eth0] bh-e2e-sink
+#
+# Generator: kernel pktgen is not built into this kernel (no /proc/net/pktgen),
+# so `bulkhead gen` (XDP program in BPF_PROG_RUN live-frames mode, XDP_TX out
+# of the generator's veth) sends the traffic; the report names the generator.
+# Sink: an XDP program counting and dropping (`bulkhead bench sink`).
+# DUTs: bridge; bridge + nftables linear (`policy export --nft --linear`);
+# bridge + nftables best (`policy export --nft`); bare XDP devmap redirect;
+# bare AF_XDP forwarder; bulkhead (`bulkhead run`), and "offload off"/"offload
+# on" variants when `bulkhead run` accepts `offload` in [dataplane].
+#
+# Usage (root): bench/e2e.sh [--runs N] [--duration S] [--no-write] [--smoke]
+#               [--duts "bridge nft-best ..."] [--keep]
+#   --smoke   a few seconds: 1 run of 0.5 s per DUT at 1k rules, 64 B, a short
+#             latency check, nothing written
+# Takes /tmp/bh-netns.lock itself (other namespace tests wait, and we wait for
+# them); not when an ancestor process holds it already (or BH_E2E_LOCKED=1). BULKHEAD=path runs
+# another binary, BULKHEAD_NO_BUILD=1 skips `cargo build --release`.
+# Namespaces bh-e2e-*, removed on exit and, after a crash, at start.
+set -euo pipefail
+
+LOCK=/tmp/bh-netns.lock
+# Whether an ancestor (e.g. `flock /tmp/bh-netns.lock bash .ci/run`) holds the
+# lock: /proc/locks names the process that took it. Taking it again would wait
+# for ourselves.
+lock_held_by_ancestor() {
+  local ino holders pid h
+  ino="$(stat -c %i "$LOCK" 2>/dev/null)" || return 1
+  holders="$(awk -v i=":$ino" '$2 == "FLOCK" && $6 ~ (i "$") { print $5 }' /proc/locks)"
+  [ -n "$holders" ] || return 1
+  pid=$$
+  while [ "${pid:-0}" -gt 1 ]; do
+    for h in $holders; do [ "$h" = "$pid" ] && return 0; done
+    pid="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $2 }')"
+  done
+  return 1
+}
+if [ -z "${BH_E2E_LOCKED:-}" ] && ! lock_held_by_ancestor; then
+  # -o: only flock holds the lock, not the DUT processes it would outlive.
+  exec env BH_E2E_LOCKED=1 flock -o "$LOCK" "$0" "$@"
+fi
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PREFIX="bh-e2e-"
+NS_G="${PREFIX}gen"
+NS_D="${PREFIX}dut"
+NS_S="${PREFIX}sink"
+PIN_DIR=/sys/fs/bpf/bulkhead
+
+RUNS=3
+DURATION=3
+WRITE=1
+SMOKE=0
+DUTS_ARG=""
+ARGS_SHOWN="$*"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) RUNS="$2"; shift 2 ;;
+    --duration) DURATION="$2"; shift 2 ;;
+    --no-write) WRITE=0; shift ;;
+    --smoke) SMOKE=1; RUNS=1; DURATION=0.5; WRITE=0; shift ;;
+    --duts) DUTS_ARG="$2"; shift 2 ;;
+    --keep) export BH_E2E_KEEP=1; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+die() { echo "e2e.sh: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (network namespaces, XDP)"
+for tool in ip nft ethtool nsenter taskset bridge; do
+  command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install -y iproute2 nftables ethtool util-linux)"
+done
+[ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (generator on CPU 0, userspace DUTs on CPU 1)"
+
+BULKHEAD="${BULKHEAD:-$ROOT/target/release/bulkhead}"
+if [ -z "${BULKHEAD_NO_BUILD:-}" ] && command -v cargo >/dev/null; then
+  (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+fi
+[ -x "$BULKHEAD" ] || die "$BULKHEAD not found: run cargo build --release first"
+
+WORK="$(mktemp -d /tmp/bh-e2e.XXXXXX)"
+DUT_PID=""
+SINK_PID=""
+
+cleanup() {
+  if [ -n "$DUT_PID" ]; then
+    kill -TERM "$DUT_PID" 2>/dev/null || true
+    wait "$DUT_PID" 2>/dev/null || true
+    DUT_PID=""
+  fi
+  if [ -n "$SINK_PID" ]; then
+    [ -n "${SINK_IN:-}" ] && exec {SINK_IN}>&-
+    kill -TERM "$SINK_PID" 2>/dev/null || true
+    wait "$SINK_PID" 2>/dev/null || true
+    SINK_PID=""
+  fi
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${PREFIX}" || true); do
+    ino="$(stat -L -c %i "/var/run/netns/$ns" 2>/dev/null || true)"
+    [ -n "$ino" ] && rm -f "$PIN_DIR/$ino"-* 2>/dev/null
+    # Processes a crashed run left in our namespaces.
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+    ip netns delete "$ns" 2>/dev/null || true
+  done
+}
+on_exit() {
+  cleanup
+  if [ -n "${BH_E2E_KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+cleanup # leftovers of a run that died
+
+in_ns() { local ns="$1"; shift; nsenter --net="/var/run/netns/$ns" "$@"; }
+
+build_topology() {
+  for ns in "$NS_G" "$NS_D" "$NS_S"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    in_ns "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+  done
+  ip link add eth0 netns "$NS_G" type veth peer name dut-a netns "$NS_D"
+  ip link add eth0 netns "$NS_S" type veth peer name dut-b netns "$NS_D"
+  for ns in "$NS_G" "$NS_S"; do ip -n "$ns" link set eth0 up; done
+  ip -n "$NS_D" link set dut-a up
+  ip -n "$NS_D" link set dut-b up
+  # NAPI on the veths that receive XDP-transmitted or redirected frames.
+  in_ns "$NS_D" ethtool -K dut-a gro on >/dev/null
+  in_ns "$NS_D" ethtool -K dut-b gro on >/dev/null
+  in_ns "$NS_G" ethtool -K eth0 gro on >/dev/null
+  in_ns "$NS_S" ethtool -K eth0 gro on >/dev/null
+}
+
+# The sink: a long-lived `bulkhead bench sink` driven over a pipe.
+start_sink() {
+  mkfifo "$WORK/sink.in" "$WORK/sink.out"
+  # nsenter directly (not the in_ns function): $! must be the process itself.
+  nsenter --net="/var/run/netns/$NS_S" "$BULKHEAD" bench sink --dev eth0 \
+    <"$WORK/sink.in" >"$WORK/sink.out" 2>"$WORK/sink.err" &
+  SINK_PID=$!
+  exec {SINK_IN}>"$WORK/sink.in"
+  exec {SINK_OUT}<"$WORK/sink.out"
+  local line
+  read -r -t 20 line <&"$SINK_OUT" || { cat "$WORK/sink.err" >&2; die "the sink did not start"; }
+  [ "$line" = ready ] || die "sink: $line"
+}
+sink() { # command -> its answer line
+  local line
+  echo "$1" >&"$SINK_IN"
+  read -r -t 30 line <&"$SINK_OUT" || die "the sink did not answer $1"
+  echo "$line"
+}
+
+policy_file() { echo "$WORK/policy-$1.yaml"; }
+make_policies() {
+  local r
+  for r in "$@"; do
+    "$BULKHEAD" bench policy --rules "$r" -o "$(policy_file "$r")"
+    "$BULKHEAD" policy export --nft -o "$WORK/best-$r.nft" "$(policy_file "$r")"
+    "$BULKHEAD" policy export --nft --linear -o "$WORK/linear-$r.nft" "$(policy_file "$r")"
+  done
+}
+
+# Does `bulkhead run` know [dataplane] offload? (The offload branch adds it.)
+offload_supported() {
+  cat >"$WORK/probe.toml" <<EOF
+[ports]
+a = "bh-e2e-none-a"
+b = "bh-e2e-none-b"
+[dataplane]
+offload = "off"
+[policy]
+file = "$(policy_file "${RULE_COUNTS%% *}")"
+EOF
+  local out
+  out="$("$BULKHEAD" run --config "$WORK/probe.toml" 2>&1 || true)"
+  case "$out" in *"unknown field \`offload\`"*) return 1 ;; *) return 0 ;; esac
+}
+
+bridge_up() {
+  ip -n "$NS_D" link add br0 type bridge stp_state 0 forward_delay 0
+  if in_ns "$NS_D" sysctl -n net.bridge.bridge-nf-call-iptables >/dev/null 2>&1; then
+    in_ns "$NS_D" sysctl -qw net.bridge.bridge-nf-call-iptables=0
+  fi
+  ip -n "$NS_D" link set dut-a master br0
+  ip -n "$NS_D" link set dut-b master br0
+  ip -n "$NS_D" link set br0 up
+  # The sink never sends: pin the destination MACs to dut-b (no flooding).
+  local g
+  : >"$WORK/fdb"
+  for g in $(seq 0 99); do
+    printf 'fdb add 02:00:00:0b:%02x:%02x dev dut-b master static\n' $((g >> 8)) $((g & 255)) >>"$WORK/fdb"
+  done
+  bridge -n "$NS_D" -batch "$WORK/fdb"
+}
+bridge_down() {
+  in_ns "$NS_D" nft delete table bridge bulkhead 2>/dev/null || true
+  ip -n "$NS_D" link delete br0 2>/dev/null || true
+}
+
+start_proc() { # log cpu cmd... ; waits for "ready"/"forwarding" in the log
+  local log="$1" cpu="$2"; shift 2
+  # nsenter and taskset exec: $! is the DUT process itself.
+  nsenter --net="/var/run/netns/$NS_D" taskset -c "$cpu" "$@" >"$log" 2>&1 &
+  DUT_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    grep -q "^ready\|^forwarding" "$log" 2>/dev/null && return 0
+    kill -0 "$DUT_PID" 2>/dev/null || { cat "$log" >&2; die "DUT process exited: $*"; }
+    sleep 0.1
+  done
+  cat "$log" >&2
+  die "DUT process not ready after 10 s: $*"
+}
+stop_proc() {
+  [ -n "$DUT_PID" ] || return 0
+  kill -TERM "$DUT_PID" 2>/dev/null || true
+  wait "$DUT_PID" 2>/dev/null || true
+  DUT_PID=""
+}
+
+bulkhead_up() { # rules offload(""|on|off)
+  local extra=""
+  [ -n "$2" ] && extra="offload = \"$2\""
+  cat >"$WORK/bulkhead.toml" <<EOF
+[ports]
+a = "dut-a"
+b = "dut-b"
+fail_mode = "closed"
+on_stop = "detach"
+
+[dataplane]
+flow_capacity = 2097152
+stats_interval = 3600
+$extra
+
+[policy]
+file = "$(policy_file "$1")"
+
+# A store of its own each time: a store's live version wins over the file.
+[control]
+store = "$WORK/bulkhead-$1-$RANDOM.db"
+
+[api]
+enabled = false
+EOF
+  start_proc "$WORK/dut.log" 1 "$BULKHEAD" run --config "$WORK/bulkhead.toml"
+}
+
+dut_up() { # dut rules
+  case "$1" in
+    bridge) bridge_up ;;
+    nft-linear) bridge_up; in_ns "$NS_D" nft -f "$WORK/linear-$2.nft" ;;
+    nft-best) bridge_up; in_ns "$NS_D" nft -f "$WORK/best-$2.nft" ;;
+    xdp-fwd) start_proc "$WORK/dut.log" 1 "$BULKHEAD" bench xdp-fwd --a dut-a --b dut-b ;;
+    afxdp-fwd) start_proc "$WORK/dut.log" 1 "$BULKHEAD" bench afxdp-fwd --a dut-a --b dut-b ;;
+    bulkhead) bulkhead_up "$2" "" ;;
+    bulkhead-offload-off) bulkhead_up "$2" off ;;
+    bulkhead-offload-on) bulkhead_up "$2" on ;;
+    *) die "unknown DUT $1" ;;
+  esac
+}
+dut_down() {
+  case "$1" in
+    bridge|nft-*) bridge_down ;;
+    *) stop_proc ;;
+  esac
+}
+rule_dependent() { case "$1" in nft-*|bulkhead*) return 0 ;; *) return 1 ;; esac; }
+
+# /proc/stat busy jiffies and total jiffies of cpu0 and cpu1: "b0 t0 b1 t1".
+cpu_snap() {
+  awk '/^cpu[01] / { t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%d %d ", t - $5 - $6, t }' /proc/stat
+}
+proc_ticks() { # pid -> utime+stime ticks (0 if none)
+  if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
+    sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+  else
+    echo 0
+  fi
+}
+
+gen() { # size flows rules rate duration [--stamp]
+  in_ns "$NS_G" taskset -c 0 "$BULKHEAD" gen --dev eth0 --size "$1" --flows "$2" --rules "$3" \
+    --rate "$4" --duration "$5" ${6:-}
+}
+
+# One measurement: appends a JSON line to $WORK/results.
+measure() { # kind dut rules size flows run rate
+  local kind="$1" dut="$2" rules="$3" size="$4" flows="$5" run="$6" rate="$7"
+  local stamp="" g s c0 c1 p0 p1 lat="null"
+  [ "$kind" = lat ] && stamp="--stamp"
+  # Warm-up: every flow through the DUT (flow tables, bridge learning); about
+  # 200k frames/s reach a userspace DUT, so many flows need a longer warm-up.
+  local warm
+  warm="$(awk -v f="$flows" 'BEGIN { w = f / 200000; if (w < 0.3) w = 0.3; print w }')"
+  gen "$size" "$flows" "$rules" 0 "$warm" >/dev/null
+  sleep 0.2
+  sink reset >/dev/null
+  c0="$(cpu_snap)"; p0="$(proc_ticks "$DUT_PID")"
+  g="$(gen "$size" "$flows" "$rules" "$rate" "$DURATION" $stamp)" || die "generator failed ($dut)"
+  c1="$(cpu_snap)"; p1="$(proc_ticks "$DUT_PID")"
+  sleep 0.1
+  s="$(sink read)"
+  [ "$kind" = lat ] && lat="$(sink lat)"
+  read -r b0 t0 b1 t1 <<<"$c0"
+  read -r B0 T0 B1 T1 <<<"$c1"
+  local cpu
+  cpu="$(awk -v a="$((B0 - b0))" -v b="$((T0 - t0))" -v c="$((B1 - b1))" -v d="$((T1 - t1))" \
+    'BEGIN { printf "%.3f,%.3f", (b ? a / b : 0), (d ? c / d : 0) }')"
+  printf '{"kind":"%s","dut":"%s","rules":%s,"size":%s,"flows":%s,"run":%s,"rate":%s,"gen":%s,"sink":%s,"lat":%s,"cpu":[%s],"dut_ticks":%s}\n' \
+    "$kind" "$dut" "$rules" "$size" "$flows" "$run" "$rate" "$g" "$s" "$lat" "$cpu" "$((p1 - p0))" >>"$WORK/results"
+  printf '  %-9s %-22s %6s rules %4s B %7s flows: sent %9s, received %9s frames in %ss\n' \
+    "$kind" "$dut" "$rules" "$size" "$flows" "$(echo "$g" | sed 's/.*"sent":\([0-9]*\).*/\1/')" \
+    "$(echo "$s" | sed 's/.*"frames":\([0-9]*\).*/\1/')" "$DURATION"
+}
+
+# The DUTs with a policy must carry the same policy: allowed UDP and TCP SYN
+# flows pass, flows on ports no rule allows are dropped. Fails the run if not.
+verify_policy() { # dut rules
+  local dut="$1" rules="$2" proto off want got g s
+  for proto in udp syn; do
+    for off in "" --off-policy; do
+      sink reset >/dev/null
+      g="$(in_ns "$NS_G" "$BULKHEAD" gen --dev eth0 --flows 1000 --rules "$rules" --proto "$proto" \
+        --rate 20000 --duration 0.3 $off)" || die "generator failed ($dut check)"
+      sleep 0.1
+      s="$(sink read)"
+      got="$(echo "$s" | sed 's/.*"frames":\([0-9]*\).*/\1/')"
+      want="$(echo "$g" | sed 's/.*"sent":\([0-9]*\).*/\1/')"
+      # Denied traffic: nothing (a stray frame of the namespaces' own, e.g. the
+      # bridge's, may be counted: tolerate under 1 %). Allowed traffic: every
+      # frame but a few (a userspace DUT's first packets).
+      if [ -n "$off" ] && [ "$got" -gt $((want / 100)) ]; then
+        die "$dut ($rules rules) let $got $proto frames through that the policy denies"
+      fi
+      if [ -z "$off" ] && [ "$got" -lt $((want * 9 / 10)) ]; then
+        die "$dut ($rules rules) forwarded $got of $want allowed $proto frames"
+      fi
+    done
+  done
+  echo "  policy check $dut ($rules rules): allowed UDP and SYN pass, the rest is dropped"
+}
+
+# ---------------------------------------------------------------------------
+START_TIME=$(date +%s)
+if [ "$SMOKE" = 1 ]; then RULE_COUNTS="1000"; else RULE_COUNTS="1000 100000"; fi
+echo "kernel $(uname -r), $(nproc) CPUs; $RUNS run(s) of ${DURATION}s; rules: $RULE_COUNTS"
+[ -e /proc/net/pktgen ] && echo "note: kernel pktgen is present, but the harness drives bulkhead gen (flows must aim at the policy's rules)"
+make_policies $RULE_COUNTS
+build_topology
+start_sink
+
+DUTS="bridge nft-linear nft-best xdp-fwd afxdp-fwd"
+if offload_supported; then
+  DUTS="$DUTS bulkhead-offload-off bulkhead-offload-on"
+else
+  DUTS="$DUTS bulkhead"
+fi
+[ -n "$DUTS_ARG" ] && DUTS="$DUTS_ARG"
+echo "DUTs: $DUTS"
+: >"$WORK/results"
+
+FLOWS=10000
+for run in $(seq 1 "$RUNS"); do
+  for dut in $DUTS; do
+    for rules in $RULE_COUNTS; do
+      # Rule-independent DUTs are measured once (with the first policy's traffic).
+      if ! rule_dependent "$dut" && [ "$rules" != "${RULE_COUNTS%% *}" ]; then continue; fi
+      dut_up "$dut" "$rules"
+      if [ "$run" = 1 ] && rule_dependent "$dut"; then verify_policy "$dut" "$rules"; fi
+      measure tput "$dut" "$rules" 64 "$FLOWS" "$run" 0
+      if [ "$SMOKE" = 0 ] && [ "$rules" = 1000 ]; then
+        measure tput "$dut" "$rules" 1518 "$FLOWS" "$run" 0
+      fi
+      dut_down "$dut"
+    done
+  done
+done
+
+# Latency at a fixed rate below every DUT's saturation, 1k rules.
+LAT_RATE=${LAT_RATE:-10000}
+for dut in $DUTS; do
+  dut_up "$dut" 1000
+  measure lat "$dut" 1000 64 "$FLOWS" 1 "$LAT_RATE"
+  dut_down "$dut"
+done
+
+# Scaling with concurrent flows (1k rules, 64 B), medians of the runs too.
+if [ "$SMOKE" = 0 ]; then
+  for run in $(seq 1 "$RUNS"); do
+    for dut in $DUTS; do
+      case "$dut" in bridge|nft-best|bulkhead*) ;; *) continue ;; esac
+      for flows in 1000 100000 1000000; do
+        dut_up "$dut" 1000
+        measure scale "$dut" 1000 64 "$flows" "$run" 0
+        dut_down "$dut"
+      done
+    done
+  done
+fi
+
+ELAPSED=$(( $(date +%s) - START_TIME ))
+echo "measured in ${ELAPSED}s"
+REPORT_ARGS=(--results "$WORK/results" --elapsed "$ELAPSED" --command "bench/e2e.sh${ARGS_SHOWN:+ $ARGS_SHOWN}")
+if [ "$WRITE" = 1 ]; then
+  "$BULKHEAD" bench report "${REPORT_ARGS[@]}" --append "$ROOT/bench/RESULTS.md" \
+    --plot "$ROOT/bench/e2e-pps-vs-rules.png"
+  cp "$WORK/results" "$ROOT/bench/e2e-results.jsonl"
+  echo "appended to bench/RESULTS.md; plot bench/e2e-pps-vs-rules.png; raw bench/e2e-results.jsonl"
+else
+  "$BULKHEAD" bench report "${REPORT_ARGS[@]}" --check
+fi
