@@ -94,17 +94,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
     }
 
-    let mut io = AfXdpIo::open(&io_cfg)?;
-    let (xdp, bind) = io.mode();
-    let polling = match cfg.dataplane.busy_poll_us {
-        0 => "need-wakeup".to_string(),
-        us => format!("busy polling {us} us"),
-    };
-    println!(
-        "forwarding {} <-> {}: XDP {xdp}, AF_XDP {bind}, {polling}, fail-{}, {} flows",
-        cfg.ports.a, cfg.ports.b, cfg.ports.fail_mode, worker_cfg.flow_capacity
-    );
-
+    // Policy, control thread, API and flow tables first: the ports start
+    // handing frames to the sockets the moment they are bound, and no frame
+    // should wait for a 100k-rule compile or a flow table's allocation.
     let store = open_store(&cfg.control.store)?;
     let cell = Arc::new(SnapshotCell::default());
     let (sink, events) = dataplane::event::channel(1 << 14);
@@ -142,9 +134,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let workers = cfg.dataplane.workers;
     let board = Arc::new(StatsBoard::new(workers));
     let _api = crate::api_run::start(&cfg.api, &cfg.control.store, control.clone(), board.clone())?;
-    let (offload, why) = config::offload_choice(config::offload_setting(&cfg)?, xdp);
-    let maps = io.take_offload_all().filter(|_| offload);
-    println!("offload {why}");
     // The flow capacity is the total: each worker's table holds its share.
     let per_worker = WorkerConfig {
         flow_capacity: (worker_cfg.flow_capacity / workers).max(1),
@@ -159,18 +148,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|s| Worker::new(per_worker.clone(), cell.clone(), s))
         .collect();
+
+    let mut io = AfXdpIo::open(&io_cfg)?;
+    let (xdp, bind) = io.mode();
+    let (offload, why) = config::offload_choice(config::offload_setting(&cfg)?, xdp);
+    let maps = io.take_offload_all().filter(|_| offload);
     let (queues, ports) = io
         .split()
         .context("splitting the queues among the workers")?;
-    println!(
-        "{} worker(s), one per queue pair{}",
-        queues.len(),
-        if queues.len() > 1 {
-            "; frames are handed to the worker that owns their flow"
-        } else {
-            ""
-        }
-    );
+    let count = queues.len();
     let crew = workers::Crew {
         stop: stop.clone(),
         board: board.clone(),
@@ -178,6 +164,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         pin: cfg.dataplane.pin_workers,
     };
     let threads = workers::spawn(&crew, queues, list, maps)?;
+    let polling = match cfg.dataplane.busy_poll_us {
+        0 => "need-wakeup".to_string(),
+        us => format!("busy polling {us} us"),
+    };
+    println!("offload {why}");
+    println!(
+        "forwarding {} <-> {}: XDP {xdp}, AF_XDP {bind}, {polling}, fail-{}, {} flows, {count} worker(s){}",
+        cfg.ports.a,
+        cfg.ports.b,
+        cfg.ports.fail_mode,
+        worker_cfg.flow_capacity,
+        if count > 1 {
+            " (frames are handed to the worker that owns their flow)"
+        } else {
+            ""
+        }
+    );
 
     let mut control_running = true;
     let stats_every = Duration::from_secs(cfg.dataplane.stats_interval.max(1));
