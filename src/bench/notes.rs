@@ -179,9 +179,9 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
          10 µs to 100 ms), and \
          `hdrhistogram` gives the percentiles; both ends are in the kernel on one machine, so no \
          clock sync and no scheduler wake-up at the sink is measured.\n\n\
-         Not measured here (issue 8 item 5): quarantine timing and a policy swap under load, \
-         which need the control plane's API. Nor 1 vs 2 workers (bulkhead runs one worker per \
-         port pair; veth has one queue).\n",
+         Not measured here (issue 8 item 5): quarantine timing and a policy swap under load. \
+         1 against 2 workers is `bench/workers.sh` (it needs veths with two queues; this \
+         topology's have one).\n",
     );
     s
 }
