@@ -179,8 +179,9 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
          10 µs to 100 ms), and \
          `hdrhistogram` gives the percentiles; both ends are in the kernel on one machine, so no \
          clock sync and no scheduler wake-up at the sink is measured.\n\n\
-         Not measured here (issue 8 item 5): quarantine timing and a policy swap under load. \
-         1 against 2 workers is `bench/workers.sh` (it needs veths with two queues; this \
+         Quarantine timing and a policy swap under load (issue 8 item 5) are measured in \
+         process by `cargo bench -p bulkhead-bench --bench publish`; 1 against 2 workers is \
+         `bench/workers.sh` (it needs veths with two queues; this \
          topology's have one).\n",
     );
     s
