@@ -14,10 +14,10 @@
 //! ring, so no worker runs dry while another piles up frames.
 
 use super::socket::QueueSocket;
-use super::{sys, AfXdpError, AfXdpIo, OnShutdown, SharedUmem};
+use super::{sys, AfXdpError, AfXdpIo, SharedUmem};
 use crate::io::{steer, Desc, IoError, PacketIo, Port};
 use rtrb::{Consumer, Producer, RingBuffer};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use xdpilone::xdp::XdpDesc;
@@ -28,11 +28,9 @@ struct Waker {
     sleeping: AtomicBool,
 }
 
-/// What workers share: wakers, and counters of the hand-off.
+/// What workers share: how to wake each other.
 struct Crew {
     wakers: Vec<Waker>,
-    handed: AtomicU64,
-    handoff_full: AtomicU64,
 }
 
 /// Counters of one worker's queues.
@@ -92,15 +90,6 @@ impl AfXdpPorts {
     pub fn detach(self) -> Result<(), AfXdpError> {
         self.io.detach()
     }
-
-    /// Leave the programs attached: the fail mode applies.
-    pub fn leave_attached(self) {
-        self.io.leave_attached()
-    }
-
-    pub fn on_shutdown(&self) -> OnShutdown {
-        self.io.on_shutdown
-    }
 }
 
 impl AfXdpIo {
@@ -123,11 +112,7 @@ impl AfXdpIo {
                 sleeping: AtomicBool::new(false),
             });
         }
-        let crew = Arc::new(Crew {
-            wakers,
-            handed: AtomicU64::new(0),
-            handoff_full: AtomicU64::new(0),
-        });
+        let crew = Arc::new(Crew { wakers });
         let frames = self.umem.area.len() as u64 / u64::from(self.chunk);
         let share = frames.div_ceil(workers.max(1) as u64).max(1);
         let chunk = u64::from(self.chunk);
@@ -389,13 +374,11 @@ impl PacketIo for QueueIo {
             };
             if pushed {
                 self.stats.handed_out += 1;
-                self.crew.handed.fetch_add(1, Ordering::Relaxed);
                 if let Some(w) = self.wake.get_mut(owner) {
                     *w = true;
                 }
             } else {
                 self.stats.handoff_full += 1;
-                self.crew.handoff_full.fetch_add(1, Ordering::Relaxed);
                 self.release(d.addr & self.chunk_mask);
             }
         }
