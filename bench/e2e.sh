@@ -321,6 +321,16 @@ measure() { # kind dut rules size flows run rate
     "$(echo "$s" | sed 's/.*"frames":\([0-9]*\).*/\1/')" "$DURATION"
 }
 
+# A failed check of a DUT process: stop it and show its last counters (a
+# bulkhead DUT prints them on SIGTERM: drops by reason, the kernel's socket drops).
+dut_fail() {
+  if [ -n "$DUT_PID" ]; then
+    stop_proc
+    grep "^stats" "$WORK/dut.log" | tail -1 >&2 || true
+  fi
+  die "$@"
+}
+
 # The DUTs with a policy must carry the same policy: allowed UDP and TCP SYN
 # flows pass, flows on ports no rule allows are dropped. Fails the run if not.
 verify_policy() { # dut rules
@@ -338,10 +348,10 @@ verify_policy() { # dut rules
       # bridge's, may be counted: tolerate under 1 %). Allowed traffic: every
       # frame but a few (a userspace DUT's first packets).
       if [ -n "$off" ] && [ "$got" -gt $((want / 100)) ]; then
-        die "$dut ($rules rules) let $got $proto frames through that the policy denies"
+        dut_fail "$dut ($rules rules) let $got $proto frames through that the policy denies"
       fi
       if [ -z "$off" ] && [ "$got" -lt $((want * 9 / 10)) ]; then
-        die "$dut ($rules rules) forwarded $got of $want allowed $proto frames"
+        dut_fail "$dut ($rules rules) forwarded $got of $want allowed $proto frames"
       fi
     done
   done

@@ -228,3 +228,89 @@ fn zero_copy_only_on_veth_is_refused_with_the_interface_named() {
 // kernel moves the tag out of the frame into the packet's metadata before a
 // packet socket sees it, so the capture reads the VLAN id from PACKET_AUXDATA
 // (and from the bytes, should a kernel leave it there).
+
+/// A worker that does not poll: the kernel drops at its socket once the fill
+/// ring runs dry, and `socket_drops` reports it (these drops are invisible to
+/// every worker counter: the frames never reach the worker).
+#[test]
+fn drops_at_a_socket_nobody_reads_are_reported() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let t = Topology::new().expect("topology");
+    // host-a sends UDP to host-b without waiting for ARP through the DUT.
+    let b_mac = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &t.b,
+        "cat",
+        "/sys/class/net/host-b/address",
+    ])
+    .expect("host-b MAC");
+    run(&[
+        "ip",
+        "-n",
+        &t.a,
+        "neigh",
+        "replace",
+        HOST_B,
+        "lladdr",
+        b_mac.trim(),
+        "dev",
+        "host-a",
+    ])
+    .expect("static neighbour on host-a");
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (sent_tx, sent_rx) = mpsc::channel::<()>();
+    let dut = in_netns(
+        &t.dut,
+        move || -> Result<dataplane::worker::SocketDrops, String> {
+            let cfg = dut_config(FailMode::Closed);
+            let io = AfXdpIo::open(&cfg).map_err(|e| e.to_string())?;
+            let (mut queues, ports) = io.split().map_err(|e| e.to_string())?;
+            let q = queues.pop().ok_or("one queue")?;
+            let before = q.socket_drops();
+            let _ = ready_tx.send(before);
+            let _ = sent_rx.recv_timeout(Duration::from_secs(30));
+            let after = q.socket_drops();
+            drop(q);
+            ports.detach().map_err(|e| e.to_string())?;
+            Ok(after)
+        },
+    );
+    let before = ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("DUT opened its ports");
+    assert_eq!(before, Default::default(), "nothing dropped before traffic");
+
+    // 4000 datagrams, far more than the fill ring's 256 frames; paced so that
+    // the veth itself does not drop them before the XDP program sees them.
+    let sender = in_netns(&t.a, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("UDP socket");
+        for i in 0..4000u32 {
+            let _ = s.send_to(&i.to_be_bytes(), (HOST_B, 9));
+            if i % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    sender.join().expect("sender").expect("sender in host-a");
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = sent_tx.send(());
+    let after = dut
+        .join()
+        .expect("DUT thread")
+        .expect("DUT in its namespace")
+        .expect("DUT ran");
+    eprintln!("socket drops: {after:?}");
+    assert!(
+        after.fill_ring_empty >= 2000,
+        "the fill ring ran dry: {after:?}"
+    );
+    assert!(
+        after.rx_dropped >= after.fill_ring_empty + after.rx_ring_full,
+        "rx_dropped counts every undelivered frame: {after:?}"
+    );
+}

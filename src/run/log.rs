@@ -4,7 +4,7 @@
 use dataplane::event::{Event, FlowRecord};
 use dataplane::io::Port;
 use dataplane::policy::{self, Action, Reason};
-use dataplane::worker::{DropReason, StatsBoard, WorkerStats};
+use dataplane::worker::{DropReason, SocketDrops, StatsBoard, WorkerStats};
 use std::time::Duration;
 
 /// One line for a flow: what, who, why.
@@ -121,6 +121,17 @@ pub(super) fn board_line(board: &StatsBoard) -> String {
         flows += r.live_flows;
     }
     let mut line = stats_line(&total, flows);
+    let mut socket = SocketDrops::default();
+    for r in &reports {
+        socket.merge(&r.io.socket);
+    }
+    let socket: Vec<String> = socket
+        .by_name()
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    line += &format!(", kernel socket drops [{}]", socket.join(", "));
     let io: Vec<String> = reports
         .iter()
         .enumerate()

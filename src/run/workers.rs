@@ -96,6 +96,7 @@ fn report(worker: &Worker, io: &QueueIo) -> dataplane::worker::StatsReport {
         handed_out: q.handed_out,
         handed_in: q.handed_in,
         handoff_full: q.handoff_full,
+        socket: io.socket_drops(),
     };
     r
 }

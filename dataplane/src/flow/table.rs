@@ -111,7 +111,7 @@ fn slot_index(s: u64) -> usize {
 
 impl FlowTable {
     /// A table for at most `capacity` live flows (clamped to `1..=2^30`), hashing with
-    /// randomly seeded keys. All memory is allocated here, once.
+    /// randomly seeded keys. All memory is allocated and faulted in here, once.
     pub fn new(capacity: usize, timeouts: Timeouts) -> FlowTable {
         Self::with_hasher(capacity, timeouts, RandomState::new())
     }
@@ -126,17 +126,23 @@ impl FlowTable {
     fn with_hasher(capacity: usize, timeouts: Timeouts, hasher: RandomState) -> FlowTable {
         let capacity = capacity.clamp(1, MAX_CAPACITY);
         let n_slots = (capacity * 2).next_power_of_two().max(16);
-        let slots = vec![0; n_slots];
+        let mut slots = vec![0; n_slots];
         let mut entries = Vec::with_capacity(capacity);
+        let mut slot_of = Vec::with_capacity(capacity);
         // At a million flows the table spans ~150 MB: huge pages spare a TLB miss
-        // on nearly every lookup.
+        // on nearly every lookup. Faulted in here, not by the first packets: a
+        // worker faulting (and compacting) huge pages in on its first flows
+        // stalled long enough for the kernel to drop frames after a start.
         crate::hint::advise_huge_pages(&slots);
         crate::hint::advise_huge_pages(entries.spare_capacity_mut());
+        crate::hint::populate(&mut slots);
+        crate::hint::populate(entries.spare_capacity_mut());
+        crate::hint::populate(slot_of.spare_capacity_mut());
         FlowTable {
             slots,
             mask: n_slots - 1,
             entries,
-            slot_of: Vec::with_capacity(capacity),
+            slot_of,
             capacity,
             hasher,
             ns: TimeoutsNs::new(&timeouts),

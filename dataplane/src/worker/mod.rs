@@ -12,7 +12,9 @@ mod stats;
 mod verdict;
 
 pub use frag::{FragTable, FragmentPolicy};
-pub use stats::{DropReason, IoCounters, PortCounters, StatsBoard, StatsReport, WorkerStats};
+pub use stats::{
+    DropReason, IoCounters, PortCounters, SocketDrops, StatsBoard, StatsReport, WorkerStats,
+};
 
 use verdict::{decide, opposite, other_port, reclassify};
 

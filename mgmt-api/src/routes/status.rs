@@ -47,6 +47,10 @@ pub struct WorkerView {
     pub ports: BTreeMap<String, PortView>,
     /// By reason: `rule-deny`, `default-deny`, `quarantine`, ...
     pub drops: BTreeMap<String, u64>,
+    /// What the kernel dropped at the worker's AF_XDP sockets before the
+    /// worker saw it, by cause: `rx-ring-full`, `fill-ring-empty`,
+    /// `rx-dropped` (every undelivered frame), `rx-invalid`, `tx-invalid`.
+    pub socket_drops: BTreeMap<String, u64>,
     pub flows_created: u64,
     pub reclassified: u64,
     pub events_lost: u64,
@@ -114,6 +118,13 @@ fn worker_view(r: &StatsReport, age: Option<Duration>) -> WorkerView {
         drops: DropReason::ALL
             .iter()
             .map(|&d| (d.name().to_string(), s.drops(d)))
+            .collect(),
+        socket_drops: r
+            .io
+            .socket
+            .by_name()
+            .iter()
+            .map(|&(name, n)| (name.to_string(), n))
             .collect(),
         flows_created: s.flows_created,
         reclassified: s.reclassified,
@@ -219,6 +230,7 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
     let packets = Family::<PortLabels, Counter>::default();
     let bytes = Family::<PortLabels, Counter>::default();
     let drops = Family::<DropLabels, Counter>::default();
+    let socket_drops = Family::<DropLabels, Counter>::default();
     let live = Family::<WorkerLabel, Gauge>::default();
     let evictions = Family::<WorkerLabel, Counter>::default();
     let lost = Family::<WorkerLabel, Counter>::default();
@@ -252,6 +264,14 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
                 })
                 .inc_by(r.worker.drops(d));
         }
+        for (reason, n) in r.io.socket.by_name() {
+            socket_drops
+                .get_or_create(&DropLabels {
+                    worker: worker.clone(),
+                    reason: reason.to_string(),
+                })
+                .inc_by(n);
+        }
         live.get_or_create(&w).set(u(r.live_flows as u64));
         evictions.get_or_create(&w).inc_by(r.flows.evictions);
         lost.get_or_create(&w).inc_by(r.worker.events_lost);
@@ -262,6 +282,11 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
     reg.register("port_packets", "Frames per port and direction", packets);
     reg.register("port_bytes", "Bytes per port and direction", bytes);
     reg.register("drops", "Frames dropped, by reason", drops);
+    reg.register(
+        "socket_drops",
+        "Frames the kernel dropped at the AF_XDP sockets before a worker saw them, by cause",
+        socket_drops,
+    );
     reg.register("live_flows", "Flows in the flow table", live);
     reg.register(
         "flow_evictions",

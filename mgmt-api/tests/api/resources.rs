@@ -320,6 +320,8 @@ fn stats_health_and_metrics() {
     report.live_flows = 3;
     report.flow_capacity = 1024;
     report.flows.evictions = 2;
+    report.io.socket.fill_ring_empty = 5;
+    report.io.socket.rx_dropped = 5;
     bed.publish_stats(report);
     let h = json(
         bed.client
@@ -337,6 +339,8 @@ fn stats_health_and_metrics() {
     assert_eq!(s["workers"][0]["flow_table"]["live"], 3);
     assert_eq!(s["workers"][0]["flow_table"]["evictions"], 2);
     assert_eq!(s["workers"][0]["drops"]["rule-deny"], 0);
+    assert_eq!(s["workers"][0]["socket_drops"]["fill-ring-empty"], 5);
+    assert_eq!(s["workers"][0]["socket_drops"]["rx-ring-full"], 0);
     assert_eq!(s["control"]["running"], true);
     assert_eq!(s["control"]["live_version"], 1);
 
@@ -363,6 +367,10 @@ fn stats_health_and_metrics() {
         1234.0
     );
     assert_eq!(value("bulkhead_drops_total", "reason=\"quarantine\""), 0.0);
+    assert_eq!(
+        value("bulkhead_socket_drops_total", "reason=\"fill-ring-empty\""),
+        5.0
+    );
     assert_eq!(value("bulkhead_live_flows", "worker=\"0\""), 3.0);
     assert_eq!(value("bulkhead_flow_evictions_total", "worker=\"0\""), 2.0);
     assert_eq!(value("bulkhead_events_lost_total", "worker=\"0\""), 0.0);

@@ -16,6 +16,7 @@
 use super::socket::QueueSocket;
 use super::{sys, AfXdpError, AfXdpIo, SharedUmem};
 use crate::io::{steer, Desc, IoError, PacketIo, Port};
+use crate::worker::SocketDrops;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -204,6 +205,16 @@ impl QueueIo {
 
     pub fn stats(&self) -> QueueStats {
         self.stats
+    }
+
+    /// What the kernel dropped at this worker's sockets (getsockopt per
+    /// socket: call it off the packet path, e.g. when reporting stats).
+    pub fn socket_drops(&self) -> SocketDrops {
+        let mut d = SocketDrops::default();
+        for s in self.sockets.iter().flatten() {
+            d.merge(&s.drops());
+        }
+        d
     }
 
     /// Frames on this worker's free list.

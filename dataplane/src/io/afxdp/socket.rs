@@ -6,6 +6,7 @@
 //! so a frame received on one port can be transmitted on the other in place.
 
 use super::{sys, AfXdpError};
+use crate::worker::SocketDrops;
 use std::num::NonZeroU32;
 use std::os::unix::io::RawFd;
 use std::ptr::NonNull;
@@ -279,6 +280,21 @@ impl QueueSocket {
 
     pub(crate) fn fd(&self) -> RawFd {
         self.fd
+    }
+
+    /// The kernel's drop counters of this socket (a getsockopt: off the
+    /// packet path). Zero when the kernel does not answer.
+    pub(crate) fn drops(&self) -> SocketDrops {
+        match self.device.statistics_v2() {
+            Ok(s) => SocketDrops {
+                rx_ring_full: s.rx_ring_full,
+                fill_ring_empty: s.rx_fill_ring_empty_descs,
+                rx_dropped: s.rx_dropped,
+                rx_invalid: s.rx_invalid_descs,
+                tx_invalid: s.tx_invalid_descs,
+            },
+            Err(_) => SocketDrops::default(),
+        }
     }
 
     /// Put frames (chunk addresses) on the fill ring; returns how many were taken.
