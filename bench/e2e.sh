@@ -50,6 +50,9 @@ NS_G="${PREFIX}gen"
 NS_D="${PREFIX}dut"
 NS_S="${PREFIX}sink"
 PIN_DIR=/sys/fs/bpf/bulkhead
+# The sink's counters, for `bulkhead bench quarantine` (the sink removes it).
+SINK_PIN=/sys/fs/bpf/bh-e2e-sink-count
+API_PORT=9443
 
 RUNS=3
 DURATION=3
@@ -106,6 +109,7 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     ip netns delete "$ns" 2>/dev/null || true
   done
+  rm -f "$SINK_PIN"
 }
 on_exit() {
   cleanup
@@ -141,7 +145,7 @@ build_topology() {
 start_sink() {
   mkfifo "$WORK/sink.in" "$WORK/sink.out"
   # nsenter directly (not the in_ns function): $! must be the process itself.
-  nsenter --net="/var/run/netns/$NS_S" "$BULKHEAD" bench sink --dev eth0 \
+  nsenter --net="/var/run/netns/$NS_S" "$BULKHEAD" bench sink --dev eth0 --pin "$SINK_PIN" \
     <"$WORK/sink.in" >"$WORK/sink.out" 2>"$WORK/sink.err" &
   SINK_PID=$!
   exec {SINK_IN}>"$WORK/sink.in"
@@ -225,9 +229,11 @@ stop_proc() {
   DUT_PID=""
 }
 
-bulkhead_up() { # rules offload(""|on|off)
-  local extra=""
+bulkhead_up() { # rules offload(""|on|off) [api]
+  local extra="" api="enabled = false"
   [ -n "$2" ] && extra="offload = \"$2\""
+  [ "${3:-}" = api ] && api="listen = \"127.0.0.1:$API_PORT\""
+  DUT_STORE="$WORK/bulkhead-$1-$RANDOM.db"
   cat >"$WORK/bulkhead.toml" <<EOF
 [ports]
 a = "dut-a"
@@ -245,10 +251,10 @@ file = "$(policy_file "$1")"
 
 # A store of its own each time: a store's live version wins over the file.
 [control]
-store = "$WORK/bulkhead-$1-$RANDOM.db"
+store = "$DUT_STORE"
 
 [api]
-enabled = false
+$api
 EOF
   start_proc "$WORK/dut.log" 1 "$BULKHEAD" run --config "$WORK/bulkhead.toml"
 }
@@ -402,6 +408,36 @@ for dut in $DUTS; do
   dut_down "$dut"
 done
 
+# Incident timing: quarantine the generator's MAC over the HTTPS API while it
+# streams, 1k rules: how long frames still reach the sink after the answer,
+# and how fast a release brings the flow back.
+QUAR_RATE=100000
+if [ "$SMOKE" = 1 ]; then QUAR_TRIES=5; else QUAR_TRIES=100; fi
+# 10 flows against 1k rules aim at rules 0, 100, ... 900: all from source
+# group s0, whose workload MAC this is (src/bench/model.rs).
+GEN_MAC="02:00:00:0a:00:00"
+: >"$WORK/incident"
+for dut in $DUTS; do
+  case "$dut" in bulkhead-offload-off) off=off ;; bulkhead-offload-on) off=on ;; bulkhead) off="" ;; *) continue ;; esac
+  bulkhead_up 1000 "$off" api
+  in_ns "$NS_D" "$BULKHEAD" token create --store "$DUT_STORE" --role operator --name bench \
+    >"$WORK/token" 2>/dev/null || dut_fail "token create for $dut"
+  fp="$(sed -n 's/.*SHA-256 fingerprint \([0-9A-Fa-f:]*\).*/\1/p' "$WORK/dut.log" | head -1)"
+  [ -n "$fp" ] || dut_fail "$dut did not print its API fingerprint"
+  # nsenter directly (not the in_ns function): $! must be the generator itself.
+  nsenter --net="/var/run/netns/$NS_G" taskset -c 0 "$BULKHEAD" gen --dev eth0 --size 64 \
+    --flows 10 --rules 1000 --rate "$QUAR_RATE" --duration $((QUAR_TRIES + 10)) >/dev/null &
+  GEN_PID=$!
+  in_ns "$NS_D" "$BULKHEAD" bench quarantine --url "https://127.0.0.1:$API_PORT" \
+    --token-file "$WORK/token" --fingerprint "$fp" --mac "$GEN_MAC" --sink-pin "$SINK_PIN" \
+    --tries "$QUAR_TRIES" --dut "$dut" --rules 1000 --rate "$QUAR_RATE" >>"$WORK/incident" \
+    || { kill "$GEN_PID" 2>/dev/null; wait "$GEN_PID" 2>/dev/null; dut_fail "quarantine timing through $dut failed"; }
+  kill "$GEN_PID" 2>/dev/null || true
+  wait "$GEN_PID" 2>/dev/null || true
+  echo "  quarantine $(tail -1 "$WORK/incident")"
+  dut_down "$dut"
+done
+
 # Scaling with concurrent flows (1k rules, 64 B), medians of the runs too.
 if [ "$SMOKE" = 0 ]; then
   for run in $(seq 1 "$RUNS"); do
@@ -418,7 +454,7 @@ fi
 
 ELAPSED=$(( $(date +%s) - START_TIME ))
 echo "measured in ${ELAPSED}s"
-REPORT_ARGS=(--results "$WORK/results" --elapsed "$ELAPSED" --command "bench/e2e.sh${ARGS_SHOWN:+ $ARGS_SHOWN}")
+REPORT_ARGS=(--results "$WORK/results" --incident "$WORK/incident" --elapsed "$ELAPSED" --command "bench/e2e.sh${ARGS_SHOWN:+ $ARGS_SHOWN}")
 if [ "$WRITE" = 1 ]; then
   "$BULKHEAD" bench report "${REPORT_ARGS[@]}" --append "$ROOT/bench/RESULTS.md" \
     --plot "$ROOT/bench/e2e-pps-vs-rules.png"

@@ -2,14 +2,16 @@
 /*
  * The sink's XDP program: counts every frame and its bytes, and for frames
  * stamped by the generator (magic at BH_MAGIC_OFF) the latency from the stamp
- * to now into a histogram; then drops the frame.
+ * to now into a histogram, and the arrival time of the last frame; then drops
+ * the frame.
  */
 #include "harness.h"
 
-/* key 0: frames, key 1: bytes, key 2: stamped frames. */
+/* key 0: frames, key 1: bytes, key 2: stamped frames, key 3: when the last
+ * frame arrived (CLOCK_MONOTONIC ns, per CPU: the reader takes the largest). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 3);
+	__uint(max_entries, 4);
 	__type(key, __u32);
 	__type(value, __u64);
 } bh_sink_count SEC(".maps");
@@ -35,6 +37,10 @@ int bh_sink(struct xdp_md *ctx)
 	void *end = (void *)(long)ctx->data_end;
 	bump(&bh_sink_count, 0, 1);
 	bump(&bh_sink_count, 1, end - data);
+	__u32 last = 3;
+	__u64 *at = bpf_map_lookup_elem(&bh_sink_count, &last);
+	if (at)
+		*at = bpf_ktime_get_ns();
 	if (data + BH_MAGIC_OFF + 4 <= end && *(__u32 *)(data + BH_MAGIC_OFF) == BH_MAGIC) {
 		__u64 sent = *(__u64 *)(data + BH_TS_OFF);
 		__u64 now = bpf_ktime_get_ns();

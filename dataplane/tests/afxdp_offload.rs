@@ -265,6 +265,11 @@ fn a_quarantine_stalls_an_offloaded_stream_within_a_second_but_not_the_managemen
     let t0 = Instant::now();
     dut.policy
         .publish(snapshot(&policy(true, Some(&host_a)), 2));
+    // Before `publish` returned (before a control thread would answer), the
+    // kernel stopped honouring the entries decided under generation 1,
+    // whether or not the worker has polled since.
+    let fence = dut.fence.as_ref().expect("offload on");
+    assert_eq!(fence.current().expect("kernel generation"), 3);
     let stalled_after = stream.last_progress_after(t0, Duration::from_secs(2));
     eprintln!("stream's last progress {stalled_after:?} after the quarantine");
     assert!(

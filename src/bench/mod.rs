@@ -4,12 +4,16 @@
 //! - `policy`: the benchmark policy model with N rules ([`model`]);
 //! - `sink`: the XDP counter and latency histogram on the sink's port;
 //! - `xdp-fwd`, `afxdp-fwd`: the bare forwarders (kernel and AF_XDP ceilings);
+//! - `quarantine`: how long an existing flow lives on after the API's answer
+//!   to a quarantine of its source MAC, and how fast a release restores it;
 //! - `report`: medians, ratios, the `bench/RESULTS.md` section and the plot.
 
 mod fwd;
+mod incident;
 pub mod model;
 mod notes;
 mod plot;
+mod quarantine;
 mod report;
 mod sink;
 
@@ -38,6 +42,9 @@ pub enum BenchCommand {
     XdpFwd(fwd::FwdArgs),
     /// Bare AF_XDP forwarder between two ports (no parsing, no policy), until SIGTERM.
     AfxdpFwd(fwd::FwdArgs),
+    /// Quarantine timing through the API while traffic flows (needs a sink
+    /// started with --pin).
+    Quarantine(quarantine::QuarantineArgs),
     /// Turn the harness's result lines into a RESULTS.md section and a plot.
     Report(report::ReportArgs),
 }
@@ -51,6 +58,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Sink(a) => sink::run(a),
         BenchCommand::XdpFwd(a) => fwd::xdp_fwd(a),
         BenchCommand::AfxdpFwd(a) => fwd::afxdp_fwd(a),
+        BenchCommand::Quarantine(a) => quarantine::run(a),
         BenchCommand::Report(a) => report::run(a),
     }
 }

@@ -31,6 +31,9 @@ pub struct ReportArgs {
     /// Print the tables and fail unless every DUT forwarded traffic.
     #[arg(long)]
     pub check: bool,
+    /// The quarantine timings (`bulkhead bench quarantine` lines), if measured.
+    #[arg(long)]
+    pub incident: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,7 +380,10 @@ fn check(rows: &[Row]) -> anyhow::Result<()> {
 
 pub fn run(a: &ReportArgs) -> anyhow::Result<()> {
     let rows = load(&a.results)?;
-    let t = tables(&rows);
+    let mut t = tables(&rows);
+    if let Some(path) = &a.incident {
+        t.push_str(&super::incident::table(&super::incident::load(path)?));
+    }
     println!("{t}");
     if a.check {
         return check(&rows);

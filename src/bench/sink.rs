@@ -2,11 +2,15 @@
 //! interface, driven over stdin by the harness, one command a line:
 //!
 //! - `reset`: zero the counters and the latency histogram;
-//! - `read`: print `{"frames":N,"bytes":N,"stamped":N}`;
+//! - `read`: print `{"frames":N,"bytes":N,"stamped":N,"last_ns":N}` (`last_ns`:
+//!   when the last frame arrived, CLOCK_MONOTONIC);
 //! - `lat`: print the latency percentiles of the stamped frames (µs), through
 //!   an `hdrhistogram` fed from the program's buckets (100 ns to 1 ms, then
 //!   10 µs to 100 ms);
 //! - end of input: detach and exit.
+//!
+//! `--pin PATH` also pins the counter map there, so that another process
+//! (`bulkhead bench quarantine`) can read the last arrival time itself.
 
 use anyhow::{anyhow, Context};
 use aya::maps::{MapData, PerCpuArray, PerCpuValues};
@@ -40,6 +44,27 @@ pub struct SinkArgs {
     /// The interface to count on.
     #[arg(long)]
     pub dev: String,
+    /// Pin the counter map here (bpffs) while the sink runs.
+    #[arg(long)]
+    pub pin: Option<std::path::PathBuf>,
+}
+
+/// Keys of the counter map (bench/bpf/sink.c).
+pub const COUNT_KEYS: u32 = 4;
+pub const KEY_LAST_NS: u32 = 3;
+
+/// When the last frame arrived (CLOCK_MONOTONIC ns; 0: none since a reset):
+/// the latest of the per-CPU values.
+pub fn last_ns(m: &PerCpuArray<impl std::borrow::Borrow<MapData>, u64>) -> anyhow::Result<u64> {
+    Ok(m.get(&KEY_LAST_NS, 0)?.iter().copied().max().unwrap_or(0))
+}
+
+/// Removes the pin when the sink ends, however it ends.
+struct Pin(std::path::PathBuf);
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn sum(m: &PerCpuArray<&mut MapData, u64>, k: u32) -> anyhow::Result<u64> {
@@ -66,6 +91,18 @@ pub fn run(args: &SinkArgs) -> anyhow::Result<()> {
     prog.attach(&args.dev, XdpMode::Driver)
         .with_context(|| format!("attaching the sink (native XDP) to {}", args.dev))?;
     let cpus = aya::util::nr_cpus().map_err(|(m, e)| anyhow!("{m}: {e}"))?;
+    let _pin = match &args.pin {
+        Some(path) => {
+            let _ = std::fs::remove_file(path);
+            let map = ebpf
+                .map("bh_sink_count")
+                .ok_or_else(|| anyhow!("bh_sink_count map missing"))?;
+            map.pin(path)
+                .with_context(|| format!("pinning the sink's counters at {}", path.display()))?;
+            Some(Pin(path.clone()))
+        }
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
     out.flush()?;
@@ -75,7 +112,7 @@ pub fn run(args: &SinkArgs) -> anyhow::Result<()> {
             "reset" => {
                 let (count, lat) = maps(&mut ebpf)?;
                 let (mut count, mut lat) = (count, lat);
-                zero(&mut count, 3, cpus)?;
+                zero(&mut count, COUNT_KEYS, cpus)?;
                 zero(&mut lat, LAT_BUCKETS, cpus)?;
                 writeln!(out, "ok")?;
             }
@@ -83,10 +120,11 @@ pub fn run(args: &SinkArgs) -> anyhow::Result<()> {
                 let (count, _) = maps(&mut ebpf)?;
                 writeln!(
                     out,
-                    "{{\"frames\":{},\"bytes\":{},\"stamped\":{}}}",
+                    "{{\"frames\":{},\"bytes\":{},\"stamped\":{},\"last_ns\":{}}}",
                     sum(&count, 0)?,
                     sum(&count, 1)?,
-                    sum(&count, 2)?
+                    sum(&count, 2)?,
+                    last_ns(&count)?
                 )?;
             }
             "lat" => {

@@ -1,7 +1,7 @@
 //! `bulkhead ctl`: the management API's client. Tables for people, `--json`
 //! for scripts (the API's own JSON, unchanged).
 
-mod client;
+pub(crate) mod client;
 mod show;
 
 use anyhow::Context;

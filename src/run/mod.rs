@@ -153,6 +153,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let (xdp, bind) = io.mode();
     let (offload, why) = config::offload_choice(config::offload_setting(&cfg)?, xdp);
     let maps = io.take_offload_all().filter(|_| offload);
+    if let Some(first) = maps.as_ref().and_then(|m| m.first()) {
+        // The kernel generation moves with each publication, before the
+        // control thread answers: an offloaded flow is never forwarded on the
+        // old policy after a commit or a quarantine has returned.
+        let fence = first
+            .publish_fence()
+            .context("opening the kernel tier's generation")?;
+        let set = cell.set_publish_fence(Box::new(move |g| {
+            if let Err(e) = fence.advance(g) {
+                eprintln!("offload: writing the kernel generation of policy generation {g}: {e}");
+            }
+        }));
+        anyhow::ensure!(set.is_ok(), "the kernel tier's publish fence was set twice");
+    }
     let (queues, ports) = io
         .split()
         .context("splitting the queues among the workers")?;

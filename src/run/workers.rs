@@ -36,7 +36,8 @@ pub fn spawn(
             .as_mut()
             .and_then(|m| (!m.is_empty()).then(|| m.remove(0)))
         {
-            worker.set_offload(Offloader::new(Box::new(map)));
+            // `run` set the publish fence: the publisher writes the generation.
+            worker.set_offload(Offloader::new(Box::new(map)).with_publish_fence());
         }
         let core = (crew.pin && !cores.is_empty()).then(|| cores[i % cores.len()]);
         let (stop, board, start) = (crew.stop.clone(), crew.board.clone(), crew.start);

@@ -182,9 +182,18 @@ struct Slot {
 /// this recently: frames queued before an install still reach userspace after it.
 const RECHECK_NS: u64 = 10_000_000;
 
+/// The kernel generation that stands for policy generation `g`: never 0 (0
+/// turns the fast path off).
+pub fn kernel_generation(policy_generation: u64) -> u64 {
+    policy_generation.saturating_add(1)
+}
+
 /// The worker's side of the kernel tier. See the module documentation.
 pub struct Offloader {
     map: Box<dyn OffloadMap>,
+    /// The publisher writes the kernel generation, not this worker
+    /// ([`Offloader::with_publish_fence`]).
+    fenced: bool,
     generation: u64,
     policy_generation: Option<u64>,
     /// Installed entries, dense; `index` maps a key to its slot. Both are
@@ -219,6 +228,7 @@ impl Offloader {
         let capacity = map.capacity().max(1);
         Offloader {
             map,
+            fenced: false,
             generation: 0,
             policy_generation: None,
             slots: Vec::with_capacity(capacity),
@@ -228,6 +238,20 @@ impl Offloader {
         }
     }
 
+    /// The kernel's generation is written by whoever publishes the policy (a
+    /// fence on the [`crate::policy::SnapshotCell`] writing
+    /// [`kernel_generation`] of each published generation, before the
+    /// publisher answers), not by this worker, which would only see the new
+    /// policy at its next poll: an idle worker (every frame carried by the
+    /// kernel) would leave offloaded flows running on the old policy for up
+    /// to its poll timeout after a quarantine had returned. Entries are then
+    /// written with `kernel_generation(policy generation)`; an entry decided
+    /// under a policy older than the fence's is stale from the start.
+    pub fn with_publish_fence(mut self) -> Offloader {
+        self.fenced = true;
+        self
+    }
+
     /// Follow the policy generation: when it changed, start a new offload
     /// generation, so every installed entry is stale in the kernel. Returns
     /// whether it changed.
@@ -235,13 +259,18 @@ impl Offloader {
         if self.policy_generation == Some(policy_generation) {
             return Ok(false);
         }
-        // Derived from the policy generation where it can be, so that several
-        // workers writing the one generation map agree on its value.
-        let next = (self.generation + 1).max(policy_generation.saturating_add(1));
-        if let Err(e) = self.map.set_generation(next) {
-            self.stats.errors += 1;
-            return Err(e);
-        }
+        let next = if self.fenced {
+            kernel_generation(policy_generation)
+        } else {
+            // Derived from the policy generation where it can be, so that
+            // several workers writing the one generation map agree on its value.
+            let next = (self.generation + 1).max(kernel_generation(policy_generation));
+            if let Err(e) = self.map.set_generation(next) {
+                self.stats.errors += 1;
+                return Err(e);
+            }
+            next
+        };
         if self.policy_generation.is_some() {
             self.stats.invalidated += self.slots.len() as u64;
         }

@@ -103,3 +103,41 @@ fn recheck_is_rate_limited_per_entry() {
     );
     assert!(!o.is_installed(&k));
 }
+
+#[test]
+fn with_a_publish_fence_the_publisher_not_the_worker_makes_entries_stale() {
+    use crate::policy::{PolicySnapshot, SnapshotCell};
+    let map = MemOffloadMap::new(8);
+    let cell = SnapshotCell::new(PolicySnapshot::empty(1));
+    let fence_map = map.clone();
+    let fence = Box::new(move |g| {
+        let mut m = fence_map.clone();
+        m.set_generation(kernel_generation(g)).unwrap();
+    });
+    assert!(cell.set_publish_fence(fence).is_ok());
+    assert_eq!(
+        map.generation(),
+        2,
+        "the fence writes the current generation at once"
+    );
+
+    let mut o = Offloader::new(Box::new(map.clone())).with_publish_fence();
+    o.sync_generation(1).unwrap();
+    let (k, side) = key(1000);
+    o.install(&k, OffloadAction::Forward, 0).unwrap();
+    assert_eq!(map.carry(&k, side, 60), Some(OffloadAction::Forward));
+
+    cell.publish(PolicySnapshot::empty(2));
+    // The worker has not polled yet: the kernel already sends the flow back.
+    assert_eq!(map.generation(), 3);
+    assert_eq!(map.carry(&k, side, 60), None);
+    // A worker still deciding under generation 1 writes entries that are
+    // stale from the start, and never moves the kernel's generation back.
+    let (k2, side2) = key(2000);
+    o.install(&k2, OffloadAction::Forward, 0).unwrap();
+    assert_eq!(map.carry(&k2, side2, 60), None);
+    assert!(o.sync_generation(2).unwrap());
+    assert_eq!(map.generation(), 3);
+    o.install(&k, OffloadAction::Forward, 0).unwrap();
+    assert_eq!(map.carry(&k, side, 60), Some(OffloadAction::Forward));
+}

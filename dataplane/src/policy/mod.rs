@@ -89,15 +89,40 @@ pub struct FlowQuery {
     pub dst_port: u16,
 }
 
+/// What must change together with the policy, run by the publisher: see
+/// [`SnapshotCell::set_publish_fence`].
+pub type PublishFence = Box<dyn Fn(u64) + Send + Sync>;
+
 /// The published snapshot: workers `load` once per batch, the control plane `publish`es.
 pub struct SnapshotCell {
     inner: ArcSwap<PolicySnapshot>,
+    fence: std::sync::OnceLock<PublishFence>,
 }
 
 impl SnapshotCell {
     pub fn new(snapshot: PolicySnapshot) -> Self {
         SnapshotCell {
             inner: ArcSwap::from_pointee(snapshot),
+            fence: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Something that must follow every publication before the publisher
+    /// goes on (and so before it answers whoever asked for the change): the
+    /// kernel tier's generation, so that no flow offloaded under the old
+    /// policy is forwarded once a commit or a quarantine has returned. Called
+    /// with the new generation right after each swap, on the publisher's
+    /// thread, and once now with the current one. Set once; a second call
+    /// hands the fence back.
+    pub fn set_publish_fence(&self, fence: PublishFence) -> Result<(), PublishFence> {
+        self.fence.set(fence)?;
+        self.fenced(self.generation());
+        Ok(())
+    }
+
+    fn fenced(&self, generation: u64) {
+        if let Some(f) = self.fence.get() {
+            f(generation);
         }
     }
 
@@ -113,18 +138,25 @@ impl SnapshotCell {
 
     /// Replaces the snapshot; workers see it at their next `load`.
     pub fn publish(&self, snapshot: PolicySnapshot) {
+        let generation = snapshot.generation();
         self.inner.store(Arc::new(snapshot));
+        self.fenced(generation);
     }
 
     /// Replaces the snapshot and hands back the one it replaced, so the caller
     /// chooses when the old one is freed (freeing a large snapshot takes time).
     pub fn replace(&self, snapshot: PolicySnapshot) -> Arc<PolicySnapshot> {
-        self.inner.swap(Arc::new(snapshot))
+        let generation = snapshot.generation();
+        let old = self.inner.swap(Arc::new(snapshot));
+        self.fenced(generation);
+        old
     }
 
     /// Replaces the snapshot with an already shared one.
     pub fn publish_arc(&self, snapshot: Arc<PolicySnapshot>) {
+        let generation = snapshot.generation();
         self.inner.store(snapshot);
+        self.fenced(generation);
     }
 
     /// The generation of the current snapshot.

@@ -321,6 +321,9 @@ pub struct Dut {
     pub stats: Arc<std::sync::Mutex<WorkerStats>>,
     /// The worker carries decided flows in the kernel tier.
     pub offloaded: bool,
+    /// With offload: the kernel generation, moved by each `policy.publish`
+    /// before it returns (as `bulkhead run` wires it).
+    pub fence: Option<Arc<afxdp::XdpGenerationFence>>,
 }
 
 pub fn snapshot(yaml: &str, generation: u64) -> PolicySnapshot {
@@ -357,15 +360,21 @@ impl Dut {
                 }
             };
             let (sink, _events) = event::channel(4096);
-            let mut worker = Worker::new(WorkerConfig::default(), cell2, sink);
-            let offloaded = match io.take_offload() {
+            let mut worker = Worker::new(WorkerConfig::default(), cell2.clone(), sink);
+            let fence = match io.take_offload() {
                 Some(map) => {
-                    worker.set_offload(Offloader::new(Box::new(map)));
-                    true
+                    let fence = Arc::new(map.publish_fence().map_err(|e| e.to_string())?);
+                    let writer = fence.clone();
+                    let set = cell2.set_publish_fence(Box::new(move |g| {
+                        writer.advance(g).expect("kernel generation written");
+                    }));
+                    assert!(set.is_ok(), "one fence");
+                    worker.set_offload(Offloader::new(Box::new(map)).with_publish_fence());
+                    Some(fence)
                 }
-                None => false,
+                None => None,
             };
-            let _ = ready_tx.send(Ok((io.mode(), offloaded)));
+            let _ = ready_tx.send(Ok((io.mode(), fence)));
             let start = Instant::now();
             let mut handled = 0u64;
             let mut published = Instant::now();
@@ -389,7 +398,7 @@ impl Dut {
             }
             Ok(handled)
         });
-        let (modes, offloaded) = ready_rx
+        let (modes, fence) = ready_rx
             .recv_timeout(Duration::from_secs(20))
             .map_err(|e| format!("DUT did not start: {e}"))??;
         Ok(Dut {
@@ -399,7 +408,8 @@ impl Dut {
             modes,
             policy: cell,
             stats,
-            offloaded,
+            offloaded: fence.is_some(),
+            fence,
         })
     }
 

@@ -22,9 +22,12 @@ mod sys;
 pub mod xdp;
 
 pub use config::{AfXdpConfig, AfXdpError, DEFAULT_PIN_DIR, XDP_PACKET_HEADROOM};
-pub use offload::XdpOffloadMap;
+pub use offload::{XdpGenerationFence, XdpOffloadMap};
 pub use queues::{AfXdpPorts, QueueIo, QueueStats};
 pub use socket::{BindMode, BindPreference};
+/// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns` (what the
+/// offload map's last-seen times are in).
+pub use sys::monotonic_ns;
 pub use xdp::{current_netns_id, remove_pins, FailMode, OnShutdown, XdpMode, XdpModePreference};
 
 use super::{Desc, IoError, PacketIo, Port};

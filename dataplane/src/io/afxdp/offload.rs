@@ -118,6 +118,8 @@ impl Drop for SharedPins {
 pub struct XdpOffloadMap {
     flows: HashMap<MapData, BpfFlowKey, BpfFlowValue>,
     generation: Array<MapData, u64>,
+    /// The generation map's kernel id (for [`XdpOffloadMap::publish_fence`]).
+    generation_id: u32,
     /// One per port program.
     tiers: Vec<PerCpuArray<MapData, BpfTierCount>>,
     capacity: usize,
@@ -170,15 +172,85 @@ impl XdpOffloadMap {
         tiers: Vec<Map>,
         capacity: usize,
     ) -> Result<XdpOffloadMap, MapError> {
+        let generation_id = match &generation {
+            Map::Array(d) => d.info()?.id(),
+            _ => {
+                return Err(MapError::InvalidName {
+                    name: format!("{GENERATION_MAP} (not an array)"),
+                })
+            }
+        };
         Ok(XdpOffloadMap {
             flows: HashMap::try_from(flows)?,
             generation: Array::try_from(generation)?,
+            generation_id,
             tiers: tiers
                 .into_iter()
                 .map(PerCpuArray::try_from)
                 .collect::<Result<_, _>>()?,
             capacity,
         })
+    }
+}
+
+impl XdpOffloadMap {
+    /// The publisher's own handle on the kernel generation, for
+    /// [`crate::policy::SnapshotCell::set_publish_fence`] (with workers whose
+    /// offloaders are [`crate::offload::Offloader::with_publish_fence`]).
+    pub fn publish_fence(&self) -> Result<XdpGenerationFence, OffloadError> {
+        let data =
+            MapData::from_id(self.generation_id).map_err(|e| map_err(GENERATION_MAP, "open", e))?;
+        let map =
+            Array::try_from(Map::Array(data)).map_err(|e| map_err(GENERATION_MAP, "open", e))?;
+        Ok(XdpGenerationFence {
+            map: std::sync::Mutex::new((map, 0)),
+        })
+    }
+}
+
+/// Writes the kernel generation of each published policy generation, never
+/// moving it back (a generation older than the one in place leaves it: the
+/// entries written under it are then stale, which sends their flows to
+/// userspace, the safe side).
+pub struct XdpGenerationFence {
+    /// The map and the highest kernel generation written.
+    map: std::sync::Mutex<(Array<MapData, u64>, u64)>,
+}
+
+impl std::fmt::Debug for XdpGenerationFence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpGenerationFence").finish_non_exhaustive()
+    }
+}
+
+impl XdpGenerationFence {
+    /// Make `kernel_generation(policy_generation)` the kernel's generation.
+    pub fn advance(&self, policy_generation: u64) -> Result<(), OffloadError> {
+        let next = crate::offload::kernel_generation(policy_generation);
+        let mut guard = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (map, last) = &mut *guard;
+        if next <= *last {
+            return Ok(());
+        }
+        map.set(0, next, 0)
+            .map_err(|e| map_err(GENERATION_MAP, "write", e))?;
+        *last = next;
+        Ok(())
+    }
+
+    /// The kernel's generation now (0: the fast path is off).
+    pub fn current(&self) -> Result<u64, OffloadError> {
+        let guard = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard
+            .0
+            .get(&0, 0)
+            .map_err(|e| map_err(GENERATION_MAP, "lookup", e))
     }
 }
 
