@@ -63,6 +63,14 @@ fn lab(fail_mode: &str) {
             .unwrap_or_else(|| panic!("no step {step:?} in:\n{out}"));
         assert!(line.ends_with(" ok"), "{line}");
     }
+    // The quarantine went through `bulkhead ctl` and the HTTPS API.
+    for said in [
+        "$ bulkhead ctl quarantine add 02:b4:00:00:01:02",
+        "02:b4:00:00:01:02 quarantined (generation",
+        "02:b4:00:00:01:02 released (generation",
+    ] {
+        assert!(out.contains(said), "no {said:?} in:\n{out}");
+    }
     let left = Command::new("ip")
         .args(["netns", "list"])
         .output()

@@ -4,9 +4,11 @@
 //! appliance (`bulkhead run`) inline between them with a sample policy, drives
 //! real traffic (ping, TCP connections to allowed and denied ports, an audited
 //! flow), quarantines a workload in the middle of a live TCP stream and releases
-//! it, and prints what happened. Leftovers of a crashed run are removed on the
+//! it with `bulkhead ctl` over the appliance's HTTPS API, and prints what
+//! happened. Leftovers of a crashed run are removed on the
 //! next start; `--keep` leaves the topology up for exploring.
 
+mod ctl;
 mod probe;
 mod topology;
 
@@ -38,10 +40,6 @@ pub struct LabArgs {
 /// The lab's policy: the groups of [`WORKLOADS`], web -> db PostgreSQL, admin SSH,
 /// SMB and RDP denied, the legacy group in audit mode.
 const POLICY: &str = include_str!("lab-policy.yaml");
-
-/// A quarantine of web-2, added to [`POLICY`] for the quarantine step.
-const QUARANTINE: &str =
-    "\nquarantine:\n  - { mac: \"02:b4:00:00:01:02\", reason: \"lab: compromised\", actor: lab }\n";
 
 struct Lab {
     dir: PathBuf,
@@ -118,22 +116,9 @@ struct Step {
 }
 
 impl Lab {
-    fn write_policy(&self, quarantined: bool) -> anyhow::Result<()> {
-        let mut text = POLICY.to_owned();
-        if quarantined {
-            text.push_str(QUARANTINE);
-        }
-        // Write then rename, so a reload never reads half a file.
-        let tmp = self.dir.join("policy.yaml.new");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, self.dir.join("policy.yaml"))?;
+    fn write_policy(&self) -> anyhow::Result<()> {
+        std::fs::write(self.dir.join("policy.yaml"), POLICY)?;
         Ok(())
-    }
-
-    fn reload(&self) {
-        if let Some(child) = &self.appliance {
-            signal(child, "HUP");
-        }
     }
 
     fn log(&self) -> String {
@@ -217,7 +202,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         WORKLOADS.len()
     );
     topology::create()?;
-    lab.write_policy(false)?;
+    lab.write_policy()?;
     let config = dir.join("bulkhead.toml");
     std::fs::write(
         &config,
@@ -279,6 +264,15 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         lab.listeners.push(child);
     }
     std::thread::sleep(Duration::from_millis(300));
+    let log_path = dir.join("appliance.log");
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let ctl = ctl::LabCtl::setup(
+        &exe,
+        &dir,
+        &dir.join("bulkhead.db"),
+        read_log,
+        Duration::from_secs(10),
+    )?;
 
     let mut steps = Vec::new();
     let mut expect = |what: String, expected: &'static str, ok: bool, observed: String| {
@@ -349,9 +343,15 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         },
     );
 
-    lab.write_policy(true)?;
+    println!("web-2 streams to db-1; quarantining web-2 through the API:");
     let quarantined_at = Instant::now();
-    lab.reload();
+    let (added, answer) = ctl.run(&[
+        "quarantine",
+        "add",
+        web2.mac,
+        "--reason",
+        "lab: compromised",
+    ]);
     // Echoes already in flight may still arrive for a moment; after that, none.
     let mut last = None;
     while let Ok(t) = echoes.recv_timeout(Duration::from_millis(1500)) {
@@ -365,10 +365,11 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     expect(
         "quarantine web-2 (by MAC) mid-stream".into(),
         "stream stalls < 1 s",
-        stalled,
-        match stalled_after {
-            Some(d) => format!("last echo {} ms after", d.as_millis()),
-            None => "no echo after".into(),
+        added && stalled,
+        match (added, stalled_after) {
+            (false, _) => short(&answer),
+            (true, Some(d)) => format!("last echo {} ms after", d.as_millis()),
+            (true, None) => "no echo after".into(),
         },
     );
     let (ok, detail) = connect(&exe, admin, web2, 22);
@@ -386,20 +387,22 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         short(&detail),
     );
 
-    lab.write_policy(false)?;
+    ctl.run(&["quarantine", "list"]);
+    println!("releasing web-2:");
     let released_at = Instant::now();
-    lab.reload();
+    let (released, answer) = ctl.run(&["quarantine", "release", web2.mac]);
     let resumed = wait_echo(&echoes, Duration::from_secs(8));
     expect(
         "release web-2".into(),
         "stream resumes",
-        resumed.is_some(),
-        match resumed {
-            Some(t) => format!(
+        released && resumed.is_some(),
+        match (released, resumed) {
+            (false, _) => short(&answer),
+            (true, Some(t)) => format!(
                 "echo {} ms after",
                 t.saturating_duration_since(released_at).as_millis()
             ),
-            None => "no echo within 8 s".into(),
+            (true, None) => "no echo within 8 s".into(),
         },
     );
     let _ = stream.kill();
