@@ -179,8 +179,12 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
          10 µs to 100 ms), and \
          `hdrhistogram` gives the percentiles; both ends are in the kernel on one machine, so no \
          clock sync and no scheduler wake-up at the sink is measured.\n\n\
-         Quarantine timing and a policy swap under load (issue 8 item 5) are measured in \
-         process by `cargo bench -p bulkhead-bench --bench publish`; 1 against 2 workers is \
+         The quarantine timing is end to end: the appliance runs with its API on, \
+         `bulkhead bench quarantine` (in the DUT's namespace) quarantines the streaming \
+         workload with an operator token over HTTPS, reads the sink's pinned counter map for \
+         the last arrival, and releases. The policy swap under load (issue 8 item 5) and the \
+         in-process publish timings are from `cargo bench -p bulkhead-bench --bench publish`; \
+         1 against 2 workers is \
          `bench/workers.sh` (it needs veths with two queues; this \
          topology's have one).\n",
     );
