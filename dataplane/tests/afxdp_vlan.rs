@@ -7,36 +7,6 @@ mod afxdp_bed;
 
 use afxdp_bed::*;
 
-/// A host's MAC address, from `ip -o link show`.
-fn mac_of(ns: &str, dev: &str) -> [u8; 6] {
-    let out = run(&["ip", "-n", ns, "-o", "link", "show", dev]).expect("ip link show");
-    let hex = out
-        .split("link/ether ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("a MAC in `ip link` output");
-    let mut mac = [0u8; 6];
-    for (b, h) in mac.iter_mut().zip(hex.split(':')) {
-        *b = u8::from_str_radix(h, 16).expect("hex MAC");
-    }
-    mac
-}
-
-/// The ones' complement sum of RFC 1071, folded.
-fn csum(parts: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    for part in parts {
-        for pair in part.chunks(2) {
-            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-            sum += u32::from(word);
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An Ethernet frame tagged with VLAN_ID, IPv4 VLAN_A -> VLAN_B, `proto`, `l4`.
 fn tagged_ipv4(src: [u8; 6], dst: [u8; 6], proto: u8, l4: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
@@ -84,36 +54,6 @@ fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
     let c = csum(&[&pseudo, &t]);
     t[16..18].copy_from_slice(&c.to_be_bytes());
     t
-}
-
-/// A packet socket on `dev` in the calling thread's namespace: (fd, ifindex).
-fn packet_socket(dev: &str) -> (std::os::fd::OwnedFd, i32) {
-    use std::os::fd::FromRawFd;
-    let name = std::ffi::CString::new(dev).unwrap();
-    // SAFETY: plain syscalls on values owned here; the fd is wrapped at once.
-    unsafe {
-        let ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-        assert!(ifindex > 0, "{dev} exists");
-        let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto);
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto as u16;
-        sll.sll_ifindex = ifindex;
-        let rc = libc::bind(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        );
-        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-        (fd, ifindex)
-    }
 }
 
 /// Send `frame` out of host-a, `count` times.
