@@ -98,7 +98,7 @@ fn hostile(i: u64, rng: &mut Rng, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
         // Fragments to a denied port: first ones (MF), and later ones whose
         // first never came (ids of their own).
         3 => {
-            let frag = if (i / 8) % 2 == 0 {
+            let frag = if (i / 8).is_multiple_of(2) {
                 0x2000
             } else {
                 (1 + rng.below(100)) as u16
