@@ -51,8 +51,9 @@ pub fn table(runs: &[Quarantine]) -> String {
          from one workload, {} rules, {} tries per DUT; `bulkhead bench quarantine`): how long \
          frames still reached the sink after the API's answer (the sink's XDP program stamps each \
          arrival on the same clock; at or below 0, the flow was cut before the answer, shown as \
-         0), how long the call took, and how long after the release's answer the flow was back. \
-         Goal: at most 1 ms p99 after the answer.\n",
+         0), how long the call took, and how long after the release's answer the first frame \
+         reached the sink again (stamped by the sink, re-armed just before the call; 0: back \
+         before the answer). Goal: at most 1 ms p99 after the answer.\n",
         first.rate, first.rules, first.tries
     );
     out.push_str(

@@ -52,30 +52,53 @@ pub struct QuarantineArgs {
     pub rate: u64,
 }
 
-/// The sink's last arrival, read from its pinned counter map.
-struct Sink(PerCpuArray<MapData, u64>);
+/// The sink's arrival stamps, read from its pinned counter map; and the
+/// number of CPUs (per-CPU values).
+struct Sink(PerCpuArray<MapData, u64>, usize);
 
 impl Sink {
     fn open(pin: &PathBuf) -> anyhow::Result<Sink> {
         let data = MapData::from_pin(pin)
             .with_context(|| format!("opening the sink's counters at {}", pin.display()))?;
-        Ok(Sink(PerCpuArray::try_from(Map::from_map_data(data)?)?))
+        let cpus = aya::util::nr_cpus().map_err(|(m, e)| anyhow::anyhow!("{m}: {e}"))?;
+        Ok(Sink(
+            PerCpuArray::try_from(Map::from_map_data(data)?)?,
+            cpus,
+        ))
     }
     fn last(&self) -> anyhow::Result<u64> {
         super::sink::last_ns(&self.0)
     }
-    /// Waits until a frame arrives after `since` (ns); returns when it did.
-    fn arrival_after(&self, since: u64, within: Duration) -> anyhow::Result<Option<u64>> {
+    /// Waits until a frame arrives after `since` (ns).
+    fn arrival_after(&self, since: u64, within: Duration) -> anyhow::Result<bool> {
         let deadline = monotonic_ns() + within.as_nanos() as u64;
         loop {
-            let last = self.last()?;
-            if last > since {
-                return Ok(Some(last));
+            if self.last()? > since {
+                return Ok(true);
+            }
+            if monotonic_ns() > deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    /// Start watching for the next frame.
+    fn rearm(&mut self) -> anyhow::Result<()> {
+        super::sink::rearm_first(&mut self.0, self.1)
+    }
+    /// When the first frame since [`Sink::rearm`] arrived, waiting for it up
+    /// to `within` (the sink stamps it: no polling error).
+    fn first_arrival(&self, within: Duration) -> anyhow::Result<Option<u64>> {
+        let deadline = monotonic_ns() + within.as_nanos() as u64;
+        loop {
+            let first = super::sink::first_ns(&self.0)?;
+            if first > 0 {
+                return Ok(Some(first));
             }
             if monotonic_ns() > deadline {
                 return Ok(None);
             }
-            std::thread::sleep(Duration::from_micros(200));
+            std::thread::sleep(Duration::from_micros(500));
         }
     }
 }
@@ -105,7 +128,7 @@ pub fn run(a: &QuarantineArgs) -> anyhow::Result<()> {
         },
         false,
     )?;
-    let sink = Sink::open(&a.sink_pin)?;
+    let mut sink = Sink::open(&a.sink_pin)?;
     let body = json!({ "mac": a.mac, "reason": "bench: quarantine timing" });
     let release = format!("/api/v1/quarantine/{}", a.mac);
     let (mut after, mut call, mut resume) = (histogram()?, histogram()?, histogram()?);
@@ -113,7 +136,7 @@ pub fn run(a: &QuarantineArgs) -> anyhow::Result<()> {
     for i in 0..a.tries {
         // The flow is live: a frame arrives after we start looking.
         let now = monotonic_ns();
-        if sink.arrival_after(now, Duration::from_secs(3))?.is_none() {
+        if !sink.arrival_after(now, Duration::from_secs(3))? {
             bail!("try {i}: no traffic reaches the sink (is the generator running?)");
         }
         let asked = monotonic_ns();
@@ -140,10 +163,12 @@ pub fn run(a: &QuarantineArgs) -> anyhow::Result<()> {
             }
         }
         call.record((answered - asked).max(1))?;
+        sink.rearm()?;
         api.call(Method::DELETE, &release, None)?;
         let released = monotonic_ns();
-        match sink.arrival_after(released, Duration::from_secs(3))? {
-            Some(t) => resume.record((t - released).max(1))?,
+        match sink.first_arrival(Duration::from_secs(3))? {
+            // At or before the answer: back before the caller heard of it.
+            Some(t) => resume.record(t.saturating_sub(released).max(1))?,
             None => bail!("try {i}: the flow did not come back within 3 s of the release"),
         }
     }

@@ -50,13 +50,34 @@ pub struct SinkArgs {
 }
 
 /// Keys of the counter map (bench/bpf/sink.c).
-pub const COUNT_KEYS: u32 = 4;
+pub const COUNT_KEYS: u32 = 5;
 pub const KEY_LAST_NS: u32 = 3;
+pub const KEY_FIRST_NS: u32 = 4;
 
 /// When the last frame arrived (CLOCK_MONOTONIC ns; 0: none since a reset):
 /// the latest of the per-CPU values.
 pub fn last_ns(m: &PerCpuArray<impl std::borrow::Borrow<MapData>, u64>) -> anyhow::Result<u64> {
     Ok(m.get(&KEY_LAST_NS, 0)?.iter().copied().max().unwrap_or(0))
+}
+
+/// When the first frame arrived since [`rearm_first`] (0: none yet): the
+/// earliest of the per-CPU values.
+pub fn first_ns(m: &PerCpuArray<impl std::borrow::Borrow<MapData>, u64>) -> anyhow::Result<u64> {
+    Ok(m.get(&KEY_FIRST_NS, 0)?
+        .iter()
+        .copied()
+        .filter(|&t| t > 0)
+        .min()
+        .unwrap_or(0))
+}
+
+/// Start looking for the next first arrival.
+pub fn rearm_first(
+    m: &mut PerCpuArray<impl std::borrow::BorrowMut<MapData>, u64>,
+    cpus: usize,
+) -> anyhow::Result<()> {
+    m.set(KEY_FIRST_NS, PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+    Ok(())
 }
 
 /// Removes the pin when the sink ends, however it ends.
