@@ -52,22 +52,25 @@ pub struct QuarantineArgs {
     pub rate: u64,
 }
 
-/// The sink's arrival stamps, read from its pinned counter map; and the
-/// number of CPUs (per-CPU values).
-struct Sink(PerCpuArray<MapData, u64>, usize);
+/// The sink's arrival stamps, read from its pinned counter map.
+struct Sink {
+    counts: PerCpuArray<MapData, u64>,
+    /// The map's values are per CPU.
+    cpus: usize,
+}
 
 impl Sink {
     fn open(pin: &PathBuf) -> anyhow::Result<Sink> {
         let data = MapData::from_pin(pin)
             .with_context(|| format!("opening the sink's counters at {}", pin.display()))?;
         let cpus = aya::util::nr_cpus().map_err(|(m, e)| anyhow::anyhow!("{m}: {e}"))?;
-        Ok(Sink(
-            PerCpuArray::try_from(Map::from_map_data(data)?)?,
+        Ok(Sink {
+            counts: PerCpuArray::try_from(Map::from_map_data(data)?)?,
             cpus,
-        ))
+        })
     }
     fn last(&self) -> anyhow::Result<u64> {
-        super::sink::last_ns(&self.0)
+        super::sink::last_ns(&self.counts)
     }
     /// Waits until a frame arrives after `since` (ns).
     fn arrival_after(&self, since: u64, within: Duration) -> anyhow::Result<bool> {
@@ -84,14 +87,14 @@ impl Sink {
     }
     /// Start watching for the next frame.
     fn rearm(&mut self) -> anyhow::Result<()> {
-        super::sink::rearm_first(&mut self.0, self.1)
+        super::sink::rearm_first(&mut self.counts, self.cpus)
     }
     /// When the first frame since [`Sink::rearm`] arrived, waiting for it up
     /// to `within` (the sink stamps it: no polling error).
     fn first_arrival(&self, within: Duration) -> anyhow::Result<Option<u64>> {
         let deadline = monotonic_ns() + within.as_nanos() as u64;
         loop {
-            let first = super::sink::first_ns(&self.0)?;
+            let first = super::sink::first_ns(&self.counts)?;
             if first > 0 {
                 return Ok(Some(first));
             }

@@ -13,7 +13,9 @@
 //! every offloaded flow back to userspace on its next packet, to be re-decided.
 //! The epoch is not the policy generation itself: 0 means "offload off" in the
 //! map, and a generation the offloader counts itself can never make an old
-//! entry fresh again.
+//! entry fresh again. In `bulkhead run` the publisher writes the map's
+//! generation as it publishes, before the change is answered
+//! ([`Offloader::with_publish_fence`]); the workers only follow it.
 
 mod mem;
 
