@@ -409,33 +409,36 @@ for dut in $DUTS; do
 done
 
 # Incident timing: quarantine the generator's MAC over the HTTPS API while it
-# streams, 1k rules: how long frames still reach the sink after the answer,
-# and how fast a release brings the flow back.
+# streams, at each rule count: how long frames still reach the sink after the
+# answer, and how fast a release brings the flow back.
 QUAR_RATE=100000
 if [ "$SMOKE" = 1 ]; then QUAR_TRIES=5; else QUAR_TRIES=100; fi
-# 10 flows against 1k rules aim at rules 0, 100, ... 900: all from source
-# group s0, whose workload MAC this is (src/bench/model.rs).
+# 10 flows against 1k (100k) rules aim at rules 0, 100, ... 900 (0, 10000,
+# ... 90000): all from source group s0, whose workload MAC this is
+# (src/bench/model.rs).
 GEN_MAC="02:00:00:0a:00:00"
 : >"$WORK/incident"
 for dut in $DUTS; do
   case "$dut" in bulkhead-offload-off) off=off ;; bulkhead-offload-on) off=on ;; bulkhead) off="" ;; *) continue ;; esac
-  bulkhead_up 1000 "$off" api
-  in_ns "$NS_D" "$BULKHEAD" token create --store "$DUT_STORE" --role operator --name bench \
-    >"$WORK/token" 2>/dev/null || dut_fail "token create for $dut"
-  fp="$(sed -n 's/.*SHA-256 fingerprint \([0-9A-Fa-f:]*\).*/\1/p' "$WORK/dut.log" | head -1)"
-  [ -n "$fp" ] || dut_fail "$dut did not print its API fingerprint"
-  # nsenter directly (not the in_ns function): $! must be the generator itself.
-  nsenter --net="/var/run/netns/$NS_G" taskset -c 0 "$BULKHEAD" gen --dev eth0 --size 64 \
-    --flows 10 --rules 1000 --rate "$QUAR_RATE" --duration $((QUAR_TRIES + 10)) >/dev/null &
-  GEN_PID=$!
-  in_ns "$NS_D" "$BULKHEAD" bench quarantine --url "https://127.0.0.1:$API_PORT" \
-    --token-file "$WORK/token" --fingerprint "$fp" --mac "$GEN_MAC" --sink-pin "$SINK_PIN" \
-    --tries "$QUAR_TRIES" --dut "$dut" --rules 1000 --rate "$QUAR_RATE" >>"$WORK/incident" \
-    || { kill "$GEN_PID" 2>/dev/null; wait "$GEN_PID" 2>/dev/null; dut_fail "quarantine timing through $dut failed"; }
-  kill "$GEN_PID" 2>/dev/null || true
-  wait "$GEN_PID" 2>/dev/null || true
-  echo "  quarantine $(tail -1 "$WORK/incident")"
-  dut_down "$dut"
+  for rules in $RULE_COUNTS; do
+    bulkhead_up "$rules" "$off" api
+    in_ns "$NS_D" "$BULKHEAD" token create --store "$DUT_STORE" --role operator --name bench \
+      >"$WORK/token" 2>/dev/null || dut_fail "token create for $dut"
+    fp="$(sed -n 's/.*SHA-256 fingerprint \([0-9A-Fa-f:]*\).*/\1/p' "$WORK/dut.log" | head -1)"
+    [ -n "$fp" ] || dut_fail "$dut did not print its API fingerprint"
+    # nsenter directly (not the in_ns function): $! must be the generator itself.
+    nsenter --net="/var/run/netns/$NS_G" taskset -c 0 "$BULKHEAD" gen --dev eth0 --size 64 \
+      --flows 10 --rules "$rules" --rate "$QUAR_RATE" --duration $((QUAR_TRIES + 10)) >/dev/null &
+    GEN_PID=$!
+    in_ns "$NS_D" "$BULKHEAD" bench quarantine --url "https://127.0.0.1:$API_PORT" \
+      --token-file "$WORK/token" --fingerprint "$fp" --mac "$GEN_MAC" --sink-pin "$SINK_PIN" \
+      --tries "$QUAR_TRIES" --dut "$dut" --rules "$rules" --rate "$QUAR_RATE" >>"$WORK/incident" \
+      || { kill "$GEN_PID" 2>/dev/null; wait "$GEN_PID" 2>/dev/null; dut_fail "quarantine timing through $dut failed"; }
+    kill "$GEN_PID" 2>/dev/null || true
+    wait "$GEN_PID" 2>/dev/null || true
+    echo "  quarantine $(tail -1 "$WORK/incident")"
+    dut_down "$dut"
+  done
 done
 
 # Scaling with concurrent flows (1k rules, 64 B), medians of the runs too.

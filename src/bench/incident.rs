@@ -48,23 +48,24 @@ pub fn table(runs: &[Quarantine]) -> String {
     let _ = writeln!(
         out,
         "\n**Quarantine through the HTTPS API while the flow streams** ({} frames/s of 64-byte UDP \
-         from one workload, {} rules, {} tries per DUT; `bulkhead bench quarantine`): how long \
+         from one workload, {} tries per DUT and rule count; `bulkhead bench quarantine`): how long \
          frames still reached the sink after the API's answer (the sink's XDP program stamps each \
          arrival on the same clock; at or below 0, the flow was cut before the answer, shown as \
          0), how long the call took, and how long after the release's answer the first frame \
          reached the sink again (stamped by the sink, re-armed just before the call; 0: back \
          before the answer). Goal: at most 1 ms p99 after the answer.\n",
-        first.rate, first.rules, first.tries
+        first.rate, first.tries
     );
     out.push_str(
-        "| DUT | after the answer p50 / p99 / max µs | cut before the answer | API call p50 / p99 ms | back after release p50 / p99 ms |\n\
-         |---|---:|---:|---:|---:|\n",
+        "| DUT | rules | after the answer p50 / p99 / max µs | cut before the answer | API call p50 / p99 ms | back after release p50 / p99 ms |\n\
+         |---|---:|---:|---:|---:|---:|\n",
     );
     for r in runs {
         let _ = writeln!(
             out,
-            "| {} | {:.1} / {:.1} / {:.1} | {} of {} | {:.1} / {:.1} | {:.2} / {:.2} |",
+            "| {} | {} | {:.1} / {:.1} / {:.1} | {} of {} | {:.1} / {:.1} | {:.2} / {:.2} |",
             label(&r.dut),
+            r.rules,
             r.after_answer_us.p50,
             r.after_answer_us.p99,
             r.after_answer_us.max,
@@ -96,7 +97,7 @@ mod tests {
         assert!(t.contains("100000 frames/s"), "{t}");
         assert!(
             t.contains(
-                "| bulkhead, offload on | 0.0 / 0.0 / 0.0 | 5 of 5 | 4.8 / 8.2 | 0.29 / 0.33 |"
+                "| bulkhead, offload on | 1000 | 0.0 / 0.0 / 0.0 | 5 of 5 | 4.8 / 8.2 | 0.29 / 0.33 |"
             ),
             "{t}"
         );
