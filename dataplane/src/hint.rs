@@ -1,6 +1,6 @@
 //! Hints to the CPU and the kernel about memory the packet path is about to use.
 //!
-//! The only `unsafe` in the crate. No hint changes what a program computes:
+//! The only `unsafe` outside the AF_XDP backend. No hint changes what a program computes:
 //! a prefetch never faults and has no visible effect but timing,
 //! `madvise(MADV_HUGEPAGE)` only asks the kernel to back an anonymous mapping with
 //! transparent huge pages, and `madvise(MADV_POPULATE_WRITE)` only faults pages
