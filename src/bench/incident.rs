@@ -2,10 +2,8 @@
 //! `bulkhead bench quarantine` as a table.
 
 use super::report::label;
-use anyhow::Context;
 use serde::Deserialize;
 use std::fmt::Write as _;
-use std::path::Path;
 
 #[derive(Debug, Deserialize)]
 pub struct Quantiles {
@@ -25,18 +23,6 @@ pub struct Quarantine {
     pub cut_before_answer: u32,
     pub call_us: Quantiles,
     pub resume_us: Quantiles,
-}
-
-pub fn load(path: &Path) -> anyhow::Result<Vec<Quarantine>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
-        })
-        .collect()
 }
 
 /// The markdown table (empty without runs).
@@ -91,7 +77,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("incident");
         std::fs::write(&path, format!("{line}\n\n")).unwrap();
-        let runs = load(&path).unwrap();
+        let runs: Vec<Quarantine> = super::super::report::load(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let t = table(&runs);
         assert!(t.contains("100000 frames/s"), "{t}");

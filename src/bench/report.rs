@@ -99,7 +99,8 @@ impl Row {
     }
 }
 
-pub fn load(path: &PathBuf) -> anyhow::Result<Vec<Row>> {
+/// One JSON value a line (blank lines skipped), as the harness writes them.
+pub fn load<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<Vec<T>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
@@ -382,7 +383,7 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<()> {
     let rows = load(&a.results)?;
     let mut t = tables(&rows);
     if let Some(path) = &a.incident {
-        t.push_str(&super::incident::table(&super::incident::load(path)?));
+        t.push_str(&super::incident::table(&load(path)?));
     }
     println!("{t}");
     if a.check {
