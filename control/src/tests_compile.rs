@@ -1,5 +1,9 @@
 //! Model -> spec -> snapshot: group resolution, service expansion, the rule id map
 //! and the verdicts of a few flows.
+//!
+//! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
+//! fixture the test wrote itself; none touches a packet, a file or a request
+//! of the running appliance.
 
 use crate::compile::{compile, compile_snapshot, compiled_rule_id, user_rule_id, GroupKind};
 use crate::model::{Group, LabelValues, Model, Rule, ServiceRef, Workload};

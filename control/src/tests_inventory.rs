@@ -1,5 +1,9 @@
 //! Inventory import: CSV and JSON, bad lines reported by number, and the import's
 //! effect on group membership.
+//!
+//! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
+//! fixture the test wrote itself; none touches a packet, a file or a request
+//! of the running appliance.
 
 use crate::compile::compile;
 use crate::inventory::{load_inventory, parse_csv, parse_json, parse_labels, ImportError};

@@ -1,5 +1,9 @@
 //! MAC prefixes, observing MACs on the wire, assignment rules, and the policy
 //! change that follows.
+//!
+//! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
+//! fixture the test wrote itself; none touches a packet, a file or a request
+//! of the running appliance.
 
 use crate::compile::compile_snapshot;
 use crate::membership::MacPrefix;

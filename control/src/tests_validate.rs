@@ -1,4 +1,8 @@
 //! Parsing the model file and validating it: every problem, with its path.
+//!
+//! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
+//! fixture the test wrote itself; none touches a packet, a file or a request
+//! of the running appliance.
 
 use crate::model::{LabelValues, Model, Scalar, ServiceRef, Timestamp};
 use dataplane::policy::{Action, Mode, SpecError};

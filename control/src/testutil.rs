@@ -1,4 +1,8 @@
 //! Helpers shared by the crate's tests.
+//!
+//! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
+//! fixture the test wrote itself; none touches a packet, a file or a request
+//! of the running appliance.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

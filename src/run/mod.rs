@@ -157,15 +157,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         // The kernel generation moves with each publication, before the
         // control thread answers: an offloaded flow is never forwarded on the
         // old policy after a commit or a quarantine has returned.
-        let fence = first
-            .publish_fence()
-            .context("opening the kernel tier's generation")?;
-        let set = cell.set_publish_fence(Box::new(move |g| {
-            if let Err(e) = fence.advance(g) {
+        first
+            .fence_publications(&cell, |g, e| {
                 eprintln!("offload: writing the kernel generation of policy generation {g}: {e}");
-            }
-        }));
-        anyhow::ensure!(set.is_ok(), "the kernel tier's publish fence was set twice");
+            })
+            .context("fencing publications with the kernel tier's generation")?;
     }
     let (queues, ports) = io
         .split()

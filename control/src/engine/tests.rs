@@ -1,6 +1,10 @@
 //! The control thread: publication of commits, rollbacks and quarantines, the
 //! draft, learning from events, rule hits, restart, and the dataplane
 //! surviving the thread's death.
+//!
+//! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
+//! fixture the test wrote itself; none touches a packet, a file or a request
+//! of the running appliance.
 
 use super::{Bootstrap, ControlError, Engine, EngineConfig};
 use crate::model::Model;

@@ -1,5 +1,9 @@
 //! The nftables renderer: what each form contains, first-match resolution, and
 //! (where `nft` is installed and we are root) that `nft -c` accepts the output.
+//!
+//! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
+//! fixture the test wrote itself; none touches a packet, a file or a request
+//! of the running appliance.
 
 use super::best::first_match_for_tests as first_match;
 use super::{render, Form};

@@ -1,5 +1,9 @@
 //! The store: migrations, draft/commit/versions/rollback, quarantine history,
 //! audit, workloads, refusing a newer schema, and a SIGKILL crash test.
+//!
+//! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
+//! fixture the test wrote itself; none touches a packet, a file or a request
+//! of the running appliance.
 
 use super::{
     ActiveQuarantine, QuarantineAction, QuarantineSource, Store, StoreError, Version,

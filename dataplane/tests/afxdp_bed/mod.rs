@@ -363,12 +363,11 @@ impl Dut {
             let mut worker = Worker::new(WorkerConfig::default(), cell2.clone(), sink);
             let fence = match io.take_offload() {
                 Some(map) => {
-                    let fence = Arc::new(map.publish_fence().map_err(|e| e.to_string())?);
-                    let writer = fence.clone();
-                    let set = cell2.set_publish_fence(Box::new(move |g| {
-                        writer.advance(g).expect("kernel generation written");
-                    }));
-                    assert!(set.is_ok(), "one fence");
+                    let fence = map
+                        .fence_publications(&cell2, |g, e| {
+                            panic!("kernel generation of policy generation {g}: {e}")
+                        })
+                        .map_err(|e| e.to_string())?;
                     worker.set_offload(Offloader::new(Box::new(map)).with_publish_fence());
                     Some(fence)
                 }

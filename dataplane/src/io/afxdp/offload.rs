@@ -194,17 +194,38 @@ impl XdpOffloadMap {
 }
 
 impl XdpOffloadMap {
-    /// The publisher's own handle on the kernel generation, for
-    /// [`crate::policy::SnapshotCell::set_publish_fence`] (with workers whose
-    /// offloaders are [`crate::offload::Offloader::with_publish_fence`]).
-    pub fn publish_fence(&self) -> Result<XdpGenerationFence, OffloadError> {
+    /// Make every publication on `cell` move the kernel generation before
+    /// the publisher goes on ([`crate::policy::SnapshotCell::set_publish_fence`]),
+    /// through a handle of the publisher's own on these maps. The workers'
+    /// offloaders over them must be
+    /// [`crate::offload::Offloader::with_publish_fence`]. A write that fails
+    /// is handed to `on_error` with the policy generation (the publisher
+    /// cannot be refused its swap). Returns the fence, to read the
+    /// generation in place.
+    pub fn fence_publications(
+        &self,
+        cell: &crate::policy::SnapshotCell,
+        on_error: impl Fn(u64, OffloadError) + Send + Sync + 'static,
+    ) -> Result<std::sync::Arc<XdpGenerationFence>, OffloadError> {
         let data =
             MapData::from_id(self.generation_id).map_err(|e| map_err(GENERATION_MAP, "open", e))?;
         let map =
             Array::try_from(Map::Array(data)).map_err(|e| map_err(GENERATION_MAP, "open", e))?;
-        Ok(XdpGenerationFence {
+        let fence = std::sync::Arc::new(XdpGenerationFence {
             map: std::sync::Mutex::new((map, 0)),
-        })
+        });
+        let writer = fence.clone();
+        cell.set_publish_fence(Box::new(move |g| {
+            if let Err(e) = writer.advance(g) {
+                on_error(g, e);
+            }
+        }))
+        .map_err(|_| OffloadError::Map {
+            map: GENERATION_MAP,
+            op: "fence publications",
+            reason: "the policy cell has a publish fence already".into(),
+        })?;
+        Ok(fence)
     }
 }
 
@@ -225,7 +246,7 @@ impl std::fmt::Debug for XdpGenerationFence {
 
 impl XdpGenerationFence {
     /// Make `kernel_generation(policy_generation)` the kernel's generation.
-    pub fn advance(&self, policy_generation: u64) -> Result<(), OffloadError> {
+    fn advance(&self, policy_generation: u64) -> Result<(), OffloadError> {
         let next = crate::offload::kernel_generation(policy_generation);
         let mut guard = self
             .map
