@@ -232,9 +232,11 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
     let management = checked
         .management
         .iter()
-        .flat_map(|(net, entries)| {
-            entries.iter().map(move |e| ManagementSpec {
-                cidr: net.to_string(),
+        .flat_map(|m| {
+            let macs: Vec<String> = m.macs.iter().map(|&mac| format_mac(mac)).collect();
+            m.entries.iter().map(move |e| ManagementSpec {
+                cidr: m.net.to_string(),
+                macs: macs.clone(),
                 proto: e.proto,
                 ports: e.ports.clone(),
             })

@@ -9,6 +9,7 @@
 //! default_mode: enforce            # mode of a workload in no group
 //! workloads:                       # identity = MAC; labels drive group membership
 //!   - { mac: "02:00:00:00:01:01", name: web-1, labels: { app: web, env: prod }, ips: [10.0.1.11] }
+//!   - { mac: "02:00:00:00:03:01", name: jump-1, labels: { role: admin }, ips: [10.0.3.5] }
 //! groups:                          # membership by exactly one of match / macs / ips
 //!   - { name: web, match: { app: web, env: [prod, staging] } }  # all keys, any listed value
 //!   - { name: db, match: { app: db } }   # mode defaults to enforce
@@ -21,8 +22,8 @@
 //! rules:                           # ordered; first match wins
 //!   - { id: 10, src: [web], dst: [db], services: [postgresql], action: allow }
 //!   - { id: 20, src: [any], dst: [web], services: [{ proto: tcp, ports: [8080] }], action: deny, enabled: false }
-//! management:                      # what quarantine never cuts
-//!   - { cidr: 10.0.3.0/24, services: [ssh] }
+//! management:                      # what quarantine never cuts: the management hosts, by name or MAC
+//!   - { cidr: 10.0.3.0/24, workloads: [jump-1], services: [ssh] }
 //! quarantine:
 //!   - { mac: "02:00:00:00:01:02", reason: "EDR alert 4711", actor: alice, at: "2025-01-02T03:04:05Z" }
 //! blocklist: [203.0.113.66/32]
@@ -390,11 +391,19 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
-/// A management exception: a quarantined workload may still talk to `cidr` over `services`.
+/// A management exception: a quarantined workload may still talk to the
+/// management hosts at addresses in `cidr` over `services`. The hosts are
+/// named by MAC (`macs`) or by declared workload name (`workloads`), at least
+/// one: an exception by address alone would let any host that takes a
+/// management address through.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Management {
     pub cidr: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub macs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<String>,
     pub services: Vec<ServiceRef>,
 }
 

@@ -51,7 +51,7 @@ mod prep;
 mod tests;
 
 use crate::compile::Compiled;
-use dataplane::policy::{Action, Mode, PortRange, Proto};
+use dataplane::policy::{format_mac, Action, Mode, PortRange, Proto};
 use dataplane::wire::MacAddr;
 use prep::{Prepared, Side};
 use std::fmt::Write as _;
@@ -242,7 +242,13 @@ fn common_head(p: &Prepared, fwd: &mut Vec<String>, chains: &mut String) {
                     "ip6"
                 };
                 let l4 = l4_match(m.proto, &m.ports);
-                let _ = writeln!(chains, "\t\t{fam} {peer} {} {l4} return", m.net);
+                let macs: Vec<String> = m.macs.iter().map(|&mac| format_mac(mac)).collect();
+                let _ = writeln!(
+                    chains,
+                    "\t\tether {peer} {{ {} }} {fam} {peer} {} {l4} return",
+                    macs.join(", "),
+                    m.net
+                );
             }
             chains.push_str("\t\tdrop\n\t}\n");
         }

@@ -160,6 +160,7 @@ assignment:
         ("rules[3].services[1].ports[0]", "out of range"),
         ("rules[4].id", "above the largest"),
         ("management[0].cidr", "invalid CIDR"),
+        ("management[0]", "name the management hosts"),
         ("quarantine[0].mac", "invalid MAC"),
         ("blocklist[1]", "invalid CIDR \"nope\""),
         ("assignment.rules[0]", "at least one of"),

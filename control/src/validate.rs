@@ -102,6 +102,14 @@ pub fn selector_matches(sel: &[(String, Vec<String>)], labels: &BTreeMap<String,
         .all(|(k, vals)| labels.get(k).is_some_and(|v| vals.contains(v)))
 }
 
+/// A validated management exception: the hosts' MACs (named ones resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedManagement {
+    pub net: IpNet,
+    pub entries: Vec<ServiceEntry>,
+    pub macs: Vec<MacAddr>,
+}
+
 /// A validated assignment rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedAssignment {
@@ -117,7 +125,7 @@ pub struct Checked {
     pub groups: Vec<Members>,
     /// Per rule: its services folded to one entry per protocol.
     pub rule_entries: Vec<Vec<ServiceEntry>>,
-    pub management: Vec<(IpNet, Vec<ServiceEntry>)>,
+    pub management: Vec<CheckedManagement>,
     pub quarantine: Vec<MacAddr>,
     pub blocklist: Vec<IpNet>,
     pub assignment: Vec<CheckedAssignment>,
@@ -445,8 +453,36 @@ impl Model {
             let net = ck.cidr(&m.cidr, format!("management[{i}].cidr"));
             let entries =
                 ck.service_refs(&m.services, &format!("management[{i}].services"), &defined);
+            let mut macs: Vec<MacAddr> = m
+                .macs
+                .iter()
+                .enumerate()
+                .filter_map(|(j, t)| ck.mac(t, format!("management[{i}].macs[{j}]")))
+                .collect();
+            for (j, name) in m.workloads.iter().enumerate() {
+                let found = self
+                    .workloads
+                    .iter()
+                    .zip(&workload_macs)
+                    .find(|(w, _)| w.name == *name);
+                match found {
+                    Some((_, &mac)) => macs.push(mac),
+                    None => ck.err(
+                        format!("management[{i}].workloads[{j}]"),
+                        format!("no workload is named {name:?}"),
+                    ),
+                }
+            }
+            if m.macs.is_empty() && m.workloads.is_empty() {
+                ck.err(
+                    format!("management[{i}]"),
+                    "name the management hosts (macs: [...] or workloads: [...]): an exception by address alone lets any host that takes the address through",
+                );
+            }
+            macs.sort_unstable();
+            macs.dedup();
             if let Some(net) = net {
-                management.push((net, entries));
+                management.push(CheckedManagement { net, entries, macs });
             }
         }
         let quarantine = self.quarantine.iter().enumerate();

@@ -8,7 +8,7 @@
  *     entry in bulkhead_flows (its generation is the current one) is forwarded
  *     to the peer port through the devmap, or dropped, in the kernel, and
  *     counted in the entry. Everything else goes to the socket: no entry, a
- *     stale entry, TCP SYN/FIN/RST, IP fragments, IPv4 options are fine but
+ *     stale entry, a frame from or to other MACs than the flow's, TCP SYN/FIN/RST, IP fragments, IPv4 options are fine but
  *     IPv6 extension headers are not, DNS (port 53), ICMP other than echo, ARP,
  *     non-IP, anything malformed (userspace decides and counts it).
  *   - offload off: every frame goes to the socket.
@@ -196,6 +196,19 @@ static __always_inline int flow_key(void *data, void *end, struct bulkhead_flow_
 	return 0;
 }
 
+/* Whether a frame sent by `side` travels between the MACs the flow is bound
+ * to: its source is mac[side], its destination mac[side ^ 1]. */
+static __always_inline int macs_match(const struct ethhdr *eth, const struct bulkhead_flow_val *v,
+				      __u32 side)
+{
+	const __u8 *src = v->mac[side & 1], *dst = v->mac[(side & 1) ^ 1];
+	int same = 1;
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		same &= (eth->h_source[i] == src[i]) & (eth->h_dest[i] == dst[i]);
+	return same;
+}
+
 /* The fast path: the XDP action for a frame of a fresh offloaded flow, or -1 to
  * hand the frame to the socket. */
 static __always_inline int offload(struct xdp_md *ctx, __u64 generation)
@@ -215,6 +228,9 @@ static __always_inline int offload(struct xdp_md *ctx, __u64 generation)
 		tier_count(BULKHEAD_TIER_STALE, bytes);
 		return -1;
 	}
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end || !macs_match(eth, v, side))
+		return -1;
 	int act;
 	__u32 tier;
 	if (v->action == BULKHEAD_OFFLOAD_FORWARD) {

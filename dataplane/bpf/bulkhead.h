@@ -97,6 +97,10 @@ struct bulkhead_flow_key {
  * counts. Counters are per sender side ([0]: sent by the lo endpoint, [1]: by
  * the hi endpoint) and updated with atomic adds: the two directions arrive on
  * different ports (different NAPI contexts, possibly different CPUs).
+ * A flow is bound to the MACs that opened it: a frame of the flow's addresses
+ * whose source MAC is not mac[its side] or whose destination MAC is not the
+ * other side's is punted (a spoofer, or a quarantined host that changed its
+ * MAC, never rides a live flow).
  */
 struct bulkhead_flow_val {
 	__u64 generation; /* matches bulkhead_generation[0]: fresh; else punt */
@@ -104,7 +108,7 @@ struct bulkhead_flow_val {
 	__u64 bytes[2];
 	__u64 last_seen; /* bpf_ktime_get_ns() of the last packet counted, 0: none */
 	__u32 action;    /* BULKHEAD_OFFLOAD_* */
-	__u32 _pad;
+	__u8 mac[2][6];  /* [lo side's MAC, hi side's MAC] */
 };
 
 /* Shared by the programs of both ports (the loader reuses one map for both).

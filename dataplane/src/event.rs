@@ -122,6 +122,36 @@ pub struct LeaseSeen {
     pub vlan: [u16; 2],
 }
 
+/// What a frame claimed that belongs to another MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoofKind {
+    /// A live flow's addresses from other MACs than the flow's.
+    FlowMac,
+    /// An ICMP error about a tracked flow, not from that flow's hosts.
+    IcmpError,
+}
+
+impl SpoofKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SpoofKind::FlowMac => "flow-mac",
+            SpoofKind::IcmpError => "icmp-error",
+        }
+    }
+}
+
+/// A frame that used addresses another MAC holds: `mac` sent as `ip`, which
+/// `owner` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoofSeen {
+    pub time: u64,
+    pub kind: SpoofKind,
+    pub mac: MacAddr,
+    pub ip: IpAddr,
+    pub owner: MacAddr,
+    pub vlan: [u16; 2],
+}
+
 /// What a worker tells the control plane.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -141,6 +171,8 @@ pub enum Event {
     Arp(ArpSeen),
     /// A DHCP ACK that passed the appliance (UDP 67 -> 68).
     DhcpLease(LeaseSeen),
+    /// A frame that claimed another MAC's addresses.
+    Spoof(SpoofSeen),
 }
 
 /// The worker's end of the event channel: never blocks, counts what it loses.

@@ -16,7 +16,8 @@ const STREAM_PORT: u16 = 5001;
 const SSH_PORT: u16 = 22;
 
 /// Enforce: ping, the stream's port and SSH allowed, the rest denied.
-fn policy(stream_allowed: bool, quarantine_mac: Option<&str>) -> String {
+/// `quarantine`: the quarantined MAC and the management host's (host-b's).
+fn policy(stream_allowed: bool, quarantine: Option<(&str, &str)>) -> String {
     let mut p = String::from(
         "default_mode: enforce\nrules:\n  \
          - { id: 1, src: [any], dst: [any], proto: icmp, action: allow }\n  \
@@ -27,9 +28,9 @@ fn policy(stream_allowed: bool, quarantine_mac: Option<&str>) -> String {
             "  - { id: 3, src: [any], dst: [any], proto: tcp, ports: [5001], action: allow }\n",
         );
     }
-    if let Some(mac) = quarantine_mac {
+    if let Some((mac, mgmt)) = quarantine {
         p.push_str(&format!(
-            "quarantine: [\"{mac}\"]\nmanagement:\n  - {{ cidr: {HOST_B}/32, proto: tcp, ports: [22] }}\n"
+            "quarantine: [\"{mac}\"]\nmanagement:\n  - {{ cidr: {HOST_B}/32, macs: [\"{mgmt}\"], proto: tcp, ports: [22] }}\n"
         ));
     }
     p
@@ -262,9 +263,10 @@ fn a_quarantine_stalls_an_offloaded_stream_within_a_second_but_not_the_managemen
     assert!(before.tier.forwarded_packets > 1000, "{before:?}");
 
     let host_a = mac_of(&t.a, "host-a");
+    let host_b = mac_of(&t.b, "host-b");
     let t0 = Instant::now();
     dut.policy
-        .publish(snapshot(&policy(true, Some(&host_a)), 2));
+        .publish(snapshot(&policy(true, Some((&host_a, &host_b))), 2));
     // Before `publish` returned (before a control thread would answer), the
     // kernel stopped honouring the entries decided under generation 1,
     // whether or not the worker has polled since.

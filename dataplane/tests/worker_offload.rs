@@ -68,8 +68,8 @@ impl Bed {
     fn send(&mut self, port: Port, frame: &[u8]) -> (Tier, bool) {
         self.now += 1000;
         self.kernel.set_clock(self.now);
-        if let Some((key, side)) = kernel_key(frame) {
-            match self.kernel.carry(&key, side, frame.len() as u64) {
+        if let Some((key, side, macs)) = kernel_key(frame) {
+            match self.kernel.carry(&key, side, macs, frame.len() as u64) {
                 Some(OffloadAction::Forward) => return (Tier::Kernel, true),
                 Some(OffloadAction::Drop) => return (Tier::Kernel, false),
                 None => {}
@@ -105,7 +105,9 @@ fn compile(yaml: &str, generation: u64) -> PolicySnapshot {
 
 /// The key the XDP program builds, or `None` for what it always hands up
 /// (TCP SYN/FIN/RST, DNS, non-IP ...), as in `bulkhead.c`.
-fn kernel_key(frame: &[u8]) -> Option<(FlowKey, dataplane::flow::Side)> {
+type Macs = (dataplane::wire::MacAddr, dataplane::wire::MacAddr);
+
+fn kernel_key(frame: &[u8]) -> Option<(FlowKey, dataplane::flow::Side, Macs)> {
     let info = wire::parse(frame).ok()?;
     let L3Info::Ip(ip) = info.l3 else { return None };
     let (s, d) = match ip.l4 {
@@ -121,7 +123,8 @@ fn kernel_key(frame: &[u8]) -> Option<(FlowKey, dataplane::flow::Side)> {
     if s == 53 || d == 53 {
         return None;
     }
-    Some(FlowKey::new(ip.src, ip.dst, ip.proto, s, d, info.vlan))
+    let (key, side) = FlowKey::new(ip.src, ip.dst, ip.proto, s, d, info.vlan);
+    Some((key, side, (info.src_mac, info.dst_mac)))
 }
 
 fn tcp(fwd: bool, flags: &str, payload: &[u8]) -> Vec<u8> {
@@ -338,7 +341,7 @@ fn an_entry_the_kernel_lost_is_installed_again_on_the_next_packet() {
     let mut bed = Bed::new(WorkerConfig::default());
     bed.send(Port::A, &udp(true, 3333, 9000));
     bed.send(Port::B, &udp(false, 3333, 9000));
-    let (key, _) = kernel_key(&udp(true, 3333, 9000)).unwrap();
+    let (key, _, _) = kernel_key(&udp(true, 3333, 9000)).unwrap();
     bed.kernel.evict(&key);
     bed.now += SEC; // past the per-entry recheck interval
     assert_eq!(

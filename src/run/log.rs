@@ -47,6 +47,13 @@ impl FlowLog {
                 format!("deny {}", describe(r))
             }
             Event::WouldDeny(r) => format!("would-deny {}", describe(r)),
+            Event::Spoof(sp) => format!(
+                "spoof ({}): src-mac {} used {}, held by {}",
+                sp.kind.name(),
+                policy::format_mac(sp.mac),
+                sp.ip,
+                policy::format_mac(sp.owner)
+            ),
             Event::Reclassified(r) => {
                 let v = if r.verdict.action == Action::Deny {
                     "deny"
@@ -85,6 +92,7 @@ fn stats_line(s: &WorkerStats, flows: usize) -> String {
     let (a, b, o) = (s.port(Port::A), s.port(Port::B), &s.offload);
     format!(
         "stats: A rx {} tx {}, B rx {} tx {}, flows {} live {} created, drops [{}], events lost {}, \
+         spoofed {}, syns refused {}, \
          tiers: kernel forwarded {} pkts {} B dropped {} pkts {} B, userspace {} pkts {} B, \
          offload entries live {} installed {} removed {} evicted {} full {} invalidated {}",
         a.rx_packets,
@@ -95,6 +103,8 @@ fn stats_line(s: &WorkerStats, flows: usize) -> String {
         s.flows_created,
         drops.join(", "),
         s.events_lost,
+        s.spoofed,
+        s.syn_refused,
         o.tier.forwarded_packets,
         o.tier.forwarded_bytes,
         o.tier.dropped_packets,

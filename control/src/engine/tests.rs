@@ -39,7 +39,7 @@ rules:
   - { id: 20, src: [admin], dst: [any], services: [ssh], action: allow }
   - { id: 30, src: [any], dst: [any], services: [smb], action: deny }
 management:
-  - { cidr: 10.0.3.0/24, services: [ssh] }
+  - { cidr: 10.0.3.0/24, workloads: [admin], services: [ssh] }
 assignment:
   rules:
     - { mac_prefix: "02:00:00:00:01:*", labels: { app: web } }

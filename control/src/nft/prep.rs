@@ -36,6 +36,7 @@ pub(super) struct Rule {
 /// A management exception.
 pub(super) struct Management {
     pub net: IpNet,
+    pub macs: Vec<MacAddr>,
     pub proto: Proto,
     pub ports: Vec<PortRange>,
 }
@@ -167,6 +168,7 @@ impl Prepared {
             .map(|m| {
                 Ok(Management {
                     net: net(&m.cidr)?,
+                    macs: m.macs.iter().map(|t| mac(t)).collect::<Result<_, _>>()?,
                     proto: m.proto,
                     ports: m.ports.clone(),
                 })

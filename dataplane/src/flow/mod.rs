@@ -202,6 +202,37 @@ impl FlowEntry {
         }
     }
 
+    /// The MAC the flow is bound to on `side` of its key: the MAC that side
+    /// used in the flow's first packet.
+    #[inline]
+    pub fn mac_of(&self, side: Side) -> MacAddr {
+        if side == self.orig {
+            self.orig_src_mac
+        } else {
+            self.orig_dst_mac
+        }
+    }
+
+    /// The MACs the flow is bound to, by side of its key: `[lo, hi]` (the
+    /// kernel tier's order).
+    #[inline]
+    pub fn side_macs(&self) -> [MacAddr; 2] {
+        [self.mac_of(Side::Lo), self.mac_of(Side::Hi)]
+    }
+
+    /// Whether a frame sent by `side` from `src` to `dst` belongs to this flow:
+    /// a flow is bound to the MACs that opened it, so a frame with its
+    /// addresses from another MAC (a spoofer, a quarantined host that changed
+    /// its MAC) is not carried by it.
+    #[inline]
+    pub fn macs_match(&self, side: Side, src: MacAddr, dst: MacAddr) -> bool {
+        if side == self.orig {
+            src == self.orig_src_mac && dst == self.orig_dst_mac
+        } else {
+            src == self.orig_dst_mac && dst == self.orig_src_mac
+        }
+    }
+
     /// Packets in both directions.
     #[inline]
     pub fn total_packets(&self) -> u64 {

@@ -119,6 +119,20 @@ fn fin_bit(dir: Dir) -> u8 {
 }
 
 impl FlowEntry {
+    /// Whether a pure SYN (no ACK, no RST) sent in `dir` belongs to this
+    /// entry's connection: a retransmitted SYN of its handshake, or a
+    /// simultaneous open. Any other SYN opens a new connection and must be
+    /// decided as one: it never rides an entry it did not open (an entry
+    /// picked up mid-stream, an established or a closed connection).
+    #[inline]
+    pub fn syn_continues(&self, dir: Dir) -> bool {
+        match self.state {
+            FlowState::SynSent => true,
+            FlowState::SynReceived => dir == Dir::Orig,
+            _ => false,
+        }
+    }
+
     /// Advance the state and the counters of `dir` for one packet of `bytes` bytes
     /// seen at `now` (nanoseconds, the caller's clock).
     ///

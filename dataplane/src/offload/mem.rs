@@ -1,15 +1,16 @@
 //! An in-memory [`OffloadMap`] that plays the kernel: for tests of the worker's
 //! offload decisions without root, and for benchmarks.
 
-use super::{EntryCounters, OffloadAction, OffloadError, OffloadMap, TierCounters};
+use super::{EntryCounters, OffloadAction, OffloadError, OffloadMap, SideMacs, TierCounters};
 use crate::flow::{FlowKey, Side};
+use crate::wire::MacAddr;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
 struct Inner {
     generation: u64,
-    entries: HashMap<FlowKey, (OffloadAction, u64, EntryCounters)>,
+    entries: HashMap<FlowKey, (OffloadAction, u64, EntryCounters, SideMacs)>,
     tier: TierCounters,
     clock: u64,
     capacity: usize,
@@ -37,17 +38,23 @@ impl MemOffloadMap {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What the XDP program would do with a frame of `key` sent by `side`:
-    /// `Some(action)` if a fresh entry carried it (and counted it), `None` if it
-    /// goes to userspace.
-    pub fn carry(&self, key: &FlowKey, side: Side, bytes: u64) -> Option<OffloadAction> {
+    /// What the XDP program would do with a frame of `key` sent by `side`
+    /// from MAC `src` to MAC `dst`: `Some(action)` if a fresh entry carried it
+    /// (and counted it), `None` if it goes to userspace.
+    pub fn carry(
+        &self,
+        key: &FlowKey,
+        side: Side,
+        (src, dst): (MacAddr, MacAddr),
+        bytes: u64,
+    ) -> Option<OffloadAction> {
         let mut g = self.lock();
         let generation = g.generation;
         let clock = g.clock;
         if generation == 0 {
             return None;
         }
-        let Some((action, gen, c)) = g.entries.get_mut(key) else {
+        let Some((action, gen, c, macs)) = g.entries.get_mut(key) else {
             g.tier.punted_packets += 1;
             return None;
         };
@@ -57,6 +64,10 @@ impl MemOffloadMap {
             return None;
         }
         let i = if side == Side::Lo { 0 } else { 1 };
+        if macs[i] != src || macs[1 - i] != dst {
+            g.tier.punted_packets += 1;
+            return None;
+        }
         c.packets[i] += 1;
         c.bytes[i] += bytes;
         c.last_seen_ns = clock.max(1);
@@ -86,7 +97,7 @@ impl MemOffloadMap {
 
     /// The entry for `key`: its action and generation.
     pub fn entry(&self, key: &FlowKey) -> Option<(OffloadAction, u64)> {
-        self.lock().entries.get(key).map(|(a, g, _)| (*a, *g))
+        self.lock().entries.get(key).map(|(a, g, _, _)| (*a, *g))
     }
 
     pub fn len(&self) -> usize {
@@ -112,16 +123,17 @@ impl OffloadMap for MemOffloadMap {
         &mut self,
         key: &FlowKey,
         action: OffloadAction,
+        macs: SideMacs,
         generation: u64,
     ) -> Result<(), OffloadError> {
         self.lock()
             .entries
-            .insert(*key, (action, generation, EntryCounters::default()));
+            .insert(*key, (action, generation, EntryCounters::default(), macs));
         Ok(())
     }
 
     fn lookup(&self, key: &FlowKey) -> Result<Option<EntryCounters>, OffloadError> {
-        Ok(self.lock().entries.get(key).map(|(_, _, c)| *c))
+        Ok(self.lock().entries.get(key).map(|(_, _, c, _)| *c))
     }
 
     fn delete(&mut self, key: &FlowKey) -> Result<(), OffloadError> {

@@ -22,7 +22,13 @@ mod mem;
 pub use mem::MemOffloadMap;
 
 use crate::flow::{FlowKey, Side};
+use crate::wire::MacAddr;
 use std::collections::HashMap;
+
+/// The MACs an offloaded flow is bound to, by side of its key: `[lo, hi]`
+/// ([`crate::flow::FlowEntry::side_macs`]). The kernel carries a frame only
+/// if it travels between them.
+pub type SideMacs = [MacAddr; 2];
 
 /// What the kernel does with an offloaded flow's packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,11 +113,13 @@ pub enum OffloadError {
 pub trait OffloadMap: Send {
     /// Write the current generation (never 0 here; 0 turns the fast path off).
     fn set_generation(&mut self, generation: u64) -> Result<(), OffloadError>;
-    /// Create or overwrite the entry for `key`, with zero counters.
+    /// Create or overwrite the entry for `key`, with zero counters, bound to
+    /// `macs`.
     fn insert(
         &mut self,
         key: &FlowKey,
         action: OffloadAction,
+        macs: SideMacs,
         generation: u64,
     ) -> Result<(), OffloadError>;
     /// The entry's counters; `None` if the map does not hold `key`.
@@ -306,6 +314,7 @@ impl Offloader {
         &mut self,
         key: &FlowKey,
         action: OffloadAction,
+        macs: SideMacs,
         now: u64,
     ) -> Result<Option<KernelDelta>, OffloadError> {
         let existing = self.index.get(key).map(|&i| i as usize);
@@ -321,7 +330,7 @@ impl Offloader {
             // No generation written yet: an entry could never be fresh.
             return Ok(delta);
         }
-        if let Err(e) = self.map.insert(key, action, self.generation) {
+        if let Err(e) = self.map.insert(key, action, macs, self.generation) {
             self.stats.errors += 1;
             if let Some(i) = existing {
                 self.forget(i);

@@ -22,6 +22,7 @@ use prefix_trie::PrefixMap;
 use smallvec::SmallVec;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The reserved group id of `"any"` in rules.
 pub(super) const ANY: u32 = u32::MAX;
@@ -45,16 +46,19 @@ pub(super) struct CompiledRule {
     pub(super) comment: Option<Box<str>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Management {
     pub(super) net: IpNet,
     pub(super) proto: Proto,
     pub(super) ports: Box<[PortRange]>,
+    /// The management hosts: the exception holds only for these MACs.
+    pub(super) macs: Box<[MacAddr]>,
 }
 
 impl Management {
-    fn allows(&self, other: IpAddr, proto: u8, port: u16) -> bool {
-        self.net.contains(&other)
+    fn allows(&self, other_mac: MacAddr, other: IpAddr, proto: u8, port: u16) -> bool {
+        self.macs.contains(&other_mac)
+            && self.net.contains(&other)
             && self.proto.matches(proto)
             && (self.ports.is_empty() || self.ports.iter().any(|r| r.contains(port)))
     }
@@ -68,17 +72,15 @@ pub(super) struct Slot {
     pub(super) len: u32,
 }
 
-/// The compiled policy. Immutable; share it behind an `Arc` (see [`super::SnapshotCell`]).
-pub struct PolicySnapshot {
-    pub(super) generation: u64,
+/// The compiled rule tables: everything a commit rebuilds. Shared between
+/// the snapshots that differ only in their [`Overlay`].
+pub(super) struct RuleTables {
     pub(super) default_mode: Mode,
     pub(super) group_names: Box<[String]>,
     pub(super) sets: Box<[GroupSet]>,
     pub(super) mac_sets: AHashMap<MacAddr, u32>,
     pub(super) v4: PrefixMap<Ipv4Net, u32>,
     pub(super) v6: PrefixMap<Ipv6Net, u32>,
-    pub(super) quarantine: AHashSet<MacAddr>,
-    pub(super) management: Box<[Management]>,
     pub(super) block_v4: PrefixMap<Ipv4Net, ()>,
     pub(super) block_v6: PrefixMap<Ipv6Net, ()>,
     /// Per group id: whether it appears in some rule's src (resp. dst).
@@ -96,14 +98,33 @@ pub struct PolicySnapshot {
     pub(super) rank_of: AHashMap<u32, u32>,
 }
 
+/// What changes without a commit, published on its own with a new
+/// generation: the quarantined MACs and the management exceptions that keep
+/// their channel open. Rebuilding it costs O(its size), not a recompile of
+/// the rules ([`PolicySnapshot::with_quarantine`]).
+#[derive(Debug, Default)]
+pub(super) struct Overlay {
+    pub(super) quarantine: AHashSet<MacAddr>,
+    pub(super) management: Box<[Management]>,
+}
+
+/// The compiled policy: the rule tables and the overlay, with a generation.
+/// Immutable; share it behind an `Arc` (see [`super::SnapshotCell`]).
+pub struct PolicySnapshot {
+    pub(super) generation: u64,
+    pub(super) tables: Arc<RuleTables>,
+    pub(super) overlay: Arc<Overlay>,
+}
+
 impl fmt::Debug for PolicySnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicySnapshot")
             .field("generation", &self.generation)
-            .field("default_mode", &self.default_mode)
-            .field("groups", &self.group_names.len())
-            .field("rules", &self.rules.len())
-            .field("buckets", &self.buckets.len())
+            .field("default_mode", &self.tables.default_mode)
+            .field("groups", &self.tables.group_names.len())
+            .field("rules", &self.tables.rules.len())
+            .field("buckets", &self.tables.buckets.len())
+            .field("quarantined", &self.overlay.quarantine.len())
             .finish_non_exhaustive()
     }
 }
@@ -127,25 +148,49 @@ impl PolicySnapshot {
     pub(super) fn build_empty(generation: u64) -> Self {
         PolicySnapshot {
             generation,
-            default_mode: Mode::Enforce,
-            group_names: Box::default(),
-            sets: Box::default(),
-            mac_sets: AHashMap::new(),
-            v4: PrefixMap::new(),
-            v6: PrefixMap::new(),
-            quarantine: AHashSet::new(),
-            management: Box::default(),
-            block_v4: PrefixMap::new(),
-            block_v6: PrefixMap::new(),
-            used_src: Box::default(),
-            used_dst: Box::default(),
-            buckets: AHashMap::new(),
-            slots: Box::default(),
-            starts: Box::default(),
-            best: Box::default(),
-            rules: Box::default(),
-            rank_of: AHashMap::new(),
+            tables: Arc::new(RuleTables {
+                default_mode: Mode::Enforce,
+                group_names: Box::default(),
+                sets: Box::default(),
+                mac_sets: AHashMap::new(),
+                v4: PrefixMap::new(),
+                v6: PrefixMap::new(),
+                block_v4: PrefixMap::new(),
+                block_v6: PrefixMap::new(),
+                used_src: Box::default(),
+                used_dst: Box::default(),
+                buckets: AHashMap::new(),
+                slots: Box::default(),
+                starts: Box::default(),
+                best: Box::default(),
+                rules: Box::default(),
+                rank_of: AHashMap::new(),
+            }),
+            overlay: Arc::default(),
         }
+    }
+
+    /// This policy with another set of quarantined MACs, as `generation`:
+    /// the rule tables are shared, not rebuilt, so the cost is the set's size.
+    pub fn with_quarantine(
+        &self,
+        quarantine: impl IntoIterator<Item = MacAddr>,
+        generation: u64,
+    ) -> PolicySnapshot {
+        let management = self.overlay.management.clone();
+        PolicySnapshot {
+            generation,
+            tables: self.tables.clone(),
+            overlay: Arc::new(Overlay {
+                quarantine: quarantine.into_iter().collect(),
+                management,
+            }),
+        }
+    }
+
+    /// The quarantined MACs, in no order.
+    pub fn quarantined(&self) -> impl Iterator<Item = MacAddr> + '_ {
+        self.overlay.quarantine.iter().copied()
     }
 
     /// The generation this snapshot was compiled with.
@@ -155,46 +200,46 @@ impl PolicySnapshot {
 
     /// The mode of an endpoint that is in no group.
     pub fn default_mode(&self) -> Mode {
-        self.default_mode
+        self.tables.default_mode
     }
 
     /// The number of rules.
     pub fn rule_count(&self) -> usize {
-        self.rules.len()
+        self.tables.rules.len()
     }
 
     /// The number of groups.
     pub fn group_count(&self) -> usize {
-        self.group_names.len()
+        self.tables.group_names.len()
     }
 
     /// Whether a rule with this id exists.
     pub fn has_rule(&self, id: u32) -> bool {
-        self.rank_of.contains_key(&id)
+        self.tables.rank_of.contains_key(&id)
     }
 
     /// The comment of rule `id`, if it has one.
     pub fn rule_comment(&self, id: u32) -> Option<&str> {
-        let rank = *self.rank_of.get(&id)?;
-        self.rules.get(rank as usize)?.comment.as_deref()
+        let rank = *self.tables.rank_of.get(&id)?;
+        self.tables.rules.get(rank as usize)?.comment.as_deref()
     }
 
     /// The action of rule `id`.
     pub fn rule_action(&self, id: u32) -> Option<Action> {
-        let rank = *self.rank_of.get(&id)?;
-        Some(self.rules.get(rank as usize)?.action)
+        let rank = *self.tables.rank_of.get(&id)?;
+        Some(self.tables.rules.get(rank as usize)?.action)
     }
 
     /// Whether `mac` is quarantined.
     pub fn is_quarantined(&self, mac: MacAddr) -> bool {
-        self.quarantine.contains(&mac)
+        self.overlay.quarantine.contains(&mac)
     }
 
     /// Whether `ip` is in a blocked CIDR.
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(a) => self.block_v4.get_lpm(&Ipv4Net::from(a)).is_some(),
-            IpAddr::V6(a) => self.block_v6.get_lpm(&Ipv6Net::from(a)).is_some(),
+            IpAddr::V4(a) => self.tables.block_v4.get_lpm(&Ipv4Net::from(a)).is_some(),
+            IpAddr::V6(a) => self.tables.block_v6.get_lpm(&Ipv6Net::from(a)).is_some(),
         }
     }
 
@@ -210,7 +255,7 @@ impl PolicySnapshot {
         ids.sort_unstable();
         ids.dedup();
         ids.iter()
-            .filter_map(|&g| self.group_names.get(g as usize).map(String::as_str))
+            .filter_map(|&g| self.tables.group_names.get(g as usize).map(String::as_str))
             .collect()
     }
 
@@ -239,12 +284,12 @@ impl PolicySnapshot {
             would_deny: false,
         };
 
-        if !self.quarantine.is_empty() {
-            let sq = self.quarantine.contains(&q.src_mac);
-            let dq = self.quarantine.contains(&q.dst_mac);
+        if !self.overlay.quarantine.is_empty() {
+            let sq = self.overlay.quarantine.contains(&q.src_mac);
+            let dq = self.overlay.quarantine.contains(&q.dst_mac);
             if sq || dq {
-                let ok = (!sq || self.management_allows(q.dst_ip, q))
-                    && (!dq || self.management_allows(q.src_ip, q));
+                let ok = (!sq || self.management_allows(q.dst_mac, q.dst_ip, q))
+                    && (!dq || self.management_allows(q.src_mac, q.src_ip, q));
                 return if ok {
                     plain(Action::Allow, Reason::Management)
                 } else {
@@ -257,7 +302,7 @@ impl PolicySnapshot {
         }
 
         let rank = self.first_rule(src, dst, q.proto, q.dst_port);
-        match self.rules.get(rank as usize) {
+        match self.tables.rules.get(rank as usize) {
             Some(rule) => {
                 let reason = Reason::Rule(rule.id);
                 match (rule.action, mode) {
@@ -286,25 +331,28 @@ impl PolicySnapshot {
 
     fn endpoint(&self, mac: MacAddr, ip: IpAddr) -> Endpoint {
         let ip = match ip {
-            IpAddr::V4(a) => self.v4.get_lpm(&Ipv4Net::from(a)).map(|(_, &s)| s),
-            IpAddr::V6(a) => self.v6.get_lpm(&Ipv6Net::from(a)).map(|(_, &s)| s),
+            IpAddr::V4(a) => self.tables.v4.get_lpm(&Ipv4Net::from(a)).map(|(_, &s)| s),
+            IpAddr::V6(a) => self.tables.v6.get_lpm(&Ipv6Net::from(a)).map(|(_, &s)| s),
         };
         Endpoint {
-            mac: self.mac_sets.get(&mac).copied(),
+            mac: self.tables.mac_sets.get(&mac).copied(),
             ip,
         }
     }
 
     fn set_ids(&self, set: Option<u32>) -> &[u32] {
-        set.and_then(|s| self.sets.get(s as usize))
+        set.and_then(|s| self.tables.sets.get(s as usize))
             .map_or(&[], |s| &s.ids)
     }
 
     fn mode_of(&self, ep: Endpoint) -> Mode {
-        let m = |s: Option<u32>| s.and_then(|s| self.sets.get(s as usize)).map(|s| s.mode);
+        let m = |s: Option<u32>| {
+            s.and_then(|s| self.tables.sets.get(s as usize))
+                .map(|s| s.mode)
+        };
         match (m(ep.mac), m(ep.ip)) {
-            (None, None) => self.default_mode,
-            (a, b) => a.max(b).unwrap_or(self.default_mode),
+            (None, None) => self.tables.default_mode,
+            (a, b) => a.max(b).unwrap_or(self.tables.default_mode),
         }
     }
 
@@ -325,15 +373,15 @@ impl PolicySnapshot {
 
     /// The rank of the first matching rule, or [`NO_RULE`].
     fn first_rule(&self, src: Endpoint, dst: Endpoint, proto: u8, port: u16) -> u32 {
-        if self.buckets.is_empty() {
+        if self.tables.buckets.is_empty() {
             return NO_RULE;
         }
-        let srcs = self.side_ids(src, &self.used_src);
-        let dsts = self.side_ids(dst, &self.used_dst);
+        let srcs = self.side_ids(src, &self.tables.used_src);
+        let dsts = self.side_ids(dst, &self.tables.used_dst);
         let mut best = NO_RULE;
         for &s in &srcs {
             for &d in &dsts {
-                if let Some(&(off, len)) = self.buckets.get(&bucket_key(s, d)) {
+                if let Some(&(off, len)) = self.tables.buckets.get(&bucket_key(s, d)) {
                     best = best.min(self.bucket_best(off, len, proto, port));
                 }
             }
@@ -342,7 +390,7 @@ impl PolicySnapshot {
     }
 
     fn bucket_best(&self, off: u32, len: u32, proto: u8, port: u16) -> u32 {
-        let Some(slots) = self.slots.get(off as usize..(off + len) as usize) else {
+        let Some(slots) = self.tables.slots.get(off as usize..(off + len) as usize) else {
             return NO_RULE;
         };
         let mut best = NO_RULE;
@@ -359,8 +407,10 @@ impl PolicySnapshot {
 
     fn slot_best(&self, slot: Slot, port: u16) -> u32 {
         let range = slot.off as usize..(slot.off + slot.len) as usize;
-        let (Some(starts), Some(best)) = (self.starts.get(range.clone()), self.best.get(range))
-        else {
+        let (Some(starts), Some(best)) = (
+            self.tables.starts.get(range.clone()),
+            self.tables.best.get(range),
+        ) else {
             return NO_RULE;
         };
         let i = starts.partition_point(|&s| s <= port);
@@ -370,9 +420,48 @@ impl PolicySnapshot {
             .unwrap_or(NO_RULE)
     }
 
-    fn management_allows(&self, other: IpAddr, q: &FlowQuery) -> bool {
-        self.management
+    fn management_allows(&self, other_mac: MacAddr, other: IpAddr, q: &FlowQuery) -> bool {
+        self.overlay
+            .management
             .iter()
-            .any(|m| m.allows(other, q.proto, q.dst_port))
+            .any(|m| m.allows(other_mac, other, q.proto, q.dst_port))
+    }
+
+    /// Whether a frame between `src` and `dst` has a quarantined end.
+    #[inline]
+    pub fn quarantines(&self, src: MacAddr, dst: MacAddr) -> bool {
+        !self.overlay.quarantine.is_empty()
+            && (self.overlay.quarantine.contains(&src) || self.overlay.quarantine.contains(&dst))
+    }
+
+    /// Whether a frame below IP (ARP, IPv6 neighbour discovery) with a
+    /// quarantined end may pass: only between a quarantined host and a
+    /// management host (by MAC), so that the management channel can resolve
+    /// addresses. A broadcast or multicast question from the quarantined host
+    /// passes only if it asks for an address of a management exception
+    /// (`target`); anything else (gratuitous ARP, router advertisements,
+    /// questions to other hosts, answers to them) is cut.
+    pub fn quarantine_l2_allows(&self, src: MacAddr, dst: MacAddr, target: Option<IpAddr>) -> bool {
+        let is_mgmt = |mac: MacAddr| {
+            self.overlay
+                .management
+                .iter()
+                .any(|m| m.macs.contains(&mac))
+        };
+        let (sq, dq) = (
+            self.overlay.quarantine.contains(&src),
+            self.overlay.quarantine.contains(&dst),
+        );
+        if sq && dq {
+            return false;
+        }
+        if dq {
+            return is_mgmt(src);
+        }
+        if dst.is_multicast() {
+            return target
+                .is_some_and(|t| self.overlay.management.iter().any(|m| m.net.contains(&t)));
+        }
+        is_mgmt(dst)
     }
 }

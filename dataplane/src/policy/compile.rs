@@ -6,7 +6,8 @@
 //! intervals with the rank of the first rule covering them (see [`super::classify`]).
 
 use super::classify::{
-    bucket_key, CompiledRule, GroupSet, Management, PolicySnapshot, Slot, ANY, NO_RULE, PROTO_ANY,
+    bucket_key, CompiledRule, GroupSet, Management, Overlay, PolicySnapshot, RuleTables, Slot, ANY,
+    NO_RULE, PROTO_ANY,
 };
 use super::spec::{parse_mac, PolicySpec, PortRange, Proto};
 use super::Mode;
@@ -17,6 +18,7 @@ use prefix_trie::PrefixMap;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// One validation problem: where (`rules[3].dst[0]`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,11 +361,28 @@ impl PolicySnapshot {
                 );
             }
             let ports_ok = ck.ports(m.proto, &m.ports, &format!("management[{i}].ports"));
-            if let (Some(net), true) = (net, ports_ok) {
+            let mut macs = Vec::with_capacity(m.macs.len());
+            for (j, text) in m.macs.iter().enumerate() {
+                match parse_mac(text) {
+                    Some(mac) => macs.push(mac),
+                    None => ck.err(
+                        format!("management[{i}].macs[{j}]"),
+                        format!("invalid MAC {text:?}"),
+                    ),
+                }
+            }
+            if m.macs.is_empty() {
+                ck.err(
+                    format!("management[{i}].macs"),
+                    "name the management hosts' MACs: an exception by address alone lets any host that takes the address through",
+                );
+            }
+            if let (Some(net), true, false) = (net, ports_ok, macs.is_empty()) {
                 management.push(Management {
                     net,
                     proto: m.proto,
                     ports: m.ports.clone().into_boxed_slice(),
+                    macs: macs.into_boxed_slice(),
                 });
             }
         }
@@ -492,24 +511,28 @@ impl PolicySnapshot {
 
         Ok(PolicySnapshot {
             generation,
-            default_mode: spec.default_mode,
-            group_names: names.into_boxed_slice(),
-            sets: interner.sets.into_boxed_slice(),
-            mac_sets,
-            v4,
-            v6,
-            quarantine,
-            management: management.into_boxed_slice(),
-            block_v4,
-            block_v6,
-            used_src: used_src.into_boxed_slice(),
-            used_dst: used_dst.into_boxed_slice(),
-            buckets,
-            slots: slots.into_boxed_slice(),
-            starts: starts.into_boxed_slice(),
-            best: best.into_boxed_slice(),
-            rules: rules.into_boxed_slice(),
-            rank_of,
+            tables: Arc::new(RuleTables {
+                default_mode: spec.default_mode,
+                group_names: names.into_boxed_slice(),
+                sets: interner.sets.into_boxed_slice(),
+                mac_sets,
+                v4,
+                v6,
+                block_v4,
+                block_v6,
+                used_src: used_src.into_boxed_slice(),
+                used_dst: used_dst.into_boxed_slice(),
+                buckets,
+                slots: slots.into_boxed_slice(),
+                starts: starts.into_boxed_slice(),
+                best: best.into_boxed_slice(),
+                rules: rules.into_boxed_slice(),
+                rank_of,
+            }),
+            overlay: Arc::new(Overlay {
+                quarantine,
+                management: management.into_boxed_slice(),
+            }),
         })
     }
 }

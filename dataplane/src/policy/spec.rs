@@ -39,6 +39,7 @@
 //! quarantine: ["02:00:00:00:0f:01"]
 //! management:                    # what may still reach (or be reached by) a quarantined MAC
 //!   - cidr: 10.0.100.0/24
+//!     macs: ["02:00:00:00:64:01"]  # the management hosts, by MAC
 //!     proto: tcp
 //!     ports: [22]
 //! blocklist: [198.51.100.0/24, "2001:db8:bad::/48"]
@@ -114,12 +115,16 @@ pub struct RuleSpec {
     pub comment: Option<String>,
 }
 
-/// A management exception: while quarantined, a MAC may still talk to `cidr` over
-/// `proto` to the given destination ports.
+/// A management exception: while quarantined, a MAC may still talk to the
+/// management hosts (`macs`, at addresses in `cidr`) over `proto` to the
+/// given destination ports. Bound to the hosts' MACs: a host that takes a
+/// management address is not one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagementSpec {
     pub cidr: String,
+    /// The management hosts' MACs (at least one).
+    pub macs: Vec<String>,
     #[serde(default)]
     pub proto: Proto,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -80,7 +80,7 @@ fn quarantine_applies_in_learn_mode_too() {
 #[test]
 fn management_exception_only_from_its_cidr_and_port() {
     let s = snap(&format!(
-        "{BASE}quarantine: ['02:00:00:00:00:02']\nmanagement: [{{cidr: 10.0.100.0/24, proto: tcp, ports: [22]}}]\n"
+        "{BASE}quarantine: ['02:00:00:00:00:02']\nmanagement: [{{cidr: 10.0.100.0/24, macs: ['02:00:00:00:00:09'], proto: tcp, ports: [22]}}]\n"
     ));
     let mgmt = v(Action::Allow, Reason::Management, Mode::Enforce, false);
     let quar = v(Action::Deny, Reason::Quarantine, Mode::Enforce, false);

@@ -50,16 +50,17 @@ fn reference(spec: &PolicySpec, q: &FlowQuery) -> Verdict {
     };
 
     let quarantined = |m: MacAddr| spec.quarantine.iter().any(|s| parse_mac(s) == Some(m));
-    let mgmt = |other: IpAddr| {
+    let mgmt = |other_mac: MacAddr, other: IpAddr| {
         spec.management.iter().any(|m| {
-            net(&m.cidr).contains(&other)
+            m.macs.iter().any(|t| parse_mac(t) == Some(other_mac))
+                && net(&m.cidr).contains(&other)
                 && m.proto.matches(q.proto)
                 && (m.ports.is_empty() || m.ports.iter().any(|r| r.contains(q.dst_port)))
         })
     };
     let (sq, dq) = (quarantined(q.src_mac), quarantined(q.dst_mac));
     if sq || dq {
-        if (!sq || mgmt(q.dst_ip)) && (!dq || mgmt(q.src_ip)) {
+        if (!sq || mgmt(q.dst_mac, q.dst_ip)) && (!dq || mgmt(q.src_mac, q.src_ip)) {
             return verdict(Action::Allow, Reason::Management, false);
         }
         return verdict(Action::Deny, Reason::Quarantine, false);
@@ -251,6 +252,7 @@ fn random_spec(rng: &mut Rng) -> PolicySpec {
             let proto = *rng.pick(&PROTOS);
             spec.management.push(ManagementSpec {
                 cidr: rng.pick(&CIDRS).to_string(),
+                macs: vec![rng.pick(&MACS).to_string()],
                 proto,
                 ports: ports(rng, proto),
             });

@@ -81,7 +81,7 @@ rules:
   - {id: 3, src: [web], dst: [db, dbb], proto: tcp, ports: ['90-80'], action: deny}
   - {id: 4, src: [any, web], dst: [any], action: deny}
 quarantine: [nope]
-management: [{cidr: 300.0.0.0/8, ports: [22]}]
+management: [{cidr: 300.0.0.0/8, macs: ['02:00:00:00:00:09'], ports: [22]}]
 blocklist: [fe80::/200]
 ",
     );

@@ -26,6 +26,14 @@ mod tests;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct MacAddr(pub [u8; 6]);
 
+impl MacAddr {
+    /// A group address (broadcast included): the I/G bit of the first octet.
+    #[inline]
+    pub fn is_multicast(self) -> bool {
+        self.0[0] & 1 != 0
+    }
+}
+
 /// Why a frame could not be parsed. A malformed frame is always one of these, never a panic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -133,6 +141,11 @@ impl TcpFlags {
     #[inline]
     pub fn ack(self) -> bool {
         self.0 & Self::ACK != 0
+    }
+    /// A SYN without ACK or RST: the first segment of a new connection.
+    #[inline]
+    pub fn opens(self) -> bool {
+        self.syn() && !self.ack() && !self.rst()
     }
 }
 

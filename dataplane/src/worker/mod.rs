@@ -16,9 +16,11 @@ pub use stats::{
     DropReason, IoCounters, PortCounters, SocketDrops, StatsBoard, StatsReport, WorkerStats,
 };
 
-use verdict::{decide, opposite, other_port, reclassify};
+use verdict::{decide, opposite, reclassify};
 
-use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, FlowRecord, LeaseSeen};
+use crate::event::{
+    ArpSeen, DnsMessage, EndReason, Event, EventSink, FlowRecord, LeaseSeen, SpoofKind, SpoofSeen,
+};
 use crate::flow::{FlowEntry, FlowKey, FlowTable, Lookup, Side, Timeouts};
 use crate::io::{Desc, IoError, PacketIo, Port};
 use crate::offload::Offloader;
@@ -26,6 +28,7 @@ use crate::policy::{Action, FlowQuery, PolicySnapshot, SnapshotCell, Verdict};
 use crate::wire::{
     self, dhcp, ip_proto, Fragment, IpInfo, L3Info, L4Info, PacketInfo, ParseError, TcpFlags,
 };
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// What to do with frames that are neither IP nor ARP.
@@ -76,6 +79,47 @@ impl Default for WorkerConfig {
 /// neighbour discovery 133-137): passed like ARP, without a flow.
 fn is_icmpv6_control(kind: u8) -> bool {
     matches!(kind, 130..=137 | 143)
+}
+
+/// The fate of a frame with a quarantined end that IP policy does not decide:
+/// ARP, IPv6 neighbour discovery and router messages, MLD, non-IP. They pass
+/// only between the quarantined host and a management host (by MAC), for the
+/// management channel's address resolution. `None` for the rest of IP, which
+/// the classifier decides (quarantine, management exceptions).
+fn quarantined_below_ip(
+    frame: &[u8],
+    info: &PacketInfo,
+    snap: &PolicySnapshot,
+) -> Option<Decision> {
+    let target = match info.l3 {
+        L3Info::Arp(arp) => Some(IpAddr::V4(arp.target_ip)),
+        L3Info::Ip(ref ip) => match ip.l4 {
+            L4Info::IcmpOther { kind, .. }
+                if ip.proto == ip_proto::ICMPV6 && is_icmpv6_control(kind) =>
+            {
+                // Only neighbour solicitations and advertisements; their
+                // target address follows the 8-byte ICMPv6 header.
+                if !matches!(kind, 135 | 136) {
+                    return Some(Err(DropReason::Quarantine));
+                }
+                let at = usize::from(ip.l4_offset) + 8;
+                let target = frame
+                    .get(at..at + 16)
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok());
+                match target {
+                    Some(bytes) => Some(IpAddr::V6(bytes.into())),
+                    None => return Some(Err(DropReason::Quarantine)),
+                }
+            }
+            _ => return None,
+        },
+        L3Info::Other => return Some(Err(DropReason::Quarantine)),
+    };
+    if snap.quarantine_l2_allows(info.src_mac, info.dst_mac, target) {
+        None
+    } else {
+        Some(Err(DropReason::Quarantine))
+    }
 }
 
 /// A received frame between the stages of a batch: parsed, and where its own
@@ -285,6 +329,11 @@ impl Worker {
         let Ok(info) = &p.parsed else {
             return Err(DropReason::Malformed);
         };
+        if snap.quarantines(info.src_mac, info.dst_mac) {
+            if let Some(decision) = quarantined_below_ip(frame, info, snap) {
+                return decision;
+            }
+        }
         match info.l3 {
             L3Info::Arp(arp) => {
                 self.stats.passed_stateless += 1;
@@ -329,9 +378,10 @@ impl Worker {
                 return Ok(());
             }
             L4Info::IcmpError { inner, .. } => {
-                // An error about a flow we track follows that flow's verdict; one
-                // about nothing we know is classified as plain ICMP below.
-                let (key, _) = FlowKey::new(
+                // An error about a flow we track follows that flow's verdict, if
+                // it comes from that flow's hosts; one about nothing we know is
+                // classified as plain ICMP below.
+                let (key, quoted_sender) = FlowKey::new(
                     inner.src,
                     inner.dst,
                     inner.proto,
@@ -339,8 +389,10 @@ impl Worker {
                     inner.dst_port,
                     info.vlan,
                 );
-                if let Some(verdict) = self.related_verdict(&key, snap, now) {
-                    return decide(verdict);
+                if let Some(verdict) =
+                    self.related_verdict(&key, opposite(quoted_sender), info, ip, snap, now)
+                {
+                    return verdict;
                 }
                 (0, 0, None)
             }
@@ -376,6 +428,7 @@ impl Worker {
         let packet = PacketRef {
             info,
             ip,
+            sport,
             dport,
             flags,
             bytes,
@@ -404,29 +457,55 @@ impl Worker {
     ) -> Verdict {
         match self.flows.lookup_hashed(key, hash, now) {
             Lookup::Hit(entry) => {
+                if !entry.macs_match(side, p.info.src_mac, p.info.dst_mac) {
+                    // The flow's addresses from other MACs: never carried by
+                    // the flow, decided on its own (a quarantined MAC is
+                    // refused there) and reported.
+                    let owner = entry.mac_of(side);
+                    self.stats.spoofed += 1;
+                    self.events.emit(Event::Spoof(SpoofSeen {
+                        time: now,
+                        kind: SpoofKind::FlowMac,
+                        mac: p.info.src_mac,
+                        ip: p.ip.src,
+                        owner,
+                        vlan: p.info.vlan,
+                    }));
+                    return snap.classify(&p.query());
+                }
                 if entry.generation != snap.generation() {
                     self.stats.reclassified += 1;
                     reclassify(entry, snap, &mut self.events);
                 }
                 let dir = entry.dir(side);
-                let update = entry.update(dir, p.flags, p.bytes, now);
-                if !update.restart {
-                    if let Some(off) = self.offload.as_mut() {
-                        offload::after_packet(off, entry, now);
+                if p.flags.is_some_and(TcpFlags::opens) && !entry.syn_continues(dir) {
+                    // A SYN opens a new connection: decided as one, it never
+                    // rides an entry it did not open (one picked up
+                    // mid-stream, an established or a closed connection).
+                    // Denied, it is dropped and the entry stays; allowed, it
+                    // replaces the entry.
+                    let verdict = snap.classify(&p.query());
+                    if verdict.action == Action::Deny {
+                        self.stats.syn_refused += 1;
+                        return verdict;
                     }
-                    return entry.verdict;
+                    let old = *entry;
+                    self.flows.remove(key);
+                    offload::end_flow(
+                        self.offload.as_mut(),
+                        &mut self.events,
+                        old,
+                        EndReason::Reused,
+                        now,
+                    );
+                    return self.new_flow(key, side, hash, p, snap, now);
                 }
-                // A SYN reused the 5-tuple of a closed connection: end the old flow
-                // and decide the new one from scratch.
-                let old = *entry;
-                self.flows.remove(key);
-                offload::end_flow(
-                    self.offload.as_mut(),
-                    &mut self.events,
-                    old,
-                    EndReason::Reused,
-                    now,
-                );
+                // (A SYN on a closed entry, `Update::restart`, was handled above.)
+                entry.update(dir, p.flags, p.bytes, now);
+                if let Some(off) = self.offload.as_mut() {
+                    offload::after_packet(off, entry, now);
+                }
+                return entry.verdict;
             }
             Lookup::Expired(old) => {
                 offload::end_flow(
@@ -451,30 +530,17 @@ impl Worker {
         snap: &PolicySnapshot,
         now: u64,
     ) -> Verdict {
-        let (info, ip, dport, flags) = (p.info, p.ip, p.dport, p.flags);
-        let query = FlowQuery {
-            src_mac: info.src_mac,
-            dst_mac: info.dst_mac,
-            src_ip: ip.src,
-            dst_ip: ip.dst,
-            proto: ip.proto,
-            dst_port: dport,
-        };
-        let mut verdict = snap.classify(&query);
+        let (info, flags) = (p.info, p.flags);
+        let mut verdict = snap.classify(&p.query());
         let (mut orig, mut src_mac, mut dst_mac) = (side, info.src_mac, info.dst_mac);
         // A TCP flow picked up mid-stream (no SYN: the appliance restarted, or the
-        // flow was evicted) may be seen first in its reply direction. If policy
-        // denies this direction but allows the reverse, the reverse is the flow.
+        // flow was evicted) may be seen first in its reply direction: from the
+        // server's port to the client's. If policy denies this direction but
+        // allows the client to open a connection to this packet's source port,
+        // the flow is the client's. A SYN is never such a reply, and no later
+        // SYN rides the entry (see `track`).
         if verdict.action == Action::Deny && flags.is_some_and(|f| !f.syn()) {
-            let reverse = FlowQuery {
-                src_mac: info.dst_mac,
-                dst_mac: info.src_mac,
-                src_ip: ip.dst,
-                dst_ip: ip.src,
-                proto: ip.proto,
-                dst_port: other_port(key, side),
-            };
-            let rv = snap.classify(&reverse);
+            let rv = snap.classify(&p.reverse_query());
             if rv.action == Action::Allow {
                 verdict = rv;
                 orig = opposite(side);
@@ -511,20 +577,40 @@ impl Worker {
         verdict
     }
 
-    /// The verdict of the flow an ICMP error is about, if it is tracked.
+    /// The fate of an ICMP error about a tracked flow, sent by `sender` (the
+    /// side of the flow that received the quoted packet); `None` if the flow
+    /// is not tracked. The error must travel between the MACs the flow is
+    /// bound to (a router on the path sends from the flow's next-hop MAC):
+    /// from anywhere else it is a spoof, dropped, whatever the flow's verdict.
     fn related_verdict(
         &mut self,
         key: &FlowKey,
+        sender: Side,
+        info: &PacketInfo,
+        ip: &IpInfo,
         snap: &PolicySnapshot,
         now: u64,
-    ) -> Option<Verdict> {
+    ) -> Option<Decision> {
         match self.flows.lookup(key, now) {
             Lookup::Hit(entry) => {
+                if !entry.macs_match(sender, info.src_mac, info.dst_mac) {
+                    let owner = entry.mac_of(sender);
+                    self.stats.spoofed += 1;
+                    self.events.emit(Event::Spoof(SpoofSeen {
+                        time: now,
+                        kind: SpoofKind::IcmpError,
+                        mac: info.src_mac,
+                        ip: ip.src,
+                        owner,
+                        vlan: info.vlan,
+                    }));
+                    return Some(Err(DropReason::Spoofed));
+                }
                 if entry.generation != snap.generation() {
                     self.stats.reclassified += 1;
                     reclassify(entry, snap, &mut self.events);
                 }
-                Some(entry.verdict)
+                Some(decide(entry.verdict))
             }
             Lookup::Expired(old) => {
                 offload::end_flow(
@@ -591,8 +677,37 @@ impl Worker {
 struct PacketRef<'a> {
     info: &'a PacketInfo,
     ip: &'a IpInfo,
+    /// The source port (the responder's, if this packet is a reply).
+    sport: u16,
     /// The destination port (the responder's, if this packet starts the flow).
     dport: u16,
     flags: Option<TcpFlags>,
     bytes: u32,
+}
+
+impl PacketRef<'_> {
+    /// The packet as the first of a flow, in its own direction.
+    fn query(&self) -> FlowQuery {
+        FlowQuery {
+            src_mac: self.info.src_mac,
+            dst_mac: self.info.dst_mac,
+            src_ip: self.ip.src,
+            dst_ip: self.ip.dst,
+            proto: self.ip.proto,
+            dst_port: self.dport,
+        }
+    }
+
+    /// The packet as a reply: the flow its receiver would have opened to its
+    /// sender's port.
+    fn reverse_query(&self) -> FlowQuery {
+        FlowQuery {
+            src_mac: self.info.dst_mac,
+            dst_mac: self.info.src_mac,
+            src_ip: self.ip.dst,
+            dst_ip: self.ip.src,
+            proto: self.ip.proto,
+            dst_port: self.sport,
+        }
+    }
 }

@@ -97,7 +97,7 @@ pub(crate) fn after_packet(off: &mut Offloader, e: &mut FlowEntry, now: u64) {
                     Ok(None) | Err(_) => return,
                 }
             }
-            match off.install(&e.key, action, now) {
+            match off.install(&e.key, action, e.side_macs(), now) {
                 Ok(delta) => {
                     if let Some(d) = delta {
                         merge(e, &d, now);

@@ -23,10 +23,13 @@ pub enum DropReason {
     NonIp,
     /// The peer port's transmit ring was full.
     TxFull,
+    /// The frame claimed addresses another MAC holds (an ICMP error about a
+    /// flow, not from that flow's hosts).
+    Spoofed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Malformed,
         DropReason::RuleDeny,
         DropReason::DefaultDeny,
@@ -35,6 +38,7 @@ impl DropReason {
         DropReason::Fragment,
         DropReason::NonIp,
         DropReason::TxFull,
+        DropReason::Spoofed,
     ];
 
     /// The drop reason for a deny verdict's reason.
@@ -57,6 +61,7 @@ impl DropReason {
             DropReason::Fragment => "fragment",
             DropReason::NonIp => "non-ip",
             DropReason::TxFull => "tx-full",
+            DropReason::Spoofed => "spoofed",
         }
     }
 
@@ -87,6 +92,12 @@ pub struct WorkerStats {
     pub passed_stateless: u64,
     /// Events dropped because the channel was full.
     pub events_lost: u64,
+    /// Frames with a live flow's addresses from other MACs than the flow's
+    /// (decided on their own, never carried by the flow).
+    pub spoofed: u64,
+    /// SYNs refused on an entry they did not open (a crafted entry, or an
+    /// established flow the policy allows only the other way).
+    pub syn_refused: u64,
     /// The kernel tier (zero without one): what it carried, its entries.
     pub offload: OffloadStats,
 }
@@ -119,6 +130,8 @@ impl WorkerStats {
         self.reclassified += o.reclassified;
         self.passed_stateless += o.passed_stateless;
         self.events_lost += o.events_lost;
+        self.spoofed += o.spoofed;
+        self.syn_refused += o.syn_refused;
         self.offload.merge(&o.offload);
     }
 

@@ -2,7 +2,7 @@
 
 use super::{Decision, DropReason};
 use crate::event::{Event, EventSink, FlowRecord};
-use crate::flow::{FlowEntry, FlowKey, Side};
+use crate::flow::{FlowEntry, Side};
 use crate::policy::{Action, FlowQuery, PolicySnapshot, Verdict};
 
 pub(super) fn decide(verdict: Verdict) -> Decision {
@@ -16,14 +16,6 @@ pub(super) fn opposite(side: Side) -> Side {
     match side {
         Side::Lo => Side::Hi,
         Side::Hi => Side::Lo,
-    }
-}
-
-/// The port of the endpoint that did not send this packet.
-pub(super) fn other_port(key: &FlowKey, side: Side) -> u16 {
-    match side {
-        Side::Lo => key.port_hi,
-        Side::Hi => key.port_lo,
     }
 }
 

@@ -523,3 +523,81 @@ pub fn packet_socket(dev: &str) -> (std::os::fd::OwnedFd, i32) {
         (fd, ifindex)
     }
 }
+
+/// Write each of `frames` out of `dev` in namespace `ns`, 2 ms apart.
+pub fn send_frames(ns: &str, dev: &'static str, frames: Vec<Vec<u8>>) {
+    in_netns(ns, move || {
+        let (fd, _) = packet_socket(dev);
+        for frame in &frames {
+            // SAFETY: the buffer is valid for its length; the socket is bound.
+            let n = unsafe {
+                libc::send(
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                )
+            };
+            assert_eq!(n, frame.len() as isize, "send a frame on {dev}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+}
+
+/// Every frame that arrives on a host's veth from when it is opened.
+pub struct Sniffer(std::os::fd::OwnedFd);
+
+impl Sniffer {
+    pub fn open(ns: &str, dev: &'static str) -> Sniffer {
+        let fd = in_netns(ns, move || packet_socket(dev).0)
+            .join()
+            .unwrap()
+            .unwrap();
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 50_000,
+        };
+        // SAFETY: setsockopt with a pointer to a live timeval of the stated size.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVTIMEO");
+        Sniffer(fd)
+    }
+
+    /// How many received frames (incoming only) satisfy `want`, reading for `wait`.
+    pub fn count(&self, wait: Duration, want: impl Fn(&[u8]) -> bool) -> usize {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 2048];
+        let mut n = 0;
+        while Instant::now() < deadline {
+            // SAFETY: sockaddr_ll and the buffer are live and sized as passed.
+            let (len, pkttype) = unsafe {
+                let mut from: libc::sockaddr_ll = std::mem::zeroed();
+                let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                let len = libc::recvfrom(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.0),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut from_len,
+                );
+                (len, from.sll_pkttype)
+            };
+            if len > 0 && pkttype != libc::PACKET_OUTGOING && want(&buf[..len as usize]) {
+                n += 1;
+            }
+        }
+        n
+    }
+}

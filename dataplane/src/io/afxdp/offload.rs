@@ -11,7 +11,9 @@
 
 use super::sys;
 use crate::flow::FlowKey;
-use crate::offload::{EntryCounters, OffloadAction, OffloadError, OffloadMap, TierCounters};
+use crate::offload::{
+    EntryCounters, OffloadAction, OffloadError, OffloadMap, SideMacs, TierCounters,
+};
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use std::path::{Path, PathBuf};
 
@@ -42,7 +44,8 @@ pub(crate) struct BpfFlowValue {
     pub bytes: [u64; 2],
     pub last_seen: u64,
     pub action: u32,
-    pub _pad: u32,
+    /// `[lo side's MAC, hi side's MAC]`: the frames the entry carries.
+    pub mac: [[u8; 6]; 2],
 }
 
 /// `struct bulkhead_tier_count`.
@@ -286,6 +289,7 @@ impl OffloadMap for XdpOffloadMap {
         &mut self,
         key: &FlowKey,
         action: OffloadAction,
+        macs: SideMacs,
         generation: u64,
     ) -> Result<(), OffloadError> {
         let value = BpfFlowValue {
@@ -294,6 +298,7 @@ impl OffloadMap for XdpOffloadMap {
                 OffloadAction::Forward => ACTION_FORWARD,
                 OffloadAction::Drop => ACTION_DROP,
             },
+            mac: macs.map(|m| m.0),
             ..BpfFlowValue::default()
         };
         self.flows

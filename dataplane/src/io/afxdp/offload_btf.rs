@@ -105,7 +105,7 @@ fn layouts_match_the_programs_btf() {
             ("bytes", offset_of!(BpfFlowValue, bytes)),
             ("last_seen", offset_of!(BpfFlowValue, last_seen)),
             ("action", offset_of!(BpfFlowValue, action)),
-            ("_pad", offset_of!(BpfFlowValue, _pad)),
+            ("mac", offset_of!(BpfFlowValue, mac)),
         ],
     );
     expect(
