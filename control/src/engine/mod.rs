@@ -64,8 +64,11 @@ impl Default for EngineConfig {
 /// The live state as last published, for readers that must not wait on the thread.
 #[derive(Debug, Clone)]
 pub struct LiveView {
-    /// The live version plus learned workloads and the quarantines in force.
+    /// The live version plus learned workloads (its `quarantine` list is the
+    /// live version's own; [`LiveView::quarantines`] is what is in force).
     pub model: Arc<Model>,
+    /// The quarantines in force: the policy's and the commands'.
+    pub quarantines: Arc<Vec<crate::model::Quarantine>>,
     pub version: Version,
     pub generation: u64,
 }
@@ -200,6 +203,7 @@ impl Engine {
         };
         let placeholder = LiveView {
             model: Arc::new(Model::default()),
+            quarantines: Arc::default(),
             version,
             generation: 0,
         };

@@ -28,9 +28,13 @@ pub(super) struct State {
     version: Version,
     /// The live version as committed.
     live: Model,
-    /// What is compiled: `live` + learned workloads + the quarantines in force.
-    /// Shared with the published [`LiveView`]; changed copy-on-write.
+    /// What is compiled: `live` + learned workloads. Shared with the published
+    /// [`LiveView`]; changed copy-on-write.
     effective: Arc<Model>,
+    /// The quarantines in force (the store's), published as the snapshot's
+    /// overlay: a quarantine or a release swaps the overlay, it never
+    /// recompiles the rules nor copies the model.
+    quarantines: Arc<Vec<Quarantine>>,
     generation: u64,
     learned: usize,
     hits: BTreeMap<u32, RuleHits>,
@@ -124,6 +128,7 @@ impl State {
             // As live already: learned workloads keep the labels they were stored with.
             live: live.clone(),
             effective: Arc::new(effective),
+            quarantines: Arc::default(),
             generation: 0,
             learned,
             hits: BTreeMap::new(),
@@ -133,14 +138,14 @@ impl State {
         };
         let effective = state.effective_for(&live)?;
         state.reconcile_quarantines(&live, version, "bootstrap")?;
+        state.refresh_quarantines()?;
         state.adopt(version, live, effective);
         Ok(state)
     }
 
-    /// The effective model `model` would have as the live version: it, the
-    /// learned workloads it does not declare (relabelled if its assignment rules
-    /// differ), and its own quarantine list followed by the command quarantines
-    /// in force. Its own entries come first, so problems point at them.
+    /// The effective model `model` would have as the live version: it and the
+    /// learned workloads it does not declare (relabelled if its assignment
+    /// rules differ). Its own entries come first, so problems point at them.
     fn effective_for(&self, model: &Model) -> Result<Model, StoreError> {
         let mut effective = model.clone();
         for w in self.effective.workloads.iter() {
@@ -151,12 +156,6 @@ impl State {
         }
         if model.assignment != self.live.assignment {
             effective.reassign_observed();
-        }
-        let listed = listed_macs(model);
-        for a in self.store.active_quarantines()? {
-            if a.source == QuarantineSource::Command && !listed.contains(&a.mac) {
-                effective.quarantine.push(quarantine_entry(a));
-            }
         }
         Ok(effective)
     }
@@ -207,34 +206,57 @@ impl State {
         self.version = version;
     }
 
-    /// Copies the quarantines in force into the effective model.
+    /// Reads the quarantines in force from the store.
     fn refresh_quarantines(&mut self) -> Result<(), StoreError> {
         let active = self.store.active_quarantines()?;
-        Arc::make_mut(&mut self.effective).quarantine =
-            active.into_iter().map(quarantine_entry).collect();
+        let old = std::mem::replace(
+            &mut self.quarantines,
+            Arc::new(active.into_iter().map(quarantine_entry).collect()),
+        );
+        self.garbage.push(Box::new(old));
         Ok(())
+    }
+
+    /// The quarantined MACs, as the snapshot's overlay holds them.
+    fn quarantined_macs(&self) -> Vec<MacAddr> {
+        self.quarantines
+            .iter()
+            .filter_map(|q| parse_mac(&q.mac))
+            .collect()
     }
 
     /// Compiles the effective model and publishes it with the next generation.
     pub(super) fn publish(&mut self) -> Result<u64, ControlError> {
+        let generation = self.generation + 1;
         let compiled = compile(&self.effective).map_err(ControlError::Invalid)?;
-        let snapshot = compiled
-            .snapshot(self.generation + 1)
-            .map_err(compile_err)?;
-        Ok(self.install(snapshot))
+        let snapshot = compiled.snapshot(generation).map_err(compile_err)?;
+        self.garbage.push(Box::new(compiled));
+        self.dirty_since = None;
+        Ok(self.install(snapshot.with_quarantine(self.quarantined_macs(), generation)))
     }
 
-    /// Publishes a snapshot compiled from the effective model.
+    /// Publishes the live rule tables with the quarantines in force as the
+    /// next generation: O(quarantined MACs), the rules are shared.
+    fn publish_overlay(&mut self) -> u64 {
+        let generation = self.generation + 1;
+        let snapshot = self
+            .cell
+            .load()
+            .with_quarantine(self.quarantined_macs(), generation);
+        self.install(snapshot)
+    }
+
+    /// Publishes a snapshot of the effective model and the quarantines in force.
     fn install(&mut self, snapshot: PolicySnapshot) -> u64 {
         let generation = snapshot.generation();
         let old = self.cell.replace(snapshot);
         self.garbage.push(Box::new(old));
         self.generation = generation;
-        self.dirty_since = None;
         self.shared.generation.store(generation, Ordering::Relaxed);
         self.shared.publishes.fetch_add(1, Ordering::Relaxed);
         let old = self.shared.view.swap(Arc::new(LiveView {
             model: self.effective.clone(),
+            quarantines: self.quarantines.clone(),
             version: self.version,
             generation,
         }));
@@ -335,10 +357,10 @@ impl State {
         }
     }
 
-    /// The quarantines in force changed: into the effective model, out to the workers.
+    /// The quarantines in force changed: out to the workers, in the overlay.
     fn republish_quarantines(&mut self) -> Result<(), ControlError> {
         self.refresh_quarantines().map_err(store_err)?;
-        self.publish()?;
+        self.publish_overlay();
         Ok(())
     }
 
@@ -409,17 +431,18 @@ impl State {
         let started = Instant::now();
         let effective = self.effective_for(&model).map_err(store_err)?;
         let compiled = compile(&effective)?;
-        let snapshot = compiled
-            .snapshot(self.generation + 1)
-            .map_err(compile_err)?;
+        let generation = self.generation + 1;
+        let snapshot = compiled.snapshot(generation).map_err(compile_err)?;
         let compiled_rules = snapshot.rule_count();
         let version =
             persist(&mut self.store, &model, compiled.rules.compiled_len()).map_err(store_err)?;
         self.garbage.push(Box::new(compiled));
         self.reconcile_quarantines(&model, version, actor)
             .map_err(store_err)?;
+        self.refresh_quarantines().map_err(store_err)?;
         self.adopt(version, model, effective);
-        let generation = self.install(snapshot);
+        self.dirty_since = None;
+        let generation = self.install(snapshot.with_quarantine(self.quarantined_macs(), generation));
         Ok(CommitOutcome {
             version: version.0,
             generation,

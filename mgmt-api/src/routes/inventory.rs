@@ -5,6 +5,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::{Caller, Shared};
 use axum::extract::{Path, State};
 use axum::Json;
+use control::engine::LiveView;
 use control::model::{Model, Scalar, ServiceDef};
 use control::validate::Members;
 use dataplane::policy::{format_mac, parse_mac, Action, Mode};
@@ -117,17 +118,17 @@ fn memberships(model: &Model) -> HashMap<usize, Vec<String>> {
     out
 }
 
-fn quarantines(model: &Model) -> HashMap<MacAddr, Option<String>> {
-    model
-        .quarantine
+fn quarantines(view: &LiveView) -> HashMap<MacAddr, Option<String>> {
+    view.quarantines
         .iter()
         .filter_map(|q| Some((parse_mac(&q.mac)?, q.reason.clone())))
         .collect()
 }
 
-fn workload_views(model: &Model) -> Vec<WorkloadView> {
+fn workload_views(view: &LiveView) -> Vec<WorkloadView> {
+    let model = &view.model;
     let groups = memberships(model);
-    let quarantined = quarantines(model);
+    let quarantined = quarantines(view);
     model
         .workloads
         .iter()
@@ -158,7 +159,7 @@ fn workload_views(model: &Model) -> Vec<WorkloadView> {
 #[utoipa::path(get, path = "/api/v1/workloads", tag = "inventory",
     responses((status = 200, body = Vec<WorkloadView>), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn list_workloads(State(st): State<Shared>, _c: Caller) -> Json<Vec<WorkloadView>> {
-    Json(workload_views(&st.control.view().model))
+    Json(workload_views(&st.control.view()))
 }
 
 /// One workload, by MAC.
@@ -172,7 +173,7 @@ pub async fn get_workload(
     Path(mac): Path<String>,
 ) -> ApiResult<Json<WorkloadView>> {
     let wanted = format_mac(mac_param(&mac, "mac")?);
-    workload_views(&st.control.view().model)
+    workload_views(&st.control.view())
         .into_iter()
         .find(|w| w.mac == wanted)
         .map(Json)
