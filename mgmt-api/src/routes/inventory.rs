@@ -3,7 +3,8 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::{Caller, Shared};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::Json;
 use control::model::{Model, Scalar, ServiceDef};
 use control::validate::Members;
@@ -125,6 +126,20 @@ pub fn mac_param(text: &str, field: &str) -> ApiResult<MacAddr> {
         })
 }
 
+/// The `{mac}` of a path as text; a path segment that cannot be read (not
+/// UTF-8 once decoded) is a 400 naming `mac` like any other malformed MAC.
+pub struct MacSegment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for MacSegment {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(text)) => Ok(MacSegment(text)),
+            Err(e) => Err(ApiError::bad_request(format!("invalid MAC address: {e}")).field("mac")),
+        }
+    }
+}
+
 /// Group names by workload index.
 fn memberships(model: &Model) -> HashMap<usize, Vec<String>> {
     let mut out: HashMap<usize, Vec<String>> = HashMap::new();
@@ -192,7 +207,7 @@ pub async fn list_workloads(State(st): State<Shared>, _c: Caller) -> Json<Vec<Wo
 pub async fn get_workload(
     State(st): State<Shared>,
     _c: Caller,
-    Path(mac): Path<String>,
+    MacSegment(mac): MacSegment,
 ) -> ApiResult<Json<WorkloadView>> {
     let wanted = format_mac(mac_param(&mac, "mac")?);
     workload_views(&st.control.view().model)

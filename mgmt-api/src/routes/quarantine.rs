@@ -1,11 +1,11 @@
 //! Quarantine by MAC: the list in force, quarantine, release, history.
 
-use super::inventory::mac_param;
+use super::inventory::{mac_param, MacSegment};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ApiJson;
 use crate::state::{Caller, Shared};
 use crate::token::Role;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use control::store::{ActiveQuarantine, QuarantineAction, QuarantineEvent, QuarantineSource};
 use serde::{Deserialize, Serialize};
@@ -178,7 +178,7 @@ pub async fn add(
 pub async fn release(
     State(st): State<Shared>,
     c: Caller,
-    Path(mac): Path<String>,
+    MacSegment(mac): MacSegment,
 ) -> ApiResult<Json<ReleaseResult>> {
     c.require(Role::Operator)?;
     let mac = mac_param(&mac, "mac")?;

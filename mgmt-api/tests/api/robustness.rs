@@ -307,6 +307,17 @@ fn a_malformed_mac_is_a_400_naming_the_field_wherever_it_is() {
         );
         assert_eq!(error(resp, 400)["field"], "mac", "{mac:?}");
     }
+    // Not UTF-8 once decoded: the same answer.
+    for (method, path) in [
+        (Method::GET, "/api/v1/workloads/%C0%AF"),
+        (Method::DELETE, "/api/v1/quarantine/%FF%FE"),
+    ] {
+        let resp = bed
+            .req(method.clone(), path, &bed.admin)
+            .send()
+            .expect("request");
+        assert_eq!(error(resp, 400)["field"], "mac", "{method} {path}");
+    }
     // Nothing was quarantined by any of them.
     let list = crate::common::json(bed.get("/api/v1/quarantine", &bed.viewer), 200);
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
