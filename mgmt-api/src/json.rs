@@ -8,6 +8,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// A JSON body, parsed into `T`.
 pub struct ApiJson<T>(pub T);
@@ -65,6 +66,23 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// A non-negative integer as JSON Schema counts them: `4304` or `4304.0`
+/// (a number with no fraction is an integer there; serde takes only the
+/// first). Floats only up to 2^53, where every integer is exact.
+pub fn integral_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(v) = n.as_u64() {
+        return Ok(v);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f) => Ok(f as u64),
+        _ => Err(D::Error::custom(format!(
+            "invalid value: {n}, expected a non-negative integer"
+        ))),
+    }
+}
+
 impl<T: DeserializeOwned> FromRequest<Shared> for ApiJson<T> {
     type Rejection = ApiError;
 
@@ -111,5 +129,30 @@ mod tests {
         assert_eq!(e.body.code, "bad_request");
         let e = parse::<Body>(br#"{"mac": "x", "items": [], "x": 1}"#).expect_err("unknown");
         assert!(e.body.message.contains("unknown field"), "{e:?}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Version {
+        #[serde(deserialize_with = "integral_u64")]
+        v: u64,
+    }
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction() {
+        for (text, want) in [
+            ("4304", Some(4304)),
+            ("4304.0", Some(4304)),
+            ("4.304e3", Some(4304)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("4304.5", None),
+            ("-1", None),
+            ("-1.0", None),
+            ("1e300", None),
+            ("18446744073709551616", None),
+            ("\"1\"", None),
+        ] {
+            let got = parse::<Version>(format!("{{\"v\": {text}}}").as_bytes()).ok();
+            assert_eq!(got.map(|v| v.v), want, "{text}");
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! The layers around the handlers:
-//! - [`guard`] (API routes that need a token): the per-IP block, bearer
-//!   authentication, and the audit trail of every mutating call;
+//! - [`guard`] (API routes that need a token): bearer authentication with
+//!   failed attempts limited per address, and the audit trail of every
+//!   mutating call;
 //! - [`outer`] (everything): error bodies in the one JSON shape whatever
 //!   produced them, security headers, and request counting for `/metrics`.
 
 use crate::error::{ApiError, ErrorBody};
 use crate::json::{declared_too_large, read_body};
+use crate::limit::Verdict;
 use crate::state::{Caller, Shared, StatusLabel};
 use crate::token::{self, Role};
 use axum::body::Body;
@@ -60,20 +62,14 @@ pub fn credentials(req: &Request) -> (IpAddr, Option<String>) {
     (peer_ip(req), bearer(req).map(str::to_string))
 }
 
-/// Authenticates with the per-IP block in front; see the module docs.
+/// Authenticates: the token is checked first (against every active hash, in
+/// constant time), so a valid token is never refused because of earlier
+/// failures from its address; only failures go to the limiter, which answers
+/// 401 within the address's budget and 429 (with `Retry-After`) past it.
 pub async fn authenticate(
     st: &Shared,
     (ip, presented): (IpAddr, Option<String>),
 ) -> Result<Caller, ApiError> {
-    if let Some(secs) = st.limiter.blocked(ip, Instant::now()) {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many failed authentication attempts from {ip}; retry in {secs} s"),
-        );
-        e.retry_after = Some(secs);
-        return Err(e);
-    }
     let Some(presented) = presented else {
         return Err(ApiError::unauthorized(
             "a bearer token is needed (Authorization: Bearer bh_...)",
@@ -93,16 +89,34 @@ pub async fn authenticate(
     } else {
         None
     };
-    match found {
-        Some(caller) => Ok(caller),
-        None => {
-            let f = st.limiter.fail(ip, Instant::now());
+    if let Some(caller) = found {
+        return Ok(caller);
+    }
+    match st.limiter.fail(ip, Instant::now()) {
+        Verdict::Counted { count, blocked } => {
+            // At most `max_failures` lines per address and window: the
+            // refused ones past the budget are only counted (`/metrics`).
             println!(
-                "api: authentication failed from {ip} ({} in the current window){}",
-                f.count,
-                if f.blocked { "; address blocked" } else { "" }
+                "api: authentication failed from {ip} ({count} in the current window){}",
+                if blocked {
+                    "; further failures from this address are refused for a while"
+                } else {
+                    ""
+                }
             );
             Err(ApiError::unauthorized("invalid or revoked token"))
+        }
+        Verdict::Refused { retry_after } => {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many failed authentication attempts from {ip}; \
+                     invalid tokens are refused for {retry_after} s more"
+                ),
+            );
+            e.retry_after = Some(retry_after);
+            Err(e)
         }
     }
 }

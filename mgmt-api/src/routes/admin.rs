@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// 1 to 64 characters from `a-z A-Z 0-9 . _ - @`.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     pub name: String,
     pub role: Role,
 }
@@ -71,8 +72,10 @@ impl From<AuditEntry> for AuditView {
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 pub struct AuditQuery {
-    /// At most this many entries (default 100, at most 1000).
-    pub limit: Option<usize>,
+    /// At most this many entries (default 100; 0 is taken as 1, anything
+    /// over 1000 as 1000).
+    #[param(value_type = Option<usize>, minimum = 0)]
+    pub limit: Option<String>,
     /// Only entries with an id below this one (the next page).
     pub before: Option<i64>,
 }
@@ -128,7 +131,7 @@ pub async fn create_token(
 
 /// Revokes a token (admin): it stops working at once.
 #[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "admin",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9._@-]{1,64}$")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_token(
     State(st): State<Shared>,
@@ -155,7 +158,19 @@ pub async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditView>>> {
     c.require(Role::Admin)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = match q.limit.as_deref() {
+        None => 100,
+        // Any count of digits: a number too large for u64 is over 1000 all the same.
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            n.parse::<usize>().unwrap_or(usize::MAX).clamp(1, 1000)
+        }
+        Some(n) => {
+            return Err(
+                ApiError::bad_request(format!("limit {n:?} is not a non-negative integer"))
+                    .field("limit"),
+            )
+        }
+    };
     let entries = st
         .store(move |s| Ok(s.audit_entries(limit, q.before)?))
         .await?;

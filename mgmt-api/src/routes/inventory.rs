@@ -3,7 +3,8 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::{Caller, Shared};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::Json;
 use control::engine::LiveView;
 use control::model::{Model, Scalar, ServiceDef};
@@ -85,7 +86,7 @@ pub struct RuleView {
     pub src: Vec<String>,
     pub dst: Vec<String>,
     /// Service names, or inline `{proto, ports}`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::doc::ServiceRef>)]
     pub services: Vec<serde_json::Value>,
     #[schema(value_type = String, example = "allow")]
     pub action: Action,
@@ -94,14 +95,50 @@ pub struct RuleView {
     pub hits: HitsView,
 }
 
+/// Whether `text` is a MAC as the API takes it ([`super::doc::MAC_PATTERN`]):
+/// six pairs of hex digits, all separated by `:` or all by `-`; nothing
+/// around them.
+fn mac_syntax(text: &str) -> bool {
+    let b = text.as_bytes();
+    let Some(&sep) = b.get(2) else {
+        return false;
+    };
+    b.len() == 17
+        && (sep == b':' || sep == b'-')
+        && b.iter().enumerate().all(|(i, &c)| {
+            if i % 3 == 2 {
+                c == sep
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
 /// Parses a MAC from a request, or 400 with `field`.
 pub fn mac_param(text: &str, field: &str) -> ApiResult<MacAddr> {
-    parse_mac(text).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "invalid MAC address {text:?} (expected e.g. 02:00:00:00:01:0a)"
-        ))
-        .field(field)
-    })
+    mac_syntax(text)
+        .then(|| parse_mac(text))
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid MAC address {text:?} (expected e.g. 02:00:00:00:01:0a or 02-00-00-00-01-0a)"
+            ))
+            .field(field)
+        })
+}
+
+/// The `{mac}` of a path as text; a path segment that cannot be read (not
+/// UTF-8 once decoded) is a 400 naming `mac` like any other malformed MAC.
+pub struct MacSegment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for MacSegment {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(text)) => Ok(MacSegment(text)),
+            Err(e) => Err(ApiError::bad_request(format!("invalid MAC address: {e}")).field("mac")),
+        }
+    }
 }
 
 /// Group names by workload index.
@@ -164,13 +201,14 @@ pub async fn list_workloads(State(st): State<Shared>, _c: Caller) -> Json<Vec<Wo
 
 /// One workload, by MAC.
 #[utoipa::path(get, path = "/api/v1/workloads/{mac}", tag = "inventory",
-    params(("mac" = String, Path, description = "e.g. 02:00:00:00:01:0a")),
+    params(("mac" = String, Path, description = "e.g. 02:00:00:00:01:0a or 02-00-00-00-01-0a",
+        pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){5}$")),
     responses((status = 200, body = WorkloadView), (status = 400, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_workload(
     State(st): State<Shared>,
     _c: Caller,
-    Path(mac): Path<String>,
+    MacSegment(mac): MacSegment,
 ) -> ApiResult<Json<WorkloadView>> {
     let wanted = format_mac(mac_param(&mac, "mac")?);
     workload_views(&st.control.view())

@@ -2,6 +2,7 @@
 //! the OpenAPI document is built from the same list as the router.
 
 pub mod admin;
+pub mod doc;
 pub mod inventory;
 pub mod policy;
 pub mod quarantine;
@@ -85,10 +86,12 @@ pub fn api(state: Shared) -> (Router<Shared>, utoipa::openapi::OpenApi) {
             state,
             middleware::guard,
         ));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(protected)
         .routes(routes!(status::health))
-        .split_for_parts()
+        .split_for_parts();
+    doc::CommonResponses.modify(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document as served (pretty JSON).

@@ -1,5 +1,6 @@
 //! The policy's draft, diff, commit, versions and rollback.
 
+use super::doc::PolicyModel;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ApiJson;
 use crate::state::{Caller, Shared};
@@ -102,8 +103,9 @@ impl From<VersionInfo> for VersionView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitRequest {
-    /// Why; kept with the version.
+    /// Why; kept with the version. At most 4096 characters.
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub comment: String,
 }
 
@@ -111,16 +113,17 @@ pub struct CommitRequest {
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The version whose policy becomes live again (as a new version).
+    #[serde(deserialize_with = "crate::json::integral_u64")]
     pub version: u64,
 }
 
-/// The longest commit comment kept.
+/// The longest commit comment kept, in characters.
 const MAX_COMMENT: usize = 4096;
 
 /// The draft, or the live policy when there is no draft (the policy model,
 /// as in a policy file).
 #[utoipa::path(get, path = "/api/v1/policy/draft", tag = "policy",
-    responses((status = 200, description = "the policy model", body = Object)))]
+    responses((status = 200, description = "the policy model", body = PolicyModel)))]
 pub async fn get_draft(State(st): State<Shared>, _c: Caller) -> ApiResult<Json<Model>> {
     Ok(Json(st.control(|h| h.draft()).await?))
 }
@@ -128,7 +131,7 @@ pub async fn get_draft(State(st): State<Shared>, _c: Caller) -> ApiResult<Json<M
 /// Replaces the draft (admin). The model is validated: every problem is in
 /// the message, the first one's path in `field`.
 #[utoipa::path(put, path = "/api/v1/policy/draft", tag = "policy",
-    request_body(content = Object, description = "the policy model", content_type = "application/json"),
+    request_body(content = PolicyModel, description = "the policy model", content_type = "application/json"),
     responses((status = 200, body = DiffView), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_draft(
@@ -160,18 +163,19 @@ pub async fn get_diff(State(st): State<Shared>, _c: Caller) -> ApiResult<Json<Di
 #[utoipa::path(post, path = "/api/v1/policy/commit", tag = "policy",
     request_body = CommitRequest,
     responses((status = 200, body = CommitView), (status = 403, body = ErrorBody),
-        (status = 409, description = "no draft", body = ErrorBody)))]
+        (status = 409, description = "no draft", body = ErrorBody),
+        (status = 422, description = "the comment is too long", body = ErrorBody)))]
 pub async fn commit(
     State(st): State<Shared>,
     c: Caller,
     ApiJson(body): ApiJson<CommitRequest>,
 ) -> ApiResult<Json<CommitView>> {
     c.require(Role::Admin)?;
-    if body.comment.len() > MAX_COMMENT {
-        return Err(
-            ApiError::invalid(format!("the comment is longer than {MAX_COMMENT} bytes"))
-                .field("comment"),
-        );
+    if body.comment.chars().count() > MAX_COMMENT {
+        return Err(ApiError::invalid(format!(
+            "the comment is longer than {MAX_COMMENT} characters"
+        ))
+        .field("comment"));
     }
     let actor = c.actor();
     let out = st.control(move |h| h.commit(&actor, &body.comment)).await?;
@@ -189,16 +193,21 @@ pub async fn versions(State(st): State<Shared>, _c: Caller) -> ApiResult<Json<Ve
 /// One version's policy model.
 #[utoipa::path(get, path = "/api/v1/policy/versions/{version}", tag = "policy",
     params(("version" = u64, Path)),
-    responses((status = 200, description = "the policy model", body = Object),
+    responses((status = 200, description = "the policy model", body = PolicyModel),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn version(
     State(st): State<Shared>,
     _c: Caller,
     Path(n): Path<String>,
 ) -> ApiResult<Json<Model>> {
-    let n: u64 = n.trim().parse().map_err(|_| {
-        ApiError::bad_request(format!("version {n:?} is not a number")).field("version")
-    })?;
+    let n: u64 = n
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| n.parse().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("version {n:?} is not a number")).field("version")
+        })?;
     Ok(Json(st.control(move |h| h.version(Version(n))).await?))
 }
 

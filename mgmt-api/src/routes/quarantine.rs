@@ -1,11 +1,11 @@
 //! Quarantine by MAC: the list in force, quarantine, release, history.
 
-use super::inventory::mac_param;
+use super::inventory::{mac_param, MacSegment};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ApiJson;
 use crate::state::{Caller, Shared};
 use crate::token::Role;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use control::store::{ActiveQuarantine, QuarantineAction, QuarantineEvent, QuarantineSource};
 use serde::{Deserialize, Serialize};
@@ -42,9 +42,14 @@ pub struct QuarantineEventView {
 #[serde(deny_unknown_fields)]
 pub struct QuarantineRequest {
     /// `02:00:00:00:01:0a` (`:` or `-`).
+    #[schema(
+        pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){5}$"
+    )]
     pub mac: String,
-    /// Why (an alert id, a ticket); kept in the history.
+    /// Why (an alert id, a ticket); kept in the history. At most 1024
+    /// characters.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub reason: Option<String>,
 }
 
@@ -70,10 +75,11 @@ pub struct ReleaseResult {
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 pub struct HistoryQuery {
     /// Only this MAC's events.
+    #[param(pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){5}$")]
     pub mac: Option<String>,
 }
 
-/// The longest reason kept.
+/// The longest reason kept, in characters.
 const MAX_REASON: usize = 1024;
 
 fn view(q: ActiveQuarantine, names: &control::model::Workloads) -> QuarantineView {
@@ -137,16 +143,20 @@ pub async fn add(
 ) -> ApiResult<Json<QuarantineResult>> {
     c.require(Role::Operator)?;
     let mac = mac_param(&body.mac, "mac")?;
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
+        return Err(ApiError::invalid(format!(
+            "the reason is longer than {MAX_REASON} characters"
+        ))
+        .field("reason"));
+    }
     let reason = body
         .reason
         .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty());
-    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
-        return Err(
-            ApiError::invalid(format!("the reason is longer than {MAX_REASON} bytes"))
-                .field("reason"),
-        );
-    }
     let actor = c.actor();
     let out = st
         .control(move |h| h.quarantine(mac, reason, &actor))
@@ -161,13 +171,14 @@ pub async fn add(
 
 /// Releases a quarantined workload (operator). Idempotent.
 #[utoipa::path(delete, path = "/api/v1/quarantine/{mac}", tag = "quarantine",
-    params(("mac" = String, Path)),
+    params(("mac" = String, Path, description = "e.g. 02:00:00:00:01:0a or 02-00-00-00-01-0a",
+        pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){5}$")),
     responses((status = 200, body = ReleaseResult), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 pub async fn release(
     State(st): State<Shared>,
     c: Caller,
-    Path(mac): Path<String>,
+    MacSegment(mac): MacSegment,
 ) -> ApiResult<Json<ReleaseResult>> {
     c.require(Role::Operator)?;
     let mac = mac_param(&mac, "mac")?;

@@ -329,6 +329,35 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
         "Management API requests answered, by HTTP status",
         st.requests.clone(),
     );
+    let auth = st.limiter.stats();
+    let failures = Counter::<u64>::default();
+    failures.inc_by(auth.failures);
+    reg.register(
+        "api_auth_failures",
+        "Failed authentication attempts answered 401 (within their address's budget)",
+        failures,
+    );
+    let refused = Counter::<u64>::default();
+    refused.inc_by(auth.refused);
+    reg.register(
+        "api_auth_refused",
+        "Failed authentication attempts answered 429 (their address spent its budget)",
+        refused,
+    );
+    let tracked = Gauge::<i64>::default();
+    tracked.set(u(auth.tracked as u64));
+    reg.register(
+        "api_auth_tracked_addresses",
+        "Client addresses with failed attempts tracked by the limiter",
+        tracked,
+    );
+    let evicted = Counter::<u64>::default();
+    evicted.inc_by(auth.evictions);
+    reg.register(
+        "api_auth_evictions",
+        "Client addresses the limiter forgot to stay within its bound",
+        evicted,
+    );
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg)?;
     Ok(out)

@@ -226,23 +226,135 @@ fn a_token_revoked_in_the_store_by_another_process_stops_working() {
     error(bed.get("/api/v1/workloads", &bed.operator), 401);
 }
 
+/// A well-formed token no one was given.
+fn wrong(i: usize) -> String {
+    format!("bh_{:A>43}", format!("wrong{i}"))
+}
+
+/// A metric's value in the OpenMetrics text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in the metrics:\n{text}"))
+}
+
 #[test]
-fn ten_failed_attempts_block_the_address_with_429() {
+fn twenty_bad_tokens_from_one_address_do_not_lock_out_a_valid_token() {
+    let bed = Bed::start();
+    let mut refused = 0;
+    for i in 0..20 {
+        let token = if i % 2 == 0 {
+            wrong(i)
+        } else {
+            format!("garbage{i}")
+        };
+        let status = bed.get("/api/v1/workloads", &token).status().as_u16();
+        assert!(status == 401 || status == 429, "attempt {i}: {status}");
+        refused += usize::from(status == 429);
+    }
+    assert_eq!(refused, 10, "the budget is 10 failures");
+    // Every role's valid token still works from the same address, and so
+    // does /metrics with one.
+    json(bed.get("/api/v1/workloads", &bed.admin), 200);
+    json(bed.get("/api/v1/tokens", &bed.admin), 200);
+    json(bed.get("/api/v1/stats", &bed.viewer), 200);
+    let resp = bed.send_json(
+        Method::POST,
+        "/api/v1/quarantine",
+        &bed.operator,
+        &json!({"mac": WEB, "reason": "after the failures"}),
+    );
+    json(resp, 200);
+    let resp = bed.get("/metrics", &bed.viewer);
+    assert_eq!(resp.status().as_u16(), 200);
+    // Still refused for bad tokens.
+    error(bed.get("/api/v1/workloads", &wrong(99)), 429);
+}
+
+#[test]
+fn a_burst_of_bad_tokens_gets_429_with_retry_after_once_the_budget_is_spent() {
     let bed = Bed::start();
     for i in 0..10 {
-        let resp = bed.get("/api/v1/workloads", &format!("bh_wrong{i}"));
-        assert_eq!(resp.status().as_u16(), 401, "attempt {i}");
+        let resp = bed.get("/api/v1/workloads", &wrong(i));
+        assert!(!resp.headers().contains_key("retry-after"));
+        assert_eq!(error(resp, 401)["code"], "unauthorized", "attempt {i}");
     }
-    // Blocked now, even with a good token; health stays open.
-    let resp = bed.get("/api/v1/workloads", &bed.admin);
-    assert!(resp.headers().contains_key("retry-after"));
-    assert_eq!(error(resp, 429)["code"], "rate_limited");
+    for i in 10..15 {
+        let resp = bed.get("/api/v1/policy/versions", &wrong(i));
+        let secs: u64 = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After in seconds");
+        assert!((1..=300).contains(&secs), "{secs}");
+        assert_eq!(error(resp, 429)["code"], "rate_limited", "attempt {i}");
+    }
+    // Malformed tokens count the same; /metrics is guarded the same way.
+    error(bed.get("/api/v1/workloads", "garbage"), 429);
+    error(bed.get("/metrics", "garbage"), 429);
+    // Health needs no token and is never refused.
     let resp = bed
         .client
         .get(bed.url("/api/v1/health"))
         .send()
         .expect("health");
     assert_ne!(resp.status().as_u16(), 429);
+    let text = bed.get("/metrics", &bed.viewer).text().expect("metrics");
+    assert_eq!(metric(&text, "bulkhead_api_auth_failures_total"), 10.0);
+    assert_eq!(metric(&text, "bulkhead_api_auth_refused_total"), 7.0);
+    assert_eq!(metric(&text, "bulkhead_api_auth_tracked_addresses"), 1.0);
+}
+
+#[test]
+fn the_limiter_table_stays_bounded_under_failures_from_many_addresses() {
+    let bed = Bed::with(|c| c.limits.max_tracked = 8);
+    let port = bed.server.as_ref().expect("server").addr.port();
+    let cert = bed.server.as_ref().expect("server").cert_path.clone();
+    let from = |last: u8| {
+        let pem = std::fs::read(&cert).expect("cert");
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+            .tls_built_in_root_certs(false)
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .expect("client")
+    };
+    let url = format!("https://127.0.0.1:{port}/api/v1/workloads");
+    // 40 addresses, 2 failures each, two rounds: never more than 8 tracked.
+    for round in 0..2 {
+        for last in 2..42u8 {
+            let c = from(last);
+            for i in 0..2 {
+                let resp = c
+                    .get(&url)
+                    .bearer_auth(wrong(usize::from(last) * 10 + i))
+                    .send()
+                    .expect("request");
+                assert_eq!(resp.status().as_u16(), 401, "round {round} 127.0.0.{last}");
+            }
+        }
+    }
+    let text = bed.get("/metrics", &bed.viewer).text().expect("metrics");
+    assert_eq!(metric(&text, "bulkhead_api_auth_tracked_addresses"), 8.0);
+    assert_eq!(metric(&text, "bulkhead_api_auth_evictions_total"), 72.0);
+    // The newest address is still limited after all the evictions.
+    let c = from(41);
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let resp = c
+            .get(&url)
+            .bearer_auth(wrong(1000 + i))
+            .send()
+            .expect("request");
+        statuses.push(resp.status().as_u16());
+    }
+    // It had 2 failures of this round: 8 more spend the budget of 10.
+    assert_eq!(&statuses[..8], &[401; 8], "{statuses:?}");
+    assert_eq!(&statuses[8..], &[429; 2], "{statuses:?}");
+    // And a valid token from there is served.
+    let resp = c.get(&url).bearer_auth(&bed.admin).send().expect("request");
+    json(resp, 200);
 }
 
 #[test]

@@ -55,6 +55,7 @@ fn the_served_document_matches_the_router_and_the_committed_copy() {
     ] {
         assert!(!paths.keys().any(|p| p.contains(later)), "{later}");
     }
+    the_layers_answers_and_the_server_patterns_are_documented(&doc);
     let pretty = serde_json::to_string_pretty(&doc).expect("render") + "\n";
     if std::env::var_os("BULKHEAD_UPDATE_OPENAPI").is_some() {
         std::fs::write(COMMITTED, &pretty).expect("write docs/openapi.json");
@@ -67,5 +68,88 @@ fn the_served_document_matches_the_router_and_the_committed_copy() {
     assert_eq!(
         committed, doc,
         "docs/openapi.json is stale: run BULKHEAD_UPDATE_OPENAPI=1 cargo test -p bulkhead-mgmt-api --test api openapi"
+    );
+}
+
+/// A `$ref` inside the document, resolved.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => doc
+            .pointer(r.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("{r} does not resolve")),
+        None => v,
+    }
+}
+
+/// What the layers answer (401 and 429 for every call with a token, 400, 413
+/// and 415 for every body) is in the document, and every MAC or token name
+/// the server takes carries the pattern it checks.
+fn the_layers_answers_and_the_server_patterns_are_documented(doc: &Value) {
+    use mgmt_api::routes::doc::{MAC_PATTERN, TOKEN_NAME_PATTERN};
+    let mut macs = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let responses = &op["responses"];
+            let open = path == "/api/v1/health";
+            for status in ["401", "429"] {
+                assert_eq!(
+                    responses.get(status).is_some(),
+                    !open,
+                    "{method} {path}: {status}"
+                );
+            }
+            if !open {
+                let limited = resolve(doc, &responses["429"]);
+                assert!(
+                    limited["headers"]["Retry-After"].is_object(),
+                    "{method} {path}"
+                );
+                let body = resolve(doc, &limited["content"]["application/json"]["schema"]);
+                assert_eq!(body["required"], serde_json::json!(["code", "message"]));
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415"] {
+                    assert!(responses.get(status).is_some(), "{method} {path}: {status}");
+                }
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                assert!(responses.get("400").is_some(), "{method} {path}: 400");
+                match p["name"].as_str() {
+                    Some("mac") => {
+                        macs += 1;
+                        assert_eq!(p["schema"]["pattern"], MAC_PATTERN, "{method} {path}");
+                    }
+                    Some("name") => {
+                        assert_eq!(
+                            p["schema"]["pattern"], TOKEN_NAME_PATTERN,
+                            "{method} {path}"
+                        )
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(
+        macs, 3,
+        "workloads/{{mac}}, quarantine/{{mac}}, quarantine/history?mac="
+    );
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["QuarantineRequest"]["properties"]["mac"]["pattern"],
+        MAC_PATTERN
+    );
+    assert_eq!(
+        schemas["TokenRequest"]["properties"]["name"]["pattern"],
+        TOKEN_NAME_PATTERN
+    );
+    assert_eq!(
+        schemas["RuleView"]["properties"]["services"]["items"]["$ref"],
+        "#/components/schemas/ServiceRef"
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/policy/draft"]["put"]["requestBody"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/PolicyModel"
     );
 }

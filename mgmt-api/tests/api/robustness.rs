@@ -255,3 +255,113 @@ fn the_body_limit_answers_413_in_the_error_shape() {
         assert_eq!(v["code"], "payload_too_large");
     }
 }
+
+/// Percent-encodes everything but letters and digits.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_malformed_mac_is_a_400_naming_the_field_wherever_it_is() {
+    let bed = Bed::start();
+    let bad = [
+        " 02:00:00:00:01:01",
+        "02:00:00:00:01:01 ",
+        "02:00:00:00:01:01\n",
+        "+2:00:00:00:01:01",
+        "02:00-00:00:01:01",
+        "02:00:00:00:01",
+        "02:00:00:00:01:01:00",
+        "0g:00:00:00:01:01",
+        "zz",
+        "０２:００:００:００:０１:０１",
+    ];
+    for mac in bad {
+        let e = encode(mac);
+        for (method, path) in [
+            (Method::GET, format!("/api/v1/workloads/{e}")),
+            (Method::DELETE, format!("/api/v1/quarantine/{e}")),
+            (Method::GET, format!("/api/v1/quarantine/history?mac={e}")),
+        ] {
+            let resp = bed
+                .req(method.clone(), &path, &bed.admin)
+                .send()
+                .expect("request");
+            let v = error(resp, 400);
+            assert_eq!(v["code"], "bad_request", "{method} {mac:?}");
+            assert_eq!(v["field"], "mac", "{method} {mac:?}");
+        }
+        let resp = bed.send_json(
+            Method::POST,
+            "/api/v1/quarantine",
+            &bed.operator,
+            &serde_json::json!({ "mac": mac }),
+        );
+        assert_eq!(error(resp, 400)["field"], "mac", "{mac:?}");
+    }
+    // Not UTF-8 once decoded: the same answer.
+    for (method, path) in [
+        (Method::GET, "/api/v1/workloads/%C0%AF"),
+        (Method::DELETE, "/api/v1/quarantine/%FF%FE"),
+    ] {
+        let resp = bed
+            .req(method.clone(), path, &bed.admin)
+            .send()
+            .expect("request");
+        assert_eq!(error(resp, 400)["field"], "mac", "{method} {path}");
+    }
+    // Nothing was quarantined by any of them.
+    let list = crate::common::json(bed.get("/api/v1/quarantine", &bed.viewer), 200);
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    // Both separators, either case, are MACs.
+    for mac in [
+        "02:00:00:00:01:01",
+        "02-00-00-00-01-01",
+        "02:00:00:00:01:0A",
+    ] {
+        let status = bed
+            .get(&format!("/api/v1/workloads/{}", encode(mac)), &bed.viewer)
+            .status()
+            .as_u16();
+        assert!(status == 200 || status == 404, "{mac}: {status}");
+    }
+    crate::common::json(
+        bed.get(&format!("/api/v1/workloads/{}", encode(WEB)), &bed.viewer),
+        200,
+    );
+}
+
+#[test]
+fn numbers_in_paths_and_queries_are_digits_only() {
+    let bed = Bed::start();
+    for v in ["+1", " 1", "1 ", "0x1", "1.0"] {
+        let resp = bed.get(
+            &format!("/api/v1/policy/versions/{}", encode(v)),
+            &bed.viewer,
+        );
+        assert_eq!(error(resp, 400)["field"], "version", "{v:?}");
+    }
+    crate::common::json(bed.get("/api/v1/policy/versions/1", &bed.viewer), 200);
+    for limit in ["+1", "1.5", "", "-0"] {
+        let resp = bed.get(
+            &format!("/api/v1/audit?limit={}", encode(limit)),
+            &bed.admin,
+        );
+        assert_eq!(error(resp, 400)["field"], "limit", "{limit:?}");
+    }
+    // Any count of entries may be asked for; at most 1000 come.
+    for limit in ["0", "5", "1000", "99999999999999999999999999"] {
+        crate::common::json(
+            bed.get(&format!("/api/v1/audit?limit={limit}"), &bed.admin),
+            200,
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! A real management API without ports, for conformance runs
+//! (`mgmt-api/tests/schemathesis.sh`): the control thread on a store in DIR,
+//! one worker's stats published every second, the server on 127.0.0.1 with
+//! its generated certificate, and an admin token.
+//!
+//! ```text
+//! cargo run -p bulkhead-mgmt-api --example api-server -- DIR [--port N] [--auth-failures N]
+//! ```
+//!
+//! `--auth-failures N`: failed attempts an address may make per minute before
+//! its further failures get 429 (default: the appliance's, 10). schemathesis's
+//! `ignored_auth` check sends hundreds of invalid tokens and takes only 401
+//! or 403 for an answer, so the conformance run raises it; the 429 past the
+//! budget is in the document and tested over HTTPS in `tests/api/auth.rs`.
+//!
+//! Writes `DIR/admin.token` and `DIR/api.url` once it listens (the
+//! certificate is `DIR/api-cert.pem`), then serves until killed.
+
+use control::engine::{Bootstrap, Engine, EngineConfig};
+use control::store::Store;
+use control::Model;
+use dataplane::policy::SnapshotCell;
+use dataplane::worker::{StatsBoard, StatsReport};
+use mgmt_api::limit::Limits;
+use mgmt_api::{ApiConfig, Role};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const POLICY: &str = r#"
+workloads:
+  - { mac: "02:00:00:00:01:01", name: web-1, labels: { app: web }, ips: [10.0.0.11] }
+  - { mac: "02:00:00:00:02:01", name: db-1, labels: { app: db }, ips: [10.0.0.21] }
+  - { mac: "02:00:00:00:03:01", name: admin-1, labels: { role: admin }, ips: [10.0.3.5] }
+groups:
+  - { name: web, match: { app: web } }
+  - { name: db, match: { app: db }, mode: audit }
+  - { name: admins, macs: ["02:00:00:00:03:01"] }
+  - { name: outside, ips: [198.51.100.0/24] }
+services:
+  - { name: app-api, proto: tcp, ports: [8443, "9000-9010"] }
+rules:
+  - { id: 10, src: [web], dst: [db], services: [postgresql], action: allow }
+  - { id: 20, src: [admins], dst: [any], services: [ssh], action: allow }
+  - { id: 30, src: [any], dst: [any], services: [smb, { proto: tcp, ports: [139] }], action: deny }
+management:
+  - { cidr: 10.0.3.0/24, services: [ssh] }
+"#;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let usage = "usage: api-server DIR [--port N] [--auth-failures N]";
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().ok_or(usage)?);
+    let mut port: u16 = 0;
+    let mut limits = Limits::default();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(usage)?;
+        match flag.as_str() {
+            "--port" => port = value.parse()?,
+            "--auth-failures" => limits.max_failures = value.parse()?,
+            _ => return Err(usage.into()),
+        }
+    }
+    std::fs::create_dir_all(&dir)?;
+    let store_path = dir.join("bulkhead.db");
+    let mut store = Store::open(&store_path)?;
+    let admin = mgmt_api::token::create(&mut store, "conformance", Role::Admin, "api-server")?;
+    let engine = Engine::start(
+        store,
+        Bootstrap {
+            model: Model::from_yaml_str(POLICY)?,
+            source: "api-server example policy".into(),
+        },
+        Arc::new(SnapshotCell::default()),
+        None,
+        None,
+        EngineConfig::default(),
+    )?;
+    let board = Arc::new(StatsBoard::new(1));
+    let mut cfg = ApiConfig::new(([127, 0, 0, 1], port).into(), store_path);
+    cfg.limits = limits;
+    let server = mgmt_api::start(cfg, engine.handle.clone(), board.clone())?;
+    let url = format!("https://127.0.0.1:{}", server.addr.port());
+    std::fs::write(dir.join("admin.token"), &admin)?;
+    std::fs::write(dir.join("api.url"), &url)?;
+    println!(
+        "api-server: {url} (certificate {})",
+        server.cert_path.display()
+    );
+    loop {
+        board.publish(0, StatsReport::default());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
