@@ -129,6 +129,12 @@ pub enum SpoofKind {
     FlowMac,
     /// An ICMP error about a tracked flow, not from that flow's hosts.
     IcmpError,
+    /// A new flow from an address another MAC holds.
+    Address,
+    /// An ARP packet whose sender address another MAC holds.
+    Arp,
+    /// IPv6 neighbour discovery claiming an address another MAC holds.
+    Neighbour,
 }
 
 impl SpoofKind {
@@ -136,6 +142,9 @@ impl SpoofKind {
         match self {
             SpoofKind::FlowMac => "flow-mac",
             SpoofKind::IcmpError => "icmp-error",
+            SpoofKind::Address => "address",
+            SpoofKind::Arp => "arp",
+            SpoofKind::Neighbour => "neighbour",
         }
     }
 }

@@ -403,3 +403,44 @@ fn quarantine_cuts_arp_router_advertisements_and_impostors_of_the_management_hos
     );
     dut.stop(Stop::Detach);
 }
+
+#[test]
+fn a_quarantined_host_back_under_a_new_mac_cannot_use_its_bound_address() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = Topology::named("bh-atk").expect("topology");
+    let mut dut = start(&t, &policy(&t, "", ""));
+    let a_mac = dataplane::wire::MacAddr(mac_of(&t.a, "host-a"));
+    // The control plane binds host-a's address to its MAC (declared, leased
+    // or first seen), then quarantines it.
+    let host_a: std::net::IpAddr = HOST_A.parse().unwrap();
+    let bound = dut.policy.load().with_bindings([(host_a, a_mac)]);
+    dut.policy.publish(bound);
+    assert!(t.ping(2), "ping with the binding in place");
+    let quarantined = dut.policy.load().with_quarantine([a_mac], 2);
+    dut.policy.publish(quarantined);
+    assert!(!t.ping(1), "quarantined");
+
+    // The host comes back under a new MAC, with the same address.
+    run(&[
+        "ip",
+        "-n",
+        &t.a,
+        "link",
+        "set",
+        "host-a",
+        "address",
+        "02:bd:00:00:00:42",
+    ])
+    .expect("new MAC");
+    for (ns, dev) in [(&t.a, "host-a"), (&t.b, "host-b")] {
+        run(&["ip", "-n", ns, "neigh", "flush", "dev", dev]).expect("neigh flush");
+    }
+    assert!(!t.ping(3), "the quarantined host is back under a new MAC");
+    std::thread::sleep(Duration::from_millis(100));
+    let s = dut.stats();
+    assert!(s.drops(DropReason::Spoofed) >= 1, "{s:?}");
+    dut.stop(Stop::Detach);
+}

@@ -229,3 +229,35 @@ fn an_icmp_error_about_a_flow_must_come_from_that_flows_hosts() {
     let real = unreachable((DB, DB_IP), (WEB, WEB_IP), &syn);
     assert!(bed.passes(Port::B, &real));
 }
+
+#[test]
+fn an_address_another_mac_holds_is_refused_to_new_flows_arp_and_neighbour_discovery() {
+    let mut bed = Bed::new("");
+    let web_ip = std::net::IpAddr::from(WEB_IP);
+    let bound = bed
+        .cell
+        .load()
+        .with_bindings([(web_ip, dataplane::wire::MacAddr(WEB))]);
+    bed.cell.publish(bound);
+    let db = (DB, DB_IP, 5432);
+    // web itself: a new flow, and its ARP.
+    assert!(bed.passes(Port::A, &tcp((WEB, WEB_IP, 40000), db, "S", b"")));
+    assert!(bed.passes(Port::A, &arp(WEB, BROADCAST, 1, WEB_IP, DB_IP)));
+    // Another MAC (a quarantined host with a new MAC, an impostor) using
+    // web's address: a new flow, ARP announcing it.
+    assert!(!bed.passes(Port::A, &tcp((STRANGER, WEB_IP, 40001), db, "S", b"")));
+    assert!(!bed.passes(Port::A, &arp(STRANGER, BROADCAST, 1, WEB_IP, DB_IP)));
+    assert!(!bed.passes(Port::A, &arp(STRANGER, DB, 2, WEB_IP, DB_IP)));
+    // The spoofed flow took no slot in the table; the frames are counted.
+    assert_eq!(bed.worker.flows().len(), 1);
+    let s = bed.worker.stats();
+    assert_eq!((s.drops(DropReason::Spoofed), s.spoofed), (3, 3));
+    assert_eq!(spoofs(&bed.events()), 3);
+    // An unbound address is anyone's.
+    let free = (STRANGER, [10, 0, 1, 99], 40002);
+    assert!(
+        !bed.passes(Port::A, &tcp(free, db, "S", b"")),
+        "default deny"
+    );
+    assert_eq!(bed.worker.stats().drops(DropReason::Spoofed), 3);
+}

@@ -17,6 +17,7 @@
 //!   forward on; the failure is kept in [`StatusSnapshot`] and commands answer
 //!   [`ControlError::Stopped`].
 
+mod bindings;
 mod handle;
 mod state;
 #[cfg(test)]
@@ -84,6 +85,9 @@ pub struct StatusSnapshot {
     pub events: u64,
     pub workloads_learned: u64,
     pub observed_refused: u64,
+    /// Observations that claimed an address another workload holds: the
+    /// address was not learned for the claimant (see `engine::bindings`).
+    pub address_claims_refused: u64,
     /// The last compile or store error met while applying events, if any.
     pub last_error: Option<String>,
 }
@@ -98,6 +102,7 @@ pub(crate) struct Shared {
     events: AtomicU64,
     learned: AtomicU64,
     refused: AtomicU64,
+    claims_refused: AtomicU64,
     view: ArcSwap<LiveView>,
 }
 
@@ -129,6 +134,7 @@ impl Shared {
             events: self.events.load(Ordering::Relaxed),
             workloads_learned: self.learned.load(Ordering::Relaxed),
             observed_refused: self.refused.load(Ordering::Relaxed),
+            address_claims_refused: self.claims_refused.load(Ordering::Relaxed),
             last_error: lock_text(&self.last_error),
         }
     }
@@ -216,6 +222,7 @@ impl Engine {
             events: AtomicU64::new(0),
             learned: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            claims_refused: AtomicU64::new(0),
             view: ArcSwap::from_pointee(placeholder),
         });
         let mut state = State::new(store, cell, shared.clone(), cfg, version, live)?;

@@ -1,5 +1,6 @@
 //! What the control thread owns, and how each command and event changes it.
 
+use super::bindings::{AddressBook, Claim};
 use super::handle::{
     Command, CommitOutcome, ControlError, QuarantineOutcome, ReleaseOutcome, RuleHits,
 };
@@ -35,6 +36,8 @@ pub(super) struct State {
     /// overlay: a quarantine or a release swaps the overlay, it never
     /// recompiles the rules nor copies the model.
     quarantines: Arc<Vec<Quarantine>>,
+    /// Which MAC holds which address (the spoofing guard's bindings).
+    addresses: AddressBook,
     generation: u64,
     learned: usize,
     hits: BTreeMap<u32, RuleHits>,
@@ -129,6 +132,7 @@ impl State {
             live: live.clone(),
             effective: Arc::new(effective),
             quarantines: Arc::default(),
+            addresses: AddressBook::default(),
             generation: 0,
             learned,
             hits: BTreeMap::new(),
@@ -199,6 +203,7 @@ impl State {
             .iter()
             .filter(|w| w.origin == Origin::Observed)
             .count();
+        self.addresses = AddressBook::of(&effective);
         let old = std::mem::replace(&mut self.effective, Arc::new(effective));
         self.garbage.push(Box::new(old));
         let old = std::mem::replace(&mut self.live, model);
@@ -225,6 +230,15 @@ impl State {
             .collect()
     }
 
+    /// A freshly compiled snapshot with the overlay in force: the
+    /// quarantines and the address bindings.
+    fn with_overlay(&mut self, compiled: &PolicySnapshot) -> PolicySnapshot {
+        self.addresses.dirty_since = None;
+        compiled
+            .with_quarantine(self.quarantined_macs(), compiled.generation())
+            .with_bindings(self.addresses.pairs())
+    }
+
     /// Compiles the effective model and publishes it with the next generation.
     pub(super) fn publish(&mut self) -> Result<u64, ControlError> {
         let generation = self.generation + 1;
@@ -232,7 +246,17 @@ impl State {
         let snapshot = compiled.snapshot(generation).map_err(compile_err)?;
         self.garbage.push(Box::new(compiled));
         self.dirty_since = None;
-        Ok(self.install(snapshot.with_quarantine(self.quarantined_macs(), generation)))
+        let snapshot = self.with_overlay(&snapshot);
+        Ok(self.install(snapshot))
+    }
+
+    /// Publishes the address bindings learned since the last publication, in
+    /// the overlay of the live snapshot (same generation: bindings decide new
+    /// flows only).
+    fn publish_bindings(&mut self) -> u64 {
+        self.addresses.dirty_since = None;
+        let snapshot = self.cell.load().with_bindings(self.addresses.pairs());
+        self.install(snapshot)
     }
 
     /// Publishes the live rule tables with the quarantines in force as the
@@ -442,7 +466,8 @@ impl State {
         self.refresh_quarantines().map_err(store_err)?;
         self.adopt(version, model, effective);
         self.dirty_since = None;
-        let generation = self.install(snapshot.with_quarantine(self.quarantined_macs(), generation));
+        let snapshot = self.with_overlay(&snapshot);
+        let generation = self.install(snapshot);
         Ok(CommitOutcome {
             version: version.0,
             generation,
@@ -497,10 +522,12 @@ impl State {
         match e {
             Event::FlowStart(r) => {
                 self.count_hit(r);
-                self.observe(r.src_mac, Some(r.src_ip), outer_vlan(r.vlan));
+                self.observe(r.src_mac, Some(r.src_ip), outer_vlan(r.vlan), false);
             }
-            Event::Arp(a) => self.observe(a.mac, Some(IpAddr::V4(a.ip)), outer_vlan(a.vlan)),
-            Event::DhcpLease(l) => self.observe(l.mac, Some(IpAddr::V4(l.ip)), outer_vlan(l.vlan)),
+            Event::Arp(a) => self.observe(a.mac, Some(IpAddr::V4(a.ip)), outer_vlan(a.vlan), false),
+            Event::DhcpLease(l) => {
+                self.observe(l.mac, Some(IpAddr::V4(l.ip)), outer_vlan(l.vlan), true)
+            }
             // Flow ends, DNS and would-deny repeats feed visibility (a later issue).
             _ => {}
         }
@@ -520,10 +547,26 @@ impl State {
     }
 
     /// Learns a MAC (and its address and VLAN) seen on the wire.
-    fn observe(&mut self, mac: MacAddr, ip: Option<IpAddr>, vlan: Option<u16>) {
+    /// `lease`: a DHCP server leased `ip` to `mac`.
+    fn observe(&mut self, mac: MacAddr, ip: Option<IpAddr>, vlan: Option<u16>, lease: bool) {
         if !is_workload_mac(mac) {
             return;
         }
+        // An address another workload holds is not learned for this MAC (so
+        // no assignment by CIDR gives it the holder's labels); a lease moves
+        // a learned one.
+        let ip = match ip.map(|ip| (ip, self.addresses.claim(mac, ip, lease))) {
+            Some((ip, Claim::Learn)) => Some(ip),
+            Some((ip, Claim::Move { from })) => {
+                self.forget_address(from, ip);
+                Some(ip)
+            }
+            Some((_, Claim::Refused { .. })) => {
+                self.shared.claims_refused.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            None => None,
+        };
         let now = Timestamp::now();
         match self.effective.workloads.by_mac(mac) {
             Some(w) if !crate::membership::would_learn(w, ip, vlan) => {
@@ -542,14 +585,42 @@ impl State {
             self.learned += 1;
             self.shared.learned.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(ip) = ip {
+            let holds = self
+                .effective
+                .workloads
+                .by_mac(mac)
+                .is_some_and(|w| w.ips.iter().any(|t| t.trim().parse::<IpAddr>() == Ok(ip)));
+            if holds {
+                self.addresses.bind(mac, ip, Instant::now());
+            }
+        }
         self.seen.insert(mac, now);
         if obs.policy_may_change() && self.dirty_since.is_none() {
             self.dirty_since = Some(Instant::now());
         }
     }
 
+    /// A learned workload loses an address a DHCP lease gave another MAC.
+    fn forget_address(&mut self, from: MacAddr, ip: IpAddr) {
+        if let Some(w) = Arc::make_mut(&mut self.effective)
+            .workloads
+            .by_mac_mut(from)
+        {
+            w.ips.retain(|t| t.trim().parse::<IpAddr>() != Ok(ip));
+        }
+    }
+
     /// Time-driven work: the debounced republish and writing learned workloads.
     pub(super) fn tick(&mut self, now: Instant) {
+        if self
+            .addresses
+            .dirty_since
+            .is_some_and(|t| now.duration_since(t) >= self.cfg.debounce)
+            && self.dirty_since.is_none()
+        {
+            self.publish_bindings();
+        }
         if self
             .dirty_since
             .is_some_and(|t| now.duration_since(t) >= self.cfg.debounce)
@@ -575,7 +646,10 @@ impl State {
     /// How long the loop may sleep before [`State::tick`] has work.
     pub(super) fn next_deadline(&self, now: Instant) -> Duration {
         let mut wait = self.next_persist.saturating_duration_since(now);
-        if let Some(t) = self.dirty_since {
+        for t in [self.dirty_since, self.addresses.dirty_since]
+            .into_iter()
+            .flatten()
+        {
             wait = wait.min((t + self.cfg.debounce).saturating_duration_since(now));
         }
         wait.min(Duration::from_secs(1))

@@ -66,6 +66,10 @@ struct Bed {
 }
 
 fn start_with(dir: TempDir, cfg: EngineConfig) -> Bed {
+    start_policy(dir, cfg, POLICY)
+}
+
+fn start_policy(dir: TempDir, cfg: EngineConfig, policy: &str) -> Bed {
     let db = dir.db();
     let store = Store::open(&db).expect("open store");
     let cell = Arc::new(SnapshotCell::default());
@@ -73,7 +77,7 @@ fn start_with(dir: TempDir, cfg: EngineConfig) -> Bed {
     let engine = Engine::start(
         store,
         Bootstrap {
-            model: model(POLICY),
+            model: model(policy),
             source: "the test policy".into(),
         },
         cell.clone(),
@@ -563,4 +567,84 @@ fn when_the_control_thread_dies_the_worker_forwards_with_the_last_snapshot() {
     assert_eq!(forwarded, 4);
     assert!(worker.stats().events_lost > 0);
     assert_eq!(cell.generation(), 1);
+}
+
+fn arp(mac_text: &str, addr: [u8; 4]) -> Event {
+    Event::Arp(ArpSeen {
+        time: 0,
+        mac: mac(mac_text),
+        ip: Ipv4Addr::from(addr),
+        vlan: [0, 0],
+    })
+}
+
+#[test]
+fn an_address_held_by_a_workload_is_not_learned_for_another_mac() {
+    // Assignment by CIDR: any MAC seen at 10.0.0.0/24 would be a web workload.
+    let policy = POLICY.replace(
+        "    - { mac_prefix: \"02:00:00:00:01:*\", labels: { app: web } }",
+        "    - { cidr: 10.0.0.0/24, labels: { app: web } }",
+    );
+    let bed = start_policy(
+        TempDir::new("claims"),
+        EngineConfig {
+            debounce: Duration::from_millis(20),
+            ..EngineConfig::default()
+        },
+        &policy,
+    );
+    let h = &bed.engine.handle;
+    // web-1's declared address, and one learned first by another MAC.
+    bed.events
+        .send(arp("02:00:00:00:07:01", [10, 0, 0, 50]))
+        .expect("send");
+    eventually("the first-seen address is bound", || {
+        bed.cell.load().owner_of(ip("10.0.0.50")) == Some(mac("02:00:00:00:07:01"))
+    });
+    assert_eq!(
+        bed.cell.load().owner_of(ip("10.0.0.11")),
+        Some(mac(WEB)),
+        "declared addresses are bound from the start"
+    );
+
+    // A new MAC claims web-1's declared address, then the learned one.
+    let claimant = "02:00:00:00:0e:01";
+    bed.events
+        .send(arp(claimant, [10, 0, 0, 11]))
+        .expect("send");
+    bed.events
+        .send(arp(claimant, [10, 0, 0, 50]))
+        .expect("send");
+    eventually("both claims refused", || {
+        h.status().address_claims_refused == 2
+    });
+    h.quarantine(mac("02:00:00:00:09:01"), None, "test")
+        .expect("a publication for the view");
+    let view = h.view();
+    let w = view.model.workloads.by_mac(mac(claimant)).expect("seen");
+    assert!(w.ips.is_empty(), "no address learned: {:?}", w.ips);
+    assert!(w.labels.is_empty(), "not enrolled by CIDR: {:?}", w.labels);
+    let load = bed.cell.load();
+    assert_eq!(load.owner_of(ip("10.0.0.11")), Some(mac(WEB)));
+    assert_eq!(
+        load.owner_of(ip("10.0.0.50")),
+        Some(mac("02:00:00:00:07:01"))
+    );
+
+    // A DHCP lease moves the learned address, never the declared one.
+    for addr in [[10, 0, 0, 50], [10, 0, 0, 11]] {
+        bed.events
+            .send(Event::DhcpLease(LeaseSeen {
+                time: 0,
+                mac: mac(claimant),
+                ip: Ipv4Addr::from(addr),
+                vlan: [0, 0],
+            }))
+            .expect("send");
+    }
+    eventually("the lease moved the learned address", || {
+        bed.cell.load().owner_of(ip("10.0.0.50")) == Some(mac(claimant))
+    });
+    assert_eq!(bed.cell.load().owner_of(ip("10.0.0.11")), Some(mac(WEB)));
+    assert_eq!(h.status().address_claims_refused, 3);
 }

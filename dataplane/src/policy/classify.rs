@@ -98,14 +98,16 @@ pub(super) struct RuleTables {
     pub(super) rank_of: AHashMap<u32, u32>,
 }
 
-/// What changes without a commit, published on its own with a new
-/// generation: the quarantined MACs and the management exceptions that keep
-/// their channel open. Rebuilding it costs O(its size), not a recompile of
-/// the rules ([`PolicySnapshot::with_quarantine`]).
+/// What changes without a commit: the quarantined MACs and the management
+/// exceptions that keep their channel open, and the address bindings (which
+/// MAC holds which IP). Rebuilding it costs O(its size), not a recompile of
+/// the rules ([`PolicySnapshot::with_quarantine`],
+/// [`PolicySnapshot::with_bindings`]).
 #[derive(Debug, Default)]
 pub(super) struct Overlay {
     pub(super) quarantine: AHashSet<MacAddr>,
     pub(super) management: Box<[Management]>,
+    pub(super) bindings: Arc<AHashMap<IpAddr, MacAddr>>,
 }
 
 /// The compiled policy: the rule tables and the overlay, with a generation.
@@ -177,15 +179,49 @@ impl PolicySnapshot {
         quarantine: impl IntoIterator<Item = MacAddr>,
         generation: u64,
     ) -> PolicySnapshot {
-        let management = self.overlay.management.clone();
         PolicySnapshot {
             generation,
             tables: self.tables.clone(),
             overlay: Arc::new(Overlay {
                 quarantine: quarantine.into_iter().collect(),
-                management,
+                management: self.overlay.management.clone(),
+                bindings: self.overlay.bindings.clone(),
             }),
         }
+    }
+
+    /// This policy with other address bindings (IP -> the MAC that holds
+    /// it), same generation: a binding decides new flows and ARP only (a
+    /// frame claiming an address another MAC holds is a spoof), so flows
+    /// already decided need no second look.
+    pub fn with_bindings(
+        &self,
+        bindings: impl IntoIterator<Item = (IpAddr, MacAddr)>,
+    ) -> PolicySnapshot {
+        PolicySnapshot {
+            generation: self.generation,
+            tables: self.tables.clone(),
+            overlay: Arc::new(Overlay {
+                quarantine: self.overlay.quarantine.clone(),
+                management: self.overlay.management.clone(),
+                bindings: Arc::new(bindings.into_iter().collect()),
+            }),
+        }
+    }
+
+    /// The MAC that holds `ip`, if a workload holds it.
+    #[inline]
+    pub fn owner_of(&self, ip: IpAddr) -> Option<MacAddr> {
+        if self.overlay.bindings.is_empty() {
+            return None;
+        }
+        self.overlay.bindings.get(&ip).copied()
+    }
+
+    /// Whether `mac` sending as `ip` claims an address another MAC holds.
+    #[inline]
+    pub fn claims_other(&self, mac: MacAddr, ip: IpAddr) -> Option<MacAddr> {
+        self.owner_of(ip).filter(|&owner| owner != mac)
     }
 
     /// The quarantined MACs, in no order.

@@ -532,6 +532,7 @@ impl PolicySnapshot {
             overlay: Arc::new(Overlay {
                 quarantine,
                 management: management.into_boxed_slice(),
+                bindings: Arc::default(),
             }),
         })
     }

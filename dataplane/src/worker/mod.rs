@@ -7,8 +7,10 @@
 //! established flows. Events go out through a lossy [`EventSink`].
 
 mod frag;
+mod guard;
 mod offload;
 mod stats;
+mod track;
 mod verdict;
 
 pub use frag::{FragTable, FragmentPolicy};
@@ -16,15 +18,15 @@ pub use stats::{
     DropReason, IoCounters, PortCounters, SocketDrops, StatsBoard, StatsReport, WorkerStats,
 };
 
-use verdict::{decide, opposite, reclassify};
+use guard::{is_icmpv6_control, nd_target, quarantined_below_ip};
+use track::PacketRef;
+use verdict::opposite;
 
-use crate::event::{
-    ArpSeen, DnsMessage, EndReason, Event, EventSink, FlowRecord, LeaseSeen, SpoofKind, SpoofSeen,
-};
-use crate::flow::{FlowEntry, FlowKey, FlowTable, Lookup, Side, Timeouts};
+use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, LeaseSeen, SpoofKind};
+use crate::flow::{FlowKey, FlowTable, Side, Timeouts};
 use crate::io::{Desc, IoError, PacketIo, Port};
 use crate::offload::Offloader;
-use crate::policy::{Action, FlowQuery, PolicySnapshot, SnapshotCell, Verdict};
+use crate::policy::{PolicySnapshot, SnapshotCell};
 use crate::wire::{
     self, dhcp, ip_proto, Fragment, IpInfo, L3Info, L4Info, PacketInfo, ParseError, TcpFlags,
 };
@@ -72,53 +74,6 @@ impl Default for WorkerConfig {
             offload_sweep_interval: 100_000_000,
             offload_sweep_budget: 256,
         }
-    }
-}
-
-/// ICMPv6 messages that IPv6 itself needs (MLD 130-132 and 143, router and
-/// neighbour discovery 133-137): passed like ARP, without a flow.
-fn is_icmpv6_control(kind: u8) -> bool {
-    matches!(kind, 130..=137 | 143)
-}
-
-/// The fate of a frame with a quarantined end that IP policy does not decide:
-/// ARP, IPv6 neighbour discovery and router messages, MLD, non-IP. They pass
-/// only between the quarantined host and a management host (by MAC), for the
-/// management channel's address resolution. `None` for the rest of IP, which
-/// the classifier decides (quarantine, management exceptions).
-fn quarantined_below_ip(
-    frame: &[u8],
-    info: &PacketInfo,
-    snap: &PolicySnapshot,
-) -> Option<Decision> {
-    let target = match info.l3 {
-        L3Info::Arp(arp) => Some(IpAddr::V4(arp.target_ip)),
-        L3Info::Ip(ref ip) => match ip.l4 {
-            L4Info::IcmpOther { kind, .. }
-                if ip.proto == ip_proto::ICMPV6 && is_icmpv6_control(kind) =>
-            {
-                // Only neighbour solicitations and advertisements; their
-                // target address follows the 8-byte ICMPv6 header.
-                if !matches!(kind, 135 | 136) {
-                    return Some(Err(DropReason::Quarantine));
-                }
-                let at = usize::from(ip.l4_offset) + 8;
-                let target = frame
-                    .get(at..at + 16)
-                    .and_then(|b| <[u8; 16]>::try_from(b).ok());
-                match target {
-                    Some(bytes) => Some(IpAddr::V6(bytes.into())),
-                    None => return Some(Err(DropReason::Quarantine)),
-                }
-            }
-            _ => return None,
-        },
-        L3Info::Other => return Some(Err(DropReason::Quarantine)),
-    };
-    if snap.quarantine_l2_allows(info.src_mac, info.dst_mac, target) {
-        None
-    } else {
-        Some(Err(DropReason::Quarantine))
     }
 }
 
@@ -336,6 +291,17 @@ impl Worker {
         }
         match info.l3 {
             L3Info::Arp(arp) => {
+                let sender = IpAddr::V4(arp.sender_ip);
+                if let Some(owner) = snap.claims_other(arp.sender_mac, sender) {
+                    return Err(self.spoof(
+                        SpoofKind::Arp,
+                        arp.sender_mac,
+                        sender,
+                        owner,
+                        info,
+                        now,
+                    ));
+                }
                 self.stats.passed_stateless += 1;
                 self.events.emit(Event::Arp(ArpSeen {
                     time: now,
@@ -374,6 +340,19 @@ impl Worker {
             L4Info::IcmpOther { kind, .. }
                 if ip.proto == ip_proto::ICMPV6 && is_icmpv6_control(kind) =>
             {
+                // Neighbour discovery may not claim another MAC's address:
+                // neither as its source nor as an advertised target.
+                let target = if kind == 136 {
+                    nd_target(frame, ip)
+                } else {
+                    None
+                };
+                for claimed in [Some(ip.src), target].into_iter().flatten() {
+                    if let Some(owner) = snap.claims_other(info.src_mac, claimed) {
+                        let kind = SpoofKind::Neighbour;
+                        return Err(self.spoof(kind, info.src_mac, claimed, owner, info, now));
+                    }
+                }
                 self.stats.passed_stateless += 1;
                 return Ok(());
             }
@@ -433,8 +412,7 @@ impl Worker {
             flags,
             bytes,
         };
-        let verdict = self.track(&key, side, hash, &packet, snap, now);
-        decide(verdict)?;
+        self.track(&key, side, hash, &packet, snap, now)?;
 
         if sport == 53 && matches!(ip.l4, L4Info::Tcp { .. } | L4Info::Udp { .. }) {
             self.dns_event(frame, info, ip, now);
@@ -443,187 +421,6 @@ impl Worker {
             self.dhcp_event(frame, info, ip, now);
         }
         Ok(())
-    }
-
-    /// Find or create the flow of a packet, update it, and return its verdict.
-    fn track(
-        &mut self,
-        key: &FlowKey,
-        side: Side,
-        hash: u64,
-        p: &PacketRef<'_>,
-        snap: &PolicySnapshot,
-        now: u64,
-    ) -> Verdict {
-        match self.flows.lookup_hashed(key, hash, now) {
-            Lookup::Hit(entry) => {
-                if !entry.macs_match(side, p.info.src_mac, p.info.dst_mac) {
-                    // The flow's addresses from other MACs: never carried by
-                    // the flow, decided on its own (a quarantined MAC is
-                    // refused there) and reported.
-                    let owner = entry.mac_of(side);
-                    self.stats.spoofed += 1;
-                    self.events.emit(Event::Spoof(SpoofSeen {
-                        time: now,
-                        kind: SpoofKind::FlowMac,
-                        mac: p.info.src_mac,
-                        ip: p.ip.src,
-                        owner,
-                        vlan: p.info.vlan,
-                    }));
-                    return snap.classify(&p.query());
-                }
-                if entry.generation != snap.generation() {
-                    self.stats.reclassified += 1;
-                    reclassify(entry, snap, &mut self.events);
-                }
-                let dir = entry.dir(side);
-                if p.flags.is_some_and(TcpFlags::opens) && !entry.syn_continues(dir) {
-                    // A SYN opens a new connection: decided as one, it never
-                    // rides an entry it did not open (one picked up
-                    // mid-stream, an established or a closed connection).
-                    // Denied, it is dropped and the entry stays; allowed, it
-                    // replaces the entry.
-                    let verdict = snap.classify(&p.query());
-                    if verdict.action == Action::Deny {
-                        self.stats.syn_refused += 1;
-                        return verdict;
-                    }
-                    let old = *entry;
-                    self.flows.remove(key);
-                    offload::end_flow(
-                        self.offload.as_mut(),
-                        &mut self.events,
-                        old,
-                        EndReason::Reused,
-                        now,
-                    );
-                    return self.new_flow(key, side, hash, p, snap, now);
-                }
-                // (A SYN on a closed entry, `Update::restart`, was handled above.)
-                entry.update(dir, p.flags, p.bytes, now);
-                if let Some(off) = self.offload.as_mut() {
-                    offload::after_packet(off, entry, now);
-                }
-                return entry.verdict;
-            }
-            Lookup::Expired(old) => {
-                offload::end_flow(
-                    self.offload.as_mut(),
-                    &mut self.events,
-                    old,
-                    EndReason::Idle,
-                    now,
-                );
-            }
-            Lookup::Miss => {}
-        }
-        self.new_flow(key, side, hash, p, snap, now)
-    }
-
-    fn new_flow(
-        &mut self,
-        key: &FlowKey,
-        side: Side,
-        hash: u64,
-        p: &PacketRef<'_>,
-        snap: &PolicySnapshot,
-        now: u64,
-    ) -> Verdict {
-        let (info, flags) = (p.info, p.flags);
-        let mut verdict = snap.classify(&p.query());
-        let (mut orig, mut src_mac, mut dst_mac) = (side, info.src_mac, info.dst_mac);
-        // A TCP flow picked up mid-stream (no SYN: the appliance restarted, or the
-        // flow was evicted) may be seen first in its reply direction: from the
-        // server's port to the client's. If policy denies this direction but
-        // allows the client to open a connection to this packet's source port,
-        // the flow is the client's. A SYN is never such a reply, and no later
-        // SYN rides the entry (see `track`).
-        if verdict.action == Action::Deny && flags.is_some_and(|f| !f.syn()) {
-            let rv = snap.classify(&p.reverse_query());
-            if rv.action == Action::Allow {
-                verdict = rv;
-                orig = opposite(side);
-                (src_mac, dst_mac) = (info.dst_mac, info.src_mac);
-            }
-        }
-        let entry = FlowEntry::new(
-            *key,
-            orig,
-            src_mac,
-            dst_mac,
-            verdict,
-            snap.generation(),
-            now,
-        );
-        let (e, evicted) = self.flows.insert_hashed(entry, hash, now);
-        let dir = e.dir(side);
-        e.update(dir, flags, p.bytes, now);
-        let record = FlowRecord::from_entry(e);
-        self.stats.flows_created += 1;
-        if let Some(old) = evicted {
-            offload::end_flow(
-                self.offload.as_mut(),
-                &mut self.events,
-                old,
-                EndReason::Evicted,
-                now,
-            );
-        }
-        self.events.emit(Event::FlowStart(record));
-        if verdict.would_deny {
-            self.events.emit(Event::WouldDeny(record));
-        }
-        verdict
-    }
-
-    /// The fate of an ICMP error about a tracked flow, sent by `sender` (the
-    /// side of the flow that received the quoted packet); `None` if the flow
-    /// is not tracked. The error must travel between the MACs the flow is
-    /// bound to (a router on the path sends from the flow's next-hop MAC):
-    /// from anywhere else it is a spoof, dropped, whatever the flow's verdict.
-    fn related_verdict(
-        &mut self,
-        key: &FlowKey,
-        sender: Side,
-        info: &PacketInfo,
-        ip: &IpInfo,
-        snap: &PolicySnapshot,
-        now: u64,
-    ) -> Option<Decision> {
-        match self.flows.lookup(key, now) {
-            Lookup::Hit(entry) => {
-                if !entry.macs_match(sender, info.src_mac, info.dst_mac) {
-                    let owner = entry.mac_of(sender);
-                    self.stats.spoofed += 1;
-                    self.events.emit(Event::Spoof(SpoofSeen {
-                        time: now,
-                        kind: SpoofKind::IcmpError,
-                        mac: info.src_mac,
-                        ip: ip.src,
-                        owner,
-                        vlan: info.vlan,
-                    }));
-                    return Some(Err(DropReason::Spoofed));
-                }
-                if entry.generation != snap.generation() {
-                    self.stats.reclassified += 1;
-                    reclassify(entry, snap, &mut self.events);
-                }
-                Some(decide(entry.verdict))
-            }
-            Lookup::Expired(old) => {
-                offload::end_flow(
-                    self.offload.as_mut(),
-                    &mut self.events,
-                    old,
-                    EndReason::Idle,
-                    now,
-                );
-                None
-            }
-            Lookup::Miss => None,
-        }
     }
 
     /// A DHCP ACK names a client MAC and its leased address: learning, like ARP.
@@ -670,44 +467,5 @@ impl Worker {
             // A first fragment holds only the start of the message.
             truncated: copied < payload.len() || matches!(ip.frag, Fragment::First { .. }),
         }));
-    }
-}
-
-/// What [`Worker::track`] needs of the packet at hand.
-struct PacketRef<'a> {
-    info: &'a PacketInfo,
-    ip: &'a IpInfo,
-    /// The source port (the responder's, if this packet is a reply).
-    sport: u16,
-    /// The destination port (the responder's, if this packet starts the flow).
-    dport: u16,
-    flags: Option<TcpFlags>,
-    bytes: u32,
-}
-
-impl PacketRef<'_> {
-    /// The packet as the first of a flow, in its own direction.
-    fn query(&self) -> FlowQuery {
-        FlowQuery {
-            src_mac: self.info.src_mac,
-            dst_mac: self.info.dst_mac,
-            src_ip: self.ip.src,
-            dst_ip: self.ip.dst,
-            proto: self.ip.proto,
-            dst_port: self.dport,
-        }
-    }
-
-    /// The packet as a reply: the flow its receiver would have opened to its
-    /// sender's port.
-    fn reverse_query(&self) -> FlowQuery {
-        FlowQuery {
-            src_mac: self.info.dst_mac,
-            dst_mac: self.info.src_mac,
-            src_ip: self.ip.dst,
-            dst_ip: self.ip.src,
-            proto: self.ip.proto,
-            dst_port: self.sport,
-        }
     }
 }
