@@ -36,7 +36,7 @@ fn the_example_policy_is_valid_and_summarised() {
         "examples/policy.yaml: valid. 7 workloads; 6 groups: web (enforce, 2 members)",
         "legacy (audit, 2 members)",
         "internet (enforce, 2 CIDRs)",
-        "7 rules (7 enabled), compiled to 9 dataplane rules",
+        "7 rules (7 enabled), compiled to 10 dataplane rules",
         "1 quarantined",
     ] {
         assert!(out.contains(expect), "{expect} missing: {out}");

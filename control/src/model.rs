@@ -165,6 +165,24 @@ impl Workloads {
         Some(w)
     }
 
+    /// Removes the workload with this MAC in O(1): the last workload takes
+    /// its place (the order of the rest changes). For learned workloads,
+    /// which come after the declared ones and are never duplicates.
+    pub(crate) fn swap_remove(&mut self, mac: MacAddr) -> Option<Workload> {
+        let i = self.index.remove(&mac)?;
+        if i >= self.list.len() {
+            return None;
+        }
+        let w = self.list.swap_remove(i);
+        let last = self.list.len();
+        if let Some(moved) = self.list.get(i).and_then(|m| parse_mac(&m.mac)) {
+            if self.index.get(&moved) == Some(&last) {
+                self.index.insert(moved, i);
+            }
+        }
+        Some(w)
+    }
+
     /// Mutable access by MAC; the caller must not change the MAC.
     pub(crate) fn by_mac_mut(&mut self, mac: MacAddr) -> Option<&mut Workload> {
         let i = *self.index.get(&mac)?;

@@ -47,7 +47,9 @@ pub const BUILTIN: &[Builtin] = &[
     ("kerberos", &[(TCP, &[(88, 88)]), (UDP, &[(88, 88)])]),
     ("ntp", &[(UDP, &[(123, 123)])]),
     ("snmp", &[(UDP, &[(161, 161)])]),
-    ("icmp", &[(Proto::Icmp, &[])]),
+    // Ping is ping: `icmp` covers ICMPv6 too (echo, errors); `icmpv6` alone
+    // stays for rules that want IPv6 only.
+    ("icmp", &[(Proto::Icmp, &[]), (Proto::Icmpv6, &[])]),
     ("icmpv6", &[(Proto::Icmpv6, &[])]),
     ("winrm", &[(TCP, &[(5985, 5986)])]),
     ("nfs", &[(TCP, &[(2049, 2049)])]),
@@ -202,7 +204,9 @@ mod tests {
             builtin("winrm").expect("winrm")[0].ports,
             vec![PortRange::new(5985, 5986)]
         );
-        assert_eq!(builtin("icmp").expect("icmp")[0].proto, Proto::Icmp);
+        let icmp = builtin("icmp").expect("icmp");
+        let protos: Vec<Proto> = icmp.iter().map(|e| e.proto).collect();
+        assert_eq!(protos, [Proto::Icmp, Proto::Icmpv6], "ping6 is ping");
         for name in [
             "ssh",
             "http",

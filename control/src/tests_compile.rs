@@ -110,7 +110,9 @@ fn services_expand_to_one_compiled_rule_per_protocol_with_mapped_ids() {
     assert_eq!(r50[0].order, Some(4));
     // dns = udp/53 and tcp/53: tcp sorts first by protocol number.
     assert_eq!(c.rules.compiled_ids(30).len(), 2);
-    assert_eq!(c.rules.compiled_len(), 9);
+    // icmp = icmp and icmpv6 (ping6 is ping).
+    assert_eq!(c.rules.compiled_ids(40).len(), 2);
+    assert_eq!(c.rules.compiled_len(), 10);
     assert_eq!(c.rules.user_rule(compiled_rule_id(10, 0)), Some(10));
     assert_eq!(c.rules.user_rule(compiled_rule_id(10, 1)), None);
     let users: Vec<u32> = c.rules.iter().map(|(u, _)| u).collect();
@@ -182,7 +184,7 @@ fn disabled_rules_are_dropped() {
     m.rules[4].enabled = false;
     let (s, c) = compile_snapshot(&m, 1).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.rules.compiled_ids(50).is_empty());
-    assert_eq!(c.rules.compiled_len(), 7);
+    assert_eq!(c.rules.compiled_len(), 8);
     assert!(c.spec.rules.iter().all(|r| user_rule_id(r.id) != 50));
     assert_eq!(
         decide(&s, &c.rules, flow(WEB1, DB1, 6, 445)),

@@ -444,3 +444,50 @@ fn a_quarantined_host_back_under_a_new_mac_cannot_use_its_bound_address() {
     assert!(s.drops(DropReason::Spoofed) >= 1, "{s:?}");
     dut.stop(Stop::Detach);
 }
+
+#[test]
+fn non_ip_frames_carrying_ip_do_not_cross_to_an_enforcing_host() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = Topology::named("bh-atk").expect("topology");
+    let mut dut = start(&t, &policy(&t, "", ""));
+    let (a_mac, b_mac) = (mac_of(&t.a, "host-a"), mac_of(&t.b, "host-b"));
+    // An IPv4 SYN to host-b:5432, wrapped in MPLS, PPPoE and LLC/SNAP, and a
+    // local experimental ethertype.
+    let ip = tcp_frame(
+        (a_mac, ip4(HOST_A), 40000),
+        (b_mac, ip4(HOST_B), 5432),
+        true,
+        b"",
+    );
+    let inner = &ip[14..];
+    let frame = |ethertype: u16, head: &[u8]| {
+        [
+            &b_mac[..],
+            &a_mac[..],
+            &ethertype.to_be_bytes(),
+            head,
+            inner,
+        ]
+        .concat()
+    };
+    let snap_len = (8 + inner.len()) as u16;
+    let frames = vec![
+        frame(0x88b5, &[0x42; 8]),
+        frame(0x8847, &[0x00, 0x01, 0x01, 0x40]),
+        frame(0x8864, &[0x11, 0x00, 0x00, 0x01, 0x00, 0x2a, 0x00, 0x21]),
+        frame(snap_len, &[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00]),
+    ];
+    let at_b = Sniffer::open(&t.b, "host-b");
+    send_frames(&t.a, "host-a", frames);
+    let crossed = at_b.count(Duration::from_millis(300), |f| {
+        f.get(6..12) == Some(&a_mac[..])
+            && !matches!(f.get(12..14), Some([0x08, 0x00] | [0x08, 0x06]))
+    });
+    assert_eq!(crossed, 0, "non-IP frames crossed to an enforcing host");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(dut.stats().drops(DropReason::NonIp), 4, "{:?}", dut.stats());
+    dut.stop(Stop::Detach);
+}

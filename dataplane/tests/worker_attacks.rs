@@ -261,3 +261,77 @@ fn an_address_another_mac_holds_is_refused_to_new_flows_arp_and_neighbour_discov
     );
     assert_eq!(bed.worker.stats().drops(DropReason::Spoofed), 3);
 }
+
+/// Non-IP frames a host with no rights sends to db: a local experimental
+/// ethertype, MPLS and PPPoE session frames and LLC/SNAP, the last three
+/// carrying an IPv4 packet to db's PostgreSQL port.
+fn non_ip_frames(src: [u8; 6]) -> Vec<Vec<u8>> {
+    let ip = tcp((src, [10, 0, 9, 9], 40000), (DB, DB_IP, 5432), "S", b"");
+    let inner = &ip[14..];
+    let frame = |ethertype: u16, body: &[u8]| {
+        let mut f = Vec::new();
+        f.extend_from_slice(&DB);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    };
+    let mpls = [&[0x00, 0x01, 0x01, 0x40][..], inner].concat();
+    let pppoe = [&[0x11, 0x00, 0x00, 0x01, 0x00, 0x2a, 0x00, 0x21][..], inner].concat();
+    let snap = [&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00][..], inner].concat();
+    vec![
+        frame(0x88b5, &[0x42; 46]),
+        frame(0x8847, &mpls),
+        frame(0x8864, &pppoe),
+        frame(snap.len() as u16, &snap),
+    ]
+}
+
+#[test]
+fn non_ip_frames_follow_the_ends_modes() {
+    let mut bed = Bed::new("");
+    // From a MAC in no group (enforce by default) to db (enforce): dropped.
+    for f in non_ip_frames(STRANGER) {
+        assert!(!bed.passes(Port::A, &f));
+    }
+    assert_eq!(bed.worker.stats().drops(DropReason::NonIp), 4);
+    // Between the two legacy workloads (audit): passed.
+    let mut between_legacy = non_ip_frames(LEGACY);
+    for f in &mut between_legacy {
+        f[..6].copy_from_slice(&LEGACY2);
+        assert!(bed.passes(Port::A, f));
+    }
+    // An ethertype the operator allows passes whatever the modes.
+    let cfg = WorkerConfig {
+        non_ip_allow: vec![0x88b5],
+        ..WorkerConfig::default()
+    };
+    let mut allowing = Bed::with("", cfg, 64);
+    let frames = non_ip_frames(STRANGER);
+    assert!(allowing.passes(Port::A, &frames[0]));
+    assert!(!allowing.passes(Port::A, &frames[1]));
+}
+
+#[test]
+fn packets_with_ttl_zero_are_dropped() {
+    let mut bed = Bed::new("");
+    let (c, s) = ((WEB, WEB_IP, 40000), (DB, DB_IP, 5432));
+    let mut v4 = tcp(c, s, "S", b"");
+    v4[14 + 8] = 0;
+    // (The IPv4 header checksum is stale now: nobody checks it on the way.)
+    assert!(!bed.passes(Port::A, &v4));
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(WEB, DB)
+        .ipv6(
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            0,
+        )
+        .tcp(40000, 5432, 1, 65535)
+        .syn()
+        .write(&mut out, b"")
+        .expect("builder writes to a Vec");
+    assert!(!bed.passes(Port::A, &out));
+    assert_eq!(bed.worker.stats().drops(DropReason::ZeroTtl), 2);
+    assert!(bed.passes(Port::A, &tcp(c, s, "S", b"")), "TTL 64 passes");
+}

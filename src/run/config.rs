@@ -67,8 +67,12 @@ pub struct DataplaneConfig {
     pub chunk_size: u32,
     /// Frames taken from each port per poll.
     pub batch: usize,
-    /// "forward" or "drop" frames that are neither IP nor ARP.
+    /// Frames that are neither IP nor ARP: "policy" (dropped where an end's
+    /// group enforces, passed in audit and learn), "forward" or "drop".
     pub non_ip: String,
+    /// Ethertypes passed whatever `non_ip` says: numbers (0x88cc) or names
+    /// (lldp, lacp, mpls, pppoe, ...: see `ethertype_named`).
+    pub non_ip_allow: Vec<String>,
     /// "drop" or "forward" later IP fragments whose first fragment was not seen.
     pub fragments: String,
     /// Seconds between stats lines in the log.
@@ -94,7 +98,8 @@ impl Default for DataplaneConfig {
             frames: 4096,
             chunk_size: 2048,
             batch: 64,
-            non_ip: "forward".into(),
+            non_ip: "policy".into(),
+            non_ip_allow: Vec::new(),
             fragments: "drop".into(),
             stats_interval: 10,
             workers: 1,
@@ -119,6 +124,11 @@ pub struct ControlConfig {
     pub store: PathBuf,
     /// Workloads learned from the wire kept at most (a MAC flood stops there).
     pub max_learned_workloads: usize,
+    /// Seconds a learned workload stays unseen before it is forgotten.
+    pub learned_idle_secs: u64,
+    /// Seconds a learned workload must have been unseen before a new MAC may
+    /// take its place when `max_learned_workloads` is reached.
+    pub evict_idle_secs: u64,
 }
 
 /// Where the database lives unless the config says otherwise.
@@ -129,6 +139,8 @@ impl Default for ControlConfig {
         ControlConfig {
             store: PathBuf::from(DEFAULT_STORE),
             max_learned_workloads: EngineConfig::default().max_observed,
+            learned_idle_secs: EngineConfig::default().learned_idle.as_secs(),
+            evict_idle_secs: EngineConfig::default().evict_idle.as_secs(),
         }
     }
 }
@@ -247,10 +259,28 @@ pub(super) fn worker_config(cfg: &Config) -> anyhow::Result<WorkerConfig> {
             "dataplane.non_ip",
             &d.non_ip,
             &[
+                ("policy", NonIpPolicy::Policy),
                 ("forward", NonIpPolicy::Forward),
                 ("drop", NonIpPolicy::Drop),
             ],
         )?,
+        non_ip_allow: d
+            .non_ip_allow
+            .iter()
+            .map(|t| {
+                ethertype(t).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "dataplane.non_ip_allow: {t:?} is not an ethertype (a number from \
+                         0x0600, e.g. 0x88cc, or one of: {})",
+                        ETHERTYPE_NAMES
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<u16>>>()?,
         fragments: one_of(
             "dataplane.fragments",
             &d.fragments,
@@ -261,4 +291,29 @@ pub(super) fn worker_config(cfg: &Config) -> anyhow::Result<WorkerConfig> {
         )?,
         ..WorkerConfig::default()
     })
+}
+
+/// Ethertypes by name, for `dataplane.non_ip_allow`.
+const ETHERTYPE_NAMES: [(&str, u16); 7] = [
+    ("lldp", 0x88cc),
+    ("lacp", 0x8809),
+    ("mpls", 0x8847),
+    ("mpls-multicast", 0x8848),
+    ("pppoe-discovery", 0x8863),
+    ("pppoe", 0x8864),
+    ("eapol", 0x888e),
+];
+
+/// An ethertype from its name or number (decimal or 0x hex); a number must be
+/// an ethertype (0x0600 and up), not an 802.3 length.
+fn ethertype(text: &str) -> Option<u16> {
+    let t = text.trim().to_ascii_lowercase();
+    if let Some(&(_, v)) = ETHERTYPE_NAMES.iter().find(|(n, _)| *n == t) {
+        return Some(v);
+    }
+    let v = match t.strip_prefix("0x") {
+        Some(hex) => u16::from_str_radix(hex, 16).ok()?,
+        None => t.parse().ok()?,
+    };
+    (v >= 0x0600).then_some(v)
 }

@@ -17,7 +17,7 @@ mod workers;
 pub use config::{load_config, DEFAULT_STORE};
 
 use anyhow::Context;
-use control::engine::{Bootstrap, ControlHandle, Engine, EngineConfig};
+use control::engine::{Bootstrap, ControlHandle, Engine, EngineConfig, Reload};
 use control::store::Store;
 use dataplane::event::Event;
 use dataplane::io::afxdp::AfXdpIo;
@@ -65,12 +65,26 @@ fn reload_on_sighup(path: PathBuf, control: ControlHandle) -> anyhow::Result<()>
             for _ in signals.forever() {
                 let outcome = load_policy(&path).and_then(|m| {
                     let comment = format!("reload of {}", path.display());
-                    Ok(control.replace(m, "SIGHUP", &comment)?)
+                    Ok(control.reload_file(m, &comment)?)
                 });
                 match outcome {
-                    Ok(c) => println!(
+                    Ok(Reload::Committed(c)) => println!(
                         "policy reloaded: version {}, {} compiled rules, generation {}",
                         c.version, c.compiled_rules, c.generation
+                    ),
+                    Ok(Reload::Unchanged { version }) => println!(
+                        "policy reload: {} is what version {version} committed, which is live; nothing to do",
+                        path.display()
+                    ),
+                    Ok(Reload::KeptLive {
+                        file_version,
+                        live,
+                        actor,
+                    }) => println!(
+                        "policy reload: {} has not changed since version {file_version}; the live \
+                         version {live} (by {actor}) is kept. Edit the file to replace it, or roll \
+                         back to version {file_version} through the API",
+                        path.display()
                     ),
                     Err(e) => println!(
                         "policy reload refused, keeping generation {}: {e:#}",
@@ -119,6 +133,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         })),
         EngineConfig {
             max_observed: cfg.control.max_learned_workloads,
+            learned_idle: std::time::Duration::from_secs(cfg.control.learned_idle_secs),
+            evict_idle: std::time::Duration::from_secs(cfg.control.evict_idle_secs),
             ..EngineConfig::default()
         },
     )?;

@@ -82,6 +82,16 @@ impl AddressBook {
         }
     }
 
+    /// A learned workload was forgotten: its learned addresses are free.
+    pub(super) fn release(&mut self, mac: MacAddr, now: Instant) {
+        let before = self.owners.len();
+        self.owners
+            .retain(|_, &mut (owner, declared)| declared || owner != mac);
+        if self.owners.len() != before {
+            self.dirty_since.get_or_insert(now);
+        }
+    }
+
     /// The bindings, for the snapshot's overlay.
     pub(super) fn pairs(&self) -> impl Iterator<Item = (IpAddr, MacAddr)> + '_ {
         self.owners.iter().map(|(&ip, &(mac, _))| (ip, mac))

@@ -3,7 +3,7 @@
 //! must not queue behind a commit ([`ControlHandle::view`],
 //! [`ControlHandle::status`]) are served from shared memory instead.
 
-use super::{Shared, StatusSnapshot};
+use super::{Shared, StatusSnapshot, BOOTSTRAP_ACTOR};
 use crate::diff::PolicyDiff;
 use crate::model::Model;
 use crate::store::{ActiveQuarantine, QuarantineEvent, StoreError, Version, VersionInfo};
@@ -64,6 +64,27 @@ pub struct CommitOutcome {
     pub compiled_rules: usize,
     /// Milliseconds from the start of the command to the published snapshot.
     pub publish_ms: f64,
+}
+
+/// The actor of versions committed from the policy file by a reload.
+pub const FILE_ACTOR: &str = "SIGHUP";
+
+/// What a reload of the policy file did ([`ControlHandle::reload_file`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reload {
+    /// The file changed since it was last committed: it is the new version.
+    Committed(CommitOutcome),
+    /// The file is what version `version` committed, and that is live:
+    /// nothing written.
+    Unchanged { version: u64 },
+    /// The file is what version `file_version` committed, but a later
+    /// version (`live`, by `actor`: through the API, a rollback) is live:
+    /// it is kept, not replaced by a file nobody changed.
+    KeptLive {
+        file_version: u64,
+        live: u64,
+        actor: String,
+    },
 }
 
 /// How often a user rule decided a new flow, from the dataplane's flow events.
@@ -250,6 +271,34 @@ impl ControlHandle {
             comment: comment.to_string(),
             reply,
         })
+    }
+
+    /// The policy file, read again (SIGHUP): committed only if it differs
+    /// from what the file last committed (at bootstrap or an earlier
+    /// reload). An unchanged file writes no version, and never replaces a
+    /// policy changed since through the API.
+    pub fn reload_file(&self, model: Model, comment: &str) -> Result<Reload, ControlError> {
+        let versions = self.versions()?;
+        let from_file = versions
+            .iter()
+            .filter(|v| v.actor == FILE_ACTOR || v.actor == BOOTSTRAP_ACTOR)
+            .max_by_key(|v| v.version);
+        if let Some(last) = from_file {
+            if self.version(last.version)? == model {
+                let live = versions.iter().find(|v| v.live);
+                return Ok(match live {
+                    Some(l) if l.version != last.version => Reload::KeptLive {
+                        file_version: last.version.0,
+                        live: l.version.0,
+                        actor: l.actor.clone(),
+                    },
+                    _ => Reload::Unchanged {
+                        version: last.version.0,
+                    },
+                });
+            }
+        }
+        Ok(Reload::Committed(self.replace(model, FILE_ACTOR, comment)?))
     }
 
     pub fn versions(&self) -> Result<Vec<VersionInfo>, ControlError> {

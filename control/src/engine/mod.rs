@@ -19,13 +19,18 @@
 
 mod bindings;
 mod handle;
+mod learned;
 mod state;
 #[cfg(test)]
 mod tests;
 
 pub use handle::{
-    CommitOutcome, ControlError, ControlHandle, QuarantineOutcome, ReleaseOutcome, RuleHits,
+    CommitOutcome, ControlError, ControlHandle, QuarantineOutcome, ReleaseOutcome, Reload,
+    RuleHits, FILE_ACTOR,
 };
+
+/// The actor of the version a start commits into an empty store.
+pub const BOOTSTRAP_ACTOR: &str = "bootstrap";
 
 use crate::model::Model;
 use crate::store::{Store, Version};
@@ -45,9 +50,15 @@ use std::time::{Duration, Instant};
 pub struct EngineConfig {
     /// After a relabelled workload, wait this long for more before republishing.
     pub debounce: Duration,
-    /// Workloads learned from the wire kept at most; further new MACs are counted
-    /// in [`StatusSnapshot::observed_refused`] and not learned.
+    /// Workloads learned from the wire kept at most. When full, a new MAC
+    /// takes the place of the learned workload seen least recently if that
+    /// one has been idle `evict_idle`; otherwise it is counted in
+    /// [`StatusSnapshot::observed_refused`] and not learned.
     pub max_observed: usize,
+    pub evict_idle: Duration,
+    /// Learned workloads not seen for this long are forgotten (in memory and
+    /// in the store); they are learned again if they come back.
+    pub learned_idle: Duration,
     /// Learned workloads are written to the store at most this often.
     pub persist_interval: Duration,
 }
@@ -57,6 +68,8 @@ impl Default for EngineConfig {
         EngineConfig {
             debounce: Duration::from_millis(200),
             max_observed: 65_536,
+            evict_idle: Duration::from_secs(60),
+            learned_idle: Duration::from_secs(24 * 3600),
             persist_interval: Duration::from_secs(5),
         }
     }
@@ -85,6 +98,8 @@ pub struct StatusSnapshot {
     pub events: u64,
     pub workloads_learned: u64,
     pub observed_refused: u64,
+    /// Learned workloads forgotten: idle too long, or making room under the cap.
+    pub learned_forgotten: u64,
     /// Observations that claimed an address another workload holds: the
     /// address was not learned for the claimant (see `engine::bindings`).
     pub address_claims_refused: u64,
@@ -102,6 +117,7 @@ pub(crate) struct Shared {
     events: AtomicU64,
     learned: AtomicU64,
     refused: AtomicU64,
+    forgotten: AtomicU64,
     claims_refused: AtomicU64,
     view: ArcSwap<LiveView>,
 }
@@ -134,6 +150,7 @@ impl Shared {
             events: self.events.load(Ordering::Relaxed),
             workloads_learned: self.learned.load(Ordering::Relaxed),
             observed_refused: self.refused.load(Ordering::Relaxed),
+            learned_forgotten: self.forgotten.load(Ordering::Relaxed),
             address_claims_refused: self.claims_refused.load(Ordering::Relaxed),
             last_error: lock_text(&self.last_error),
         }
@@ -196,7 +213,7 @@ impl Engine {
             None => {
                 let Bootstrap { model, source } = bootstrap;
                 let v = store
-                    .commit("bootstrap", &format!("from {source}"), &model)
+                    .commit(BOOTSTRAP_ACTOR, &format!("from {source}"), &model)
                     .map_err(|e| match e {
                         crate::store::StoreError::Invalid(e) => StartError::Invalid {
                             what: source.clone(),
@@ -222,6 +239,7 @@ impl Engine {
             events: AtomicU64::new(0),
             learned: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            forgotten: AtomicU64::new(0),
             claims_refused: AtomicU64::new(0),
             view: ArcSwap::from_pointee(placeholder),
         });

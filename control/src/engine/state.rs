@@ -4,6 +4,7 @@ use super::bindings::{AddressBook, Claim};
 use super::handle::{
     Command, CommitOutcome, ControlError, QuarantineOutcome, ReleaseOutcome, RuleHits,
 };
+use super::learned::Ages;
 use super::{set_text, EngineConfig, LiveView, Shared};
 use crate::compile::{compile, user_rule_id, CompileError};
 use crate::diff::{diff, PolicyDiff};
@@ -38,6 +39,11 @@ pub(super) struct State {
     quarantines: Arc<Vec<Quarantine>>,
     /// Which MAC holds which address (the spoofing guard's bindings).
     addresses: AddressBook,
+    /// When each learned workload was last seen.
+    ages: Ages,
+    /// The learned workloads changed without a publication since then: the
+    /// view (`GET /workloads`) follows after the debounce.
+    view_dirty_since: Option<Instant>,
     generation: u64,
     learned: usize,
     hits: BTreeMap<u32, RuleHits>,
@@ -90,6 +96,11 @@ fn is_workload_mac(mac: MacAddr) -> bool {
     mac.0[0] & 1 == 0 && mac.0 != [0; 6]
 }
 
+/// A duration in the nanoseconds of [`Timestamp`].
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The outer VLAN of a record, if tagged.
 fn outer_vlan(vlan: [u16; 2]) -> Option<u16> {
     (vlan[0] != 0).then_some(vlan[0])
@@ -106,11 +117,25 @@ impl State {
     ) -> Result<State, StoreError> {
         let mut effective = live.clone();
         let mut learned = 0;
-        for w in store.workloads()? {
-            let declared = parse_mac(&w.mac).is_some_and(|m| live.workloads.by_mac(m).is_some());
-            if w.origin != Origin::Observed || declared || learned >= cfg.max_observed {
+        let mut ages = Ages::default();
+        let mut stored = store.workloads()?;
+        // The most recently seen first: a restart after a MAC flood keeps the
+        // workloads that talked last, up to the cap.
+        stored.sort_by_key(|w| std::cmp::Reverse(w.last_seen.0));
+        let idle_since = Timestamp::now().0.saturating_sub(nanos(cfg.learned_idle));
+        for w in stored {
+            let Some(mac) = parse_mac(&w.mac) else {
+                continue;
+            };
+            let declared = live.workloads.by_mac(mac).is_some();
+            if w.origin != Origin::Observed
+                || declared
+                || learned >= cfg.max_observed
+                || w.last_seen.0 < idle_since
+            {
                 continue;
             }
+            ages.touch(mac, w.last_seen.0);
             effective.workloads.push(crate::model::Workload {
                 mac: w.mac,
                 name: w.name,
@@ -133,6 +158,8 @@ impl State {
             effective: Arc::new(effective),
             quarantines: Arc::default(),
             addresses: AddressBook::default(),
+            ages,
+            view_dirty_since: None,
             generation: 0,
             learned,
             hits: BTreeMap::new(),
@@ -278,14 +305,20 @@ impl State {
         self.generation = generation;
         self.shared.generation.store(generation, Ordering::Relaxed);
         self.shared.publishes.fetch_add(1, Ordering::Relaxed);
+        self.refresh_view();
+        generation
+    }
+
+    /// Shows the effective model and the quarantines in force to readers.
+    fn refresh_view(&mut self) {
+        self.view_dirty_since = None;
         let old = self.shared.view.swap(Arc::new(LiveView {
             model: self.effective.clone(),
             quarantines: self.quarantines.clone(),
             version: self.version,
-            generation,
+            generation: self.generation,
         }));
         self.garbage.push(Box::new(old));
-        generation
     }
 
     /// Frees what publications replaced.
@@ -570,13 +603,24 @@ impl State {
         let now = Timestamp::now();
         match self.effective.workloads.by_mac(mac) {
             Some(w) if !crate::membership::would_learn(w, ip, vlan) => {
+                if w.origin == Origin::Observed {
+                    self.ages.touch(mac, now.0);
+                }
                 self.seen.insert(mac, now);
                 return;
             }
             Some(_) => {}
             None if self.learned >= self.cfg.max_observed => {
-                self.shared.refused.fetch_add(1, Ordering::Relaxed);
-                return;
+                // Full: the learned workload seen least recently makes room,
+                // if it has been idle a while (a flood's MACs go quiet).
+                let idle = now.0.saturating_sub(nanos(self.cfg.evict_idle));
+                match self.ages.oldest_before(idle) {
+                    Some(victim) => self.forget_learned(victim),
+                    None => {
+                        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
             }
             None => {}
         }
@@ -584,6 +628,15 @@ impl State {
         if obs.new {
             self.learned += 1;
             self.shared.learned.fetch_add(1, Ordering::Relaxed);
+            self.view_dirty_since.get_or_insert_with(Instant::now);
+        }
+        if self
+            .effective
+            .workloads
+            .by_mac(mac)
+            .is_some_and(|w| w.origin == Origin::Observed)
+        {
+            self.ages.touch(mac, now.0);
         }
         if let Some(ip) = ip {
             let holds = self
@@ -598,6 +651,48 @@ impl State {
         self.seen.insert(mac, now);
         if obs.policy_may_change() && self.dirty_since.is_none() {
             self.dirty_since = Some(Instant::now());
+        }
+    }
+
+    /// Forgets a learned workload (idle, or making room under the cap): out
+    /// of the model, the store, the address bindings.
+    fn forget_learned(&mut self, mac: MacAddr) {
+        self.ages.forget(mac);
+        self.seen.remove(&mac);
+        let Some(w) = Arc::make_mut(&mut self.effective)
+            .workloads
+            .swap_remove(mac)
+        else {
+            return;
+        };
+        self.learned = self.learned.saturating_sub(1);
+        self.shared.forgotten.fetch_add(1, Ordering::Relaxed);
+        self.addresses.release(mac, Instant::now());
+        if !w.labels.is_empty() && self.dirty_since.is_none() {
+            // It may have been in groups: the compiled policy changes.
+            self.dirty_since = Some(Instant::now());
+        }
+        self.view_dirty_since.get_or_insert_with(Instant::now);
+        if let Err(e) = self.store.remove_workload(&w.mac) {
+            set_text(
+                &self.shared.last_error,
+                Some(format!("forgetting learned workload {}: {e}", w.mac)),
+            );
+        }
+        self.garbage.push(Box::new(w));
+    }
+
+    /// Forgets learned workloads idle longer than `learned_idle`, a bounded
+    /// number per call.
+    fn age_out(&mut self) {
+        let idle = Timestamp::now()
+            .0
+            .saturating_sub(nanos(self.cfg.learned_idle));
+        for _ in 0..1024 {
+            match self.ages.oldest_before(idle) {
+                Some(mac) => self.forget_learned(mac),
+                None => break,
+            }
         }
     }
 
@@ -639,16 +734,28 @@ impl State {
         }
         if now >= self.next_persist {
             self.persist_learned();
+            self.age_out();
             self.next_persist = now + self.cfg.persist_interval;
+        }
+        if self
+            .view_dirty_since
+            .is_some_and(|t| now.duration_since(t) >= self.cfg.debounce)
+            && self.dirty_since.is_none()
+        {
+            self.refresh_view();
         }
     }
 
     /// How long the loop may sleep before [`State::tick`] has work.
     pub(super) fn next_deadline(&self, now: Instant) -> Duration {
         let mut wait = self.next_persist.saturating_duration_since(now);
-        for t in [self.dirty_since, self.addresses.dirty_since]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.dirty_since,
+            self.addresses.dirty_since,
+            self.view_dirty_since,
+        ]
+        .into_iter()
+        .flatten()
         {
             wait = wait.min((t + self.cfg.debounce).saturating_duration_since(now));
         }

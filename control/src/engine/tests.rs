@@ -648,3 +648,126 @@ fn an_address_held_by_a_workload_is_not_learned_for_another_mac() {
     assert_eq!(bed.cell.load().owner_of(ip("10.0.0.11")), Some(mac(WEB)));
     assert_eq!(h.status().address_claims_refused, 3);
 }
+
+#[test]
+fn reloading_an_unchanged_file_writes_nothing_and_keeps_an_api_commit() {
+    let bed = start("reload");
+    let h = &bed.engine.handle;
+    let file = model(POLICY);
+    assert_eq!(
+        h.reload_file(file.clone(), "reload").expect("reload"),
+        super::Reload::Unchanged { version: 1 }
+    );
+    assert_eq!(
+        h.versions().expect("versions").len(),
+        1,
+        "no identical version"
+    );
+
+    // An operator changes the policy through the API ...
+    let mut edited = file.clone();
+    edited.rules.retain(|r| r.id != 30);
+    h.replace(edited, "alice", "drop rule 30").expect("commit");
+    // ... and a SIGHUP with the file untouched does not undo it.
+    assert_eq!(
+        h.reload_file(file.clone(), "reload").expect("reload"),
+        super::Reload::KeptLive {
+            file_version: 1,
+            live: 2,
+            actor: "alice".into()
+        }
+    );
+    assert_eq!(h.versions().expect("versions").len(), 2);
+
+    // The file edited: it is committed.
+    let mut changed = file;
+    changed.rules.retain(|r| r.id != 20);
+    match h.reload_file(changed, "reload").expect("reload") {
+        super::Reload::Committed(c) => assert_eq!(c.version, 3),
+        other => panic!("not committed: {other:?}"),
+    }
+}
+
+#[test]
+fn after_a_mac_flood_new_macs_get_in_once_the_flood_is_idle_and_idle_ones_age_out() {
+    let dir = TempDir::new("flood-age");
+    let cfg = EngineConfig {
+        max_observed: 10,
+        evict_idle: Duration::from_millis(500),
+        learned_idle: Duration::from_secs(3600),
+        debounce: Duration::from_millis(20),
+        persist_interval: Duration::from_millis(50),
+    };
+    let bed = start_with(dir, cfg.clone());
+    let h = &bed.engine.handle;
+    for i in 0..50u8 {
+        bed.events
+            .send(arp(&format!("02:aa:00:00:00:{i:02x}"), [10, 9, 0, i]))
+            .expect("send");
+    }
+    eventually("the flood is handled", || h.status().events == 50);
+    assert_eq!(
+        h.status().observed_refused,
+        40,
+        "the cap holds during the flood"
+    );
+    // Once the flood's MACs are idle, a legitimate MAC gets in.
+    std::thread::sleep(Duration::from_millis(1100));
+    let legit = "02:00:00:00:01:55";
+    bed.events.send(arp(legit, [10, 0, 0, 55])).expect("send");
+    eventually("the legitimate MAC is learned and shown", || {
+        h.view().model.workloads.by_mac(mac(legit)).is_some()
+    });
+    assert!(h.status().learned_forgotten >= 1);
+    eventually("web policy for it", || {
+        bed.verdict((legit, "10.0.0.55"), (DB, "10.0.0.21"), 5432)
+            .action
+            == Action::Allow
+    });
+    // The view and the store list the same learned workloads.
+    let learned_in_view = |h: &super::ControlHandle| {
+        let mut v: Vec<String> = h
+            .view()
+            .model
+            .workloads
+            .iter()
+            .filter(|w| w.origin == crate::model::Origin::Observed)
+            .map(|w| w.mac.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let in_view = learned_in_view(h);
+    assert_eq!(in_view.len(), 10);
+
+    // After a restart the legitimate MAC is still there, and the store
+    // holds what the view showed.
+    let (dir, db) = bed.stop();
+    let stored: Vec<String> = {
+        let store = Store::open(&db).expect("reopen");
+        let mut v: Vec<String> = store
+            .workloads()
+            .expect("workloads")
+            .into_iter()
+            .filter(|w| w.origin == crate::model::Origin::Observed)
+            .map(|w| w.mac)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(stored, in_view, "the store matches GET /workloads");
+    let bed = start_with(
+        dir,
+        EngineConfig {
+            learned_idle: Duration::from_secs(1),
+            ..cfg
+        },
+    );
+    let h = &bed.engine.handle;
+    assert!(h.view().model.workloads.by_mac(mac(legit)).is_some());
+    // Idle longer than learned_idle: forgotten, in the view and the store.
+    eventually("idle learned workloads age out", || {
+        learned_in_view(h).is_empty()
+    });
+}

@@ -295,6 +295,15 @@ impl PolicySnapshot {
             .collect()
     }
 
+    /// The mode of a MAC by its groups alone (for frames without IP): the
+    /// strictest of its groups', or the default.
+    pub fn mac_mode(&self, mac: MacAddr) -> Mode {
+        self.mode_of(Endpoint {
+            mac: self.tables.mac_sets.get(&mac).copied(),
+            ip: None,
+        })
+    }
+
     /// The mode of the endpoint `(mac, ip)`: the strictest of its groups', or the default.
     pub fn endpoint_mode(&self, mac: MacAddr, ip: IpAddr) -> Mode {
         self.mode_of(self.endpoint(mac, ip))

@@ -189,6 +189,8 @@ pub struct IpInfo {
     pub dst: IpAddr,
     /// The upper-layer protocol: for IPv6, the one after the extension headers.
     pub proto: u8,
+    /// IPv4 TTL, IPv6 hop limit.
+    pub ttl: u8,
     pub frag: Fragment,
     /// Offset of the transport header (after IPv4 options / IPv6 extension headers).
     pub l4_offset: u16,
@@ -302,6 +304,7 @@ struct IpHeader<'a> {
     src: IpAddr,
     dst: IpAddr,
     proto: u8,
+    ttl: u8,
     frag: Fragment,
     /// The transport header and payload, up to the end of the IP packet.
     l4: &'a [u8],
@@ -317,6 +320,7 @@ fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
         src: ip.src_addr().into(),
         dst: ip.dst_addr().into(),
         proto: ip.protocol(),
+        ttl: ip.ttl(),
         frag: ip.fragment(),
         l4: ip.payload(),
         l4_start: ip.header_len(),
@@ -334,6 +338,7 @@ fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
         src: ip.src_addr().into(),
         dst: ip.dst_addr().into(),
         proto: walk.proto,
+        ttl: ip.hop_limit(),
         frag: walk.frag,
         l4: payload.get(walk.len..).ok_or(ParseError::Truncated {
             layer: Layer::Ipv6Extension,
@@ -379,6 +384,7 @@ fn finish_ip(ip: IpHeader<'_>, l3_offset: usize, is_v6: bool) -> Result<IpInfo, 
         src: ip.src,
         dst: ip.dst,
         proto: ip.proto,
+        ttl: ip.ttl,
         frag: ip.frag,
         l4_offset: offset(l4_offset)?,
         payload_offset: offset(l4_offset + l4_header_len)?,

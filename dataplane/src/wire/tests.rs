@@ -103,6 +103,7 @@ fn ipv4_udp_frame_is_summarised() {
             src: Ipv4Addr::from(V4_SRC).into(),
             dst: Ipv4Addr::from(V4_DST).into(),
             proto: 17,
+            ttl: 64,
             frag: Fragment::None,
             l4_offset: 34,
             payload_offset: 42,

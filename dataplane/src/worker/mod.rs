@@ -26,18 +26,26 @@ use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, LeaseSeen, 
 use crate::flow::{FlowKey, FlowTable, Side, Timeouts};
 use crate::io::{Desc, IoError, PacketIo, Port};
 use crate::offload::Offloader;
-use crate::policy::{PolicySnapshot, SnapshotCell};
+use crate::policy::{Mode, PolicySnapshot, SnapshotCell};
 use crate::wire::{
     self, dhcp, ip_proto, Fragment, IpInfo, L3Info, L4Info, PacketInfo, ParseError, TcpFlags,
 };
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// What to do with frames that are neither IP nor ARP.
+/// What to do with frames that are neither IP nor ARP (MPLS, PPPoE, LLC/SNAP,
+/// any other ethertype), besides the ethertypes allowed by
+/// [`WorkerConfig::non_ip_allow`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NonIpPolicy {
+    /// As the two ends' groups' modes say (by MAC; the strictest wins):
+    /// dropped in enforce, passed in audit and learn. Such frames can carry
+    /// IP that the classifier never sees (IPv4 in LLC/SNAP or PPPoE).
     #[default]
+    Policy,
+    /// Pass every one.
     Forward,
+    /// Drop every one.
     Drop,
 }
 
@@ -51,6 +59,9 @@ pub struct WorkerConfig {
     pub timeouts: Timeouts,
     pub fragments: FragmentPolicy,
     pub non_ip: NonIpPolicy,
+    /// Ethertypes passed whatever [`WorkerConfig::non_ip`] says (e.g. LLDP
+    /// 0x88cc), except to or from a quarantined MAC.
+    pub non_ip_allow: Vec<u16>,
     /// The most bytes of a DNS message copied into an event.
     pub dns_copy_bytes: usize,
     /// Flow-table slots checked for idle flows per poll.
@@ -69,6 +80,7 @@ impl Default for WorkerConfig {
             timeouts: Timeouts::default(),
             fragments: FragmentPolicy::default(),
             non_ip: NonIpPolicy::default(),
+            non_ip_allow: Vec::new(),
             dns_copy_bytes: 1500,
             expire_budget: 64,
             offload_sweep_interval: 100_000_000,
@@ -312,17 +324,23 @@ impl Worker {
                 Ok(())
             }
             L3Info::Other => {
-                if snap.is_quarantined(info.src_mac) || snap.is_quarantined(info.dst_mac) {
-                    return Err(DropReason::Quarantine);
+                // (A quarantined end was refused above.)
+                let pass = self.cfg.non_ip_allow.contains(&info.ethertype)
+                    || match self.cfg.non_ip {
+                        NonIpPolicy::Forward => true,
+                        NonIpPolicy::Drop => false,
+                        NonIpPolicy::Policy => {
+                            let mode = snap.mac_mode(info.src_mac).max(snap.mac_mode(info.dst_mac));
+                            mode != Mode::Enforce
+                        }
+                    };
+                if !pass {
+                    return Err(DropReason::NonIp);
                 }
-                match self.cfg.non_ip {
-                    NonIpPolicy::Forward => {
-                        self.stats.passed_stateless += 1;
-                        Ok(())
-                    }
-                    NonIpPolicy::Drop => Err(DropReason::NonIp),
-                }
+                self.stats.passed_stateless += 1;
+                Ok(())
             }
+            L3Info::Ip(ref ip) if ip.ttl == 0 => Err(DropReason::ZeroTtl),
             L3Info::Ip(ref ip) => self.handle_ip(frame, info, ip, p.flow, snap, now),
         }
     }

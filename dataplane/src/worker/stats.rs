@@ -19,17 +19,21 @@ pub enum DropReason {
     Blocklist,
     /// A later IP fragment whose first fragment was not seen.
     Fragment,
-    /// A non-IP, non-ARP frame with the non-IP policy set to drop.
+    /// A non-IP, non-ARP frame refused by the non-IP policy (by default: an
+    /// end in enforce mode).
     NonIp,
     /// The peer port's transmit ring was full.
     TxFull,
     /// The frame claimed addresses another MAC holds (an ICMP error about a
     /// flow, not from that flow's hosts).
     Spoofed,
+    /// An IP packet with TTL (hop limit) 0: no host sends one, and no router
+    /// passes one on.
+    ZeroTtl,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Malformed,
         DropReason::RuleDeny,
         DropReason::DefaultDeny,
@@ -39,6 +43,7 @@ impl DropReason {
         DropReason::NonIp,
         DropReason::TxFull,
         DropReason::Spoofed,
+        DropReason::ZeroTtl,
     ];
 
     /// The drop reason for a deny verdict's reason.
@@ -62,6 +67,7 @@ impl DropReason {
             DropReason::NonIp => "non-ip",
             DropReason::TxFull => "tx-full",
             DropReason::Spoofed => "spoofed",
+            DropReason::ZeroTtl => "ttl-zero",
         }
     }
 
