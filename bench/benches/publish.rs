@@ -241,12 +241,25 @@ fn frame_from(sport: u16) -> Vec<u8> {
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: keep that short.
     let full = std::env::args().any(|a| a == "--bench");
+    // `cargo bench -p bulkhead-bench --bench publish -- quarantine` runs only
+    // the parts named (commit, quarantine, swap).
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| named.is_empty() || named.iter().any(|n| n == part);
     if full {
-        run(100, 200, Change::Commit);
-        run(100_000, 20, Change::Commit);
-        run(100, 200, Change::Quarantine);
-        run(100_000, 100, Change::Quarantine);
-        swap_under_load(100_000, 64, Duration::from_millis(100), 10);
+        if wanted("commit") {
+            run(100, 200, Change::Commit);
+            run(100_000, 20, Change::Commit);
+        }
+        if wanted("quarantine") {
+            run(100, 200, Change::Quarantine);
+            run(100_000, 100, Change::Quarantine);
+        }
+        if wanted("swap") {
+            swap_under_load(100_000, 64, Duration::from_millis(100), 10);
+        }
     } else {
         run(100, 4, Change::Commit);
         run(100, 4, Change::Quarantine);
