@@ -54,6 +54,11 @@ pub struct WorkerView {
     pub flows_created: u64,
     pub reclassified: u64,
     pub events_lost: u64,
+    /// Frames that claimed addresses another MAC holds (a live flow's, a
+    /// bound IP), each reported as a `spoof` event.
+    pub spoofed: u64,
+    /// SYNs refused on an entry they did not open.
+    pub syn_refused: u64,
     pub flow_table: FlowTableView,
 }
 
@@ -69,6 +74,10 @@ pub struct ControlView {
     pub events: u64,
     pub workloads_learned: u64,
     pub observed_refused: u64,
+    /// Learned workloads forgotten (idle, or making room under the cap).
+    pub learned_forgotten: u64,
+    /// Observations claiming an address another workload holds, not learned.
+    pub address_claims_refused: u64,
     pub last_error: Option<String>,
 }
 
@@ -129,6 +138,8 @@ fn worker_view(r: &StatsReport, age: Option<Duration>) -> WorkerView {
         flows_created: s.flows_created,
         reclassified: s.reclassified,
         events_lost: s.events_lost,
+        spoofed: s.spoofed,
+        syn_refused: s.syn_refused,
         flow_table: FlowTableView {
             live: r.live_flows,
             capacity: r.flow_capacity,
@@ -160,6 +171,8 @@ fn stats_view(st: &Shared) -> StatsView {
             events: s.events,
             workloads_learned: s.workloads_learned,
             observed_refused: s.observed_refused,
+            learned_forgotten: s.learned_forgotten,
+            address_claims_refused: s.address_claims_refused,
             last_error: s.last_error,
         },
     }
@@ -234,6 +247,8 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
     let live = Family::<WorkerLabel, Gauge>::default();
     let evictions = Family::<WorkerLabel, Counter>::default();
     let lost = Family::<WorkerLabel, Counter>::default();
+    let spoofed = Family::<WorkerLabel, Counter>::default();
+    let syn_refused = Family::<WorkerLabel, Counter>::default();
     let age = Family::<WorkerLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     let ages = st.stats.ages();
     for (i, r) in st.stats.reports().iter().enumerate() {
@@ -275,6 +290,8 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
         live.get_or_create(&w).set(u(r.live_flows as u64));
         evictions.get_or_create(&w).inc_by(r.flows.evictions);
         lost.get_or_create(&w).inc_by(r.worker.events_lost);
+        spoofed.get_or_create(&w).inc_by(r.worker.spoofed);
+        syn_refused.get_or_create(&w).inc_by(r.worker.syn_refused);
         if let Some(Some(a)) = ages.get(i) {
             age.get_or_create(&w).set(a.as_secs_f64());
         }
@@ -297,6 +314,16 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
         "events_lost",
         "Dataplane events dropped because the channel to the control thread was full",
         lost,
+    );
+    reg.register(
+        "spoofed",
+        "Frames that claimed addresses another MAC holds (a live flow's, a bound IP)",
+        spoofed,
+    );
+    reg.register(
+        "syn_refused",
+        "SYNs refused on a flow entry they did not open",
+        syn_refused,
     );
     reg.register(
         "worker_report_age_seconds",
@@ -323,6 +350,13 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
         "workloads_learned",
         "Workloads learned from the wire",
         learned,
+    );
+    let claims = Counter::<u64>::default();
+    claims.inc_by(s.address_claims_refused);
+    reg.register(
+        "address_claims_refused",
+        "Observations claiming an address another workload holds (not learned)",
+        claims,
     );
     reg.register(
         "api_requests",
