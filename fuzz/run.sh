@@ -3,6 +3,7 @@
 #
 #   fuzz/run.sh TARGET SECONDS        run for SECONDS (afl-fuzz -V)
 #   fuzz/run.sh TARGET --execs N      run for about N executions (afl-fuzz -E)
+#   fuzz/run.sh setup                 only install the tools and build the targets
 #
 # TARGET: frame | dns | policy. Installs what it needs (clang and llvm from
 # Debian, cargo-afl from crates.io, AFL++ built by `cargo afl config --build`),
@@ -10,17 +11,26 @@
 # fuzz/corpus/TARGET into FUZZ_OUT (default fuzz/out/TARGET, emptied first),
 # then prints the run's figures and every crash and hang, and exits 1 if there
 # is any. Environment: CARGO_TARGET_DIR (default fuzz/target), FUZZ_OUT,
-# FUZZ_TIMEOUT_MS (afl-fuzz -t, default 1000), NICE (default 10).
+# FUZZ_TIMEOUT_MS (afl-fuzz -t, default 1000), NICE (default 10),
+# AFL_NO_AFFINITY (default 1: no CPU pinning, so that several targets, or a
+# fuzzer and a build, share a small machine; 0 pins each fuzzer to a free core).
+# Several targets at once: run `setup` first, then one run.sh per target.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { echo "usage: $0 frame|dns|policy SECONDS|--execs N" >&2; exit 2; }
-[ $# -ge 2 ] || usage
+usage() { echo "usage: $0 frame|dns|policy SECONDS|--execs N   or   $0 setup" >&2; exit 2; }
+[ $# -ge 1 ] || usage
 target=$1
-case "$target" in frame | dns | policy) ;; *) usage ;; esac
-case "$2" in
-  --execs) [ $# -eq 3 ] || usage; limit=(-E "$3") ;;
-  *) [ $# -eq 2 ] || usage; limit=(-V "$2") ;;
+case "$target" in
+  setup) [ $# -eq 1 ] || usage ;;
+  frame | dns | policy)
+    [ $# -ge 2 ] || usage
+    case "$2" in
+      --execs) [ $# -eq 3 ] || usage; limit=(-E "$3") ;;
+      *) [ $# -eq 2 ] || usage; limit=(-V "$2") ;;
+    esac
+    ;;
+  *) usage ;;
 esac
 nice=(nice -n "${NICE:-10}")
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -62,9 +72,15 @@ if [ "$(head -c 1 /proc/sys/kernel/core_pattern)" = "|" ]; then
 fi
 # This VM has no CPU frequency governor to check; AFL_NO_UI: plain log lines.
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1
+if [ "${AFL_NO_AFFINITY:-1}" = 0 ]; then
+  unset AFL_NO_AFFINITY
+else
+  export AFL_NO_AFFINITY=1
+fi
 
 # --- build and fuzz ------------------------------------------------------
 "${nice[@]}" cargo afl build --release --locked --bins
+[ "$target" = setup ] && exit 0
 rm -rf "$out"
 mkdir -p "$(dirname "$out")"
 status=0
