@@ -79,7 +79,9 @@ else
 fi
 
 # --- build and fuzz ------------------------------------------------------
-"${nice[@]}" cargo afl build --release --locked --bins
+# Not --locked: fuzz/Cargo.lock pins what it has, and a dependency the
+# libraries gain later is resolved here instead of failing the build.
+"${nice[@]}" cargo afl build --release --bins
 [ "$target" = setup ] && exit 0
 rm -rf "$out"
 mkdir -p "$(dirname "$out")"
