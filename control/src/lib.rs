@@ -19,6 +19,8 @@
 pub mod compile;
 pub mod diff;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inventory;
 pub mod load;
 pub mod membership;

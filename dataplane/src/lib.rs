@@ -14,6 +14,8 @@
 
 pub mod event;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hint;
 pub mod io;
 pub mod offload;
