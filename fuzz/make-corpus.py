@@ -164,6 +164,7 @@ reason = "seed"
 
 [[management]]
 cidr = "10.0.3.0/24"
+macs = ["02:00:00:00:03:01"]
 services = ["ssh"]
 '''
 

@@ -67,7 +67,7 @@ rules:
   - { id: 50, src: [legacy], dst: [server], proto: 47, action: allow }
 quarantine: ["02:00:00:00:0f:01"]
 management:
-  - { cidr: "10.0.3.0/24", proto: tcp, ports: [22] }
+  - { cidr: "10.0.3.0/24", macs: ["02:00:00:00:03:01"], proto: tcp, ports: [22] }
 blocklist: [198.51.100.0/24, "2001:db8:bad::/48"]
 "#;
 
