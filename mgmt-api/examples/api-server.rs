@@ -44,7 +44,7 @@ rules:
   - { id: 20, src: [admins], dst: [any], services: [ssh], action: allow }
   - { id: 30, src: [any], dst: [any], services: [smb, { proto: tcp, ports: [139] }], action: deny }
 management:
-  - { cidr: 10.0.3.0/24, services: [ssh] }
+  - { cidr: 10.0.3.0/24, macs: ["02:00:00:00:03:01"], services: [ssh] }
 "#;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
