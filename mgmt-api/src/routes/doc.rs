@@ -200,6 +200,8 @@ fn model_schemas() -> Vec<(&'static str, serde_json::Value)> {
                 "required": ["cidr", "services"],
                 "properties": {
                     "cidr": {"type": "string"},
+                    "macs": strings("The management hosts' MACs"),
+                    "workloads": strings("The management hosts, by declared workload name"),
                     "services": array_of("ServiceRef"),
                 },
             }),
