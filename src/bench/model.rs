@@ -10,7 +10,11 @@
 //! - Flow `i` of `n` aims at rule `k = i * rules / n` (moved to the next rule of
 //!   its protocol that allows), so the traffic hits rules spread across the whole
 //!   set; a linear ruleset walks `k` rules before it matches. Flows differ in
-//!   their source address (`10.128.0.0 + i`) and source port.
+//!   their source address and source port. The source address holds the
+//!   source group (`10.(128 + group).x.y`, `x.y` the low 16 bits of `i`), so
+//!   an address is always sent from the same MAC, whatever the flow count or
+//!   protocol: the spoofing guard binds an address to the first MAC seen with
+//!   it, and traffic that moved an address between MACs would be dropped.
 
 use std::fmt::Write as _;
 
@@ -76,11 +80,10 @@ pub fn flow(i: u32, n: u32, rules: u32, tcp: bool) -> Flow {
         }
     }
     let (s, d, port, _, _) = rule(k);
-    let src = 0x0a80_0000u32.wrapping_add(i);
     Flow {
         src_mac: src_mac(s),
         dst_mac: dst_mac(d),
-        src_ip: src.to_be_bytes(),
+        src_ip: [10, 128 + s as u8, (i >> 8) as u8, i as u8],
         dst_ip: [10, 64, (d >> 8) as u8, d as u8],
         sport: 1024 + (i % 60000) as u16,
         dport: port,
