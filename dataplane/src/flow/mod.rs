@@ -15,6 +15,8 @@
 //! let h = table.hash(&key);
 //! match table.lookup_hashed(&key, h, now) {
 //!     Lookup::Hit(e) => {
+//!         // (the worker first checks `e.macs_match(side, ..)`, and decides a
+//!         // SYN that `!e.syn_continues(dir)` as a new connection)
 //!         let u = e.update(e.dir(side), flags, len, now);
 //!         if u.restart {
 //!             // report *e as ended; classify; *e = FlowEntry::new(..); e.update(..)
