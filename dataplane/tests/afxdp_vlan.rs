@@ -1,19 +1,32 @@
 //! AF_XDP with real packets: VLAN-tagged frames (written on packet sockets,
-//! as this kernel has no 802.1Q devices) through the worker, classified with
-//! their VLAN and forwarded tagged. Root rules as in `afxdp.rs`.
+//! as this kernel has no 802.1Q devices, or tagged by a tc program the way a
+//! VLAN device tags them) through the worker, classified with their VLAN and
+//! forwarded tagged. Root rules as in `afxdp.rs`.
 #![cfg(target_os = "linux")]
 
 mod afxdp_bed;
 
 use afxdp_bed::*;
+use aya::programs::{tc, SchedClassifier, TcAttachType};
+
+/// tc programs pushing a tag beside the frame (tests/bpf/vlan_push.c).
+const VLAN_PUSH: &[u8] = include_bytes!("bpf/vlan_push.o");
 
 /// An Ethernet frame tagged with VLAN_ID, IPv4 VLAN_A -> VLAN_B, `proto`, `l4`.
 fn tagged_ipv4(src: [u8; 6], dst: [u8; 6], proto: u8, l4: &[u8]) -> Vec<u8> {
+    ipv4_frame(src, dst, &[VLAN_ID], proto, l4)
+}
+
+/// An Ethernet frame with 802.1Q tags `vids` (outermost first), IPv4 VLAN_A ->
+/// VLAN_B, `proto`, `l4`.
+fn ipv4_frame(src: [u8; 6], dst: [u8; 6], vids: &[u16], proto: u8, l4: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
-    f.extend_from_slice(&0x8100u16.to_be_bytes());
-    f.extend_from_slice(&VLAN_ID.to_be_bytes());
+    for vid in vids {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
     f.extend_from_slice(&0x0800u16.to_be_bytes());
     let total = (20 + l4.len()) as u16;
     let mut ip = vec![0x45, 0];
@@ -58,21 +71,49 @@ fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
 
 /// Send `frame` out of host-a, `count` times.
 fn send_from_a(t: &Topology, frame: Vec<u8>, count: usize) {
+    in_netns(&t.a, move || send_here(&frame, count))
+        .join()
+        .unwrap()
+        .unwrap();
+}
+
+/// Send `frame` `count` times on host-a (the calling thread is in its namespace).
+fn send_here(frame: &[u8], count: usize) {
+    let (fd, _) = packet_socket("host-a");
+    for _ in 0..count {
+        // SAFETY: the buffer is valid for its length; the socket is bound.
+        let n = unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+            )
+        };
+        assert_eq!(n, frame.len() as isize, "send a frame");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Send `frame` from host-a `count` times with tc program `prog` on host-a's
+/// egress: the tag it pushes rides beside the frame (skb metadata) until
+/// host-a's veth inserts it, as a tag from a VLAN sub-interface does.
+fn send_from_a_tagged_by(t: &Topology, prog: &'static str, frame: Vec<u8>, count: usize) {
     in_netns(&t.a, move || {
-        let (fd, _) = packet_socket("host-a");
-        for _ in 0..count {
-            // SAFETY: the buffer is valid for its length; the socket is bound.
-            let n = unsafe {
-                libc::send(
-                    std::os::fd::AsRawFd::as_raw_fd(&fd),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                )
-            };
-            assert_eq!(n, frame.len() as isize, "send a tagged frame");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut bpf = aya::Ebpf::load(VLAN_PUSH).expect("load vlan_push.o");
+        let p: &mut SchedClassifier = bpf
+            .program_mut(prog)
+            .expect("the program is in the object")
+            .try_into()
+            .expect("a tc program");
+        p.load().expect("the verifier accepts it");
+        // Needed before Linux 6.6 (no tcx); an existing clsact is fine.
+        let _ = tc::qdisc_add_clsact("host-a");
+        let link = p
+            .attach("host-a", TcAttachType::Egress)
+            .expect("attach on egress");
+        send_here(&frame, count);
+        p.detach(link).expect("detach");
     })
     .join()
     .unwrap()
@@ -119,6 +160,12 @@ impl Capture {
     /// The VLAN id (None: untagged) of the first IPv4 frame from VLAN_A for
     /// which `want(ip_proto, l4)` holds, seen within `wait`.
     fn find(&self, wait: Duration, want: impl Fn(u8, &[u8]) -> bool) -> Option<Option<u16>> {
+        self.find_tags(wait, want).map(|tags| tags.last().copied())
+    }
+
+    /// [`Capture::find`] with every tag, outermost first (the receiving
+    /// kernel moves the outer one into the packet's auxiliary data).
+    fn find_tags(&self, wait: Duration, want: impl Fn(u8, &[u8]) -> bool) -> Option<Vec<u16>> {
         let deadline = Instant::now() + wait;
         let mut buf = [0u8; 2048];
         let mut ctrl = [0u64; 16];
@@ -156,12 +203,13 @@ impl Capture {
                 continue; // timeout (n < 0) or a runt
             }
             let frame = &buf[..n as usize];
-            let (vlan, l3) = if frame[12..14] == [0x81, 0x00] && frame.len() >= 18 {
-                let tci = u16::from_be_bytes([frame[14], frame[15]]);
-                (Some(tci & 0x0fff), 18)
-            } else {
-                (aux_vlan, 14)
-            };
+            let mut tags: Vec<u16> = aux_vlan.into_iter().collect();
+            let mut l3 = 14;
+            while matches!(frame[l3 - 2..l3], [0x81, 0x00] | [0x88, 0xa8]) && frame.len() >= l3 + 4
+            {
+                tags.push(u16::from_be_bytes([frame[l3], frame[l3 + 1]]) & 0x0fff);
+                l3 += 4;
+            }
             if frame.len() < l3 + 20 || frame[l3 - 2..l3] != [0x08, 0x00] {
                 continue;
             }
@@ -170,7 +218,7 @@ impl Capture {
                 continue;
             }
             if want(ip[9], &ip[20..]) {
-                return Some(vlan);
+                return Some(tags);
             }
         }
         None
@@ -261,4 +309,100 @@ fn enforce_policy_classifies_vlan_tagged_frames() {
         "a VLAN 20 echo request is allowed"
     );
     dut.stop(Stop::Detach);
+}
+
+#[test]
+fn tags_a_sender_inserts_in_hardware_cross_with_the_tag() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let t = Topology::new().expect("topology");
+    let (mac_a, mac_b) = (mac_of(&t.a, "host-a"), mac_of(&t.b, "host-b"));
+    let mut dut = Dut::start(&t, dut_config(FailMode::Closed), ALLOW_ALL).expect("DUT starts");
+    assert!(t.ping_eventually(), "untagged ping through the DUT");
+
+    // An untagged frame tagged 20 on its way out of host-a, as a VLAN 20
+    // sub-interface tags it.
+    let echo = ipv4_frame(mac_a, mac_b, &[], 1, &icmp_echo(0x3030));
+    let cap = Capture::open(&t);
+    send_from_a_tagged_by(&t, "push_ctag", echo, 3);
+    assert_eq!(
+        cap.find_tags(Duration::from_millis(1500), is_echo(0x3030)),
+        Some(vec![VLAN_ID]),
+        "the echo request reaches host-b tagged 20"
+    );
+
+    // QinQ: a VLAN 20 frame gets an 802.1ad service tag 200 on top.
+    let echo = tagged_ipv4(mac_a, mac_b, 1, &icmp_echo(0x3131));
+    let cap = Capture::open(&t);
+    send_from_a_tagged_by(&t, "push_stag", echo, 3);
+    assert_eq!(
+        cap.find_tags(Duration::from_millis(1500), is_echo(0x3131)),
+        Some(vec![200, VLAN_ID]),
+        "the QinQ echo request reaches host-b with both tags"
+    );
+    dut.stop(Stop::Detach);
+}
+
+#[test]
+fn opening_a_port_stops_it_and_its_veth_peer_moving_tags_out_of_the_frame() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let t = Topology::new().expect("topology");
+    let feature = |dev: &str, name: &str| {
+        let out = run(&["ip", "netns", "exec", &t.dut, "ethtool", "-k", dev]).expect("ethtool -k");
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("{dev} reports {name}"))
+            .to_string();
+        line.contains(": on")
+    };
+    // A veth pair inside the DUT's namespace: the peer is reachable.
+    run(&[
+        "ip", "-n", &t.dut, "link", "add", "vx0", "type", "veth", "peer", "name", "vx1",
+    ])
+    .expect("veth pair");
+    assert!(feature("vx0", "rx-vlan-offload") && feature("vx1", "tx-vlan-offload"));
+    let setup = in_netns(&t.dut, || keep_vlan_tags("vx0").map_err(|e| e.to_string()))
+        .join()
+        .unwrap()
+        .unwrap()
+        .expect("vx0 can stop stripping tags");
+    assert_eq!(
+        setup.turned_off,
+        [
+            "vx0: rx-vlan-hw-parse",
+            "vx0: rx-vlan-stag-hw-parse",
+            "vx1: tx-vlan-hw-insert",
+            "vx1: tx-vlan-stag-hw-insert"
+        ]
+    );
+    assert_eq!(setup.unchecked_peer, None);
+    assert!(!feature("vx0", "rx-vlan-offload") && !feature("vx1", "tx-vlan-offload"));
+    assert!(!feature("vx1", "tx-vlan-stag-hw-insert"));
+
+    // Again: nothing left to change.
+    let again = in_netns(&t.dut, || keep_vlan_tags("vx0").map_err(|e| e.to_string()))
+        .join()
+        .unwrap()
+        .unwrap()
+        .expect("still fine");
+    assert!(again.turned_off.is_empty(), "{again:?}");
+
+    // The DUT's ports: their peers are in the hosts' namespaces, out of reach,
+    // which the appliance says at start.
+    let port = in_netns(&t.dut, || {
+        keep_vlan_tags("dut-a").map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+    .expect("dut-a can stop stripping tags");
+    let warning = port.unchecked_peer.expect("the peer is out of reach");
+    assert!(
+        warning.contains("dut-a") && warning.contains("txvlan off"),
+        "{warning}"
+    );
 }

@@ -166,6 +166,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .collect();
 
     let mut io = AfXdpIo::open(&io_cfg)?;
+    for setup in io.vlan_setup() {
+        for off in &setup.turned_off {
+            println!("vlan: turned off {off} (tags stay in the frame for XDP)");
+        }
+        if let Some(warning) = &setup.unchecked_peer {
+            eprintln!("vlan: {warning}");
+        }
+    }
     let (xdp, bind) = io.mode();
     let (offload, why) = config::offload_choice(config::offload_setting(&cfg)?, xdp);
     let maps = io.take_offload_all().filter(|_| offload);

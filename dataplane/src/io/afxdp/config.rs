@@ -195,6 +195,8 @@ pub enum AfXdpError {
         found: u32,
         workers: u32,
     },
+    #[error(transparent)]
+    StripsVlanTags(#[from] super::vlan::StripsTags),
 }
 
 impl AfXdpError {

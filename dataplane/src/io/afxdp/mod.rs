@@ -15,10 +15,13 @@
 //! a clean shutdown follows [`OnShutdown`]. See `docs/decisions.md`.
 
 mod config;
+mod ethtool;
+mod netlink;
 mod offload;
 mod queues;
 mod socket;
 mod sys;
+mod vlan;
 pub mod xdp;
 
 pub use config::{AfXdpConfig, AfXdpError, DEFAULT_PIN_DIR, XDP_PACKET_HEADROOM};
@@ -28,6 +31,7 @@ pub use socket::{BindMode, BindPreference};
 /// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns` (what the
 /// offload map's last-seen times are in).
 pub use sys::monotonic_ns;
+pub use vlan::{keep_tags as keep_vlan_tags, StripsTags, VlanSetup};
 pub use xdp::{current_netns_id, remove_pins, FailMode, OnShutdown, XdpMode, XdpModePreference};
 
 use super::{Desc, IoError, PacketIo, Port};
@@ -85,6 +89,8 @@ pub struct AfXdpIo {
     stats: AfXdpStats,
     /// The kernel tier's map handles, one per queue.
     offload: Option<Vec<XdpOffloadMap>>,
+    /// What was done to keep VLAN tags in the frames, per port.
+    vlan: [VlanSetup; 2],
 }
 
 impl std::fmt::Debug for AfXdpIo {
@@ -117,6 +123,9 @@ impl AfXdpIo {
         for p in Port::BOTH {
             check_mtu(cfg, cfg.name(p))?;
         }
+        // Before attaching: a port that strips tags would have the worker
+        // forward tagged frames untagged.
+        let vlan = [vlan::keep_tags(&cfg.port_a)?, vlan::keep_tags(&cfg.port_b)?];
         let queue_counts = [queue_count(cfg, Port::A)?, queue_count(cfg, Port::B)?];
 
         // The offload maps both programs share are pinned while they load.
@@ -247,6 +256,7 @@ impl AfXdpIo {
             workers: cfg.queues.max(1) as usize,
             stats: AfXdpStats::default(),
             offload,
+            vlan,
         };
         if cfg.busy_poll_us > 0 {
             for p in &io.ports {
@@ -286,6 +296,11 @@ impl AfXdpIo {
 
     pub fn stats(&self) -> AfXdpStats {
         self.stats
+    }
+
+    /// What the ports' VLAN tag offloads were set to at open, per port.
+    pub fn vlan_setup(&self) -> &[VlanSetup; 2] {
+        &self.vlan
     }
 
     /// The kernel tier's maps (once; `None` without [`AfXdpConfig::offload`]), for
@@ -478,7 +493,7 @@ impl PacketIo for AfXdpIo {
 /// one per worker otherwise.
 fn queue_count(cfg: &AfXdpConfig, port: Port) -> Result<u32, AfXdpError> {
     let ifname = cfg.name(port);
-    let found = sys::rx_queues(ifname).map_err(|e| {
+    let found = ethtool::rx_queues(ifname).map_err(|e| {
         AfXdpError::socket(
             ifname,
             0,

@@ -18,7 +18,7 @@ pub(crate) fn ifindex(ifname: &str) -> Option<u32> {
 /// naming `ifname`, for interface ioctls (`/sys/class/net` would show the
 /// namespace sysfs was mounted in, not the thread's).
 #[allow(unsafe_code)]
-fn ifreq_socket(ifname: &str) -> std::io::Result<(std::os::fd::OwnedFd, libc::ifreq)> {
+pub(crate) fn ifreq_socket(ifname: &str) -> std::io::Result<(std::os::fd::OwnedFd, libc::ifreq)> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let bytes = ifname.as_bytes();
     if bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
@@ -233,46 +233,4 @@ impl EventFd {
         // SAFETY: reads at most 8 bytes into `v`; EAGAIN (not signalled) is fine.
         let _ = unsafe { libc::read(self.fd(), (&mut v as *mut u64).cast(), 8) };
     }
-}
-
-/// `struct ethtool_channels` (include/uapi/linux/ethtool.h).
-#[repr(C)]
-#[derive(Default)]
-struct EthtoolChannels {
-    cmd: u32,
-    max_rx: u32,
-    max_tx: u32,
-    max_other: u32,
-    max_combined: u32,
-    rx_count: u32,
-    tx_count: u32,
-    other_count: u32,
-    combined_count: u32,
-}
-
-const ETHTOOL_GCHANNELS: u32 = 0x3c;
-const SIOCETHTOOL: libc::c_ulong = 0x8946;
-
-/// The receive queues `ifname` uses now (ETHTOOL_GCHANNELS: rx plus combined
-/// channels); 1 for a device that does not report channels.
-#[allow(unsafe_code)]
-pub(crate) fn rx_queues(ifname: &str) -> std::io::Result<u32> {
-    use std::os::fd::AsRawFd;
-    let (fd, mut req) = ifreq_socket(ifname)?;
-    let mut ch = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..EthtoolChannels::default()
-    };
-    req.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
-    // SAFETY: SIOCETHTOOL reads the name and the command from `req` and `ch`
-    // and writes `ch`, which outlives the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
-    if rc < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => Ok(1),
-            _ => Err(e),
-        };
-    }
-    Ok((ch.rx_count + ch.combined_count).max(1))
 }

@@ -1,0 +1,73 @@
+//! The one rtnetlink question the ports ask: what a device links to (a veth's
+//! peer) and whether that lies in another network namespace.
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::io;
+
+/// A device's link (IFLA_LINK) and the namespace id it lives in when that is
+/// not the device's own (IFLA_LINK_NETNSID).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub(crate) index: Option<u32>,
+    pub(crate) netnsid: Option<i32>,
+}
+
+/// RTM_GETLINK for `ifindex` in the calling thread's network namespace.
+pub(crate) fn link_of(ifindex: u32) -> io::Result<Link> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut msg = LinkMessage::default();
+    msg.header.index = ifindex;
+    let mut req = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(RouteNetlinkMessage::GetLink(msg)),
+    );
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut buf = vec![0; req.buffer_len()];
+    req.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+
+    let mut reply = vec![0; 16 * 1024];
+    let n = socket.recv(&mut &mut reply[..], 0)?;
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let got: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&reply[..n])
+        .map_err(|e| bad(format!("RTM_GETLINK reply: {e}")))?;
+    match got.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
+            let mut link = Link::default();
+            for a in m.attributes {
+                match a {
+                    LinkAttribute::Link(i) => link.index = Some(i),
+                    LinkAttribute::LinkNetNsId(id) => link.netnsid = Some(id),
+                    _ => {}
+                }
+            }
+            Ok(link)
+        }
+        NetlinkPayload::Error(e) => Err(e
+            .code
+            .map(|c| io::Error::from_raw_os_error(-c.get()))
+            .unwrap_or_else(|| bad("RTM_GETLINK: an ack without the link".into()))),
+        other => Err(bad(format!("RTM_GETLINK: unexpected reply {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_links_nowhere_and_a_missing_device_is_an_error() {
+        assert_eq!(link_of(1).expect("lo"), Link::default());
+        let e = link_of(999_999).expect_err("no such device");
+        assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{e}");
+    }
+}
