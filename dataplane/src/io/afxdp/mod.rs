@@ -40,7 +40,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use xdp::{AttachSpec, XdpPort};
-use xdpilone::xdp::XdpDesc;
 use xdpilone::Umem;
 
 /// Counters of the backend itself (the worker counts packets).
@@ -474,11 +473,7 @@ impl PacketIo for AfXdpIo {
         let Some(q) = p.queues.first_mut() else {
             return Ok(0);
         };
-        let n = q.transmit(descs.iter().map(|d| XdpDesc {
-            addr: d.addr,
-            len: d.len,
-            options: 0,
-        }));
+        let n = q.transmit(descs);
         self.stats.tx_kicks += u64::from(q.kick_tx());
         Ok(n as usize)
     }

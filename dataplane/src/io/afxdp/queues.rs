@@ -21,7 +21,6 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use xdpilone::xdp::XdpDesc;
 
 /// A worker's eventfd and whether it is about to sleep.
 struct Waker {
@@ -419,11 +418,7 @@ impl PacketIo for QueueIo {
         let Some(s) = self.sockets[port.index()].first_mut() else {
             return Ok(0);
         };
-        let n = s.transmit(descs.iter().map(|d| XdpDesc {
-            addr: d.addr,
-            len: d.len,
-            options: 0,
-        }));
+        let n = s.transmit(descs);
         self.stats.tx_kicks += u64::from(s.kick_tx());
         Ok(n as usize)
     }

@@ -6,6 +6,7 @@
 //! so a frame received on one port can be transmitted on the other in place.
 
 use super::{sys, AfXdpError};
+use crate::io::Desc;
 use crate::worker::SocketDrops;
 use std::num::NonZeroU32;
 use std::os::unix::io::RawFd;
@@ -300,27 +301,35 @@ impl QueueSocket {
     /// Put frames (chunk addresses) on the fill ring; returns how many were taken.
     pub(crate) fn fill(&mut self, frames: &mut Vec<u64>, max: u32) -> u32 {
         let want = max.min(frames.len() as u32);
-        if want == 0 {
-            return 0;
-        }
-        let mut w = self.device.fill(want);
-        // `insert` zips our iterator before the ring's free slots, so it pulls
-        // one item more than it stores when the ring has less room than frames
-        // (xdpilone 1.3 marks this FIXME). Offer exactly the room, or every such
-        // call loses a frame: the UMEM drained under load and forwarding stalled.
-        let room = w.capacity().min(frames.len() as u32);
-        let mut offered = 0;
-        let n = w.insert(std::iter::from_fn(|| {
-            if offered == room {
-                return None;
+        let mut filled = 0;
+        // As on the tx ring (see `transmit`), a reservation may see only the
+        // room left in a stale view of the ring; a second one reads the
+        // kernel's consumer.
+        while filled < want {
+            let mut w = self.device.fill(want - filled);
+            // `insert` zips our iterator before the ring's free slots, so it
+            // pulls one item more than it stores when the ring has less room
+            // than frames (xdpilone 1.3 marks this FIXME). Offer exactly the
+            // room, or every such call loses a frame: the UMEM drained under
+            // load and forwarding stalled.
+            let room = w.capacity().min(frames.len() as u32);
+            let mut offered = 0;
+            let n = w.insert(std::iter::from_fn(|| {
+                if offered == room {
+                    return None;
+                }
+                offered += 1;
+                frames.pop()
+            }));
+            w.commit();
+            drop(w);
+            if n == 0 {
+                break;
             }
-            offered += 1;
-            frames.pop()
-        }));
-        w.commit();
-        drop(w);
-        self.in_fill += n;
-        n
+            filled += n;
+        }
+        self.in_fill += filled;
+        filled
     }
 
     /// Take completed transmissions off the completion ring, as chunk addresses.
@@ -339,15 +348,30 @@ impl QueueSocket {
     }
 
     /// Queue descriptors on the tx ring; returns how many were taken.
-    pub(crate) fn transmit(&mut self, descs: impl ExactSizeIterator<Item = XdpDesc>) -> u32 {
-        let want = descs.len() as u32;
-        if want == 0 {
-            return 0;
+    pub(crate) fn transmit(&mut self, descs: &[Desc]) -> u32 {
+        // xdpilone reserves from its cached view of the kernel's consumer and
+        // refreshes that view only when it shows no room at all, so a batch
+        // larger than the cached room was cut short although the ring had
+        // space: the `tx-full` drops in bursts of 32-50 frames at a few kpps.
+        // Reserving again once the cached room is used up reads the kernel's
+        // consumer. (`insert` may pull one item more than it stores; the count
+        // it returns is what was stored, and the rest is taken from `descs`.)
+        let mut sent = 0;
+        while sent < descs.len() {
+            let rest = &descs[sent..];
+            let mut w = self.tx.transmit(rest.len() as u32);
+            let n = w.insert(rest.iter().map(|d| XdpDesc {
+                addr: d.addr,
+                len: d.len,
+                options: 0,
+            }));
+            w.commit();
+            if n == 0 {
+                break;
+            }
+            sent += n as usize;
         }
-        let mut w = self.tx.transmit(want);
-        let n = w.insert(descs);
-        w.commit();
-        n
+        sent as u32
     }
 
     /// Make the kernel process the tx ring. In copy mode each kick sends a bounded
