@@ -318,6 +318,23 @@ fn tags_a_sender_inserts_in_hardware_cross_with_the_tag() {
     }
     let t = Topology::new().expect("topology");
     let (mac_a, mac_b) = (mac_of(&t.a, "host-a"), mac_of(&t.b, "host-b"));
+    // host-a's veth inserts tags in "hardware" (the veth default; the bed
+    // turns it off): the tag travels beside the frame into the DUT's XDP
+    // program, which cannot see it there. The DUT turns it off at start.
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &t.a,
+        "ethtool",
+        "-K",
+        "host-a",
+        "txvlan",
+        "on",
+        "tx-vlan-stag-hw-insert",
+        "on",
+    ])
+    .expect("tx VLAN offload on");
     let mut dut = Dut::start(&t, dut_config(FailMode::Closed), ALLOW_ALL).expect("DUT starts");
     assert!(t.ping_eventually(), "untagged ping through the DUT");
 
@@ -391,18 +408,62 @@ fn opening_a_port_stops_it_and_its_veth_peer_moving_tags_out_of_the_frame() {
         .expect("still fine");
     assert!(again.turned_off.is_empty(), "{again:?}");
 
-    // The DUT's ports: their peers are in the hosts' namespaces, out of reach,
-    // which the appliance says at start.
-    let port = in_netns(&t.dut, || {
-        keep_vlan_tags("dut-a").map_err(|e| e.to_string())
-    })
-    .join()
-    .unwrap()
-    .unwrap()
-    .expect("dut-a can stop stripping tags");
+    // The DUT's port dut-a: its peer host-a is in another namespace, which
+    // bulkhead finds and enters.
+    let host_a = |args: &[&str]| {
+        let mut cmd = vec!["ip", "netns", "exec", &t.a, "ethtool"];
+        cmd.extend_from_slice(args);
+        run(&cmd).expect("ethtool on host-a")
+    };
+    host_a(&[
+        "-K",
+        "host-a",
+        "txvlan",
+        "on",
+        "tx-vlan-stag-hw-insert",
+        "on",
+    ]);
+    let keep = |port: &'static str| {
+        in_netns(&t.dut, move || {
+            keep_vlan_tags(port).map_err(|e| e.to_string())
+        })
+        .join()
+        .unwrap()
+        .unwrap()
+        .expect("the port can stop stripping tags")
+    };
+    let port = keep("dut-a");
+    assert_eq!(port.unchecked_peer, None);
+    assert!(
+        port.turned_off
+            .contains(&"host-a (peer of dut-a): tx-vlan-hw-insert".to_string())
+            && port
+                .turned_off
+                .contains(&"host-a (peer of dut-a): tx-vlan-stag-hw-insert".to_string()),
+        "{port:?}"
+    );
+    let features = host_a(&["-k", "host-a"]);
+    assert!(features.contains("tx-vlan-offload: off"), "{features}");
+    assert!(
+        features.contains("tx-vlan-stag-hw-insert: off"),
+        "{features}"
+    );
+
+    // A peer namespace that no process is in and that is not under
+    // /run/netns (kept alive by a mount elsewhere) is out of reach: said at
+    // start, not guessed at.
+    let hidden = std::env::temp_dir().join(format!("bh-hidden-netns-{}", std::process::id()));
+    std::fs::File::create(&hidden).expect("mount point");
+    let hidden_s = hidden.to_str().unwrap().to_string();
+    let ns_b = format!("/run/netns/{}", t.b);
+    run(&["mount", "--bind", &ns_b, &hidden_s]).expect("bind-mount host-b's namespace");
+    run(&["umount", &ns_b]).expect("unmount it from /run/netns");
+    let port = keep("dut-b");
+    run(&["umount", &hidden_s]).expect("unmount the hidden namespace");
+    let _ = std::fs::remove_file(&hidden);
     let warning = port.unchecked_peer.expect("the peer is out of reach");
     assert!(
-        warning.contains("dut-a") && warning.contains("txvlan off"),
+        warning.contains("dut-b") && warning.contains("txvlan off"),
         "{warning}"
     );
 }

@@ -203,24 +203,8 @@ pub fn create() -> anyhow::Result<()> {
         ethtool(&ns, &["-K", "eth0", "tx", "off"])?;
     }
     for (seg, sw) in &switches {
-        // A veth that receives XDP-redirected frames (fail-open) needs NAPI. A
-        // VLAN tag the uplink inserted in "hardware" would reach the
-        // appliance's XDP program beside the frame, where it cannot see it: the
-        // uplink puts tags in the frame, as a switch does on the wire.
-        let up = format!("up-{seg}");
-        ethtool(
-            sw,
-            &[
-                "-K",
-                &up,
-                "gro",
-                "on",
-                "txvlan",
-                "off",
-                "tx-vlan-stag-hw-insert",
-                "off",
-            ],
-        )?;
+        // A veth that receives XDP-redirected frames (fail-open) needs NAPI.
+        ethtool(sw, &["-K", &format!("up-{seg}"), "gro", "on"])?;
     }
     Ok(())
 }

@@ -227,27 +227,9 @@ impl Topology {
         // A veth hands its peer TCP/UDP with the checksum left to "hardware"
         // (CHECKSUM_PARTIAL); AF_XDP sees the raw bytes and forwards them as they
         // are, so the hosts must compute checksums themselves: tx offload off.
-        // Likewise a VLAN tag a host's veth would insert in "hardware" reaches
-        // the DUT's XDP program beside the frame, where it cannot see it (the
-        // appliance warns about such a peer): the hosts insert tags in the
-        // frame, as a real NIC puts them on the wire.
         for (ns, dev) in [(a, "host-a"), (b, "host-b")] {
             run(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "ethtool",
-                "-K",
-                dev,
-                "gro",
-                "on",
-                "tx",
-                "off",
-                "txvlan",
-                "off",
-                "tx-vlan-stag-hw-insert",
-                "off",
+                "ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on", "tx", "off",
             ])?;
         }
         Ok(t)
