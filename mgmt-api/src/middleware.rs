@@ -240,6 +240,21 @@ pub async fn outer(State(st): State<Shared>, req: Request, next: Next) -> Respon
     resp
 }
 
+/// Refuses (403) a caller below `role`. Each group of routes declares its role
+/// at the router ([`crate::routes::api`]), so a handler cannot forget the check;
+/// a request that reached it without a caller (which `guard` prevents) is
+/// refused too.
+pub async fn at_least(role: Role, req: Request, next: Next) -> Response {
+    let allowed = match req.extensions().get::<Caller>() {
+        Some(c) => c.require(role),
+        None => Err(ApiError::unauthorized("no authenticated caller")),
+    };
+    match allowed {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod status;
 use crate::error::ApiError;
 use crate::middleware;
 use crate::state::Shared;
+use crate::token::Role;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -57,31 +58,51 @@ impl Modify for BearerAuth {
 )]
 struct ApiDoc;
 
-/// The API routes and their document (without state or outer layers).
-pub fn api(state: Shared) -> (Router<Shared>, utoipa::openapi::OpenApi) {
-    let protected = OpenApiRouter::new()
+/// Routes any token may call (viewer and up): the reads.
+fn viewer_routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
         .routes(routes!(inventory::list_workloads))
         .routes(routes!(inventory::get_workload))
         .routes(routes!(inventory::list_groups))
         .routes(routes!(inventory::list_services))
         .routes(routes!(inventory::list_rules))
-        .routes(routes!(
-            policy::get_draft,
-            policy::put_draft,
-            policy::delete_draft
-        ))
+        .routes(routes!(policy::get_draft))
         .routes(routes!(policy::get_diff))
-        .routes(routes!(policy::commit))
         .routes(routes!(policy::versions))
         .routes(routes!(policy::version))
-        .routes(routes!(policy::rollback))
-        .routes(routes!(quarantine::list, quarantine::add))
-        .routes(routes!(quarantine::release))
+        .routes(routes!(quarantine::list))
         .routes(routes!(quarantine::history))
+        .routes(routes!(status::stats))
+}
+
+/// Routes for operators and admins: quarantine and release.
+fn operator_routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(quarantine::add))
+        .routes(routes!(quarantine::release))
+}
+
+/// Routes for admins: policy changes, tokens, the audit log.
+fn admin_routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(policy::put_draft, policy::delete_draft))
+        .routes(routes!(policy::commit))
+        .routes(routes!(policy::rollback))
         .routes(routes!(admin::list_tokens, admin::create_token))
         .routes(routes!(admin::revoke_token))
         .routes(routes!(admin::audit))
-        .routes(routes!(status::stats))
+}
+
+/// The API routes and their document (without state or outer layers). The
+/// role a route needs is declared here, by the group it is registered in:
+/// a route outside the three groups is not served with a token at all.
+pub fn api(state: Shared) -> (Router<Shared>, utoipa::openapi::OpenApi) {
+    let role =
+        |r: Role| axum::middleware::from_fn(move |req, next| middleware::at_least(r, req, next));
+    let protected = viewer_routes()
+        .route_layer(role(Role::Viewer))
+        .merge(operator_routes().route_layer(role(Role::Operator)))
+        .merge(admin_routes().route_layer(role(Role::Admin)))
         .layer(axum::middleware::from_fn_with_state(
             state,
             middleware::guard,

@@ -124,6 +124,47 @@ fn each_role_has_its_limits() {
 }
 
 #[test]
+fn every_write_in_the_document_refuses_a_viewer_before_reading_the_request() {
+    // Roles are declared at the router: whatever route the document lists,
+    // a viewer's write is refused (403) before the handler or its body
+    // parsing runs, and an operator reaches only quarantine writes.
+    let bed = Bed::start();
+    let doc = json(bed.get("/api/v1/openapi.json", &bed.viewer), 200);
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut writes = 0;
+    for (path, ops) in paths {
+        let concrete = path
+            .replace("{mac}", WEB)
+            .replace("{version}", "1")
+            .replace("{name}", "x");
+        for method in ops.as_object().expect("operations").keys() {
+            let m = match method.as_str() {
+                "post" => Method::POST,
+                "put" => Method::PUT,
+                "delete" => Method::DELETE,
+                "patch" => Method::PATCH,
+                _ => continue,
+            };
+            writes += 1;
+            let url = format!("/api/v1{}", concrete.trim_start_matches("/api/v1"));
+            let status = |token: &str| {
+                bed.req(m.clone(), &url, token)
+                    .body("not json")
+                    .send()
+                    .expect("req")
+                    .status()
+                    .as_u16()
+            };
+            assert_eq!(status(&bed.viewer), 403, "{method} {path} as a viewer");
+            if !path.contains("quarantine") {
+                assert_eq!(status(&bed.operator), 403, "{method} {path} as an operator");
+            }
+        }
+    }
+    assert!(writes >= 8, "the document lists the writes: {writes}");
+}
+
+#[test]
 fn tokens_are_created_listed_and_revoked_over_the_api() {
     let bed = Bed::start();
     let created = json(
