@@ -1,11 +1,11 @@
 //! Request bodies: JSON only, bounded, with the path of the offending value in
 //! the error (`rules[0].action`), and the reading of bodies with a limit.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::Shared;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -89,8 +89,7 @@ impl<T: DeserializeOwned> FromRequest<Shared> for ApiJson<T> {
     async fn from_request(req: Request, state: &Shared) -> Result<Self, ApiError> {
         if !is_json(req.headers()) {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "the body must be JSON (Content-Type: application/json)",
             ));
         }
@@ -123,10 +122,10 @@ mod tests {
     #[test]
     fn errors_name_the_offending_field() {
         let e = parse::<Body>(br#"{"mac": "x", "items": [1, 300]}"#).expect_err("range");
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
         assert_eq!(e.body.field.as_deref(), Some("items[1]"));
         let e = parse::<Body>(b"{").expect_err("syntax");
-        assert_eq!(e.body.code, "bad_request");
+        assert_eq!(e.body.code, ErrorCode::BadRequest);
         let e = parse::<Body>(br#"{"mac": "x", "items": [], "x": 1}"#).expect_err("unknown");
         assert!(e.body.message.contains("unknown field"), "{e:?}");
     }

@@ -5,14 +5,14 @@
 //! - [`outer`] (everything): error bodies in the one JSON shape whatever
 //!   produced them, security headers, and request counting for `/metrics`.
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::json::{declared_too_large, read_body};
 use crate::limit::Verdict;
 use crate::state::{Caller, Shared, StatusLabel};
 use crate::token::{self, Role};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use control::store::ApiAudit;
@@ -108,8 +108,7 @@ pub async fn authenticate(
         }
         Verdict::Refused { retry_after } => {
             let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!(
                     "too many failed authentication attempts from {ip}; \
                      invalid tokens are refused for {retry_after} s more"

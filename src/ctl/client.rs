@@ -320,7 +320,7 @@ fn answer(resp: Response) -> anyhow::Result<Value> {
     }
     let body: Option<mgmt_api::ErrorBody> = serde_json::from_str(&text).ok();
     let (code, message, field) = match body {
-        Some(b) => (b.code, b.message.replace('\n', "; "), b.field),
+        Some(b) => (b.code.to_string(), b.message.replace('\n', "; "), b.field),
         None => (String::new(), text.trim().to_string(), None),
     };
     let what = match status.as_u16() {
