@@ -10,7 +10,8 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -282,6 +283,42 @@ impl Api {
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call(Method::GET, path, None)
     }
+
+    /// A GET whose answer must have the shape of the server's own type `T`
+    /// (the view types of `mgmt_api`): a different version of the appliance
+    /// is an error that says so, not a table of blanks.
+    pub fn get_as<T: DeserializeOwned + Serialize>(&self, path: &str) -> anyhow::Result<Value> {
+        shaped::<T>(path, self.get(path)?)
+    }
+
+    /// A call without a body whose answer has the server's type `T`.
+    pub fn call_as<T: DeserializeOwned + Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> anyhow::Result<Value> {
+        shaped::<T>(path, self.call(method, path, None)?)
+    }
+
+    /// A call with the server's request type `B` as its body and its answer
+    /// type `T`.
+    pub fn send<B: Serialize, T: DeserializeOwned + Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<Value> {
+        let body = serde_json::to_value(body).context("the request does not render as JSON")?;
+        shaped::<T>(path, self.call(method, path, Some(&body))?)
+    }
+}
+
+/// `v` read as `T` and written back: the answer as the shared type has it.
+fn shaped<T: DeserializeOwned + Serialize>(path: &str, v: Value) -> anyhow::Result<Value> {
+    let typed: T = serde_json::from_value(v).with_context(|| {
+        format!("{path}: the appliance's answer is not what this bulkhead ctl expects (another version?)")
+    })?;
+    Ok(serde_json::to_value(typed)?)
 }
 
 /// The innermost useful message of a transport error, on one line.

@@ -7,6 +7,14 @@ mod show;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use client::{Api, Settings};
+use mgmt_api::routes::admin::{AuditView, NewToken, TokenRequest};
+use mgmt_api::routes::inventory::{GroupView, RuleView, ServiceView, WorkloadView};
+use mgmt_api::routes::policy::{CommitRequest, CommitView, DiffView, RollbackRequest, VersionView};
+use mgmt_api::routes::quarantine::{
+    QuarantineEventView, QuarantineRequest, QuarantineResult, QuarantineView, ReleaseResult,
+};
+use mgmt_api::routes::status::StatsView;
+use mgmt_api::token::TokenView;
 use reqwest::Method;
 use serde_json::{json, Value};
 use show::{fields, table};
@@ -173,7 +181,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
     match &args.command {
         CtlCommand::Health => {
             // 503 carries the same body: show it, then fail.
-            match api.get("/api/v1/health") {
+            match api.get_as::<mgmt_api::routes::status::HealthView>("/api/v1/health") {
                 Ok(v) => out(&v, &fields),
                 Err(e) => return Err(e.context("the appliance is not healthy")),
             }
@@ -193,7 +201,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
             }
         }
         CtlCommand::Stats => {
-            let v = api.get("/api/v1/stats")?;
+            let v = api.get_as::<StatsView>("/api/v1/stats")?;
             out(&v, &|v| {
                 println!("control:");
                 fields(&v["control"]);
@@ -204,7 +212,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
             });
         }
         CtlCommand::Workloads { mac: None } => {
-            let v = api.get("/api/v1/workloads")?;
+            let v = api.get_as::<Vec<WorkloadView>>("/api/v1/workloads")?;
             out(&v, &|v| {
                 table(
                     v,
@@ -221,11 +229,11 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
             });
         }
         CtlCommand::Workloads { mac: Some(m) } => {
-            let v = api.get(&format!("/api/v1/workloads/{}", seg(m)))?;
+            let v = api.get_as::<WorkloadView>(&format!("/api/v1/workloads/{}", seg(m)))?;
             out(&v, &fields);
         }
         CtlCommand::Groups => {
-            let v = api.get("/api/v1/groups")?;
+            let v = api.get_as::<Vec<GroupView>>("/api/v1/groups")?;
             out(&v, &|v| {
                 table(
                     v,
@@ -240,7 +248,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
             });
         }
         CtlCommand::Services => {
-            let v = api.get("/api/v1/services")?;
+            let v = api.get_as::<Vec<ServiceView>>("/api/v1/services")?;
             out(&v, &|v| {
                 let rows: Vec<Value> = v
                     .as_array()
@@ -269,7 +277,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
             });
         }
         CtlCommand::Rules => {
-            let v = api.get("/api/v1/rules")?;
+            let v = api.get_as::<Vec<RuleView>>("/api/v1/rules")?;
             out(&v, &|v| {
                 table(
                     v,
@@ -291,7 +299,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Quarantine(q) => quarantine(&api, q, args.json)?,
         CtlCommand::Tokens(t) => tokens(&api, t, args.json)?,
         CtlCommand::Audit { limit } => {
-            let v = api.get(&format!("/api/v1/audit?limit={limit}"))?;
+            let v = api.get_as::<Vec<AuditView>>(&format!("/api/v1/audit?limit={limit}"))?;
             out(&v, &|v| {
                 table(
                     v,
@@ -342,13 +350,13 @@ fn diff_lines(v: &Value) {
 fn policy(api: &Api, p: &PolicyCommand, as_json: bool) -> anyhow::Result<()> {
     match p {
         PolicyCommand::Draft => {
-            let v = api.get("/api/v1/policy/draft")?;
+            let v = api.get_as::<control::Model>("/api/v1/policy/draft")?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         PolicyCommand::Put { file } => {
             let model = control::load_model(file)?;
             let body = serde_json::to_value(&model).context("the model does not render as JSON")?;
-            let v = api.call(Method::PUT, "/api/v1/policy/draft", Some(&body))?;
+            let v = api.send::<_, DiffView>(Method::PUT, "/api/v1/policy/draft", &body)?;
             print(&v, as_json, diff_lines);
         }
         PolicyCommand::Discard => {
@@ -357,13 +365,16 @@ fn policy(api: &Api, p: &PolicyCommand, as_json: bool) -> anyhow::Result<()> {
                 println!("draft discarded");
             }
         }
-        PolicyCommand::Diff => print(&api.get("/api/v1/policy/diff")?, as_json, diff_lines),
+        PolicyCommand::Diff => print(
+            &api.get_as::<DiffView>("/api/v1/policy/diff")?,
+            as_json,
+            diff_lines,
+        ),
         PolicyCommand::Commit { message } => {
-            let v = api.call(
-                Method::POST,
-                "/api/v1/policy/commit",
-                Some(&json!({ "comment": message })),
-            )?;
+            let body = CommitRequest {
+                comment: message.clone(),
+            };
+            let v = api.send::<_, CommitView>(Method::POST, "/api/v1/policy/commit", &body)?;
             print(&v, as_json, |v| {
                 println!(
                     "version {} is live (generation {}, {} compiled rules)",
@@ -371,30 +382,31 @@ fn policy(api: &Api, p: &PolicyCommand, as_json: bool) -> anyhow::Result<()> {
                 )
             });
         }
-        PolicyCommand::Versions => print(&api.get("/api/v1/policy/versions")?, as_json, |v| {
-            table(
-                v,
-                &[
-                    ("VERSION", "/version"),
-                    ("LIVE", "/live"),
-                    ("CREATED", "/created_at"),
-                    ("ACTOR", "/actor"),
-                    ("RULES", "/compiled_rules"),
-                    ("ROLLBACK OF", "/rollback_of"),
-                    ("COMMENT", "/comment"),
-                ],
-            )
-        }),
+        PolicyCommand::Versions => print(
+            &api.get_as::<Vec<VersionView>>("/api/v1/policy/versions")?,
+            as_json,
+            |v| {
+                table(
+                    v,
+                    &[
+                        ("VERSION", "/version"),
+                        ("LIVE", "/live"),
+                        ("CREATED", "/created_at"),
+                        ("ACTOR", "/actor"),
+                        ("RULES", "/compiled_rules"),
+                        ("ROLLBACK OF", "/rollback_of"),
+                        ("COMMENT", "/comment"),
+                    ],
+                )
+            },
+        ),
         PolicyCommand::Show { number } => {
-            let v = api.get(&format!("/api/v1/policy/versions/{number}"))?;
+            let v = api.get_as::<control::Model>(&format!("/api/v1/policy/versions/{number}"))?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         PolicyCommand::Rollback { number } => {
-            let v = api.call(
-                Method::POST,
-                "/api/v1/policy/rollback",
-                Some(&json!({ "version": number })),
-            )?;
+            let body = RollbackRequest { version: *number };
+            let v = api.send::<_, CommitView>(Method::POST, "/api/v1/policy/rollback", &body)?;
             print(&v, as_json, |v| {
                 println!(
                     "version {} is live (version {number}'s policy, generation {})",
@@ -408,25 +420,29 @@ fn policy(api: &Api, p: &PolicyCommand, as_json: bool) -> anyhow::Result<()> {
 
 fn quarantine(api: &Api, q: &QuarantineCommand, as_json: bool) -> anyhow::Result<()> {
     match q {
-        QuarantineCommand::List => print(&api.get("/api/v1/quarantine")?, as_json, |v| {
-            table(
-                v,
-                &[
-                    ("MAC", "/mac"),
-                    ("NAME", "/name"),
-                    ("SINCE", "/at"),
-                    ("BY", "/actor"),
-                    ("SOURCE", "/source"),
-                    ("REASON", "/reason"),
-                ],
-            )
-        }),
+        QuarantineCommand::List => print(
+            &api.get_as::<Vec<QuarantineView>>("/api/v1/quarantine")?,
+            as_json,
+            |v| {
+                table(
+                    v,
+                    &[
+                        ("MAC", "/mac"),
+                        ("NAME", "/name"),
+                        ("SINCE", "/at"),
+                        ("BY", "/actor"),
+                        ("SOURCE", "/source"),
+                        ("REASON", "/reason"),
+                    ],
+                )
+            },
+        ),
         QuarantineCommand::Add { mac, reason } => {
-            let v = api.call(
-                Method::POST,
-                "/api/v1/quarantine",
-                Some(&json!({ "mac": mac, "reason": reason })),
-            )?;
+            let body = QuarantineRequest {
+                mac: mac.clone(),
+                reason: reason.clone(),
+            };
+            let v = api.send::<_, QuarantineResult>(Method::POST, "/api/v1/quarantine", &body)?;
             print(&v, as_json, |v| {
                 let mut line = format!(
                     "{} quarantined (generation {})",
@@ -443,11 +459,8 @@ fn quarantine(api: &Api, q: &QuarantineCommand, as_json: bool) -> anyhow::Result
             });
         }
         QuarantineCommand::Release { mac } => {
-            let v = api.call(
-                Method::DELETE,
-                &format!("/api/v1/quarantine/{}", seg(mac)),
-                None,
-            )?;
+            let path = format!("/api/v1/quarantine/{}", seg(mac));
+            let v = api.call_as::<ReleaseResult>(Method::DELETE, &path)?;
             print(&v, as_json, |v| {
                 if v["released"] == true {
                     println!(
@@ -465,18 +478,22 @@ fn quarantine(api: &Api, q: &QuarantineCommand, as_json: bool) -> anyhow::Result
                 Some(m) => format!("/api/v1/quarantine/history?mac={}", seg(m)),
                 None => "/api/v1/quarantine/history".to_string(),
             };
-            print(&api.get(&path)?, as_json, |v| {
-                table(
-                    v,
-                    &[
-                        ("AT", "/at"),
-                        ("MAC", "/mac"),
-                        ("ACTION", "/action"),
-                        ("BY", "/actor"),
-                        ("REASON", "/reason"),
-                    ],
-                )
-            });
+            print(
+                &api.get_as::<Vec<QuarantineEventView>>(&path)?,
+                as_json,
+                |v| {
+                    table(
+                        v,
+                        &[
+                            ("AT", "/at"),
+                            ("MAC", "/mac"),
+                            ("ACTION", "/action"),
+                            ("BY", "/actor"),
+                            ("REASON", "/reason"),
+                        ],
+                    )
+                },
+            );
         }
     }
     Ok(())
@@ -485,7 +502,7 @@ fn quarantine(api: &Api, q: &QuarantineCommand, as_json: bool) -> anyhow::Result
 fn tokens(api: &Api, t: &TokensCommand, as_json: bool) -> anyhow::Result<()> {
     match t {
         TokensCommand::List { all } => {
-            let v = api.get(&format!("/api/v1/tokens?revoked={all}"))?;
+            let v = api.get_as::<Vec<TokenView>>(&format!("/api/v1/tokens?revoked={all}"))?;
             print(&v, as_json, |v| {
                 table(
                     v,
@@ -500,11 +517,14 @@ fn tokens(api: &Api, t: &TokensCommand, as_json: bool) -> anyhow::Result<()> {
             });
         }
         TokensCommand::Create { name, role } => {
-            let v = api.call(
-                Method::POST,
-                "/api/v1/tokens",
-                Some(&json!({ "name": name, "role": role })),
-            )?;
+            let role = mgmt_api::Role::parse(role).with_context(|| {
+                format!("unknown role {role:?}: expected viewer, operator or admin")
+            })?;
+            let body = TokenRequest {
+                name: name.clone(),
+                role,
+            };
+            let v = api.send::<_, NewToken>(Method::POST, "/api/v1/tokens", &body)?;
             print(&v, as_json, |v| {
                 println!("{}", show::cell(&v["token"]));
                 eprintln!("token {name:?} ({role}) created; it is shown only this once");
