@@ -14,6 +14,11 @@
 //! the sockets close, after a crash) the XDP program applies the [`FailMode`];
 //! a clean shutdown follows [`OnShutdown`]. See `docs/decisions.md`.
 
+pub mod abi;
+#[cfg(test)]
+mod abi_gen;
+#[cfg(test)]
+mod btf;
 mod config;
 mod ethtool;
 mod netlink;
