@@ -2,7 +2,9 @@
 /*
  * The flow key of a frame, as the XDP program computes it: which frames the
  * kernel tier may carry, and the direction-normalised key it looks them up by.
- * Included by bulkhead.c.
+ * Included by bulkhead.c and by flow_key_probe.c, the test program that runs
+ * this code under BPF_PROG_RUN against the Rust `FlowKey`
+ * (dataplane/tests/xdp_flow_key.rs).
  */
 #ifndef BULKHEAD_FLOW_KEY_H
 #define BULKHEAD_FLOW_KEY_H
