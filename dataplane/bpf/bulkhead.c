@@ -10,9 +10,9 @@
  *     counted in the entry. Everything else goes to the socket: no entry, a
  *     stale entry, a frame from or to other MACs than the flow's, and what
  *     flow_key() (flow_key.h) does not key: TCP SYN/FIN/RST, IP fragments,
- *     IPv6 extension headers (IPv4 options are fine), DNS (port 53), ICMP
- *     other than echo, ARP, non-IP, anything malformed (userspace decides and
- *     counts it).
+ *     IPv6 extension headers (IPv4 options are fine), TTL or hop limit 0,
+ *     DNS (port 53), ICMP other than echo, ARP, non-IP, anything malformed
+ *     (userspace decides and counts it).
  *   - offload off: every frame goes to the socket.
  * With no socket bound (the dataplane is stopped or crashed; the kernel removes
  * a closed socket from the XSKMAP itself), the configured fail mode applies,

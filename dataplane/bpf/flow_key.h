@@ -98,6 +98,8 @@ static __always_inline int flow_key(void *data, void *end, struct bulkhead_flow_
 			return -1;
 		if (ip->frag_off & bh_htons(IP_MF_OFFSET))
 			return -1;
+		if (ip->ttl == 0) /* the worker drops it */
+			return -1;
 		l4_len = tot - ihl;
 		l4 = p + ihl;
 		l4proto = ip->protocol;
@@ -111,6 +113,8 @@ static __always_inline int flow_key(void *data, void *end, struct bulkhead_flow_
 			return -1;
 		__u32 plen = bh_ntohs(ip6->payload_len);
 		if (ip6->version != 6 || (void *)(ip6 + 1) + plen > end)
+			return -1;
+		if (ip6->hop_limit == 0) /* the worker drops it */
 			return -1;
 		l4_len = plen;
 		l4 = ip6 + 1;

@@ -24,7 +24,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use dataplane::flow::{FlowKey, Side};
 use dataplane::io::afxdp::abi;
-use dataplane::wire;
+use dataplane::wire::{self, L3Info};
 use flow_key_frames::{Spec, Tag};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -114,9 +114,15 @@ impl Probe {
 
 /// What the worker does with `frame` before any flow lookup: `Some` with the
 /// key and side when the frame goes on its flow path; `None` when it is
-/// malformed or has no key of its own.
+/// malformed, dropped before the flow table (TTL or hop limit 0), or has no
+/// key of its own.
 fn rust_key(frame: &[u8]) -> Option<(FlowKey, Side)> {
     let info = wire::parse(frame).ok()?;
+    if let L3Info::Ip(ip) = &info.l3 {
+        if ip.ttl == 0 {
+            return None;
+        }
+    }
     dataplane::worker::flow_key(&info)
 }
 
@@ -227,6 +233,7 @@ fn known_frames_are_carried_or_punted_as_documented() {
     let cases: Vec<(&str, Spec, bool)> = vec![
         ("plain UDP", base.clone(), true),
         ("DNS", base.clone().ports(40000, 53), false),
+        ("TTL 0", base.clone().ttl(0), false),
         ("TCP ACK", base.clone().tcp(0x10), true),
         ("TCP SYN", base.clone().tcp(0x02), false),
         ("TCP FIN", base.clone().tcp(0x11), false),
@@ -249,6 +256,7 @@ fn known_frames_are_carried_or_punted_as_documented() {
         ("IPv4 options", base.clone().ipv4_options(12), true),
         ("IPv6 UDP", Spec::udp_v6(), true),
         ("IPv6 ping", Spec::udp_v6().icmp(128), true),
+        ("IPv6 hop limit 0", Spec::udp_v6().ttl(0), false),
         ("IPv6 hop-by-hop", Spec::udp_v6().ipv6_extension(0), false),
         ("IPv6 fragment", Spec::udp_v6().ipv6_extension(44), false),
     ];

@@ -139,6 +139,10 @@ impl Spec {
         self.l4 = L4::Udp { sport, dport };
         self
     }
+    pub fn ttl(mut self, ttl: u8) -> Spec {
+        self.ttl = ttl;
+        self
+    }
     pub fn tcp(mut self, flags: u8) -> Spec {
         self.l4 = L4::Tcp {
             sport: 40000,
@@ -203,7 +207,8 @@ impl Spec {
 
     /// Whether the XDP program must carry such a frame (bulkhead.c's list):
     /// at most two VLAN tags, IPv4 unfragmented or IPv6 without extension
-    /// headers, TCP without SYN/FIN/RST, UDP, or an ICMP/ICMPv6 echo, and not DNS.
+    /// headers, a TTL / hop limit above 0 (the worker drops the rest), TCP
+    /// without SYN/FIN/RST, UDP, or an ICMP/ICMPv6 echo, and not DNS.
     pub fn offloadable(&self) -> bool {
         let ip = match &self.ip {
             Ip::V4 {
@@ -226,7 +231,7 @@ impl Spec {
             }
             L4::ForeignIcmp { .. } | L4::Other { .. } => false,
         };
-        self.tags.len() <= 2 && ip && l4
+        self.tags.len() <= 2 && self.ttl != 0 && ip && l4
     }
 
     /// The key and sending side the frame must be carried under, where it is
@@ -461,7 +466,7 @@ pub fn spec() -> impl Strategy<Value = Spec> {
         any::<[u8; 6]>(),
         prop_oneof![3 => prop::collection::vec(tag(), 0..=2), 1 => prop::collection::vec(tag(), 3)],
         ip(),
-        1u8..=255,
+        prop_oneof![6 => 1u8..=255, 1 => Just(0u8)],
         l4(),
         prop::collection::vec(any::<u8>(), 0..40),
         prop_oneof![3 => Just(0u8), 1 => 1u8..20],
