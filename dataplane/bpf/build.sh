@@ -5,7 +5,7 @@
 #   bulkhead.o        the XDP program (bulkhead.c; its ABI in bulkhead.h)
 #   flow_key_probe.o  test only: the program's flow key under BPF_PROG_RUN
 # Then regenerates dataplane/src/io/afxdp/abi.rs, the Rust side's constants and
-# map definitions, from bulkhead.o (a dataplane test writes it; cargo needed).
+# map definitions, from bulkhead.o (cargo run -p bulkhead-abi-gen).
 # OUT_DIR=dir writes the objects there instead and leaves abi.rs alone (CI
 # rebuilds them and compares them with the committed ones). The build is
 # reproducible: the debug info names no absolute path, so the same clang gives
@@ -25,7 +25,5 @@ for p in bulkhead flow_key_probe; do
   echo "built $out"
 done
 if [ -z "$OUT_DIR" ]; then
-  # The generator is a test (io::afxdp::abi_gen) that writes the file when asked.
-  (cd ../.. && BULKHEAD_WRITE_ABI=1 cargo test --quiet -p bulkhead-dataplane --lib abi_gen >/dev/null)
-  echo "generated dataplane/src/io/afxdp/abi.rs"
+  (cd ../.. && cargo run --quiet -p bulkhead-abi-gen)
 fi

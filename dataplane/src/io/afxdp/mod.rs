@@ -15,10 +15,6 @@
 //! a clean shutdown follows [`OnShutdown`]. See `docs/decisions.md`.
 
 pub mod abi;
-#[cfg(test)]
-mod abi_gen;
-#[cfg(test)]
-mod btf;
 mod config;
 mod ethtool;
 mod netlink;

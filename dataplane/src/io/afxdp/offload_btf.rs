@@ -2,17 +2,17 @@
 //! committed object carries its types as BTF: read them and compare each
 //! struct's size and field offsets with the Rust mirror's.
 
-use super::super::btf::Btf;
 use super::super::xdp::BpfConfig;
 use super::{BpfFlowValue, BpfTierCount};
 use crate::flow::FlowKey;
+use abi_gen::btf::Btf;
 use std::collections::BTreeMap;
 use std::mem::{offset_of, size_of};
 
 static OBJECT: &[u8] = include_bytes!("../../../bpf/bulkhead.o");
 
 fn expect(name: &str, size: usize, fields: &[(&str, usize)]) {
-    let structs = Btf::parse(OBJECT).structs();
+    let structs = Btf::parse(OBJECT).unwrap().structs().unwrap();
     let (c_size, c_fields) = structs
         .get(name)
         .unwrap_or_else(|| panic!("struct {name} missing from bulkhead.o's BTF"));
