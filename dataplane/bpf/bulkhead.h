@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * bulkhead XDP: the maps and types shared by the XDP programs and the userspace
- * loader (dataplane/src/io/afxdp/xdp.rs looks the maps up by these names, and
- * dataplane/src/io/afxdp/offload.rs mirrors the structs; a test there reads
- * this object's BTF and fails if the layouts diverge).
+ * bulkhead XDP: the ABI shared by the XDP program and userspace: constants,
+ * maps and the types in them. This header is its one definition. Userspace
+ * does not copy it: dataplane/src/io/afxdp/abi.rs (the constants, map names,
+ * types, key and value sizes, entries, the program's name) is generated from
+ * the compiled object's BTF and map definitions, and a test fails when the
+ * committed file is not what the committed object gives; the Rust structs
+ * written into the maps are checked against the object's BTF field by field
+ * (offload_btf.rs). CI rebuilds the object from this source and fails on any
+ * difference. Rebuild and regenerate with ./build.sh.
  *
  * Self-contained on purpose: only <linux/bpf.h> is needed, so the object builds
  * without libbpf-dev. The few libbpf macros and helpers used are declared here.
@@ -26,20 +31,66 @@ static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FU
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
 
-/* Queues per port the XSKMAP can hold (index = rx queue). */
-#define BULKHEAD_MAX_QUEUES 64
+/*
+ * The constants are enums, not #defines, so that they reach the object's BTF
+ * (userspace generates its copy from there); struct bulkhead_abi below makes
+ * clang emit them.
+ */
+
+/* Sizes and fixed keys. */
+enum bulkhead_limit {
+	BULKHEAD_MAX_QUEUES = 64, /* queues per port the XSKMAP can hold (index = rx queue) */
+	BULKHEAD_PEER_KEY = 0,    /* key of the peer port's entry in bulkhead_peer */
+};
 
 /* Values of bulkhead_cfg.fail_mode: what happens to a frame whose rx queue has
  * no AF_XDP socket bound (the dataplane is not running, or crashed). */
-#define BULKHEAD_FAIL_CLOSED 0 /* drop it */
-#define BULKHEAD_FAIL_OPEN 1   /* forward it to the peer port, unfiltered */
+enum bulkhead_fail_mode {
+	BULKHEAD_FAIL_CLOSED = 0, /* drop it */
+	BULKHEAD_FAIL_OPEN = 1,   /* forward it to the peer port, unfiltered */
+};
 
-/* Key of the peer port's entry in bulkhead_peer. */
-#define BULKHEAD_PEER_KEY 0
+/* Values of bulkhead_flow_val.action. */
+enum bulkhead_offload_action {
+	BULKHEAD_OFFLOAD_FORWARD = 1, /* redirect to the peer port */
+	BULKHEAD_OFFLOAD_DROP = 2,
+};
+
+/* Indexes of bulkhead_tier: what the program did with the frames it looked up
+ * (only while offload is on and a socket is bound). */
+enum bulkhead_tier_index {
+	BULKHEAD_TIER_FORWARD = 0, /* forwarded in the kernel */
+	BULKHEAD_TIER_DROP = 1,    /* dropped in the kernel */
+	BULKHEAD_TIER_STALE = 2,   /* entry of an older generation: punted */
+	BULKHEAD_TIER_PUNT = 3,    /* no entry, or not offloadable: punted */
+	BULKHEAD_TIER_COUNT = 4,
+};
+
+/* Values of bulkhead_flow_key.family. */
+enum bulkhead_family {
+	BULKHEAD_FAMILY_IPV4 = 4,
+	BULKHEAD_FAMILY_IPV6 = 6,
+};
+
+/*
+ * Every enum above as a member, and one variable of it: clang writes an enum
+ * into BTF only where something it emits uses it. The variable sits in a
+ * section of its own that loaders skip (aya and libbpf load programs, maps,
+ * .data/.rodata/.bss and license): it costs no map and no instruction.
+ * A new shared enum gets a member here.
+ */
+struct bulkhead_abi {
+	enum bulkhead_limit limit;
+	enum bulkhead_fail_mode fail_mode;
+	enum bulkhead_offload_action offload_action;
+	enum bulkhead_tier_index tier_index;
+	enum bulkhead_family family;
+};
+static const struct bulkhead_abi bulkhead_abi SEC(".bulkhead.abi") = {};
 
 /* One per loaded program (one program instance per port). */
 struct bulkhead_cfg {
-	__u32 fail_mode;
+	__u32 fail_mode; /* BULKHEAD_FAIL_* */
 	__u32 _pad;
 };
 
@@ -84,13 +135,9 @@ struct bulkhead_flow_key {
 	__u16 port_hi;
 	__u16 vlan[2];
 	__u8 proto;
-	__u8 family; /* 4 or 6 */
+	__u8 family; /* BULKHEAD_FAMILY_* */
 	__u8 _pad[2];
 };
-
-/* bulkhead_flow_val.action */
-#define BULKHEAD_OFFLOAD_FORWARD 1 /* redirect to the peer port */
-#define BULKHEAD_OFFLOAD_DROP 2
 
 /*
  * One offloaded flow. Userspace writes it (counters zero); the program only
@@ -130,14 +177,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } bulkhead_generation SEC(".maps");
-
-/* Indexes of bulkhead_tier: what the program did with the frames it looked up
- * (only while offload is on and a socket is bound). */
-#define BULKHEAD_TIER_FORWARD 0 /* forwarded in the kernel */
-#define BULKHEAD_TIER_DROP 1    /* dropped in the kernel */
-#define BULKHEAD_TIER_STALE 2   /* entry of an older generation: punted */
-#define BULKHEAD_TIER_PUNT 3    /* no entry, or not offloadable: punted */
-#define BULKHEAD_TIER_COUNT 4
 
 struct bulkhead_tier_count {
 	__u64 packets;

@@ -60,7 +60,7 @@ pub struct FlowKey {
     /// `[outer, inner]` VLAN IDs, 0 where untagged.
     pub vlan: [u16; 2],
     pub proto: u8,
-    /// 4 or 6.
+    /// [`FlowKey::FAMILY_IPV4`] or [`FlowKey::FAMILY_IPV6`].
     pub family: u8,
     pub _pad: [u8; 2],
 }
@@ -73,6 +73,12 @@ pub enum Side {
 }
 
 impl FlowKey {
+    /// `family` of an IPv4 flow (`BULKHEAD_FAMILY_IPV4` in the XDP program's
+    /// `bulkhead.h`; the AF_XDP backend checks the two agree when it builds).
+    pub const FAMILY_IPV4: u8 = 4;
+    /// `family` of an IPv6 flow (`BULKHEAD_FAMILY_IPV6`).
+    pub const FAMILY_IPV6: u8 = 6;
+
     /// The key for a packet from `src:sport` to `dst:dport`, and which side sent it.
     #[inline]
     pub fn new(
@@ -84,7 +90,11 @@ impl FlowKey {
         vlan: [u16; 2],
     ) -> (FlowKey, Side) {
         let (a, b) = (to_u128(src), to_u128(dst));
-        let family = if src.is_ipv4() { 4 } else { 6 };
+        let family = if src.is_ipv4() {
+            FlowKey::FAMILY_IPV4
+        } else {
+            FlowKey::FAMILY_IPV6
+        };
         // Comparing big-endian u128s orders exactly as comparing the octets would.
         let src_is_lo = (a, sport) <= (b, dport);
         let (addr_lo, port_lo, addr_hi, port_hi, side) = if src_is_lo {

@@ -114,6 +114,23 @@ fn direct_ports(l4: &L4Info) -> Option<(u16, u16, Option<TcpFlags>)> {
     }
 }
 
+/// The flow key of a parsed frame whose own headers name its flow, and the
+/// side of the key that sent it: what the worker looks the frame up by first.
+/// `None` for non-IP frames, later fragments and ICMP errors (found through
+/// their first fragment or the flow they quote). The XDP program's kernel tier
+/// computes the same key for the frames it carries (`dataplane/bpf/flow_key.h`;
+/// `tests/xdp_flow_key.rs` runs the two side by side).
+#[inline]
+pub fn flow_key(info: &PacketInfo) -> Option<(FlowKey, Side)> {
+    let L3Info::Ip(ip) = &info.l3 else {
+        return None;
+    };
+    let (sport, dport, _) = direct_ports(&ip.l4)?;
+    Some(FlowKey::new(
+        ip.src, ip.dst, ip.proto, sport, dport, info.vlan,
+    ))
+}
+
 /// The per-core packet loop.
 pub struct Worker {
     cfg: WorkerConfig,
@@ -215,12 +232,7 @@ impl Worker {
             for &d in &self.rx_buf[..n] {
                 let parsed = wire::parse(io.frame(d));
                 let flow = parsed.as_ref().ok().and_then(|info| {
-                    let L3Info::Ip(ip) = &info.l3 else {
-                        return None;
-                    };
-                    let (sport, dport, _) = direct_ports(&ip.l4)?;
-                    let (key, side) =
-                        FlowKey::new(ip.src, ip.dst, ip.proto, sport, dport, info.vlan);
+                    let (key, side) = flow_key(info)?;
                     let hash = self.flows.hash(&key);
                     self.flows.prefetch_slot(hash);
                     Some((key, side, hash))

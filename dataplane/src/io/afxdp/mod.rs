@@ -14,6 +14,7 @@
 //! the sockets close, after a crash) the XDP program applies the [`FailMode`];
 //! a clean shutdown follows [`OnShutdown`]. See `docs/decisions.md`.
 
+pub mod abi;
 mod config;
 mod ethtool;
 mod netlink;

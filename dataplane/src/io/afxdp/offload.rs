@@ -9,6 +9,7 @@
 //! So one entry carries both directions of a flow, and one write of the
 //! generation reaches both ports. Each program keeps its own tier counters.
 
+use super::abi::{self, maps};
 use super::sys;
 use crate::flow::FlowKey;
 use crate::offload::{
@@ -17,18 +18,9 @@ use crate::offload::{
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use std::path::{Path, PathBuf};
 
-pub(crate) const FLOWS_MAP: &str = "bulkhead_flows";
-pub(crate) const GENERATION_MAP: &str = "bulkhead_generation";
-pub(crate) const TIER_MAP: &str = "bulkhead_tier";
-
-/// `BULKHEAD_OFFLOAD_FORWARD` / `_DROP` in `bulkhead.h`.
-const ACTION_FORWARD: u32 = 1;
-const ACTION_DROP: u32 = 2;
-/// Indexes of `bulkhead_tier` (`BULKHEAD_TIER_*`).
-const TIER_FORWARD: u32 = 0;
-const TIER_DROP: u32 = 1;
-const TIER_STALE: u32 = 2;
-const TIER_PUNT: u32 = 3;
+pub(crate) const FLOWS_MAP: &str = maps::BULKHEAD_FLOWS.name;
+pub(crate) const GENERATION_MAP: &str = maps::BULKHEAD_GENERATION.name;
+pub(crate) const TIER_MAP: &str = maps::BULKHEAD_TIER.name;
 
 /// `struct bulkhead_flow_key`: the flow table's key, byte for byte.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +47,35 @@ pub(crate) struct BpfTierCount {
     pub packets: u64,
     pub bytes: u64,
 }
+
+// The maps as this module opens them (the aya wrapper, the key and value types)
+// against their definitions in the object (abi.rs, generated from it): a
+// change on either side fails the build.
+const _: () = {
+    use aya::maps::MapType;
+    use std::mem::size_of;
+    let flows = maps::BULKHEAD_FLOWS;
+    assert!(matches!(flows.map_type, MapType::LruHash | MapType::Hash));
+    assert!(flows.key_size as usize == size_of::<BpfFlowKey>());
+    assert!(flows.value_size as usize == size_of::<BpfFlowValue>());
+    let generation = maps::BULKHEAD_GENERATION;
+    assert!(matches!(generation.map_type, MapType::Array));
+    assert!(generation.key_size as usize == size_of::<u32>());
+    assert!(generation.value_size as usize == size_of::<u64>());
+    assert!(generation.max_entries >= 1);
+    let tier = maps::BULKHEAD_TIER;
+    assert!(matches!(tier.map_type, MapType::PerCpuArray));
+    assert!(tier.key_size as usize == size_of::<u32>());
+    assert!(tier.value_size as usize == size_of::<BpfTierCount>());
+    assert!(tier.max_entries == abi::BULKHEAD_TIER_COUNT);
+    assert!(abi::BULKHEAD_TIER_FORWARD < abi::BULKHEAD_TIER_COUNT);
+    assert!(abi::BULKHEAD_TIER_DROP < abi::BULKHEAD_TIER_COUNT);
+    assert!(abi::BULKHEAD_TIER_STALE < abi::BULKHEAD_TIER_COUNT);
+    assert!(abi::BULKHEAD_TIER_PUNT < abi::BULKHEAD_TIER_COUNT);
+    // The flow key's family, which the flow table writes.
+    assert!(FlowKey::FAMILY_IPV4 as u32 == abi::BULKHEAD_FAMILY_IPV4);
+    assert!(FlowKey::FAMILY_IPV6 as u32 == abi::BULKHEAD_FAMILY_IPV6);
+};
 
 // SAFETY: plain `#[repr(C)]` data of integers (FlowKey's padding is an explicit
 // field), valid for every bit pattern, no pointers; the layouts are checked
@@ -295,8 +316,8 @@ impl OffloadMap for XdpOffloadMap {
         let value = BpfFlowValue {
             generation,
             action: match action {
-                OffloadAction::Forward => ACTION_FORWARD,
-                OffloadAction::Drop => ACTION_DROP,
+                OffloadAction::Forward => abi::BULKHEAD_OFFLOAD_FORWARD,
+                OffloadAction::Drop => abi::BULKHEAD_OFFLOAD_DROP,
             },
             mac: macs.map(|m| m.0),
             ..BpfFlowValue::default()
@@ -341,14 +362,14 @@ impl OffloadMap for XdpOffloadMap {
                     .iter()
                     .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)))
             };
-            let (p, b) = sum(TIER_FORWARD)?;
+            let (p, b) = sum(abi::BULKHEAD_TIER_FORWARD)?;
             t.forwarded_packets += p;
             t.forwarded_bytes += b;
-            let (p, b) = sum(TIER_DROP)?;
+            let (p, b) = sum(abi::BULKHEAD_TIER_DROP)?;
             t.dropped_packets += p;
             t.dropped_bytes += b;
-            t.stale_packets += sum(TIER_STALE)?.0;
-            t.punted_packets += sum(TIER_PUNT)?.0;
+            t.stale_packets += sum(abi::BULKHEAD_TIER_STALE)?.0;
+            t.punted_packets += sum(abi::BULKHEAD_TIER_PUNT)?.0;
         }
         Ok(t)
     }

@@ -13,6 +13,7 @@
 //! never stops across a restart. Without a pin directory the link dies with the
 //! process and the port falls back to the kernel stack.
 
+use super::abi::{self, maps, programs};
 use super::offload::{SharedPins, FLOWS_MAP, GENERATION_MAP, TIER_MAP};
 use super::AfXdpError;
 use aya::maps::{Array, DevMap, MapData, XskMap};
@@ -27,12 +28,45 @@ use std::path::{Path, PathBuf};
 /// The compiled XDP object, rebuilt by `dataplane/bpf/build.sh`.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!("../../../bpf/bulkhead.o");
 
-const PROGRAM: &str = "bulkhead_xdp";
-const XSKS_MAP: &str = "bulkhead_xsks";
-const PEER_MAP: &str = "bulkhead_peer";
-const CONFIG_MAP: &str = "bulkhead_config";
-/// `BULKHEAD_PEER_KEY` in `bulkhead.h`.
-const PEER_KEY: u32 = 0;
+const PROGRAM: &str = programs::BULKHEAD_XDP;
+const XSKS_MAP: &str = maps::BULKHEAD_XSKS.name;
+const PEER_MAP: &str = maps::BULKHEAD_PEER.name;
+const CONFIG_MAP: &str = maps::BULKHEAD_CONFIG.name;
+
+/// `struct bulkhead_cfg`: the one entry of `bulkhead_config`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub(crate) struct BpfConfig {
+    /// `BULKHEAD_FAIL_*`.
+    pub fail_mode: u32,
+    pub _pad: u32,
+}
+
+// SAFETY: plain `#[repr(C)]` integers, valid for every bit pattern, no
+// pointers; the layout is checked against the object's BTF
+// (`offload_btf.rs`).
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for BpfConfig {}
+
+// The maps as this module opens them against their definitions in the object
+// (abi.rs, generated from it): a change on either side fails the build.
+const _: () = {
+    use aya::maps::MapType;
+    use std::mem::size_of;
+    let xsks = maps::BULKHEAD_XSKS;
+    assert!(matches!(xsks.map_type, MapType::XskMap));
+    assert!(xsks.key_size as usize == size_of::<u32>());
+    assert!(xsks.max_entries == MAX_QUEUES);
+    let peer = maps::BULKHEAD_PEER;
+    assert!(matches!(peer.map_type, MapType::DevMap));
+    assert!(peer.key_size as usize == size_of::<u32>());
+    assert!(abi::BULKHEAD_PEER_KEY < peer.max_entries);
+    let config = maps::BULKHEAD_CONFIG;
+    assert!(matches!(config.map_type, MapType::Array));
+    assert!(config.key_size as usize == size_of::<u32>());
+    assert!(config.value_size as usize == size_of::<BpfConfig>());
+    assert!(config.max_entries >= 1);
+};
 
 /// What the XDP program does with a frame when no AF_XDP socket is bound to its
 /// rx queue: the dataplane is not running, was stopped without detaching, or
@@ -48,11 +82,11 @@ pub enum FailMode {
 }
 
 impl FailMode {
-    /// `BULKHEAD_FAIL_OPEN` / `BULKHEAD_FAIL_CLOSED` in `bulkhead.h`.
+    /// Its value in `bulkhead_cfg.fail_mode`.
     fn raw(self) -> u32 {
         match self {
-            FailMode::Open => 1,
-            FailMode::Closed => 0,
+            FailMode::Open => abi::BULKHEAD_FAIL_OPEN,
+            FailMode::Closed => abi::BULKHEAD_FAIL_CLOSED,
         }
     }
 }
@@ -157,10 +191,10 @@ pub(crate) struct XdpPort {
     _ebpf: Ebpf,
 }
 
-/// The network namespace of the calling thread, as its nsfs inode number (the
-/// Queues a port's XSKMAP holds (`BULKHEAD_MAX_QUEUES` in `bulkhead.h`).
-pub(crate) const MAX_QUEUES: u32 = 64;
+/// Queues a port's XSKMAP holds.
+pub(crate) const MAX_QUEUES: u32 = abi::BULKHEAD_MAX_QUEUES;
 
+/// The network namespace of the calling thread, as its nsfs inode number (the
 /// same number `stat /run/netns/NAME` shows).
 pub fn current_netns_id() -> std::io::Result<u64> {
     std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino())
@@ -304,17 +338,20 @@ impl XdpPort {
         let cfg_map = ebpf
             .map_mut(CONFIG_MAP)
             .ok_or_else(|| prog_err("find map", &CONFIG_MAP))?;
-        let mut cfg: Array<&mut MapData, [u32; 2]> =
+        let mut cfg: Array<&mut MapData, BpfConfig> =
             Array::try_from(cfg_map).map_err(|e| prog_err(CONFIG_MAP, &e))?;
-        cfg.set(0, [spec.fail_mode.raw(), 0], 0)
-            .map_err(|e| prog_err(CONFIG_MAP, &e))?;
+        let value = BpfConfig {
+            fail_mode: spec.fail_mode.raw(),
+            _pad: 0,
+        };
+        cfg.set(0, value, 0).map_err(|e| prog_err(CONFIG_MAP, &e))?;
 
         let peer_map = ebpf
             .map_mut(PEER_MAP)
             .ok_or_else(|| prog_err("find map", &PEER_MAP))?;
         let mut peer: DevMap<&mut MapData> =
             DevMap::try_from(peer_map).map_err(|e| prog_err(PEER_MAP, &e))?;
-        peer.set(PEER_KEY, spec.peer_ifindex, None, 0)
+        peer.set(abi::BULKHEAD_PEER_KEY, spec.peer_ifindex, None, 0)
             .map_err(|e| prog_err(PEER_MAP, &e))?;
 
         let xsks_map = ebpf
