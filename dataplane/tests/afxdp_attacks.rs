@@ -491,3 +491,99 @@ fn non_ip_frames_carrying_ip_do_not_cross_to_an_enforcing_host() {
     assert_eq!(dut.stats().drops(DropReason::NonIp), 4, "{:?}", dut.stats());
     dut.stop(Stop::Detach);
 }
+
+#[test]
+fn packets_with_ttl_or_hop_limit_zero_are_dropped_not_forwarded() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = Topology::named("bh-atk").expect("topology");
+    let ping6 = "  - { id: 2, src: [any], dst: [any], proto: icmpv6, action: allow }\n";
+    let mut dut = start(&t, &policy(&t, ping6, ""));
+    let (a_mac, b_mac) = (mac_of(&t.a, "host-a"), mac_of(&t.b, "host-b"));
+    let echo4 = |ttl: u8, id: u16| {
+        let b = PacketBuilder::ethernet2(a_mac, b_mac)
+            .ipv4(ip4(HOST_A), ip4(HOST_B), ttl)
+            .icmpv4_echo_request(id, 1);
+        let mut out = Vec::new();
+        b.write(&mut out, b"ttl").expect("builder writes to a Vec");
+        out
+    };
+    let (a6, b6) = (
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+    );
+    let echo6 = |hops: u8, id: u16| {
+        let b = PacketBuilder::ethernet2(a_mac, b_mac)
+            .ipv6(a6, b6, hops)
+            .icmpv6_echo_request(id, 1);
+        let mut out = Vec::new();
+        b.write(&mut out, b"hops").expect("builder writes to a Vec");
+        out
+    };
+    // (echo id, TTL or hop limit) of an echo request.
+    let echo_id = |f: &[u8]| -> Option<(u16, u8)> {
+        match f.get(12..14)? {
+            [0x08, 0x00] if f.get(23) == Some(&1) && f.get(34) == Some(&8) => {
+                Some((u16::from_be_bytes([*f.get(38)?, *f.get(39)?]), *f.get(22)?))
+            }
+            [0x86, 0xdd] if f.get(20) == Some(&58) && f.get(54) == Some(&128) => {
+                Some((u16::from_be_bytes([*f.get(58)?, *f.get(59)?]), *f.get(21)?))
+            }
+            _ => None,
+        }
+    };
+    let at_b = Sniffer::open(&t.b, "host-b");
+    // New flows with TTL 0, then flows that start well (TTL 1, host-b
+    // answers, the kernel tier takes them over) and go on with TTL 0.
+    let mut frames = vec![echo4(0, 0x7701), echo6(0, 0x7702)];
+    for _ in 0..4 {
+        frames.extend([echo4(1, 0x7703), echo6(1, 0x7704)]);
+    }
+    send_frames(&t.a, "host-a", frames);
+    std::thread::sleep(Duration::from_millis(300));
+    send_frames(
+        &t.a,
+        "host-a",
+        vec![
+            echo4(0, 0x7703),
+            echo6(0, 0x7704),
+            echo4(0, 0x7703),
+            echo6(0, 0x7704),
+        ],
+    );
+    let seen = std::cell::RefCell::new(Vec::new());
+    at_b.count(Duration::from_millis(800), |f| {
+        seen.borrow_mut().extend(echo_id(f));
+        true
+    });
+    let seen = seen.into_inner();
+    let count = |id: u16, ttl: u8| seen.iter().filter(|&&s| s == (id, ttl)).count();
+    assert_eq!(count(0x7701, 0), 0, "an IPv4 packet with TTL 0 crossed");
+    assert_eq!(
+        count(0x7702, 0),
+        0,
+        "an IPv6 packet with hop limit 0 crossed"
+    );
+    assert_eq!(
+        count(0x7703, 1),
+        4,
+        "TTL 1 crosses (the appliance is no router)"
+    );
+    assert_eq!(count(0x7704, 1), 4, "hop limit 1 crosses");
+    assert_eq!(count(0x7703, 0), 0, "TTL 0 crossed on an established flow");
+    assert_eq!(
+        count(0x7704, 0),
+        0,
+        "hop limit 0 crossed on an established flow"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        dut.stats().drops(DropReason::ZeroTtl),
+        6,
+        "{:?}",
+        dut.stats()
+    );
+    dut.stop(Stop::Detach);
+}
