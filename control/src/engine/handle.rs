@@ -144,6 +144,7 @@ pub(super) enum Command {
     /// Stop the thread (as on shutdown).
     Stop,
     /// Panic inside the thread: for the test that the dataplane survives it.
+    #[cfg(test)]
     Crash,
 }
 
@@ -328,9 +329,10 @@ impl ControlHandle {
         let _ = self.tx.send(Command::Stop);
     }
 
-    /// Makes the control thread panic. Only for tests of what survives it.
-    #[doc(hidden)]
-    pub fn crash_for_test(&self) {
+    /// Makes the control thread panic. Only in this crate's tests of what
+    /// survives it: the appliance has no way to ask for it.
+    #[cfg(test)]
+    pub(crate) fn crash_for_test(&self) {
         let _ = self.tx.send(Command::Crash);
     }
 }

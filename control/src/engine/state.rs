@@ -410,6 +410,7 @@ impl State {
                     .collect();
                 let _ = reply.send(Ok(list));
             }
+            #[cfg(test)]
             Command::Crash => panic!("crash requested by a test"),
             // Handled by the loop.
             Command::Stop => {}
