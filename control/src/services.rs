@@ -1,7 +1,7 @@
 //! Services: the built-in catalogue, and turning service text into protocol/port entries.
 
 use crate::model::{PortSpec, Scalar};
-use crate::validate::Sub;
+use crate::path::Sub;
 use dataplane::policy::{PortRange, Proto};
 
 /// One protocol and its destination ports (empty = every port).

@@ -6,7 +6,7 @@
 //! of the running appliance.
 
 use crate::compile::compile_snapshot;
-use crate::membership::MacPrefix;
+use crate::mac_prefix::MacPrefix;
 use crate::model::{Model, Origin, Strategy, Timestamp};
 use crate::tests_compile::{example, flow};
 use dataplane::policy::{parse_mac, Action, Reason};

@@ -2,8 +2,9 @@
 //! (`rules[3].services[0]: unknown service "smbb"`), and on success the parsed
 //! forms that [`mod@crate::compile`] and [`crate::membership`] work from.
 
-use crate::membership::MacPrefix;
+use crate::mac_prefix::MacPrefix;
 use crate::model::{LabelValues, Model, ServiceDef, ServiceRef};
+pub(crate) use crate::path::Sub;
 use crate::services::{self, ServiceEntry};
 use dataplane::policy::{parse_mac, Problem};
 use dataplane::wire::MacAddr;
@@ -14,43 +15,6 @@ use std::net::IpAddr;
 
 /// The largest user rule id: compiled ids are `user id << 8 | expansion`.
 pub const MAX_RULE_ID: u32 = 0x00ff_ffff;
-
-/// A problem path below `parent`, written out only when a problem is reported
-/// (validating 100k rules must not format a million paths that are never shown).
-pub(crate) struct Sub<'a> {
-    parent: &'a dyn Display,
-    part: Part,
-}
-
-enum Part {
-    Field(&'static str),
-    Index(usize),
-}
-
-impl<'a> Sub<'a> {
-    pub(crate) fn field(parent: &'a dyn Display, name: &'static str) -> Self {
-        Sub {
-            parent,
-            part: Part::Field(name),
-        }
-    }
-
-    pub(crate) fn index(parent: &'a dyn Display, i: usize) -> Self {
-        Sub {
-            parent,
-            part: Part::Index(i),
-        }
-    }
-}
-
-impl Display for Sub<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.part {
-            Part::Field(name) => write!(f, "{}.{name}", self.parent),
-            Part::Index(i) => write!(f, "{}[{i}]", self.parent),
-        }
-    }
-}
 
 /// Every problem found in a model, displayed one per line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

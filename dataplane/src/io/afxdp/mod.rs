@@ -182,7 +182,7 @@ impl AfXdpIo {
                 let maps = maps.into_iter().collect::<Result<Vec<_>, _>>();
                 Some(maps.map_err(|e| AfXdpError::Program {
                     ifname: cfg.port_a.clone(),
-                    reason: format!("offload maps: {}", xdp::error_chain(&e)),
+                    reason: format!("offload maps: {}", sys::error_chain(&e)),
                 })?)
             }
             _ => None,

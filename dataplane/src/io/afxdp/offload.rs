@@ -161,7 +161,7 @@ fn map_err(map: &'static str, op: &'static str, e: MapError) -> OffloadError {
     OffloadError::Map {
         map,
         op,
-        reason: super::xdp::error_chain(&e),
+        reason: super::sys::error_chain(&e),
     }
 }
 

@@ -234,3 +234,18 @@ impl EventFd {
         let _ = unsafe { libc::read(self.fd(), (&mut v as *mut u64).cast(), 8) };
     }
 }
+
+/// An error and its sources on one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}

@@ -15,6 +15,7 @@
 
 use super::abi::{self, maps, programs};
 use super::offload::{SharedPins, FLOWS_MAP, GENERATION_MAP, TIER_MAP};
+use super::sys::error_chain;
 use super::AfXdpError;
 use aya::maps::{Array, DevMap, MapData, XskMap};
 use aya::programs::links::{FdLink, PinnedLink};
@@ -512,21 +513,6 @@ fn take_over(program: &mut Xdp, path: &Path) -> Option<Attachment> {
     // The link object now runs our program; hold it through its pin again.
     drop(program.take_link(id).ok()?);
     PinnedLink::from_pin(path).ok().map(Attachment::Pinned)
-}
-
-/// An error and its sources on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
