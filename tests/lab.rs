@@ -18,27 +18,9 @@ fn bulkhead(args: &[&str]) -> Output {
         .expect("the bulkhead binary runs")
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
+/// Root and the lab's tools, or skip (outside CI) / fail (in CI).
 fn root_or_skip() -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "the lab tests need root in CI"
-    );
-    eprintln!("skipped: the lab needs root");
-    false
+    dataplane::hostenv::root_with("the lab tests", &["ip", "ping", "ethtool", "nsenter"])
 }
 
 fn lab(fail_mode: &str) {

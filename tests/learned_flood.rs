@@ -22,16 +22,6 @@ const CAP: usize = 100;
 /// MACs in the flood.
 const FLOOD: usize = 1000;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let uid = s.lines().find(|l| l.starts_with("Uid:"))?;
-            Some(uid.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -360,9 +350,7 @@ fn stored(store: &Path) -> BTreeSet<String> {
 
 #[test]
 fn a_mac_flood_fills_the_cap_but_a_new_workload_is_still_learned_and_let_through() {
-    if !is_root() {
-        assert!(std::env::var("CI").is_err(), "this test needs root in CI");
-        eprintln!("skipped: needs root");
+    if !dataplane::hostenv::root_with("the MAC flood test", &["ip", "ethtool", "nsenter"]) {
         return;
     }
     let mut bed = Bed::new();

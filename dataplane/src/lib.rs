@@ -17,6 +17,7 @@ pub mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hint;
+pub mod hostenv;
 pub mod io;
 pub mod offload;
 pub mod policy;

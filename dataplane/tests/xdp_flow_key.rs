@@ -35,21 +35,9 @@ const PROBE: &str = "bulkhead_flow_key_probe";
 const PROBE_OUT: usize = 8 + std::mem::size_of::<FlowKey>();
 const XDP_PASS: u32 = 2;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Skip (print why) without root outside CI; fail in CI.
 fn skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    #[allow(unsafe_code)]
-    let euid = unsafe { libc::geteuid() };
-    if euid == 0 {
-        return false;
-    }
-    assert!(!in_ci(), "the flow key probe must run in CI, but: not root");
-    eprintln!("skipping the XDP flow key test: not root");
-    true
+    !dataplane::hostenv::root_with("the XDP flow key test", &[])
 }
 
 /// The probe program, loaded.

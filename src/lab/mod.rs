@@ -81,17 +81,6 @@ fn signal(child: &Child, sig: &str) {
         .status();
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Run a command inside a workload's namespace.
 fn in_ns(w: &Workload, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
@@ -169,7 +158,7 @@ fn connect(exe: &str, from: &Workload, to: &Workload, port: u16) -> (bool, Strin
 }
 
 pub fn run(args: &LabArgs) -> anyhow::Result<()> {
-    if !is_root() {
+    if !dataplane::hostenv::is_root() {
         bail!("the lab needs root (it creates network namespaces and attaches XDP programs): run it with sudo");
     }
     let stale = topology::destroy();

@@ -35,9 +35,7 @@ rules:
   - { id: 2, src: [any], dst: [any], proto: tcp, ports: [22], action: allow }
 "#;
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use dataplane::hostenv::in_ci;
 
 /// Run `cmd`; Err with its output when it fails.
 pub fn run(cmd: &[&str]) -> Result<String, String> {
@@ -58,28 +56,22 @@ pub fn run(cmd: &[&str]) -> Result<String, String> {
 
 /// Why these tests cannot run here, if they cannot.
 pub fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
+    if !dataplane::hostenv::is_root() {
         return Some("not root".into());
     }
     if let Err(e) = run(&["ip", "netns", "list"]) {
         return Some(format!("`ip netns` unavailable: {e}"));
     }
-    for tool in ["ping", "ethtool"] {
-        if run(&["sh", "-c", &format!("command -v {tool}")]).is_err() {
-            return Some(format!("{tool} is not installed"));
-        }
-    }
-    None
+    dataplane::hostenv::missing_tool(&["ping", "ethtool"])
 }
 
 /// Skip (print why) outside CI; fail in CI.
 pub fn skip_reason() -> Option<String> {
-    let why = unavailable()?;
-    assert!(!in_ci(), "AF_XDP tests must run in CI, but: {why}");
-    eprintln!("skipping AF_XDP test: {why}");
-    Some(why)
+    let why = unavailable();
+    if dataplane::hostenv::can_run("the AF_XDP tests", why.clone()) {
+        return None;
+    }
+    why
 }
 
 /// The nsfs inode of a named namespace (what the pins are named by).
