@@ -1,5 +1,10 @@
 //! `bulkhead token` and `bulkhead ctl` against a real server in this process:
 //! the pinned fingerprint, tables and `--json`, and the one-line errors.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use control::engine::{Bootstrap, Engine, EngineConfig};
 use control::store::Store;

@@ -4,6 +4,11 @@
 //!
 //! The lab needs root. Outside CI a non-root run says why it skips; with
 //! `CI=true` (as `.ci/run` sets) a missing privilege is a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::process::{Command, Output};
 use std::sync::Mutex;

@@ -6,6 +6,11 @@
 //!
 //! Needs root; outside CI a non-root run says why it skips, with `CI=true` a
 //! missing privilege is a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};

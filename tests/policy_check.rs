@@ -1,4 +1,9 @@
 //! `bulkhead policy check FILE` as a user runs it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,6 +1,11 @@
 //! `bulkhead replay` as a user runs it: the sample capture, pcapng, snapped
 //! captures, and hostile or broken files (which must give an error with a
 //! location, never a panic).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,6 +5,11 @@
 //! effective model, publish the snapshot; timed until the call returns).
 //!
 //! `cargo bench -p bulkhead-bench --bench control`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use bulkhead_bench::model::model;
 use control::engine::{Bootstrap, Engine, EngineConfig};

@@ -2,6 +2,11 @@
 //! bulkhead-bench -- FILTER`: `parse`, `fast_path/{1k,100k,1M}`,
 //! `classify/{10,1k,10k,100k}`, `compile/100k`. Each reports a rate per packet,
 //! lookup or rule (`Throughput::Elements`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use bulkhead_bench::{allow_udp_policy, flow_frames, policy, queries, udp_frame, workload_mac};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

@@ -15,6 +15,11 @@
 //!   100 ms for 10 s; every frame must still be forwarded (drops are counted).
 //!
 //! Printed, not asserted. `cargo bench -p bulkhead-bench --bench publish`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use bulkhead_bench::model::{model, model_mac};
 use control::engine::{Bootstrap, Engine, EngineConfig};

@@ -2,6 +2,11 @@
 //! crashed it (`fuzz/corpus/policy/`, `fuzz/regressions/policy/`) through the
 //! harness the AFL binary runs (`control::fuzzing::policy`), without AFL.
 //! See docs/fuzzing.md.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::Path;
 

@@ -6,6 +6,11 @@
 //! in CI (`CI=true`), where they must run. Namespaces are named
 //! `bh-t-<role>-<pid>-<n>`, deleted on drop and, if a run died, on the next start.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod afxdp_bed;
 

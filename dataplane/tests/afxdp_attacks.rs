@@ -5,6 +5,11 @@
 //! appliance before its fix (`docs/decisions.md`, "Closing the policy and
 //! quarantine bypasses"). Root rules as in `afxdp.rs`.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod afxdp_bed;
 

@@ -2,6 +2,11 @@
 //! never sleeping in `poll` and the sockets set to preferred busy polling.
 //! Root and `ip netns` needed; skipped (with the reason) outside CI without them.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod afxdp_bed;
 

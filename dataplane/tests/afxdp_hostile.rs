@@ -6,6 +6,11 @@
 //! allows, blocking the rest, and having counted what it dropped. Root rules
 //! as in `afxdp.rs`.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod afxdp_bed;
 

@@ -1,6 +1,11 @@
 //! AF_XDP under a steady load: a UDP stream through the worker with the kernel
 //! tier off, so every frame crosses userspace. Root rules as in `afxdp.rs`.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod afxdp_bed;
 

@@ -5,6 +5,11 @@
 //! Needs root and `ip netns`; without them the tests print why and pass, except
 //! in CI (`CI=true`), where they must run.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod afxdp_bed;
 

@@ -5,6 +5,11 @@
 //! tcp/8080 then works only if both directions of each connection meet one
 //! flow table. Root and `ip netns` needed; skipped outside CI without them.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod afxdp_bed;
 

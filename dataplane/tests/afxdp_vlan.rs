@@ -3,6 +3,11 @@
 //! VLAN device tags them) through the worker, classified with their VLAN and
 //! forwarded tagged. Root rules as in `afxdp.rs`.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod afxdp_bed;
 

@@ -4,6 +4,11 @@
 //! kernel dropped frames at its socket meanwhile. A binary of its own, so no
 //! other test's allocations move the resident set while it is measured.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use dataplane::flow::{FlowTable, Timeouts};
 

@@ -3,6 +3,11 @@
 //! harnesses the AFL binaries run (`dataplane::fuzzing`), without AFL: the
 //! harness code is checked on every `cargo test`, and a fixed crash stays fixed.
 //! See docs/fuzzing.md.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,10 @@
 //! The worker end to end on the in-memory backend: real frames (built with
 //! etherparse) in on one port, out on the other or dropped, events out.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod worker_bed;
 

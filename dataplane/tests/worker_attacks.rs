@@ -3,6 +3,11 @@
 //! failed on the worker before the fix it names (`docs/decisions.md`,
 //! "Closing the policy and quarantine bypasses"); the same attacks run with
 //! real sockets through the live appliance in `afxdp_attacks.rs`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod worker_bed;
 

@@ -1,6 +1,11 @@
 //! The worker's offload decisions on the in-memory backend, with
 //! `MemOffloadMap` playing the XDP program: a frame whose flow has a fresh entry
 //! is taken by the "kernel" before the worker sees it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use crossbeam_channel::Receiver;
 use dataplane::event::{self, EndReason, Event, FlowRecord};

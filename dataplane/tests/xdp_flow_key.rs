@@ -17,6 +17,11 @@
 //! Needs root (BPF); without it the tests print why and pass, except in CI
 //! (`CI=true`), where they must run.
 #![cfg(target_os = "linux")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod flow_key_frames;
 

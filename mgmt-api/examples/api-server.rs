@@ -15,6 +15,11 @@
 //!
 //! Writes `DIR/admin.token` and `DIR/api.url` once it listens (the
 //! certificate is `DIR/api-cert.pem`), then serves until killed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use control::engine::{Bootstrap, Engine, EngineConfig};
 use control::store::Store;

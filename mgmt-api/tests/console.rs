@@ -3,6 +3,11 @@
 //! client below: log in with a token, open a workload, quarantine it through
 //! the confirmation dialog, and see it quarantined in the list. Without
 //! chromedriver the test is skipped, except in CI (`CI=true`), where it fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 #[path = "api/common.rs"]
 #[allow(dead_code)]
