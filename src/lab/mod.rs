@@ -10,12 +10,12 @@
 
 mod ctl;
 mod probe;
+mod steps;
 mod topology;
 
 pub use probe::{run as probe, ProbeArgs};
 
 use anyhow::{bail, Context};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,294 +158,185 @@ fn connect(exe: &str, from: &Workload, to: &Workload, port: u16) -> (bool, Strin
 }
 
 pub fn run(args: &LabArgs) -> anyhow::Result<()> {
-    if !dataplane::hostenv::is_root() {
-        bail!("the lab needs root (it creates network namespaces and attaches XDP programs): run it with sudo");
-    }
-    let stale = topology::destroy();
-    if args.clean {
-        println!("removed {stale} lab namespaces");
+    let Some(mut lab) = Lab::prepare(args)? else {
         return Ok(());
-    }
-    if stale > 0 {
-        println!("removed {stale} namespaces left by an earlier run");
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
-    }
-    let dir = std::env::temp_dir().join("bulkhead-lab");
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    // Every run starts from the lab policy: no store left by an earlier run.
-    for f in ["bulkhead.db", "bulkhead.db-wal", "bulkhead.db-shm"] {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    let mut lab = Lab {
-        dir: dir.clone(),
-        appliance: None,
-        listeners: Vec::new(),
-        keep: args.keep,
-        stop,
     };
-    println!(
-        "building the topology: 2 segments, {} workloads, the appliance between them",
-        WORKLOADS.len()
-    );
-    topology::create()?;
-    lab.write_policy()?;
-    let config = dir.join("bulkhead.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ports]\na = \"dut-a\"\nb = \"dut-b\"\nfail_mode = \"{}\"\n\n[policy]\nfile = \"{}\"\n\n[control]\nstore = \"{}\"\n",
-            args.fail_mode,
-            dir.join("policy.yaml").display(),
-            dir.join("bulkhead.db").display()
-        ),
-    )?;
+    let cast = Cast::new()?;
     let exe = self_exe()?;
-    let log = std::fs::File::create(dir.join("appliance.log"))?;
-    // nsenter, not `ip netns exec`: the latter gives the process a mount
-    // namespace of its own, and the XDP link pinned on bpffs there would vanish
-    // with the process, taking the fail mode with it.
-    let child = Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{DUT}"))
-        .args([&exe, "run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("start the appliance")?;
-    lab.appliance = Some(child);
-
-    let (web1, web2, admin) = (workload("web-1")?, workload("web-2")?, workload("admin")?);
-    let (db1, legacy1, files) = (
-        workload("db-1")?,
-        workload("legacy-1")?,
-        workload("legacy-files")?,
-    );
-    println!(
-        "starting the appliance in {DUT} (log: {})",
-        dir.join("appliance.log").display()
-    );
-    let started = Instant::now();
-    while !ping(web1, db1) {
-        lab.check_running()?;
-        if started.elapsed() > Duration::from_secs(15) {
-            bail!(
-                "no traffic through the appliance after 15 s:\n{}",
-                tail(&lab.log(), 20)
-            );
-        }
-    }
-    for (w, ports) in [
-        (db1, "5432 445"),
-        (web1, "22 3389"),
-        (web2, "22"),
-        (files, "445"),
-    ] {
-        let mut args = vec![exe.as_str(), "lab-probe", "listen"];
-        args.extend(ports.split(' '));
-        let child = in_ns(w, &args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        lab.listeners.push(child);
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let log_path = dir.join("appliance.log");
-    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    lab.start_appliance(&exe, &args.fail_mode, &cast)?;
+    lab.start_listeners(&exe, &cast)?;
     let ctl = ctl::LabCtl::setup(
         &exe,
-        &dir,
-        &dir.join("bulkhead.db"),
-        read_log,
+        &lab.dir,
+        &lab.dir.join("bulkhead.db"),
+        || std::fs::read_to_string(lab.dir.join("appliance.log")).unwrap_or_default(),
         Duration::from_secs(10),
     )?;
 
-    let mut steps = Vec::new();
-    let mut expect = |what: String, expected: &'static str, ok: bool, observed: String| {
-        steps.push(Step {
+    let mut steps = Steps::default();
+    steps::policy(&mut lab, &mut steps, &exe, &cast)?;
+    steps::quarantine(&mut lab, &mut steps, &exe, &ctl, &cast)?;
+    steps::audit_logged(&lab, &mut steps, &cast);
+    steps::fail_mode(&mut lab, &mut steps, &args.fail_mode, &cast)?;
+
+    print_table(&steps.0);
+    println!(
+        "\nThe appliance's last words ({}):",
+        lab.dir.join("appliance.log").display()
+    );
+    println!("{}", tail(&lab.log(), 6));
+    let failed = steps.0.iter().filter(|s| !s.ok).count();
+    drop(lab);
+    if failed > 0 {
+        bail!(
+            "{failed} of {} lab steps did not behave as expected",
+            steps.0.len()
+        );
+    }
+    Ok(())
+}
+
+/// The lab's workloads the steps use.
+struct Cast {
+    web1: &'static Workload,
+    web2: &'static Workload,
+    admin: &'static Workload,
+    db1: &'static Workload,
+    legacy1: &'static Workload,
+    files: &'static Workload,
+}
+
+impl Cast {
+    fn new() -> anyhow::Result<Cast> {
+        Ok(Cast {
+            web1: workload("web-1")?,
+            web2: workload("web-2")?,
+            admin: workload("admin")?,
+            db1: workload("db-1")?,
+            legacy1: workload("legacy-1")?,
+            files: workload("legacy-files")?,
+        })
+    }
+}
+
+/// The steps so far, for the table.
+#[derive(Default)]
+struct Steps(Vec<Step>);
+
+impl Steps {
+    fn expect(&mut self, what: String, expected: &'static str, ok: bool, observed: String) {
+        self.0.push(Step {
             what,
             expected,
             observed,
             ok,
         });
-    };
-    let p = ping(web1, db1);
-    expect(
-        "ping web-1 -> db-1".into(),
-        "passes",
-        p,
-        pass_word(p).into(),
-    );
-    for (from, to, port, label, allowed) in [
-        (web1, db1, 5432, "postgresql, rule 10", true),
-        (web1, db1, 445, "smb, denied by rule 50", false),
-        (admin, web1, 3389, "rdp, denied by rule 50", false),
-        (admin, web1, 22, "ssh, rule 20", true),
-        (
-            legacy1,
-            files,
-            445,
-            "smb inside legacy: audit lets it pass",
-            true,
-        ),
-        (legacy1, db1, 445, "smb legacy -> db: db enforces", false),
-    ] {
-        lab.check_running()?;
-        let (ok, detail) = connect(&exe, from, to, port);
-        let what = format!("{} -> {} tcp/{port} ({label})", from.name, to.name);
-        let expected = if allowed { "passes" } else { "blocked" };
-        expect(what, expected, ok == allowed, short(&detail));
     }
+}
 
-    // Quarantine in the middle of a live stream, then release.
-    lab.check_running()?;
-    let target = format!("{}:5432", db1.ip);
-    let mut stream = in_ns(
-        web2,
-        &[&exe, "lab-probe", "stream", &target, "--seconds", "20"],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .context("start the stream")?;
-    let (tx, echoes) = mpsc::channel::<Instant>();
-    if let Some(out) = stream.stdout.take() {
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line.starts_with("echo ") && tx.send(Instant::now()).is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    let flowing = wait_echo(&echoes, Duration::from_secs(3));
-    expect(
-        "web-2 -> db-1 tcp/5432 stream before quarantine".into(),
-        "flows",
-        flowing.is_some(),
-        if flowing.is_some() {
-            "echoes arrive".into()
-        } else {
-            "no echo".into()
-        },
-    );
-
-    println!("web-2 streams to db-1; quarantining web-2 through the API:");
-    let quarantined_at = Instant::now();
-    let (added, answer) = ctl.run(&[
-        "quarantine",
-        "add",
-        web2.mac,
-        "--reason",
-        "lab: compromised",
-    ]);
-    // Echoes already in flight may still arrive for a moment; after that, none.
-    let mut last = None;
-    while let Ok(t) = echoes.recv_timeout(Duration::from_millis(1500)) {
-        last = Some(t);
-        if t.duration_since(quarantined_at) > Duration::from_secs(3) {
-            break;
+impl Lab {
+    /// Root, no leftovers of an earlier run, signal handlers, a fresh state
+    /// directory; None after `--clean`.
+    fn prepare(args: &LabArgs) -> anyhow::Result<Option<Lab>> {
+        if !dataplane::hostenv::is_root() {
+            bail!("the lab needs root (it creates network namespaces and attaches XDP programs): run it with sudo");
         }
+        let stale = topology::destroy();
+        if args.clean {
+            println!("removed {stale} lab namespaces");
+            return Ok(None);
+        }
+        if stale > 0 {
+            println!("removed {stale} namespaces left by an earlier run");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
+        }
+        let dir = std::env::temp_dir().join("bulkhead-lab");
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        // Every run starts from the lab policy: no store left by an earlier run.
+        for f in ["bulkhead.db", "bulkhead.db-wal", "bulkhead.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        Ok(Some(Lab {
+            dir,
+            appliance: None,
+            listeners: Vec::new(),
+            keep: args.keep,
+            stop,
+        }))
     }
-    let stalled_after = last.map(|t| t.saturating_duration_since(quarantined_at));
-    let stalled = stalled_after.is_none_or(|d| d < Duration::from_secs(1));
-    expect(
-        "quarantine web-2 (by MAC) mid-stream".into(),
-        "stream stalls < 1 s",
-        added && stalled,
-        match (added, stalled_after) {
-            (false, _) => short(&answer),
-            (true, Some(d)) => format!("last echo {} ms after", d.as_millis()),
-            (true, None) => "no echo after".into(),
-        },
-    );
-    let (ok, detail) = connect(&exe, admin, web2, 22);
-    expect(
-        "admin -> web-2 tcp/22 while quarantined (management)".into(),
-        "passes",
-        ok,
-        short(&detail),
-    );
-    let (ok, detail) = connect(&exe, web2, db1, 5432);
-    expect(
-        "web-2 -> db-1 tcp/5432 new, while quarantined".into(),
-        "blocked",
-        !ok,
-        short(&detail),
-    );
 
-    ctl.run(&["quarantine", "list"]);
-    println!("releasing web-2:");
-    let released_at = Instant::now();
-    let (released, answer) = ctl.run(&["quarantine", "release", web2.mac]);
-    let resumed = wait_echo(&echoes, Duration::from_secs(8));
-    expect(
-        "release web-2".into(),
-        "stream resumes",
-        released && resumed.is_some(),
-        match (released, resumed) {
-            (false, _) => short(&answer),
-            (true, Some(t)) => format!(
-                "echo {} ms after",
-                t.saturating_duration_since(released_at).as_millis()
-            ),
-            (true, None) => "no echo within 8 s".into(),
-        },
-    );
-    let _ = stream.kill();
-    let _ = stream.wait();
-
-    // What the appliance itself saw.
-    let log = lab.log();
-    let would_deny = log
-        .lines()
-        .any(|l| l.contains("would-deny") && l.contains(legacy1.ip));
-    expect(
-        "the appliance reported legacy SMB as a would-deny".into(),
-        "in its log",
-        would_deny,
-        if would_deny {
-            "would-deny logged".into()
-        } else {
-            "not logged".into()
-        },
-    );
-
-    // Stop the appliance: its XDP program stays attached and the fail mode decides.
-    lab.check_running()?;
-    if let Some(mut child) = lab.appliance.take() {
-        signal(&child, "TERM");
-        let _ = child.wait();
-    }
-    let passes = ping(web1, db1);
-    let fail_open = args.fail_mode == "open";
-    expect(
-        format!(
-            "appliance stopped (fail-{}): ping web-1 -> db-1",
-            args.fail_mode
-        ),
-        if fail_open { "passes" } else { "blocked" },
-        passes == fail_open,
-        pass_word(passes).into(),
-    );
-    print_table(&steps);
-    let log = lab.log();
-    println!(
-        "\nThe appliance's last words ({}):",
-        dir.join("appliance.log").display()
-    );
-    println!("{}", tail(&log, 6));
-    let failed = steps.iter().filter(|s| !s.ok).count();
-    drop(lab);
-    if failed > 0 {
-        bail!(
-            "{failed} of {} lab steps did not behave as expected",
-            steps.len()
+    /// The topology, the policy and config files, `bulkhead run` in the
+    /// appliance's namespace; returns once traffic crosses it.
+    fn start_appliance(&mut self, exe: &str, fail_mode: &str, cast: &Cast) -> anyhow::Result<()> {
+        println!(
+            "building the topology: 2 segments, {} workloads, the appliance between them",
+            WORKLOADS.len()
         );
+        topology::create()?;
+        self.write_policy()?;
+        let config = self.dir.join("bulkhead.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[ports]\na = \"dut-a\"\nb = \"dut-b\"\nfail_mode = \"{}\"\n\n[policy]\nfile = \"{}\"\n\n[control]\nstore = \"{}\"\n",
+                fail_mode,
+                self.dir.join("policy.yaml").display(),
+                self.dir.join("bulkhead.db").display()
+            ),
+        )?;
+        let log = std::fs::File::create(self.dir.join("appliance.log"))?;
+        // nsenter, not `ip netns exec`: the latter gives the process a mount
+        // namespace of its own, and the XDP link pinned on bpffs there would
+        // vanish with the process, taking the fail mode with it.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{DUT}"))
+            .args([exe, "run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start the appliance")?;
+        self.appliance = Some(child);
+        println!(
+            "starting the appliance in {DUT} (log: {})",
+            self.dir.join("appliance.log").display()
+        );
+        let started = Instant::now();
+        while !ping(cast.web1, cast.db1) {
+            self.check_running()?;
+            if started.elapsed() > Duration::from_secs(15) {
+                bail!(
+                    "no traffic through the appliance after 15 s:\n{}",
+                    tail(&self.log(), 20)
+                );
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// The servers the steps connect to.
+    fn start_listeners(&mut self, exe: &str, cast: &Cast) -> anyhow::Result<()> {
+        for (w, ports) in [
+            (cast.db1, "5432 445"),
+            (cast.web1, "22 3389"),
+            (cast.web2, "22"),
+            (cast.files, "445"),
+        ] {
+            let mut args = vec![exe, "lab-probe", "listen"];
+            args.extend(ports.split(' '));
+            let child = in_ns(w, &args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            self.listeners.push(child);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }
 }
 
 fn pass_word(ok: bool) -> &'static str {
