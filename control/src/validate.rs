@@ -276,11 +276,47 @@ impl Model {
     /// Checks the whole model; on success, its parsed parts.
     pub fn check(&self) -> Result<Checked, Problems> {
         let mut ck = Checker::default();
+        let workload_macs = ck.workloads(self);
+        let (group_ids, groups) = ck.groups(self);
+        let defined = ck.services(self);
+        let rule_entries = ck.rules(self, &group_ids, &defined);
+        let management = ck.management(self, &workload_macs, &defined);
+        let quarantine = self.quarantine.iter().enumerate();
+        let quarantine = quarantine
+            .filter_map(|(i, q)| ck.mac(&q.mac, format!("quarantine[{i}].mac")))
+            .collect();
+        let blocklist = self.blocklist.iter().enumerate();
+        let blocklist = blocklist
+            .filter_map(|(i, c)| ck.cidr(c, format!("blocklist[{i}]")))
+            .collect();
+        let assignment = ck.assignment(self);
+        if !ck.problems.is_empty() {
+            return Err(Problems(ck.problems));
+        }
+        Ok(Checked {
+            workload_macs,
+            groups,
+            rule_entries,
+            management,
+            quarantine,
+            blocklist,
+            assignment,
+        })
+    }
+}
 
-        // Workloads.
-        let mut workload_macs = Vec::with_capacity(self.workloads.len());
-        let mut seen: HashMap<MacAddr, usize> = HashMap::with_capacity(self.workloads.len());
-        for (i, w) in self.workloads.iter().enumerate() {
+/// Group ids by name, and services by name (None: defined with problems).
+type GroupIds<'m> = HashMap<&'m str, usize>;
+type Defined<'m> = HashMap<&'m str, Option<Vec<ServiceEntry>>>;
+
+/// The sections of [`Model::check`], in order.
+impl Checker {
+    /// Workloads: unique MACs, labels, addresses, VLAN. Their MACs, in order.
+    fn workloads(&mut self, model: &Model) -> Vec<MacAddr> {
+        let ck = self;
+        let mut workload_macs = Vec::with_capacity(model.workloads.len());
+        let mut seen: HashMap<MacAddr, usize> = HashMap::with_capacity(model.workloads.len());
+        for (i, w) in model.workloads.iter().enumerate() {
             if let Some(mac) = ck.mac(&w.mac, format!("workloads[{i}].mac")) {
                 if let Some(j) = seen.insert(mac, i) {
                     ck.err(
@@ -301,11 +337,16 @@ impl Model {
             }
             ck.vlan(w.vlan, format!("workloads[{i}].vlan"));
         }
+        workload_macs
+    }
 
-        // Groups.
-        let mut group_ids: HashMap<&str, usize> = HashMap::new();
-        let mut groups = Vec::with_capacity(self.groups.len());
-        for (i, g) in self.groups.iter().enumerate() {
+    /// Groups: unique names, exactly one way of membership. Ids by name and
+    /// the members of each.
+    fn groups<'m>(&mut self, model: &'m Model) -> (GroupIds<'m>, Vec<Members>) {
+        let ck = self;
+        let mut group_ids: GroupIds<'m> = HashMap::new();
+        let mut groups = Vec::with_capacity(model.groups.len());
+        for (i, g) in model.groups.iter().enumerate() {
             let path = format!("groups[{i}]");
             if g.name.trim().is_empty() {
                 ck.err(format!("{path}.name"), "empty group name");
@@ -361,11 +402,15 @@ impl Model {
             };
             groups.push(members);
         }
+        (group_ids, groups)
+    }
 
-        // Services.
-        let mut defined: HashMap<&str, Option<Vec<ServiceEntry>>> = HashMap::new();
+    /// User services: unique names, well-formed entries.
+    fn services<'m>(&mut self, model: &'m Model) -> Defined<'m> {
+        let ck = self;
+        let mut defined: Defined<'m> = HashMap::new();
         let mut service_at: HashMap<&str, usize> = HashMap::new();
-        for (i, s) in self.services.iter().enumerate() {
+        for (i, s) in model.services.iter().enumerate() {
             let path = format!("services[{i}]");
             let entries = ck.service_def(s, &path);
             if s.name.trim().is_empty() {
@@ -384,11 +429,21 @@ impl Model {
                 defined.insert(&s.name, entries);
             }
         }
+        defined
+    }
 
-        // Rules.
-        let mut rule_at: HashMap<u32, usize> = HashMap::with_capacity(self.rules.len());
-        let mut rule_entries = Vec::with_capacity(self.rules.len());
-        for (i, r) in self.rules.iter().enumerate() {
+    /// Rules: ids in range and unique, groups and services that exist. The
+    /// service entries of each rule.
+    fn rules(
+        &mut self,
+        model: &Model,
+        group_ids: &GroupIds<'_>,
+        defined: &Defined<'_>,
+    ) -> Vec<Vec<ServiceEntry>> {
+        let ck = self;
+        let mut rule_at: HashMap<u32, usize> = HashMap::with_capacity(model.rules.len());
+        let mut rule_entries = Vec::with_capacity(model.rules.len());
+        for (i, r) in model.rules.iter().enumerate() {
             let path = Sub::index(&"rules", i);
             if r.id > MAX_RULE_ID {
                 ck.err(
@@ -402,21 +457,31 @@ impl Model {
                     format!("duplicate rule id {} (also rules[{j}])", r.id),
                 );
             }
-            ck.group_refs(&r.src, &Sub::field(&path, "src"), &group_ids);
-            ck.group_refs(&r.dst, &Sub::field(&path, "dst"), &group_ids);
+            ck.group_refs(&r.src, &Sub::field(&path, "src"), group_ids);
+            ck.group_refs(&r.dst, &Sub::field(&path, "dst"), group_ids);
             rule_entries.push(ck.service_refs(
                 &r.services,
                 &Sub::field(&path, "services"),
-                &defined,
+                defined,
             ));
         }
+        rule_entries
+    }
 
-        // Management, quarantine, blocklist.
-        let mut management = Vec::with_capacity(self.management.len());
-        for (i, m) in self.management.iter().enumerate() {
+    /// Management exceptions: a network, services, and the management hosts
+    /// by MAC or workload name (required).
+    fn management(
+        &mut self,
+        model: &Model,
+        workload_macs: &[MacAddr],
+        defined: &Defined<'_>,
+    ) -> Vec<CheckedManagement> {
+        let ck = self;
+        let mut management = Vec::with_capacity(model.management.len());
+        for (i, m) in model.management.iter().enumerate() {
             let net = ck.cidr(&m.cidr, format!("management[{i}].cidr"));
             let entries =
-                ck.service_refs(&m.services, &format!("management[{i}].services"), &defined);
+                ck.service_refs(&m.services, &format!("management[{i}].services"), defined);
             let mut macs: Vec<MacAddr> = m
                 .macs
                 .iter()
@@ -424,10 +489,10 @@ impl Model {
                 .filter_map(|(j, t)| ck.mac(t, format!("management[{i}].macs[{j}]")))
                 .collect();
             for (j, name) in m.workloads.iter().enumerate() {
-                let found = self
+                let found = model
                     .workloads
                     .iter()
-                    .zip(&workload_macs)
+                    .zip(workload_macs)
                     .find(|(w, _)| w.name == *name);
                 match found {
                     Some((_, &mac)) => macs.push(mac),
@@ -449,18 +514,14 @@ impl Model {
                 management.push(CheckedManagement { net, entries, macs });
             }
         }
-        let quarantine = self.quarantine.iter().enumerate();
-        let quarantine = quarantine
-            .filter_map(|(i, q)| ck.mac(&q.mac, format!("quarantine[{i}].mac")))
-            .collect();
-        let blocklist = self.blocklist.iter().enumerate();
-        let blocklist = blocklist
-            .filter_map(|(i, c)| ck.cidr(c, format!("blocklist[{i}]")))
-            .collect();
+        management
+    }
 
-        // Assignment.
-        let mut assignment = Vec::with_capacity(self.assignment.rules.len());
-        for (i, a) in self.assignment.rules.iter().enumerate() {
+    /// Assignment rules: at least one criterion, each well-formed.
+    fn assignment(&mut self, model: &Model) -> Vec<CheckedAssignment> {
+        let ck = self;
+        let mut assignment = Vec::with_capacity(model.assignment.rules.len());
+        for (i, a) in model.assignment.rules.iter().enumerate() {
             let path = format!("assignment.rules[{i}]");
             if a.mac_prefix.is_none() && a.vlan.is_none() && a.cidr.is_none() {
                 ck.err(&path, "needs at least one of mac_prefix, vlan and cidr");
@@ -482,18 +543,6 @@ impl Model {
                 cidr,
             });
         }
-
-        if !ck.problems.is_empty() {
-            return Err(Problems(ck.problems));
-        }
-        Ok(Checked {
-            workload_macs,
-            groups,
-            rule_entries,
-            management,
-            quarantine,
-            blocklist,
-            assignment,
-        })
+        assignment
     }
 }
