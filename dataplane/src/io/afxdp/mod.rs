@@ -19,6 +19,7 @@ mod config;
 mod ethtool;
 mod netlink;
 mod offload;
+mod pins;
 mod queues;
 mod socket;
 mod sys;

@@ -15,6 +15,9 @@
 
 use super::abi::{self, maps, programs};
 use super::offload::{SharedPins, FLOWS_MAP, GENERATION_MAP, TIER_MAP};
+pub(crate) use super::pins::ensure_pin_dir;
+pub use super::pins::{current_netns_id, remove_pins};
+use super::pins::{find_pin, pin_prefix};
 use super::sys::error_chain;
 use super::AfXdpError;
 use aya::maps::{Array, DevMap, MapData, XskMap};
@@ -22,9 +25,8 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode as AyaXdpMode};
 use aya::{Ebpf, EbpfLoader};
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::RawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The compiled XDP object, rebuilt by `dataplane/bpf/build.sh`.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!("../../../bpf/bulkhead.o");
@@ -195,95 +197,6 @@ pub(crate) struct XdpPort {
 /// Queues a port's XSKMAP holds.
 pub(crate) const MAX_QUEUES: u32 = abi::BULKHEAD_MAX_QUEUES;
 
-/// The network namespace of the calling thread, as its nsfs inode number (the
-/// same number `stat /run/netns/NAME` shows).
-pub fn current_netns_id() -> std::io::Result<u64> {
-    std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino())
-}
-
-/// The pin of a port's link: `<dir>/<netns inode>-<ifname>-<mode>`. bpffs
-/// refuses names with a dot (EPERM: reserved), so a dot in the interface name
-/// (a VLAN device such as `eth0.100`) is written as `%`.
-fn pin_prefix(netns: u64, ifname: &str) -> String {
-    format!("{netns}-{}-", ifname.replace('.', "%"))
-}
-
-/// An existing pin for this port (left by a crash, or by `LeaveAttached`).
-fn find_pin(dir: &Path, prefix: &str) -> Option<(PathBuf, XdpMode)> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    entries.flatten().find_map(|e| {
-        let name = e.file_name();
-        let mode = name.to_str()?.strip_prefix(prefix)?;
-        Some((e.path(), XdpMode::from_tag(mode)?))
-    })
-}
-
-/// Remove the pins left for a network namespace (e.g. after deleting it, when
-/// the links are defunct). Returns how many were removed.
-pub fn remove_pins(dir: &Path, netns: u64) -> usize {
-    let prefix = format!("{netns}-");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(&prefix))
-        })
-        .filter(|e| std::fs::remove_file(e.path()).is_ok())
-        .count()
-}
-
-/// Make sure `dir` exists on a bpffs, mounting bpffs on `/sys/fs/bpf` when the
-/// directory is below it and nothing is mounted there yet.
-pub(crate) fn ensure_pin_dir(ifname: &str, dir: &Path) -> Result<(), AfXdpError> {
-    let pin_err = |reason: String| AfXdpError::Pin {
-        ifname: ifname.to_string(),
-        path: dir.to_path_buf(),
-        reason,
-    };
-    let root = Path::new("/sys/fs/bpf");
-    if dir.starts_with(root) && !is_bpffs_mount(root) {
-        mount_bpffs(root).map_err(|e| pin_err(format!("mount bpffs on /sys/fs/bpf: {e}")))?;
-    }
-    std::fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))
-}
-
-fn is_bpffs_mount(path: &Path) -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
-        return false;
-    };
-    mounts.lines().any(|l| {
-        let mut f = l.split_whitespace();
-        let (_, target, fstype) = (f.next(), f.next(), f.next());
-        fstype == Some("bpf") && target.map(Path::new) == Some(path)
-    })
-}
-
-#[allow(unsafe_code)]
-fn mount_bpffs(target: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let target = std::ffi::CString::new(target.as_os_str().as_bytes())?;
-    // SAFETY: all pointers are NUL-terminated strings that outlive the call; a
-    // null `data` is allowed for bpffs. mount(2) only reads them.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Settings for loading the program on one port.
 pub(crate) struct AttachSpec<'a> {
     pub ifname: &'a str,
@@ -302,143 +215,20 @@ impl XdpPort {
     /// it (taking over a pinned link left by a previous run).
     pub(crate) fn attach(spec: &AttachSpec<'_>) -> Result<XdpPort, AfXdpError> {
         let ifname = spec.ifname;
-        let prog_err = |what: &str, e: &dyn std::fmt::Display| AfXdpError::Program {
-            ifname: ifname.to_string(),
-            reason: format!("{what}: {e}"),
-        };
-        let mut loader = EbpfLoader::new();
-        match spec.offload {
-            Some((entries, pins)) => {
-                loader
-                    .map_max_entries(FLOWS_MAP, entries.max(1))
-                    .map_pin_path(FLOWS_MAP, pins.flows.as_path())
-                    .map_pin_path(GENERATION_MAP, pins.generation.as_path());
-            }
-            None => {
-                loader.map_max_entries(FLOWS_MAP, 1);
-            }
-        }
-        let mut ebpf = loader
-            .load(PROGRAM_OBJECT)
-            .map_err(|e| prog_err("load the XDP object", &e))?;
-        let offload = match spec.offload {
-            Some(_) => {
-                let mut take = |name: &'static str| {
-                    ebpf.take_map(name)
-                        .ok_or_else(|| prog_err("find map", &name))
-                };
-                Some(OffloadMaps {
-                    flows: take(FLOWS_MAP)?,
-                    generation: take(GENERATION_MAP)?,
-                    tier: take(TIER_MAP)?,
-                })
-            }
-            None => None,
-        };
-
-        let cfg_map = ebpf
-            .map_mut(CONFIG_MAP)
-            .ok_or_else(|| prog_err("find map", &CONFIG_MAP))?;
-        let mut cfg: Array<&mut MapData, BpfConfig> =
-            Array::try_from(cfg_map).map_err(|e| prog_err(CONFIG_MAP, &e))?;
-        let value = BpfConfig {
-            fail_mode: spec.fail_mode.raw(),
-            _pad: 0,
-        };
-        cfg.set(0, value, 0).map_err(|e| prog_err(CONFIG_MAP, &e))?;
-
-        let peer_map = ebpf
-            .map_mut(PEER_MAP)
-            .ok_or_else(|| prog_err("find map", &PEER_MAP))?;
-        let mut peer: DevMap<&mut MapData> =
-            DevMap::try_from(peer_map).map_err(|e| prog_err(PEER_MAP, &e))?;
-        peer.set(abi::BULKHEAD_PEER_KEY, spec.peer_ifindex, None, 0)
-            .map_err(|e| prog_err(PEER_MAP, &e))?;
-
-        let xsks_map = ebpf
-            .take_map(XSKS_MAP)
-            .ok_or_else(|| prog_err("find map", &XSKS_MAP))?;
-        let xsks: XskMap<MapData> =
-            XskMap::try_from(xsks_map).map_err(|e| prog_err(XSKS_MAP, &e))?;
-
+        let (mut ebpf, offload) = load(spec)?;
+        let xsks = configure(&mut ebpf, spec)?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
-            .ok_or_else(|| prog_err("find program", &PROGRAM))?
+            .ok_or_else(|| prog_err(ifname, "find program", &PROGRAM))?
             .try_into()
-            .map_err(|e| prog_err(PROGRAM, &e))?;
+            .map_err(|e| prog_err(ifname, PROGRAM, &e))?;
         program
             .load()
-            .map_err(|e| prog_err("load the XDP program", &e))?;
-
-        let pin = match spec.pin_dir {
-            Some(dir) => {
-                ensure_pin_dir(ifname, dir)?;
-                let netns = current_netns_id().map_err(|e| AfXdpError::Pin {
-                    ifname: ifname.to_string(),
-                    path: dir.to_path_buf(),
-                    reason: format!("read the network namespace: {e}"),
-                })?;
-                Some((dir, pin_prefix(netns, ifname)))
-            }
-            None => None,
-        };
-
-        // A link pinned by an earlier run: swap our program into it atomically.
-        if let Some((dir, prefix)) = &pin {
-            if let Some((path, mode)) = find_pin(dir, prefix) {
-                if let Some(attachment) = take_over(program, &path) {
-                    return Ok(XdpPort {
-                        ifname: ifname.to_string(),
-                        mode,
-                        xsks,
-                        offload,
-                        attachment: Some(attachment),
-                        _ebpf: ebpf,
-                    });
-                }
-                // Defunct (its device went away) or not ours: start afresh.
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-
-        let mut refusals = Vec::new();
-        let mut attached = None;
-        for &mode in spec.modes.candidates() {
-            match program.attach_to_if_index(spec.ifindex, mode.aya()) {
-                Ok(id) => {
-                    attached = Some((mode, id));
-                    break;
-                }
-                Err(e) => refusals.push(format!("{mode}: {}", error_chain(&e))),
-            }
-        }
-        let Some((mode, id)) = attached else {
-            return Err(AfXdpError::Attach {
-                ifname: ifname.to_string(),
-                tried: refusals.join("; "),
-            });
-        };
-        let link = program
-            .take_link(id)
-            .map_err(|e| prog_err("take the XDP link", &e))?;
-        let attachment = match &pin {
-            Some((dir, prefix)) => match FdLink::try_from(link) {
-                Ok(fd_link) => {
-                    let path = dir.join(format!("{prefix}{}", mode.tag()));
-                    let pinned = fd_link.pin(&path).map_err(|e| AfXdpError::Pin {
-                        ifname: ifname.to_string(),
-                        path: path.clone(),
-                        reason: error_chain(&e),
-                    })?;
-                    Attachment::Pinned(pinned)
-                }
-                // A netlink attachment (no XDP links on this kernel) cannot be
-                // pinned; it stays attached anyway until removed.
-                Err(e) => {
-                    return Err(prog_err("pin the XDP link", &e));
-                }
-            },
-            None => Attachment::Owned(link),
+            .map_err(|e| prog_err(ifname, "load the XDP program", &e))?;
+        let pin = pin_place(spec)?;
+        let (mode, attachment) = match taken_over(program, pin.as_ref()) {
+            Some(found) => found,
+            None => attach_afresh(program, spec, pin.as_ref())?,
         };
         Ok(XdpPort {
             ifname: ifname.to_string(),
@@ -504,6 +294,151 @@ impl Drop for XdpPort {
     }
 }
 
+/// An error about the program of port `ifname`.
+fn prog_err(ifname: &str, what: &str, e: &dyn std::fmt::Display) -> AfXdpError {
+    AfXdpError::Program {
+        ifname: ifname.to_string(),
+        reason: format!("{what}: {e}"),
+    }
+}
+
+/// The object, loaded with the flow map sized (and the shared maps pinned)
+/// for offload; the offload maps taken out when offload is on.
+fn load(spec: &AttachSpec<'_>) -> Result<(Ebpf, Option<OffloadMaps>), AfXdpError> {
+    let ifname = spec.ifname;
+    let mut loader = EbpfLoader::new();
+    match spec.offload {
+        Some((entries, pins)) => {
+            loader
+                .map_max_entries(FLOWS_MAP, entries.max(1))
+                .map_pin_path(FLOWS_MAP, pins.flows.as_path())
+                .map_pin_path(GENERATION_MAP, pins.generation.as_path());
+        }
+        None => {
+            loader.map_max_entries(FLOWS_MAP, 1);
+        }
+    }
+    let mut ebpf = loader
+        .load(PROGRAM_OBJECT)
+        .map_err(|e| prog_err(ifname, "load the XDP object", &e))?;
+    let offload = match spec.offload {
+        Some(_) => {
+            let mut take = |name: &'static str| {
+                ebpf.take_map(name)
+                    .ok_or_else(|| prog_err(ifname, "find map", &name))
+            };
+            Some(OffloadMaps {
+                flows: take(FLOWS_MAP)?,
+                generation: take(GENERATION_MAP)?,
+                tier: take(TIER_MAP)?,
+            })
+        }
+        None => None,
+    };
+    Ok((ebpf, offload))
+}
+
+/// The fail mode and the peer port written into the program's maps; its
+/// socket map taken out.
+fn configure(ebpf: &mut Ebpf, spec: &AttachSpec<'_>) -> Result<XskMap<MapData>, AfXdpError> {
+    let ifname = spec.ifname;
+    let cfg_map = ebpf
+        .map_mut(CONFIG_MAP)
+        .ok_or_else(|| prog_err(ifname, "find map", &CONFIG_MAP))?;
+    let mut cfg: Array<&mut MapData, BpfConfig> =
+        Array::try_from(cfg_map).map_err(|e| prog_err(ifname, CONFIG_MAP, &e))?;
+    let value = BpfConfig {
+        fail_mode: spec.fail_mode.raw(),
+        _pad: 0,
+    };
+    cfg.set(0, value, 0)
+        .map_err(|e| prog_err(ifname, CONFIG_MAP, &e))?;
+
+    let peer_map = ebpf
+        .map_mut(PEER_MAP)
+        .ok_or_else(|| prog_err(ifname, "find map", &PEER_MAP))?;
+    let mut peer: DevMap<&mut MapData> =
+        DevMap::try_from(peer_map).map_err(|e| prog_err(ifname, PEER_MAP, &e))?;
+    peer.set(abi::BULKHEAD_PEER_KEY, spec.peer_ifindex, None, 0)
+        .map_err(|e| prog_err(ifname, PEER_MAP, &e))?;
+
+    let xsks_map = ebpf
+        .take_map(XSKS_MAP)
+        .ok_or_else(|| prog_err(ifname, "find map", &XSKS_MAP))?;
+    XskMap::try_from(xsks_map).map_err(|e| prog_err(ifname, XSKS_MAP, &e))
+}
+
+/// Where this port's link is pinned: the directory (made sure to be on
+/// bpffs) and the name prefix, which holds the namespace and the port.
+fn pin_place<'a>(spec: &AttachSpec<'a>) -> Result<Option<(&'a Path, String)>, AfXdpError> {
+    let Some(dir) = spec.pin_dir else {
+        return Ok(None);
+    };
+    ensure_pin_dir(spec.ifname, dir)?;
+    let netns = current_netns_id().map_err(|e| AfXdpError::Pin {
+        ifname: spec.ifname.to_string(),
+        path: dir.to_path_buf(),
+        reason: format!("read the network namespace: {e}"),
+    })?;
+    Ok(Some((dir, pin_prefix(netns, spec.ifname))))
+}
+
+/// A link pinned by an earlier run, with our program swapped into it
+/// atomically; a defunct pin (its device went away) or one not ours is
+/// removed.
+fn taken_over(program: &mut Xdp, pin: Option<&(&Path, String)>) -> Option<(XdpMode, Attachment)> {
+    let (dir, prefix) = pin?;
+    let (path, mode) = find_pin(dir, prefix, XdpMode::from_tag)?;
+    match take_over(program, &path) {
+        Some(attachment) => Some((mode, attachment)),
+        None => {
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    }
+}
+
+/// Attach in the first mode the port accepts, pinning the link if asked.
+fn attach_afresh(
+    program: &mut Xdp,
+    spec: &AttachSpec<'_>,
+    pin: Option<&(&Path, String)>,
+) -> Result<(XdpMode, Attachment), AfXdpError> {
+    let ifname = spec.ifname;
+    let mut refusals = Vec::new();
+    let mut attached = None;
+    for &mode in spec.modes.candidates() {
+        match program.attach_to_if_index(spec.ifindex, mode.aya()) {
+            Ok(id) => {
+                attached = Some((mode, id));
+                break;
+            }
+            Err(e) => refusals.push(format!("{mode}: {}", error_chain(&e))),
+        }
+    }
+    let Some((mode, id)) = attached else {
+        return Err(AfXdpError::Attach {
+            ifname: ifname.to_string(),
+            tried: refusals.join("; "),
+        });
+    };
+    let link = program
+        .take_link(id)
+        .map_err(|e| prog_err(ifname, "take the XDP link", &e))?;
+    let Some((dir, prefix)) = pin else {
+        return Ok((mode, Attachment::Owned(link)));
+    };
+    // A netlink attachment (no XDP links on this kernel) cannot be pinned.
+    let fd_link = FdLink::try_from(link).map_err(|e| prog_err(ifname, "pin the XDP link", &e))?;
+    let path = dir.join(format!("{prefix}{}", mode.tag()));
+    let pinned = fd_link.pin(&path).map_err(|e| AfXdpError::Pin {
+        ifname: ifname.to_string(),
+        path: path.clone(),
+        reason: error_chain(&e),
+    })?;
+    Ok((mode, Attachment::Pinned(pinned)))
+}
+
 /// Swap `program` into the pinned link at `path`; `None` if the link is defunct
 /// or not an XDP link.
 fn take_over(program: &mut Xdp, path: &Path) -> Option<Attachment> {
@@ -531,13 +466,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("5-dut-a-generic"), b"").unwrap();
         std::fs::write(dir.join("5-dut-a-b-native"), b"").unwrap();
-        let found = find_pin(&dir, &pin_prefix(5, "dut-a"));
+        let found = find_pin(&dir, &pin_prefix(5, "dut-a"), XdpMode::from_tag);
         assert_eq!(found.map(|(_, m)| m), Some(XdpMode::Generic));
         assert_eq!(
-            find_pin(&dir, &pin_prefix(5, "dut-a-b")).map(|(_, m)| m),
+            find_pin(&dir, &pin_prefix(5, "dut-a-b"), XdpMode::from_tag).map(|(_, m)| m),
             Some(XdpMode::Native)
         );
-        assert!(find_pin(&dir, &pin_prefix(6, "dut-a")).is_none());
+        assert!(find_pin(&dir, &pin_prefix(6, "dut-a"), XdpMode::from_tag).is_none());
         assert_eq!(remove_pins(&dir, 5), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
