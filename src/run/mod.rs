@@ -181,11 +181,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         // The kernel generation moves with each publication, before the
         // control thread answers: an offloaded flow is never forwarded on the
         // old policy after a commit or a quarantine has returned.
-        first
-            .fence_publications(&cell, |g, e| {
-                eprintln!("offload: writing the kernel generation of policy generation {g}: {e}");
-            })
-            .context("fencing publications with the kernel tier's generation")?;
+        let fence = first
+            .generation_fence()
+            .context("opening the kernel tier's generation")?;
+        dataplane::offload::fence_publications(&cell, fence, |g, e| {
+            eprintln!("offload: writing the kernel generation of policy generation {g}: {e}");
+        })
+        .context("fencing publications with the kernel tier's generation")?;
     }
     let (queues, ports) = io
         .split()

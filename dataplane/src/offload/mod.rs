@@ -22,6 +22,7 @@ mod mem;
 pub use mem::MemOffloadMap;
 
 use crate::flow::{FlowKey, Side};
+use crate::policy::SnapshotCell;
 use crate::wire::MacAddr;
 use std::collections::HashMap;
 
@@ -191,6 +192,38 @@ struct Slot {
 /// Probing an installed entry (one syscall) is skipped if it was written or read
 /// this recently: frames queued before an install still reach userspace after it.
 const RECHECK_NS: u64 = 10_000_000;
+
+/// What moves the kernel tier's generation with each policy publication (the
+/// XDP backend's handle on its generation map).
+pub trait GenerationFence: Send + Sync {
+    /// Make `kernel_generation(policy_generation)` the kernel's generation;
+    /// never move it back.
+    fn advance_to(&self, policy_generation: u64) -> Result<(), OffloadError>;
+}
+
+/// Make every publication on `cell` move the kernel generation through
+/// `fence` before the publisher goes on
+/// ([`SnapshotCell::set_publish_fence`]): an offloaded flow is never forwarded
+/// on the old policy once a commit or a quarantine has returned. The workers'
+/// offloaders must be [`Offloader::with_publish_fence`]. A write that fails is
+/// handed to `on_error` with the policy generation (the publisher cannot be
+/// refused its swap).
+pub fn fence_publications(
+    cell: &SnapshotCell,
+    fence: std::sync::Arc<dyn GenerationFence>,
+    on_error: impl Fn(u64, OffloadError) + Send + Sync + 'static,
+) -> Result<(), OffloadError> {
+    cell.set_publish_fence(Box::new(move |g| {
+        if let Err(e) = fence.advance_to(g) {
+            on_error(g, e);
+        }
+    }))
+    .map_err(|_| OffloadError::Map {
+        map: "generation",
+        op: "fence publications",
+        reason: "the policy cell has a publish fence already".into(),
+    })
+}
 
 /// The kernel generation that stands for policy generation `g`: never 0 (0
 /// turns the fast path off).

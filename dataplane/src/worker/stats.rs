@@ -172,42 +172,7 @@ pub struct IoCounters {
     pub socket: SocketDrops,
 }
 
-/// Frames the kernel dropped at AF_XDP sockets (`XDP_STATISTICS`), before the
-/// worker saw them: the drops no worker counter can show.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SocketDrops {
-    /// The rx ring was full: the worker did not keep up (or did not run).
-    pub rx_ring_full: u64,
-    /// No free frame on the fill ring to receive into.
-    pub fill_ring_empty: u64,
-    /// Every frame the kernel could not deliver to the socket (includes the
-    /// two above).
-    pub rx_dropped: u64,
-    /// Descriptors the kernel refused: frames on rx, and on tx.
-    pub rx_invalid: u64,
-    pub tx_invalid: u64,
-}
-
-impl SocketDrops {
-    pub fn merge(&mut self, o: &SocketDrops) {
-        self.rx_ring_full += o.rx_ring_full;
-        self.fill_ring_empty += o.fill_ring_empty;
-        self.rx_dropped += o.rx_dropped;
-        self.rx_invalid += o.rx_invalid;
-        self.tx_invalid += o.tx_invalid;
-    }
-
-    /// By name, for logs and metrics: (`rx-ring-full`, n) ...
-    pub fn by_name(&self) -> [(&'static str, u64); 5] {
-        [
-            ("rx-ring-full", self.rx_ring_full),
-            ("fill-ring-empty", self.fill_ring_empty),
-            ("rx-dropped", self.rx_dropped),
-            ("rx-invalid", self.rx_invalid),
-            ("tx-invalid", self.tx_invalid),
-        ]
-    }
-}
+pub use crate::io::SocketDrops;
 
 /// Where workers publish their counters for readers off the packet path (the
 /// management API, metrics): one slot per worker, replaced whole (arc-swap), so

@@ -356,11 +356,11 @@ impl Dut {
             let mut worker = Worker::new(WorkerConfig::default(), cell2.clone(), sink);
             let fence = match io.take_offload() {
                 Some(map) => {
-                    let fence = map
-                        .fence_publications(&cell2, |g, e| {
-                            panic!("kernel generation of policy generation {g}: {e}")
-                        })
-                        .map_err(|e| e.to_string())?;
+                    let fence = map.generation_fence().map_err(|e| e.to_string())?;
+                    dataplane::offload::fence_publications(&cell2, fence.clone(), |g, e| {
+                        panic!("kernel generation of policy generation {g}: {e}")
+                    })
+                    .map_err(|e| e.to_string())?;
                     worker.set_offload(Offloader::new(Box::new(map)).with_publish_fence());
                     Some(fence)
                 }

@@ -218,38 +218,16 @@ impl XdpOffloadMap {
 }
 
 impl XdpOffloadMap {
-    /// Make every publication on `cell` move the kernel generation before
-    /// the publisher goes on ([`crate::policy::SnapshotCell::set_publish_fence`]),
-    /// through a handle of the publisher's own on these maps. The workers'
-    /// offloaders over them must be
-    /// [`crate::offload::Offloader::with_publish_fence`]. A write that fails
-    /// is handed to `on_error` with the policy generation (the publisher
-    /// cannot be refused its swap). Returns the fence, to read the
-    /// generation in place.
-    pub fn fence_publications(
-        &self,
-        cell: &crate::policy::SnapshotCell,
-        on_error: impl Fn(u64, OffloadError) + Send + Sync + 'static,
-    ) -> Result<std::sync::Arc<XdpGenerationFence>, OffloadError> {
+    /// A handle of its own on the generation map, for the publisher: see
+    /// [`crate::offload::fence_publications`].
+    pub fn generation_fence(&self) -> Result<std::sync::Arc<XdpGenerationFence>, OffloadError> {
         let data =
             MapData::from_id(self.generation_id).map_err(|e| map_err(GENERATION_MAP, "open", e))?;
         let map =
             Array::try_from(Map::Array(data)).map_err(|e| map_err(GENERATION_MAP, "open", e))?;
-        let fence = std::sync::Arc::new(XdpGenerationFence {
+        Ok(std::sync::Arc::new(XdpGenerationFence {
             map: std::sync::Mutex::new((map, 0)),
-        });
-        let writer = fence.clone();
-        cell.set_publish_fence(Box::new(move |g| {
-            if let Err(e) = writer.advance(g) {
-                on_error(g, e);
-            }
         }))
-        .map_err(|_| OffloadError::Map {
-            map: GENERATION_MAP,
-            op: "fence publications",
-            reason: "the policy cell has a publish fence already".into(),
-        })?;
-        Ok(fence)
     }
 }
 
@@ -268,9 +246,8 @@ impl std::fmt::Debug for XdpGenerationFence {
     }
 }
 
-impl XdpGenerationFence {
-    /// Make `kernel_generation(policy_generation)` the kernel's generation.
-    fn advance(&self, policy_generation: u64) -> Result<(), OffloadError> {
+impl crate::offload::GenerationFence for XdpGenerationFence {
+    fn advance_to(&self, policy_generation: u64) -> Result<(), OffloadError> {
         let next = crate::offload::kernel_generation(policy_generation);
         let mut guard = self
             .map
@@ -285,7 +262,9 @@ impl XdpGenerationFence {
         *last = next;
         Ok(())
     }
+}
 
+impl XdpGenerationFence {
     /// The kernel's generation now (0: the fast path is off).
     pub fn current(&self) -> Result<u64, OffloadError> {
         let guard = self

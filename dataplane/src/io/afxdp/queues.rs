@@ -15,8 +15,8 @@
 
 use super::socket::QueueSocket;
 use super::{sys, AfXdpError, AfXdpIo, SharedUmem};
+use crate::io::SocketDrops;
 use crate::io::{steer, Desc, IoError, PacketIo, Port};
-use crate::worker::SocketDrops;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 
 use super::{sys, AfXdpError};
 use crate::io::Desc;
-use crate::worker::SocketDrops;
+use crate::io::SocketDrops;
 use std::num::NonZeroU32;
 use std::os::unix::io::RawFd;
 use std::ptr::NonNull;
