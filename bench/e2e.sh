@@ -8,8 +8,8 @@
 # so `bulkhead-bench gen` (XDP program in BPF_PROG_RUN live-frames mode, XDP_TX out
 # of the generator's veth) sends the traffic; the report names the generator.
 # Sink: an XDP program counting and dropping (`bulkhead-bench sink`).
-# DUTs: bridge; bridge + nftables linear (`policy export --nft --linear`);
-# bridge + nftables best (`policy export --nft`); bare XDP devmap redirect;
+# DUTs: bridge; bridge + nftables linear (`bulkhead-bench nft --linear`);
+# bridge + nftables best (`bulkhead-bench nft`); bare XDP devmap redirect;
 # bare AF_XDP forwarder; bulkhead (`bulkhead run`), and "offload off"/"offload
 # on" variants when `bulkhead run` accepts `offload` in [dataplane].
 #
@@ -82,8 +82,9 @@ done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (generator on CPU 0, userspace DUTs on CPU 1)"
 
 BULKHEAD="${BULKHEAD:-${CARGO_TARGET_DIR:-$ROOT/target}/release/bulkhead}"
-# The benchmark's own tools (generator, sink, forwarders, policy, report) are
-# the bulkhead-bench binary, not the appliance's; by default beside $BULKHEAD.
+# The benchmark's own tools (generator, sink, forwarders, policy and its
+# nftables export, report) are the bulkhead-bench binary, not the appliance's;
+# by default beside $BULKHEAD.
 BENCH="${BULKHEAD_BENCH:-$(dirname "$BULKHEAD")/bulkhead-bench}"
 if [ -z "${BULKHEAD_NO_BUILD:-}" ] && command -v cargo >/dev/null; then
   (cd "$ROOT" && cargo build --release --quiet -p bulkhead -p bulkhead-bench) ||
@@ -172,8 +173,8 @@ make_policies() {
   local r
   for r in "$@"; do
     "$BENCH" policy --rules "$r" -o "$(policy_file "$r")"
-    "$BULKHEAD" policy export --nft -o "$WORK/best-$r.nft" "$(policy_file "$r")"
-    "$BULKHEAD" policy export --nft --linear -o "$WORK/linear-$r.nft" "$(policy_file "$r")"
+    "$BENCH" nft -o "$WORK/best-$r.nft" "$(policy_file "$r")"
+    "$BENCH" nft --linear -o "$WORK/linear-$r.nft" "$(policy_file "$r")"
   done
 }
 

@@ -25,7 +25,6 @@ pub mod inventory;
 pub mod load;
 pub mod membership;
 pub mod model;
-pub mod nft;
 pub mod services;
 pub mod store;
 pub mod time;

@@ -4,6 +4,8 @@
 //!
 //! - `gen`: the packet generator (BPF_PROG_RUN live frames, [`gen`]);
 //! - `policy`: the benchmark policy model with N rules ([`model`]);
+//! - `nft`: a policy model as an nftables bridge ruleset (best or linear form),
+//!   for the bridge + nftables DUTs ([`bulkhead_bench::nft`]);
 //! - `sink`: the XDP counter and latency histogram on the sink's port;
 //! - `xdp-fwd`, `afxdp-fwd`: the bare forwarders (kernel and AF_XDP ceilings);
 //! - `quarantine`: how long an existing flow lives on after the API's answer
@@ -21,6 +23,7 @@ mod fwd;
 mod gen;
 mod incident;
 mod model;
+mod nft_export;
 mod notes;
 mod plot;
 mod quarantine;
@@ -33,7 +36,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// bulkhead-bench: the end-to-end benchmark's generator, sink, bare forwarders,
-/// policy and report; `bench/e2e.sh` runs the whole comparison.
+/// policy, nftables export and report; `bench/e2e.sh` runs the whole comparison.
 #[derive(Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
@@ -54,6 +57,25 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Render a policy model file as an nftables ruleset for a Linux bridge
+    /// (`nft -f` it in the bridge's namespace), to compare a bridge + nftables
+    /// with bulkhead carrying the same policy.
+    ///
+    /// The default renders the best form nftables offers: each endpoint's group
+    /// membership becomes a class looked up once per packet (a MAC map, refined by
+    /// address maps for IP-set groups), and each destination class has one
+    /// concatenated interval verdict map (class . protocol . port) with the rules'
+    /// first-match order resolved ahead of time. `--linear` renders one nftables
+    /// rule per compiled rule, in order, over per-group sets.
+    ///
+    /// What the ruleset does not do like bulkhead: it is stateless (this kernel's
+    /// bridge family has no conntrack), so every packet is judged in its own
+    /// direction and replies need rules of their own; audit would-denies pass
+    /// without an event; VLAN-tagged frames are treated as non-IP (quarantine by
+    /// MAC, then pass); selector groups are frozen to the workloads known now. The
+    /// strictest-mode rule (enforce drops, audit/learn accept) is rendered exactly.
+    /// The best form uses the packet mark as scratch.
+    Nft(nft_export::NftArgs),
     /// Count (and time-stamp-check) frames arriving on an interface with XDP;
     /// commands on stdin: reset, read, lat.
     Sink(sink::SinkArgs),
@@ -73,6 +95,7 @@ fn run(command: &Command) -> anyhow::Result<()> {
         Command::Gen(a) => gen::run(a),
         Command::Policy { rules, output } => std::fs::write(output, model::policy_yaml(*rules))
             .with_context(|| format!("writing {}", output.display())),
+        Command::Nft(a) => nft_export::run(a),
         Command::Sink(a) => sink::run(a),
         Command::XdpFwd(a) => fwd::xdp_fwd(a),
         Command::AfxdpFwd(a) => fwd::afxdp_fwd(a),

@@ -150,7 +150,7 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
     s.push_str(
         "\nEvery figure is the median of the runs, pps counted at the sink by its XDP program \
          over the generator's sending time; the ratio column divides by bridge + best nftables \
-         (`policy export --nft`) at the same rule count. Gbit/s counts frame bytes without FCS, \
+         (`bulkhead-bench nft`) at the same rule count. Gbit/s counts frame bytes without FCS, \
          preamble and gap. Loss is 1 - received / sent. CPU0/CPU1 busy are from /proc/stat over \
          the measurement; DUT process CPU is the userspace DUT's own time as a share of one CPU.\n",
     );
