@@ -5,11 +5,11 @@
 #   bh-e2e-gen [eth0] --veth-- [dut-a  bh-e2e-dut  dut-b] --veth-- [eth0] bh-e2e-sink
 #
 # Generator: kernel pktgen is not built into this kernel (no /proc/net/pktgen),
-# so `bulkhead gen` (XDP program in BPF_PROG_RUN live-frames mode, XDP_TX out
+# so `bulkhead-bench gen` (XDP program in BPF_PROG_RUN live-frames mode, XDP_TX out
 # of the generator's veth) sends the traffic; the report names the generator.
-# Sink: an XDP program counting and dropping (`bulkhead bench sink`).
-# DUTs: bridge; bridge + nftables linear (`policy export --nft --linear`);
-# bridge + nftables best (`policy export --nft`); bare XDP devmap redirect;
+# Sink: an XDP program counting and dropping (`bulkhead-bench sink`).
+# DUTs: bridge; bridge + nftables linear (`bulkhead-bench nft --linear`);
+# bridge + nftables best (`bulkhead-bench nft`); bare XDP devmap redirect;
 # bare AF_XDP forwarder; bulkhead (`bulkhead run`), and "offload off"/"offload
 # on" variants when `bulkhead run` accepts `offload` in [dataplane].
 #
@@ -19,7 +19,8 @@
 #             latency check, nothing written
 # Takes /tmp/bh-netns.lock itself (other namespace tests wait, and we wait for
 # them); not when an ancestor process holds it already (or BH_E2E_LOCKED=1). BULKHEAD=path runs
-# another binary, BULKHEAD_NO_BUILD=1 skips `cargo build --release`.
+# another appliance binary, BULKHEAD_BENCH=path another bulkhead-bench (default:
+# beside $BULKHEAD), BULKHEAD_NO_BUILD=1 skips `cargo build --release`.
 # Namespaces bh-e2e-*, removed on exit and, after a crash, at start.
 set -euo pipefail
 
@@ -50,7 +51,7 @@ NS_G="${PREFIX}gen"
 NS_D="${PREFIX}dut"
 NS_S="${PREFIX}sink"
 PIN_DIR=/sys/fs/bpf/bulkhead
-# The sink's counters, for `bulkhead bench quarantine` (the sink removes it).
+# The sink's counters, for `bulkhead-bench quarantine` (the sink removes it).
 SINK_PIN=/sys/fs/bpf/bh-e2e-sink-count
 API_PORT=9443
 
@@ -80,11 +81,17 @@ for tool in ip nft ethtool nsenter taskset bridge; do
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (generator on CPU 0, userspace DUTs on CPU 1)"
 
-BULKHEAD="${BULKHEAD:-$ROOT/target/release/bulkhead}"
+BULKHEAD="${BULKHEAD:-${CARGO_TARGET_DIR:-$ROOT/target}/release/bulkhead}"
+# The benchmark's own tools (generator, sink, forwarders, policy and its
+# nftables export, report) are the bulkhead-bench binary, not the appliance's;
+# by default beside $BULKHEAD.
+BENCH="${BULKHEAD_BENCH:-$(dirname "$BULKHEAD")/bulkhead-bench}"
 if [ -z "${BULKHEAD_NO_BUILD:-}" ] && command -v cargo >/dev/null; then
-  (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+  (cd "$ROOT" && cargo build --release --quiet -p bulkhead -p bulkhead-bench) ||
+    die "cargo build --release failed"
 fi
 [ -x "$BULKHEAD" ] || die "$BULKHEAD not found: run cargo build --release first"
+[ -x "$BENCH" ] || die "$BENCH not found: run cargo build --release -p bulkhead-bench first (or set BULKHEAD_BENCH)"
 
 WORK="$(mktemp -d /tmp/bh-e2e.XXXXXX)"
 DUT_PID=""
@@ -141,11 +148,11 @@ build_topology() {
   in_ns "$NS_S" ethtool -K eth0 gro on >/dev/null
 }
 
-# The sink: a long-lived `bulkhead bench sink` driven over a pipe.
+# The sink: a long-lived `bulkhead-bench sink` driven over a pipe.
 start_sink() {
   mkfifo "$WORK/sink.in" "$WORK/sink.out"
   # nsenter directly (not the in_ns function): $! must be the process itself.
-  nsenter --net="/var/run/netns/$NS_S" "$BULKHEAD" bench sink --dev eth0 --pin "$SINK_PIN" \
+  nsenter --net="/var/run/netns/$NS_S" "$BENCH" sink --dev eth0 --pin "$SINK_PIN" \
     <"$WORK/sink.in" >"$WORK/sink.out" 2>"$WORK/sink.err" &
   SINK_PID=$!
   exec {SINK_IN}>"$WORK/sink.in"
@@ -165,9 +172,9 @@ policy_file() { echo "$WORK/policy-$1.yaml"; }
 make_policies() {
   local r
   for r in "$@"; do
-    "$BULKHEAD" bench policy --rules "$r" -o "$(policy_file "$r")"
-    "$BULKHEAD" policy export --nft -o "$WORK/best-$r.nft" "$(policy_file "$r")"
-    "$BULKHEAD" policy export --nft --linear -o "$WORK/linear-$r.nft" "$(policy_file "$r")"
+    "$BENCH" policy --rules "$r" -o "$(policy_file "$r")"
+    "$BENCH" nft -o "$WORK/best-$r.nft" "$(policy_file "$r")"
+    "$BENCH" nft --linear -o "$WORK/linear-$r.nft" "$(policy_file "$r")"
   done
 }
 
@@ -264,8 +271,8 @@ dut_up() { # dut rules
     bridge) bridge_up ;;
     nft-linear) bridge_up; in_ns "$NS_D" nft -f "$WORK/linear-$2.nft" ;;
     nft-best) bridge_up; in_ns "$NS_D" nft -f "$WORK/best-$2.nft" ;;
-    xdp-fwd) start_proc "$WORK/dut.log" 1 "$BULKHEAD" bench xdp-fwd --a dut-a --b dut-b ;;
-    afxdp-fwd) start_proc "$WORK/dut.log" 1 "$BULKHEAD" bench afxdp-fwd --a dut-a --b dut-b ;;
+    xdp-fwd) start_proc "$WORK/dut.log" 1 "$BENCH" xdp-fwd --a dut-a --b dut-b ;;
+    afxdp-fwd) start_proc "$WORK/dut.log" 1 "$BENCH" afxdp-fwd --a dut-a --b dut-b ;;
     bulkhead) bulkhead_up "$2" "" ;;
     bulkhead-offload-off) bulkhead_up "$2" off ;;
     bulkhead-offload-on) bulkhead_up "$2" on ;;
@@ -293,7 +300,7 @@ proc_ticks() { # pid -> utime+stime ticks (0 if none)
 }
 
 gen() { # size flows rules rate duration [--stamp]
-  in_ns "$NS_G" taskset -c 0 "$BULKHEAD" gen --dev eth0 --size "$1" --flows "$2" --rules "$3" \
+  in_ns "$NS_G" taskset -c 0 "$BENCH" gen --dev eth0 --size "$1" --flows "$2" --rules "$3" \
     --rate "$4" --duration "$5" ${6:-}
 }
 
@@ -344,7 +351,7 @@ verify_policy() { # dut rules
   for proto in udp syn; do
     for off in "" --off-policy; do
       sink reset >/dev/null
-      g="$(in_ns "$NS_G" "$BULKHEAD" gen --dev eth0 --flows 1000 --rules "$rules" --proto "$proto" \
+      g="$(in_ns "$NS_G" "$BENCH" gen --dev eth0 --flows 1000 --rules "$rules" --proto "$proto" \
         --rate 20000 --duration 0.3 $off)" || die "generator failed ($dut check)"
       sleep 0.1
       s="$(sink read)"
@@ -368,7 +375,7 @@ verify_policy() { # dut rules
 START_TIME=$(date +%s)
 if [ "$SMOKE" = 1 ]; then RULE_COUNTS="1000"; else RULE_COUNTS="1000 100000"; fi
 echo "kernel $(uname -r), $(nproc) CPUs; $RUNS run(s) of ${DURATION}s; rules: $RULE_COUNTS"
-[ -e /proc/net/pktgen ] && echo "note: kernel pktgen is present, but the harness drives bulkhead gen (flows must aim at the policy's rules)"
+[ -e /proc/net/pktgen ] && echo "note: kernel pktgen is present, but the harness drives bulkhead-bench gen (flows must aim at the policy's rules)"
 make_policies $RULE_COUNTS
 build_topology
 start_sink
@@ -415,7 +422,7 @@ QUAR_RATE=100000
 if [ "$SMOKE" = 1 ]; then QUAR_TRIES=5; else QUAR_TRIES=100; fi
 # 10 flows against 1k (100k) rules aim at rules 0, 100, ... 900 (0, 10000,
 # ... 90000): all from source group s0, whose workload MAC this is
-# (src/bench/model.rs).
+# (bench/src/bin/bulkhead-bench/model.rs).
 GEN_MAC="02:00:00:0a:00:00"
 : >"$WORK/incident"
 for dut in $DUTS; do
@@ -427,10 +434,10 @@ for dut in $DUTS; do
     fp="$(sed -n 's/.*SHA-256 fingerprint \([0-9A-Fa-f:]*\).*/\1/p' "$WORK/dut.log" | head -1)"
     [ -n "$fp" ] || dut_fail "$dut did not print its API fingerprint"
     # nsenter directly (not the in_ns function): $! must be the generator itself.
-    nsenter --net="/var/run/netns/$NS_G" taskset -c 0 "$BULKHEAD" gen --dev eth0 --size 64 \
+    nsenter --net="/var/run/netns/$NS_G" taskset -c 0 "$BENCH" gen --dev eth0 --size 64 \
       --flows 10 --rules "$rules" --rate "$QUAR_RATE" --duration $((QUAR_TRIES + 10)) >/dev/null &
     GEN_PID=$!
-    in_ns "$NS_D" "$BULKHEAD" bench quarantine --url "https://127.0.0.1:$API_PORT" \
+    in_ns "$NS_D" "$BENCH" quarantine --url "https://127.0.0.1:$API_PORT" \
       --token-file "$WORK/token" --fingerprint "$fp" --mac "$GEN_MAC" --sink-pin "$SINK_PIN" \
       --tries "$QUAR_TRIES" --dut "$dut" --rules "$rules" --rate "$QUAR_RATE" >>"$WORK/incident" \
       || { kill "$GEN_PID" 2>/dev/null; wait "$GEN_PID" 2>/dev/null; dut_fail "quarantine timing through $dut failed"; }
@@ -459,10 +466,10 @@ ELAPSED=$(( $(date +%s) - START_TIME ))
 echo "measured in ${ELAPSED}s"
 REPORT_ARGS=(--results "$WORK/results" --incident "$WORK/incident" --elapsed "$ELAPSED" --command "bench/e2e.sh${ARGS_SHOWN:+ $ARGS_SHOWN}")
 if [ "$WRITE" = 1 ]; then
-  "$BULKHEAD" bench report "${REPORT_ARGS[@]}" --append "$ROOT/bench/RESULTS.md" \
+  "$BENCH" report "${REPORT_ARGS[@]}" --append "$ROOT/bench/RESULTS.md" \
     --plot "$ROOT/bench/e2e-pps-vs-rules.png"
   cp "$WORK/results" "$ROOT/bench/e2e-results.jsonl"
   echo "appended to bench/RESULTS.md; plot bench/e2e-pps-vs-rules.png; raw bench/e2e-results.jsonl"
 else
-  "$BULKHEAD" bench report "${REPORT_ARGS[@]}" --check
+  "$BENCH" report "${REPORT_ARGS[@]}" --check
 fi

@@ -2,10 +2,8 @@
 //! control plane and the management API).
 
 mod api_run;
-mod bench;
 mod capture;
 mod ctl;
-mod gen;
 mod lab;
 mod policy_cmd;
 mod replay;
@@ -39,13 +37,6 @@ enum Command {
     Ctl(ctl::CtlArgs),
     /// Management API tokens, in the store (`token create --role admin --name NAME`).
     Token(token_cmd::TokenArgs),
-    /// Packet generator for the end-to-end benchmark: N flows of 64-1518 byte
-    /// UDP or TCP SYN frames, flat out or at a fixed rate, for a bounded time,
-    /// sent by an XDP program in BPF_PROG_RUN live-frames mode (needs root).
-    Gen(gen::GenArgs),
-    /// The end-to-end benchmark's helpers (policy, sink, bare forwarders,
-    /// report); `bench/e2e.sh` runs the whole comparison.
-    Bench(bench::BenchArgs),
     /// The lab's traffic probes (run inside a lab namespace by `bulkhead lab`).
     #[command(hide = true)]
     LabProbe(lab::ProbeArgs),
@@ -61,8 +52,6 @@ fn main() -> ExitCode {
         Command::Token(args) => token_cmd::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::LabProbe(args) => lab::probe(args),
-        Command::Gen(args) => gen::run(args),
-        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

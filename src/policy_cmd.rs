@@ -1,8 +1,8 @@
 //! `bulkhead policy check FILE`: validate a policy model file and summarise it.
-//! `bulkhead policy export --nft [--linear] FILE`: the same policy as an
-//! nftables ruleset for a Linux bridge (see `control::nft`).
+//! (Its nftables rendering, for the benchmark's bridge + nftables comparison,
+//! is `bulkhead-bench nft` in the bench/ crate.)
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use control::compile::{Compiled, GroupKind};
 use control::Model;
 use std::fmt::Write as _;
@@ -22,37 +22,6 @@ pub enum PolicyCommand {
         /// The policy model file.
         file: PathBuf,
     },
-    /// Render a policy model file as an nftables ruleset for a Linux bridge
-    /// (`nft -f` it in the bridge's namespace), to compare a bridge + nftables
-    /// with bulkhead carrying the same policy.
-    ///
-    /// `--nft` renders the best form nftables offers: each endpoint's group
-    /// membership becomes a class looked up once per packet (a MAC map, refined
-    /// by address maps for IP-set groups), and each destination class has one
-    /// concatenated interval verdict map (class . protocol . port) with the
-    /// rules' first-match order resolved ahead of time. `--nft --linear` renders
-    /// one nftables rule per compiled rule, in order, over per-group sets.
-    ///
-    /// What the ruleset does not do like bulkhead: it is stateless (this
-    /// kernel's bridge family has no conntrack), so every packet is judged in its
-    /// own direction and replies need rules of their own; audit would-denies pass
-    /// without an event; VLAN-tagged frames are treated as non-IP (quarantine by
-    /// MAC, then pass); selector groups are frozen to the workloads known now.
-    /// The strictest-mode rule (enforce drops, audit/learn accept) is rendered
-    /// exactly. The best form uses the packet mark as scratch.
-    Export {
-        /// Render nftables (the only export format for now).
-        #[arg(long, required = true)]
-        nft: bool,
-        /// The naive form: one nftables rule per compiled rule.
-        #[arg(long)]
-        linear: bool,
-        /// Write here instead of standard output.
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-        /// The policy model file.
-        file: PathBuf,
-    },
 }
 
 pub fn run(args: &PolicyArgs) -> anyhow::Result<()> {
@@ -62,34 +31,7 @@ pub fn run(args: &PolicyArgs) -> anyhow::Result<()> {
             println!("{summary}");
             Ok(())
         }
-        PolicyCommand::Export {
-            nft: _,
-            linear,
-            output,
-            file,
-        } => {
-            let form = if *linear {
-                control::nft::Form::Linear
-            } else {
-                control::nft::Form::Best
-            };
-            let text = export_nft(file, form)?;
-            match output {
-                Some(path) => std::fs::write(path, text)
-                    .with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{text}"),
-            }
-            Ok(())
-        }
     }
-}
-
-/// Loads and compiles `file` and renders it as an nftables ruleset.
-pub fn export_nft(file: &Path, form: control::nft::Form) -> anyhow::Result<String> {
-    let model = control::load_model(file)?;
-    let shown = file.display();
-    let compiled = control::compile(&model).map_err(|p| anyhow!("{shown}:\n{p}"))?;
-    Ok(control::nft::render(&compiled, form, &shown.to_string())?)
 }
 
 /// Loads, validates and compiles `file` (down to the dataplane snapshot); the

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * bulkhead end-to-end benchmark: what the harness's XDP programs share with
- * their loaders (src/gen/ and src/bench/ look maps up by these names).
+ * their loaders (bench/src/bin/bulkhead-bench/ looks maps up by these names).
  * Self-contained like dataplane/bpf/bulkhead.h: only <linux/bpf.h>.
  */
 #ifndef BH_HARNESS_H

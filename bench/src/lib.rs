@@ -1,8 +1,15 @@
 //! Fixtures for the bulkhead benchmarks: policies of any size whose rules are
 //! spread over many group pairs, queries that hit rules across the whole set, and
-//! 64-byte UDP frames for distinct flows.
+//! 64-byte UDP frames for distinct flows; and [`nft`], the nftables renderer of
+//! the end-to-end comparison (bridge + nftables carrying the same policy as
+//! bulkhead), which the `bulkhead-bench` binary (`src/bin/bulkhead-bench/`)
+//! and the `policy` fuzz target use.
+#![deny(unsafe_code)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
+pub mod nft;
 
 use dataplane::policy::{
     Action, EndpointSpec, FlowQuery, GroupSpec, Mode, PolicySpec, PortRange, Proto, RuleSpec,

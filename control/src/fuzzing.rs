@@ -1,18 +1,25 @@
 //! The harness of the `policy` fuzz target (`fuzz/`, see `docs/fuzzing.md`),
 //! kept here so that the AFL binary and the test that replays its corpus and
-//! regressions (`tests/fuzz_regressions.rs`) run the same code. Not an API.
+//! regressions (`bench/tests/fuzz_regressions.rs`) run the same code; both go
+//! through `bulkhead_bench::fuzzing::policy`, which adds the nftables rendering
+//! (the renderer lives with the benchmark). Not an API.
 
-use crate::compile::CompileError;
-use crate::nft::Form;
+use crate::compile::{CompileError, Compiled};
 use crate::Model;
 use dataplane::policy::{PolicySnapshot, PolicySpec};
 
-/// Arbitrary bytes as a policy file, down the path of `bulkhead policy check`
-/// and `policy export --nft`: the model read as YAML and as TOML, validated,
-/// compiled, its snapshot built and rendered as nftables; and the same text as
-/// the dataplane's own policy form, compiled to a snapshot. Every rejection must
-/// be a typed error; a model that validates must be accepted by the dataplane.
+/// Arbitrary bytes as a policy file, down the path of `bulkhead policy check`:
+/// the model read as YAML and as TOML, validated, compiled and its snapshot
+/// built; and the same text as the dataplane's own policy form, compiled to a
+/// snapshot. Every rejection must be a typed error; a model that validates must
+/// be accepted by the dataplane.
 pub fn policy(data: &[u8]) {
+    policy_with(data, |_| {});
+}
+
+/// [`policy`], handing every model that compiles to `also` (the `policy` fuzz
+/// target renders it as nftables there: `bulkhead_bench::fuzzing::policy`).
+pub fn policy_with(data: &[u8], mut also: impl FnMut(&Compiled)) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -30,9 +37,7 @@ pub fn policy(data: &[u8]) {
                 panic!("a model that validates was rejected by the dataplane: {e}")
             }
         }
-        for form in [Form::Best, Form::Linear] {
-            let _ = crate::nft::render(&compiled, form, "<fuzz>");
-        }
+        also(&compiled);
     }
     for spec in [
         PolicySpec::from_yaml_str(text),

@@ -26,7 +26,6 @@ pub mod load;
 pub mod mac_prefix;
 pub mod membership;
 pub mod model;
-pub mod nft;
 mod path;
 pub mod services;
 pub mod store;

@@ -1,5 +1,7 @@
 //! Set-up shared by the fuzz targets in `src/bin/`; the harnesses themselves are
-//! `dataplane::fuzzing` and `control::fuzzing`, which the tests replay too.
+//! `dataplane::fuzzing`, `control::fuzzing` and `bulkhead_bench::fuzzing`
+//! (the policy target: control's harness plus the nftables rendering), which
+//! the tests replay too.
 
 /// What a target's `main` does before its fuzz loop: fixed hash seeds, then one
 /// run of `harness` on an empty input, so that one-time work (the harness

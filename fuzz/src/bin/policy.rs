@@ -1,8 +1,8 @@
-//! Arbitrary bytes as a policy file: load, validate, compile, snapshot, nft export (control::fuzzing::policy).
+//! Arbitrary bytes as a policy file: load, validate, compile, snapshot, nft export (bulkhead_bench::fuzzing::policy).
 
 fn main() {
-    bulkhead_fuzz::setup(control::fuzzing::policy);
+    bulkhead_fuzz::setup(bulkhead_bench::fuzzing::policy);
     afl::fuzz!(|data: &[u8]| {
-        control::fuzzing::policy(data);
+        bulkhead_bench::fuzzing::policy(data);
     });
 }

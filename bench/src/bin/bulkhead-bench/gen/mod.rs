@@ -1,4 +1,4 @@
-//! `bulkhead gen`: a packet generator for the end-to-end benchmark.
+//! `bulkhead-bench gen`: a packet generator for the end-to-end benchmark.
 //!
 //! Engine: an XDP program (`bench/bpf/gen.c`) run by `BPF_PROG_RUN` in
 //! live-frames mode on the generator's interface: each run rewrites the
@@ -21,7 +21,7 @@
 mod frame;
 mod sys;
 
-use crate::bench::model;
+use crate::model;
 use anyhow::{anyhow, bail, Context};
 use aya::maps::{Array, PerCpuArray};
 use aya::programs::Xdp;
@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-static GEN_OBJECT: &[u8] = aya::include_bytes_aligned!("../../bench/bpf/gen.o");
+static GEN_OBJECT: &[u8] = aya::include_bytes_aligned!("../../../../bpf/gen.o");
 
 #[derive(clap::Args, Debug)]
 pub struct GenArgs {
@@ -45,7 +45,7 @@ pub struct GenArgs {
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=2_097_152))]
     pub flows: u32,
     /// Aim the flows at the rules of the benchmark policy with this many rules
-    /// (`bulkhead bench policy --rules N`); 0: every flow between group 0s.
+    /// (`bulkhead-bench policy --rules N`); 0: every flow between group 0s.
     #[arg(long, default_value_t = 1000)]
     pub rules: u32,
     /// udp or syn (TCP SYN).

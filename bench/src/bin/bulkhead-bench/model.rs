@@ -94,8 +94,11 @@ pub fn flow(i: u32, n: u32, rules: u32, tcp: bool) -> Flow {
 /// The policy model (YAML) with `rules` rules.
 pub fn policy_yaml(rules: u32) -> String {
     let mut y = String::with_capacity(200 + rules as usize * 110);
-    y.push_str("# bulkhead end-to-end benchmark policy (bulkhead bench policy)\n");
-    let _ = writeln!(y, "# {rules} rules; see src/bench/model.rs");
+    y.push_str("# bulkhead end-to-end benchmark policy (bulkhead-bench policy)\n");
+    let _ = writeln!(
+        y,
+        "# {rules} rules; see bench/src/bin/bulkhead-bench/model.rs"
+    );
     y.push_str("default_mode: enforce\nworkloads:\n");
     for g in 0..SRC_GROUPS {
         let _ = writeln!(

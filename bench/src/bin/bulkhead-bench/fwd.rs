@@ -1,9 +1,9 @@
 //! The bare forwarders of the comparison, each running until SIGTERM/SIGINT:
 //!
-//! - `bulkhead bench xdp-fwd`: an XDP program on both ports redirecting every
+//! - `bulkhead-bench xdp-fwd`: an XDP program on both ports redirecting every
 //!   frame to the other port through a devmap (`bench/bpf/fwd.c`): the kernel
 //!   ceiling.
-//! - `bulkhead bench afxdp-fwd`: AF_XDP sockets on both ports over the
+//! - `bulkhead-bench afxdp-fwd`: AF_XDP sockets on both ports over the
 //!   dataplane's own backend (`dataplane::io::afxdp::AfXdpIo`, the same XDP
 //!   program and UMEM bulkhead uses), forwarding every frame to the other port
 //!   with no parsing and no policy: the floor of any AF_XDP userspace path.
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-static FWD_OBJECT: &[u8] = aya::include_bytes_aligned!("../../bench/bpf/fwd.o");
+static FWD_OBJECT: &[u8] = aya::include_bytes_aligned!("../../../bpf/fwd.o");
 
 #[derive(clap::Args, Debug)]
 pub struct FwdArgs {

@@ -1,7 +1,7 @@
 //! The generator's frames: Ethernet + IPv4 + UDP (checksum 0, allowed over
 //! IPv4) or TCP SYN (checksummed), zero payload, to a given frame size.
 
-use crate::bench::model::Flow;
+use crate::model::Flow;
 
 /// Frame sizes are given on the wire (with the 4-byte FCS the NIC would add):
 /// 64..=1518. The bytes built are the size less the FCS.
@@ -70,7 +70,7 @@ pub fn build(flow: &Flow, size: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::model::flow;
+    use crate::model::flow;
 
     #[test]
     fn udp_and_syn_frames_parse_with_valid_checksums() {

@@ -1,5 +1,5 @@
 //! The incident timings of the end-to-end report: the result lines of
-//! `bulkhead bench quarantine` as a table.
+//! `bulkhead-bench quarantine` as a table.
 
 use super::report::label;
 use serde::Deserialize;
@@ -12,7 +12,7 @@ pub struct Quantiles {
     pub max: f64,
 }
 
-/// One `bulkhead bench quarantine` run.
+/// One `bulkhead-bench quarantine` run.
 #[derive(Debug, Deserialize)]
 pub struct Quarantine {
     pub dut: String,
@@ -34,7 +34,7 @@ pub fn table(runs: &[Quarantine]) -> String {
     let _ = writeln!(
         out,
         "\n**Quarantine through the HTTPS API while the flow streams** ({} frames/s of 64-byte UDP \
-         from one workload, {} tries per DUT and rule count; `bulkhead bench quarantine`): how long \
+         from one workload, {} tries per DUT and rule count; `bulkhead-bench quarantine`): how long \
          frames still reached the sink after the API's answer (the sink's XDP program stamps each \
          arrival on the same clock; at or below 0, the flow was cut before the answer, shown as \
          0), how long the call took, and how long after the release's answer the first frame \

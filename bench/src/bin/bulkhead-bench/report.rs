@@ -1,4 +1,4 @@
-//! `bulkhead bench report`: the harness's JSON result lines -> medians, ratios
+//! `bulkhead-bench report`: the harness's JSON result lines -> medians, ratios
 //! to bridge + best nftables, a markdown section (appended to
 //! `bench/RESULTS.md`) and the pps-vs-rules plot.
 
@@ -31,7 +31,7 @@ pub struct ReportArgs {
     /// Print the tables and fail unless every DUT forwarded traffic.
     #[arg(long)]
     pub check: bool,
-    /// The quarantine timings (`bulkhead bench quarantine` lines), if measured.
+    /// The quarantine timings (`bulkhead-bench quarantine` lines), if measured.
     #[arg(long)]
     pub incident: Option<PathBuf>,
 }
@@ -327,7 +327,7 @@ fn generator_note(out: &mut String, rows: &[Row]) {
     };
     let _ = writeln!(
         out,
-        "\nGenerator: `{}` (`bulkhead gen`); {pktgen}. \
+        "\nGenerator: `{}` (`bulkhead-bench gen`); {pktgen}. \
          Per 64-byte measurement: median {calls:.0} BPF_PROG_RUN calls of {:.1} M frames each, \
          generator process busy {:.0} % of its CPU.",
         first.gen.engine,

@@ -1,4 +1,4 @@
-//! `bulkhead bench sink`: the sink's XDP counter (`bench/bpf/sink.c`) on one
+//! `bulkhead-bench sink`: the sink's XDP counter (`bench/bpf/sink.c`) on one
 //! interface, driven over stdin by the harness, one command a line:
 //!
 //! - `reset`: zero the counters and the latency histogram;
@@ -10,7 +10,7 @@
 //! - end of input: detach and exit.
 //!
 //! `--pin PATH` also pins the counter map there, so that another process
-//! (`bulkhead bench quarantine`) can read the last arrival time itself.
+//! (`bulkhead-bench quarantine`) can read the last arrival time itself.
 
 use anyhow::{anyhow, Context};
 use aya::maps::{MapData, PerCpuArray, PerCpuValues};
@@ -19,7 +19,7 @@ use aya::EbpfLoader;
 use hdrhistogram::Histogram;
 use std::io::{BufRead, Write};
 
-static SINK_OBJECT: &[u8] = aya::include_bytes_aligned!("../../bench/bpf/sink.o");
+static SINK_OBJECT: &[u8] = aya::include_bytes_aligned!("../../../bpf/sink.o");
 
 /// Must match bench/bpf/harness.h: 100 ns buckets up to 1 ms, then 10 µs
 /// buckets up to 100 ms, then one overflow bucket.

@@ -150,7 +150,7 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
     s.push_str(
         "\nEvery figure is the median of the runs, pps counted at the sink by its XDP program \
          over the generator's sending time; the ratio column divides by bridge + best nftables \
-         (`policy export --nft`) at the same rule count. Gbit/s counts frame bytes without FCS, \
+         (`bulkhead-bench nft`) at the same rule count. Gbit/s counts frame bytes without FCS, \
          preamble and gap. Loss is 1 - received / sent. CPU0/CPU1 busy are from /proc/stat over \
          the measurement; DUT process CPU is the userspace DUT's own time as a share of one CPU.\n",
     );
@@ -169,7 +169,7 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
          copy into the AF_XDP socket, CPU 1 the process and its transmit into the sink's veth \
          (and the sink's XDP program). The frames of all DUTs take the same path up to the \
          DUT's port.\n\n\
-         Policy: `bulkhead bench policy --rules N` (100 source and 100 destination groups of one \
+         Policy: `bulkhead-bench policy --rules N` (100 source and 100 destination groups of one \
          MAC each, rules between group pairs on UDP or TCP ports, every tenth denying; \
          default enforce). The 10k flows aim at rules spread over the whole set (flow i at rule \
          i * N / 10000), so a linear ruleset walks half of it on average. bulkhead runs that \
@@ -180,7 +180,7 @@ pub fn section(rows: &[Row], tables: &str, a: &ReportArgs, md: &Path) -> String 
          `hdrhistogram` gives the percentiles; both ends are in the kernel on one machine, so no \
          clock sync and no scheduler wake-up at the sink is measured.\n\n\
          The quarantine timing is end to end: the appliance runs with its API on, \
-         `bulkhead bench quarantine` (in the DUT's namespace) quarantines the streaming \
+         `bulkhead-bench quarantine` (in the DUT's namespace) quarantines the streaming \
          workload with an operator token over HTTPS, reads the sink's pinned counter map for \
          the last arrival, and releases. The policy swap under load (issue 8 item 5) and the \
          in-process publish timings are from `cargo bench -p bulkhead-bench --bench publish`; \

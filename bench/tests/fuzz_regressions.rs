@@ -1,6 +1,7 @@
 //! Replays the `policy` fuzz target's seed corpus and every input that once
 //! crashed it (`fuzz/corpus/policy/`, `fuzz/regressions/policy/`) through the
-//! harness the AFL binary runs (`control::fuzzing::policy`), without AFL.
+//! harness the AFL binary runs (`bulkhead_bench::fuzzing::policy`: the control
+//! plane's `control::fuzzing::policy_with` plus the nftables rendering), without AFL.
 //! See docs/fuzzing.md.
 #![allow(
     clippy::unwrap_used,
@@ -29,7 +30,7 @@ fn policy_corpus_and_regressions_replay() {
     for path in &files {
         let data = std::fs::read(path).expect("a readable input");
         eprintln!("replaying {}", path.display());
-        control::fuzzing::policy(&data);
+        bulkhead_bench::fuzzing::policy(&data);
     }
     assert!(files.len() >= 3, "the policy seed corpus is there");
     // The seeds are real policies: each loads and compiles (so the harness

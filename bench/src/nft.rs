@@ -1,5 +1,5 @@
 //! A compiled policy rendered as an nftables ruleset for a Linux bridge
-//! (`bulkhead policy export --nft`), so that a bridge + nftables can carry the
+//! (`bulkhead-bench nft`), so that a bridge + nftables can carry the
 //! same policy as bulkhead in a side-by-side benchmark.
 //!
 //! Two forms, both in one `table bridge bulkhead` hooked at `forward`:
@@ -50,7 +50,7 @@ mod prep;
 #[cfg(test)]
 mod tests;
 
-use crate::compile::Compiled;
+use control::compile::Compiled;
 use dataplane::policy::{format_mac, Action, Mode, PortRange, Proto};
 use dataplane::wire::MacAddr;
 use prep::{Prepared, Side};
@@ -93,7 +93,7 @@ pub fn render(compiled: &Compiled, form: Form, source: &str) -> Result<String, N
     };
     let _ = writeln!(
         out,
-        "#!/usr/sbin/nft -f\n# bulkhead policy export --nft ({name})\n# source: {}\n\
+        "#!/usr/sbin/nft -f\n# bulkhead-bench nft ({name})\n# source: {}\n\
          # {} groups, {} compiled rules; stateless (no bridge-family conntrack).",
         comment_text(source),
         p.groups.len(),

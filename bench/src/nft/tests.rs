@@ -7,13 +7,13 @@
 
 use super::best::first_match_for_tests as first_match;
 use super::{render, Form};
-use crate::compile::compile;
-use crate::model::Model;
+use control::compile::compile;
+use control::model::Model;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 fn example() -> Model {
-    crate::tests_compile::example()
+    Model::from_yaml_str(include_str!("../../../examples/policy.yaml")).expect("example parses")
 }
 
 /// `nft -c -f -` on `script`: `None` when nft cannot be run here (not

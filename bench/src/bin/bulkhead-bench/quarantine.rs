@@ -1,4 +1,4 @@
-//! `bulkhead bench quarantine`: the incident timing of the end-to-end harness.
+//! `bulkhead-bench quarantine`: the incident timing of the end-to-end harness.
 //! While the generator streams an existing flow through the appliance, it
 //! quarantines the flow's source MAC over the HTTPS API, and measures how long
 //! frames still reached the sink after the API answered (the sink's XDP
@@ -11,7 +11,7 @@
 //! `cut_before_answer`, recorded as 0). Its resolution is the generator's
 //! interval (10 µs at 100k frames/s).
 
-use crate::ctl::client::{Api, Settings};
+use crate::client::{Api, Settings};
 use anyhow::{bail, Context};
 use aya::maps::{Map, MapData, PerCpuArray};
 use dataplane::io::afxdp::monotonic_ns;
@@ -35,7 +35,7 @@ pub struct QuarantineArgs {
     /// The MAC the generator sends from.
     #[arg(long)]
     pub mac: String,
-    /// Where `bulkhead bench sink --pin` pinned its counters.
+    /// Where `bulkhead-bench sink --pin` pinned its counters.
     #[arg(long)]
     pub sink_pin: PathBuf,
     #[arg(long, default_value_t = 100)]
