@@ -32,25 +32,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-const POLICY: &str = r#"
-workloads:
-  - { mac: "02:00:00:00:01:01", name: web-1, labels: { app: web }, ips: [10.0.0.11] }
-  - { mac: "02:00:00:00:02:01", name: db-1, labels: { app: db }, ips: [10.0.0.21] }
-  - { mac: "02:00:00:00:03:01", name: admin-1, labels: { role: admin }, ips: [10.0.3.5] }
-groups:
-  - { name: web, match: { app: web } }
-  - { name: db, match: { app: db }, mode: audit }
-  - { name: admins, macs: ["02:00:00:00:03:01"] }
-  - { name: outside, ips: [198.51.100.0/24] }
-services:
-  - { name: app-api, proto: tcp, ports: [8443, "9000-9010"] }
-rules:
-  - { id: 10, src: [web], dst: [db], services: [postgresql], action: allow }
-  - { id: 20, src: [admins], dst: [any], services: [ssh], action: allow }
-  - { id: 30, src: [any], dst: [any], services: [smb, { proto: tcp, ports: [139] }], action: deny }
-management:
-  - { cidr: 10.0.3.0/24, macs: ["02:00:00:00:03:01"], services: [ssh] }
-"#;
+/// The sample policy the example server and the API tests share.
+const POLICY: &str = include_str!("policy.yaml");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: api-server DIR [--port N] [--auth-failures N]";
