@@ -27,6 +27,7 @@ pub mod mac_prefix;
 pub mod membership;
 pub mod model;
 mod path;
+pub mod records;
 pub mod services;
 pub mod store;
 pub mod time;

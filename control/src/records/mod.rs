@@ -1,0 +1,156 @@
+//! The records store: flow records with the workload identity they had, in an
+//! embedded database of its own beside the policy store, so that writing
+//! records never makes a commit, a quarantine or an API call wait.
+//!
+//! - [`RecordsWriter`] owns the database on a thread of its own and takes
+//!   batches of [`StoredFlow`] over a bounded queue: [`RecordsWriter::submit`]
+//!   never blocks; a batch that finds the queue full is dropped and counted
+//!   ([`RecordsCounters::lost`]), so the records can fall behind but never
+//!   grow without bound or slow anything else.
+//! - An identity (MAC, name, labels, groups) is stored once per version and
+//!   referenced by the flows (`identities` table).
+//! - Retention by age runs continuously on the writer thread, oldest first.
+//!
+//! Schema in [`schema`]; SQLite in WAL mode (`docs/decisions.md`, "Flow
+//! records").
+
+mod schema;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+use writer::now_ms as writer_now_ms;
+pub use writer::{RecordsConfig, RecordsCounters, RecordsWriter};
+
+use dataplane::event::EndReason;
+use dataplane::flow::FlowState;
+use dataplane::policy::{Action, Mode, Reason};
+use dataplane::wire::MacAddr;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Why the records store could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    #[error("records store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("records store {path}: schema version {found} is newer than this bulkhead knows ({known}); use a newer bulkhead")]
+    Newer {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("records store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("records store: the writer thread: {0}")]
+    Thread(String),
+}
+
+/// A workload's identity as it was when the flow was seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity {
+    pub mac: MacAddr,
+    /// Empty for a MAC no workload has.
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Group names, in policy order.
+    pub groups: Vec<String>,
+}
+
+impl Identity {
+    /// A MAC with no workload behind it.
+    pub fn unknown(mac: MacAddr) -> Identity {
+        Identity {
+            mac,
+            ..Identity::default()
+        }
+    }
+}
+
+/// Why a record was written: the flow ended (and how), or it is an interim
+/// record of a flow still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Ended(EndReason),
+    Interim,
+}
+
+/// One flow record as stored: the dataplane's record with identities and
+/// wall-clock times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFlow {
+    /// Milliseconds since the Unix epoch.
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub src: Identity,
+    pub dst: Identity,
+    pub src_ip: IpAddr,
+    pub dst_ip: IpAddr,
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// `[outer, inner]`, 0 where untagged.
+    pub vlan: [u16; 2],
+    /// `[initiator -> responder, responder -> initiator]`, both tiers.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub action: Action,
+    pub reason: Reason,
+    pub mode: Mode,
+    pub would_deny: bool,
+    pub state: FlowState,
+    pub kind: RecordKind,
+}
+
+/// Names as stored (and as the queries take them).
+pub(crate) fn reason_name(r: Reason) -> (&'static str, Option<u32>) {
+    match r {
+        Reason::Rule(id) => ("rule", Some(id)),
+        Reason::Quarantine => ("quarantine", None),
+        Reason::Management => ("management", None),
+        Reason::Blocklist => ("blocklist", None),
+        Reason::Default => ("default", None),
+    }
+}
+
+pub(crate) fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Learn => "learn",
+        Mode::Audit => "audit",
+        Mode::Enforce => "enforce",
+    }
+}
+
+pub(crate) fn state_name(s: FlowState) -> String {
+    format!("{s:?}").to_ascii_lowercase()
+}
+
+pub(crate) fn kind_name(k: RecordKind) -> &'static str {
+    match k {
+        RecordKind::Interim => "interim",
+        RecordKind::Ended(EndReason::Idle) => "idle",
+        RecordKind::Ended(EndReason::Evicted) => "evicted",
+        RecordKind::Ended(EndReason::Reused) => "reused",
+        RecordKind::Ended(EndReason::Flushed) => "flushed",
+    }
+}
+
+/// An address as stored: 16 bytes, IPv4 as `::ffff:a.b.c.d`.
+pub(crate) fn ip_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// A MAC as stored: its 48 bits as an integer.
+pub(crate) fn mac_int(m: MacAddr) -> i64 {
+    let b = m.0;
+    i64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+}

@@ -1,0 +1,93 @@
+//! The records store's schema: `PRAGMA user_version` counts the entries of
+//! [`MIGRATIONS`] applied, each in its own transaction with the version bump.
+//! A store of a newer version is refused. Append new migrations; never edit one
+//! that has shipped.
+
+use super::RecordsError;
+use rusqlite::{Connection, TransactionBehavior};
+use std::path::Path;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: identities, flow records.
+    r#"
+    CREATE TABLE identities (
+        id          INTEGER PRIMARY KEY,
+        mac         INTEGER NOT NULL,            -- the 48 bits of the MAC
+        name        TEXT    NOT NULL,            -- '' for a MAC no workload has
+        labels_json TEXT    NOT NULL,
+        groups_json TEXT    NOT NULL,
+        UNIQUE (mac, name, labels_json, groups_json)
+    );
+    CREATE TABLE flows (
+        id         INTEGER PRIMARY KEY,
+        first_ms   INTEGER NOT NULL,             -- ms since the Unix epoch
+        last_ms    INTEGER NOT NULL,
+        src_mac    INTEGER NOT NULL,
+        dst_mac    INTEGER NOT NULL,
+        src_id     INTEGER NOT NULL REFERENCES identities(id),
+        dst_id     INTEGER NOT NULL REFERENCES identities(id),
+        src_ip     BLOB    NOT NULL,             -- 16 bytes, IPv4 mapped
+        dst_ip     BLOB    NOT NULL,
+        proto      INTEGER NOT NULL,
+        src_port   INTEGER NOT NULL,
+        dst_port   INTEGER NOT NULL,
+        vlan_outer INTEGER NOT NULL,
+        vlan_inner INTEGER NOT NULL,
+        pkts_fwd   INTEGER NOT NULL,
+        pkts_rev   INTEGER NOT NULL,
+        bytes_fwd  INTEGER NOT NULL,
+        bytes_rev  INTEGER NOT NULL,
+        allowed    INTEGER NOT NULL,             -- 1 allow, 0 deny
+        reason     TEXT    NOT NULL,             -- rule, quarantine, management, blocklist, default
+        rule_id    INTEGER,                      -- with reason = 'rule'
+        mode       TEXT    NOT NULL,
+        would_deny INTEGER NOT NULL,
+        state      TEXT    NOT NULL,
+        kind       TEXT    NOT NULL              -- interim, or why it ended
+    );
+    -- Time only: queries take a window first. Indexes by MAC cost 8x the
+    -- ingest rate (inserts land at one place per workload; measured with
+    -- the records bench, docs/decisions.md).
+    CREATE INDEX flows_last ON flows (last_ms);
+    "#,
+];
+
+/// The schema version this bulkhead writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Open (creating if absent) and migrate the store at `path`, in WAL mode.
+pub(crate) fn open(path: &Path) -> Result<Connection, RecordsError> {
+    let at = |source| RecordsError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(at)?;
+    // WAL: readers (queries) never wait for the writer; NORMAL sync: a power
+    // cut may lose the last commits, never corrupt the file.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(at)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(at)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(at)?;
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(at)?;
+    if found > VERSION {
+        return Err(RecordsError::Newer {
+            path: path.to_path_buf(),
+            found,
+            known: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(at)?;
+        tx.execute_batch(sql).map_err(at)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(at)?;
+        tx.commit().map_err(at)?;
+    }
+    Ok(conn)
+}

@@ -1,0 +1,196 @@
+use super::*;
+use crate::testutil::TempDir;
+use dataplane::event::EndReason;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn ident(last: u8, name: &str) -> Identity {
+    Identity {
+        mac: MacAddr([2, 0, 0, 0, 1, last]),
+        name: name.into(),
+        labels: [("app".to_string(), "web".to_string())].into(),
+        groups: vec!["web".into()],
+    }
+}
+
+fn flow(i: u32, last_ms: i64) -> StoredFlow {
+    StoredFlow {
+        first_ms: last_ms - 1000,
+        last_ms,
+        src: ident(1, "web-1"),
+        dst: Identity::unknown(MacAddr([2, 0, 0, 0, 2, 1])),
+        src_ip: "10.0.0.11".parse().unwrap(),
+        dst_ip: "2001:db8::21".parse().unwrap(),
+        proto: 6,
+        src_port: 40000 + (i % 20000) as u16,
+        dst_port: 5432,
+        vlan: [20, 0],
+        packets: [10, 8],
+        bytes: [1200, u64::MAX],
+        action: Action::Deny,
+        reason: Reason::Rule(50 << 8),
+        mode: Mode::Audit,
+        would_deny: true,
+        state: FlowState::Established,
+        kind: RecordKind::Ended(EndReason::Idle),
+    }
+}
+
+/// Wait until the writer has written `n` records (or 10 s passed).
+fn written(w: &RecordsWriter, n: u64) -> u64 {
+    let until = Instant::now() + Duration::from_secs(10);
+    let c = w.counters();
+    while c.written.load(Ordering::Relaxed) < n && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.written.load(Ordering::Relaxed)
+}
+
+#[test]
+fn a_batch_is_stored_with_its_identities_once() {
+    let dir = TempDir::new("records-store");
+    let path = dir.0.join("records.db");
+    let w = RecordsWriter::start(&path, RecordsConfig::default()).unwrap();
+    let now = super::writer_now_ms();
+    assert!(w.submit((0..500).map(|i| flow(i, now)).collect()));
+    assert!(w.submit((500..1000).map(|i| flow(i, now)).collect()));
+    assert_eq!(written(&w, 1000), 1000);
+    w.finish();
+
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM flows"), 1000);
+    assert_eq!(
+        count("SELECT count(*) FROM identities"),
+        2,
+        "one row per identity"
+    );
+    let (reason, rule, mode, state, kind, allowed, bytes_rev, src_ip): (
+        String,
+        i64,
+        String,
+        String,
+        String,
+        bool,
+        i64,
+        Vec<u8>,
+    ) = db
+        .query_row(
+            "SELECT reason, rule_id, mode, state, kind, allowed, bytes_rev, src_ip FROM flows LIMIT 1",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            reason.as_str(),
+            rule,
+            mode.as_str(),
+            state.as_str(),
+            kind.as_str()
+        ),
+        ("rule", 50 << 8, "audit", "established", "idle")
+    );
+    assert!(!allowed);
+    assert_eq!(bytes_rev, i64::MAX, "a counter past i64 saturates");
+    assert_eq!(src_ip[10..], [0xff, 0xff, 10, 0, 0, 11], "IPv4 mapped");
+    let (name, labels): (String, String) = db
+        .query_row(
+            "SELECT i.name, i.labels_json FROM flows f JOIN identities i ON i.id = f.src_id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (name.as_str(), labels.as_str()),
+        ("web-1", r#"{"app":"web"}"#)
+    );
+}
+
+#[test]
+fn a_writer_that_cannot_keep_up_loses_batches_counted_never_queued_without_bound() {
+    let dir = TempDir::new("records-full");
+    let path = dir.0.join("records.db");
+    let cfg = RecordsConfig {
+        queue_batches: 2,
+        ..RecordsConfig::default()
+    };
+    let w = RecordsWriter::start(&path, cfg).unwrap();
+    // Another connection holds the write lock: the writer waits on it.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let now = super::writer_now_ms();
+    let accepted = (0..10)
+        .filter(|_| w.submit((0..100).map(|i| flow(i, now)).collect()))
+        .count();
+    assert!(
+        accepted <= 3,
+        "the queue holds 2 batches (+1 in the writer's hands): {accepted}"
+    );
+    assert_eq!(
+        w.counters().lost.load(Ordering::Relaxed),
+        (10 - accepted as u64) * 100
+    );
+    blocker.execute_batch("COMMIT").unwrap();
+    assert_eq!(written(&w, accepted as u64 * 100), accepted as u64 * 100);
+}
+
+#[test]
+fn retention_deletes_records_past_the_age_oldest_first() {
+    let dir = TempDir::new("records-retention");
+    let path = dir.0.join("records.db");
+    let cfg = RecordsConfig {
+        max_age: Duration::from_secs(3600),
+        retention_every: Duration::from_millis(20),
+        ..RecordsConfig::default()
+    };
+    let w = RecordsWriter::start(&path, cfg).unwrap();
+    let now = super::writer_now_ms();
+    let old: Vec<StoredFlow> = (0..50).map(|i| flow(i, now - 7_200_000)).collect();
+    let new: Vec<StoredFlow> = (0..30).map(|i| flow(i, now - 60_000)).collect();
+    assert!(w.submit(old) && w.submit(new));
+    assert_eq!(written(&w, 80), 80);
+    let until = Instant::now() + Duration::from_secs(5);
+    while w.counters().expired.load(Ordering::Relaxed) < 50 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(w.counters().expired.load(Ordering::Relaxed), 50);
+    w.finish();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let left: i64 = db
+        .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 30, "the recent ones stay");
+}
+
+#[test]
+fn a_newer_store_is_refused_and_a_foreign_file_is_an_error() {
+    let dir = TempDir::new("records-foreign");
+    let newer = dir.0.join("newer.db");
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let e = RecordsWriter::start(&newer, RecordsConfig::default()).unwrap_err();
+    assert!(e.to_string().contains("newer"), "{e}");
+
+    let foreign = dir.0.join("foreign.db");
+    std::fs::write(
+        &foreign,
+        b"this is not a database, it is a grocery list\n".repeat(100),
+    )
+    .unwrap();
+    let e = RecordsWriter::start(&foreign, RecordsConfig::default()).unwrap_err();
+    assert!(e.to_string().contains("foreign.db"), "{e}");
+}

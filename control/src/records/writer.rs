@@ -1,0 +1,255 @@
+//! The writer thread: batches in over a bounded queue, one transaction a
+//! batch, identities cached, retention by age between batches.
+
+use super::{
+    ip_bytes, kind_name, mac_int, mode_name, reason_name, schema, state_name, Identity,
+    RecordsError, StoredFlow,
+};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use dataplane::policy::Action;
+use rusqlite::{params, Connection};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How the writer keeps the store.
+#[derive(Debug, Clone)]
+pub struct RecordsConfig {
+    /// Batches waiting at most; one more is dropped and counted.
+    pub queue_batches: usize,
+    /// Flow records older than this (by their last packet) are deleted.
+    pub max_age: Duration,
+    /// How often retention runs.
+    pub retention_every: Duration,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        RecordsConfig {
+            queue_batches: 64,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            retention_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the writer did; shared with the stats line, the API and `/metrics`.
+#[derive(Debug, Default)]
+pub struct RecordsCounters {
+    /// Flow records committed.
+    pub written: AtomicU64,
+    /// Flow records dropped: their batch found the queue full, or the write
+    /// failed (see [`RecordsCounters::errors`]).
+    pub lost: AtomicU64,
+    /// Batches whose write failed (a full disk, a damaged file).
+    pub errors: AtomicU64,
+    /// Flow records deleted by retention.
+    pub expired: AtomicU64,
+}
+
+/// The records store's writer: a thread owning the database.
+#[derive(Debug)]
+pub struct RecordsWriter {
+    tx: Option<Sender<Vec<StoredFlow>>>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<RecordsCounters>,
+    path: PathBuf,
+}
+
+impl RecordsWriter {
+    /// Open (or create) the store at `path` and start its writer thread.
+    pub fn start(path: &Path, cfg: RecordsConfig) -> Result<RecordsWriter, RecordsError> {
+        let conn = schema::open(path)?;
+        let (tx, rx) = bounded(cfg.queue_batches.max(1));
+        let counters = Arc::new(RecordsCounters::default());
+        let mut w = Writer {
+            conn,
+            identities: HashMap::new(),
+            counters: counters.clone(),
+            cfg,
+            last_retention: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("bulkhead-records".into())
+            .spawn(move || w.run(&rx))
+            .map_err(|e| RecordsError::Thread(e.to_string()))?;
+        Ok(RecordsWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+            counters,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Hand a batch to the writer; never blocks. False (and counted as lost)
+    /// when the queue is full or the writer has stopped.
+    pub fn submit(&self, batch: Vec<StoredFlow>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let n = batch.len() as u64;
+        let sent = match &self.tx {
+            Some(tx) => match tx.try_send(batch) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        };
+        if !sent {
+            self.counters.lost.fetch_add(n, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    pub fn counters(&self) -> Arc<RecordsCounters> {
+        self.counters.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write what is queued, then stop the thread.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RecordsWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    /// Identity -> row id, for identities written by this writer.
+    identities: HashMap<Identity, i64>,
+    counters: Arc<RecordsCounters>,
+    cfg: RecordsConfig,
+    last_retention: Option<Instant>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: &Receiver<Vec<StoredFlow>>) {
+        loop {
+            match rx.recv_timeout(self.cfg.retention_every) {
+                Ok(batch) => {
+                    let n = batch.len() as u64;
+                    match self.write(&batch) {
+                        Ok(()) => self.counters.written.fetch_add(n, Ordering::Relaxed),
+                        Err(_) => {
+                            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                            self.counters.lost.fetch_add(n, Ordering::Relaxed)
+                        }
+                    };
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if self
+                .last_retention
+                .is_none_or(|t| t.elapsed() >= self.cfg.retention_every)
+            {
+                self.last_retention = Some(Instant::now());
+                if let Ok(n) = self.retain(now_ms()) {
+                    self.counters.expired.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// One transaction for the batch.
+    fn write(&mut self, batch: &[StoredFlow]) -> Result<(), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut ident = tx.prepare_cached(
+                "INSERT INTO identities (mac, name, labels_json, groups_json) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (mac, name, labels_json, groups_json) DO UPDATE SET mac = mac
+                 RETURNING id",
+            )?;
+            let mut flow = tx.prepare_cached(
+                "INSERT INTO flows (first_ms, last_ms, src_mac, dst_mac, src_id, dst_id, src_ip, dst_ip,
+                    proto, src_port, dst_port, vlan_outer, vlan_inner, pkts_fwd, pkts_rev,
+                    bytes_fwd, bytes_rev, allowed, reason, rule_id, mode, would_deny, state, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+            )?;
+            for f in batch {
+                let mut id_of = |i: &Identity| -> Result<i64, rusqlite::Error> {
+                    if let Some(&id) = self.identities.get(i) {
+                        return Ok(id);
+                    }
+                    let labels = serde_json::to_string(&i.labels).unwrap_or_default();
+                    let groups = serde_json::to_string(&i.groups).unwrap_or_default();
+                    let id: i64 = ident
+                        .query_row(params![mac_int(i.mac), i.name, labels, groups], |r| {
+                            r.get(0)
+                        })?;
+                    self.identities.insert(i.clone(), id);
+                    Ok(id)
+                };
+                let (src_id, dst_id) = (id_of(&f.src)?, id_of(&f.dst)?);
+                let (reason, rule) = reason_name(f.reason);
+                flow.execute(params![
+                    f.first_ms,
+                    f.last_ms,
+                    mac_int(f.src.mac),
+                    mac_int(f.dst.mac),
+                    src_id,
+                    dst_id,
+                    &ip_bytes(f.src_ip)[..],
+                    &ip_bytes(f.dst_ip)[..],
+                    f.proto,
+                    f.src_port,
+                    f.dst_port,
+                    f.vlan[0],
+                    f.vlan[1],
+                    sat(f.packets[0]),
+                    sat(f.packets[1]),
+                    sat(f.bytes[0]),
+                    sat(f.bytes[1]),
+                    f.action == Action::Allow,
+                    reason,
+                    rule,
+                    mode_name(f.mode),
+                    f.would_deny,
+                    state_name(f.state),
+                    kind_name(f.kind),
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Delete flow records older than the maximum age, oldest first.
+    fn retain(&mut self, now_ms: i64) -> Result<u64, rusqlite::Error> {
+        let cutoff = now_ms.saturating_sub(self.cfg.max_age.as_millis() as i64);
+        let n = self
+            .conn
+            .execute("DELETE FROM flows WHERE last_ms < ?1", [cutoff])?;
+        Ok(n as u64)
+    }
+}
+
+/// A counter as SQLite's signed integer.
+fn sat(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
