@@ -13,236 +13,16 @@
 )]
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-const EXE: &str = env!("CARGO_BIN_EXE_bulkhead");
-const MAC_A: &str = "02:5e:00:00:00:0a";
-const MAC_B: &str = "02:5e:00:00:00:0b";
+mod live_bed;
+
+use live_bed::{connects, in_ns, listen, Bed, MAC_A, MAC_B};
 /// The learned-workload cap of the test's appliance.
 const CAP: usize = 100;
 /// MACs in the flood.
 const FLOOD: usize = 1000;
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// host-a (ns a, 10.99.0.1) <-> dut-a [appliance, ns dut] dut-b <-> host-b
-/// (ns b, 10.99.0.2).
-struct Bed {
-    ns: [String; 3],
-    dir: PathBuf,
-    appliance: Option<Child>,
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        self.stop();
-        for ns in &self.ns {
-            let _ = Command::new("ip").args(["netns", "delete", ns]).output();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Bed {
-    fn new() -> Bed {
-        let tag = std::process::id();
-        let ns = [
-            format!("bh-lf-a-{tag}"),
-            format!("bh-lf-b-{tag}"),
-            format!("bh-lf-dut-{tag}"),
-        ];
-        let dir = std::env::temp_dir().join(format!("bulkhead-learned-flood-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let bed = Bed {
-            ns,
-            dir,
-            appliance: None,
-        };
-        let [a, b, dut] = &bed.ns;
-        for n in &bed.ns {
-            sh(&["ip", "netns", "add", n]);
-            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
-        }
-        for (host, port, n, mac, ip) in [
-            ("host-a", "dut-a", a, MAC_A, "10.99.0.1/24"),
-            ("host-b", "dut-b", b, MAC_B, "10.99.0.2/24"),
-        ] {
-            sh(&[
-                "ip", "link", "add", host, "netns", n, "type", "veth", "peer", "name", port,
-                "netns", dut,
-            ]);
-            sh(&["ip", "-n", n, "link", "set", host, "address", mac]);
-            sh(&["ip", "-n", n, "addr", "add", ip, "dev", host]);
-            sh(&["ip", "-n", n, "link", "set", host, "up"]);
-            sh(&["ip", "-n", dut, "link", "set", port, "up"]);
-            // AF_XDP forwards the bytes as they are: real checksums, and NAPI
-            // on the hosts' ends.
-            sh(&[
-                "ip", "netns", "exec", n, "ethtool", "-K", host, "tx", "off", "gro", "on",
-            ]);
-        }
-        bed.write_files();
-        bed
-    }
-
-    fn write_files(&self) {
-        let policy = format!(
-            r#"
-default_mode: enforce
-workloads:
-  - {{ mac: "{MAC_B}", name: server, labels: {{ app: web }}, ips: [10.99.0.2] }}
-groups:
-  - {{ name: web, match: {{ app: web }} }}
-rules:
-  - {{ id: 10, src: [web], dst: [web], services: [{{ proto: tcp, ports: [9000] }}], action: allow }}
-assignment:
-  rules:
-    - {{ cidr: 10.99.0.0/24, labels: {{ app: web }} }}
-"#
-        );
-        std::fs::write(self.dir.join("policy.yaml"), policy).expect("policy");
-        let config = format!(
-            "[ports]\na = \"dut-a\"\nb = \"dut-b\"\n\n[policy]\nfile = \"{}\"\n\n\
-             [control]\nstore = \"{}\"\nmax_learned_workloads = {CAP}\nevict_idle_secs = 2\n\n\
-             [api]\nlisten = \"127.0.0.1:18443\"\n",
-            self.dir.join("policy.yaml").display(),
-            self.store().display(),
-        );
-        std::fs::write(self.dir.join("bulkhead.toml"), config).expect("config");
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.join("bulkhead.db")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("appliance.log")).unwrap_or_default()
-    }
-
-    /// Start `bulkhead run` in the appliance's namespace and wait until it
-    /// forwards and serves its API.
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.join("appliance.log")).expect("log");
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns[2]))
-            .args([EXE, "run", "--config"])
-            .arg(self.dir.join("bulkhead.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the appliance");
-        self.appliance = Some(child);
-        let started = Instant::now();
-        let (url, fingerprint) = loop {
-            let log = self.log();
-            let forwarding = log.lines().any(|l| l.starts_with("forwarding "));
-            let api = log.lines().find(|l| l.starts_with("api: https://"));
-            if let Some(line) = api.filter(|_| forwarding) {
-                let url = line["api: ".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("");
-                let fp = line
-                    .rsplit("SHA-256 fingerprint ")
-                    .next()
-                    .unwrap_or("")
-                    .trim();
-                break (url.to_string(), fp.to_string());
-            }
-            if let Some(Ok(Some(status))) = self.appliance.as_mut().map(|c| c.try_wait()) {
-                panic!("the appliance exited ({status}):\n{log}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no API after 30 s:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let token = sh(&[
-            EXE,
-            "token",
-            "create",
-            "--role",
-            "operator",
-            "--name",
-            &format!("t-{}", started.elapsed().as_nanos()),
-            "--store",
-            self.store().to_str().expect("utf-8 path"),
-        ]);
-        std::fs::write(
-            self.dir.join("ctl.toml"),
-            format!(
-                "url = \"{url}\"\ntoken = \"{}\"\nfingerprint = \"{fingerprint}\"\n",
-                token.trim()
-            ),
-        )
-        .expect("ctl config");
-    }
-
-    /// Stop the appliance (SIGTERM, as systemd does).
-    fn stop(&mut self) {
-        if let Some(mut child) = self.appliance.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .output();
-            let _ = child.wait();
-        }
-    }
-
-    /// `bulkhead ctl --json ARGS` in the appliance's namespace.
-    fn ctl(&self, args: &[&str]) -> serde_json::Value {
-        let ns = format!("--net=/run/netns/{}", self.ns[2]);
-        let config = self.dir.join("ctl.toml");
-        let mut cmd = vec!["nsenter", &ns, EXE, "ctl", "--json", "--ctl-config"];
-        cmd.push(config.to_str().expect("utf-8 path"));
-        cmd.extend_from_slice(args);
-        serde_json::from_str(&sh(&cmd)).expect("ctl answers JSON")
-    }
-
-    fn observed(&self) -> Vec<String> {
-        let all = self.ctl(&["workloads"]);
-        all.as_array()
-            .expect("a list")
-            .iter()
-            .filter(|w| w["origin"] == "observed")
-            .filter_map(|w| w["mac"].as_str().map(str::to_string))
-            .collect()
-    }
-}
-
-/// Run `f` on a thread inside namespace `ns`.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("namespace file");
-        // SAFETY: setns on an open namespace file moves only this thread,
-        // which was spawned for this closure.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}");
-        f()
-    })
-    .join()
-    .expect("thread")
-}
 
 /// `count` UDP frames from host-a, each from a MAC and address of its own
 /// (02:fd:..., 10.98.x.y: outside every assignment rule), to host-b.
@@ -309,39 +89,6 @@ fn udp_frame(src: [u8; 6], dst: [u8; 6], sip: [u8; 4], dip: [u8; 4], sp: u16, dp
     frame
 }
 
-/// Whether host-a reaches host-b:9000 within `within` (new connections, a
-/// fresh source port each).
-fn connects(a: &str, within: Duration) -> bool {
-    in_ns(a, move || {
-        let until = Instant::now() + within;
-        while Instant::now() < until {
-            let addr = "10.99.0.2:9000".parse().expect("addr");
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        false
-    })
-}
-
-fn listen(b: &str) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let path = format!("/run/netns/{b}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("namespace file");
-        // SAFETY: as in `in_ns`; this thread serves host-b only.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns");
-        let l = TcpListener::bind("10.99.0.2:9000").expect("listen");
-        tx.send(()).expect("ready");
-        for s in l.incoming() {
-            drop(s);
-        }
-    });
-    rx.recv().expect("the listener is up");
-}
-
 /// The learned workloads the store holds, by MAC.
 fn stored(store: &Path) -> BTreeSet<String> {
     let db = control::store::Store::open(store).expect("the store opens beside the appliance");
@@ -358,7 +105,22 @@ fn a_mac_flood_fills_the_cap_but_a_new_workload_is_still_learned_and_let_through
     if !dataplane::hostenv::root_with("the MAC flood test", &["ip", "ethtool", "nsenter"]) {
         return;
     }
-    let mut bed = Bed::new();
+    let policy = format!(
+        r#"
+default_mode: enforce
+workloads:
+  - {{ mac: "{MAC_B}", name: server, labels: {{ app: web }}, ips: [10.99.0.2] }}
+groups:
+  - {{ name: web, match: {{ app: web }} }}
+rules:
+  - {{ id: 10, src: [web], dst: [web], services: [{{ proto: tcp, ports: [9000] }}], action: allow }}
+assignment:
+  rules:
+    - {{ cidr: 10.99.0.0/24, labels: {{ app: web }} }}
+"#
+    );
+    let control = format!("max_learned_workloads = {CAP}\nevict_idle_secs = 2");
+    let mut bed = Bed::new("lf", &policy, &control);
     let [a, b, _] = bed.ns.clone();
     listen(&b);
     bed.start();

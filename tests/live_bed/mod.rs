@@ -1,0 +1,261 @@
+//! The live appliance in namespaces, shared by the tests that run it as a
+//! user does: host-a (ns a, 10.99.0.1, MAC_A) <-> dut-a [`bulkhead run` in ns
+//! dut] dut-b <-> host-b (ns b, 10.99.0.2, MAC_B), the API on 127.0.0.1:18443
+//! in the appliance's namespace, driven with `bulkhead ctl`.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const EXE: &str = env!("CARGO_BIN_EXE_bulkhead");
+pub const MAC_A: &str = "02:5e:00:00:00:0a";
+pub const MAC_B: &str = "02:5e:00:00:00:0b";
+
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// host-a (ns a, 10.99.0.1) <-> dut-a [appliance, ns dut] dut-b <-> host-b
+/// (ns b, 10.99.0.2).
+pub struct Bed {
+    pub ns: [String; 3],
+    pub dir: PathBuf,
+    appliance: Option<Child>,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.stop();
+        for ns in &self.ns {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Bed {
+    /// The topology in namespaces `bh-<name>-{a,b,dut}-<pid>`, the appliance's
+    /// files for `policy` with `control` added to its `[control]` section.
+    pub fn new(name: &str, policy: &str, control: &str) -> Bed {
+        let tag = std::process::id();
+        let ns = [
+            format!("bh-{name}-a-{tag}"),
+            format!("bh-{name}-b-{tag}"),
+            format!("bh-{name}-dut-{tag}"),
+        ];
+        let dir = std::env::temp_dir().join(format!("bulkhead-live-{name}-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let bed = Bed {
+            ns,
+            dir,
+            appliance: None,
+        };
+        let [a, b, dut] = &bed.ns;
+        for n in &bed.ns {
+            sh(&["ip", "netns", "add", n]);
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
+        for (host, port, n, mac, ip) in [
+            ("host-a", "dut-a", a, MAC_A, "10.99.0.1/24"),
+            ("host-b", "dut-b", b, MAC_B, "10.99.0.2/24"),
+        ] {
+            sh(&[
+                "ip", "link", "add", host, "netns", n, "type", "veth", "peer", "name", port,
+                "netns", dut,
+            ]);
+            sh(&["ip", "-n", n, "link", "set", host, "address", mac]);
+            sh(&["ip", "-n", n, "addr", "add", ip, "dev", host]);
+            sh(&["ip", "-n", n, "link", "set", host, "up"]);
+            sh(&["ip", "-n", dut, "link", "set", port, "up"]);
+            // AF_XDP forwards the bytes as they are: real checksums, and NAPI
+            // on the hosts' ends.
+            sh(&[
+                "ip", "netns", "exec", n, "ethtool", "-K", host, "tx", "off", "gro", "on",
+            ]);
+        }
+        bed.write_files(policy, control);
+        bed
+    }
+
+    fn write_files(&self, policy: &str, control: &str) {
+        std::fs::write(self.dir.join("policy.yaml"), policy).expect("policy");
+        let config = format!(
+            "[ports]\na = \"dut-a\"\nb = \"dut-b\"\n\n[policy]\nfile = \"{}\"\n\n\
+             [control]\nstore = \"{}\"\n{control}\n\n\
+             [api]\nlisten = \"127.0.0.1:18443\"\n",
+            self.dir.join("policy.yaml").display(),
+            self.store().display(),
+        );
+        std::fs::write(self.dir.join("bulkhead.toml"), config).expect("config");
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.join("bulkhead.db")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("appliance.log")).unwrap_or_default()
+    }
+
+    /// Start `bulkhead run` in the appliance's namespace and wait until it
+    /// forwards and serves its API.
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join("appliance.log")).expect("log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns[2]))
+            .args([EXE, "run", "--config"])
+            .arg(self.dir.join("bulkhead.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the appliance");
+        self.appliance = Some(child);
+        let started = Instant::now();
+        let (url, fingerprint) = loop {
+            let log = self.log();
+            let forwarding = log.lines().any(|l| l.starts_with("forwarding "));
+            let api = log.lines().find(|l| l.starts_with("api: https://"));
+            if let Some(line) = api.filter(|_| forwarding) {
+                let url = line["api: ".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("");
+                let fp = line
+                    .rsplit("SHA-256 fingerprint ")
+                    .next()
+                    .unwrap_or("")
+                    .trim();
+                break (url.to_string(), fp.to_string());
+            }
+            if let Some(Ok(Some(status))) = self.appliance.as_mut().map(|c| c.try_wait()) {
+                panic!("the appliance exited ({status}):\n{log}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no API after 30 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let token = sh(&[
+            EXE,
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--name",
+            &format!("t-{}", started.elapsed().as_nanos()),
+            "--store",
+            self.store().to_str().expect("utf-8 path"),
+        ]);
+        std::fs::write(
+            self.dir.join("ctl.toml"),
+            format!(
+                "url = \"{url}\"\ntoken = \"{}\"\nfingerprint = \"{fingerprint}\"\n",
+                token.trim()
+            ),
+        )
+        .expect("ctl config");
+    }
+
+    /// Send `sig` (`HUP`, `TERM` ...) to the appliance.
+    pub fn signal(&self, sig: &str) {
+        if let Some(child) = &self.appliance {
+            sh(&["kill", &format!("-{sig}"), &child.id().to_string()]);
+        }
+    }
+
+    /// Stop the appliance (SIGTERM, as systemd does).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.appliance.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .output();
+            let _ = child.wait();
+        }
+    }
+
+    /// `bulkhead ctl --json ARGS` in the appliance's namespace.
+    pub fn ctl(&self, args: &[&str]) -> serde_json::Value {
+        let ns = format!("--net=/run/netns/{}", self.ns[2]);
+        let config = self.dir.join("ctl.toml");
+        let mut cmd = vec!["nsenter", &ns, EXE, "ctl", "--json", "--ctl-config"];
+        cmd.push(config.to_str().expect("utf-8 path"));
+        cmd.extend_from_slice(args);
+        serde_json::from_str(&sh(&cmd)).expect("ctl answers JSON")
+    }
+
+    pub fn observed(&self) -> Vec<String> {
+        let all = self.ctl(&["workloads"]);
+        all.as_array()
+            .expect("a list")
+            .iter()
+            .filter(|w| w["origin"] == "observed")
+            .filter_map(|w| w["mac"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+/// Run `f` on a thread inside namespace `ns`.
+pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("namespace file");
+        // SAFETY: setns on an open namespace file moves only this thread,
+        // which was spawned for this closure.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}");
+        f()
+    })
+    .join()
+    .expect("thread")
+}
+
+/// Whether host-a reaches host-b:9000 within `within` (new connections, a
+/// fresh source port each).
+pub fn connects(a: &str, within: Duration) -> bool {
+    in_ns(a, move || {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            let addr = "10.99.0.2:9000".parse().expect("addr");
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    })
+}
+
+/// A TCP server on host-b:9000 that accepts and closes.
+pub fn listen(b: &str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = format!("/run/netns/{b}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("namespace file");
+        // SAFETY: as in `in_ns`; this thread serves host-b only.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns");
+        let l = TcpListener::bind("10.99.0.2:9000").expect("listen");
+        tx.send(()).expect("ready");
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    rx.recv().expect("the listener is up");
+}
