@@ -42,6 +42,8 @@ pub struct LabArgs {
 const POLICY: &str = include_str!("lab-policy.yaml");
 
 struct Lab {
+    /// Held for the run (see [`lab_lock`]).
+    _lock: std::fs::File,
     dir: PathBuf,
     appliance: Option<Child>,
     /// The echo servers in the workloads' namespaces.
@@ -196,6 +198,30 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An exclusive lock on `/run/bulkhead-lab.lock`, waited for if another lab
+/// (or a lab test) holds it.
+#[allow(unsafe_code)]
+fn lab_lock() -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = "/run/bulkhead-lab.lock";
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("open {path}"))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    let busy = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
+    if busy {
+        println!("another lab is running on this machine; waiting for it to finish");
+        // SAFETY: as above, blocking this time.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("lock {path}: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(file)
+}
+
 /// The lab's workloads the steps use.
 struct Cast {
     web1: &'static Workload,
@@ -241,6 +267,9 @@ impl Lab {
         if !dataplane::hostenv::is_root() {
             bail!("the lab needs root (it creates network namespaces and attaches XDP programs): run it with sudo");
         }
+        // The namespaces have fixed names: one lab at a time on a machine,
+        // or a second run would tear down the first one's topology.
+        let lock = lab_lock()?;
         let stale = topology::destroy();
         if args.clean {
             println!("removed {stale} lab namespaces");
@@ -260,6 +289,7 @@ impl Lab {
             let _ = std::fs::remove_file(dir.join(f));
         }
         Ok(Some(Lab {
+            _lock: lock,
             dir,
             appliance: None,
             listeners: Vec::new(),
