@@ -51,7 +51,7 @@ mod prep;
 mod tests;
 
 use control::compile::Compiled;
-use dataplane::policy::{format_mac, Action, Mode, PortRange, Proto};
+use dataplane::policy::{Action, Mode, PortRange, Proto};
 use dataplane::wire::MacAddr;
 use prep::{Prepared, Side};
 use std::fmt::Write as _;
@@ -131,7 +131,7 @@ fn comment_text(s: &str) -> String {
 }
 
 fn mac_text(m: MacAddr) -> String {
-    dataplane::policy::format_mac(m)
+    m.to_string()
 }
 
 /// `set NAME { type T; [flags interval; auto-merge;] elements = { ... } }`.
@@ -242,7 +242,7 @@ fn common_head(p: &Prepared, fwd: &mut Vec<String>, chains: &mut String) {
                     "ip6"
                 };
                 let l4 = l4_match(m.proto, &m.ports);
-                let macs: Vec<String> = m.macs.iter().map(|&mac| format_mac(mac)).collect();
+                let macs: Vec<String> = m.macs.iter().map(|mac| mac.to_string()).collect();
                 let _ = writeln!(
                     chains,
                     "\t\tether {peer} {{ {} }} {fam} {peer} {} {l4} return",

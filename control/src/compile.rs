@@ -15,8 +15,8 @@
 use crate::model::Model;
 use crate::validate::{selector_matches, Members, Problems};
 use dataplane::policy::{
-    format_mac, EndpointSpec, GroupSpec, ManagementSpec, Mode, PolicyError, PolicySnapshot,
-    PolicySpec, RuleSpec,
+    EndpointSpec, GroupSpec, ManagementSpec, Mode, PolicyError, PolicySnapshot, PolicySpec,
+    RuleSpec,
 };
 use dataplane::wire::MacAddr;
 use std::collections::{BTreeMap, HashMap};
@@ -199,7 +199,7 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
             gs.sort_unstable();
             gs.dedup();
             EndpointSpec {
-                mac: Some(format_mac(mac)),
+                mac: Some(mac.to_string()),
                 cidr: None,
                 groups: gs.into_iter().filter_map(name).collect(),
             }
@@ -233,7 +233,7 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
         .management
         .iter()
         .flat_map(|m| {
-            let macs: Vec<String> = m.macs.iter().map(|&mac| format_mac(mac)).collect();
+            let macs: Vec<String> = m.macs.iter().map(|mac| mac.to_string()).collect();
             m.entries.iter().map(move |e| ManagementSpec {
                 cidr: m.net.to_string(),
                 macs: macs.clone(),
@@ -255,7 +255,7 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
             .collect(),
         endpoints: mac_endpoints,
         rules,
-        quarantine: checked.quarantine.iter().map(|&m| format_mac(m)).collect(),
+        quarantine: checked.quarantine.iter().map(|m| m.to_string()).collect(),
         management,
         blocklist: checked.blocklist.iter().map(|n| n.to_string()).collect(),
     };

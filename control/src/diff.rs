@@ -3,7 +3,7 @@
 //! names, workload MACs, management CIDRs, blocklist entries).
 
 use crate::model::Model;
-use dataplane::policy::{format_mac, parse_mac};
+use dataplane::policy::parse_mac;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -126,7 +126,7 @@ fn moved_rules(out: &mut Vec<Change>, from: &Model, to: &Model) {
 
 /// A MAC in canonical form where it parses, as written otherwise.
 fn mac_key(mac: &str) -> String {
-    parse_mac(mac).map_or_else(|| mac.to_string(), format_mac)
+    parse_mac(mac).map_or_else(|| mac.to_string(), |m| m.to_string())
 }
 
 /// The changes that turn `from` into `to`. Rule order counts: a rule that moved

@@ -11,7 +11,7 @@
 use crate::load::line_col;
 use crate::model::{Model, Origin, Workload};
 use crate::validate::label_key_problem;
-use dataplane::policy::{format_mac, parse_mac};
+use dataplane::policy::parse_mac;
 use dataplane::wire::MacAddr;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -146,7 +146,7 @@ impl Collector {
         }
         if let (Some(m), true) = (parsed, self.problems.len() == before) {
             self.out.push(Workload {
-                mac: format_mac(m),
+                mac: m.to_string(),
                 name: name.trim().to_string(),
                 labels,
                 ips,

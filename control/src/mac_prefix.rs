@@ -1,6 +1,6 @@
 //! MAC prefixes, as assignment rules and MAC groups write them.
 
-use dataplane::policy::{format_mac, parse_mac};
+use dataplane::policy::parse_mac;
 use dataplane::wire::MacAddr;
 use std::fmt;
 
@@ -42,7 +42,7 @@ fn mask(m: [u8; 6], bits: u8) -> [u8; 6] {
 
 impl fmt::Display for MacPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", format_mac(self.mac), self.bits)
+        write!(f, "{}/{}", self.mac, self.bits)
     }
 }
 

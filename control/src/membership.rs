@@ -10,7 +10,7 @@
 
 use crate::model::{Assignment, Model, Origin, Strategy, Timestamp, Workload};
 use crate::validate::{parse_cidr, CheckedAssignment, Members};
-use dataplane::policy::{format_mac, parse_mac};
+use dataplane::policy::parse_mac;
 use dataplane::wire::MacAddr;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -64,7 +64,7 @@ impl Model {
             None => {
                 obs.new = true;
                 self.workloads.push(Workload {
-                    mac: format_mac(mac),
+                    mac: mac.to_string(),
                     origin: Origin::Observed,
                     first_seen: Some(now),
                     ..Workload::default()

@@ -3,7 +3,7 @@
 
 use dataplane::event::{Event, FlowRecord};
 use dataplane::io::Port;
-use dataplane::policy::{self, Action, Reason};
+use dataplane::policy::{Action, Reason};
 use dataplane::worker::{DropReason, SocketDrops, StatsBoard, WorkerStats};
 use std::time::Duration;
 
@@ -18,14 +18,7 @@ fn describe(r: &FlowRecord) -> String {
     };
     format!(
         "proto {} {}:{} -> {}:{} src-mac {} by {} ({:?})",
-        r.proto,
-        r.src_ip,
-        r.src_port,
-        r.dst_ip,
-        r.dst_port,
-        policy::format_mac(r.src_mac),
-        reason,
-        r.verdict.mode
+        r.proto, r.src_ip, r.src_port, r.dst_ip, r.dst_port, r.src_mac, reason, r.verdict.mode
     )
     .to_lowercase()
 }
@@ -50,9 +43,9 @@ impl FlowLog {
             Event::Spoof(sp) => format!(
                 "spoof ({}): src-mac {} used {}, held by {}",
                 sp.kind.name(),
-                policy::format_mac(sp.mac),
+                sp.mac,
                 sp.ip,
-                policy::format_mac(sp.owner)
+                sp.owner
             ),
             Event::Reclassified(r) => {
                 let v = if r.verdict.action == Action::Deny {

@@ -14,7 +14,7 @@ use crate::store::{
     ActiveQuarantine, QuarantineSource, Store, StoreError, Version, WorkloadRecord,
 };
 use dataplane::event::{Event, FlowRecord};
-use dataplane::policy::{format_mac, parse_mac, PolicySnapshot, Reason, SnapshotCell};
+use dataplane::policy::{parse_mac, PolicySnapshot, Reason, SnapshotCell};
 use dataplane::wire::MacAddr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -79,7 +79,7 @@ fn listed_macs(model: &Model) -> BTreeSet<String> {
     model
         .quarantine
         .iter()
-        .filter_map(|q| parse_mac(&q.mac).map(format_mac))
+        .filter_map(|q| parse_mac(&q.mac).map(|m| m.to_string()))
         .collect()
 }
 
@@ -208,7 +208,7 @@ impl State {
                 continue;
             };
             self.store.quarantine(&ActiveQuarantine {
-                mac: format_mac(mac),
+                mac: mac.to_string(),
                 reason: q.reason.clone(),
                 actor: q.actor.clone().unwrap_or_else(|| actor.to_string()),
                 at: q.at.unwrap_or(now),
@@ -351,7 +351,7 @@ impl State {
                 let _ = reply.send(self.store.active_quarantines().map_err(store_err));
             }
             Command::QuarantineHistory(mac, reply) => {
-                let mac = mac.map(format_mac);
+                let mac = mac.map(|m| m.to_string());
                 let _ = reply.send(
                     self.store
                         .quarantine_history(mac.as_deref())
@@ -430,7 +430,7 @@ impl State {
         reason: Option<String>,
         actor: &str,
     ) -> Result<QuarantineOutcome, ControlError> {
-        let canonical = format_mac(mac);
+        let canonical = mac.to_string();
         let changed = self
             .store
             .quarantine(&ActiveQuarantine {
@@ -458,7 +458,7 @@ impl State {
         reason: Option<String>,
         actor: &str,
     ) -> Result<ReleaseOutcome, ControlError> {
-        let canonical = format_mac(mac);
+        let canonical = mac.to_string();
         let released = self
             .store
             .release(&canonical, reason.as_deref(), actor, Timestamp::now())

@@ -3,7 +3,7 @@
 use super::{ts_from_sql, ts_to_sql, Store, StoreError};
 use crate::model::Origin;
 use crate::time::Timestamp;
-use dataplane::policy::{format_mac, parse_mac};
+use dataplane::policy::parse_mac;
 use rusqlite::params;
 use std::collections::BTreeMap;
 
@@ -74,7 +74,7 @@ pub struct WorkloadRecord {
 
 pub(super) fn canonical_mac(mac: &str) -> Result<String, StoreError> {
     parse_mac(mac)
-        .map(format_mac)
+        .map(|m| m.to_string())
         .ok_or_else(|| StoreError::BadMac(mac.to_string()))
 }
 

@@ -18,8 +18,8 @@ mod tests_spec;
 pub use classify::PolicySnapshot;
 pub use compile::{PolicyError, Problem};
 pub use spec::{
-    format_mac, line_col, load_file, load_spec, parse_mac, parse_toml, parse_yaml, EndpointSpec,
-    GroupSpec, ManagementSpec, PolicySpec, PortRange, Proto, RuleSpec, SpecError,
+    line_col, load_file, load_spec, parse_mac, parse_toml, parse_yaml, EndpointSpec, GroupSpec,
+    ManagementSpec, PolicySpec, PortRange, Proto, RuleSpec, SpecError,
 };
 
 use crate::wire::MacAddr;

@@ -311,29 +311,10 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
-/// Parses `02:00:00:00:01:0a` or `02-00-00-00-01-0A` (case-insensitive).
+/// Parses `02:00:00:00:01:0a` or `02-00-00-00-01-0A` (case-insensitive): `MacAddr`'s
+/// [`FromStr`](std::str::FromStr), for callers that only need an `Option`.
 pub fn parse_mac(s: &str) -> Option<MacAddr> {
-    let s = s.trim();
-    let sep = if s.contains(':') { ':' } else { '-' };
-    let mut out = [0u8; 6];
-    let mut parts = s.split(sep);
-    for byte in &mut out {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(MacAddr(out))
-}
-
-/// Formats a MAC the way policy files write it: `02:00:00:00:01:0a`.
-pub fn format_mac(mac: MacAddr) -> String {
-    let m = mac.0;
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
+    s.parse().ok()
 }
 
 /// Why a policy file could not be read or parsed.

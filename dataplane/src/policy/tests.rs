@@ -343,7 +343,7 @@ fn large_policy_compiles_fast_and_looks_up() {
     for g in 0..n_groups {
         let m = g.to_be_bytes();
         spec.endpoints.push(EndpointSpec {
-            mac: Some(format_mac(MacAddr([2, 0, m[0], m[1], m[2], m[3]]))),
+            mac: Some(MacAddr([2, 0, m[0], m[1], m[2], m[3]]).to_string()),
             cidr: None,
             groups: vec![format!("g{g}")],
         });

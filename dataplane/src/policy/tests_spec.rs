@@ -233,7 +233,7 @@ fn mac_parsing() {
     assert_eq!(parse_mac("02:00-00:00:01:0a"), None);
     assert_eq!(parse_mac("2:00:00:00:01:0a"), None);
     assert_eq!(
-        format_mac(MacAddr([2, 0, 0, 0, 1, 10])),
+        MacAddr([2, 0, 0, 0, 1, 10]).to_string(),
         "02:00:00:00:01:0a"
     );
 }

@@ -34,6 +34,62 @@ impl MacAddr {
     }
 }
 
+/// A text that is not a MAC address (`02:00:00:00:01:0a` or `02-00-00-00-01-0A`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC address (like 02:00:00:00:01:0a)")]
+pub struct MacParseError(pub String);
+
+impl std::str::FromStr for MacAddr {
+    type Err = MacParseError;
+
+    /// Parses `02:00:00:00:01:0a` or `02-00-00-00-01-0A` (case-insensitive, surrounding
+    /// white space ignored): six two-digit hex bytes with one kind of separator.
+    fn from_str(s: &str) -> Result<MacAddr, MacParseError> {
+        let text = s.trim();
+        let sep = if text.contains(':') { ':' } else { '-' };
+        let mut out = [0u8; 6];
+        let mut parts = text.split(sep);
+        for byte in &mut out {
+            *byte = parts
+                .next()
+                .filter(|p| p.len() == 2)
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| MacParseError(s.to_string()))?;
+        }
+        match parts.next() {
+            None => Ok(MacAddr(out)),
+            Some(_) => Err(MacParseError(s.to_string())),
+        }
+    }
+}
+
+/// The canonical form, lowercase with colons: `02:00:00:00:01:0a`.
+impl std::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+/// Serialized as its canonical text.
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Deserialized from text in either form [`FromStr`](std::str::FromStr) accepts.
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a frame could not be parsed. A malformed frame is always one of these, never a panic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {

@@ -463,3 +463,31 @@ fn neighbour_solicitation_is_icmp_other() {
     let ip = ip_info(&eth(ethertype::IPV6, &ipv6(58, &ns)));
     assert_eq!(ip.l4, L4Info::IcmpOther { kind: 135, code: 0 });
 }
+
+#[test]
+fn mac_text_round_trips_in_canonical_form() {
+    let mac = MacAddr([2, 0, 0, 0, 1, 10]);
+    assert_eq!("02:00:00:00:01:0a".parse(), Ok(mac));
+    assert_eq!(" 02-00-00-00-01-0A ".parse(), Ok(mac));
+    assert_eq!(mac.to_string(), "02:00:00:00:01:0a");
+    for bad in [
+        "02:00:00:00:01",
+        "02:00:00:00:01:0a:00",
+        "02:00-00:00:01:0a",
+        "2:00:00:00:01:0a",
+        "zz:00:00:00:01:0a",
+        "",
+    ] {
+        assert!(bad.parse::<MacAddr>().is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn mac_serde_is_its_text() {
+    use serde::de::value::{Error, StrDeserializer};
+    use serde::de::{Deserialize, IntoDeserializer};
+    let d: StrDeserializer<'_, Error> = "02-00-00-00-01-0A".into_deserializer();
+    assert_eq!(MacAddr::deserialize(d), Ok(MacAddr([2, 0, 0, 0, 1, 10])));
+    let d: StrDeserializer<'_, Error> = "02:00".into_deserializer();
+    assert!(MacAddr::deserialize(d).is_err());
+}

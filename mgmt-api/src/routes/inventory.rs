@@ -9,7 +9,7 @@ use axum::Json;
 use control::engine::LiveView;
 use control::model::{Model, Scalar, ServiceDef};
 use control::validate::Members;
-use dataplane::policy::{format_mac, parse_mac, Action, Mode};
+use dataplane::policy::{parse_mac, Action, Mode};
 use dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -174,7 +174,7 @@ fn workload_views(view: &LiveView) -> Vec<WorkloadView> {
             let mac = parse_mac(&w.mac);
             let q = mac.and_then(|m| quarantined.get(&m));
             WorkloadView {
-                mac: mac.map(format_mac).unwrap_or_else(|| w.mac.clone()),
+                mac: mac.map(|m| m.to_string()).unwrap_or_else(|| w.mac.clone()),
                 name: w.name.clone(),
                 labels: w.labels.clone(),
                 groups: groups.get(&i).cloned().unwrap_or_default(),
@@ -210,7 +210,7 @@ pub async fn get_workload(
     _c: Caller,
     MacSegment(mac): MacSegment,
 ) -> ApiResult<Json<WorkloadView>> {
-    let wanted = format_mac(mac_param(&mac, "mac")?);
+    let wanted = mac_param(&mac, "mac")?.to_string();
     workload_views(&st.control.view())
         .into_iter()
         .find(|w| w.mac == wanted)
@@ -242,7 +242,11 @@ pub async fn list_groups(State(st): State<Shared>, _c: Caller) -> Json<Vec<Group
                         .group_workloads(m)
                         .into_iter()
                         .filter_map(|w| model.workloads.get(w))
-                        .map(|w| parse_mac(&w.mac).map(format_mac).unwrap_or(w.mac.clone()))
+                        .map(|w| {
+                            parse_mac(&w.mac)
+                                .map(|m| m.to_string())
+                                .unwrap_or(w.mac.clone())
+                        })
                         .collect(),
                 ),
                 Some(Members::Ips(nets)) => ("ips", nets.iter().map(|n| n.to_string()).collect()),

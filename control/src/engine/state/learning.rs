@@ -172,7 +172,7 @@ impl State {
             .filter_map(|(mac, at)| {
                 let w = self.effective.workloads.by_mac(*mac)?;
                 Some(WorkloadRecord {
-                    mac: format_mac(*mac),
+                    mac: mac.to_string(),
                     name: w.name.clone(),
                     labels: w.labels.clone(),
                     origin: w.origin,
