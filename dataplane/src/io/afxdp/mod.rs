@@ -19,6 +19,7 @@ mod config;
 mod ethtool;
 mod netlink;
 mod offload;
+mod open;
 mod pins;
 mod queues;
 mod socket;
@@ -37,6 +38,7 @@ pub use vlan::{keep_tags as keep_vlan_tags, StripsTags, VlanSetup};
 pub use xdp::{current_netns_id, remove_pins, FailMode, OnShutdown, XdpMode, XdpModePreference};
 
 use super::{Desc, IoError, PacketIo, Port};
+use open::{bind_first, check_mtu, offload_handles, queue_count, shared_pins};
 use socket::{QueueSocket, RingSizes, UmemArea, UmemHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,22 +132,7 @@ impl AfXdpIo {
         let queue_counts = [queue_count(cfg, Port::A)?, queue_count(cfg, Port::B)?];
 
         // The offload maps both programs share are pinned while they load.
-        let pins = if cfg.offload {
-            let dir = cfg
-                .pin_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR));
-            xdp::ensure_pin_dir(&cfg.port_a, &dir)?;
-            let netns = xdp::current_netns_id().map_err(|e| AfXdpError::Pin {
-                ifname: cfg.port_a.clone(),
-                path: dir.clone(),
-                reason: format!("read the network namespace: {e}"),
-            })?;
-            offload::SharedPins::remove_stale(&dir, netns);
-            Some(offload::SharedPins::new(&dir, netns))
-        } else {
-            None
-        };
+        let pins = shared_pins(cfg)?;
 
         // Programs first: until the sockets are registered, the fail mode holds.
         let attach = |p: Port, me: u32, peer: u32| {
@@ -163,31 +150,7 @@ impl AfXdpIo {
         let mut xdp_b = attach(Port::B, idx_b, idx_a)?;
         // Both programs hold the shared maps now: the pins can go.
         drop(pins);
-        // One handle on the maps per queue (worker); the first also reads the
-        // programs' tier counters, so they are counted once.
-        let offload = match (xdp_a.take_offload_maps(), xdp_b.take_offload_maps()) {
-            (Some(a), Some(b)) => {
-                let entries = cfg.offload_entries.max(1) as usize;
-                let mut maps = Vec::with_capacity(cfg.queues as usize);
-                for _ in 1..cfg.queues {
-                    maps.push(
-                        offload::reopen(&a.flows)
-                            .and_then(|f| Ok((f, offload::reopen(&a.generation)?)))
-                            .and_then(|(f, g)| XdpOffloadMap::new(f, g, Vec::new(), entries)),
-                    );
-                }
-                maps.insert(
-                    0,
-                    XdpOffloadMap::new(a.flows, a.generation, vec![a.tier, b.tier], entries),
-                );
-                let maps = maps.into_iter().collect::<Result<Vec<_>, _>>();
-                Some(maps.map_err(|e| AfXdpError::Program {
-                    ifname: cfg.port_a.clone(),
-                    reason: format!("offload maps: {}", sys::error_chain(&e)),
-                })?)
-            }
-            _ => None,
-        };
+        let offload = offload_handles(cfg, &mut xdp_a, &mut xdp_b)?;
         let xdp_mode = match (xdp_a.mode(), xdp_b.mode()) {
             (XdpMode::Native, XdpMode::Native) => XdpMode::Native,
             _ => XdpMode::Generic,
@@ -199,26 +162,8 @@ impl AfXdpIo {
             rx: cfg.rx_ring,
             tx: cfg.tx_ring,
         };
-        let mut tried = Vec::new();
-        let mut built = None;
-        for &mode in cfg.bind.candidates() {
-            match bind_all(cfg, [idx_a, idx_b], queue_counts, mode, rings) {
-                Ok(b) => {
-                    built = Some((mode, b));
-                    break;
-                }
-                Err(e @ (AfXdpError::NotPermitted { .. } | AfXdpError::Busy { .. })) => {
-                    return Err(e)
-                }
-                Err(e) => tried.push(format!("{mode}: {e}")),
-            }
-        }
-        let Some((bind_mode, ([qa, qb], umem, area))) = built else {
-            return Err(AfXdpError::Bind {
-                ifname: cfg.port_a.clone(),
-                tried: tried.join("; "),
-            });
-        };
+        let (bind_mode, ([qa, qb], umem, area)) =
+            bind_first(cfg, [idx_a, idx_b], queue_counts, rings)?;
 
         // A quarter of the frames in each port's fill rings (shared among its
         // queues): the other half stays free for frames on their way through the
@@ -259,29 +204,7 @@ impl AfXdpIo {
             offload,
             vlan,
         };
-        if cfg.busy_poll_us > 0 {
-            for p in &io.ports {
-                for q in &p.queues {
-                    sys::set_busy_poll(q.fd(), cfg.busy_poll_us, cfg.busy_poll_budget).map_err(
-                        |(op, errno)| AfXdpError::socket(&p.ifname, q.queue_id, op, errno),
-                    )?;
-                }
-            }
-        }
-        for p in &mut io.ports {
-            for q in &mut p.queues {
-                q.fill(&mut io.free, p.fill_target);
-            }
-        }
-        for p in &mut io.ports {
-            // Every port's program was attached above; `xdp` is only `None` after
-            // shutdown.
-            if let Some(xdp) = p.xdp.as_mut() {
-                for q in &p.queues {
-                    xdp.register_socket(q.queue_id, q.fd())?;
-                }
-            }
-        }
+        io.arm(cfg)?;
         Ok(io)
     }
 
@@ -485,87 +408,6 @@ impl PacketIo for AfXdpIo {
         self.free.extend(descs.iter().map(|d| d.addr & mask));
     }
 }
-
-/// The receive queues of a port to bind: all of them with one worker, exactly
-/// one per worker otherwise.
-fn queue_count(cfg: &AfXdpConfig, port: Port) -> Result<u32, AfXdpError> {
-    let ifname = cfg.name(port);
-    let found = ethtool::rx_queues(ifname).map_err(|e| {
-        AfXdpError::socket(
-            ifname,
-            0,
-            "read its channels (ETHTOOL_GCHANNELS)",
-            e.raw_os_error().unwrap_or(libc::EIO),
-        )
-    })?;
-    if cfg.queues > 1 && found != cfg.queues {
-        return Err(AfXdpError::Queues {
-            ifname: ifname.to_string(),
-            found,
-            workers: cfg.queues,
-        });
-    }
-    Ok(found.min(xdp::MAX_QUEUES))
-}
-
-/// The port's MTU plus Ethernet header and VLAN tags must fit a chunk.
-fn check_mtu(cfg: &AfXdpConfig, ifname: &str) -> Result<(), AfXdpError> {
-    let mtu = sys::mtu(ifname).map_err(|_| AfXdpError::NoInterface {
-        ifname: ifname.to_string(),
-    })?;
-    let need = mtu + 14 + 4 * u32::from(cfg.max_vlan_tags);
-    let room = cfg.frame_room();
-    if need > room {
-        return Err(AfXdpError::MtuTooLarge {
-            ifname: ifname.to_string(),
-            mtu,
-            vlan_tags: cfg.max_vlan_tags,
-            need,
-            chunk: cfg.chunk_size,
-            room,
-        });
-    }
-    Ok(())
-}
-
-/// In drop order: sockets (by queue, of port A and B), UMEM registration, memory.
-type Bound = ([Vec<QueueSocket>; 2], Umem, UmemArea);
-
-/// Map and register the UMEM and bind queues `0..queue_counts[p]` of each port in `mode`.
-fn bind_all(
-    cfg: &AfXdpConfig,
-    ifindex: [u32; 2],
-    queue_counts: [u32; 2],
-    mode: socket::BindMode,
-    rings: RingSizes,
-) -> Result<Bound, AfXdpError> {
-    let len = cfg.frames as usize * cfg.chunk_size as usize;
-    let area = UmemArea::new(len).map_err(|e| AfXdpError::Umem(format!("map {len} bytes: {e}")))?;
-    let umem = socket::register_umem(&cfg.port_a, &area, cfg.chunk_size, rings)?;
-    let mut sockets = [Vec::new(), Vec::new()];
-    for (i, p) in Port::BOTH.into_iter().enumerate() {
-        for queue in 0..queue_counts[i] {
-            let first = queue == 0 && p == Port::A;
-            sockets[i].push(QueueSocket::open(
-                &umem,
-                cfg.name(p),
-                ifindex[i],
-                queue,
-                first,
-                mode,
-                rings,
-                cfg.bind_retries,
-            )?);
-        }
-    }
-    Ok((sockets, umem, area))
-}
-
-/// `AfXdpIo` can be opened on one thread and moved to its worker's thread.
-const _: () = {
-    const fn is_send<T: Send>() {}
-    is_send::<AfXdpIo>();
-};
 
 #[cfg(test)]
 mod tests {
