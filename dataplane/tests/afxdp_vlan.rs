@@ -323,9 +323,10 @@ fn tags_a_sender_inserts_in_hardware_cross_with_the_tag() {
     }
     let t = Topology::new().expect("topology");
     let (mac_a, mac_b) = (mac_of(&t.a, "host-a"), mac_of(&t.b, "host-b"));
-    // host-a's veth inserts tags in "hardware" (the veth default; the bed
-    // turns it off): the tag travels beside the frame into the DUT's XDP
-    // program, which cannot see it there. The DUT turns it off at start.
+    // host-a's veth inserts tags in "hardware" (the veth default, set again
+    // here in case an earlier run changed it): the tag would travel beside
+    // the frame into the DUT's XDP program, which cannot see it there. The
+    // DUT turns it off on its peer at start.
     run(&[
         "ip",
         "netns",
