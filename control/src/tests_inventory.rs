@@ -4,6 +4,11 @@
 //! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
 //! fixture the test wrote itself; none touches a packet, a file or a request
 //! of the running appliance.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
+)]
 
 use crate::compile::compile;
 use crate::inventory::{load_inventory, parse_csv, parse_json, parse_labels, ImportError};

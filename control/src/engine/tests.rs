@@ -5,6 +5,11 @@
 //! Compiled only with `cfg(test)`: its `unwrap`/`expect` fail a test on a
 //! fixture the test wrote itself; none touches a packet, a file or a request
 //! of the running appliance.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
+)]
 
 use super::{Bootstrap, ControlError, Engine, EngineConfig};
 use crate::model::Model;

@@ -1,3 +1,9 @@
+//! The records store's tests: the writer, the bounded queue, retention, foreign files.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
+)]
 use super::*;
 use crate::testutil::TempDir;
 use dataplane::event::EndReason;
