@@ -87,21 +87,30 @@ impl RecordsWriter {
     /// Hand a batch to the writer; never blocks. False (and counted as lost)
     /// when the queue is full or the writer has stopped.
     pub fn submit(&self, batch: Vec<StoredFlow>) -> bool {
+        match self.try_submit(batch) {
+            Ok(()) => true,
+            Err(back) => {
+                self.counters
+                    .lost
+                    .fetch_add(back.len() as u64, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// [`RecordsWriter::submit`] without giving up: a batch that finds the
+    /// queue full (or the writer stopped) comes back, not counted, for a
+    /// caller that can wait (a replay, the benchmark).
+    pub fn try_submit(&self, batch: Vec<StoredFlow>) -> Result<(), Vec<StoredFlow>> {
         if batch.is_empty() {
-            return true;
+            return Ok(());
         }
-        let n = batch.len() as u64;
-        let sent = match &self.tx {
-            Some(tx) => match tx.try_send(batch) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            },
-            None => false,
-        };
-        if !sent {
-            self.counters.lost.fetch_add(n, Ordering::Relaxed);
+        match &self.tx {
+            Some(tx) => tx.try_send(batch).map_err(|e| match e {
+                TrySendError::Full(b) | TrySendError::Disconnected(b) => b,
+            }),
+            None => Err(batch),
         }
-        sent
     }
 
     pub fn counters(&self) -> Arc<RecordsCounters> {
