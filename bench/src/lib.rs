@@ -12,7 +12,8 @@ pub mod model;
 pub mod nft;
 
 use dataplane::policy::{
-    Action, EndpointSpec, FlowQuery, GroupSpec, Mode, PolicySpec, PortRange, Proto, RuleSpec,
+    Action, EndpointSpec, FlowQuery, GroupIndex, Member, Mode, PolicySpec, PortRange, Proto,
+    RuleSpec, Side,
 };
 use dataplane::wire::MacAddr;
 use std::net::{IpAddr, Ipv4Addr};
@@ -52,40 +53,27 @@ pub fn workload_ip(group: usize, i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, (group >> 8) as u8, group as u8, i as u8 + 1)
 }
 
-fn mac_text(m: MacAddr) -> String {
-    let b = m.0;
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        b[0], b[1], b[2], b[3], b[4], b[5]
-    )
-}
-
 /// A policy of `rules` rules between random pairs of application groups (about a
-/// tenth deny), each on one TCP or UDP port or a small range, all groups enforcing.
+/// tenth deny), each on one TCP or UDP port or a small range, all groups
+/// enforcing. Application group `g` is group index `g`.
 pub fn policy(rules: usize, seed: u64) -> PolicySpec {
     let mut rng = Rng::new(seed);
     let mut spec = PolicySpec::default();
     for g in 0..APP_GROUPS {
-        spec.groups.push(GroupSpec {
-            name: format!("app{g}"),
-            mode: Mode::Enforce,
-        });
+        spec.add_group(format!("app{g}"), Mode::Enforce);
     }
-    for e in 0..ENV_GROUPS {
-        spec.groups.push(GroupSpec {
-            name: format!("env{e}"),
-            mode: Mode::Enforce,
-        });
-    }
+    let env: Vec<GroupIndex> = (0..ENV_GROUPS)
+        .map(|e| spec.add_group(format!("env{e}"), Mode::Enforce))
+        .collect();
     for g in 0..APP_GROUPS {
         for i in 0..WORKLOADS_PER_GROUP {
             spec.endpoints.push(EndpointSpec {
-                mac: Some(mac_text(workload_mac(g, i))),
-                cidr: None,
-                groups: vec![format!("app{g}"), format!("env{}", (g + i) % ENV_GROUPS)],
+                member: Member::Mac(workload_mac(g, i)),
+                groups: vec![g as GroupIndex, env[(g + i) % ENV_GROUPS]],
             });
         }
     }
+    let app = |rng: &mut Rng| Side::Groups(vec![rng.below(APP_GROUPS as u64) as GroupIndex]);
     for id in 0..rules {
         let port = 1024 + rng.below(60_000) as u16;
         let ports = if rng.below(4) == 0 {
@@ -98,9 +86,9 @@ pub fn policy(rules: usize, seed: u64) -> PolicySpec {
         };
         spec.rules.push(RuleSpec {
             id: id as u32 + 1,
-            order: None,
-            src: vec![format!("app{}", rng.below(APP_GROUPS as u64))],
-            dst: vec![format!("app{}", rng.below(APP_GROUPS as u64))],
+            order: id as i64,
+            src: app(&mut rng),
+            dst: app(&mut rng),
             proto: if rng.below(3) == 0 {
                 Proto::Udp
             } else {
@@ -123,11 +111,14 @@ pub fn policy(rules: usize, seed: u64) -> PolicySpec {
 /// rules spread over the whole set.
 pub fn queries(spec: &PolicySpec, n: usize, seed: u64) -> Vec<FlowQuery> {
     let mut rng = Rng::new(seed);
-    let group_index = |name: &str| name.trim_start_matches("app").parse::<usize>().unwrap_or(0);
+    let group_index = |side: &Side| match side {
+        Side::Groups(ids) => ids.first().map_or(0, |&g| g as usize),
+        Side::Any => 0,
+    };
     (0..n)
         .map(|_| {
             let rule = &spec.rules[rng.below(spec.rules.len() as u64) as usize];
-            let (sg, dg) = (group_index(&rule.src[0]), group_index(&rule.dst[0]));
+            let (sg, dg) = (group_index(&rule.src), group_index(&rule.dst));
             let (si, di) = (rng.below(4) as usize, rng.below(4) as usize);
             let range = rule.ports[0];
             FlowQuery {
@@ -180,15 +171,26 @@ pub fn udp_frame(
 
 /// The policy of the fast-path benchmark: group `a` may send anything over UDP to group `b`.
 pub fn allow_udp_policy() -> PolicySpec {
-    let text = r#"
-groups: [{ name: a }, { name: b }]
-endpoints:
-  - { mac: "02:00:00:00:00:0a", groups: [a] }
-  - { mac: "02:00:00:00:00:0b", groups: [b] }
-rules:
-  - { id: 1, src: [a], dst: [b], proto: udp, action: allow }
-"#;
-    PolicySpec::from_yaml_str(text).unwrap_or_default()
+    let mut spec = PolicySpec::default();
+    let a = spec.add_group("a", Mode::Enforce);
+    let b = spec.add_group("b", Mode::Enforce);
+    for (group, last) in [(a, 0x0a), (b, 0x0b)] {
+        spec.endpoints.push(EndpointSpec {
+            member: Member::Mac(MacAddr([2, 0, 0, 0, 0, last])),
+            groups: vec![group],
+        });
+    }
+    spec.rules.push(RuleSpec {
+        id: 1,
+        order: 0,
+        src: Side::Groups(vec![a]),
+        dst: Side::Groups(vec![b]),
+        proto: Proto::Udp,
+        ports: Vec::new(),
+        action: Action::Allow,
+        comment: None,
+    });
+    spec
 }
 
 /// Frames for `flows` distinct UDP flows from group `a`'s workload to group `b`'s,

@@ -72,12 +72,8 @@ pub enum Form {
 /// produced something it should have rejected).
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("invalid MAC address {0:?} in the compiled policy")]
-    Mac(String),
-    #[error("invalid CIDR {0:?} in the compiled policy")]
-    Cidr(String),
-    #[error("rule {rule}: unknown group {group:?} in the compiled policy")]
-    Group { rule: u32, group: String },
+    #[error("group index {0} is out of range in the compiled policy")]
+    Group(usize),
     #[error("too many distinct group combinations ({0}) for the 32-bit packet mark")]
     TooManyClasses(usize),
 }

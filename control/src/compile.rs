@@ -1,9 +1,12 @@
-//! Model -> [`PolicySpec`] -> [`PolicySnapshot`].
+//! Model -> [`PolicySpec`] -> [`PolicySnapshot`]: the model is validated once
+//! ([`Model::check`]) and its typed values (MACs, networks, group indexes) go
+//! into the spec as they are.
 //!
-//! - Groups become spec groups with their modes. A selector group's members are
-//!   resolved against the current workloads into MAC endpoints; a MAC group's MACs
-//!   become MAC endpoints; an IP-set group's CIDRs become CIDR endpoints. A MAC in
-//!   several groups is one endpoint with all of them.
+//! - Groups become spec groups with their modes, at the same index. A selector
+//!   group's members are resolved against the current workloads into MAC
+//!   endpoints; a MAC group's MACs become MAC endpoints; an IP-set group's
+//!   networks become network endpoints. A MAC in several groups is one endpoint
+//!   with all of them.
 //! - Each enabled rule becomes one [`RuleSpec`] per protocol of its (folded)
 //!   services, all at the rule's list position (`order`). Compiled id =
 //!   `user id << 8 | k` for the k-th protocol, so the user rule id of a compiled id
@@ -15,8 +18,8 @@
 use crate::model::Model;
 use crate::validate::{selector_matches, Members, Problems};
 use dataplane::policy::{
-    EndpointSpec, GroupSpec, ManagementSpec, Mode, PolicyError, PolicySnapshot, PolicySpec,
-    RuleSpec,
+    EndpointSpec, GroupIndex, GroupSpec, ManagementSpec, Member, Mode, PolicyError, PolicySnapshot,
+    PolicySpec, RuleSpec, Side,
 };
 use dataplane::wire::MacAddr;
 use std::collections::{BTreeMap, HashMap};
@@ -124,11 +127,11 @@ pub fn compile_snapshot(
 #[derive(Default)]
 struct MacEndpoints {
     index: HashMap<MacAddr, usize>,
-    list: Vec<(MacAddr, Vec<usize>)>,
+    list: Vec<(MacAddr, Vec<GroupIndex>)>,
 }
 
 impl MacEndpoints {
-    fn add(&mut self, mac: MacAddr, group: usize) {
+    fn add(&mut self, mac: MacAddr, group: GroupIndex) {
         let i = *self.index.entry(mac).or_insert_with(|| {
             self.list.push((mac, Vec::new()));
             self.list.len() - 1
@@ -157,6 +160,7 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
     let mut endpoints = Vec::new();
     let mut groups = Vec::with_capacity(model.groups.len());
     for (g, (group, members)) in model.groups.iter().zip(&checked.groups).enumerate() {
+        let g = g as GroupIndex;
         let (kind, count) = match members {
             Members::Selector(sel) => {
                 let selected = select(&by_label, sel, model);
@@ -174,11 +178,10 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
                 (GroupKind::Macs, list.len())
             }
             Members::Ips(nets) => {
-                for net in nets {
+                for &net in nets {
                     endpoints.push(EndpointSpec {
-                        mac: None,
-                        cidr: Some(net.to_string()),
-                        groups: vec![group.name.clone()],
+                        member: Member::Net(net),
+                        groups: vec![g],
                     });
                 }
                 (GroupKind::Ips, nets.len())
@@ -191,20 +194,38 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
             members: count,
         });
     }
-    let name = |g: usize| model.groups.get(g).map(|g| g.name.clone());
     let mut mac_endpoints: Vec<EndpointSpec> = macs
         .list
         .into_iter()
-        .map(|(mac, mut gs)| {
-            gs.sort_unstable();
-            gs.dedup();
+        .map(|(mac, mut groups)| {
+            groups.sort_unstable();
+            groups.dedup();
             EndpointSpec {
-                mac: Some(mac.to_string()),
-                cidr: None,
-                groups: gs.into_iter().filter_map(name).collect(),
+                member: Member::Mac(mac),
+                groups,
             }
         })
         .collect();
+
+    // Validated: a side is "any" alone or names of groups that exist.
+    let index: HashMap<&str, GroupIndex> = model
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.name.as_str(), i as GroupIndex))
+        .collect();
+    let side = |names: &[String]| {
+        if names.iter().any(|n| n == "any") {
+            Side::Any
+        } else {
+            Side::Groups(
+                names
+                    .iter()
+                    .filter_map(|n| index.get(n.as_str()).copied())
+                    .collect(),
+            )
+        }
+    };
     mac_endpoints.append(&mut endpoints);
 
     let mut rules = Vec::new();
@@ -218,9 +239,9 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
             map.insert(r.id, id);
             rules.push(RuleSpec {
                 id,
-                order: Some(pos as i64),
-                src: r.src.clone(),
-                dst: r.dst.clone(),
+                order: pos as i64,
+                src: side(&r.src),
+                dst: side(&r.dst),
                 proto: e.proto,
                 ports: e.ports.clone(),
                 action: r.action,
@@ -233,10 +254,9 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
         .management
         .iter()
         .flat_map(|m| {
-            let macs: Vec<String> = m.macs.iter().map(|mac| mac.to_string()).collect();
             m.entries.iter().map(move |e| ManagementSpec {
-                cidr: m.net.to_string(),
-                macs: macs.clone(),
+                net: m.net,
+                macs: m.macs.clone(),
                 proto: e.proto,
                 ports: e.ports.clone(),
             })
@@ -255,9 +275,9 @@ pub fn compile(model: &Model) -> Result<Compiled, Problems> {
             .collect(),
         endpoints: mac_endpoints,
         rules,
-        quarantine: checked.quarantine.iter().map(|m| m.to_string()).collect(),
+        quarantine: checked.quarantine.clone(),
         management,
-        blocklist: checked.blocklist.iter().map(|n| n.to_string()).collect(),
+        blocklist: checked.blocklist.clone(),
     };
     Ok(Compiled {
         spec,

@@ -34,9 +34,9 @@ pub mod time;
 pub mod validate;
 
 pub use compile::{compile, compile_snapshot, CompileError, Compiled, RuleMap};
-pub use load::load_model;
+pub use load::{load_model, LoadError};
 pub use model::Model;
-pub use validate::Problems;
+pub use validate::{Problem, Problems};
 
 #[cfg(test)]
 mod tests_compile;

@@ -13,8 +13,9 @@
 use crate::compile::{compile, compile_snapshot, compiled_rule_id, user_rule_id, GroupKind};
 use crate::model::{Group, LabelValues, Model, Rule, ServiceRef, Workload};
 use dataplane::policy::{
-    parse_mac, Action, FlowQuery, Mode, PolicySnapshot, PortRange, Proto, Reason, Verdict,
+    parse_mac, Action, FlowQuery, Member, Mode, PolicySnapshot, PortRange, Proto, Reason, Verdict,
 };
+use dataplane::wire::MacAddr;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -64,14 +65,19 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 #[test]
 fn example_groups_resolve_to_mac_and_cidr_endpoints() {
     let c = compile(&example()).unwrap_or_else(|e| panic!("{e}"));
-    let web = c.spec.endpoints.iter().filter(|e| e.groups == ["web"]);
+    // Groups keep their model index: web is 0, internet 5.
+    let web = c.spec.endpoints.iter().filter(|e| e.groups == [0]);
+    assert!(web.clone().all(|e| matches!(e.member, Member::Mac(_))));
     assert_eq!(web.count(), 2);
-    let internet: Vec<_> = c
+    let internet: Vec<String> = c
         .spec
         .endpoints
         .iter()
-        .filter(|e| e.groups == ["internet"])
-        .filter_map(|e| e.cidr.as_deref())
+        .filter(|e| e.groups == [5])
+        .filter_map(|e| match e.member {
+            Member::Net(n) => Some(n.to_string()),
+            Member::Mac(_) => None,
+        })
         .collect();
     assert_eq!(internet, ["198.51.100.0/24", "203.0.113.0/24"]);
     let summary: Vec<_> = c
@@ -82,7 +88,7 @@ fn example_groups_resolve_to_mac_and_cidr_endpoints() {
     assert_eq!(summary[0], ("web", GroupKind::Selector, 2));
     assert_eq!(summary[4], ("legacy", GroupKind::Selector, 2));
     assert_eq!(summary[5], ("internet", GroupKind::Ips, 2));
-    assert_eq!(c.spec.quarantine, ["02:00:00:00:01:02"]);
+    assert_eq!(c.spec.quarantine, [MacAddr([2, 0, 0, 0, 1, 2])]);
     assert_eq!(c.spec.management.len(), 1);
     assert_eq!(c.spec.management[0].ports, [PortRange::single(22)]);
 }
@@ -112,7 +118,7 @@ fn services_expand_to_one_compiled_rule_per_protocol_with_mapped_ids() {
     );
     assert_eq!(r50[1].proto, Proto::Udp);
     assert_eq!(r50[0].order, r50[1].order);
-    assert_eq!(r50[0].order, Some(4));
+    assert_eq!(r50[0].order, 4);
     // dns = udp/53 and tcp/53: tcp sorts first by protocol number.
     assert_eq!(c.rules.compiled_ids(30).len(), 2);
     // icmp = icmp and icmpv6 (ping6 is ping).
@@ -251,17 +257,23 @@ fn selectors_need_every_key_and_accept_any_listed_value() {
     let c = compile(&m).unwrap_or_else(|e| panic!("{e}"));
     let members: Vec<usize> = c.groups.iter().map(|g| g.members).collect();
     assert_eq!(members, [2, 2, 2, 0]);
-    let groups_of = |mac: &str| {
+    let groups_of = |mac: &str| -> Vec<&str> {
+        let mac = Member::Mac(parse_mac(mac).expect("mac"));
         c.spec
             .endpoints
             .iter()
-            .find(|e| e.mac.as_deref() == Some(mac))
-            .map(|e| e.groups.clone())
+            .find(|e| e.member == mac)
+            .map(|e| {
+                e.groups
+                    .iter()
+                    .map(|&g| c.spec.groups[g as usize].name.as_str())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     // One endpoint per MAC, with every group it is in.
     assert_eq!(groups_of("02:00:00:00:00:00"), ["web-live", "prod"]);
-    assert_eq!(groups_of("02:00:00:00:00:02"), Vec::<String>::new());
+    assert!(groups_of("02:00:00:00:00:02").is_empty());
     assert_eq!(groups_of("02:00:00:00:00:03"), ["prod", "pinned"]);
     // A MAC group may name MACs that are not (yet) workloads.
     assert_eq!(groups_of("02:00:00:00:0f:0f"), ["pinned"]);

@@ -9,8 +9,9 @@
     reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
 )]
 
+use crate::load::LoadError;
 use crate::model::{LabelValues, Model, Scalar, ServiceRef, Timestamp};
-use dataplane::policy::{Action, Mode, SpecError};
+use dataplane::policy::{Action, Mode};
 
 fn yaml(text: &str) -> Model {
     Model::from_yaml_str(text).unwrap_or_else(|e| panic!("{e}"))
@@ -186,7 +187,7 @@ assignment:
 #[test]
 fn syntax_errors_carry_line_and_column() {
     let e = Model::from_yaml_str("groups:\n  - name: web\n   mode: enforce\n").expect_err("bad");
-    assert!(matches!(e, SpecError::Parse { line: Some(3), .. }), "{e}");
+    assert!(matches!(e, LoadError::Parse { line: Some(3), .. }), "{e}");
     let e = Model::from_yaml_str(
         "rules:\n  - { id: 1, src: [a], dst: [b], services: [ssh], action: maybe }\n",
     )
@@ -198,6 +199,43 @@ fn syntax_errors_carry_line_and_column() {
     let e = Model::from_yaml_str("quarantine: [{ mac: \"02:00:00:00:01:01\", at: yesterday }]\n")
         .expect_err("bad time");
     assert!(e.to_string().contains("RFC 3339"), "{e}");
+}
+
+#[test]
+fn model_files_load_by_extension_with_located_errors() {
+    let dir = crate::testutil::TempDir::new("load-model");
+    let yaml_path = dir.0.join("p.yml");
+    std::fs::write(
+        &yaml_path,
+        "groups: [{ name: web, macs: [\"02:00:00:00:00:01\"] }]\n",
+    )
+    .expect("write");
+    assert_eq!(crate::load_model(&yaml_path).expect("yaml").groups.len(), 1);
+    let toml_path = dir.0.join("p.toml");
+    std::fs::write(&toml_path, "default_mode = \"learn\"\n").expect("write");
+    assert_eq!(
+        crate::load_model(&toml_path).expect("toml").default_mode,
+        Mode::Learn
+    );
+    let broken = dir.0.join("broken.yaml");
+    std::fs::write(&broken, "groups:\n  - name: web\n  - nmae: db\n").expect("write");
+    let err = crate::load_model(&broken).expect_err("broken");
+    assert_eq!(err.line(), Some(3), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}:3:", broken.display())),
+        "{err}"
+    );
+    let json = dir.0.join("p.json");
+    std::fs::write(&json, "{}").expect("write");
+    assert!(matches!(
+        crate::load_model(&json),
+        Err(LoadError::UnknownFormat { .. })
+    ));
+    assert!(matches!(
+        crate::load_model(&dir.0.join("missing.yaml")),
+        Err(LoadError::Io { .. })
+    ));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use crate::mac_prefix::MacPrefix;
 use crate::model::{LabelValues, Model, ServiceDef, ServiceRef};
 pub(crate) use crate::path::Sub;
 use crate::services::{self, ServiceEntry};
-use dataplane::policy::{parse_mac, Problem};
+use dataplane::policy::parse_mac;
 use dataplane::wire::MacAddr;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +15,19 @@ use std::net::IpAddr;
 
 /// The largest user rule id: compiled ids are `user id << 8 | expansion`.
 pub const MAX_RULE_ID: u32 = 0x00ff_ffff;
+
+/// One validation problem: where (`rules[3].dst[0]`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
 
 /// Every problem found in a model, displayed one per line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

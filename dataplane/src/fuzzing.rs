@@ -18,7 +18,7 @@
 use crate::event::{self, Event};
 use crate::io::mem::MemIo;
 use crate::io::Port;
-use crate::policy::{PolicySnapshot, PolicySpec, SnapshotCell};
+use crate::policy::{named, PolicySnapshot, SnapshotCell};
 use crate::wire::{self, ethertype, ip_proto, TcpFlags};
 use crate::worker::{FragmentPolicy, Worker, WorkerConfig};
 use std::sync::{Arc, OnceLock};
@@ -89,8 +89,7 @@ fn snapshots() -> &'static Snapshots {
     static SNAPS: OnceLock<Snapshots> = OnceLock::new();
     SNAPS.get_or_init(|| {
         let compile = |text: &str, generation| {
-            let spec = PolicySpec::from_yaml_str(text).expect("the harness policy parses");
-            Arc::new(PolicySnapshot::compile(&spec, generation).expect("it compiles"))
+            Arc::new(named::snapshot(text, generation).expect("the harness policy compiles"))
         };
         // The extra rule goes at the end of the rules list, before `quarantine:`.
         let second = POLICY.replacen(

@@ -5,7 +5,7 @@
 //!   a [`wire::PacketInfo`].
 //! - [`flow`]: the per-core flow table keyed by the direction-normalised 5-tuple.
 //! - [`policy`]: the immutable, compiled [`policy::PolicySnapshot`] and its
-//!   serde form [`policy::PolicySpec`].
+//!   typed input [`policy::PolicySpec`].
 //! - [`io`]: the [`io::PacketIo`] trait and its backends.
 //! - [`worker`]: parse -> flow -> verdict -> forward or drop, between two ports.
 //! - [`event`]: what the worker tells the control plane, over a lossy channel.
@@ -14,6 +14,7 @@
 
 pub mod event;
 pub mod flow;
+#[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hint;

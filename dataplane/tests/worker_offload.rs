@@ -13,7 +13,7 @@ use dataplane::flow::FlowKey;
 use dataplane::io::mem::MemIo;
 use dataplane::io::Port;
 use dataplane::offload::{MemOffloadMap, OffloadAction, Offloader};
-use dataplane::policy::{PolicySnapshot, PolicySpec, SnapshotCell};
+use dataplane::policy::{named, PolicySnapshot, SnapshotCell};
 use dataplane::wire::{self, L3Info, L4Info};
 use dataplane::worker::{Worker, WorkerConfig};
 use etherparse::PacketBuilder;
@@ -104,8 +104,7 @@ enum Tier {
 }
 
 fn compile(yaml: &str, generation: u64) -> PolicySnapshot {
-    let spec = PolicySpec::from_yaml_str(yaml).unwrap();
-    PolicySnapshot::compile(&spec, generation).unwrap()
+    named::snapshot(yaml, generation).unwrap()
 }
 
 /// The key the XDP program builds, or `None` for what it always hands up

@@ -237,9 +237,6 @@ impl From<ControlError> for ApiError {
             ControlError::Store(StoreError::BadMac(m)) => {
                 ApiError::bad_request(format!("invalid MAC address {m:?}")).field("mac")
             }
-            ControlError::Store(StoreError::Invalid(control::CompileError::Invalid(p))) => {
-                ApiError::from(ControlError::Invalid(p))
-            }
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -74,7 +74,7 @@ impl Settings {
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("{}: cannot read", path.display()))?;
-        Ok(dataplane::policy::parse_toml(
+        Ok(control::load::parse_toml(
             &text,
             &path.display().to_string(),
         )?)

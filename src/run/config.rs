@@ -6,7 +6,6 @@ use control::engine::EngineConfig;
 use dataplane::io::afxdp::{
     AfXdpConfig, BindPreference, FailMode, OnShutdown, XdpMode, XdpModePreference,
 };
-use dataplane::policy;
 use dataplane::worker::{FragmentPolicy, NonIpPolicy, WorkerConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -164,7 +163,7 @@ pub(super) fn one_of<T: Copy>(
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    let cfg: Config = policy::parse_toml(&text, &path.display().to_string())?;
+    let cfg: Config = control::load::parse_toml(&text, &path.display().to_string())?;
     if !(1..=64).contains(&cfg.dataplane.workers) {
         anyhow::bail!(
             "{}: dataplane.workers = {}: expected 1 to 64 (one per queue pair)",

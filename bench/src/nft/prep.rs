@@ -1,10 +1,10 @@
-//! The compiled spec parsed back into the typed pieces both forms render.
+//! The compiled spec regrouped into the pieces both nftables forms render.
 
 use super::NftError;
-use dataplane::policy::{parse_mac, Action, Mode, PolicySpec, PortRange, Proto};
+use dataplane::policy::{Action, GroupIndex, Member, Mode, PolicySpec, PortRange, Proto};
 use dataplane::wire::MacAddr;
 use ipnet::IpNet;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// A group with its members by kind (CIDRs as nftables text).
 pub(super) struct Group {
@@ -53,17 +53,6 @@ pub(super) struct Prepared {
     pub block6: Vec<String>,
 }
 
-fn net(s: &str) -> Result<IpNet, NftError> {
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map(|n| n.trunc())
-        .map_err(|_| NftError::Cidr(s.to_string()))
-}
-
-fn mac(s: &str) -> Result<MacAddr, NftError> {
-    parse_mac(s).ok_or_else(|| NftError::Mac(s.to_string()))
-}
-
 impl Prepared {
     pub fn new(spec: &PolicySpec) -> Result<Self, NftError> {
         let mut groups: Vec<Group> = spec
@@ -78,76 +67,72 @@ impl Prepared {
                 nets: Vec::new(),
             })
             .collect();
-        let index: HashMap<&str, usize> = spec
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (g.name.as_str(), i))
-            .collect();
+        let group_ids = |ids: &[GroupIndex]| -> Result<Vec<usize>, NftError> {
+            let mut out = ids
+                .iter()
+                .map(|&g| {
+                    let g = g as usize;
+                    if g < spec.groups.len() {
+                        Ok(g)
+                    } else {
+                        Err(NftError::Group(g))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            out.sort_unstable();
+            out.dedup();
+            Ok(out)
+        };
         let mut mac_groups: BTreeMap<MacAddr, Vec<usize>> = BTreeMap::new();
         for ep in &spec.endpoints {
-            let ids: Vec<usize> = ep
-                .groups
-                .iter()
-                .filter_map(|g| index.get(g.as_str()).copied())
-                .collect();
-            if let Some(m) = &ep.mac {
-                let m = mac(m)?;
-                for &g in &ids {
-                    if let Some(grp) = groups.get_mut(g) {
-                        grp.macs.push(m);
+            let ids = group_ids(&ep.groups)?;
+            match ep.member {
+                Member::Mac(m) => {
+                    for &g in &ids {
+                        if let Some(grp) = groups.get_mut(g) {
+                            grp.macs.push(m);
+                        }
                     }
+                    let e = mac_groups.entry(m).or_default();
+                    e.extend(&ids);
+                    e.sort_unstable();
+                    e.dedup();
                 }
-                let e = mac_groups.entry(m).or_default();
-                e.extend(&ids);
-                e.sort_unstable();
-                e.dedup();
-            }
-            if let Some(c) = &ep.cidr {
-                let n = net(c)?;
-                for &g in &ids {
-                    if let Some(grp) = groups.get_mut(g) {
-                        grp.nets.push(n);
-                        match n {
-                            IpNet::V4(_) => grp.v4.push(n.to_string()),
-                            IpNet::V6(_) => grp.v6.push(n.to_string()),
+                Member::Net(n) => {
+                    let n = n.trunc();
+                    for &g in &ids {
+                        if let Some(grp) = groups.get_mut(g) {
+                            grp.nets.push(n);
+                            match n {
+                                IpNet::V4(_) => grp.v4.push(n.to_string()),
+                                IpNet::V6(_) => grp.v6.push(n.to_string()),
+                            }
                         }
                     }
                 }
             }
         }
-        // Evaluation order: `order` (absent = list position), ties by position.
+        // Evaluation order: `order`, ties by position.
         let mut order: Vec<(i64, usize)> = spec
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| (r.order.unwrap_or(i as i64), i))
+            .map(|(i, r)| (r.order, i))
             .collect();
         order.sort_unstable();
-        let side = |names: &[String], rule: u32| -> Result<Side, NftError> {
-            if names.iter().any(|n| n == "any") {
-                return Ok(Side::Any);
-            }
-            let mut ids = names
-                .iter()
-                .map(|n| {
-                    index.get(n.as_str()).copied().ok_or(NftError::Group {
-                        rule,
-                        group: n.clone(),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            ids.sort_unstable();
-            ids.dedup();
-            Ok(Side::Groups(ids))
+        let side = |side: &dataplane::policy::Side| -> Result<Side, NftError> {
+            Ok(match side {
+                dataplane::policy::Side::Any => Side::Any,
+                dataplane::policy::Side::Groups(ids) => Side::Groups(group_ids(ids)?),
+            })
         };
         let mut rules = Vec::with_capacity(order.len());
         for (_, i) in order {
             let Some(r) = spec.rules.get(i) else { continue };
             rules.push(Rule {
                 id: r.id,
-                src: side(&r.src, r.id)?,
-                dst: side(&r.dst, r.id)?,
+                src: side(&r.src)?,
+                dst: side(&r.dst)?,
                 proto: r.proto,
                 ports: if r.proto.has_ports() {
                     r.ports.clone()
@@ -157,26 +142,19 @@ impl Prepared {
                 action: r.action,
             });
         }
-        let quarantine = spec
-            .quarantine
-            .iter()
-            .map(|m| mac(m))
-            .collect::<Result<Vec<_>, _>>()?;
         let management = spec
             .management
             .iter()
-            .map(|m| {
-                Ok(Management {
-                    net: net(&m.cidr)?,
-                    macs: m.macs.iter().map(|t| mac(t)).collect::<Result<_, _>>()?,
-                    proto: m.proto,
-                    ports: m.ports.clone(),
-                })
+            .map(|m| Management {
+                net: m.net.trunc(),
+                macs: m.macs.clone(),
+                proto: m.proto,
+                ports: m.ports.clone(),
             })
-            .collect::<Result<Vec<_>, NftError>>()?;
+            .collect();
         let (mut block4, mut block6) = (Vec::new(), Vec::new());
         for b in &spec.blocklist {
-            match net(b)? {
+            match b.trunc() {
                 n @ IpNet::V4(_) => block4.push(n.to_string()),
                 n @ IpNet::V6(_) => block6.push(n.to_string()),
             }
@@ -186,7 +164,7 @@ impl Prepared {
             groups,
             mac_groups,
             rules,
-            quarantine,
+            quarantine: spec.quarantine.clone(),
             management,
             block4,
             block6,

@@ -212,15 +212,16 @@ impl Engine {
             ),
             None => {
                 let Bootstrap { model, source } = bootstrap;
-                let v = store
-                    .commit(BOOTSTRAP_ACTOR, &format!("from {source}"), &model)
-                    .map_err(|e| match e {
-                        crate::store::StoreError::Invalid(e) => StartError::Invalid {
-                            what: source.clone(),
-                            source: e,
-                        },
-                        other => StartError::Store(other),
-                    })?;
+                let compiled = crate::compile(&model).map_err(|e| StartError::Invalid {
+                    what: source.clone(),
+                    source: e.into(),
+                })?;
+                let v = store.commit(
+                    BOOTSTRAP_ACTOR,
+                    &format!("from {source}"),
+                    &model,
+                    &compiled,
+                )?;
                 (v, model, format!("{source}, committed as version {v}"))
             }
         };

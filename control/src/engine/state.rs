@@ -61,7 +61,6 @@ pub(super) struct State {
 
 fn store_err(e: StoreError) -> ControlError {
     match e {
-        StoreError::Invalid(CompileError::Invalid(p)) => ControlError::Invalid(p),
         StoreError::NoSuchVersion(v) => ControlError::NoSuchVersion(v),
         other => ControlError::Store(other),
     }

@@ -32,7 +32,6 @@ pub use quarantine::{ActiveQuarantine, QuarantineSource};
 pub use records::{AuditRecord, QuarantineAction, QuarantineEvent, WorkloadRecord};
 pub use schema::SCHEMA_VERSION;
 
-use crate::compile::CompileError;
 use crate::time::Timestamp;
 use rusqlite::Connection;
 use std::fmt;
@@ -76,8 +75,6 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("policy version {0} does not exist")]
     NoSuchVersion(Version),
-    #[error("the model does not compile: {0}")]
-    Invalid(#[from] CompileError),
     #[error("stored model ({what}) does not parse: {detail}")]
     BadModel { what: String, detail: String },
     #[error("invalid MAC address {0:?}")]

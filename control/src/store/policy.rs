@@ -1,7 +1,7 @@
 //! Policy versions: the draft, commits, the live pointer, history and rollback.
 
 use super::{ts_from_sql, ts_to_sql, u64_from_sql, Store, StoreError, Version};
-use crate::compile::{compile, CompileError};
+use crate::compile::Compiled;
 use crate::model::Model;
 use crate::time::Timestamp;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
@@ -101,16 +101,17 @@ impl Store {
         Ok(())
     }
 
-    /// Commits `model` as a new version: compiles it (an invalid model is refused
-    /// and nothing changes), then in ONE transaction inserts the version, points
-    /// live at it and clears the draft.
+    /// Commits `model`, which `compiled` was compiled from (so only a model
+    /// that compiles is stored; the store does not compile it again), as a new
+    /// version: in ONE transaction inserts the version, points live at it and
+    /// clears the draft.
     pub fn commit(
         &mut self,
         actor: &str,
         comment: &str,
         model: &Model,
+        compiled: &Compiled,
     ) -> Result<Version, StoreError> {
-        let compiled = compile(model).map_err(CompileError::from)?;
         let rules = u64::try_from(compiled.rules.compiled_len()).unwrap_or(u64::MAX);
         let yaml = render_model(model)?;
         self.commit_rendered(actor, comment, &yaml, rules, None, true)

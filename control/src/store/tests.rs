@@ -14,6 +14,7 @@ use super::{
     ActiveQuarantine, QuarantineAction, QuarantineSource, Store, StoreError, Version,
     WorkloadRecord, SCHEMA_VERSION,
 };
+use crate::compile::compile;
 use crate::model::{Group, LabelValues, Model, Origin, Rule, ServiceRef, Workload};
 use crate::tests_compile::example;
 use crate::testutil::TempDir;
@@ -25,6 +26,17 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Compiles `model` (it must) and commits it.
+fn commit(
+    store: &mut Store,
+    actor: &str,
+    comment: &str,
+    model: &Model,
+) -> Result<Version, StoreError> {
+    let compiled = compile(model).expect("the test model compiles");
+    store.commit(actor, comment, model, &compiled)
+}
 
 fn random_u64() -> u64 {
     std::collections::hash_map::RandomState::new()
@@ -93,7 +105,7 @@ fn draft_commit_versions_rollback() {
     store.save_draft(&v1_model).expect("save draft");
     assert_eq!(store.draft().expect("draft"), Some(v1_model.clone()));
 
-    let v1 = store.commit("alice", "first", &v1_model).expect("commit 1");
+    let v1 = commit(&mut store, "alice", "first", &v1_model).expect("commit 1");
     assert_eq!(v1, Version(1));
     assert!(
         store.draft().expect("draft").is_none(),
@@ -103,25 +115,20 @@ fn draft_commit_versions_rollback() {
 
     let mut v2_model = v1_model.clone();
     v2_model.rules.retain(|r| r.id != 10);
-    let v2 = store
-        .commit("bob", "drop rule 10", &v2_model)
-        .expect("commit 2");
+    let v2 = commit(&mut store, "bob", "drop rule 10", &v2_model).expect("commit 2");
     assert_eq!(v2, Version(2));
     assert_eq!(store.live_version().expect("live"), Some(v2));
     assert_eq!(store.version(v1).expect("v1"), Some(v1_model.clone()));
     assert_eq!(store.version(v2).expect("v2"), Some(v2_model.clone()));
     assert_eq!(store.version(Version(99)).expect("v99"), None);
 
-    // An invalid model is refused and nothing changes.
+    // A model that does not compile cannot be committed (commit takes the
+    // compiled form); a draft may hold one.
     let mut bad = v2_model.clone();
     if let Some(r) = bad.rules.first_mut() {
         r.src = vec!["no-such-group".into()];
     }
-    assert!(matches!(
-        store.commit("eve", "broken", &bad),
-        Err(StoreError::Invalid(_))
-    ));
-    assert_eq!(store.live_version().expect("live"), Some(v2));
+    assert!(compile(&bad).is_err());
 
     // A draft saved after a commit survives a rollback.
     store.save_draft(&bad).expect("draft");
@@ -446,9 +453,7 @@ fn crash_child() {
         let m = marker(generation);
         match rules {
             None => {
-                store
-                    .commit("child", &m, &big_model(generation))
-                    .expect("child commit");
+                commit(&mut store, "child", &m, &big_model(generation)).expect("child commit");
                 let info = store.versions().expect("child versions");
                 rules = info.last().map(|v| v.compiled_rules);
             }

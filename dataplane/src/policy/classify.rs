@@ -13,7 +13,7 @@
 //!   binary-searches the port in the query's protocol slot and in the "any" slot,
 //!   and keeps the smallest rank.
 
-use super::spec::{PortRange, Proto};
+use super::proto::{PortRange, Proto};
 use super::{Action, FlowQuery, Mode, Reason, Verdict};
 use crate::wire::MacAddr;
 use ahash::{AHashMap, AHashSet};

@@ -1,15 +1,16 @@
-//! Validation of a [`PolicySpec`] and its compilation into a [`PolicySnapshot`].
+//! The compilation of a [`PolicySpec`] into a [`PolicySnapshot`].
 //!
-//! Validation walks the whole spec and collects every [`Problem`] with its path.
-//! Compilation interns group names and group sets, folds each CIDR's covering
-//! prefixes into its set, and paints each `(src, dst, protocol)` bucket's port
+//! Compilation checks what the spec's types cannot (see [`PolicyError`]),
+//! interns group sets, folds each network's covering prefixes into its set,
+//! and paints each `(src, dst, protocol)` bucket's port
 //! intervals with the rank of the first rule covering them (see [`super::classify`]).
 
 use super::classify::{
     bucket_key, CompiledRule, GroupSet, Management, Overlay, PolicySnapshot, RuleTables, Slot, ANY,
     NO_RULE, PROTO_ANY,
 };
-use super::spec::{parse_mac, PolicySpec, PortRange, Proto};
+use super::proto::{PortRange, Proto};
+use super::spec::{GroupIndex, Member, PolicySpec, RuleSpec, Side};
 use super::Mode;
 use crate::wire::MacAddr;
 use ahash::{AHashMap, AHashSet};
@@ -17,127 +18,84 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
-/// One validation problem: where (`rules[3].dst[0]`) and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
+/// Where in a [`PolicySpec`] a [`PolicyError`] was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `endpoints[i]`.
+    Endpoint(usize),
+    /// The rule with this id.
+    Rule(u32),
+    /// `management[i]`.
+    Management(usize),
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        match self {
+            Place::Endpoint(i) => write!(f, "endpoints[{i}]"),
+            Place::Rule(id) => write!(f, "rule {id}"),
+            Place::Management(i) => write!(f, "management[{i}]"),
+        }
     }
 }
 
-/// Every problem found in a [`PolicySpec`]; displayed one per line.
+/// What the types of a [`PolicySpec`] cannot rule out, found by compile: the
+/// control plane validates its model before building a spec, so any of these
+/// is a bug in the builder, reported rather than compiled into a policy that
+/// would let through what a rule meant to deny.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct PolicyError {
-    pub problems: Vec<Problem>,
+pub enum PolicyError {
+    #[error("{at}: group index {index} is out of range (the policy has {groups} groups)")]
+    UnknownGroup {
+        at: Place,
+        index: GroupIndex,
+        groups: usize,
+    },
+    #[error("rule id {0} is used twice")]
+    DuplicateRuleId(u32),
+    #[error("{at}: port range {range} is reversed")]
+    ReversedPorts { at: Place, range: PortRange },
+    #[error("{at}: ports are only allowed with tcp or udp (protocol is {proto})")]
+    PortsWithoutProtocol { at: Place, proto: Proto },
 }
 
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
+/// Group indexes, checked against the number of groups.
+fn checked_groups(ids: &[GroupIndex], groups: usize, at: Place) -> Result<(), PolicyError> {
+    match ids.iter().find(|&&i| i as usize >= groups) {
+        Some(&index) => Err(PolicyError::UnknownGroup { at, index, groups }),
+        None => Ok(()),
     }
 }
 
-/// Parses `10.0.1.0/24`, `2001:db8::/32` or a bare address; host bits are cleared.
-pub(crate) fn parse_cidr(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    let net = match s.parse::<IpNet>() {
-        Ok(n) => n,
-        Err(_) => IpNet::from(s.parse::<IpAddr>().ok()?),
-    };
-    Some(net.trunc())
-}
-
-struct Checker {
-    problems: Vec<Problem>,
-}
-
-impl Checker {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-
-    /// Resolves group names; rules may say `["any"]` (-> `[ANY]`). `None` on error.
-    fn groups(
-        &mut self,
-        names: &[String],
-        path: &str,
-        ids: &AHashMap<&str, u32>,
-        in_rule: bool,
-    ) -> Option<Vec<u32>> {
-        if names.is_empty() {
-            let hint = if in_rule {
-                "name groups or \"any\""
-            } else {
-                "name at least one group"
-            };
-            self.err(path, format!("empty group list: {hint}"));
-            return None;
+/// A side's group ids, [`ANY`] for `Any`, sorted and distinct.
+fn side_ids(side: &Side, groups: usize, at: Place) -> Result<Vec<u32>, PolicyError> {
+    match side {
+        Side::Any => Ok(vec![ANY]),
+        Side::Groups(ids) => {
+            checked_groups(ids, groups, at)?;
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            Ok(ids)
         }
-        let mut out = Vec::with_capacity(names.len());
-        let mut ok = true;
-        for (j, n) in names.iter().enumerate() {
-            if let Some(&id) = ids.get(n.as_str()) {
-                out.push(id);
-            } else if n == "any" && in_rule {
-                if names.len() > 1 {
-                    self.err(
-                        format!("{path}[{j}]"),
-                        "\"any\" cannot be combined with group names",
-                    );
-                    ok = false;
-                }
-                out.push(ANY);
-            } else {
-                self.err(format!("{path}[{j}]"), format!("unknown group {n:?}"));
-                ok = false;
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        ok.then_some(out)
-    }
-
-    fn ports(&mut self, proto: Proto, ports: &[PortRange], path: &str) -> bool {
-        let mut ok = true;
-        if !ports.is_empty() && !proto.has_ports() {
-            self.err(
-                path,
-                format!("ports are only allowed with proto tcp or udp (proto is {proto})"),
-            );
-            ok = false;
-        }
-        for (k, r) in ports.iter().enumerate() {
-            if r.lo > r.hi {
-                self.err(
-                    format!("{path}[{k}]"),
-                    format!("port range reversed: {}-{}", r.lo, r.hi),
-                );
-                ok = false;
-            }
-        }
-        ok
     }
 }
 
-/// A validated rule, before bucketing.
-struct Checked {
+fn checked_ports(proto: Proto, ports: &[PortRange], at: Place) -> Result<(), PolicyError> {
+    if !ports.is_empty() && !proto.has_ports() {
+        return Err(PolicyError::PortsWithoutProtocol { at, proto });
+    }
+    match ports.iter().find(|r| r.lo > r.hi) {
+        Some(&range) => Err(PolicyError::ReversedPorts { at, range }),
+        None => Ok(()),
+    }
+}
+
+/// A rule with its sides resolved, before bucketing.
+struct Checked<'a> {
+    rule: &'a RuleSpec,
     pos: usize,
     src: Vec<u32>,
     dst: Vec<u32>,
@@ -261,6 +219,199 @@ fn find(next: &mut [u32], i: u32) -> u32 {
     root
 }
 
+/// The group sets of the endpoints: by MAC, and by prefix per family.
+struct EndpointSets {
+    macs: AHashMap<MacAddr, u32>,
+    v4: PrefixMap<Ipv4Net, u32>,
+    v6: PrefixMap<Ipv6Net, u32>,
+}
+
+fn endpoint_sets(
+    spec: &PolicySpec,
+    modes: &[Mode],
+    interner: &mut SetInterner,
+) -> Result<EndpointSets, PolicyError> {
+    let mut macs: AHashMap<MacAddr, Vec<u32>> = AHashMap::new();
+    let mut v4: BTreeMap<Ipv4Net, Vec<u32>> = BTreeMap::new();
+    let mut v6: BTreeMap<Ipv6Net, Vec<u32>> = BTreeMap::new();
+    for (i, e) in spec.endpoints.iter().enumerate() {
+        checked_groups(&e.groups, modes.len(), Place::Endpoint(i))?;
+        if e.groups.is_empty() {
+            continue;
+        }
+        let ids = match e.member {
+            Member::Mac(mac) => macs.entry(mac).or_default(),
+            Member::Net(IpNet::V4(n)) => v4.entry(n.trunc()).or_default(),
+            Member::Net(IpNet::V6(n)) => v6.entry(n.trunc()).or_default(),
+        };
+        ids.extend_from_slice(&e.groups);
+    }
+    Ok(EndpointSets {
+        macs: macs
+            .into_iter()
+            .map(|(mac, g)| (mac, interner.intern(g, modes)))
+            .collect(),
+        v4: prefix_sets(v4.into_iter().collect(), interner, modes),
+        v6: prefix_sets(v6.into_iter().collect(), interner, modes),
+    })
+}
+
+/// The quarantine and the management exceptions.
+fn overlay(spec: &PolicySpec) -> Result<Overlay, PolicyError> {
+    let mut management = Vec::with_capacity(spec.management.len());
+    for (i, m) in spec.management.iter().enumerate() {
+        checked_ports(m.proto, &m.ports, Place::Management(i))?;
+        management.push(Management {
+            net: m.net.trunc(),
+            proto: m.proto,
+            ports: m.ports.clone().into_boxed_slice(),
+            macs: m.macs.clone().into_boxed_slice(),
+        });
+    }
+    Ok(Overlay {
+        quarantine: spec.quarantine.iter().copied().collect(),
+        management: management.into_boxed_slice(),
+        bindings: Arc::default(),
+    })
+}
+
+fn blocklist(spec: &PolicySpec) -> (PrefixMap<Ipv4Net, ()>, PrefixMap<Ipv6Net, ()>) {
+    let mut v4 = PrefixMap::new();
+    let mut v6 = PrefixMap::new();
+    for net in &spec.blocklist {
+        match net.trunc() {
+            IpNet::V4(n) => {
+                v4.insert(n, ());
+            }
+            IpNet::V6(n) => {
+                v6.insert(n, ());
+            }
+        }
+    }
+    (v4, v6)
+}
+
+/// The rules with their sides resolved, in rank order: `(order, position)`.
+fn ranked_rules(spec: &PolicySpec) -> Result<Vec<Checked<'_>>, PolicyError> {
+    let groups = spec.groups.len();
+    let mut ids = AHashSet::with_capacity(spec.rules.len());
+    let mut checked = Vec::with_capacity(spec.rules.len());
+    for (pos, rule) in spec.rules.iter().enumerate() {
+        let at = Place::Rule(rule.id);
+        if !ids.insert(rule.id) {
+            return Err(PolicyError::DuplicateRuleId(rule.id));
+        }
+        checked_ports(rule.proto, &rule.ports, at)?;
+        checked.push(Checked {
+            rule,
+            pos,
+            src: side_ids(&rule.src, groups, at)?,
+            dst: side_ids(&rule.dst, groups, at)?,
+        });
+    }
+    checked.sort_by_key(|c| (c.rule.order, c.pos));
+    Ok(checked)
+}
+
+/// The rules in rank order, which groups they use, and one port-table entry
+/// per `(src group, dst group, port range)` of each.
+struct Bucketed {
+    rules: Vec<CompiledRule>,
+    rank_of: AHashMap<u32, u32>,
+    used_src: Vec<bool>,
+    used_dst: Vec<bool>,
+    entries: Vec<Entry>,
+}
+
+fn bucket_entries(ranked: &[Checked<'_>], groups: usize) -> Bucketed {
+    let mut out = Bucketed {
+        rules: Vec::with_capacity(ranked.len()),
+        rank_of: AHashMap::with_capacity(ranked.len()),
+        used_src: vec![false; groups],
+        used_dst: vec![false; groups],
+        entries: Vec::new(),
+    };
+    let full = [PortRange::new(0, u16::MAX)];
+    for (rank, c) in ranked.iter().enumerate() {
+        let r = c.rule;
+        let rank = rank as u32;
+        out.rules.push(CompiledRule {
+            id: r.id,
+            action: r.action,
+            comment: r.comment.as_deref().map(Box::from),
+        });
+        out.rank_of.insert(r.id, rank);
+        for (ids, used) in [(&c.src, &mut out.used_src), (&c.dst, &mut out.used_dst)] {
+            for &g in ids {
+                if let Some(u) = used.get_mut(g as usize) {
+                    *u = true;
+                }
+            }
+        }
+        let proto = r.proto.number().map_or(PROTO_ANY, u16::from);
+        let ports = if r.ports.is_empty() {
+            &full[..]
+        } else {
+            &r.ports[..]
+        };
+        for &s in &c.src {
+            for &d in &c.dst {
+                for p in ports {
+                    out.entries.push(Entry {
+                        key: bucket_key(s, d),
+                        proto,
+                        lo: p.lo,
+                        hi: p.hi,
+                        rank,
+                    });
+                }
+            }
+        }
+    }
+    out.entries
+        .sort_unstable_by_key(|e| (e.key, e.proto, e.rank));
+    out
+}
+
+/// The painted port tables of every bucket.
+struct Painted {
+    buckets: AHashMap<u64, (u32, u32)>,
+    slots: Vec<Slot>,
+    starts: Vec<u16>,
+    best: Vec<u32>,
+}
+
+/// Paints each `(bucket, protocol)` run of `entries` (sorted by key, protocol, rank).
+fn paint_buckets(entries: &[Entry]) -> Painted {
+    let mut out = Painted {
+        buckets: AHashMap::new(),
+        slots: Vec::new(),
+        starts: Vec::new(),
+        best: Vec::new(),
+    };
+    let mut painter = Painter::default();
+    let mut i = 0;
+    while i < entries.len() {
+        let key = entries[i].key;
+        let first_slot = out.slots.len() as u32;
+        while i < entries.len() && entries[i].key == key {
+            let proto = entries[i].proto;
+            let j = i + entries[i..].partition_point(|e| e.key == key && e.proto == proto);
+            let off = out.starts.len() as u32;
+            painter.paint(&entries[i..j], &mut out.starts, &mut out.best);
+            out.slots.push(Slot {
+                proto,
+                off,
+                len: out.starts.len() as u32 - off,
+            });
+            i = j;
+        }
+        out.buckets
+            .insert(key, (first_slot, out.slots.len() as u32 - first_slot));
+    }
+    out
+}
+
 impl PolicySnapshot {
     /// A policy with nothing in it: every endpoint is in no group, in enforce mode,
     /// so every flow is denied by default.
@@ -268,272 +419,38 @@ impl PolicySnapshot {
         Self::build_empty(generation)
     }
 
-    /// Validates `spec` (reporting every problem with its path) and compiles it.
+    /// Compiles `spec` into lookup tables; refuses a spec whose indexes, rule
+    /// ids or port ranges are inconsistent ([`PolicyError`]).
     pub fn compile(spec: &PolicySpec, generation: u64) -> Result<Self, PolicyError> {
-        let mut ck = Checker {
-            problems: Vec::new(),
-        };
-
-        // Groups.
-        let mut ids: AHashMap<&str, u32> = AHashMap::new();
-        let mut first_at: AHashMap<&str, usize> = AHashMap::new();
-        let mut names = Vec::new();
-        let mut modes = Vec::new();
-        for (i, g) in spec.groups.iter().enumerate() {
-            let path = format!("groups[{i}].name");
-            if g.name.trim().is_empty() {
-                ck.err(path, "empty group name");
-            } else if g.name.eq_ignore_ascii_case("any") {
-                ck.err(
-                    path,
-                    "\"any\" is reserved (it means every endpoint in rules)",
-                );
-            } else if let Some(j) = first_at.get(g.name.as_str()) {
-                ck.err(
-                    path,
-                    format!("duplicate group name {:?} (also groups[{j}])", g.name),
-                );
-            } else {
-                first_at.insert(&g.name, i);
-                ids.insert(&g.name, names.len() as u32);
-                names.push(g.name.clone());
-                modes.push(g.mode);
-            }
-        }
-
-        // Endpoints.
-        let mut macs: AHashMap<MacAddr, (usize, Vec<u32>)> = AHashMap::new();
-        let mut v4: BTreeMap<Ipv4Net, Vec<u32>> = BTreeMap::new();
-        let mut v6: BTreeMap<Ipv6Net, Vec<u32>> = BTreeMap::new();
-        for (i, e) in spec.endpoints.iter().enumerate() {
-            let groups = ck.groups(&e.groups, &format!("endpoints[{i}].groups"), &ids, false);
-            match (&e.mac, &e.cidr) {
-                (Some(m), None) => match parse_mac(m) {
-                    None => ck.err(format!("endpoints[{i}].mac"), format!("invalid MAC {m:?}")),
-                    Some(mac) => {
-                        if let Some((j, _)) = macs.get(&mac) {
-                            ck.err(
-                                format!("endpoints[{i}].mac"),
-                                format!("duplicate endpoint for MAC {m:?} (also endpoints[{j}])"),
-                            );
-                        } else {
-                            macs.insert(mac, (i, groups.unwrap_or_default()));
-                        }
-                    }
-                },
-                (None, Some(c)) => match parse_cidr(c) {
-                    None => ck.err(
-                        format!("endpoints[{i}].cidr"),
-                        format!("invalid CIDR {c:?}"),
-                    ),
-                    Some(IpNet::V4(n)) => {
-                        v4.entry(n).or_default().extend(groups.unwrap_or_default())
-                    }
-                    Some(IpNet::V6(n)) => {
-                        v6.entry(n).or_default().extend(groups.unwrap_or_default())
-                    }
-                },
-                (Some(_), Some(_)) => ck.err(
-                    format!("endpoints[{i}]"),
-                    "give either mac or cidr, not both",
-                ),
-                (None, None) => ck.err(format!("endpoints[{i}]"), "needs a mac or a cidr"),
-            }
-        }
-
-        // Quarantine, management, blocklist.
-        let mut quarantine = AHashSet::new();
-        for (i, m) in spec.quarantine.iter().enumerate() {
-            match parse_mac(m) {
-                Some(mac) => {
-                    quarantine.insert(mac);
-                }
-                None => ck.err(format!("quarantine[{i}]"), format!("invalid MAC {m:?}")),
-            }
-        }
-        let mut management = Vec::new();
-        for (i, m) in spec.management.iter().enumerate() {
-            let net = parse_cidr(&m.cidr);
-            if net.is_none() {
-                ck.err(
-                    format!("management[{i}].cidr"),
-                    format!("invalid CIDR {:?}", m.cidr),
-                );
-            }
-            let ports_ok = ck.ports(m.proto, &m.ports, &format!("management[{i}].ports"));
-            let mut macs = Vec::with_capacity(m.macs.len());
-            for (j, text) in m.macs.iter().enumerate() {
-                match parse_mac(text) {
-                    Some(mac) => macs.push(mac),
-                    None => ck.err(
-                        format!("management[{i}].macs[{j}]"),
-                        format!("invalid MAC {text:?}"),
-                    ),
-                }
-            }
-            if m.macs.is_empty() {
-                ck.err(
-                    format!("management[{i}].macs"),
-                    "name the management hosts' MACs: an exception by address alone lets any host that takes the address through",
-                );
-            }
-            if let (Some(net), true, false) = (net, ports_ok, macs.is_empty()) {
-                management.push(Management {
-                    net,
-                    proto: m.proto,
-                    ports: m.ports.clone().into_boxed_slice(),
-                    macs: macs.into_boxed_slice(),
-                });
-            }
-        }
-        let mut block_v4 = PrefixMap::new();
-        let mut block_v6 = PrefixMap::new();
-        for (i, c) in spec.blocklist.iter().enumerate() {
-            match parse_cidr(c) {
-                Some(IpNet::V4(n)) => {
-                    block_v4.insert(n, ());
-                }
-                Some(IpNet::V6(n)) => {
-                    block_v6.insert(n, ());
-                }
-                None => ck.err(format!("blocklist[{i}]"), format!("invalid CIDR {c:?}")),
-            }
-        }
-
-        // Rules.
-        let mut rule_pos: AHashMap<u32, usize> = AHashMap::new();
-        let mut checked = Vec::with_capacity(spec.rules.len());
-        for (i, r) in spec.rules.iter().enumerate() {
-            if let Some(j) = rule_pos.get(&r.id) {
-                ck.err(
-                    format!("rules[{i}].id"),
-                    format!("duplicate rule id {} (also rules[{j}])", r.id),
-                );
-            } else {
-                rule_pos.insert(r.id, i);
-            }
-            let src = ck.groups(&r.src, &format!("rules[{i}].src"), &ids, true);
-            let dst = ck.groups(&r.dst, &format!("rules[{i}].dst"), &ids, true);
-            let ports_ok = ck.ports(r.proto, &r.ports, &format!("rules[{i}].ports"));
-            if let (Some(src), Some(dst), true) = (src, dst, ports_ok) {
-                checked.push(Checked { pos: i, src, dst });
-            }
-        }
-
-        if !ck.problems.is_empty() {
-            return Err(PolicyError {
-                problems: ck.problems,
-            });
-        }
-
-        // Group sets.
+        let modes: Vec<Mode> = spec.groups.iter().map(|g| g.mode).collect();
         let mut interner = SetInterner::default();
-        let mac_sets = macs
-            .into_iter()
-            .map(|(mac, (_, g))| (mac, interner.intern(g, &modes)))
-            .collect();
-        let v4 = prefix_sets(v4.into_iter().collect(), &mut interner, &modes);
-        let v6 = prefix_sets(v6.into_iter().collect(), &mut interner, &modes);
-
-        // Rules in rank order, and their bucket entries.
-        checked.sort_by_key(|c| (spec.rules[c.pos].order.unwrap_or(c.pos as i64), c.pos));
-        let mut used_src = vec![false; names.len()];
-        let mut used_dst = vec![false; names.len()];
-        let mut rules = Vec::with_capacity(checked.len());
-        let mut rank_of = AHashMap::with_capacity(checked.len());
-        let mut entries = Vec::new();
-        for (rank, c) in checked.iter().enumerate() {
-            let r = &spec.rules[c.pos];
-            let rank = rank as u32;
-            rules.push(CompiledRule {
-                id: r.id,
-                action: r.action,
-                comment: r.comment.as_deref().map(Box::from),
-            });
-            rank_of.insert(r.id, rank);
-            for &s in &c.src {
-                if let Some(u) = used_src.get_mut(s as usize) {
-                    *u = true;
-                }
-            }
-            for &d in &c.dst {
-                if let Some(u) = used_dst.get_mut(d as usize) {
-                    *u = true;
-                }
-            }
-            let proto = r.proto.number().map_or(PROTO_ANY, u16::from);
-            let full = [PortRange::new(0, u16::MAX)];
-            let ports = if r.ports.is_empty() {
-                &full[..]
-            } else {
-                &r.ports[..]
-            };
-            for &s in &c.src {
-                for &d in &c.dst {
-                    for p in ports {
-                        entries.push(Entry {
-                            key: bucket_key(s, d),
-                            proto,
-                            lo: p.lo,
-                            hi: p.hi,
-                            rank,
-                        });
-                    }
-                }
-            }
-        }
-        entries.sort_unstable_by_key(|e| (e.key, e.proto, e.rank));
-
-        // Paint each (bucket, protocol) run.
-        let mut buckets = AHashMap::new();
-        let mut slots = Vec::new();
-        let mut starts = Vec::new();
-        let mut best = Vec::new();
-        let mut painter = Painter::default();
-        let mut i = 0;
-        while i < entries.len() {
-            let key = entries[i].key;
-            let first_slot = slots.len() as u32;
-            while i < entries.len() && entries[i].key == key {
-                let proto = entries[i].proto;
-                let j = i + entries[i..].partition_point(|e| e.key == key && e.proto == proto);
-                let off = starts.len() as u32;
-                painter.paint(&entries[i..j], &mut starts, &mut best);
-                slots.push(Slot {
-                    proto,
-                    off,
-                    len: starts.len() as u32 - off,
-                });
-                i = j;
-            }
-            buckets.insert(key, (first_slot, slots.len() as u32 - first_slot));
-        }
-
+        let endpoints = endpoint_sets(spec, &modes, &mut interner)?;
+        let overlay = overlay(spec)?;
+        let ranked = ranked_rules(spec)?;
+        let bucketed = bucket_entries(&ranked, spec.groups.len());
+        let painted = paint_buckets(&bucketed.entries);
+        let (block_v4, block_v6) = blocklist(spec);
         Ok(PolicySnapshot {
             generation,
             tables: Arc::new(RuleTables {
                 default_mode: spec.default_mode,
-                group_names: names.into_boxed_slice(),
+                group_names: spec.groups.iter().map(|g| g.name.clone()).collect(),
                 sets: interner.sets.into_boxed_slice(),
-                mac_sets,
-                v4,
-                v6,
+                mac_sets: endpoints.macs,
+                v4: endpoints.v4,
+                v6: endpoints.v6,
                 block_v4,
                 block_v6,
-                used_src: used_src.into_boxed_slice(),
-                used_dst: used_dst.into_boxed_slice(),
-                buckets,
-                slots: slots.into_boxed_slice(),
-                starts: starts.into_boxed_slice(),
-                best: best.into_boxed_slice(),
-                rules: rules.into_boxed_slice(),
-                rank_of,
+                used_src: bucketed.used_src.into_boxed_slice(),
+                used_dst: bucketed.used_dst.into_boxed_slice(),
+                buckets: painted.buckets,
+                slots: painted.slots.into_boxed_slice(),
+                starts: painted.starts.into_boxed_slice(),
+                best: painted.best.into_boxed_slice(),
+                rules: bucketed.rules.into_boxed_slice(),
+                rank_of: bucketed.rank_of,
             }),
-            overlay: Arc::new(Overlay {
-                quarantine,
-                management: management.into_boxed_slice(),
-                bindings: Arc::default(),
-            }),
+            overlay: Arc::new(overlay),
         })
     }
 }

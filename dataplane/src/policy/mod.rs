@@ -1,12 +1,16 @@
 //! The compiled, immutable policy the packet path executes.
 //!
-//! [`PolicySpec`] is the plain serde form (a YAML or TOML file, or what the control
-//! plane compiles its model into); [`PolicySnapshot::compile`] turns it into lookup
-//! structures whose cost does not grow linearly with the number of rules.
+//! [`PolicySpec`] is the typed input the control plane compiles its model into
+//! (MACs, networks, group indexes; no file format of its own);
+//! [`PolicySnapshot::compile`] turns it into lookup structures whose cost does
+//! not grow linearly with the number of rules.
 //! Precedence: quarantine > blocklist > ordered rules > the group mode's default.
 
 mod classify;
 mod compile;
+#[cfg(any(test, feature = "test-support"))]
+pub mod named;
+mod proto;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -16,10 +20,11 @@ mod tests_oracle;
 mod tests_spec;
 
 pub use classify::PolicySnapshot;
-pub use compile::{PolicyError, Problem};
+pub use compile::{Place, PolicyError};
+pub use proto::{PortRange, Proto};
 pub use spec::{
-    line_col, load_file, load_spec, parse_mac, parse_toml, parse_yaml, EndpointSpec, GroupSpec,
-    ManagementSpec, PolicySpec, PortRange, Proto, RuleSpec, SpecError,
+    parse_mac, EndpointSpec, GroupIndex, GroupSpec, ManagementSpec, Member, PolicySpec, RuleSpec,
+    Side,
 };
 
 use crate::wire::MacAddr;

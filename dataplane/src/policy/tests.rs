@@ -21,14 +21,7 @@ pub(super) fn flow(src: (&str, &str), dst: (&str, &str), proto: u8, port: u16) -
 }
 
 pub(super) fn snap(yaml: &str) -> PolicySnapshot {
-    let spec = PolicySpec::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}"));
-    PolicySnapshot::compile(&spec, 7).unwrap_or_else(|e| panic!("{e}"))
-}
-
-pub(super) fn problems(yaml: &str) -> Vec<String> {
-    let spec = PolicySpec::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}"));
-    let err = PolicySnapshot::compile(&spec, 1).unwrap_err();
-    err.problems.iter().map(|p| p.to_string()).collect()
+    named::snapshot(yaml, 7).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub(super) fn v(action: Action, reason: Reason, mode: Mode, would_deny: bool) -> Verdict {
@@ -343,18 +336,17 @@ fn large_policy_compiles_fast_and_looks_up() {
     for g in 0..n_groups {
         let m = g.to_be_bytes();
         spec.endpoints.push(EndpointSpec {
-            mac: Some(MacAddr([2, 0, m[0], m[1], m[2], m[3]]).to_string()),
-            cidr: None,
-            groups: vec![format!("g{g}")],
+            member: Member::Mac(MacAddr([2, 0, m[0], m[1], m[2], m[3]])),
+            groups: vec![g],
         });
     }
     for i in 0..100_000u32 {
         let (a, b) = (i % n_groups, (i * 7 + 1) % n_groups);
         spec.rules.push(RuleSpec {
             id: i,
-            order: None,
-            src: vec![format!("g{a}")],
-            dst: vec![format!("g{b}")],
+            order: i64::from(i),
+            src: Side::Groups(vec![a]),
+            dst: Side::Groups(vec![b]),
             proto: Proto::Tcp,
             ports: vec![PortRange::single((i % 1000) as u16 + 1)],
             action: if i % 2 == 0 {

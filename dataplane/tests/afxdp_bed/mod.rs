@@ -8,7 +8,7 @@ pub use dataplane::io::afxdp::{
     DEFAULT_PIN_DIR,
 };
 pub use dataplane::offload::Offloader;
-pub use dataplane::policy::{PolicySnapshot, PolicySpec, SnapshotCell};
+pub use dataplane::policy::{named, PolicySnapshot, SnapshotCell};
 pub use dataplane::worker::{Worker, WorkerConfig, WorkerStats};
 pub use std::net::{SocketAddr, TcpListener, TcpStream};
 pub use std::os::unix::fs::MetadataExt;
@@ -320,8 +320,7 @@ pub struct Dut {
 }
 
 pub fn snapshot(yaml: &str, generation: u64) -> PolicySnapshot {
-    let spec = PolicySpec::from_yaml_str(yaml).expect("test policy parses");
-    PolicySnapshot::compile(&spec, generation).expect("test policy compiles")
+    named::snapshot(yaml, generation).expect("test policy compiles")
 }
 
 pub fn dut_config(fail_mode: FailMode) -> AfXdpConfig {

@@ -6,7 +6,7 @@ pub use crossbeam_channel::Receiver;
 pub use dataplane::event::{self, EndReason, Event};
 pub use dataplane::io::mem::MemIo;
 pub use dataplane::io::Port;
-pub use dataplane::policy::{Action, PolicySnapshot, PolicySpec, Reason, SnapshotCell};
+pub use dataplane::policy::{named, Action, PolicySnapshot, PolicySpec, Reason, SnapshotCell};
 pub use dataplane::worker::{DropReason, FragmentPolicy, Worker, WorkerConfig};
 pub use etherparse::PacketBuilder;
 pub use std::sync::Arc;
@@ -48,7 +48,7 @@ management:
 "#;
 
 pub fn spec(extra: &str) -> PolicySpec {
-    PolicySpec::from_yaml_str(&format!("{POLICY}{extra}")).expect("test policy parses")
+    named::spec(&format!("{POLICY}{extra}")).expect("test policy resolves")
 }
 
 pub struct Bed {
