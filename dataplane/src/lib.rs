@@ -10,6 +10,9 @@
 //! - [`worker`]: parse -> flow -> verdict -> forward or drop, between two ports.
 //! - [`event`]: what the worker tells the control plane, over a lossy channel.
 //! - [`offload`]: the kernel tier: decided flows carried by the XDP program.
+//! - [`pipeline`] (Linux): the packet path assembled once: ports, workers,
+//!   offloaders and the publish fence, for the appliance, the test beds and
+//!   the benchmarks.
 #![deny(unsafe_code)]
 
 pub mod event;
@@ -21,6 +24,8 @@ pub mod hint;
 pub mod hostenv;
 pub mod io;
 pub mod offload;
+#[cfg(target_os = "linux")]
+pub mod pipeline;
 pub mod policy;
 pub mod wire;
 pub mod worker;

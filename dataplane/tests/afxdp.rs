@@ -1,5 +1,5 @@
 //! AF_XDP with real packets: three network namespaces, host-a <-> dut-a and
-//! dut-b <-> host-b veth pairs, the worker on `AfXdpIo` in the DUT namespace,
+//! dut-b <-> host-b veth pairs, the packet path in the DUT namespace,
 //! ping and TCP from host-a (10.99.0.1) to host-b (10.99.0.2).
 //!
 //! Needs root and `ip netns`; without them the tests print why and pass, except
@@ -139,18 +139,23 @@ fn dut_child_process() {
         return;
     };
     let handle = in_netns(&ns, move || {
-        let mut io = AfXdpIo::open(&dut_config(FailMode::Open)).expect("child DUT opens");
+        let io = AfXdpIo::open(&dut_config(FailMode::Open)).expect("child DUT opens");
         let cell = Arc::new(SnapshotCell::new(snapshot(ALLOW_ALL, 1)));
         let (sink, _events) = event::channel(4096);
-        let mut worker = Worker::new(WorkerConfig::default(), cell, sink);
+        let workers = pipeline::workers(1, &WorkerConfig::default(), &cell, sink);
+        let mut p = Pipeline::assemble(io, workers, &cell, false, |_, _| {}).expect("assembled");
         println!("BH-READY");
-        let start = Instant::now();
-        loop {
-            let now = start.elapsed().as_nanos() as u64 + 1;
-            if worker.poll(&mut io, now).expect("poll") == 0 {
-                io.poll_wait(Duration::from_millis(5)).expect("poll_wait");
-            }
-        }
+        let never = AtomicBool::new(false);
+        let every = Duration::from_secs(1);
+        let mut lane = p.lanes.pop().expect("one lane");
+        lane.run(
+            &never,
+            Instant::now(),
+            Duration::from_millis(5),
+            every,
+            |_, _| {},
+        )
+        .expect("poll");
     });
     let _ = handle.join();
 }

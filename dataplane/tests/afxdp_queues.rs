@@ -42,32 +42,34 @@ impl Crew {
             let mut cfg = dut_config(FailMode::Closed);
             cfg.queues = queues;
             cfg.frames = 2048;
-            let io = match AfXdpIo::open(&cfg) {
-                Ok(io) => io,
+            let started = AfXdpIo::open(&cfg)
+                .map_err(|e| e.to_string())
+                .and_then(|io| {
+                    let (sink, _events) = event::channel(4096);
+                    let workers =
+                        pipeline::workers(queues as usize, &WorkerConfig::default(), &cell, sink);
+                    Pipeline::assemble(io, workers, &cell, false, |_, _| {})
+                        .map_err(|e| e.to_string())
+                });
+            let p = match started {
+                Ok(p) => p,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return Err(e.to_string());
+                    let _ = ready_tx.send(Err(e.clone()));
+                    return Err(e);
                 }
             };
-            let (split, ports) = io.split().map_err(|e| e.to_string())?;
-            let _ = ready_tx.send(Ok(split.len()));
-            let (sink, _events) = event::channel(4096);
-            let threads: Vec<_> = split
+            let _ = ready_tx.send(Ok(p.lanes.len()));
+            let threads: Vec<_> = p
+                .lanes
                 .into_iter()
-                .map(|mut q| {
-                    let (stop, cell, sink) = (stop2.clone(), cell.clone(), sink.sibling());
+                .map(|mut lane| {
+                    let stop = stop2.clone();
                     std::thread::spawn(move || -> Result<QueueStats, String> {
-                        let mut worker = Worker::new(WorkerConfig::default(), cell, sink);
-                        let start = Instant::now();
-                        while !stop.load(Ordering::Relaxed) {
-                            let now = start.elapsed().as_nanos() as u64 + 1;
-                            let n = worker.poll(&mut q, now).map_err(|e| e.to_string())?;
-                            if n == 0 {
-                                q.poll_wait(Duration::from_millis(5))
-                                    .map_err(|e| e.to_string())?;
-                            }
-                        }
-                        Ok(q.stats())
+                        let every = Duration::from_secs(1);
+                        let idle = Duration::from_millis(5);
+                        lane.run(&stop, Instant::now(), idle, every, |_, _| {})
+                            .map_err(|e| e.to_string())?;
+                        Ok(lane.io.stats())
                     })
                 })
                 .collect();
@@ -75,7 +77,7 @@ impl Crew {
             for t in threads {
                 stats.push(t.join().map_err(|_| "worker panicked".to_string())??);
             }
-            ports.detach().map_err(|e| e.to_string())?;
+            p.ports.detach().map_err(|e| e.to_string())?;
             Ok(stats)
         });
         let workers = ready_rx

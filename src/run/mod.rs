@@ -21,8 +21,9 @@ use control::engine::{Bootstrap, ControlHandle, Engine, EngineConfig, Reload};
 use control::store::Store;
 use dataplane::event::Event;
 use dataplane::io::afxdp::AfXdpIo;
+use dataplane::pipeline::{self, Pipeline};
 use dataplane::policy::SnapshotCell;
-use dataplane::worker::{StatsBoard, Worker, WorkerConfig};
+use dataplane::worker::StatsBoard;
 use log::FlowLog;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,21 +152,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let board = Arc::new(StatsBoard::new(workers));
     let _api = crate::api_run::start(&cfg.api, &cfg.control.store, control.clone(), board.clone())?;
     // The flow capacity is the total: each worker's table holds its share.
-    let per_worker = WorkerConfig {
-        flow_capacity: (worker_cfg.flow_capacity / workers).max(1),
-        ..worker_cfg
-    };
-    let mut sinks = vec![sink];
-    while sinks.len() < workers {
-        let another = sinks[0].sibling();
-        sinks.push(another);
-    }
-    let list: Vec<Worker> = sinks
-        .into_iter()
-        .map(|s| Worker::new(per_worker.clone(), cell.clone(), s))
-        .collect();
+    let list = pipeline::workers(workers, &worker_cfg, &cell, sink);
 
-    let mut io = AfXdpIo::open(&io_cfg)?;
+    let io = AfXdpIo::open(&io_cfg)?;
     for setup in io.vlan_setup() {
         for off in &setup.turned_off {
             println!("vlan: turned off {off} (tags stay in the frame for XDP)");
@@ -176,30 +165,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     let (xdp, bind) = io.mode();
     let (offload, why) = config::offload_choice(config::offload_setting(&cfg)?, xdp);
-    let maps = io.take_offload_all().filter(|_| offload);
-    if let Some(first) = maps.as_ref().and_then(|m| m.first()) {
-        // The kernel generation moves with each publication, before the
-        // control thread answers: an offloaded flow is never forwarded on the
-        // old policy after a commit or a quarantine has returned.
-        let fence = first
-            .generation_fence()
-            .context("opening the kernel tier's generation")?;
-        dataplane::offload::fence_publications(&cell, fence, |g, e| {
-            eprintln!("offload: writing the kernel generation of policy generation {g}: {e}");
-        })
-        .context("fencing publications with the kernel tier's generation")?;
-    }
-    let (queues, ports) = io
-        .split()
-        .context("splitting the queues among the workers")?;
-    let count = queues.len();
+    // With offload, the kernel generation moves with each publication, before
+    // the control thread answers: an offloaded flow is never forwarded on the
+    // old policy after a commit or a quarantine has returned.
+    let Pipeline { lanes, ports, .. } = Pipeline::assemble(io, list, &cell, offload, |g, e| {
+        eprintln!("offload: writing the kernel generation of policy generation {g}: {e}");
+    })?;
+    let count = lanes.len();
     let crew = workers::Crew {
         stop: stop.clone(),
         board: board.clone(),
         start,
         pin: cfg.dataplane.pin_workers,
     };
-    let threads = workers::spawn(&crew, queues, list, maps)?;
+    let threads = workers::spawn(&crew, lanes)?;
     let polling = match cfg.dataplane.busy_poll_us {
         0 => "need-wakeup".to_string(),
         us => format!("busy polling {us} us"),

@@ -49,6 +49,26 @@ impl std::fmt::Display for Port {
     }
 }
 
+/// Which of the workers sharing a port pair a backend serves: `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Lane {
+    /// The only worker on the port pair.
+    pub const ONLY: Lane = Lane { index: 0, count: 1 };
+}
+
+/// A frame one worker received and parsed, handed to the worker that owns its
+/// flow ([`steer::owner`]) with its parse, so the owner does not parse it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handed {
+    pub desc: Desc,
+    pub info: crate::wire::PacketInfo,
+}
+
 /// A frame in the backend's buffer area: where it starts and how long it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Desc {
@@ -90,6 +110,27 @@ pub trait PacketIo {
 
     /// Give frames back to the backend for reuse (dropped frames).
     fn free(&mut self, descs: &[Desc]);
+
+    /// Which worker of the port pair this backend serves; each has its own
+    /// flow table, so a frame whose flow another owns goes to that one
+    /// ([`PacketIo::hand_off`]). One worker unless the backend says otherwise.
+    fn lane(&self) -> Lane {
+        Lane::ONLY
+    }
+
+    /// Hands a frame received on `port` to worker `owner`, which forwards (or
+    /// drops) it. `false` when it cannot take it now (its ring is full, or
+    /// there is no such worker): the caller still owns the frame.
+    fn hand_off(&mut self, port: Port, frame: Handed, owner: usize) -> bool {
+        let _ = (port, frame, owner);
+        false
+    }
+
+    /// Appends to `out` up to `max` frames other workers handed to this one
+    /// that arrived on `port`; the caller owns them as if received.
+    fn take_handed(&mut self, port: Port, out: &mut Vec<Handed>, max: usize) {
+        let _ = (port, out, max);
+    }
 }
 
 /// Frames the kernel dropped at AF_XDP sockets (`XDP_STATISTICS`), before the

@@ -7,17 +7,18 @@
 //! (in either order) and the protocol. Ports are left out on purpose: later IP
 //! fragments carry none, and an ICMP error is steered by the flow it quotes.
 
-use crate::wire::{self, L3Info, L4Info};
+use crate::wire::{L3Info, L4Info, PacketInfo};
 use std::net::IpAddr;
 
-/// The worker (of `n`) that owns the flow of `frame`, or `None` for frames
-/// without one (ARP, non-IP, malformed): any worker may handle those.
+/// The worker (of `n`) that owns the flow of a parsed frame, or `None` for
+/// frames without one (ARP, non-IP): any worker may handle those. The worker
+/// that received the frame asks, after its own parse, and hands the frame
+/// with that parse to the owner ([`super::PacketIo::hand_off`]).
 #[inline]
-pub fn owner(frame: &[u8], n: usize) -> Option<usize> {
+pub fn owner(info: &PacketInfo, n: usize) -> Option<usize> {
     if n <= 1 {
         return Some(0);
     }
-    let info = wire::parse(frame).ok()?;
     let L3Info::Ip(ip) = info.l3 else {
         return None;
     };
@@ -61,8 +62,14 @@ fn mix(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire;
     use etherparse::PacketBuilder;
     use std::net::Ipv4Addr;
+
+    /// The owner of a frame, as the worker that receives it finds it.
+    fn owner_of(frame: &[u8], n: usize) -> Option<usize> {
+        owner(&wire::parse(frame).ok()?, n)
+    }
 
     fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
         let mut out = Vec::new();
@@ -81,8 +88,8 @@ mod tests {
             let b = i.to_be_bytes();
             let a = [10, 1, b[2], b[3]];
             let c = [10, 2, b[3], b[2]];
-            let there = owner(&udp(a, c, 1000, 53), 4).expect("IP has an owner");
-            let back = owner(&udp(c, a, 53, 1000), 4).expect("IP has an owner");
+            let there = owner_of(&udp(a, c, 1000, 53), 4).expect("IP has an owner");
+            let back = owner_of(&udp(c, a, 53, 1000), 4).expect("IP has an owner");
             assert_eq!(there, back, "flow {i}");
             per_worker[there] += 1;
         }
@@ -103,15 +110,19 @@ mod tests {
             .write(&mut err, ip_and_udp)
             .expect("build");
         for n in [2, 3, 8] {
-            assert_eq!(owner(&err, n), owner(&flow, n), "{n} workers");
+            assert_eq!(owner_of(&err, n), owner_of(&flow, n), "{n} workers");
         }
     }
 
     #[test]
     fn frames_without_a_flow_have_no_owner_and_one_worker_owns_all() {
-        let arp = [0u8; 42];
-        assert_eq!(owner(&arp, 2), None);
-        assert_eq!(owner(&arp, 1), Some(0));
+        let mut arp = [0u8; 42];
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        arp[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        let info = wire::parse(&arp).expect("an ARP request parses");
+        assert!(matches!(info.l3, L3Info::Arp(_)));
+        assert_eq!(owner(&info, 2), None);
+        assert_eq!(owner(&info, 1), Some(0));
         let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         assert_ne!(symmetric_hash(a, a, 6), symmetric_hash(a, a, 17));
     }

@@ -24,7 +24,7 @@ use verdict::opposite;
 
 use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, LeaseSeen, SpoofKind};
 use crate::flow::{FlowKey, FlowTable, Side, Timeouts};
-use crate::io::{Desc, IoError, PacketIo, Port};
+use crate::io::{steer, Desc, Handed, IoError, PacketIo, Port};
 use crate::offload::Offloader;
 use crate::policy::{Mode, PolicySnapshot, SnapshotCell};
 use crate::wire::{
@@ -92,6 +92,7 @@ impl Default for WorkerConfig {
 /// A received frame between the stages of a batch: parsed, and where its own
 /// headers give its flow key, the key, the side that sent it and the key's hash.
 struct Pending {
+    desc: Desc,
     parsed: Result<PacketInfo, ParseError>,
     flow: Option<(FlowKey, Side, u64)>,
 }
@@ -140,6 +141,8 @@ pub struct Worker {
     events: EventSink,
     stats: WorkerStats,
     rx_buf: Vec<Desc>,
+    /// Frames other workers parsed and handed to this one.
+    handed: Vec<Handed>,
     pending: Vec<Pending>,
     tx_buf: Vec<Desc>,
     drop_buf: Vec<Desc>,
@@ -160,6 +163,7 @@ impl Worker {
             flows: FlowTable::new(cfg.flow_capacity, cfg.timeouts),
             frags: FragTable::new(1024, 30_000_000_000),
             rx_buf: vec![Desc::default(); batch],
+            handed: Vec::with_capacity(batch),
             pending: Vec::with_capacity(batch),
             tx_buf: Vec::with_capacity(batch),
             drop_buf: Vec::with_capacity(batch),
@@ -225,27 +229,54 @@ impl Worker {
         }
         let mut handled = 0;
         let mut pending = std::mem::take(&mut self.pending);
+        let lane = io.lane();
         for port in Port::BOTH {
+            pending.clear();
+            // Frames another worker received, parsed and found to be ours.
+            let mut handed = std::mem::take(&mut self.handed);
+            io.take_handed(port, &mut handed, self.rx_buf.len());
+            handled += handed.len();
+            for h in handed.drain(..) {
+                let flow = self.flow_of(&h.info);
+                pending.push(Pending {
+                    desc: h.desc,
+                    parsed: Ok(h.info),
+                    flow,
+                });
+            }
+            self.handed = handed;
             let n = io.rx(port, &mut self.rx_buf)?;
             handled += n;
-            pending.clear();
             for &d in &self.rx_buf[..n] {
                 let parsed = wire::parse(io.frame(d));
-                let flow = parsed.as_ref().ok().and_then(|info| {
-                    let (key, side) = flow_key(info)?;
-                    let hash = self.flows.hash(&key);
-                    self.flows.prefetch_slot(hash);
-                    Some((key, side, hash))
+                if let (Ok(info), true) = (&parsed, lane.count > 1) {
+                    let owner = steer::owner(info, lane.count).unwrap_or(lane.index);
+                    if owner != lane.index {
+                        let frame = Handed {
+                            desc: d,
+                            info: *info,
+                        };
+                        if !io.hand_off(port, frame, owner) {
+                            // The owner is a ring behind (the backend counts it).
+                            self.drop_buf.push(d);
+                        }
+                        continue;
+                    }
+                }
+                let flow = parsed.as_ref().ok().and_then(|info| self.flow_of(info));
+                pending.push(Pending {
+                    desc: d,
+                    parsed,
+                    flow,
                 });
-                pending.push(Pending { parsed, flow });
             }
             for p in &pending {
                 if let Some((_, _, hash)) = p.flow {
                     self.flows.prefetch_entry(hash);
                 }
             }
-            for (i, p) in pending.iter().enumerate() {
-                let d = self.rx_buf[i];
+            for p in &pending {
+                let d = p.desc;
                 let frame = io.frame(d);
                 let counters = &mut self.stats.ports[port.index()];
                 counters.rx_packets += 1;
@@ -275,6 +306,16 @@ impl Worker {
             }
         }
         Ok(handled)
+    }
+
+    /// The flow key a frame's own headers give, the side that sent it and the
+    /// key's hash, with the hash's table slot prefetched.
+    #[inline]
+    fn flow_of(&self, info: &PacketInfo) -> Option<(FlowKey, Side, u64)> {
+        let (key, side) = flow_key(info)?;
+        let hash = self.flows.hash(&key);
+        self.flows.prefetch_slot(hash);
+        Some((key, side, hash))
     }
 
     fn transmit(&mut self, io: &mut impl PacketIo, port: Port) -> Result<(), IoError> {

@@ -1,5 +1,6 @@
 //! The AF_XDP test bed shared by the AF_XDP test binaries: namespaces, veth
-//! pairs, and the worker on `AfXdpIo` in the DUT namespace.
+//! pairs, and the packet path `bulkhead run` assembles (`dataplane::pipeline`)
+//! in the DUT namespace.
 #![allow(dead_code, unused_imports)]
 
 pub use dataplane::event;
@@ -8,6 +9,7 @@ pub use dataplane::io::afxdp::{
     DEFAULT_PIN_DIR,
 };
 pub use dataplane::offload::Offloader;
+pub use dataplane::pipeline::{self, Lane, Pipeline};
 pub use dataplane::policy::{named, PolicySnapshot, SnapshotCell};
 pub use dataplane::worker::{Worker, WorkerConfig, WorkerStats};
 pub use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -303,7 +305,8 @@ pub enum Stop {
     Detach,
 }
 
-/// The worker on AfXdpIo, running on a thread in the DUT namespace.
+/// The worker on its AF_XDP queues, assembled as `bulkhead run` does it,
+/// running on a thread in the DUT namespace.
 pub struct Dut {
     pub stop: Arc<AtomicBool>,
     pub how: Arc<std::sync::Mutex<Stop>>,
@@ -344,48 +347,38 @@ impl Dut {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop2, how2, cell2, stats2) = (stop.clone(), how.clone(), cell.clone(), stats.clone());
         let handle = in_netns(&t.dut, move || -> Result<u64, String> {
-            let mut io = match AfXdpIo::open(&cfg) {
-                Ok(io) => io,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return Err(e.to_string());
-                }
-            };
-            let (sink, _events) = event::channel(4096);
-            let mut worker = Worker::new(WorkerConfig::default(), cell2.clone(), sink);
-            let fence = match io.take_offload() {
-                Some(map) => {
-                    let fence = map.generation_fence().map_err(|e| e.to_string())?;
-                    dataplane::offload::fence_publications(&cell2, fence.clone(), |g, e| {
+            let started = AfXdpIo::open(&cfg)
+                .map_err(|e| e.to_string())
+                .and_then(|io| {
+                    let (sink, _events) = event::channel(4096);
+                    let workers = pipeline::workers(1, &WorkerConfig::default(), &cell2, sink);
+                    Pipeline::assemble(io, workers, &cell2, true, |g, e| {
                         panic!("kernel generation of policy generation {g}: {e}")
                     })
-                    .map_err(|e| e.to_string())?;
-                    worker.set_offload(Offloader::new(Box::new(map)).with_publish_fence());
-                    Some(fence)
+                    .map_err(|e| e.to_string())
+                });
+            let mut p = match started {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.clone()));
+                    return Err(e);
                 }
-                None => None,
             };
-            let _ = ready_tx.send(Ok((io.mode(), fence)));
-            let start = Instant::now();
-            let mut handled = 0u64;
-            let mut published = Instant::now();
-            while !stop2.load(Ordering::Relaxed) {
-                let now = start.elapsed().as_nanos() as u64 + 1;
-                let n = worker.poll(&mut io, now).map_err(|e| e.to_string())?;
-                handled += n as u64;
-                if n == 0 {
-                    io.poll_wait(Duration::from_millis(5))
-                        .map_err(|e| e.to_string())?;
-                }
-                if published.elapsed() >= Duration::from_millis(50) {
-                    published = Instant::now();
-                    *stats2.lock().unwrap() = worker.stats();
-                }
-            }
-            *stats2.lock().unwrap() = worker.stats();
+            let _ = ready_tx.send(Ok((p.modes, p.fence.clone())));
+            let mut lane = p.lanes.pop().ok_or("no lane")?;
+            let handled = lane
+                .run(
+                    &stop2,
+                    Instant::now(),
+                    Duration::from_millis(5),
+                    Duration::from_millis(50),
+                    |worker, _| *stats2.lock().unwrap() = worker.stats(),
+                )
+                .map_err(|e| e.to_string())?;
+            drop(lane);
             match *how2.lock().unwrap() {
-                Stop::LeaveAttached => io.leave_attached(),
-                Stop::Detach => io.detach().map_err(|e| e.to_string())?,
+                Stop::LeaveAttached => p.ports.leave_attached(),
+                Stop::Detach => p.ports.detach().map_err(|e| e.to_string())?,
             }
             Ok(handled)
         });

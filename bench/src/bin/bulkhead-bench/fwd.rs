@@ -4,9 +4,10 @@
 //!   frame to the other port through a devmap (`bench/bpf/fwd.c`): the kernel
 //!   ceiling.
 //! - `bulkhead-bench afxdp-fwd`: AF_XDP sockets on both ports over the
-//!   dataplane's own backend (`dataplane::io::afxdp::AfXdpIo`, the same XDP
-//!   program and UMEM bulkhead uses), forwarding every frame to the other port
-//!   with no parsing and no policy: the floor of any AF_XDP userspace path.
+//!   dataplane's own backend (`AfXdpIo::open`, then the one `QueueIo` a single
+//!   worker gets: the same XDP program, UMEM and queue code bulkhead runs),
+//!   forwarding every frame to the other port with no parsing and no policy:
+//!   the floor of any AF_XDP userspace path.
 
 use anyhow::{anyhow, Context};
 use aya::maps::DevMapHash;
@@ -74,8 +75,12 @@ pub fn afxdp_fwd(args: &FwdArgs) -> anyhow::Result<()> {
     cfg.fail_mode = FailMode::Closed;
     cfg.on_shutdown = OnShutdown::Detach;
     cfg.pin_dir = None;
-    let mut io = AfXdpIo::open(&cfg).context("opening the AF_XDP ports")?;
+    let io = AfXdpIo::open(&cfg).context("opening the AF_XDP ports")?;
     let (xdp, bind) = io.mode();
+    let (mut queues, ports) = io.split().context("taking the queues")?;
+    let mut io = queues
+        .pop()
+        .ok_or_else(|| anyhow!("no queue to forward on"))?;
     println!("ready ({xdp:?} XDP, {bind:?} bind)");
     let mut batch = [Desc::default(); 64];
     let mut forwarded = 0u64;
@@ -100,7 +105,8 @@ pub fn afxdp_fwd(args: &FwdArgs) -> anyhow::Result<()> {
             io.poll_wait(Duration::from_millis(20))?;
         }
     }
-    io.shutdown().context("closing the ports")?;
+    drop(io);
+    ports.shutdown().context("closing the ports")?;
     eprintln!("afxdp-fwd: forwarded {forwarded}, dropped {dropped} (tx ring full)");
     Ok(())
 }

@@ -56,7 +56,7 @@ pub struct AfXdpConfig {
     /// follow the fail mode: unfiltered or dropped.)
     pub queues: u32,
     /// Prepare the kernel tier (flow offload): both port programs share one flow
-    /// map of `offload_entries` entries, and [`AfXdpIo::take_offload`] hands it
+    /// map of `offload_entries` entries, and [`AfXdpIo::take_offload_all`] hands it
     /// out. Without it the programs hand every frame to the sockets.
     pub offload: bool,
     pub offload_entries: u32,

@@ -1,9 +1,11 @@
 //! AF_XDP packet I/O on two real ports (Linux).
 //!
 //! [`AfXdpIo::open`] loads the XDP program (`dataplane/bpf/bulkhead.c`) on both
-//! ports ([`xdp`]), registers one UMEM, binds one AF_XDP socket per port (queue
-//! 0) over it ([`socket`]) and steers each port's queue to its socket. From then
-//! on [`PacketIo`] moves frames as UMEM offsets: a frame received on A is
+//! ports ([`xdp`]), registers one UMEM, binds one AF_XDP socket per queue of
+//! each port over it ([`socket`]) and steers each queue to its socket.
+//! [`AfXdpIo::split`] then gives each worker its [`QueueIo`], the one
+//! [`PacketIo`](super::PacketIo) of this backend (one worker takes every
+//! queue): it moves frames as UMEM offsets, so a frame received on A is
 //! transmitted on B from the same buffer, with no copy in userspace.
 //!
 //! Buffer life cycle: free list -> fill ring of a port -> rx ring -> the worker
@@ -37,25 +39,13 @@ pub use sys::monotonic_ns;
 pub use vlan::{keep_tags as keep_vlan_tags, StripsTags, VlanSetup};
 pub use xdp::{current_netns_id, remove_pins, FailMode, OnShutdown, XdpMode, XdpModePreference};
 
-use super::{Desc, IoError, PacketIo, Port};
+use super::Port;
 use open::{bind_first, check_mtu, offload_handles, queue_count, shared_pins};
 use socket::{QueueSocket, RingSizes, UmemArea, UmemHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use xdp::{AttachSpec, XdpPort};
 use xdpilone::Umem;
-
-/// Counters of the backend itself (the worker counts packets).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AfXdpStats {
-    /// `sendto` kicks of a tx ring.
-    pub tx_kicks: u64,
-    /// `poll` kicks of a fill ring.
-    pub fill_kicks: u64,
-    /// Frames refused by `tx` for lying outside their chunk.
-    pub bad_descriptors: u64,
-}
 
 /// The UMEM every socket of both ports shares, and its memory (in drop order),
 /// held by the [`AfXdpIo`] or, after [`AfXdpIo::split`], by every worker's queues.
@@ -74,7 +64,8 @@ struct PortIo {
     xdp: Option<XdpPort>,
 }
 
-/// AF_XDP on two ports with one shared UMEM. Implements [`PacketIo`].
+/// AF_XDP on two ports with one shared UMEM, opened: [`AfXdpIo::split`] hands
+/// the queues to the workers.
 pub struct AfXdpIo {
     // Field order is drop order: sockets and programs, then the UMEM, then its
     // memory.
@@ -89,7 +80,6 @@ pub struct AfXdpIo {
     busy_poll: bool,
     /// Workers the queues were bound for ([`AfXdpConfig::queues`]).
     workers: usize,
-    stats: AfXdpStats,
     /// The kernel tier's map handles, one per queue.
     offload: Option<Vec<XdpOffloadMap>>,
     /// What was done to keep VLAN tags in the frames, per port.
@@ -200,7 +190,6 @@ impl AfXdpIo {
             on_shutdown: cfg.on_shutdown,
             busy_poll: cfg.busy_poll_us > 0,
             workers: cfg.queues.max(1) as usize,
-            stats: AfXdpStats::default(),
             offload,
             vlan,
         };
@@ -218,67 +207,18 @@ impl AfXdpIo {
         &self.ports[port.index()].ifname
     }
 
-    pub fn stats(&self) -> AfXdpStats {
-        self.stats
-    }
-
     /// What the ports' VLAN tag offloads were set to at open, per port.
     pub fn vlan_setup(&self) -> &[VlanSetup; 2] {
         &self.vlan
     }
 
-    /// The kernel tier's maps (once; `None` without [`AfXdpConfig::offload`]), for
-    /// the worker's [`crate::offload::Offloader`]. Until it writes a generation
-    /// the programs hand every frame to the sockets.
-    pub fn take_offload(&mut self) -> Option<XdpOffloadMap> {
-        self.offload.take()?.into_iter().next()
-    }
-
-    /// [`AfXdpIo::take_offload`] for several workers: one handle on the same
-    /// maps per bound queue, in queue order (the first also reads the tier
-    /// counters).
+    /// The kernel tier's maps (once; `None` without [`AfXdpConfig::offload`]):
+    /// one handle on the same maps per bound queue, in queue order (the first
+    /// also reads the tier counters), for the workers' offloaders
+    /// ([`crate::pipeline::Pipeline::assemble`]). Until one writes a
+    /// generation the programs hand every frame to the sockets.
     pub fn take_offload_all(&mut self) -> Option<Vec<XdpOffloadMap>> {
         self.offload.take()
-    }
-
-    /// Frames on the free list (neither in a ring nor held by the worker).
-    pub fn free_frames(&self) -> usize {
-        self.free.len()
-    }
-
-    /// Wait up to `timeout` for a frame to arrive on either port (for an idle
-    /// worker, instead of spinning). Pending transmissions are kicked first.
-    /// Returns whether a socket is readable. With busy polling on, it does not
-    /// sleep: it polls each device queue once (in the kernel, for up to
-    /// `busy_poll_us`) and returns.
-    pub fn poll_wait(&mut self, timeout: Duration) -> Result<bool, IoError> {
-        if self.busy_poll {
-            for p in &mut self.ports {
-                for q in &mut p.queues {
-                    self.stats.tx_kicks += u64::from(q.kick_tx());
-                    sys::busy_poll_rx(q.fd());
-                }
-            }
-            return Ok(true);
-        }
-        let mut fds = Vec::with_capacity(2);
-        let mut owners = Vec::with_capacity(2);
-        let mut timeout = timeout;
-        for (i, p) in self.ports.iter_mut().enumerate() {
-            for q in &mut p.queues {
-                self.stats.tx_kicks += u64::from(q.kick_tx());
-                if q.tx.pending() > 0 {
-                    // The device queue is full: come back soon to kick again.
-                    timeout = timeout.min(Duration::from_millis(1));
-                }
-                fds.push(q.fd());
-                owners.push(Port::BOTH[i]);
-            }
-        }
-        sys::poll_readable(&fds, timeout).map_err(|(i, source)| IoError::Os {
-            port: owners.get(i).copied().unwrap_or(Port::A),
-            source,
-        })
     }
 
     /// Remove the XDP programs (whatever `on_shutdown` says) and close the
@@ -318,94 +258,12 @@ impl AfXdpIo {
         }
         result
     }
-
-    /// Top up a queue's fill ring from the free list and reap its completions.
-    #[inline]
-    fn service(&mut self, port: Port) {
-        let p = &mut self.ports[port.index()];
-        for q in &mut p.queues {
-            q.reap(self.chunk_mask, &mut self.free, self.completion_ring);
-            let room = p.fill_target.saturating_sub(q.in_fill);
-            if room > 0 && !self.free.is_empty() {
-                q.fill(&mut self.free, room);
-            }
-        }
-    }
-
-    /// A descriptor lies inside one chunk of the UMEM.
-    #[inline]
-    fn valid(&self, d: &Desc) -> bool {
-        let base = d.addr & self.chunk_mask;
-        d.addr + u64::from(d.len) <= base + u64::from(self.chunk)
-            && d.addr + u64::from(d.len) <= self.umem.area.len() as u64
-    }
 }
 
 impl Drop for AfXdpIo {
     fn drop(&mut self) {
         let action = self.on_shutdown;
         let _ = self.finish(action);
-    }
-}
-
-impl PacketIo for AfXdpIo {
-    fn rx(&mut self, port: Port, out: &mut [Desc]) -> Result<usize, IoError> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        self.service(port);
-        let p = &mut self.ports[port.index()];
-        let mut n = 0;
-        for q in &mut p.queues {
-            let start = n;
-            let mut r = q.rx.receive((out.len() - n) as u32);
-            while let Some(d) = r.read() {
-                out[n] = Desc {
-                    addr: d.addr,
-                    len: d.len,
-                };
-                n += 1;
-            }
-            r.release();
-            drop(r);
-            q.in_fill = q.in_fill.saturating_sub((n - start) as u32);
-            if n == start && q.device.needs_wakeup() {
-                q.device.wake();
-                self.stats.fill_kicks += 1;
-            }
-            if n == out.len() {
-                break;
-            }
-        }
-        Ok(n)
-    }
-
-    #[inline]
-    fn frame(&self, desc: Desc) -> &[u8] {
-        self.umem.area.bytes(desc.addr, desc.len).unwrap_or(&[])
-    }
-
-    fn tx(&mut self, port: Port, descs: &[Desc]) -> Result<usize, IoError> {
-        if let Some(bad) = descs.iter().find(|d| !self.valid(d)) {
-            self.stats.bad_descriptors += 1;
-            return Err(IoError::BadDescriptor {
-                addr: bad.addr,
-                len: bad.len,
-            });
-        }
-        self.service(port);
-        let p = &mut self.ports[port.index()];
-        let Some(q) = p.queues.first_mut() else {
-            return Ok(0);
-        };
-        let n = q.transmit(descs);
-        self.stats.tx_kicks += u64::from(q.kick_tx());
-        Ok(n as usize)
-    }
-
-    fn free(&mut self, descs: &[Desc]) {
-        let mask = self.chunk_mask;
-        self.free.extend(descs.iter().map(|d| d.addr & mask));
     }
 }
 

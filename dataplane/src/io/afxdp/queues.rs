@@ -4,10 +4,13 @@
 //!
 //! Each worker owns a flow table, so both directions of a flow must reach the
 //! same worker. A NIC with a symmetric RSS key does that itself; veth and NICs
-//! that cannot spread frames by their sender's choice. So every frame is
-//! checked on arrival ([`steer::owner`]) and one that belongs to another worker
-//! is handed to it over a lock-free single-producer ring (`rtrb`), with an
-//! eventfd to wake it if it sleeps. The owner forwards it on its own socket.
+//! that cannot spread frames by their sender's choice. So the worker that
+//! receives a frame parses it, asks [`steer::owner`](crate::io::steer::owner),
+//! and hands a frame that belongs to another worker to it, with its parse
+//! ([`PacketIo::hand_off`]), over a lock-free single-producer ring (`rtrb`),
+//! with an eventfd to wake it if it sleeps. The owner forwards it on its own
+//! socket without parsing it again. One worker (one `QueueIo` on every queue)
+//! is the case n = 1: nothing is handed.
 //!
 //! Frames: the UMEM is cut into one share per worker. A frame handed away is
 //! transmitted or freed by its new holder, and then goes home over a return
@@ -16,7 +19,7 @@
 use super::socket::QueueSocket;
 use super::{sys, AfXdpError, AfXdpIo, SharedUmem};
 use crate::io::SocketDrops;
-use crate::io::{steer, Desc, IoError, PacketIo, Port};
+use crate::io::{Desc, Handed, IoError, Lane, PacketIo, Port};
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,7 +45,12 @@ pub struct QueueStats {
     pub handed_in: u64,
     /// Frames dropped because the owner's ring was full.
     pub handoff_full: u64,
+    /// `sendto` kicks of a tx ring.
     pub tx_kicks: u64,
+    /// Wake-ups of a fill ring the kernel asked for (need-wakeup mode).
+    pub fill_kicks: u64,
+    /// Frames refused by `tx` for lying outside their chunk.
+    pub bad_descriptors: u64,
 }
 
 /// Queue `index` of both ports, for one worker. Implements [`PacketIo`].
@@ -63,14 +71,13 @@ pub struct QueueIo {
     share: u64,
     busy_poll: bool,
     /// `to[j][port]`: frames for worker j, received on `port`.
-    to: Vec<Option<[Producer<Desc>; 2]>>,
-    from: Vec<Option<[Consumer<Desc>; 2]>>,
+    to: Vec<Option<[Producer<Handed>; 2]>>,
+    from: Vec<Option<[Consumer<Handed>; 2]>>,
     /// Frames going back to their home worker.
     home_to: Vec<Option<Producer<u64>>>,
     home_from: Vec<Option<Consumer<u64>>>,
     wake: Vec<bool>,
     reaped: Vec<u64>,
-    scratch: Vec<Desc>,
     stats: QueueStats,
 }
 
@@ -89,6 +96,12 @@ impl AfXdpPorts {
     /// Remove the programs whatever `on_shutdown` says.
     pub fn detach(self) -> Result<(), AfXdpError> {
         self.io.detach()
+    }
+
+    /// Leave the programs attached (pinned) whatever `on_shutdown` says: the
+    /// fail mode applies from now on, also after this process exits.
+    pub fn leave_attached(self) {
+        self.io.leave_attached()
     }
 }
 
@@ -119,10 +132,10 @@ impl AfXdpIo {
         // Rings between every ordered pair: a whole share fits, so a hand-off
         // is refused only when the owner has fallen a share behind.
         let ring = share as usize;
-        let mut to: Vec<Vec<Option<[Producer<Desc>; 2]>>> = (0..workers)
+        let mut to: Vec<Vec<Option<[Producer<Handed>; 2]>>> = (0..workers)
             .map(|_| (0..workers).map(|_| None).collect())
             .collect();
-        let mut from: Vec<Vec<Option<[Consumer<Desc>; 2]>>> = (0..workers)
+        let mut from: Vec<Vec<Option<[Consumer<Handed>; 2]>>> = (0..workers)
             .map(|_| (0..workers).map(|_| None).collect())
             .collect();
         let mut home_to: Vec<Vec<Option<Producer<u64>>>> = (0..workers)
@@ -188,7 +201,6 @@ impl AfXdpIo {
                 home_from,
                 wake: vec![false; workers],
                 reaped: Vec::with_capacity(self.completion_ring as usize),
-                scratch: Vec::new(),
                 stats: QueueStats::default(),
             });
         }
@@ -288,6 +300,7 @@ impl QueueIo {
     /// worker; kicks pending transmissions first. With busy polling it polls the
     /// device queues once and returns.
     pub fn poll_wait(&mut self, timeout: Duration) -> Result<bool, IoError> {
+        self.wake_targets();
         let mut timeout = timeout;
         for s in self.sockets.iter_mut().flatten() {
             self.stats.tx_kicks += u64::from(s.kick_tx());
@@ -326,75 +339,74 @@ impl QueueIo {
 
 impl PacketIo for QueueIo {
     fn rx(&mut self, port: Port, out: &mut [Desc]) -> Result<usize, IoError> {
+        // Wake whoever the last batch handed frames to.
+        self.wake_targets();
         if out.is_empty() {
             return Ok(0);
         }
         self.service(port);
-        let p = port.index();
         let mut n = 0;
+        for s in &mut self.sockets[port.index()] {
+            let room = (out.len() - n) as u32;
+            if room == 0 {
+                break;
+            }
+            let start = n;
+            let mut r = s.rx.receive(room);
+            while let Some(d) = r.read() {
+                out[n] = Desc {
+                    addr: d.addr,
+                    len: d.len,
+                };
+                n += 1;
+            }
+            r.release();
+            drop(r);
+            let got = (n - start) as u32;
+            s.in_fill = s.in_fill.saturating_sub(got);
+            if got == 0 && s.device.needs_wakeup() {
+                s.device.wake();
+                self.stats.fill_kicks += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn lane(&self) -> Lane {
+        Lane {
+            index: self.index,
+            count: self.workers,
+        }
+    }
+
+    fn hand_off(&mut self, port: Port, frame: Handed, owner: usize) -> bool {
+        let pushed = match self.to.get_mut(owner) {
+            Some(Some(rings)) => rings[port.index()].push(frame).is_ok(),
+            _ => false,
+        };
+        if pushed {
+            self.stats.handed_out += 1;
+            if let Some(w) = self.wake.get_mut(owner) {
+                *w = true;
+            }
+        } else {
+            self.stats.handoff_full += 1;
+        }
+        pushed
+    }
+
+    fn take_handed(&mut self, port: Port, out: &mut Vec<Handed>, max: usize) {
+        let p = port.index();
+        let before = out.len();
         for inbox in self.from.iter_mut().flatten() {
-            while n < out.len() {
+            while out.len() - before < max {
                 match inbox[p].pop() {
-                    Ok(d) => {
-                        out[n] = d;
-                        n += 1;
-                        self.stats.handed_in += 1;
-                    }
+                    Ok(h) => out.push(h),
                     Err(_) => break,
                 }
             }
         }
-        if n == out.len() {
-            return Ok(n);
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        for s in &mut self.sockets[p] {
-            let before = scratch.len();
-            let room = (out.len() - n).saturating_sub(before) as u32;
-            if room == 0 {
-                break;
-            }
-            let mut r = s.rx.receive(room);
-            while let Some(d) = r.read() {
-                scratch.push(Desc {
-                    addr: d.addr,
-                    len: d.len,
-                });
-            }
-            r.release();
-            drop(r);
-            let got = (scratch.len() - before) as u32;
-            s.in_fill = s.in_fill.saturating_sub(got);
-            if got == 0 && s.device.needs_wakeup() {
-                s.device.wake();
-            }
-        }
-        for d in scratch.drain(..) {
-            let frame = self.umem.area.bytes(d.addr, d.len).unwrap_or(&[]);
-            let owner = steer::owner(frame, self.workers).unwrap_or(self.index);
-            if owner == self.index {
-                out[n] = d;
-                n += 1;
-                continue;
-            }
-            let pushed = match self.to.get_mut(owner) {
-                Some(Some(rings)) => rings[p].push(d).is_ok(),
-                _ => false,
-            };
-            if pushed {
-                self.stats.handed_out += 1;
-                if let Some(w) = self.wake.get_mut(owner) {
-                    *w = true;
-                }
-            } else {
-                self.stats.handoff_full += 1;
-                self.release(d.addr & self.chunk_mask);
-            }
-        }
-        self.scratch = scratch;
-        self.wake_targets();
-        Ok(n)
+        self.stats.handed_in += (out.len() - before) as u64;
     }
 
     #[inline]
@@ -409,6 +421,7 @@ impl PacketIo for QueueIo {
             let end = d.addr + u64::from(d.len);
             end > base + self.chunk || end > area
         }) {
+            self.stats.bad_descriptors += 1;
             return Err(IoError::BadDescriptor {
                 addr: bad.addr,
                 len: bad.len,
