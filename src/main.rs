@@ -6,6 +6,7 @@ mod capture;
 mod ctl;
 mod lab;
 mod policy_cmd;
+mod records_cmd;
 mod replay;
 mod run;
 mod token_cmd;
@@ -33,6 +34,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Work with policy model files (`policy check FILE`).
     Policy(policy_cmd::PolicyArgs),
+    /// Query a records store file, offline (`records flows --store FILE`).
+    Records(records_cmd::RecordsArgs),
     /// The management API's client (`ctl workloads`, `ctl quarantine add MAC` ...).
     Ctl(ctl::CtlArgs),
     /// Management API tokens, in the store (`token create --role admin --name NAME`).
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Policy(args) => policy_cmd::run(args),
+        Command::Records(args) => records_cmd::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Run(args) => run::run(args),
         Command::Token(args) => token_cmd::run(args),

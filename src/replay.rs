@@ -7,6 +7,7 @@
 
 use crate::capture;
 use anyhow::Context;
+use control::records::{Clock, Recorder, RecordsConfig, RecordsWriter};
 use control::{Compiled, Model, RuleMap};
 use dataplane::event::{Event, FlowRecord};
 use dataplane::io::mem::MemIo;
@@ -31,6 +32,11 @@ pub struct ReplayArgs {
     /// Flow-table capacity.
     #[arg(long, default_value_t = 1 << 20)]
     pub flows: usize,
+    /// Also write the flow records into this records store (created if
+    /// absent), with the capture's timestamps as the clock, for `bulkhead
+    /// records` to query like live traffic.
+    #[arg(long)]
+    pub records: Option<PathBuf>,
 }
 
 /// Packets, bytes and flows.
@@ -114,13 +120,27 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let (snapshot, compiled) = control::compile_snapshot(&model, 1)
         .with_context(|| format!("{}: policy does not compile", args.policy.display()))?;
     let cell = Arc::new(SnapshotCell::new(snapshot));
+    let mut recorder = match &args.records {
+        Some(path) => {
+            let writer = RecordsWriter::start(path, RecordsConfig::for_import())?;
+            Some(Recorder::lossless(writer, Clock::Unix))
+        }
+        None => None,
+    };
+    let shared_model = Arc::new(model.clone());
+    let mut take = |report: &mut Report, e: Event| {
+        if let Some(r) = recorder.as_mut() {
+            r.record(&e, &shared_model, &cell.load());
+        }
+        report.take(e, &compiled.rules);
+    };
     let (sink, events) = dataplane::event::channel(1 << 16);
     let cfg = WorkerConfig {
         flow_capacity: args.flows,
         batch_size: 1,
         ..WorkerConfig::default()
     };
-    let mut worker = Worker::new(cfg, cell, sink);
+    let mut worker = Worker::new(cfg, cell.clone(), sink);
     // One frame at a time, so every frame is handled at its own capture time.
     let mut io = MemIo::new(2, 1 << 16);
     let mut report = Report::default();
@@ -146,13 +166,24 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         worker.poll(&mut io, frame.time_ns)?;
         io.drain_tx(Port::B, |_| {});
         for e in events.try_iter() {
-            report.take(e, &compiled.rules);
+            take(&mut report, e);
         }
         Ok(())
     })?;
     worker.flush();
     for e in events.try_iter() {
-        report.take(e, &compiled.rules);
+        take(&mut report, e);
+    }
+    if let Some(r) = recorder {
+        let counters = r.counters();
+        r.finish();
+        if let Some(path) = &args.records {
+            eprintln!(
+                "records: {} flow records written to {}",
+                counters.written.load(std::sync::atomic::Ordering::Relaxed),
+                path.display()
+            );
+        }
     }
     print!(
         "{}",

@@ -14,9 +14,9 @@
 
 use control::records::{Identity, RecordKind, RecordsConfig, RecordsWriter, StoredFlow};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dataplane::event::EndReason;
+use dataplane::event::{EndReason, FlowRecord};
 use dataplane::flow::FlowState;
-use dataplane::policy::{Action, Mode, Reason};
+use dataplane::policy::{Action, Mode, Reason, Verdict};
 use dataplane::wire::MacAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,36 +37,43 @@ fn identity(i: u64) -> Identity {
 
 fn flow(n: u64, now_ms: i64, ids: &[Identity]) -> StoredFlow {
     let (s, d) = (n % WORKLOADS, (n * 7 + 3) % WORKLOADS);
+    let (src, dst) = (ids[s as usize].clone(), ids[d as usize].clone());
+    let deny = n.is_multiple_of(10);
     StoredFlow {
+        flow: FlowRecord {
+            src_mac: src.mac,
+            dst_mac: dst.mac,
+            src_ip: format!("10.{}.{}.{}", s >> 16, (s >> 8) & 255, s & 255)
+                .parse()
+                .unwrap(),
+            dst_ip: format!("10.{}.{}.{}", d >> 16, (d >> 8) & 255, d & 255)
+                .parse()
+                .unwrap(),
+            proto: 6,
+            src_port: 32768 + (n % 28000) as u16,
+            dst_port: [443, 5432, 22, 445][(n % 4) as usize],
+            vlan: [0, 0],
+            verdict: Verdict {
+                action: if deny { Action::Deny } else { Action::Allow },
+                reason: if deny {
+                    Reason::Default
+                } else {
+                    Reason::Rule(10)
+                },
+                mode: Mode::Enforce,
+                would_deny: false,
+            },
+            generation: 1,
+            state: FlowState::Closed,
+            first_seen: 0,
+            last_seen: 0,
+            packets: [12, 10],
+            bytes: [1_400, 9_800],
+        },
         first_ms: now_ms - 2_000,
         last_ms: now_ms,
-        src: ids[s as usize].clone(),
-        dst: ids[d as usize].clone(),
-        src_ip: format!("10.{}.{}.{}", s >> 16, (s >> 8) & 255, s & 255)
-            .parse()
-            .unwrap(),
-        dst_ip: format!("10.{}.{}.{}", d >> 16, (d >> 8) & 255, d & 255)
-            .parse()
-            .unwrap(),
-        proto: 6,
-        src_port: 32768 + (n % 28000) as u16,
-        dst_port: [443, 5432, 22, 445][(n % 4) as usize],
-        vlan: [0, 0],
-        packets: [12, 10],
-        bytes: [1_400, 9_800],
-        action: if n.is_multiple_of(10) {
-            Action::Deny
-        } else {
-            Action::Allow
-        },
-        reason: if n.is_multiple_of(10) {
-            Reason::Default
-        } else {
-            Reason::Rule(10 << 8)
-        },
-        mode: Mode::Enforce,
-        would_deny: false,
-        state: FlowState::Closed,
+        src,
+        dst,
         kind: RecordKind::Ended(EndReason::Idle),
     }
 }

@@ -14,19 +14,26 @@
 //! Schema in [`schema`]; SQLite in WAL mode (`docs/decisions.md`, "Flow
 //! records").
 
+mod query;
+mod recorder;
 mod schema;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
+pub use query::{
+    Cursor, EndView, FlowFilter, FlowPage, FlowRow, ReasonFilter, RecordsReader, Side,
+    VerdictFilter, DEFAULT_LIMIT, MAX_LIMIT,
+};
+pub use recorder::{Clock, Recorder};
 #[cfg(test)]
 use writer::now_ms as writer_now_ms;
 pub use writer::{RecordsConfig, RecordsCounters, RecordsWriter};
 
-use dataplane::event::EndReason;
+use dataplane::event::{EndReason, FlowRecord};
 use dataplane::flow::FlowState;
-use dataplane::policy::{Action, Mode, Reason};
+use dataplane::policy::{Mode, Reason};
 use dataplane::wire::MacAddr;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -46,8 +53,14 @@ pub enum RecordsError {
         found: i64,
         known: i64,
     },
+    #[error("records store {path}: no such file")]
+    Missing { path: PathBuf },
+    #[error("records store {path}: not a bulkhead records store")]
+    Foreign { path: PathBuf },
     #[error("records store: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("records query: {0}")]
+    Query(String),
     #[error("records store: the writer thread: {0}")]
     Thread(String),
 }
@@ -81,30 +94,19 @@ pub enum RecordKind {
     Interim,
 }
 
-/// One flow record as stored: the dataplane's record with identities and
-/// wall-clock times.
+/// One flow record as stored: the dataplane's record with the identities of
+/// both ends and wall-clock times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFlow {
+    /// The worker's record. Its rule id is the user rule's (the recorder maps
+    /// compiled ids back); its times are the worker's clock, `first_ms` and
+    /// `last_ms` are the wall clock's.
+    pub flow: FlowRecord,
     /// Milliseconds since the Unix epoch.
     pub first_ms: i64,
     pub last_ms: i64,
     pub src: Identity,
     pub dst: Identity,
-    pub src_ip: IpAddr,
-    pub dst_ip: IpAddr,
-    pub proto: u8,
-    pub src_port: u16,
-    pub dst_port: u16,
-    /// `[outer, inner]`, 0 where untagged.
-    pub vlan: [u16; 2],
-    /// `[initiator -> responder, responder -> initiator]`, both tiers.
-    pub packets: [u64; 2],
-    pub bytes: [u64; 2],
-    pub action: Action,
-    pub reason: Reason,
-    pub mode: Mode,
-    pub would_deny: bool,
-    pub state: FlowState,
     pub kind: RecordKind,
 }
 

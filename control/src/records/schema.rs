@@ -4,7 +4,7 @@
 //! that has shipped.
 
 use super::RecordsError;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::Path;
 
 const MIGRATIONS: &[&str] = &[
@@ -55,13 +55,62 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this bulkhead writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The `application_id` of a records store ("bkrc"), so that a query never
+/// mistakes (or migrates) another SQLite file for one.
+const APP_ID: i64 = 0x626b_7263;
+
 /// Open (creating if absent) and migrate the store at `path`, in WAL mode.
 pub(crate) fn open(path: &Path) -> Result<Connection, RecordsError> {
+    let conn = Connection::open(path).map_err(|source| RecordsError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    prepare(conn, path)
+}
+
+/// Open an existing store (a copy taken off an appliance, for queries):
+/// refused if absent, not SQLite, another file's database or newer than this
+/// bulkhead; an older one is migrated.
+pub(crate) fn open_existing(path: &Path) -> Result<Connection, RecordsError> {
     let at = |source| RecordsError::Open {
         path: path.to_path_buf(),
         source,
     };
-    let mut conn = Connection::open(path).map_err(at)?;
+    if !path.is_file() {
+        return Err(RecordsError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(at)?;
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(at)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(at)?;
+    let has_flows: bool = conn
+        .query_row(
+            "SELECT count(*) = 1 FROM sqlite_master WHERE type = 'table' AND name = 'flows'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(at)?;
+    // Stores written before the id was set are ours if they have our tables.
+    if app != APP_ID && !(app == 0 && version >= 1 && has_flows) {
+        return Err(RecordsError::Foreign {
+            path: path.to_path_buf(),
+        });
+    }
+    prepare(conn, path)
+}
+
+/// WAL mode, the migrations, the application id.
+fn prepare(mut conn: Connection, path: &Path) -> Result<Connection, RecordsError> {
+    let at = |source| RecordsError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
     // WAL: readers (queries) never wait for the writer; NORMAL sync: a power
     // cut may lose the last commits, never corrupt the file.
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -89,5 +138,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection, RecordsError> {
             .map_err(at)?;
         tx.commit().map_err(at)?;
     }
+    conn.pragma_update(None, "application_id", APP_ID)
+        .map_err(at)?;
     Ok(conn)
 }

@@ -7,6 +7,7 @@
 use super::*;
 use crate::testutil::TempDir;
 use dataplane::event::EndReason;
+use dataplane::policy::{Action, Verdict};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -20,24 +21,37 @@ fn ident(last: u8, name: &str) -> Identity {
 }
 
 fn flow(i: u32, last_ms: i64) -> StoredFlow {
+    let (src, dst) = (
+        ident(1, "web-1"),
+        Identity::unknown(MacAddr([2, 0, 0, 0, 2, 1])),
+    );
     StoredFlow {
+        flow: FlowRecord {
+            src_mac: src.mac,
+            dst_mac: dst.mac,
+            src_ip: "10.0.0.11".parse().unwrap(),
+            dst_ip: "2001:db8::21".parse().unwrap(),
+            proto: 6,
+            src_port: 40000 + (i % 20000) as u16,
+            dst_port: 5432,
+            vlan: [20, 0],
+            verdict: Verdict {
+                action: Action::Deny,
+                reason: Reason::Rule(50),
+                mode: Mode::Audit,
+                would_deny: true,
+            },
+            generation: 3,
+            state: FlowState::Established,
+            first_seen: 1,
+            last_seen: 2,
+            packets: [10, 8],
+            bytes: [1200, u64::MAX],
+        },
         first_ms: last_ms - 1000,
         last_ms,
-        src: ident(1, "web-1"),
-        dst: Identity::unknown(MacAddr([2, 0, 0, 0, 2, 1])),
-        src_ip: "10.0.0.11".parse().unwrap(),
-        dst_ip: "2001:db8::21".parse().unwrap(),
-        proto: 6,
-        src_port: 40000 + (i % 20000) as u16,
-        dst_port: 5432,
-        vlan: [20, 0],
-        packets: [10, 8],
-        bytes: [1200, u64::MAX],
-        action: Action::Deny,
-        reason: Reason::Rule(50 << 8),
-        mode: Mode::Audit,
-        would_deny: true,
-        state: FlowState::Established,
+        src,
+        dst,
         kind: RecordKind::Ended(EndReason::Idle),
     }
 }
@@ -106,7 +120,7 @@ fn a_batch_is_stored_with_its_identities_once() {
             state.as_str(),
             kind.as_str()
         ),
-        ("rule", 50 << 8, "audit", "established", "idle")
+        ("rule", 50, "audit", "established", "idle")
     );
     assert!(!allowed);
     assert_eq!(bytes_rev, i64::MAX, "a counter past i64 saturates");

@@ -26,6 +26,17 @@ pub struct RecordsConfig {
     pub retention_every: Duration,
 }
 
+impl RecordsConfig {
+    /// For records whose times are not now (a capture imported by a replay):
+    /// no retention by age, which would delete them as they arrive.
+    pub fn for_import() -> RecordsConfig {
+        RecordsConfig {
+            max_age: Duration::MAX,
+            ..RecordsConfig::default()
+        }
+    }
+}
+
 impl Default for RecordsConfig {
     fn default() -> Self {
         RecordsConfig {
@@ -209,31 +220,32 @@ impl Writer {
                     Ok(id)
                 };
                 let (src_id, dst_id) = (id_of(&f.src)?, id_of(&f.dst)?);
-                let (reason, rule) = reason_name(f.reason);
+                let r = &f.flow;
+                let (reason, rule) = reason_name(r.verdict.reason);
                 flow.execute(params![
                     f.first_ms,
                     f.last_ms,
-                    mac_int(f.src.mac),
-                    mac_int(f.dst.mac),
+                    mac_int(r.src_mac),
+                    mac_int(r.dst_mac),
                     src_id,
                     dst_id,
-                    &ip_bytes(f.src_ip)[..],
-                    &ip_bytes(f.dst_ip)[..],
-                    f.proto,
-                    f.src_port,
-                    f.dst_port,
-                    f.vlan[0],
-                    f.vlan[1],
-                    sat(f.packets[0]),
-                    sat(f.packets[1]),
-                    sat(f.bytes[0]),
-                    sat(f.bytes[1]),
-                    f.action == Action::Allow,
+                    &ip_bytes(r.src_ip)[..],
+                    &ip_bytes(r.dst_ip)[..],
+                    r.proto,
+                    r.src_port,
+                    r.dst_port,
+                    r.vlan[0],
+                    r.vlan[1],
+                    sat(r.packets[0]),
+                    sat(r.packets[1]),
+                    sat(r.bytes[0]),
+                    sat(r.bytes[1]),
+                    r.verdict.action == Action::Allow,
                     reason,
                     rule,
-                    mode_name(f.mode),
-                    f.would_deny,
-                    state_name(f.state),
+                    mode_name(r.verdict.mode),
+                    r.verdict.would_deny,
+                    state_name(r.state),
                     kind_name(f.kind),
                 ])?;
             }
@@ -243,7 +255,8 @@ impl Writer {
 
     /// Delete flow records older than the maximum age, oldest first.
     fn retain(&mut self, now_ms: i64) -> Result<u64, rusqlite::Error> {
-        let cutoff = now_ms.saturating_sub(self.cfg.max_age.as_millis() as i64);
+        let age = i64::try_from(self.cfg.max_age.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms.saturating_sub(age);
         let n = self
             .conn
             .execute("DELETE FROM flows WHERE last_ms < ?1", [cutoff])?;

@@ -1,0 +1,214 @@
+//! `bulkhead records SUBCOMMAND --store FILE`: queries on a records store
+//! file (one copied off an appliance, or written by `replay --records`),
+//! with no appliance running. The same filters as the API's.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use control::records::{FlowFilter, FlowRow, RecordsReader};
+use control::time::Timestamp;
+use dataplane::policy::Proto;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct RecordsArgs {
+    #[command(subcommand)]
+    command: RecordsCommand,
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Flow records, newest first.
+    Flows(FlowsArgs),
+}
+
+#[derive(Args)]
+pub struct FlowsArgs {
+    /// The records store (an SQLite file written by bulkhead).
+    #[arg(long)]
+    store: PathBuf,
+    #[command(flatten)]
+    filter: FlowFilterArgs,
+    /// One JSON array on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The flow filters, as `bulkhead records flows` and `bulkhead ctl flows` take them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FlowFilterArgs {
+    /// The initiator: a MAC, a workload name, an IP or a CIDR.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The responder: a MAC, a workload name, an IP or a CIDR.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// allow, deny or would-deny.
+    #[arg(long)]
+    pub verdict: Option<String>,
+    /// rule, rule:ID, default, quarantine, blocklist or management.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// tcp, udp, icmp, icmpv6 or a number.
+    #[arg(long)]
+    pub proto: Option<String>,
+    /// The responder's port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Flows seen at or after: RFC 3339, or an age like 2h or 30m.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Flows that started at or before: RFC 3339, or an age.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Rows at most (default 100, at most 10000).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Continue where a previous page ended.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+/// RFC 3339, or an age before `now_ms` (`2h`, `30m`, `7d`).
+fn time_ms(text: &str, now_ms: i64, what: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(i64::try_from(t.0 / 1_000_000).unwrap_or(i64::MAX));
+    }
+    let age = humantime::parse_duration(text.trim()).map_err(|_| {
+        anyhow::anyhow!(
+            "--{what} {text:?}: expected RFC 3339 (2025-01-02T03:04:05Z) or an age (2h)"
+        )
+    })?;
+    Ok(now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)))
+}
+
+impl FlowFilterArgs {
+    pub fn filter(&self) -> anyhow::Result<FlowFilter> {
+        let now_ms = i64::try_from(Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX);
+        let parse = |v: &Option<String>, what: &str| -> anyhow::Result<Option<i64>> {
+            v.as_deref().map(|t| time_ms(t, now_ms, what)).transpose()
+        };
+        let proto = match &self.proto {
+            None => None,
+            Some(p) => match p.parse::<Proto>().map_err(anyhow::Error::msg)? {
+                Proto::Any => None,
+                other => other.number(),
+            },
+        };
+        Ok(FlowFilter {
+            since_ms: parse(&self.since, "since")?,
+            until_ms: parse(&self.until, "until")?,
+            from: self
+                .from
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            to: self
+                .to
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            verdict: self
+                .verdict
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            reason: self
+                .reason
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            proto,
+            port: self.port,
+            limit: self.limit,
+            cursor: self
+                .cursor
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+        })
+    }
+}
+
+pub fn run(args: &RecordsArgs) -> anyhow::Result<()> {
+    match &args.command {
+        RecordsCommand::Flows(a) => flows(a),
+    }
+}
+
+fn flows(args: &FlowsArgs) -> anyhow::Result<()> {
+    let filter = args.filter.filter()?;
+    let reader = RecordsReader::open(&args.store)?;
+    let page = reader.flows(&filter)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&page.flows).context("rendering JSON")?
+        );
+    } else {
+        print!("{}", flow_table(&page.flows));
+    }
+    if let Some(next) = page.next {
+        eprintln!("more flows: add --cursor {next}");
+    }
+    Ok(())
+}
+
+/// `name` (or the MAC) and `ip:port`.
+fn end(e: &control::records::EndView, proto: u8) -> String {
+    let who = if e.name.is_empty() { &e.mac } else { &e.name };
+    let addr = match (proto, e.ip) {
+        (6 | 17, std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", e.port),
+        (6 | 17, ip) => format!("{ip}:{}", e.port),
+        (_, ip) => ip.to_string(),
+    };
+    format!("{who} {addr}")
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        n => n.to_string(),
+    }
+}
+
+/// The table `records flows` and `ctl flows` print.
+pub fn flow_table(flows: &[FlowRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<6} {:<40} {:<40} {:>8} {:>10}  VERDICT",
+        "LAST SEEN", "PROTO", "SOURCE", "DESTINATION", "PACKETS", "BYTES"
+    );
+    for f in flows {
+        let reason = match f.rule {
+            Some(id) => format!("rule {id}"),
+            None => f.reason.clone(),
+        };
+        let verdict = match (f.verdict, f.would_deny) {
+            ("deny", _) => format!("deny: {reason}"),
+            (_, true) => format!("would deny: {reason}"),
+            _ => format!("allow: {reason}"),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<6} {:<40} {:<40} {:>8} {:>10}  {verdict}",
+            f.last_seen,
+            proto_name(f.proto),
+            end(&f.src, f.proto),
+            end(&f.dst, f.proto),
+            f.packets[0] + f.packets[1],
+            f.bytes[0] + f.bytes[1],
+        );
+    }
+    let _ = writeln!(out, "{} flows", flows.len());
+    out
+}

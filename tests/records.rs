@@ -1,0 +1,270 @@
+//! Flow records as a user gets them: `bulkhead replay --records STORE`, then
+//! `bulkhead records flows --store STORE` on the file, with filters, JSON,
+//! paging, and files that are not a records store.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bulkhead(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the bulkhead binary runs")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fails(o: &Output) -> String {
+    assert!(!o.status.success(), "should fail");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bulkhead-records-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Replays the sample capture into a fresh store; returns the store and the
+/// replay's `--denied` report.
+fn replay_into(store: &Path) -> String {
+    ok(&bulkhead(&[
+        "replay",
+        "examples/sample.pcap",
+        "--policy",
+        "examples/policy.yaml",
+        "--denied",
+        "--records",
+        store.to_str().unwrap(),
+    ]))
+}
+
+fn flows_json(store: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "records",
+        "flows",
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = ok(&bulkhead(&args));
+    match serde_json::from_str(&out).expect("one JSON document") {
+        Value::Array(rows) => rows,
+        other => panic!("not an array: {other}"),
+    }
+}
+
+/// `(source ip:port, destination ip:port, verdict)` of a JSON row, in the
+/// replay report's words.
+fn row_key(r: &Value) -> (String, String, String) {
+    let end = |e: &Value| format!("{}:{}", e["ip"].as_str().unwrap(), e["port"]);
+    let reason = match r["rule"].as_u64() {
+        Some(id) => format!("rule {id}"),
+        None => r["reason"].as_str().unwrap().to_string(),
+    };
+    let verdict = if r["verdict"] == "deny" {
+        format!("deny: {reason}")
+    } else {
+        format!("would deny: {reason}")
+    };
+    (end(&r["src"]), end(&r["dst"]), verdict)
+}
+
+/// The same from the replay's DENIED AND WOULD-DENY FLOWS lines.
+fn report_keys(report: &str) -> BTreeSet<(String, String, String)> {
+    report
+        .lines()
+        .skip_while(|l| !l.starts_with("DENIED AND WOULD-DENY FLOWS"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let verdict_at = cols
+                .iter()
+                .position(|c| *c == "deny:" || *c == "would")
+                .expect("a verdict column");
+            (
+                cols[2].to_string(),
+                cols[3].to_string(),
+                cols[verdict_at..].join(" "),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn replayed_records_list_exactly_the_denied_flows_the_replay_reports() {
+    let d = dir("denied");
+    let store = d.join("records.db");
+    let report = replay_into(&store);
+    let want = report_keys(&report);
+    assert_eq!(want.len(), 6, "{report}");
+
+    let deny = flows_json(&store, &["--verdict", "deny"]);
+    let would = flows_json(&store, &["--verdict", "would-deny"]);
+    assert!(deny.iter().all(|r| r["verdict"] == "deny"));
+    assert!(would
+        .iter()
+        .all(|r| r["verdict"] == "allow" && r["would_deny"] == true));
+    let got: BTreeSet<_> = deny.iter().chain(&would).map(row_key).collect();
+    assert_eq!(got, want);
+    assert_eq!(deny.len() + would.len(), want.len(), "no duplicates");
+
+    // Every flow is stored, with the identities of its ends.
+    let all = flows_json(&store, &[]);
+    assert_eq!(all.len(), 15, "the replay created 15 flows");
+    let web1 = all
+        .iter()
+        .find(|r| r["src"]["name"] == "web-1" && r["dst"]["port"] == 445)
+        .expect("web-1 -> SMB");
+    assert_eq!(web1["src"]["groups"], serde_json::json!(["web"]));
+    assert_eq!(web1["src"]["labels"]["app"], "web");
+    assert_eq!(web1["rule"], 50);
+    assert_eq!(web1["reason"], "rule");
+    assert_eq!(web1["mode"], "enforce");
+    // Newest first, by the capture's own clock.
+    let last: Vec<&str> = all
+        .iter()
+        .map(|r| r["last_seen"].as_str().unwrap())
+        .collect();
+    let mut sorted = last.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(last, sorted);
+    assert!(last[0].starts_with("2025-11-24T16:00:"), "{}", last[0]);
+}
+
+#[test]
+fn filters_narrow_and_pages_continue() {
+    let d = dir("filters");
+    let store = d.join("records.db");
+    replay_into(&store);
+    let s = store.to_str().unwrap();
+
+    let rule50 = flows_json(&store, &["--reason", "rule:50"]);
+    assert_eq!(rule50.len(), 4, "rule 50 decided 4 flows");
+    let from_web1 = flows_json(&store, &["--from", "web-1"]);
+    assert!(!from_web1.is_empty());
+    assert!(from_web1.iter().all(|r| r["src"]["name"] == "web-1"));
+    let by_mac = flows_json(&store, &["--from", "02:00:00:00:01:01"]);
+    assert_eq!(by_mac.len(), from_web1.len(), "a name and its MAC agree");
+    let to_db_net = flows_json(&store, &["--to", "10.0.2.0/24", "--port", "445"]);
+    assert!(to_db_net.iter().all(
+        |r| r["dst"]["ip"].as_str().unwrap().starts_with("10.0.2.") && r["dst"]["port"] == 445
+    ));
+    assert_eq!(flows_json(&store, &["--proto", "udp"]).len(), 3, "DNS");
+    assert!(
+        flows_json(&store, &["--since", "2h"]).is_empty(),
+        "a 2025 capture"
+    );
+    assert_eq!(
+        flows_json(&store, &["--since", "2025-11-24T16:00:13Z"]).len(),
+        flows_json(&store, &["--since", "2025-11-24T16:00:13.000Z"]).len()
+    );
+
+    // Pages of 4: every flow once, the cursor on stderr.
+    let mut seen = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let mut args = vec!["records", "flows", "--store", s, "--json", "--limit", "4"];
+        if let Some(c) = &cursor {
+            args.extend(["--cursor", c.as_str()]);
+        }
+        let o = bulkhead(&args);
+        let rows: Vec<Value> = serde_json::from_str(&ok(&o)).unwrap();
+        for r in &rows {
+            assert!(seen.insert(r.to_string()), "a row twice: {r}");
+        }
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        cursor = err.split("--cursor ").nth(1).map(|c| c.trim().to_string());
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 15);
+}
+
+#[test]
+fn bad_filters_and_foreign_files_are_one_line_errors() {
+    let d = dir("bad");
+    let store = d.join("records.db");
+    replay_into(&store);
+    let s = store.to_str().unwrap();
+    for (flag, value, says) in [
+        ("--verdict", "maybe", "invalid verdict"),
+        ("--reason", "rule:x", "invalid reason"),
+        ("--proto", "tcpp", "invalid protocol"),
+        ("--since", "yesterday", "--since"),
+        ("--cursor", "nope", "invalid cursor"),
+    ] {
+        let err = fails(&bulkhead(&["records", "flows", "--store", s, flag, value]));
+        assert!(err.contains(says), "{flag} {value}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+
+    let missing = d.join("nope.db");
+    let err = fails(&bulkhead(&[
+        "records",
+        "flows",
+        "--store",
+        missing.to_str().unwrap(),
+    ]));
+    assert!(err.contains("no such file"), "{err}");
+    assert!(!missing.exists(), "a query creates nothing");
+
+    let text = d.join("notes.txt");
+    std::fs::write(
+        &text,
+        "not a database at all, just some words\n".repeat(200),
+    )
+    .unwrap();
+    let err = fails(&bulkhead(&[
+        "records",
+        "flows",
+        "--store",
+        text.to_str().unwrap(),
+    ]));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // Another SQLite file (bulkhead's own policy store) is refused, and left
+    // as it was.
+    let other = d.join("policy.db");
+    ok(&bulkhead(&[
+        "token",
+        "create",
+        "--store",
+        other.to_str().unwrap(),
+        "--role",
+        "viewer",
+        "--name",
+        "t",
+    ]));
+    let before = std::fs::read(&other).unwrap();
+    let err = fails(&bulkhead(&[
+        "records",
+        "flows",
+        "--store",
+        other.to_str().unwrap(),
+    ]));
+    assert!(err.contains("not a bulkhead records store"), "{err}");
+    assert_eq!(std::fs::read(&other).unwrap(), before, "left untouched");
+}
