@@ -2,7 +2,8 @@
 //! worker settings.
 
 use anyhow::Context;
-use control::engine::EngineConfig;
+use control::engine::{EngineConfig, RecordsPlan};
+use control::records::RecordsConfig;
 use dataplane::io::afxdp::{
     AfXdpConfig, BindPreference, FailMode, OnShutdown, XdpMode, XdpModePreference,
 };
@@ -22,6 +23,8 @@ pub struct Config {
     pub control: ControlConfig,
     #[serde(default)]
     pub api: crate::api_run::ApiSection,
+    #[serde(default)]
+    pub records: RecordsSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +131,53 @@ pub struct ControlConfig {
     /// Seconds a learned workload must have been unseen before a new MAC may
     /// take its place when `max_learned_workloads` is reached.
     pub evict_idle_secs: u64,
+}
+
+/// `[records]`: the flow records store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsSection {
+    /// Keep a record of every flow (on by default).
+    pub enabled: bool,
+    /// The records store; default `records.db` beside the control store.
+    pub store: Option<PathBuf>,
+    /// Days a flow record is kept (by its last packet).
+    pub max_age_days: u64,
+}
+
+impl Default for RecordsSection {
+    fn default() -> Self {
+        RecordsSection {
+            enabled: true,
+            store: None,
+            max_age_days: 7,
+        }
+    }
+}
+
+impl Config {
+    /// Where flow records go, and how long they stay; `None` when off.
+    pub fn records_plan(&self, worker_epoch: std::time::Instant) -> Option<RecordsPlan> {
+        let r = &self.records;
+        if !r.enabled {
+            return None;
+        }
+        let path = r.store.clone().unwrap_or_else(|| {
+            self.control
+                .store
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("records.db")
+        });
+        Some(RecordsPlan {
+            path,
+            config: RecordsConfig {
+                max_age: std::time::Duration::from_secs(r.max_age_days.saturating_mul(86_400)),
+                ..RecordsConfig::default()
+            },
+            worker_epoch,
+        })
+    }
 }
 
 /// Where the database lives unless the config says otherwise.

@@ -136,6 +136,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             max_observed: cfg.control.max_learned_workloads,
             learned_idle: std::time::Duration::from_secs(cfg.control.learned_idle_secs),
             evict_idle: std::time::Duration::from_secs(cfg.control.evict_idle_secs),
+            records: cfg.records_plan(start),
             ..EngineConfig::default()
         },
     )?;
@@ -146,6 +147,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         cell.load().rule_count(),
         cell.generation()
     );
+    match cfg.records_plan(start) {
+        Some(plan) => println!(
+            "records: {} (kept {} days)",
+            plan.path.display(),
+            cfg.records.max_age_days
+        ),
+        None => println!("records: off"),
+    }
     reload_on_sighup(cfg.policy.file.clone(), control.clone())?;
 
     let workers = cfg.dataplane.workers;
@@ -237,6 +246,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if engine.thread.join().is_err() {
         println!("control thread: could not be joined");
     }
+    if let Some(r) = control.status().records {
+        println!(
+            "records: {} written, {} lost, {} expired",
+            r.written, r.lost, r.expired
+        );
+    }
     println!(
         "stopped ({}: {})",
         if on_stop == "detach" {
@@ -262,6 +277,12 @@ fn control_line(control: &ControlHandle) -> String {
     );
     if s.observed_refused > 0 {
         line += &format!(", {} new MACs refused (cap)", s.observed_refused);
+    }
+    if let Some(r) = s.records {
+        line += &format!(", records {} written", r.written);
+        if r.lost > 0 {
+            line += &format!(", {} LOST ({} write errors)", r.lost, r.errors);
+        }
     }
     if let Some(e) = s.last_error {
         line += &format!(", last error: {e}");

@@ -38,10 +38,14 @@ pub fn spawn(crew: &Crew, lanes: Vec<Lane>) -> anyhow::Result<Vec<JoinHandle<any
                     // Best effort: a refused pin leaves the thread where it is.
                     core_affinity::set_for_current(core);
                 }
-                lane.run(&stop, start, IDLE, REPORT_EVERY, |worker, io| {
+                let outcome = lane.run(&stop, start, IDLE, REPORT_EVERY, |worker, io| {
                     board.publish(i, report(worker, io))
-                })
-                .map_err(|e| anyhow::Error::new(e).context(format!("worker {i}: packet I/O")))?;
+                });
+                // The flows still in the table end here: their records go out.
+                lane.worker.flush();
+                outcome.map_err(|e| {
+                    anyhow::Error::new(e).context(format!("worker {i}: packet I/O"))
+                })?;
                 Ok(())
             })?;
         handles.push(handle);

@@ -33,6 +33,7 @@ pub use handle::{
 pub const BOOTSTRAP_ACTOR: &str = "bootstrap";
 
 use crate::model::Model;
+use crate::records::{Clock, Recorder, RecordsConfig, RecordsCounters, RecordsWriter};
 use crate::store::{Store, Version};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -61,6 +62,19 @@ pub struct EngineConfig {
     pub learned_idle: Duration,
     /// Learned workloads are written to the store at most this often.
     pub persist_interval: Duration,
+    /// Keep flow records, and where: the thread records every flow end.
+    pub records: Option<RecordsPlan>,
+}
+
+/// Where and how the control thread keeps flow records.
+#[derive(Debug, Clone)]
+pub struct RecordsPlan {
+    /// The records store (created if absent).
+    pub path: std::path::PathBuf,
+    pub config: RecordsConfig,
+    /// The instant the workers' clock counts from (their `now` is the
+    /// nanoseconds since), so records get wall-clock times.
+    pub worker_epoch: Instant,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +85,7 @@ impl Default for EngineConfig {
             evict_idle: Duration::from_secs(60),
             learned_idle: Duration::from_secs(24 * 3600),
             persist_interval: Duration::from_secs(5),
+            records: None,
         }
     }
 }
@@ -105,6 +120,20 @@ pub struct StatusSnapshot {
     pub address_claims_refused: u64,
     /// The last compile or store error met while applying events, if any.
     pub last_error: Option<String>,
+    /// The flow records' writer, when records are kept.
+    pub records: Option<RecordsStatus>,
+}
+
+/// What the records writer did so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordsStatus {
+    pub written: u64,
+    /// Dropped: the writer was a queue behind, or a write failed.
+    pub lost: u64,
+    /// Batches whose write failed (a full disk, a damaged file).
+    pub errors: u64,
+    /// Deleted by retention.
+    pub expired: u64,
 }
 
 /// State shared between the thread and its handles.
@@ -119,6 +148,7 @@ pub(crate) struct Shared {
     refused: AtomicU64,
     forgotten: AtomicU64,
     claims_refused: AtomicU64,
+    records: std::sync::OnceLock<Arc<RecordsCounters>>,
     view: ArcSwap<LiveView>,
 }
 
@@ -153,6 +183,12 @@ impl Shared {
             learned_forgotten: self.forgotten.load(Ordering::Relaxed),
             address_claims_refused: self.claims_refused.load(Ordering::Relaxed),
             last_error: lock_text(&self.last_error),
+            records: self.records.get().map(|c| RecordsStatus {
+                written: c.written.load(Ordering::Relaxed),
+                lost: c.lost.load(Ordering::Relaxed),
+                errors: c.errors.load(Ordering::Relaxed),
+                expired: c.expired.load(Ordering::Relaxed),
+            }),
         }
     }
 }
@@ -189,6 +225,8 @@ pub enum StartError {
     Publish(ControlError),
     #[error("cannot start the control thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Records(#[from] crate::records::RecordsError),
 }
 
 impl Engine {
@@ -242,9 +280,19 @@ impl Engine {
             refused: AtomicU64::new(0),
             forgotten: AtomicU64::new(0),
             claims_refused: AtomicU64::new(0),
+            records: std::sync::OnceLock::new(),
             view: ArcSwap::from_pointee(placeholder),
         });
+        let recorder = match &cfg.records {
+            Some(plan) => {
+                let writer = RecordsWriter::start(&plan.path, plan.config.clone())?;
+                let _ = shared.records.set(writer.counters());
+                Some(Recorder::new(writer, Clock::Since(plan.worker_epoch)))
+            }
+            None => None,
+        };
         let mut state = State::new(store, cell, shared.clone(), cfg, version, live)?;
+        state.set_recorder(recorder);
         state.publish().map_err(StartError::Publish)?;
         let (tx, rx) = crossbeam_channel::bounded(64);
         let thread_shared = shared.clone();
@@ -305,6 +353,11 @@ fn event_loop(
         loop {
             match commands.try_recv() {
                 Ok(Command::Stop) => {
+                    // What the stopped workers sent last (their flows'
+                    // ends) is still recorded.
+                    for e in events.try_iter() {
+                        on_event(&mut state, &e);
+                    }
                     state.persist_learned();
                     return;
                 }
@@ -340,6 +393,9 @@ fn event_loop(
         crossbeam_channel::select! {
             recv(commands) -> cmd => match cmd {
                 Ok(Command::Stop) => {
+                    for e in events.try_iter() {
+                        on_event(&mut state, &e);
+                    }
                     state.persist_learned();
                     return;
                 }

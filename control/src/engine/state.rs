@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod learning;
+mod recording;
 
 pub(super) struct State {
     store: Store,
@@ -57,6 +58,8 @@ pub(super) struct State {
     /// What a publication replaced, freed after the answer went out: freeing a
     /// 100k-rule snapshot and model takes tens of milliseconds.
     garbage: Vec<Box<dyn Send>>,
+    /// Flow records, when kept ([`super::EngineConfig::records`]).
+    recorder: Option<crate::records::Recorder>,
 }
 
 fn store_err(e: StoreError) -> ControlError {
@@ -167,6 +170,7 @@ impl State {
             dirty_since: None,
             seen: BTreeMap::new(),
             garbage: Vec::new(),
+            recorder: None,
         };
         let effective = state.effective_for(&live)?;
         state.reconcile_quarantines(&live, version, "bootstrap")?;
@@ -554,6 +558,7 @@ impl State {
 
     /// Time-driven work: the debounced republish and writing learned workloads.
     pub(super) fn tick(&mut self, now: Instant) {
+        self.tick_records();
         if self
             .addresses
             .dirty_since

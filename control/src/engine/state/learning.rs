@@ -16,7 +16,8 @@ impl State {
             Event::DhcpLease(l) => {
                 self.observe(l.mac, Some(IpAddr::V4(l.ip)), outer_vlan(l.vlan), true)
             }
-            // Flow ends, DNS and would-deny repeats feed visibility (a later issue).
+            Event::FlowEnd(..) => self.record(e),
+            // DNS and would-deny repeats feed visibility (a later issue).
             _ => {}
         }
     }

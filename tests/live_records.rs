@@ -1,0 +1,126 @@
+//! Flow records from the live appliance (`bulkhead run` in namespaces, real
+//! packets): an allowed TCP connection and a denied ping become records with
+//! both ends' identities, the rule or default that decided them; the records
+//! survive a restart and are read offline with `bulkhead records flows`.
+//!
+//! Needs root; outside CI a non-root run says why it skips, with `CI=true` a
+//! missing privilege is a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod live_bed;
+
+use live_bed::{connects, listen, sh, Bed, EXE, MAC_A, MAC_B};
+use serde_json::Value;
+use std::time::Duration;
+
+fn policy() -> String {
+    format!(
+        r#"
+default_mode: enforce
+workloads:
+  - {{ mac: "{MAC_A}", name: client, labels: {{ app: web }}, ips: [10.99.0.1] }}
+  - {{ mac: "{MAC_B}", name: server, labels: {{ app: db }}, ips: [10.99.0.2] }}
+groups:
+  - {{ name: web, match: {{ app: web }} }}
+  - {{ name: db, match: {{ app: db }} }}
+rules:
+  - {{ id: 10, src: [web], dst: [db], services: [{{ proto: tcp, ports: [9000] }}], action: allow }}
+"#
+    )
+}
+
+fn records(bed: &Bed, args: &[&str]) -> Vec<Value> {
+    let store = bed.dir.join("records.db");
+    let mut cmd = vec![
+        EXE,
+        "records",
+        "flows",
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ];
+    cmd.extend_from_slice(args);
+    serde_json::from_str(&sh(&cmd)).expect("a JSON array")
+}
+
+fn ping(a: &str) -> bool {
+    std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            a,
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "10.99.0.2",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn live_flows_become_records_that_survive_a_restart() {
+    if !dataplane::hostenv::root_with(
+        "the live records test",
+        &["ip", "ethtool", "nsenter", "ping"],
+    ) {
+        return;
+    }
+    let mut bed = Bed::new("rec", &policy(), "");
+    let [a, b, _] = bed.ns.clone();
+    listen(&b);
+    bed.start();
+    assert!(bed.log().contains("records: "), "{}", bed.log());
+    assert!(
+        connects(&a, Duration::from_secs(10)),
+        "rule 10 lets the client in"
+    );
+    assert!(!ping(&a), "no rule allows ping: denied by default");
+    // SIGTERM: the workers end their flows, the control thread records them.
+    bed.stop();
+    let log = bed.log();
+    assert!(log.contains("records: "), "{log}");
+
+    let all = records(&bed, &[]);
+    let tcp = all
+        .iter()
+        .find(|r| r["proto"] == 6 && r["dst"]["port"] == 9000)
+        .unwrap_or_else(|| panic!("the TCP connection is recorded: {all:?}\n{log}"));
+    assert_eq!(tcp["verdict"], "allow");
+    assert_eq!(tcp["reason"], "rule");
+    assert_eq!(tcp["rule"], 10, "the user rule, not its compiled id");
+    assert_eq!(tcp["src"]["name"], "client");
+    assert_eq!(tcp["src"]["mac"], MAC_A);
+    assert_eq!(tcp["src"]["groups"], serde_json::json!(["web"]));
+    assert_eq!(tcp["dst"]["name"], "server");
+    assert_eq!(tcp["dst"]["labels"]["app"], "db");
+    assert!(tcp["packets"][0].as_u64().unwrap() >= 2, "{tcp}");
+    assert!(tcp["packets"][1].as_u64().unwrap() >= 1, "{tcp}");
+    let denied = records(&bed, &["--verdict", "deny", "--proto", "icmp"]);
+    assert_eq!(denied.len(), 1, "one ping flow, denied: {denied:?}");
+    assert_eq!(denied[0]["reason"], "default");
+    assert_eq!(denied[0]["src"]["name"], "client");
+    // Wall-clock times of today, not of the workers' clock.
+    let last = tcp["last_seen"].as_str().unwrap();
+    let now = sh(&["date", "-u", "+%Y-%m-%d"]);
+    assert!(last.starts_with(now.trim()), "{last}");
+
+    // A restart keeps them and adds the new ones.
+    let before = all.len();
+    bed.start();
+    assert!(connects(&a, Duration::from_secs(10)));
+    bed.stop();
+    let after = records(&bed, &[]);
+    assert!(after.len() > before, "{} then {}", before, after.len());
+    let tcp_flows = records(&bed, &["--reason", "rule:10"]);
+    assert!(
+        tcp_flows.len() >= 2,
+        "both runs' connections: {tcp_flows:?}"
+    );
+}
