@@ -46,6 +46,7 @@ impl Default for ApiSection {
 pub fn start(
     section: &ApiSection,
     store: &Path,
+    records: Option<std::path::PathBuf>,
     control: ControlHandle,
     board: Arc<StatsBoard>,
 ) -> anyhow::Result<Option<mgmt_api::ServerHandle>> {
@@ -57,6 +58,7 @@ pub fn start(
     cfg.cert = section.cert.clone();
     cfg.key = section.key.clone();
     cfg.metrics_unauthenticated = section.metrics_unauthenticated;
+    cfg.records = records;
     let server = mgmt_api::start(cfg, control, board)?;
     println!(
         "api: https://{} ({} certificate {}), SHA-256 fingerprint {}",

@@ -4,9 +4,8 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use control::records::{FlowFilter, FlowRow, RecordsReader};
+use control::records::{FlowFilter, FlowParams, FlowRow, RecordsReader};
 use control::time::Timestamp;
-use dataplane::policy::Proto;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -34,7 +33,9 @@ pub struct FlowsArgs {
     json: bool,
 }
 
-/// The flow filters, as `bulkhead records flows` and `bulkhead ctl flows` take them.
+/// The flow filters, as `bulkhead records flows` and `bulkhead ctl flows`
+/// take them; checked by [`FlowParams::filter`], as the API checks its
+/// query string.
 #[derive(Args, Debug, Clone, Default)]
 pub struct FlowFilterArgs {
     /// The initiator: a MAC, a workload name, an IP or a CIDR.
@@ -54,84 +55,42 @@ pub struct FlowFilterArgs {
     pub proto: Option<String>,
     /// The responder's port.
     #[arg(long)]
-    pub port: Option<u16>,
+    pub port: Option<String>,
     /// Flows seen at or after: RFC 3339, or an age like 2h or 30m.
     #[arg(long)]
     pub since: Option<String>,
     /// Flows that started at or before: RFC 3339, or an age.
     #[arg(long)]
     pub until: Option<String>,
-    /// Rows at most (default 100, at most 10000).
-    #[arg(long, default_value_t = 0)]
-    pub limit: usize,
+    /// Rows at most (default 100; more than 10000 is taken as 10000).
+    #[arg(long)]
+    pub limit: Option<String>,
     /// Continue where a previous page ended.
     #[arg(long)]
     pub cursor: Option<String>,
 }
 
-/// RFC 3339, or an age before `now_ms` (`2h`, `30m`, `7d`).
-fn time_ms(text: &str, now_ms: i64, what: &str) -> anyhow::Result<i64> {
-    if let Ok(t) = text.parse::<Timestamp>() {
-        return Ok(i64::try_from(t.0 / 1_000_000).unwrap_or(i64::MAX));
-    }
-    let age = humantime::parse_duration(text.trim()).map_err(|_| {
-        anyhow::anyhow!(
-            "--{what} {text:?}: expected RFC 3339 (2025-01-02T03:04:05Z) or an age (2h)"
-        )
-    })?;
-    Ok(now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)))
-}
-
 impl FlowFilterArgs {
+    pub fn params(&self) -> FlowParams {
+        FlowParams {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            verdict: self.verdict.clone(),
+            reason: self.reason.clone(),
+            proto: self.proto.clone(),
+            port: self.port.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+            limit: self.limit.clone(),
+            cursor: self.cursor.clone(),
+        }
+    }
+
     pub fn filter(&self) -> anyhow::Result<FlowFilter> {
         let now_ms = i64::try_from(Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX);
-        let parse = |v: &Option<String>, what: &str| -> anyhow::Result<Option<i64>> {
-            v.as_deref().map(|t| time_ms(t, now_ms, what)).transpose()
-        };
-        let proto = match &self.proto {
-            None => None,
-            Some(p) => match p.parse::<Proto>().map_err(anyhow::Error::msg)? {
-                Proto::Any => None,
-                other => other.number(),
-            },
-        };
-        Ok(FlowFilter {
-            since_ms: parse(&self.since, "since")?,
-            until_ms: parse(&self.until, "until")?,
-            from: self
-                .from
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?,
-            to: self
-                .to
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?,
-            verdict: self
-                .verdict
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?,
-            reason: self
-                .reason
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?,
-            proto,
-            port: self.port,
-            limit: self.limit,
-            cursor: self
-                .cursor
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?,
-        })
+        self.params()
+            .filter(now_ms)
+            .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))
     }
 }
 
@@ -193,7 +152,7 @@ pub fn flow_table(flows: &[FlowRow]) -> String {
             Some(id) => format!("rule {id}"),
             None => f.reason.clone(),
         };
-        let verdict = match (f.verdict, f.would_deny) {
+        let verdict = match (f.verdict.as_str(), f.would_deny) {
             ("deny", _) => format!("deny: {reason}"),
             (_, true) => format!("would deny: {reason}"),
             _ => format!("allow: {reason}"),

@@ -111,9 +111,15 @@ fn live_flows_become_records_that_survive_a_restart() {
     let now = sh(&["date", "-u", "+%Y-%m-%d"]);
     assert!(last.starts_with(now.trim()), "{last}");
 
-    // A restart keeps them and adds the new ones.
+    // A restart keeps them and adds the new ones; the API serves them.
     let before = all.len();
     bed.start();
+    let served = bed.ctl(&["flows", "--reason", "rule:10"]);
+    let served = served.as_array().expect("ctl flows --json: an array");
+    assert!(
+        served.iter().any(|r| r["src"]["name"] == "client"),
+        "the first run's records through the API: {served:?}"
+    );
     assert!(connects(&a, Duration::from_secs(10)));
     bed.stop();
     let after = records(&bed, &[]);

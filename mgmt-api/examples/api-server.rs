@@ -65,7 +65,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         EngineConfig::default(),
     )?;
     let board = Arc::new(StatsBoard::new(1));
+    // An empty records store, so that the flow queries answer (not 503).
+    let records = dir.join("records.db");
+    control::records::RecordsWriter::start(&records, Default::default())?.finish();
     let mut cfg = ApiConfig::new(([127, 0, 0, 1], port).into(), store_path);
+    cfg.records = Some(records);
     cfg.limits = limits;
     let server = mgmt_api::start(cfg, engine.handle.clone(), board.clone())?;
     let url = format!("https://127.0.0.1:{}", server.addr.port());

@@ -31,6 +31,8 @@ pub struct ApiConfig {
     pub cert_dir: PathBuf,
     /// The store file: tokens and the audit log.
     pub store: PathBuf,
+    /// The flow records store, when records are kept.
+    pub records: Option<PathBuf>,
     /// Serve `/metrics` without a token.
     pub metrics_unauthenticated: bool,
     pub limits: Limits,
@@ -54,6 +56,7 @@ impl ApiConfig {
             key: None,
             cert_dir,
             store,
+            records: None,
             metrics_unauthenticated: false,
             limits: Limits::default(),
             max_body: 8 << 20,
@@ -135,6 +138,7 @@ pub fn state(
         requests: Default::default(),
         metrics_unauthenticated: cfg.metrics_unauthenticated,
         max_body: cfg.max_body,
+        records: cfg.records.clone(),
     }))
 }
 

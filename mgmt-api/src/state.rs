@@ -30,6 +30,8 @@ pub struct AppState {
     pub requests: Family<StatusLabel, Counter>,
     pub metrics_unauthenticated: bool,
     pub max_body: usize,
+    /// The flow records store, when records are kept.
+    pub records: Option<std::path::PathBuf>,
 }
 
 pub type Shared = Arc<AppState>;

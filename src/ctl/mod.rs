@@ -13,6 +13,7 @@ use mgmt_api::routes::policy::{CommitRequest, CommitView, DiffView, RollbackRequ
 use mgmt_api::routes::quarantine::{
     QuarantineEventView, QuarantineRequest, QuarantineResult, QuarantineView, ReleaseResult,
 };
+use mgmt_api::routes::records::FlowPageView;
 use mgmt_api::routes::status::StatsView;
 use mgmt_api::token::TokenView;
 use reqwest::Method;
@@ -80,6 +81,8 @@ pub enum CtlCommand {
     },
     /// The Prometheus metrics text.
     Metrics,
+    /// Flow records, newest first (the filters of `bulkhead records flows`).
+    Flows(crate::records_cmd::FlowFilterArgs),
 }
 
 #[derive(Subcommand)]
@@ -316,6 +319,43 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
             });
         }
         CtlCommand::Metrics => print!("{}", api.text("/metrics")?),
+        CtlCommand::Flows(f) => flows(&api, f, args.json)?,
+    }
+    Ok(())
+}
+
+/// `ctl flows`: `GET /api/v1/flows` with the filters as its query string.
+fn flows(api: &Api, f: &crate::records_cmd::FlowFilterArgs, as_json: bool) -> anyhow::Result<()> {
+    let p = f.params();
+    let query: Vec<String> = [
+        ("from", &p.from),
+        ("to", &p.to),
+        ("verdict", &p.verdict),
+        ("reason", &p.reason),
+        ("proto", &p.proto),
+        ("port", &p.port),
+        ("since", &p.since),
+        ("until", &p.until),
+        ("limit", &p.limit),
+        ("cursor", &p.cursor),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", seg(v))))
+    .collect();
+    let path = if query.is_empty() {
+        "/api/v1/flows".to_string()
+    } else {
+        format!("/api/v1/flows?{}", query.join("&"))
+    };
+    let v = api.get_as::<FlowPageView>(&path)?;
+    let page: FlowPageView = serde_json::from_value(v).context("the flows answer")?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&page.flows)?);
+    } else {
+        print!("{}", crate::records_cmd::flow_table(&page.flows));
+    }
+    if let Some(next) = page.next {
+        eprintln!("more flows: add --cursor {next}");
     }
     Ok(())
 }

@@ -159,7 +159,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let workers = cfg.dataplane.workers;
     let board = Arc::new(StatsBoard::new(workers));
-    let _api = crate::api_run::start(&cfg.api, &cfg.control.store, control.clone(), board.clone())?;
+    let _api = crate::api_run::start(
+        &cfg.api,
+        &cfg.control.store,
+        cfg.records_plan(start).map(|p| p.path),
+        control.clone(),
+        board.clone(),
+    )?;
     // The flow capacity is the total: each worker's table holds its share.
     let list = pipeline::workers(workers, &worker_cfg, &cell, sink);
 

@@ -23,8 +23,8 @@ mod writer;
 mod tests;
 
 pub use query::{
-    Cursor, EndView, FlowFilter, FlowPage, FlowRow, ReasonFilter, RecordsReader, Side,
-    VerdictFilter, DEFAULT_LIMIT, MAX_LIMIT,
+    parse_time, Cursor, EndView, FlowFilter, FlowPage, FlowParams, FlowRow, ParamError,
+    ReasonFilter, RecordsReader, Side, VerdictFilter, DEFAULT_LIMIT, MAX_LIMIT,
 };
 pub use recorder::{Clock, Recorder};
 #[cfg(test)]

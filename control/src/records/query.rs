@@ -8,7 +8,7 @@ use dataplane::wire::MacAddr;
 use ipnet::IpNet;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
@@ -126,6 +126,125 @@ pub struct FlowFilter {
     pub cursor: Option<Cursor>,
 }
 
+/// The filters as text, as a query string or a command line gives them;
+/// [`FlowParams::filter`] checks them all, naming the field at fault.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct FlowParams {
+    /// The initiator: a MAC, a workload name, an IP or a CIDR.
+    pub from: Option<String>,
+    /// The responder: a MAC, a workload name, an IP or a CIDR.
+    pub to: Option<String>,
+    /// `allow`, `deny` or `would-deny`.
+    #[cfg_attr(feature = "openapi", param(pattern = "^(allow|deny|would-deny)$"))]
+    pub verdict: Option<String>,
+    /// `rule`, `rule:ID`, `default`, `quarantine`, `blocklist` or `management`.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^(rule(:[0-9]{1,9})?|default|quarantine|blocklist|management)$")
+    )]
+    pub reason: Option<String>,
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `any` or a number 0-255.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^(tcp|udp|icmp|icmpv6|any|[0-9]{1,3})$")
+    )]
+    pub proto: Option<String>,
+    /// The responder's port, 0-65535.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[0-9]{1,5}$"))]
+    pub port: Option<String>,
+    /// Flows seen at or after: RFC 3339, or an age like `2h` or `30m`.
+    pub since: Option<String>,
+    /// Flows that started at or before: RFC 3339, or an age.
+    pub until: Option<String>,
+    /// Rows at most: default 100; more than 10000 is taken as 10000.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[0-9]+$"))]
+    pub limit: Option<String>,
+    /// The `next` of a previous page.
+    #[cfg_attr(feature = "openapi", param(pattern = "^-?[0-9]{1,18}\\.[0-9]{1,18}$"))]
+    pub cursor: Option<String>,
+}
+
+/// A filter value that does not parse: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParamError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn param<T: FromStr<Err = String>>(
+    v: &Option<String>,
+    field: &'static str,
+) -> Result<Option<T>, ParamError> {
+    v.as_deref()
+        .map(|t| t.parse::<T>())
+        .transpose()
+        .map_err(|message| ParamError { field, message })
+}
+
+/// RFC 3339, or an age before `now_ms` (`2h`, `30m`, `7d`): milliseconds
+/// since the Unix epoch.
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    if let Ok(t) = text.parse::<crate::time::Timestamp>() {
+        return Ok(i64::try_from(t.0 / 1_000_000).unwrap_or(i64::MAX));
+    }
+    let age = humantime::parse_duration(text.trim()).map_err(|_| {
+        format!("invalid time {text:?}: expected RFC 3339 (2025-01-02T03:04:05Z) or an age (2h)")
+    })?;
+    Ok(now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)))
+}
+
+impl FlowParams {
+    /// The filter, or the first field that does not parse. Ages count back
+    /// from `now_ms`.
+    pub fn filter(&self, now_ms: i64) -> Result<FlowFilter, ParamError> {
+        let time = |v: &Option<String>, field| {
+            v.as_deref()
+                .map(|t| parse_time(t, now_ms))
+                .transpose()
+                .map_err(|message| ParamError { field, message })
+        };
+        let proto = match param::<dataplane::policy::Proto>(&self.proto, "proto")? {
+            None => None,
+            Some(p) => p.number(),
+        };
+        let port = match self.port.as_deref() {
+            None => None,
+            Some(p) => Some(p.trim().parse::<u16>().map_err(|_| ParamError {
+                field: "port",
+                message: format!("invalid port {p:?}: expected 0-65535"),
+            })?),
+        };
+        let limit = match self.limit.as_deref() {
+            None => 0,
+            // Any count of digits: a number too large is over the cap all the same.
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse::<usize>().unwrap_or(usize::MAX).clamp(1, MAX_LIMIT)
+            }
+            Some(n) => {
+                return Err(ParamError {
+                    field: "limit",
+                    message: format!("invalid limit {n:?}: expected a number of rows"),
+                })
+            }
+        };
+        Ok(FlowFilter {
+            since_ms: time(&self.since, "since")?,
+            until_ms: time(&self.until, "until")?,
+            from: param(&self.from, "from")?,
+            to: param(&self.to, "to")?,
+            verdict: param(&self.verdict, "verdict")?,
+            reason: param(&self.reason, "reason")?,
+            proto,
+            port,
+            limit,
+            cursor: param(&self.cursor, "cursor")?,
+        })
+    }
+}
+
 /// Where a page ended: the last row's (last seen, id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -151,21 +270,26 @@ impl FromStr for Cursor {
     }
 }
 
-/// One end of a stored flow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One end of a stored flow: the workload as it was then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EndView {
     pub mac: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// Absent for a MAC no workload had.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     pub groups: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub ip: IpAddr,
+    /// 0 for protocols without ports.
     pub port: u16,
 }
 
 /// A stored flow, as queries answer it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlowRow {
     /// RFC 3339, wall clock.
     pub first_seen: String,
@@ -179,11 +303,12 @@ pub struct FlowRow {
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
     /// `allow` or `deny`.
-    pub verdict: &'static str,
+    pub verdict: String,
     pub would_deny: bool,
     /// `rule`, `default`, `quarantine`, `blocklist` or `management`.
     pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The user rule's id, with reason `rule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<u32>,
     pub mode: String,
     pub state: String,
@@ -386,7 +511,7 @@ fn flow_row(r: &Row<'_>) -> Result<(Cursor, FlowRow), rusqlite::Error> {
         ],
         packets: [count(r.get(12)?), count(r.get(13)?)],
         bytes: [count(r.get(14)?), count(r.get(15)?)],
-        verdict: if allowed { "allow" } else { "deny" },
+        verdict: if allowed { "allow" } else { "deny" }.to_string(),
         would_deny: r.get(20)?,
         reason: r.get(17)?,
         rule: rule.and_then(|v| u32::try_from(v).ok()),

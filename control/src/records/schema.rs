@@ -138,7 +138,12 @@ fn prepare(mut conn: Connection, path: &Path) -> Result<Connection, RecordsError
             .map_err(at)?;
         tx.commit().map_err(at)?;
     }
-    conn.pragma_update(None, "application_id", APP_ID)
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(at)?;
+    if app != APP_ID {
+        conn.pragma_update(None, "application_id", APP_ID)
+            .map_err(at)?;
+    }
     Ok(conn)
 }

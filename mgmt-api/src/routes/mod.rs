@@ -6,6 +6,7 @@ pub mod doc;
 pub mod inventory;
 pub mod policy;
 pub mod quarantine;
+pub mod records;
 pub mod status;
 
 use crate::error::ApiError;
@@ -43,7 +44,8 @@ impl Modify for BearerAuth {
         title = "bulkhead management API",
         description = "Manage a bulkhead appliance: inventory, policy, quarantine, status. \
             Every call but health needs `Authorization: Bearer bh_...`; roles are \
-            viewer < operator (quarantine) < admin (policy, tokens, audit). Errors are \
+            viewer (reads, flow records) < operator (quarantine) < admin (policy, tokens, \
+            audit). Errors are \
             `{code, message, field}`."
     ),
     modifiers(&BearerAuth),
@@ -53,6 +55,7 @@ impl Modify for BearerAuth {
         (name = "policy", description = "Draft, diff, commit, versions, rollback"),
         (name = "quarantine", description = "Quarantine by MAC"),
         (name = "admin", description = "Tokens and the audit log"),
+        (name = "records", description = "Flow records"),
         (name = "status", description = "Stats and health"),
     )
 )]
@@ -73,6 +76,7 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(quarantine::list))
         .routes(routes!(quarantine::history))
         .routes(routes!(status::stats))
+        .routes(routes!(records::flows))
 }
 
 /// Routes for operators and admins: quarantine and release.

@@ -10,5 +10,6 @@
 mod auth;
 mod common;
 mod openapi;
+mod records;
 mod resources;
 mod robustness;

@@ -1,0 +1,66 @@
+//! Flow records (viewer): the records store queried with the filters of
+//! `bulkhead records flows`, parsed by the same code (`FlowParams`).
+
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+use crate::state::{blocking, Caller, Shared};
+use axum::extract::{Query, State};
+use axum::Json;
+use control::records::{FlowParams, FlowRow, RecordsError, RecordsReader, DEFAULT_LIMIT};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A page of flow records, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FlowPageView {
+    pub flows: Vec<FlowRow>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// The rows a page holds at most, as applied (a larger `limit` is capped).
+    pub limit: usize,
+}
+
+fn records_error(e: RecordsError) -> ApiError {
+    match e {
+        RecordsError::Missing { .. } | RecordsError::Foreign { .. } => {
+            ApiError::new(ErrorCode::Unavailable, e.to_string())
+        }
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// Flow records, newest first (viewer). Every filter narrows; see
+/// `docs/api.md`.
+#[utoipa::path(get, path = "/api/v1/flows", tag = "records", params(FlowParams),
+    responses((status = 200, body = FlowPageView), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "flow records are off on this appliance")))]
+pub async fn flows(
+    State(st): State<Shared>,
+    _c: Caller,
+    Query(q): Query<FlowParams>,
+) -> ApiResult<Json<FlowPageView>> {
+    let now_ms = i64::try_from(control::time::Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX);
+    let filter = q
+        .filter(now_ms)
+        .map_err(|e| ApiError::bad_request(e.message).field(e.field))?;
+    let Some(path) = st.records.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "flow records are off on this appliance ([records] enabled = false)",
+        ));
+    };
+    let limit = match filter.limit {
+        0 => DEFAULT_LIMIT,
+        n => n,
+    };
+    let page = blocking(move || {
+        let reader = RecordsReader::open(&path).map_err(records_error)?;
+        reader.flows(&filter).map_err(records_error)
+    })
+    .await?;
+    Ok(Json(FlowPageView {
+        flows: page.flows,
+        next: page.next.map(|c| c.to_string()),
+        limit,
+    }))
+}
