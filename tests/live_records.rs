@@ -120,6 +120,11 @@ fn live_flows_become_records_that_survive_a_restart() {
         served.iter().any(|r| r["src"]["name"] == "client"),
         "the first run's records through the API: {served:?}"
     );
+    let stats = bed.ctl(&["stats"]);
+    assert!(
+        stats["control"]["records"]["written"].is_u64(),
+        "the records writer in /api/v1/stats: {stats}"
+    );
     assert!(connects(&a, Duration::from_secs(10)));
     bed.stop();
     let after = records(&bed, &[]);

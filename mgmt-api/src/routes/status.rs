@@ -79,6 +79,21 @@ pub struct ControlView {
     /// Observations claiming an address another workload holds, not learned.
     pub address_claims_refused: u64,
     pub last_error: Option<String>,
+    /// The flow records' writer; absent when records are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<RecordsView>,
+}
+
+/// What the flow records' writer did since the start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RecordsView {
+    pub written: u64,
+    /// Dropped: the writer was a queue behind, or a write failed.
+    pub lost: u64,
+    /// Batches whose write failed (a full disk, a damaged file).
+    pub write_errors: u64,
+    /// Deleted by retention.
+    pub expired: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -174,6 +189,12 @@ fn stats_view(st: &Shared) -> StatsView {
             learned_forgotten: s.learned_forgotten,
             address_claims_refused: s.address_claims_refused,
             last_error: s.last_error,
+            records: s.records.map(|r| RecordsView {
+                written: r.written,
+                lost: r.lost,
+                write_errors: r.errors,
+                expired: r.expired,
+            }),
         },
     }
 }
@@ -358,6 +379,34 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
         "Observations claiming an address another workload holds (not learned)",
         claims,
     );
+    if let Some(r) = s.records {
+        for (name, help, v) in [
+            (
+                "records_written",
+                "Flow records written to the records store",
+                r.written,
+            ),
+            (
+                "records_lost",
+                "Flow records dropped: the writer was a queue behind or a write failed",
+                r.lost,
+            ),
+            (
+                "records_write_errors",
+                "Batches of flow records whose write failed",
+                r.errors,
+            ),
+            (
+                "records_expired",
+                "Flow records deleted by retention",
+                r.expired,
+            ),
+        ] {
+            let c = Counter::<u64>::default();
+            c.inc_by(v);
+            reg.register(name, help, c);
+        }
+    }
     reg.register(
         "api_requests",
         "Management API requests answered, by HTTP status",
