@@ -239,6 +239,9 @@ pub struct Ipv4Repr {
 }
 
 impl Ipv4Repr {
+    /// The header's length: this builder writes no options.
+    pub const HEADER_LEN: usize = ipv4::MIN_HEADER_LEN;
+
     /// TTL 64, identification 0, no flags, not a fragment.
     pub const fn new(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Repr {
         Ipv4Repr {
@@ -261,12 +264,12 @@ impl Ipv4Repr {
         with_checksum: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), EmitError> {
-        let total = length(Layer::Ipv4, ipv4::MIN_HEADER_LEN + payload_len)?;
+        let total = length(Layer::Ipv4, Ipv4Repr::HEADER_LEN + payload_len)?;
         if self.frag_offset > MAX_FRAG_OFFSET {
             return Err(EmitError::FragmentOffset(self.frag_offset));
         }
         let flags = (u16::from(self.dont_frag) << 14) | (u16::from(self.more_frags) << 13);
-        let mut header = [0u8; ipv4::MIN_HEADER_LEN];
+        let mut header = [0u8; Ipv4Repr::HEADER_LEN];
         header[0] = 0x45;
         header[2..4].copy_from_slice(&total.to_be_bytes());
         header[4..6].copy_from_slice(&self.ident.to_be_bytes());
@@ -381,7 +384,7 @@ impl IpRepr {
 
     pub fn header_len(&self) -> usize {
         match self {
-            IpRepr::V4(_) => ipv4::MIN_HEADER_LEN,
+            IpRepr::V4(_) => Ipv4Repr::HEADER_LEN,
             IpRepr::V6(ip) => ip.header_len(),
         }
     }
