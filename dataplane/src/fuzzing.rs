@@ -19,8 +19,13 @@ use crate::event::{self, Event};
 use crate::io::mem::MemIo;
 use crate::io::Port;
 use crate::policy::{named, PolicySnapshot, SnapshotCell};
-use crate::wire::{self, ethertype, ip_proto, TcpFlags};
+use crate::wire::emit::{
+    Checksums, EthernetRepr, Frame, IcmpRepr, IpRepr, Ipv4Repr, Ipv6Fragment, Ipv6Repr, L4Repr,
+    TcpRepr, UdpRepr, VlanTag, Vlans,
+};
+use crate::wire::{self, icmp, MacAddr, TcpFlags};
 use crate::worker::{FragmentPolicy, Worker, WorkerConfig};
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 /// The longest input frame the harnesses pass on (longer inputs are cut).
@@ -362,21 +367,15 @@ pub fn dns(data: &[u8]) {
 #[derive(Debug, Clone, Copy)]
 struct Host {
     mac: [u8; 6],
-    ip: Ip,
+    ip: IpAddr,
     vlan: Option<u16>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Ip {
-    V4([u8; 4]),
-    V6([u8; 16]),
 }
 
 impl Host {
     fn v4(mac: [u8; 6], ip: [u8; 4]) -> Host {
         Host {
             mac,
-            ip: Ip::V4(ip),
+            ip: ip.into(),
             vlan: None,
         }
     }
@@ -384,116 +383,105 @@ impl Host {
     fn v6(mac: [u8; 6], ip: [u8; 16]) -> Host {
         Host {
             mac,
-            ip: Ip::V6(ip),
+            ip: ip.into(),
             vlan: None,
         }
     }
 }
 
-/// IPv4 `(flags << 13) | offset`: more fragments, offset 0.
-const MORE_FRAGMENTS: u16 = 0x2000;
-
-/// Ethernet (+ VLAN) + IP header around `l4` (the transport header and payload).
-/// `frag`: the IPv4 flags/offset word and id, or the IPv6 fragment header's.
-fn ip_frame(src: &Host, dst: &Host, proto: u8, l4: &[u8], frag: Option<(u16, u32)>) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64 + l4.len());
-    f.extend_from_slice(&dst.mac);
-    f.extend_from_slice(&src.mac);
-    if let Some(vid) = src.vlan {
-        f.extend_from_slice(&ethertype::VLAN.to_be_bytes());
-        f.extend_from_slice(&vid.to_be_bytes());
-    }
-    match (src.ip, dst.ip) {
-        (Ip::V4(s), Ip::V4(d)) => {
-            f.extend_from_slice(&ethertype::IPV4.to_be_bytes());
-            let (word, id) = frag.unwrap_or((0x4000, 1)); // don't fragment
-            f.extend_from_slice(&[0x45, 0]);
-            f.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-            f.extend_from_slice(&(id as u16).to_be_bytes());
-            f.extend_from_slice(&word.to_be_bytes());
-            f.extend_from_slice(&[64, proto, 0, 0]);
-            f.extend_from_slice(&s);
-            f.extend_from_slice(&d);
-        }
-        (Ip::V6(s), Ip::V6(d)) => {
-            f.extend_from_slice(&ethertype::IPV6.to_be_bytes());
-            f.extend_from_slice(&[0x60, 0, 0, 0]);
-            let ext = if frag.is_some() { 8 } else { 0 };
-            f.extend_from_slice(&((ext + l4.len()) as u16).to_be_bytes());
-            f.push(if frag.is_some() { 44 } else { proto });
-            f.push(64);
-            f.extend_from_slice(&s);
-            f.extend_from_slice(&d);
-            if let Some((word, id)) = frag {
-                f.extend_from_slice(&[proto, 0]);
-                f.extend_from_slice(&word.to_be_bytes());
-                f.extend_from_slice(&id.to_be_bytes());
-            }
-        }
+/// Ethernet (tagged with the sender's VLAN, if any) + IP from `src` to `dst` around
+/// `l4` and `payload`; `first_fragment`: the id of a first fragment (IPv4 more
+/// fragments, or an IPv6 fragment header). Checksums are left 0: nothing on the
+/// harness's path reads them.
+fn ip_frame(
+    src: &Host,
+    dst: &Host,
+    l4: L4Repr,
+    payload: &[u8],
+    first_fragment: Option<u32>,
+) -> Vec<u8> {
+    let ip = match (src.ip, dst.ip, first_fragment) {
+        (IpAddr::V4(s), IpAddr::V4(d), None) => IpRepr::V4(Ipv4Repr {
+            ident: 1,
+            dont_frag: true,
+            ..Ipv4Repr::new(s, d)
+        }),
+        (IpAddr::V4(s), IpAddr::V4(d), Some(id)) => IpRepr::V4(Ipv4Repr {
+            ident: id as u16,
+            more_frags: true,
+            ..Ipv4Repr::new(s, d)
+        }),
+        (IpAddr::V6(s), IpAddr::V6(d), frag) => IpRepr::V6(Ipv6Repr {
+            fragment: frag.map(|ident| Ipv6Fragment {
+                offset: 0,
+                more_frags: true,
+                ident,
+            }),
+            ..Ipv6Repr::new(s, d)
+        }),
         _ => unreachable!("harness frames keep one address family"),
+    };
+    let mut eth = EthernetRepr::new(MacAddr(dst.mac), MacAddr(src.mac));
+    if let Some(vid) = src.vlan {
+        eth.vlans = Vlans::One(VlanTag::dot1q(vid));
     }
-    f.extend_from_slice(l4);
-    f
-}
-
-fn udp_header(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut l4 = Vec::with_capacity(8 + payload.len());
-    l4.extend_from_slice(&sport.to_be_bytes());
-    l4.extend_from_slice(&dport.to_be_bytes());
-    l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    l4.extend_from_slice(&[0, 0]);
-    l4.extend_from_slice(payload);
-    l4
+    let frame = Frame {
+        eth,
+        ip,
+        l4,
+        payload,
+        checksums: Checksums::Off,
+        pad: false,
+    };
+    frame
+        .to_vec()
+        .expect("harness frames are shorter than 64 KiB")
 }
 
 fn udp(src: &Host, dst: &Host, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    ip_frame(
-        src,
-        dst,
-        ip_proto::UDP,
-        &udp_header(sport, dport, payload),
-        None,
-    )
+    let udp = UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+    };
+    ip_frame(src, dst, L4Repr::Udp(udp), payload, None)
 }
 
 fn tcp(src: &Host, dst: &Host, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut l4 = Vec::with_capacity(20 + payload.len());
-    l4.extend_from_slice(&sport.to_be_bytes());
-    l4.extend_from_slice(&dport.to_be_bytes());
-    l4.extend_from_slice(&1000u32.to_be_bytes());
-    l4.extend_from_slice(&u32::from(flags & TcpFlags::ACK != 0).to_be_bytes());
-    l4.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    l4.extend_from_slice(payload);
-    ip_frame(src, dst, ip_proto::TCP, &l4, None)
+    let flags = TcpFlags(flags);
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq: 1000,
+        ack: u32::from(flags.ack()),
+        flags,
+        window: 0xffff,
+    };
+    ip_frame(src, dst, L4Repr::Tcp(tcp), payload, None)
 }
 
 fn icmp_echo(src: &Host, dst: &Host, id: u16) -> Vec<u8> {
-    let (proto, kind) = match src.ip {
-        Ip::V4(_) => (ip_proto::ICMP, 8),
-        Ip::V6(_) => (ip_proto::ICMPV6, 128),
+    let kind = match src.ip {
+        IpAddr::V4(_) => icmp::v4::ECHO_REQUEST,
+        IpAddr::V6(_) => icmp::v6::ECHO_REQUEST,
     };
-    let mut l4 = vec![kind, 0, 0, 0];
-    l4.extend_from_slice(&id.to_be_bytes());
-    l4.extend_from_slice(&[0, 1]);
-    l4.extend_from_slice(b"ping");
-    ip_frame(src, dst, proto, &l4, None)
+    let echo = L4Repr::Icmp(IcmpRepr::echo(kind, id, 1));
+    ip_frame(src, dst, echo, b"ping", None)
 }
 
 fn udp4_first_fragment(src: &Host, dst: &Host, id: u16) -> Vec<u8> {
-    let l4 = udp_header(DNS_UDP_PORT, 53, &[0; 16]);
-    ip_frame(
-        src,
-        dst,
-        ip_proto::UDP,
-        &l4,
-        Some((MORE_FRAGMENTS, u32::from(id))),
-    )
+    let udp = UdpRepr {
+        src_port: DNS_UDP_PORT,
+        dst_port: 53,
+    };
+    ip_frame(src, dst, L4Repr::Udp(udp), &[0; 16], Some(u32::from(id)))
 }
 
 fn udp6_first_fragment(src: &Host, dst: &Host, id: u32) -> Vec<u8> {
-    let l4 = udp_header(DNS_UDP_PORT, 53, &[0; 16]);
-    // IPv6 fragment header word: offset << 3 | M.
-    ip_frame(src, dst, ip_proto::UDP, &l4, Some((1, id)))
+    let udp = UdpRepr {
+        src_port: DNS_UDP_PORT,
+        dst_port: 53,
+    };
+    ip_frame(src, dst, L4Repr::Udp(udp), &[0; 16], Some(id))
 }
 
 #[cfg(test)]

@@ -15,7 +15,10 @@
 mod afxdp_bed;
 
 use afxdp_bed::*;
+use dataplane::wire::emit::{Checksums, Frame, Ipv4Repr, L4Repr, TcpRepr, UdpRepr};
+use dataplane::wire::{MacAddr, TcpFlags};
 use dataplane::worker::DropReason;
+use std::net::Ipv4Addr;
 
 /// A small deterministic generator (xorshift64*): no seed file, same frames
 /// every run.
@@ -36,28 +39,18 @@ impl Rng {
     }
 }
 
-fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: usize, frag: u16) -> Vec<u8> {
-    ipv4_header_id(src, dst, proto, l4_len, frag, 0x1234)
+/// An IPv4 frame of `l4` and `payload`: the IPv4 header checksummed, the
+/// transport's checksum left 0 (so host-b's stack takes none of them in).
+fn ipv4(dst: [u8; 6], src: [u8; 6], ip: Ipv4Repr, l4: L4Repr, payload: &[u8]) -> Vec<u8> {
+    let frame = Frame {
+        checksums: Checksums::IpOnly,
+        ..Frame::new(MacAddr(dst), MacAddr(src), ip, l4, payload)
+    };
+    frame.to_vec().expect("a short frame")
 }
 
-fn ipv4_header_id(
-    src: [u8; 4],
-    dst: [u8; 4],
-    proto: u8,
-    l4_len: usize,
-    frag: u16,
-    id: u16,
-) -> Vec<u8> {
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&((20 + l4_len) as u16).to_be_bytes());
-    ip.extend_from_slice(&id.to_be_bytes());
-    ip.extend_from_slice(&frag.to_be_bytes());
-    ip.extend_from_slice(&[64, proto, 0, 0]);
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let c = csum(&[&ip]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip
+fn udp(src_port: u16, dst_port: u16) -> L4Repr {
+    L4Repr::Udp(UdpRepr { src_port, dst_port })
 }
 
 fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, body: &[u8]) -> Vec<u8> {
@@ -69,13 +62,17 @@ fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, body: &[u8]) -> Vec<u8> {
     f
 }
 
-fn ipv4_addr(s: &str) -> [u8; 4] {
-    s.parse::<std::net::Ipv4Addr>().expect("IPv4").octets()
+fn ipv4_addr(s: &str) -> Ipv4Addr {
+    s.parse().expect("IPv4")
 }
 
 /// Frame `i` of the attack: eight kinds in turn.
 fn hostile(i: u64, rng: &mut Rng, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
     let (a, b) = (ipv4_addr(HOST_A), ipv4_addr(HOST_B));
+    let from = |src_ip: Ipv4Addr| Ipv4Repr {
+        ident: 0x1234,
+        ..Ipv4Repr::new(src_ip, b)
+    };
     match i % 8 {
         // Random bytes, random length (at least a header's worth, so the
         // kernel sends it: it pads short frames).
@@ -85,60 +82,55 @@ fn hostile(i: u64, rng: &mut Rng, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
         }
         // IPv4 ethertype, truncated anywhere in the IP header.
         1 => {
-            let ip = ipv4_header(a, b, 6, 20, 0);
+            let f = ipv4(dst, src, from(a), L4Repr::Raw(6), &[0; 20]);
             let cut = rng.below(20) as usize;
-            ether(dst, src, 0x0800, &ip[..cut])
+            f[..14 + cut].to_vec()
         }
         // IPv4 whose header lies: IHL below 5, or a total length past the frame.
         2 => {
-            let mut ip = ipv4_header(a, b, 17, 8, 0);
+            let mut f = ipv4(dst, src, from(a), L4Repr::Raw(17), &[0; 8]);
             if rng.below(2) == 0 {
-                ip[0] = 0x40 | rng.below(5) as u8;
+                f[14] = 0x40 | rng.below(5) as u8;
             } else {
-                ip[2..4].copy_from_slice(&9000u16.to_be_bytes());
+                f[16..18].copy_from_slice(&9000u16.to_be_bytes());
             }
-            ip.extend_from_slice(&rng.bytes(8));
-            ether(dst, src, 0x0800, &ip)
+            f[34..].copy_from_slice(&rng.bytes(8));
+            f
         }
         // Fragments to a denied port: first ones (MF), and later ones whose
         // first never came (ids of their own).
         3 => {
-            let frag = if (i / 8).is_multiple_of(2) {
-                0x2000
-            } else {
-                (1 + rng.below(100)) as u16
+            let later = !(i / 8).is_multiple_of(2);
+            let ip = Ipv4Repr {
+                ident: (i / 8) as u16,
+                more_frags: !later,
+                frag_offset: if later {
+                    (1 + rng.below(100)) as u16
+                } else {
+                    0
+                },
+                ..Ipv4Repr::new(a, b)
             };
-            let mut udp = Vec::new();
-            udp.extend_from_slice(&4000u16.to_be_bytes());
-            udp.extend_from_slice(&445u16.to_be_bytes());
-            udp.extend_from_slice(&[0, 16, 0, 0]);
-            udp.extend_from_slice(&rng.bytes(8));
-            let mut ip = ipv4_header_id(a, b, 17, udp.len(), frag, (i / 8) as u16);
-            ip.extend_from_slice(&udp);
-            ether(dst, src, 0x0800, &ip)
+            ipv4(dst, src, ip, udp(4000, 445), &rng.bytes(8))
         }
         // A SYN scan: every port of host-b in turn.
         4 | 5 => {
             let port = ((i / 8) * 2 + i % 8 - 4) % 65535 + 1;
-            let mut t = Vec::new();
-            t.extend_from_slice(&(40000 + (i % 20000) as u16).to_be_bytes());
-            t.extend_from_slice(&(port as u16).to_be_bytes());
-            t.extend_from_slice(&(i as u32).to_be_bytes());
-            t.extend_from_slice(&[0, 0, 0, 0, 5 << 4, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
-            let mut ip = ipv4_header(a, b, 6, t.len(), 0);
-            ip.extend_from_slice(&t);
-            ether(dst, src, 0x0800, &ip)
+            let syn = TcpRepr {
+                src_port: 40000 + (i % 20000) as u16,
+                dst_port: port as u16,
+                seq: i as u32,
+                flags: TcpFlags(TcpFlags::SYN),
+                window: 0xfaf0,
+                ..TcpRepr::default()
+            };
+            ipv4(dst, src, from(a), L4Repr::Tcp(syn), b"")
         }
         // UDP from spoofed sources all over 10.0.0.0/8, random ports.
         6 => {
-            let spoofed = [10, rng.next() as u8, rng.next() as u8, rng.next() as u8];
-            let mut udp = Vec::new();
-            udp.extend_from_slice(&(rng.next() as u16).to_be_bytes());
-            udp.extend_from_slice(&(rng.next() as u16).to_be_bytes());
-            udp.extend_from_slice(&[0, 12, 0, 0, 1, 2, 3, 4]);
-            let mut ip = ipv4_header(spoofed, b, 17, udp.len(), 0);
-            ip.extend_from_slice(&udp);
-            ether(dst, src, 0x0800, &ip)
+            let spoofed = Ipv4Addr::new(10, rng.next() as u8, rng.next() as u8, rng.next() as u8);
+            let l4 = udp(rng.next() as u16, rng.next() as u16);
+            ipv4(dst, src, from(spoofed), l4, &[1, 2, 3, 4])
         }
         // Stacked VLAN tags (QinQ, then 802.1Q, then more), random inside.
         _ => {

@@ -13,65 +13,50 @@ mod afxdp_bed;
 
 use afxdp_bed::*;
 use aya::programs::{tc, SchedClassifier, TcAttachType};
+use dataplane::wire::emit::{Frame, IcmpRepr, Ipv4Repr, L4Repr, TcpRepr, VlanTag, Vlans};
+use dataplane::wire::{icmp, MacAddr, TcpFlags};
 
 /// tc programs pushing a tag beside the frame (tests/bpf/vlan_push.c).
 const VLAN_PUSH: &[u8] = include_bytes!("bpf/vlan_push.o");
 
-/// An Ethernet frame tagged with VLAN_ID, IPv4 VLAN_A -> VLAN_B, `proto`, `l4`.
-fn tagged_ipv4(src: [u8; 6], dst: [u8; 6], proto: u8, l4: &[u8]) -> Vec<u8> {
-    ipv4_frame(src, dst, &[VLAN_ID], proto, l4)
+/// What an IPv4 frame of these tests carries: a transport header and its payload.
+type Transport = (L4Repr, &'static [u8]);
+
+/// An Ethernet frame tagged with VLAN_ID, IPv4 VLAN_A -> VLAN_B, carrying `l4`.
+fn tagged_ipv4(src: [u8; 6], dst: [u8; 6], l4: Transport) -> Vec<u8> {
+    ipv4_frame(src, dst, Vlans::One(VlanTag::dot1q(VLAN_ID)), l4)
 }
 
-/// An Ethernet frame with 802.1Q tags `vids` (outermost first), IPv4 VLAN_A ->
-/// VLAN_B, `proto`, `l4`.
-fn ipv4_frame(src: [u8; 6], dst: [u8; 6], vids: &[u16], proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    for vid in vids {
-        f.extend_from_slice(&0x8100u16.to_be_bytes());
-        f.extend_from_slice(&vid.to_be_bytes());
-    }
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let total = (20 + l4.len()) as u16;
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-    ip.extend_from_slice(&VLAN_A);
-    ip.extend_from_slice(&VLAN_B);
-    let c = csum(&[&ip]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(l4);
-    f
+/// An Ethernet frame with `vlans`, IPv4 VLAN_A -> VLAN_B, carrying `l4`, every
+/// checksum filled in.
+fn ipv4_frame(src: [u8; 6], dst: [u8; 6], vlans: Vlans, (l4, payload): Transport) -> Vec<u8> {
+    let ip = Ipv4Repr {
+        ident: 0x1234,
+        dont_frag: true,
+        ..Ipv4Repr::new(VLAN_A.into(), VLAN_B.into())
+    };
+    let mut frame = Frame::new(MacAddr(dst), MacAddr(src), ip, l4, payload);
+    frame.eth.vlans = vlans;
+    frame.to_vec().expect("a short frame")
 }
 
 /// An ICMP echo request with this identifier.
-fn icmp_echo(ident: u16) -> Vec<u8> {
-    let mut m = vec![8, 0, 0, 0];
-    m.extend_from_slice(&ident.to_be_bytes());
-    m.extend_from_slice(&1u16.to_be_bytes());
-    m.extend_from_slice(b"bulkhead-vlan-test");
-    let c = csum(&[&m]);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    m
+fn icmp_echo(ident: u16) -> Transport {
+    let echo = IcmpRepr::echo(icmp::v4::ECHO_REQUEST, ident, 1);
+    (L4Repr::Icmp(echo), b"bulkhead-vlan-test")
 }
 
-/// A TCP SYN from `sport` to `dport`, checksummed over the IPv4 pseudo-header.
-fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend_from_slice(&sport.to_be_bytes());
-    t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&0x0102_0304u32.to_be_bytes()); // seq
-    t.extend_from_slice(&0u32.to_be_bytes()); // ack
-    t.extend_from_slice(&[5 << 4, 0x02]); // 20-byte header, SYN
-    t.extend_from_slice(&64240u16.to_be_bytes());
-    t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
-    let len = (t.len() as u16).to_be_bytes();
-    let pseudo = [&VLAN_A[..], &VLAN_B[..], &[0, 6], &len[..]].concat();
-    let c = csum(&[&pseudo, &t]);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    t
+/// A TCP SYN from `sport` to `dport`.
+fn tcp_syn(sport: u16, dport: u16) -> Transport {
+    let syn = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq: 0x0102_0304,
+        flags: TcpFlags(TcpFlags::SYN),
+        window: 64240,
+        ..TcpRepr::default()
+    };
+    (L4Repr::Tcp(syn), b"")
 }
 
 /// Send `frame` out of host-a, `count` times.
@@ -253,7 +238,7 @@ fn vlan_tagged_frames_are_forwarded_with_their_tag() {
     }
     let t = Topology::new().expect("topology");
     let (mac_a, mac_b) = (mac_of(&t.a, "host-a"), mac_of(&t.b, "host-b"));
-    let echo = tagged_ipv4(mac_a, mac_b, 1, &icmp_echo(0x2020));
+    let echo = tagged_ipv4(mac_a, mac_b, icmp_echo(0x2020));
     assert_eq!(
         cross(&t, &echo, is_echo(0x2020)),
         None,
@@ -267,7 +252,7 @@ fn vlan_tagged_frames_are_forwarded_with_their_tag() {
         Some(Some(VLAN_ID)),
         "a VLAN 20 echo request reaches host-b, still tagged 20"
     );
-    let syn = tagged_ipv4(mac_a, mac_b, 6, &tcp_syn(40080, 8080));
+    let syn = tagged_ipv4(mac_a, mac_b, tcp_syn(40080, 8080));
     assert_eq!(
         cross(&t, &syn, is_syn_to(8080)),
         Some(Some(VLAN_ID)),
@@ -286,7 +271,7 @@ fn enforce_policy_classifies_vlan_tagged_frames() {
     let (mac_a, mac_b) = (mac_of(&t.a, "host-a"), mac_of(&t.b, "host-b"));
     let mut dut = Dut::start(&t, dut_config(FailMode::Closed), ALLOW_ALL).expect("DUT starts");
     assert!(t.ping_eventually(), "untagged ping through the DUT");
-    let syn_445 = tagged_ipv4(mac_a, mac_b, 6, &tcp_syn(40445, 445));
+    let syn_445 = tagged_ipv4(mac_a, mac_b, tcp_syn(40445, 445));
     assert_eq!(
         cross(&t, &syn_445, is_syn_to(445)),
         Some(Some(VLAN_ID)),
@@ -295,19 +280,19 @@ fn enforce_policy_classifies_vlan_tagged_frames() {
 
     dut.policy.publish(snapshot(DENY_445, 2));
     // A new source port: a new flow, classified by the enforce policy.
-    let syn_445 = tagged_ipv4(mac_a, mac_b, 6, &tcp_syn(40446, 445));
+    let syn_445 = tagged_ipv4(mac_a, mac_b, tcp_syn(40446, 445));
     assert_eq!(
         cross(&t, &syn_445, is_syn_to(445)),
         None,
         "a VLAN 20 SYN to 445 is denied in enforce"
     );
-    let syn_22 = tagged_ipv4(mac_a, mac_b, 6, &tcp_syn(40022, 22));
+    let syn_22 = tagged_ipv4(mac_a, mac_b, tcp_syn(40022, 22));
     assert_eq!(
         cross(&t, &syn_22, is_syn_to(22)),
         Some(Some(VLAN_ID)),
         "a VLAN 20 SYN to 22 is allowed"
     );
-    let echo = tagged_ipv4(mac_a, mac_b, 1, &icmp_echo(0x2121));
+    let echo = tagged_ipv4(mac_a, mac_b, icmp_echo(0x2121));
     assert_eq!(
         cross(&t, &echo, is_echo(0x2121)),
         Some(Some(VLAN_ID)),
@@ -346,7 +331,7 @@ fn tags_a_sender_inserts_in_hardware_cross_with_the_tag() {
 
     // An untagged frame tagged 20 on its way out of host-a, as a VLAN 20
     // sub-interface tags it.
-    let echo = ipv4_frame(mac_a, mac_b, &[], 1, &icmp_echo(0x3030));
+    let echo = ipv4_frame(mac_a, mac_b, Vlans::Untagged, icmp_echo(0x3030));
     let cap = Capture::open(&t);
     send_from_a_tagged_by(&t, "push_ctag", echo, 3);
     assert_eq!(
@@ -356,7 +341,7 @@ fn tags_a_sender_inserts_in_hardware_cross_with_the_tag() {
     );
 
     // QinQ: a VLAN 20 frame gets an 802.1ad service tag 200 on top.
-    let echo = tagged_ipv4(mac_a, mac_b, 1, &icmp_echo(0x3131));
+    let echo = tagged_ipv4(mac_a, mac_b, icmp_echo(0x3131));
     let cap = Capture::open(&t);
     send_from_a_tagged_by(&t, "push_stag", echo, 3);
     assert_eq!(

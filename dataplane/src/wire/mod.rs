@@ -5,11 +5,15 @@
 //! the accessors after it are infallible. [`parse`] walks a whole frame and returns a
 //! [`PacketInfo`]: a small `Copy` summary (addresses, ports, flags, offsets) that the
 //! flow table and the classifier work from.
+//!
+//! [`emit`] is the write side: the internet checksum and a frame builder (plain `Repr`
+//! structs with an `emit`) for the tests, benchmarks and fuzz harnesses.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 pub mod arp;
 pub mod dhcp;
+pub mod emit;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;

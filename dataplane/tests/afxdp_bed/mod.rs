@@ -464,21 +464,6 @@ pub fn mac_of(ns: &str, dev: &str) -> [u8; 6] {
     mac
 }
 
-/// The ones' complement sum of RFC 1071, folded.
-pub fn csum(parts: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    for part in parts {
-        for pair in part.chunks(2) {
-            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-            sum += u32::from(word);
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// A packet socket on `dev` in the calling thread's namespace: (fd, ifindex).
 pub fn packet_socket(dev: &str) -> (std::os::fd::OwnedFd, i32) {
     use std::os::fd::FromRawFd;
