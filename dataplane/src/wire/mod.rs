@@ -12,6 +12,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 pub mod arp;
+pub mod checksum;
 pub mod dhcp;
 pub mod emit;
 pub mod ethernet;
