@@ -135,3 +135,90 @@ fn live_flows_become_records_that_survive_a_restart() {
         "both runs' connections: {tcp_flows:?}"
     );
 }
+
+/// A tmpfs of `size` on `dir`, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: std::path::PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&dir).unwrap();
+        sh(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            dir.to_str().unwrap(),
+        ]);
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn logged(bed: &Bed, what: &str) -> bool {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < until {
+        if bed.log().contains(what) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_full_records_filesystem_pauses_records_says_so_and_forwarding_goes_on() {
+    if !dataplane::hostenv::root_with(
+        "the full records filesystem test",
+        &["ip", "ethtool", "nsenter", "mount", "umount"],
+    ) {
+        return;
+    }
+    let tag = std::process::id();
+    let fs = Tmpfs::mount(
+        std::env::temp_dir().join(format!("bulkhead-tiny-{tag}")),
+        "4m",
+    );
+    let store = fs.0.join("records.db");
+    let records = format!(
+        "\n[records]\nstore = \"{}\"\nreserve_mb = 1\n",
+        store.display()
+    );
+    let mut bed = Bed::new("full", &policy(), &records);
+    let [a, b, _] = bed.ns.clone();
+    listen(&b);
+    bed.start();
+    assert!(connects(&a, Duration::from_secs(10)));
+    assert_eq!(bed.ctl(&["health"])["records"], "ok");
+
+    // The filesystem fills (another tenant of it, say): below the reserve.
+    let filler = fs.0.join("filler");
+    let free = sh(&["stat", "-f", "-c", "%a %S", fs.0.to_str().unwrap()]);
+    let mut it = free.split_whitespace().map(|v| v.parse::<u64>().unwrap());
+    let (blocks, size) = (it.next().unwrap(), it.next().unwrap());
+    std::fs::write(
+        &filler,
+        vec![0u8; (blocks * size).saturating_sub(256 << 10) as usize],
+    )
+    .unwrap();
+    assert!(
+        logged(&bed, "records: PAUSED"),
+        "the log says so:\n{}",
+        bed.log()
+    );
+    assert_eq!(bed.ctl(&["health"])["records"], "paused");
+    assert_eq!(bed.ctl(&["stats"])["control"]["records"]["paused"], true);
+    assert!(connects(&a, Duration::from_secs(10)), "forwarding goes on");
+    assert!(!ping(&a), "and so does the policy");
+
+    std::fs::remove_file(&filler).unwrap();
+    assert!(logged(&bed, "records: resumed"), "{}", bed.log());
+    bed.stop();
+    drop(bed);
+}

@@ -143,6 +143,10 @@ pub struct RecordsSection {
     pub store: Option<PathBuf>,
     /// Days a flow record is kept (by its last packet).
     pub max_age_days: u64,
+    /// The store's size at most, in MiB: past it the oldest records go.
+    pub max_size_mb: u64,
+    /// Free MiB kept on the store's filesystem: below it records pause.
+    pub reserve_mb: u64,
 }
 
 impl Default for RecordsSection {
@@ -151,6 +155,8 @@ impl Default for RecordsSection {
             enabled: true,
             store: None,
             max_age_days: 7,
+            max_size_mb: 2048,
+            reserve_mb: 128,
         }
     }
 }
@@ -173,6 +179,8 @@ impl Config {
             path,
             config: RecordsConfig {
                 max_age: std::time::Duration::from_secs(r.max_age_days.saturating_mul(86_400)),
+                max_bytes: r.max_size_mb.saturating_mul(1 << 20),
+                reserve_bytes: r.reserve_mb.saturating_mul(1 << 20),
                 ..RecordsConfig::default()
             },
             worker_epoch,

@@ -213,6 +213,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     );
 
     let mut control_running = true;
+    let mut records_paused = false;
     let stats_every = Duration::from_secs(cfg.dataplane.stats_interval.max(1));
     let mut next_stats = stats_every;
     let mut failure = None;
@@ -231,6 +232,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 status.failure.as_deref().unwrap_or("no reason given"),
                 cell.generation()
             );
+        }
+        let paused = status.records.is_some_and(|r| r.paused);
+        if paused != records_paused {
+            records_paused = paused;
+            if paused {
+                println!(
+                    "records: PAUSED, the records store's filesystem is below its reserve or \
+                     full; records are dropped and counted, forwarding goes on"
+                );
+            } else {
+                println!("records: resumed");
+            }
         }
         if start.elapsed() >= next_stats {
             next_stats += stats_every;
@@ -286,6 +299,9 @@ fn control_line(control: &ControlHandle) -> String {
     }
     if let Some(r) = s.records {
         line += &format!(", records {} written", r.written);
+        if r.paused {
+            line += " (PAUSED: the store's filesystem is below its reserve or full)";
+        }
         if r.lost > 0 {
             line += &format!(", {} LOST ({} write errors)", r.lost, r.errors);
         }

@@ -134,6 +134,10 @@ pub struct RecordsStatus {
     pub errors: u64,
     /// Deleted by retention.
     pub expired: u64,
+    /// Paused: the filesystem is below its reserve, or full.
+    pub paused: bool,
+    /// Bytes of the store in use.
+    pub bytes: u64,
 }
 
 /// State shared between the thread and its handles.
@@ -188,6 +192,8 @@ impl Shared {
                 lost: c.lost.load(Ordering::Relaxed),
                 errors: c.errors.load(Ordering::Relaxed),
                 expired: c.expired.load(Ordering::Relaxed),
+                paused: c.paused.load(Ordering::Relaxed),
+                bytes: c.bytes.load(Ordering::Relaxed),
             }),
         }
     }

@@ -214,3 +214,161 @@ fn a_newer_store_is_refused_and_a_foreign_file_is_an_error() {
     let e = RecordsWriter::start(&foreign, RecordsConfig::default()).unwrap_err();
     assert!(e.to_string().contains("foreign.db"), "{e}");
 }
+
+#[test]
+fn retention_keeps_the_store_within_its_size_oldest_first() {
+    let dir = TempDir::new("records-size");
+    let path = dir.0.join("records.db");
+    let cfg = RecordsConfig {
+        max_bytes: 256 << 10,
+        retention_every: Duration::from_millis(20),
+        ..RecordsConfig::default()
+    };
+    let w = RecordsWriter::start(&path, cfg).unwrap();
+    let now = super::writer_now_ms();
+    for b in 0..20 {
+        let batch = (0..500)
+            .map(|i| flow(b * 500 + i, now - 100_000 + i64::from(b * 500 + i)))
+            .collect();
+        assert!(w.try_submit(batch).is_ok());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(written(&w, 10_000), 10_000);
+    let c = w.counters();
+    let until = Instant::now() + Duration::from_secs(10);
+    while (c.bytes.load(Ordering::Relaxed) == 0 || c.bytes.load(Ordering::Relaxed) > 256 << 10)
+        && Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bytes = c.bytes.load(Ordering::Relaxed);
+    assert!(bytes > 0 && bytes <= 256 << 10, "{bytes} bytes in use");
+    let expired = c.expired.load(Ordering::Relaxed);
+    assert!(expired > 1000, "{expired} deleted");
+    w.finish();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let (left, oldest): (i64, i64) = db
+        .query_row("SELECT count(*), min(last_ms) FROM flows", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(left as u64 + expired, 10_000);
+    assert_eq!(
+        oldest,
+        now - 100_000 + expired as i64,
+        "exactly the oldest went"
+    );
+}
+
+/// A tmpfs of `size` mounted on a fresh directory; unmounted on drop.
+struct Tmpfs(TempDir);
+
+impl Tmpfs {
+    fn mount(name: &str, size: &str) -> Tmpfs {
+        let dir = TempDir::new(name);
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.0 .0)
+            .status();
+    }
+}
+
+/// Fills the filesystem of `dir` until `leave` bytes are free (about).
+fn fill(dir: &std::path::Path, leave: u64) -> std::path::PathBuf {
+    let filler = dir.join("filler");
+    let free = fs4::available_space(dir).unwrap();
+    let size = free.saturating_sub(leave);
+    std::fs::write(&filler, vec![0u8; size as usize]).unwrap();
+    filler
+}
+
+#[test]
+fn a_full_filesystem_pauses_the_records_and_they_resume_when_there_is_room() {
+    if !dataplane::hostenv::root_with("the full-disk records test", &["mount", "umount"]) {
+        return;
+    }
+    let fs = Tmpfs::mount("records-tiny", "4m");
+    let path = fs.0 .0.join("records.db");
+    let cfg = RecordsConfig {
+        reserve_bytes: 1 << 20,
+        retention_every: Duration::from_millis(20),
+        ..RecordsConfig::default()
+    };
+    let w = RecordsWriter::start(&path, cfg).unwrap();
+    let c = w.counters();
+    let now = super::writer_now_ms();
+    assert!(w.submit((0..100).map(|i| flow(i, now)).collect()));
+    assert_eq!(written(&w, 100), 100);
+    assert!(!c.paused.load(Ordering::Relaxed));
+
+    // Below the reserve: paused, batches dropped and counted, nothing fails.
+    let filler = fill(&fs.0 .0, 512 << 10);
+    for b in 0..5 {
+        assert!(w.submit((0..100).map(|i| flow(b * 100 + i, now)).collect()));
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while c.lost.load(Ordering::Relaxed) < 500 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(c.lost.load(Ordering::Relaxed), 500);
+    assert!(c.paused.load(Ordering::Relaxed), "paused, and says so");
+    assert_eq!(c.written.load(Ordering::Relaxed), 100);
+
+    // Room again: the next batch is written.
+    std::fs::remove_file(&filler).unwrap();
+    assert!(w.submit((0..100).map(|i| flow(i, now)).collect()));
+    assert_eq!(written(&w, 200), 200);
+    assert!(!c.paused.load(Ordering::Relaxed));
+
+    // With no reserve the disk itself fills: SQLite's "disk full" pauses too.
+    w.finish();
+    let cfg = RecordsConfig {
+        reserve_bytes: 0,
+        ..RecordsConfig::default()
+    };
+    let w = RecordsWriter::start(&path, cfg).unwrap();
+    let c = w.counters();
+    let _filler = fill(&fs.0 .0, 64 << 10);
+    for b in 0..20 {
+        let batch: Vec<StoredFlow> = (0..500).map(|i| flow(b * 500 + i, now)).collect();
+        let mut batch = batch;
+        while let Err(back) = w.try_submit(batch) {
+            batch = back;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while c.written.load(Ordering::Relaxed) + c.lost.load(Ordering::Relaxed) < 10_000
+        && Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        c.errors.load(Ordering::Relaxed) > 0,
+        "a write failed: disk full"
+    );
+    assert!(
+        c.lost.load(Ordering::Relaxed) > 0,
+        "its records are counted lost"
+    );
+    assert!(c.paused.load(Ordering::Relaxed), "and the records paused");
+    w.finish();
+    // What was written stays readable.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = db
+        .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))
+        .unwrap();
+    assert!(n >= 200, "{n}");
+}

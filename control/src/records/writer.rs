@@ -10,7 +10,7 @@ use dataplane::policy::Action;
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,6 +22,13 @@ pub struct RecordsConfig {
     pub queue_batches: usize,
     /// Flow records older than this (by their last packet) are deleted.
     pub max_age: Duration,
+    /// The store's size at most (the database's pages in use): past it the
+    /// oldest records are deleted.
+    pub max_bytes: u64,
+    /// Free space the filesystem keeps: below it records pause (dropped and
+    /// counted) until there is half as much again, so that the policy store,
+    /// usually on the same filesystem, never starves.
+    pub reserve_bytes: u64,
     /// How often retention runs.
     pub retention_every: Duration,
 }
@@ -42,6 +49,8 @@ impl Default for RecordsConfig {
         RecordsConfig {
             queue_batches: 64,
             max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 2 << 30,
+            reserve_bytes: 128 << 20,
             retention_every: Duration::from_secs(60),
         }
     }
@@ -57,8 +66,12 @@ pub struct RecordsCounters {
     pub lost: AtomicU64,
     /// Batches whose write failed (a full disk, a damaged file).
     pub errors: AtomicU64,
-    /// Flow records deleted by retention.
+    /// Flow records deleted by retention (by age or size).
     pub expired: AtomicU64,
+    /// Records are paused: the filesystem is below its reserve, or full.
+    pub paused: AtomicBool,
+    /// Bytes of the store in use, as of the last retention pass.
+    pub bytes: AtomicU64,
 }
 
 /// The records store's writer: a thread owning the database.
@@ -82,6 +95,10 @@ impl RecordsWriter {
             counters: counters.clone(),
             cfg,
             last_retention: None,
+            dir: path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
         };
         let thread = std::thread::Builder::new()
             .name("bulkhead-records".into())
@@ -158,23 +175,36 @@ struct Writer {
     counters: Arc<RecordsCounters>,
     cfg: RecordsConfig,
     last_retention: Option<Instant>,
+    /// The store's directory: whose filesystem's free space is watched.
+    dir: PathBuf,
 }
 
 impl Writer {
     fn run(&mut self, rx: &Receiver<Vec<StoredFlow>>) {
         loop {
-            match rx.recv_timeout(self.cfg.retention_every) {
+            // Wake at least every second: the paused flag follows the
+            // filesystem's free space even when no batch comes.
+            match rx.recv_timeout(self.cfg.retention_every.min(Duration::from_secs(1))) {
                 Ok(batch) => {
                     let n = batch.len() as u64;
+                    if !self.room() {
+                        self.counters.lost.fetch_add(n, Ordering::Relaxed);
+                        continue;
+                    }
                     match self.write(&batch) {
                         Ok(()) => self.counters.written.fetch_add(n, Ordering::Relaxed),
-                        Err(_) => {
+                        Err(e) => {
+                            if is_full(&e) {
+                                self.counters.paused.store(true, Ordering::Relaxed);
+                            }
                             self.counters.errors.fetch_add(1, Ordering::Relaxed);
                             self.counters.lost.fetch_add(n, Ordering::Relaxed)
                         }
                     };
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    self.room();
+                }
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             if self
@@ -253,15 +283,74 @@ impl Writer {
         tx.commit()
     }
 
-    /// Delete flow records older than the maximum age, oldest first.
+    /// Whether a batch may be written: the filesystem has more free space
+    /// than the reserve (half as much again to leave a pause), and the last
+    /// write did not find the disk full with no space freed since.
+    fn room(&mut self) -> bool {
+        let paused = self.counters.paused.load(Ordering::Relaxed);
+        let want = if paused {
+            self.cfg
+                .reserve_bytes
+                .saturating_add(self.cfg.reserve_bytes / 2)
+        } else {
+            self.cfg.reserve_bytes
+        };
+        // A filesystem that cannot say is taken as roomy: SQLite's own
+        // "disk full" still pauses.
+        let room = fs4::available_space(&self.dir).map_or(true, |free| free > want);
+        self.counters.paused.store(!room, Ordering::Relaxed);
+        room
+    }
+
+    /// Delete flow records older than the maximum age, then the oldest until
+    /// the store is within its size; oldest first either way.
     fn retain(&mut self, now_ms: i64) -> Result<u64, rusqlite::Error> {
         let age = i64::try_from(self.cfg.max_age.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms.saturating_sub(age);
-        let n = self
+        let mut n = self
             .conn
-            .execute("DELETE FROM flows WHERE last_ms < ?1", [cutoff])?;
-        Ok(n as u64)
+            .execute("DELETE FROM flows WHERE last_ms < ?1", [cutoff])? as u64;
+        loop {
+            let used = self.used_bytes()?;
+            self.counters.bytes.store(used, Ordering::Relaxed);
+            if used <= self.cfg.max_bytes {
+                return Ok(n);
+            }
+            let rows: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))?;
+            if rows == 0 {
+                return Ok(n);
+            }
+            // Down to 90% of the limit, at the store's average row size.
+            let per_row = (used / rows as u64).max(1);
+            let excess = used - self.cfg.max_bytes + self.cfg.max_bytes / 10;
+            let k = (excess / per_row).clamp(1, rows as u64);
+            let deleted = self.conn.execute(
+                "DELETE FROM flows WHERE id IN (SELECT id FROM flows ORDER BY last_ms, id LIMIT ?1)",
+                [k as i64],
+            )?;
+            n += deleted as u64;
+            if deleted == 0 {
+                return Ok(n);
+            }
+        }
     }
+
+    /// The database's pages in use (free pages left by deletions excluded).
+    fn used_bytes(&self) -> Result<u64, rusqlite::Error> {
+        let pragma = |name: &str| -> Result<i64, rusqlite::Error> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+        };
+        let pages = pragma("page_count")? - pragma("freelist_count")?;
+        Ok(u64::try_from(pages.max(0) * pragma("page_size")?).unwrap_or(0))
+    }
+}
+
+/// A write refused for want of space (`SQLITE_FULL`).
+fn is_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 /// A counter as SQLite's signed integer.

@@ -94,6 +94,10 @@ pub struct RecordsView {
     pub write_errors: u64,
     /// Deleted by retention.
     pub expired: u64,
+    /// Records are paused: the filesystem is below its reserve, or full.
+    pub paused: bool,
+    /// Bytes of the store in use.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -111,6 +115,11 @@ pub struct HealthView {
     /// The oldest worker report's age in milliseconds (absent: no report yet).
     pub worker_report_age_ms: Option<u64>,
     pub generation: u64,
+    /// Flow records: `ok`, `paused` (the store's filesystem is below its
+    /// reserve or full; forwarding is not affected, so the status stays
+    /// `ok`), or absent when records are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<String>,
 }
 
 fn port_name(p: Port) -> &'static str {
@@ -194,6 +203,8 @@ fn stats_view(st: &Shared) -> StatsView {
                 lost: r.lost,
                 write_errors: r.errors,
                 expired: r.expired,
+                paused: r.paused,
+                bytes: r.bytes,
             }),
         },
     }
@@ -226,6 +237,9 @@ pub async fn health(State(st): State<Shared>) -> Response {
         control_failure: s.failure,
         worker_report_age_ms: oldest.map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
         generation: s.generation,
+        records: s
+            .records
+            .map(|r| if r.paused { "paused" } else { "ok" }.to_string()),
     };
     let code = if ok {
         StatusCode::OK
@@ -406,6 +420,20 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
             c.inc_by(v);
             reg.register(name, help, c);
         }
+        let paused = Gauge::<i64>::default();
+        paused.set(i64::from(r.paused));
+        reg.register(
+            "records_paused",
+            "1 while flow records are paused (the filesystem is below its reserve, or full)",
+            paused,
+        );
+        let bytes = Gauge::<i64>::default();
+        bytes.set(i64::try_from(r.bytes).unwrap_or(i64::MAX));
+        reg.register(
+            "records_store_bytes",
+            "Bytes of the records store in use",
+            bytes,
+        );
     }
     reg.register(
         "api_requests",
