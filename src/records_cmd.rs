@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use control::records::{FlowFilter, FlowParams, FlowRow, RecordsReader};
+use control::records::{FlowFilter, FlowParams, FlowRow, Graph, GraphParams, RecordsReader};
 use control::time::Timestamp;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -19,6 +19,44 @@ pub struct RecordsArgs {
 enum RecordsCommand {
     /// Flow records, newest first.
     Flows(FlowsArgs),
+    /// The access graph of a window: who reached whom over what, allowed or not.
+    Graph(GraphArgs),
+}
+
+#[derive(Args)]
+pub struct GraphArgs {
+    /// The records store (an SQLite file written by bulkhead).
+    #[arg(long)]
+    store: PathBuf,
+    #[command(flatten)]
+    window: GraphWindowArgs,
+    /// One JSON object on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The graph's level and window, as `records graph` and `ctl graph` take them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GraphWindowArgs {
+    /// workload (default) or group.
+    #[arg(long)]
+    pub level: Option<String>,
+    /// The window's start: RFC 3339 or an age (default 24h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The window's end: RFC 3339 or an age (default now).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+impl GraphWindowArgs {
+    pub fn params(&self) -> GraphParams {
+        GraphParams {
+            level: self.level.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -97,7 +135,89 @@ impl FlowFilterArgs {
 pub fn run(args: &RecordsArgs) -> anyhow::Result<()> {
     match &args.command {
         RecordsCommand::Flows(a) => flows(a),
+        RecordsCommand::Graph(a) => graph(a),
     }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn graph(args: &GraphArgs) -> anyhow::Result<()> {
+    let q = args
+        .window
+        .params()
+        .query(now_ms())
+        .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?;
+    let g = RecordsReader::open(&args.store)?.graph(&q)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&g).context("rendering JSON")?
+        );
+    } else {
+        print!("{}", graph_table(&g));
+    }
+    Ok(())
+}
+
+/// The table `records graph` and `ctl graph` print: one line an edge,
+/// busiest first.
+pub fn graph_table(g: &Graph) -> String {
+    let label = |i: usize| {
+        g.nodes
+            .get(i)
+            .map_or_else(String::new, |n| match n.kind.as_str() {
+                "external" => n.id.clone(),
+                "group" => n.id.clone(),
+                _ if !n.name.is_empty() => n.name.clone(),
+                _ => n.id.clone(),
+            })
+    };
+    let mut edges: Vec<_> = g.edges.iter().collect();
+    edges.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.src.cmp(&b.src)));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "access graph, {} level, {} .. {}: {} nodes, {} edges{}",
+        match g.level {
+            control::records::Level::Workload => "workload",
+            control::records::Level::Group => "group",
+        },
+        g.since,
+        g.until,
+        g.nodes.len(),
+        g.edges.len(),
+        if g.truncated {
+            " (cut to the busiest)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:<24} {:<12} {:<10} {:>7} {:>9} {:>11}  LAST SEEN",
+        "SOURCE", "DESTINATION", "SERVICE", "VERDICT", "FLOWS", "PACKETS", "BYTES"
+    );
+    for e in edges {
+        let service = match e.proto {
+            6 | 17 => format!("{}/{}", proto_name(e.proto), e.port),
+            p => proto_name(p),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<24} {:<12} {:<10} {:>7} {:>9} {:>11}  {}",
+            label(e.src),
+            label(e.dst),
+            service,
+            e.verdict,
+            e.flows,
+            e.packets,
+            e.bytes,
+            e.last_seen
+        );
+    }
+    out
 }
 
 fn flows(args: &FlowsArgs) -> anyhow::Result<()> {

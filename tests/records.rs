@@ -8,7 +8,7 @@
 )]
 
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -267,4 +267,110 @@ fn bad_filters_and_foreign_files_are_one_line_errors() {
     ]));
     assert!(err.contains("not a bulkhead records store"), "{err}");
     assert_eq!(std::fs::read(&other).unwrap(), before, "left untouched");
+}
+
+fn graph_json(store: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "records",
+        "graph",
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+        "--since",
+        "2025-11-24T00:00:00Z",
+        "--until",
+        "2025-11-25T00:00:00Z",
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&ok(&bulkhead(&args))).expect("one JSON object")
+}
+
+/// `(source, destination, service, verdict) -> flows`, nodes by label.
+fn edges(g: &Value) -> BTreeMap<(String, String, String, String), u64> {
+    let nodes = g["nodes"].as_array().unwrap();
+    let label = |i: &Value| {
+        let n = &nodes[i.as_u64().unwrap() as usize];
+        match n["name"].as_str() {
+            Some(name) if !name.is_empty() => name.to_string(),
+            _ => n["id"].as_str().unwrap().to_string(),
+        }
+    };
+    g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let service = format!("{}/{}", e["proto"], e["port"]);
+            (
+                (
+                    label(&e["src"]),
+                    label(&e["dst"]),
+                    service,
+                    e["verdict"].as_str().unwrap().to_string(),
+                ),
+                e["flows"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_access_graph_of_a_capture_by_workload_and_by_group() {
+    let d = dir("graph");
+    let store = d.join("records.db");
+    replay_into(&store);
+    let key = |s: &str, d: &str, svc: &str, v: &str| {
+        (s.to_string(), d.to_string(), svc.to_string(), v.to_string())
+    };
+
+    let w = edges(&graph_json(&store, &[]));
+    assert_eq!(w.get(&key("web-1", "db-1", "6/5432", "allow")), Some(&3));
+    assert_eq!(w.get(&key("web-1", "db-1", "6/445", "deny")), Some(&1));
+    assert_eq!(
+        w.get(&key("legacy", "legacy-files", "6/445", "would-deny")),
+        Some(&1)
+    );
+    assert_eq!(
+        w.get(&key("web-1", "203.0.113.66", "6/443", "deny")),
+        Some(&1),
+        "an address no workload has is a node of its own: {w:?}"
+    );
+    let total: u64 = w.values().sum();
+    assert_eq!(total, 15, "every flow on one edge");
+
+    let g = graph_json(&store, &["--level", "group"]);
+    assert_eq!(g["level"], "group");
+    let e = edges(&g);
+    assert_eq!(e.get(&key("admin", "web", "6/22", "allow")), Some(&2));
+    assert_eq!(e.get(&key("web", "internet", "6/443", "deny")), Some(&1));
+    assert_eq!(e.get(&key("legacy", "db", "6/445", "deny")), Some(&1));
+
+    // An empty window is an empty graph; a bad window is a one-line error.
+    let empty: Value = serde_json::from_str(&ok(&bulkhead(&[
+        "records",
+        "graph",
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+        "--since",
+        "2025-11-24T00:00:00Z",
+        "--until",
+        "2025-11-24T01:00:00Z",
+    ])))
+    .unwrap();
+    assert!(empty["edges"].as_array().unwrap().is_empty());
+    let s = store.to_str().unwrap();
+    for (args, says) in [
+        (vec!["--level", "planet"], "invalid level"),
+        (
+            vec!["--since", "2h", "--until", "3h"],
+            "ends before it starts",
+        ),
+        (vec!["--since", "3000d"], "at most 400 days"),
+    ] {
+        let mut a = vec!["records", "graph", "--store", s];
+        a.extend(args);
+        let err = fails(&bulkhead(&a));
+        assert!(err.contains(says), "{err}");
+    }
 }

@@ -83,6 +83,8 @@ pub enum CtlCommand {
     Metrics,
     /// Flow records, newest first (the filters of `bulkhead records flows`).
     Flows(crate::records_cmd::FlowFilterArgs),
+    /// The access graph of a window (as `bulkhead records graph`).
+    Graph(crate::records_cmd::GraphWindowArgs),
 }
 
 #[derive(Subcommand)]
@@ -320,6 +322,26 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Metrics => print!("{}", api.text("/metrics")?),
         CtlCommand::Flows(f) => flows(&api, f, args.json)?,
+        CtlCommand::Graph(g) => {
+            let p = g.params();
+            let query: Vec<String> = [
+                ("level", &p.level),
+                ("since", &p.since),
+                ("until", &p.until),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", seg(v))))
+            .collect();
+            let path = format!("/api/v1/graph?{}", query.join("&"));
+            let v = api.get_as::<control::records::Graph>(&path)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let g: control::records::Graph =
+                    serde_json::from_value(v).context("the graph answer")?;
+                print!("{}", crate::records_cmd::graph_table(&g));
+            }
+        }
     }
     Ok(())
 }

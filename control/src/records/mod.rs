@@ -14,6 +14,7 @@
 //! Schema in [`schema`]; SQLite in WAL mode (`docs/decisions.md`, "Flow
 //! records").
 
+mod graph;
 mod query;
 mod recorder;
 mod schema;
@@ -22,6 +23,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
 pub use query::{
     parse_time, Cursor, EndView, FlowFilter, FlowPage, FlowParams, FlowRow, ParamError,
     ReasonFilter, RecordsReader, Side, VerdictFilter, DEFAULT_LIMIT, MAX_LIMIT,

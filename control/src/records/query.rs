@@ -18,6 +18,8 @@ use std::str::FromStr;
 pub const MAX_LIMIT: usize = 10_000;
 /// Rows a query returns when it does not say.
 pub const DEFAULT_LIMIT: usize = 100;
+/// The longest window a graph (or rule) query may span, in days.
+pub const MAX_WINDOW_DAYS: i64 = 400;
 
 /// One end of a flow, as a filter: a workload by MAC or by name, or an
 /// address range.
@@ -230,9 +232,18 @@ impl FlowParams {
                 })
             }
         };
+        let (since_ms, until_ms) = (time(&self.since, "since")?, time(&self.until, "until")?);
+        if let (Some(a), Some(b)) = (since_ms, until_ms) {
+            if b < a {
+                return Err(ParamError {
+                    field: "until",
+                    message: "the window ends before it starts".into(),
+                });
+            }
+        }
         Ok(FlowFilter {
-            since_ms: time(&self.since, "since")?,
-            until_ms: time(&self.until, "until")?,
+            since_ms,
+            until_ms,
             from: param(&self.from, "from")?,
             to: param(&self.to, "to")?,
             verdict: param(&self.verdict, "verdict")?,
@@ -334,6 +345,10 @@ impl RecordsReader {
         Ok(RecordsReader {
             conn: schema::open_existing(path)?,
         })
+    }
+
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Flows matching `filter`, newest (by last packet) first.
@@ -441,7 +456,7 @@ fn net_range(net: &IpNet) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// RFC 3339 with milliseconds, what the store keeps.
-fn time_text(ms: i64) -> String {
+pub(super) fn time_text(ms: i64) -> String {
     let t =
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
@@ -456,7 +471,7 @@ fn ip_of(bytes: &[u8]) -> IpAddr {
     v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
 }
 
-fn mac_text(v: i64) -> String {
+pub(super) fn mac_text(v: i64) -> String {
     let b = v.to_be_bytes();
     MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]).to_string()
 }

@@ -77,6 +77,7 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(quarantine::history))
         .routes(routes!(status::stats))
         .routes(routes!(records::flows))
+        .routes(routes!(records::graph))
 }
 
 /// Routes for operators and admins: quarantine and release.

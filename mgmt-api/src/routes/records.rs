@@ -5,7 +5,9 @@ use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::state::{blocking, Caller, Shared};
 use axum::extract::{Query, State};
 use axum::Json;
-use control::records::{FlowParams, FlowRow, RecordsError, RecordsReader, DEFAULT_LIMIT};
+use control::records::{
+    FlowParams, FlowRow, Graph, GraphParams, RecordsError, RecordsReader, DEFAULT_LIMIT,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -29,6 +31,42 @@ fn records_error(e: RecordsError) -> ApiError {
     }
 }
 
+fn now_ms() -> i64 {
+    i64::try_from(control::time::Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn records_path(st: &Shared) -> ApiResult<std::path::PathBuf> {
+    st.records.clone().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "flow records are off on this appliance ([records] enabled = false)",
+        )
+    })
+}
+
+/// The access graph of a window from the flow records (viewer): nodes
+/// (workloads or groups, and external addresses) and edges by service and
+/// verdict with flows, packets, bytes, first and last seen.
+#[utoipa::path(get, path = "/api/v1/graph", tag = "records", params(GraphParams),
+    responses((status = 200, body = Graph), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "flow records are off on this appliance")))]
+pub async fn graph(
+    State(st): State<Shared>,
+    _c: Caller,
+    Query(q): Query<GraphParams>,
+) -> ApiResult<Json<Graph>> {
+    let query = q
+        .query(now_ms())
+        .map_err(|e| ApiError::bad_request(e.message).field(e.field))?;
+    let path = records_path(&st)?;
+    let g = blocking(move || {
+        let reader = RecordsReader::open(&path).map_err(records_error)?;
+        reader.graph(&query).map_err(records_error)
+    })
+    .await?;
+    Ok(Json(g))
+}
+
 /// Flow records, newest first (viewer). Every filter narrows; see
 /// `docs/api.md`.
 #[utoipa::path(get, path = "/api/v1/flows", tag = "records", params(FlowParams),
@@ -39,16 +77,10 @@ pub async fn flows(
     _c: Caller,
     Query(q): Query<FlowParams>,
 ) -> ApiResult<Json<FlowPageView>> {
-    let now_ms = i64::try_from(control::time::Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX);
     let filter = q
-        .filter(now_ms)
+        .filter(now_ms())
         .map_err(|e| ApiError::bad_request(e.message).field(e.field))?;
-    let Some(path) = st.records.clone() else {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "flow records are off on this appliance ([records] enabled = false)",
-        ));
-    };
+    let path = records_path(&st)?;
     let limit = match filter.limit {
         0 => DEFAULT_LIMIT,
         n => n,

@@ -158,3 +158,33 @@ fn without_records_the_answer_is_503() {
     let v = error(bed.get("/api/v1/flows", &bed.viewer), 503);
     assert_eq!(v["code"], "unavailable");
 }
+
+#[test]
+fn the_graph_answers_and_refuses_bad_windows() {
+    let (_dir, path) = store(30);
+    let bed = Bed::with(|cfg| cfg.records = Some(path.clone()));
+    let g = json(
+        bed.get("/api/v1/graph?level=group&since=1h", &bed.viewer),
+        200,
+    );
+    assert_eq!(g["level"], "group");
+    let nodes = g["nodes"].as_array().unwrap();
+    let edges = g["edges"].as_array().unwrap();
+    // web -> (an address no workload has), allowed on 5432 and denied on 445.
+    assert_eq!(nodes.len(), 2, "{g}");
+    assert_eq!(edges.len(), 2, "{g}");
+    let flows: u64 = edges.iter().map(|e| e["flows"].as_u64().unwrap()).sum();
+    assert_eq!(flows, 30);
+    assert_eq!(g["truncated"], false);
+    for (query, field) in [
+        ("level=planet", "level"),
+        ("since=2h&until=3h", "until"),
+        ("since=3000d", "since"),
+        ("until=whenever", "until"),
+    ] {
+        let v = error(bed.get(&format!("/api/v1/graph?{query}"), &bed.viewer), 400);
+        assert_eq!(v["field"], field, "{query}: {v}");
+    }
+    let off = Bed::start();
+    error(off.get("/api/v1/graph", &off.viewer), 503);
+}

@@ -1,0 +1,305 @@
+//! The access graph of a window: who talked to whom over which service, and
+//! what the policy said, at workload or group level, from the flow records.
+//!
+//! Nodes are workloads (by MAC, with the name they had), or groups; an end
+//! that is no known workload (at group level: in no group either) is its
+//! address.
+//! An edge is (source node, destination node, protocol, destination port,
+//! verdict) with its flows, packets, bytes and first/last seen; `verdict` is
+//! `allow`, `deny` or `would-deny`, so the three are separate edges.
+
+use super::query::{parse_time, ParamError, MAX_WINDOW_DAYS};
+use super::{RecordsError, RecordsReader};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// Edges returned at most: a graph past this is cut (and says so).
+pub const MAX_EDGES: usize = 20_000;
+
+/// Workload or group nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    #[default]
+    Workload,
+    Group,
+}
+
+/// The graph query as text (query string or command line).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct GraphParams {
+    /// `workload` (default) or `group`.
+    #[cfg_attr(feature = "openapi", param(pattern = "^(workload|group)$"))]
+    pub level: Option<String>,
+    /// The window's start: RFC 3339, or an age like `24h` (default 24h).
+    pub since: Option<String>,
+    /// The window's end: RFC 3339, or an age (default now).
+    pub until: Option<String>,
+}
+
+/// A checked graph query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphQuery {
+    pub level: Level,
+    pub since_ms: i64,
+    pub until_ms: i64,
+}
+
+impl GraphParams {
+    pub fn query(&self, now_ms: i64) -> Result<GraphQuery, ParamError> {
+        let level = match self.level.as_deref().map(str::trim) {
+            None | Some("workload") => Level::Workload,
+            Some("group") => Level::Group,
+            Some(other) => {
+                return Err(ParamError {
+                    field: "level",
+                    message: format!("invalid level {other:?}: expected workload or group"),
+                })
+            }
+        };
+        let time = |v: &Option<String>, field, default| match v.as_deref() {
+            None => Ok(default),
+            Some(t) => parse_time(t, now_ms).map_err(|message| ParamError { field, message }),
+        };
+        let since_ms = time(&self.since, "since", now_ms - 24 * 3_600_000)?;
+        let until_ms = time(&self.until, "until", now_ms)?;
+        if until_ms < since_ms {
+            return Err(ParamError {
+                field: "until",
+                message: "the window ends before it starts".into(),
+            });
+        }
+        if until_ms - since_ms > MAX_WINDOW_DAYS * 86_400_000 {
+            return Err(ParamError {
+                field: "since",
+                message: format!("a window of at most {MAX_WINDOW_DAYS} days"),
+            });
+        }
+        Ok(GraphQuery {
+            level,
+            since_ms,
+            until_ms,
+        })
+    }
+}
+
+/// A node: a workload, a group, or an external address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Node {
+    /// `workload`, `group`, `ungrouped` (a workload in no group, at group
+    /// level) or `external`.
+    pub kind: String,
+    /// The MAC (workload, ungrouped), the group's name, or the address.
+    pub id: String,
+    /// A workload's name, when it has one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// Traffic from one node to another over one service, with one verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Edge {
+    /// Indexes into the graph's `nodes`.
+    pub src: usize,
+    pub dst: usize,
+    pub proto: u8,
+    /// The responder's port (0 for protocols without ports).
+    pub port: u16,
+    /// `allow`, `deny` or `would-deny`.
+    pub verdict: String,
+    pub flows: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// The access graph of a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Graph {
+    pub level: Level,
+    pub since: String,
+    pub until: String,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+    /// More edges than [`MAX_EDGES`]: the busiest were kept.
+    pub truncated: bool,
+}
+
+/// One end of a flow as an aggregation key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct EndKey {
+    mac: i64,
+    name: String,
+    groups: String,
+    ip: Vec<u8>,
+}
+
+impl RecordsReader {
+    /// The access graph of `q`'s window: flows that were alive in it.
+    pub fn graph(&self, q: &GraphQuery) -> Result<Graph, RecordsError> {
+        // First by workload pair and service: few rows, then grouped here.
+        let mut stmt = self.conn().prepare(
+            "SELECT f.src_mac, s.name, s.groups_json, f.src_ip,
+                    f.dst_mac, d.name, d.groups_json, f.dst_ip,
+                    f.proto, f.dst_port, f.allowed, f.would_deny,
+                    count(*), sum(f.pkts_fwd + f.pkts_rev), sum(f.bytes_fwd + f.bytes_rev),
+                    min(f.first_ms), max(f.last_ms)
+             FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
+             WHERE f.last_ms >= ?1 AND f.first_ms <= ?2
+             GROUP BY f.src_id, f.dst_id,
+                 CASE WHEN s.name = '' THEN f.src_ip END,
+                 CASE WHEN d.name = '' THEN f.dst_ip END,
+                 f.proto, f.dst_port, f.allowed, f.would_deny",
+        )?;
+        let mut rows = stmt.query([q.since_ms, q.until_ms])?;
+        let mut nodes: BTreeMap<Node, usize> = BTreeMap::new();
+        let mut edges: BTreeMap<(usize, usize, u8, u16, &'static str), Agg> = BTreeMap::new();
+        while let Some(r) = rows.next()? {
+            let src = EndKey {
+                mac: r.get(0)?,
+                name: r.get(1)?,
+                groups: r.get(2)?,
+                ip: r.get(3)?,
+            };
+            let dst = EndKey {
+                mac: r.get(4)?,
+                name: r.get(5)?,
+                groups: r.get(6)?,
+                ip: r.get(7)?,
+            };
+            let allowed: bool = r.get(10)?;
+            let would: bool = r.get(11)?;
+            let verdict = match (allowed, would) {
+                (false, _) => "deny",
+                (true, true) => "would-deny",
+                (true, false) => "allow",
+            };
+            let agg = Agg {
+                flows: u64::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
+                packets: u64::try_from(r.get::<_, i64>(13)?).unwrap_or(0),
+                bytes: u64::try_from(r.get::<_, i64>(14)?).unwrap_or(0),
+                first_ms: r.get(15)?,
+                last_ms: r.get(16)?,
+            };
+            let proto = u8::try_from(r.get::<_, i64>(8)?).unwrap_or(0);
+            let port = u16::try_from(r.get::<_, i64>(9)?).unwrap_or(0);
+            for s in node_of(&src, q.level) {
+                for d in node_of(&dst, q.level) {
+                    let n = nodes.len();
+                    let si = *nodes.entry(s.clone()).or_insert(n);
+                    let n = nodes.len();
+                    let di = *nodes.entry(d).or_insert(n);
+                    edges
+                        .entry((si, di, proto, port, verdict))
+                        .or_default()
+                        .add(&agg);
+                }
+            }
+        }
+        // Nodes in order of first appearance: index = position.
+        let mut ordered: Vec<(usize, Node)> = nodes.into_iter().map(|(n, i)| (i, n)).collect();
+        ordered.sort_by_key(|(i, _)| *i);
+        let mut edges: Vec<Edge> = edges
+            .into_iter()
+            .map(|((src, dst, proto, port, verdict), a)| Edge {
+                src,
+                dst,
+                proto,
+                port,
+                verdict: verdict.to_string(),
+                flows: a.flows,
+                packets: a.packets,
+                bytes: a.bytes,
+                first_seen: super::query::time_text(a.first_ms),
+                last_seen: super::query::time_text(a.last_ms),
+            })
+            .collect();
+        let truncated = edges.len() > MAX_EDGES;
+        if truncated {
+            edges.sort_by_key(|e| std::cmp::Reverse(e.flows));
+            edges.truncate(MAX_EDGES);
+        }
+        Ok(Graph {
+            level: q.level,
+            since: super::query::time_text(q.since_ms),
+            until: super::query::time_text(q.until_ms),
+            nodes: ordered.into_iter().map(|(_, n)| n).collect(),
+            edges,
+            truncated,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Agg {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+impl Agg {
+    fn add(&mut self, o: &Agg) {
+        self.first_ms = if self.flows == 0 {
+            o.first_ms
+        } else {
+            self.first_ms.min(o.first_ms)
+        };
+        self.last_ms = self.last_ms.max(o.last_ms);
+        self.flows += o.flows;
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+    }
+}
+
+/// The node(s) an end stands for. A workload is a MAC the inventory names;
+/// at group level an end stands for each of its groups (a network's members
+/// too), a named workload in none is `ungrouped`; anything else is its
+/// address, `external`.
+fn node_of(e: &EndKey, level: Level) -> Vec<Node> {
+    let groups: Vec<String> = serde_json::from_str(&e.groups).unwrap_or_default();
+    let external = || Node {
+        kind: "external".into(),
+        id: ip_text(&e.ip),
+        name: String::new(),
+    };
+    let named = |kind: &str| Node {
+        kind: kind.into(),
+        id: super::query::mac_text(e.mac),
+        name: e.name.clone(),
+    };
+    match level {
+        Level::Workload if e.name.is_empty() => vec![external()],
+        Level::Workload => vec![named("workload")],
+        Level::Group if !groups.is_empty() => groups
+            .into_iter()
+            .map(|g| Node {
+                kind: "group".into(),
+                id: g,
+                name: String::new(),
+            })
+            .collect(),
+        Level::Group if !e.name.is_empty() => vec![named("ungrouped")],
+        Level::Group => vec![external()],
+    }
+}
+
+fn ip_text(bytes: &[u8]) -> String {
+    let mut b = [0u8; 16];
+    if let Some(src) = bytes.get(..16) {
+        b.copy_from_slice(src);
+    }
+    let v6 = Ipv6Addr::from(b);
+    v6.to_ipv4_mapped()
+        .map_or(IpAddr::V6(v6), IpAddr::V4)
+        .to_string()
+}
