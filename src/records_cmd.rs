@@ -288,6 +288,7 @@ pub fn flow_table(flows: &[FlowRow]) -> String {
             f.bytes[0] + f.bytes[1],
         );
     }
-    let _ = writeln!(out, "{} flows", flows.len());
+    let n = flows.len();
+    let _ = writeln!(out, "{n} flow{}", if n == 1 { "" } else { "s" });
     out
 }

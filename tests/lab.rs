@@ -58,6 +58,39 @@ fn lab(fail_mode: &str) {
     ] {
         assert!(out.contains(said), "no {said:?} in:\n{out}");
     }
+    // The run's flow records: the graph by group, with what the lab did.
+    let edges: Vec<Vec<&str>> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("access graph, group level"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let flows = |src: &str, dst: &str, service: &str, verdict: &str| -> u64 {
+        edges
+            .iter()
+            .filter(|e| e[..4] == [src, dst, service, verdict])
+            .map(|e| e[4].parse::<u64>().unwrap())
+            .sum()
+    };
+    for (src, dst, service, verdict, n) in [
+        ("web", "db", "tcp/445", "deny", 1),
+        ("admin", "web", "tcp/3389", "deny", 1),
+        ("legacy", "db", "tcp/445", "deny", 1),
+        ("legacy", "legacy", "tcp/445", "would-deny", 1),
+        // The connection web-2 opened while quarantined.
+        ("web", "db", "tcp/5432", "deny", 1),
+    ] {
+        assert_eq!(
+            flows(src, dst, service, verdict),
+            n,
+            "{src} -> {dst} {service} {verdict} in:\n{out}"
+        );
+    }
+    assert!(flows("web", "db", "tcp/5432", "allow") >= 2, "{out}");
+    assert!(flows("admin", "web", "tcp/22", "allow") >= 2, "{out}");
+    assert!(out.contains("deny: quarantine"), "{out}");
+    assert!(out.contains("would deny: rule 50"), "{out}");
     let left = Command::new("ip")
         .args(["netns", "list"])
         .output()

@@ -187,6 +187,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         lab.dir.join("appliance.log").display()
     );
     println!("{}", tail(&lab.log(), 6));
+    print_records(&lab.dir.join("records.db"))?;
     let failed = steps.0.iter().filter(|s| !s.ok).count();
     drop(lab);
     if failed > 0 {
@@ -194,6 +195,46 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
             "{failed} of {} lab steps did not behave as expected",
             steps.0.len()
         );
+    }
+    Ok(())
+}
+
+/// What the run left in the flow records (the appliance wrote them; it has
+/// stopped, so they are read from its store, as `bulkhead records` does):
+/// the access graph by group and the flows the policy denied or would deny.
+fn print_records(store: &std::path::Path) -> anyhow::Result<()> {
+    use control::records::{FlowFilter, GraphParams, RecordsReader, VerdictFilter};
+    let reader = RecordsReader::open(store)?;
+    let now = i64::try_from(control::time::Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX);
+    let window = GraphParams {
+        level: Some("group".into()),
+        since: Some("1h".into()),
+        until: None,
+    }
+    .query(now)
+    .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+    println!(
+        "\nThe run's flow records ({}; `bulkhead records graph --store {0} --level group`):\n",
+        store.display()
+    );
+    print!(
+        "{}",
+        crate::records_cmd::graph_table(&reader.graph(&window)?)
+    );
+    for (verdict, title) in [
+        (VerdictFilter::Deny, "denied"),
+        (
+            VerdictFilter::WouldDeny,
+            "allowed in audit mode, would be denied",
+        ),
+    ] {
+        let page = reader.flows(&FlowFilter {
+            verdict: Some(verdict),
+            since_ms: Some(window.since_ms),
+            ..FlowFilter::default()
+        })?;
+        println!("\nFlows {title}:");
+        print!("{}", crate::records_cmd::flow_table(&page.flows));
     }
     Ok(())
 }
@@ -285,7 +326,14 @@ impl Lab {
         let dir = std::env::temp_dir().join("bulkhead-lab");
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         // Every run starts from the lab policy: no store left by an earlier run.
-        for f in ["bulkhead.db", "bulkhead.db-wal", "bulkhead.db-shm"] {
+        for f in [
+            "bulkhead.db",
+            "bulkhead.db-wal",
+            "bulkhead.db-shm",
+            "records.db",
+            "records.db-wal",
+            "records.db-shm",
+        ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
         Ok(Some(Lab {

@@ -109,7 +109,8 @@ pub struct Edge {
     pub src: usize,
     pub dst: usize,
     pub proto: u8,
-    /// The responder's port (0 for protocols without ports).
+    /// The responder's port (0 for protocols other than TCP, UDP and SCTP:
+    /// an ICMP echo's id is not a service).
     pub port: u16,
     /// `allow`, `deny` or `would-deny`.
     pub verdict: String,
@@ -149,7 +150,8 @@ impl RecordsReader {
         let mut stmt = self.conn().prepare(
             "SELECT f.src_mac, s.name, s.groups_json, f.src_ip,
                     f.dst_mac, d.name, d.groups_json, f.dst_ip,
-                    f.proto, f.dst_port, f.allowed, f.would_deny,
+                    f.proto, CASE WHEN f.proto IN (6, 17, 132) THEN f.dst_port ELSE 0 END,
+                    f.allowed, f.would_deny,
                     count(*), sum(f.pkts_fwd + f.pkts_rev), sum(f.bytes_fwd + f.bytes_rev),
                     min(f.first_ms), max(f.last_ms)
              FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
@@ -157,7 +159,8 @@ impl RecordsReader {
              GROUP BY f.src_id, f.dst_id,
                  CASE WHEN s.name = '' THEN f.src_ip END,
                  CASE WHEN d.name = '' THEN f.dst_ip END,
-                 f.proto, f.dst_port, f.allowed, f.would_deny",
+                 f.proto, CASE WHEN f.proto IN (6, 17, 132) THEN f.dst_port ELSE 0 END,
+                 f.allowed, f.would_deny",
         )?;
         let mut rows = stmt.query([q.since_ms, q.until_ms])?;
         let mut nodes: BTreeMap<Node, usize> = BTreeMap::new();
