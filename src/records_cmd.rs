@@ -4,7 +4,10 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use control::records::{FlowFilter, FlowParams, FlowRow, Graph, GraphParams, RecordsReader};
+use control::records::{
+    rule_report, FlowFilter, FlowParams, FlowRow, Graph, GraphParams, RecordsReader, RuleReport,
+    WindowParams,
+};
 use control::time::Timestamp;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -21,6 +24,46 @@ enum RecordsCommand {
     Flows(FlowsArgs),
     /// The access graph of a window: who reached whom over what, allowed or not.
     Graph(GraphArgs),
+    /// Per rule over a window: flows decided, would-deny, last hit; with
+    /// --policy, the rules that matched nothing.
+    Rules(RulesArgs),
+}
+
+#[derive(Args)]
+pub struct RulesArgs {
+    /// The records store (an SQLite file written by bulkhead).
+    #[arg(long)]
+    store: PathBuf,
+    /// The policy model file whose rules to report on (never-hit rules
+    /// included); without it, the rules the records name.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    #[command(flatten)]
+    window: WindowArgs,
+    /// One JSON object on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A window, as `records rules` and `ctl rules-usage` take it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct WindowArgs {
+    /// The window's start: RFC 3339 or an age (default 7d offline; the live
+    /// version's commit through the API).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The window's end: RFC 3339 or an age (default now).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+impl WindowArgs {
+    pub fn params(&self) -> WindowParams {
+        WindowParams {
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -136,7 +179,65 @@ pub fn run(args: &RecordsArgs) -> anyhow::Result<()> {
     match &args.command {
         RecordsCommand::Flows(a) => flows(a),
         RecordsCommand::Graph(a) => graph(a),
+        RecordsCommand::Rules(a) => rules(a),
     }
+}
+
+fn rules(args: &RulesArgs) -> anyhow::Result<()> {
+    let now = now_ms();
+    let (since, until) = args
+        .window
+        .params()
+        .window(now, now - 7 * 86_400_000)
+        .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?;
+    let model = args
+        .policy
+        .as_deref()
+        .map(control::load_model)
+        .transpose()?;
+    let counts = RecordsReader::open(&args.store)?.rule_counts(since, until)?;
+    let report = rule_report(model.as_ref(), &counts, since, until);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("rendering JSON")?
+        );
+    } else {
+        print!("{}", rule_table(&report));
+    }
+    Ok(())
+}
+
+/// The table `records rules` and `ctl rules-usage` print.
+pub fn rule_table(r: &RuleReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "rule use, {} .. {}", r.since, r.until);
+    let _ = writeln!(
+        out,
+        "{:>8} {:<6} {:>9} {:>10}  {:<24}  NOTE",
+        "RULE", "ACTION", "FLOWS", "WOULD-DENY", "LAST HIT"
+    );
+    for u in &r.rules {
+        let note = if !u.in_policy {
+            "not in the policy".to_string()
+        } else if !u.enabled {
+            "disabled".to_string()
+        } else if u.never_hit {
+            "NEVER HIT in the window".to_string()
+        } else {
+            u.comment.clone().unwrap_or_default()
+        };
+        let _ = writeln!(
+            out,
+            "{:>8} {:<6} {:>9} {:>10}  {:<24}  {note}",
+            u.id,
+            u.action.as_deref().unwrap_or("-"),
+            u.flows,
+            u.would_deny,
+            u.last_hit.as_deref().unwrap_or("-"),
+        );
+    }
+    out
 }
 
 fn now_ms() -> i64 {

@@ -374,3 +374,72 @@ fn the_access_graph_of_a_capture_by_workload_and_by_group() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn rule_use_matches_the_replay_and_names_never_hit_rules() {
+    let d = dir("rules");
+    let store = d.join("records.db");
+    replay_into(&store);
+    let out = ok(&bulkhead(&[
+        "records",
+        "rules",
+        "--store",
+        store.to_str().unwrap(),
+        "--policy",
+        "examples/policy.yaml",
+        "--since",
+        "2025-11-24T00:00:00Z",
+        "--until",
+        "2025-11-25T00:00:00Z",
+        "--json",
+    ]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let by_id: BTreeMap<u64, &Value> = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_u64().unwrap(), r))
+        .collect();
+    // The replay's own rule table: 10: 3 flows, 20: 1, 30: 3, 40: 1, 50: 4
+    // (one would-deny), 60 and 70 never hit.
+    for (id, flows) in [
+        (10, 3),
+        (20, 1),
+        (30, 3),
+        (40, 1),
+        (50, 4),
+        (60, 0),
+        (70, 0),
+    ] {
+        assert_eq!(by_id[&id]["flows"], flows, "rule {id}");
+        assert_eq!(by_id[&id]["never_hit"], flows == 0, "rule {id}");
+    }
+    assert_eq!(by_id[&50]["would_deny"], 1);
+    assert_eq!(by_id[&50]["action"], "deny");
+
+    // Without the policy: the rules the records name.
+    let bare: Value = serde_json::from_str(&ok(&bulkhead(&[
+        "records",
+        "rules",
+        "--store",
+        store.to_str().unwrap(),
+        "--since",
+        "2025-11-24T00:00:00Z",
+        "--until",
+        "2025-11-25T00:00:00Z",
+        "--json",
+    ])))
+    .unwrap();
+    let ids: Vec<u64> = bare["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [10, 20, 30, 40, 50]);
+    assert!(bare["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["in_policy"] == false));
+}

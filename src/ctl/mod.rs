@@ -85,6 +85,9 @@ pub enum CtlCommand {
     Flows(crate::records_cmd::FlowFilterArgs),
     /// The access graph of a window (as `bulkhead records graph`).
     Graph(crate::records_cmd::GraphWindowArgs),
+    /// Rule use from the flow records: flows per rule, would-deny, last hit,
+    /// never-hit rules (window: since the live version's commit by default).
+    RulesUsage(crate::records_cmd::WindowArgs),
 }
 
 #[derive(Subcommand)]
@@ -322,6 +325,22 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Metrics => print!("{}", api.text("/metrics")?),
         CtlCommand::Flows(f) => flows(&api, f, args.json)?,
+        CtlCommand::RulesUsage(w) => {
+            let p = w.params();
+            let query: Vec<String> = [("since", &p.since), ("until", &p.until)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", seg(v))))
+                .collect();
+            let path = format!("/api/v1/rules/usage?{}", query.join("&"));
+            let v = api.get_as::<control::records::RuleReport>(&path)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let r: control::records::RuleReport =
+                    serde_json::from_value(v).context("the rule use answer")?;
+                print!("{}", crate::records_cmd::rule_table(&r));
+            }
+        }
         CtlCommand::Graph(g) => {
             let p = g.params();
             let query: Vec<String> = [

@@ -17,6 +17,7 @@
 mod graph;
 mod query;
 mod recorder;
+mod rules;
 mod schema;
 mod writer;
 
@@ -26,9 +27,10 @@ mod tests;
 pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
 pub use query::{
     parse_time, Cursor, EndView, FlowFilter, FlowPage, FlowParams, FlowRow, ParamError,
-    ReasonFilter, RecordsReader, Side, VerdictFilter, DEFAULT_LIMIT, MAX_LIMIT,
+    ReasonFilter, RecordsReader, Side, VerdictFilter, DEFAULT_LIMIT, MAX_LIMIT, MAX_WINDOW_DAYS,
 };
 pub use recorder::{Clock, Recorder};
+pub use rules::{rule_report, RuleCounts, RuleReport, RuleUse, WindowParams};
 #[cfg(test)]
 use writer::now_ms as writer_now_ms;
 pub use writer::{RecordsConfig, RecordsCounters, RecordsWriter};

@@ -78,6 +78,7 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(status::stats))
         .routes(routes!(records::flows))
         .routes(routes!(records::graph))
+        .routes(routes!(records::rule_usage))
 }
 
 /// Routes for operators and admins: quarantine and release.

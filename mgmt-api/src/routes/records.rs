@@ -6,7 +6,8 @@ use crate::state::{blocking, Caller, Shared};
 use axum::extract::{Query, State};
 use axum::Json;
 use control::records::{
-    FlowParams, FlowRow, Graph, GraphParams, RecordsError, RecordsReader, DEFAULT_LIMIT,
+    rule_report, FlowParams, FlowRow, Graph, GraphParams, RecordsError, RecordsReader, RuleReport,
+    WindowParams, DEFAULT_LIMIT,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -95,4 +96,45 @@ pub async fn flows(
         next: page.next.map(|c| c.to_string()),
         limit,
     }))
+}
+
+/// Rule use from the flow records (viewer): each rule of the live policy
+/// with the flows it decided in the window, its would-denies and last hit,
+/// never-hit rules marked, then rules the records name that the policy no
+/// longer has. The window starts by default at the live version's commit.
+#[utoipa::path(get, path = "/api/v1/rules/usage", tag = "records", params(WindowParams),
+    responses((status = 200, body = RuleReport), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "flow records are off on this appliance")))]
+pub async fn rule_usage(
+    State(st): State<Shared>,
+    _c: Caller,
+    Query(q): Query<WindowParams>,
+) -> ApiResult<Json<RuleReport>> {
+    let now = now_ms();
+    let view = st.control.view();
+    let live = view.version;
+    let committed = st
+        .store(move |s| {
+            Ok(s.versions()?
+                .into_iter()
+                .find(|v| v.version == live)
+                .map(|v| i64::try_from(v.created_at.0 / 1_000_000).unwrap_or(0)))
+        })
+        .await?
+        .unwrap_or(now - 7 * 86_400_000);
+    let (since, until) = q
+        .window(
+            now,
+            committed.max(now - control::records::MAX_WINDOW_DAYS * 86_400_000),
+        )
+        .map_err(|e| ApiError::bad_request(e.message).field(e.field))?;
+    let path = records_path(&st)?;
+    let model = view.model.clone();
+    let report = blocking(move || {
+        let reader = RecordsReader::open(&path).map_err(records_error)?;
+        let counts = reader.rule_counts(since, until).map_err(records_error)?;
+        Ok(rule_report(Some(&model), &counts, since, until))
+    })
+    .await?;
+    Ok(Json(report))
 }

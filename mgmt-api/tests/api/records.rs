@@ -8,6 +8,7 @@ use dataplane::event::{EndReason, FlowRecord};
 use dataplane::flow::FlowState;
 use dataplane::policy::{Action, Mode, Reason, Verdict};
 use dataplane::wire::MacAddr;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -187,4 +188,36 @@ fn the_graph_answers_and_refuses_bad_windows() {
     }
     let off = Bed::start();
     error(off.get("/api/v1/graph", &off.viewer), 503);
+}
+
+#[test]
+fn rule_use_covers_the_live_rules_since_their_commit() {
+    let (_dir, path) = store(30);
+    let bed = Bed::with(|cfg| cfg.records = Some(path.clone()));
+    let r = json(bed.get("/api/v1/rules/usage?since=1h", &bed.viewer), 200);
+    let rules = r["rules"].as_array().unwrap();
+    let get = |id: u64| rules.iter().find(|u| u["id"] == id).unwrap();
+    // The policy has rules 10, 20 and 30; the records name 10 and 50.
+    assert_eq!(get(10)["flows"], 20);
+    assert_eq!(get(20)["never_hit"], true);
+    assert_eq!(get(30)["never_hit"], true);
+    assert_eq!(get(50)["flows"], 10);
+    assert_eq!(
+        get(50)["in_policy"],
+        false,
+        "a rule the policy no longer has"
+    );
+    // By default the window starts at the live version's commit, after
+    // these records: every rule is unused since.
+    let since_commit = json(bed.get("/api/v1/rules/usage", &bed.viewer), 200);
+    let since: Vec<&Value> = since_commit["rules"].as_array().unwrap().iter().collect();
+    assert_eq!(since.len(), 3, "only the policy's rules: {since_commit}");
+    assert!(since
+        .iter()
+        .all(|u| u["flows"] == 0 && u["never_hit"] == true));
+    let v = error(
+        bed.get("/api/v1/rules/usage?since=2h&until=3h", &bed.viewer),
+        400,
+    );
+    assert_eq!(v["field"], "until");
 }
