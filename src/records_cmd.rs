@@ -119,10 +119,11 @@ pub struct FlowsArgs {
 /// query string.
 #[derive(Args, Debug, Clone, Default)]
 pub struct FlowFilterArgs {
-    /// The initiator: a MAC, a workload name, an IP or a CIDR.
+    /// The initiator: a MAC, a workload name, group:NAME,
+    /// label:KEY=VALUE[,KEY=VALUE...], an IP or a CIDR.
     #[arg(long)]
     pub from: Option<String>,
-    /// The responder: a MAC, a workload name, an IP or a CIDR.
+    /// The responder, as --from.
     #[arg(long)]
     pub to: Option<String>,
     /// allow, deny or would-deny.

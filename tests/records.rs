@@ -172,6 +172,19 @@ fn filters_narrow_and_pages_continue() {
         |r| r["dst"]["ip"].as_str().unwrap().starts_with("10.0.2.") && r["dst"]["port"] == 445
     ));
     assert_eq!(flows_json(&store, &["--proto", "udp"]).len(), 3, "DNS");
+    // Groups and label selectors, as the ends were when recorded.
+    let from_web = flows_json(&store, &["--from", "group:web"]);
+    assert_eq!(from_web.len(), 10);
+    assert!(from_web.iter().all(|r| r["src"]["groups"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("web"))));
+    assert_eq!(flows_json(&store, &["--from", "label:app=web"]).len(), 10);
+    assert_eq!(
+        flows_json(&store, &["--from", "label:app=web,tier=none"]).len(),
+        0
+    );
+    assert_eq!(flows_json(&store, &["--to", "group:internet"]).len(), 1);
     assert!(
         flows_json(&store, &["--since", "2h"]).is_empty(),
         "a 2025 capture"
@@ -215,6 +228,8 @@ fn bad_filters_and_foreign_files_are_one_line_errors() {
         ("--proto", "tcpp", "invalid protocol"),
         ("--since", "yesterday", "--since"),
         ("--cursor", "nope", "invalid cursor"),
+        ("--from", "label:app", "invalid label selector"),
+        ("--to", "group:", "needs a group name"),
     ] {
         let err = fails(&bulkhead(&["records", "flows", "--store", s, flag, value]));
         assert!(err.contains(says), "{flag} {value}: {err}");

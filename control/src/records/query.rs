@@ -21,22 +21,51 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// The longest window a graph (or rule) query may span, in days.
 pub const MAX_WINDOW_DAYS: i64 = 400;
 
-/// One end of a flow, as a filter: a workload by MAC or by name, or an
-/// address range.
+/// One end of a flow, as a filter: a workload by MAC or by name, the
+/// members of a group or of a label selector (as they were when the flow
+/// was recorded), or an address range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Side {
     Mac(MacAddr),
     Name(String),
+    /// `group:NAME`.
+    Group(String),
+    /// `label:KEY=VALUE[,KEY=VALUE...]`: every pair must hold.
+    Labels(Vec<(String, String)>),
     Net(IpNet),
 }
 
 impl FromStr for Side {
     type Err = String;
-    /// A MAC, a CIDR or an address, else a workload name.
+    /// `group:NAME`, `label:K=V[,K=V...]`, a MAC, a CIDR or an address,
+    /// else a workload name.
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
         if t.is_empty() {
-            return Err("an empty workload: give a MAC, a name, an IP or a CIDR".into());
+            return Err(
+                "an empty workload: give a MAC, a name, group:NAME, label:KEY=VALUE, an IP or a CIDR"
+                    .into(),
+            );
+        }
+        if let Some(g) = t.strip_prefix("group:") {
+            if g.trim().is_empty() {
+                return Err("group: needs a group name".into());
+            }
+            return Ok(Side::Group(g.trim().to_string()));
+        }
+        if let Some(sel) = t.strip_prefix("label:") {
+            let pairs = sel
+                .split(',')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() => {
+                        Ok((k.trim().to_string(), v.trim().to_string()))
+                    }
+                    _ => Err(format!(
+                        "invalid label selector {sel:?}: expected KEY=VALUE[,KEY=VALUE...]"
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Side::Labels(pairs));
         }
         if let Ok(mac) = t.parse::<MacAddr>() {
             return Ok(Side::Mac(mac));
@@ -134,9 +163,10 @@ pub struct FlowFilter {
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct FlowParams {
-    /// The initiator: a MAC, a workload name, an IP or a CIDR.
+    /// The initiator: a MAC, a workload name, `group:NAME`,
+    /// `label:KEY=VALUE[,KEY=VALUE...]`, an IP or a CIDR.
     pub from: Option<String>,
-    /// The responder: a MAC, a workload name, an IP or a CIDR.
+    /// The responder, as `from`.
     pub to: Option<String>,
     /// `allow`, `deny` or `would-deny`.
     #[cfg_attr(feature = "openapi", param(pattern = "^(allow|deny|would-deny)$"))]
@@ -393,6 +423,25 @@ impl RecordsReader {
                     &format!(" AND {ident}.name = ?"),
                     Value::Text(n.clone()),
                 ),
+                Some(Side::Group(g)) => arg(
+                    &mut sql,
+                    &format!(
+                        " AND EXISTS (SELECT 1 FROM json_each({ident}.groups_json) WHERE value = ?)"
+                    ),
+                    Value::Text(g.clone()),
+                ),
+                Some(Side::Labels(pairs)) => {
+                    for (k, v) in pairs {
+                        // The key as a JSON path: quoted, so any text is one key.
+                        let path = format!("$.{}", serde_json::Value::String(k.clone()));
+                        arg(
+                            &mut sql,
+                            &format!(" AND json_extract({ident}.labels_json, ?"),
+                            Value::Text(path),
+                        );
+                        arg(&mut sql, ") = ?", Value::Text(v.clone()));
+                    }
+                }
                 Some(Side::Net(net)) => {
                     let (lo, hi) = net_range(net);
                     arg(&mut sql, &format!(" AND {ip} >= ?"), Value::Blob(lo));
