@@ -120,6 +120,23 @@ fn live_flows_become_records_that_survive_a_restart() {
         served.iter().any(|r| r["src"]["name"] == "client"),
         "the first run's records through the API: {served:?}"
     );
+    let graph = bed.ctl(&["graph", "--level", "group", "--since", "1h"]);
+    let edges = graph["edges"].as_array().expect("edges");
+    assert!(
+        edges
+            .iter()
+            .any(|e| e["verdict"] == "allow" && e["port"] == 9000 && e["proto"] == 6),
+        "web -> db tcp/9000 allowed in the graph: {graph}"
+    );
+    let usage = bed.ctl(&["rules-usage", "--since", "1h"]);
+    let rule10 = usage["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["id"] == 10)
+        .expect("rule 10");
+    assert!(rule10["flows"].as_u64().unwrap() >= 1, "{usage}");
+    assert_eq!(rule10["never_hit"], false);
     let stats = bed.ctl(&["stats"]);
     assert!(
         stats["control"]["records"]["written"].is_u64(),

@@ -2,6 +2,7 @@
 //! for scripts (the API's own JSON, unchanged).
 
 pub(crate) mod client;
+mod records;
 mod show;
 
 use anyhow::Context;
@@ -13,7 +14,6 @@ use mgmt_api::routes::policy::{CommitRequest, CommitView, DiffView, RollbackRequ
 use mgmt_api::routes::quarantine::{
     QuarantineEventView, QuarantineRequest, QuarantineResult, QuarantineView, ReleaseResult,
 };
-use mgmt_api::routes::records::FlowPageView;
 use mgmt_api::routes::status::StatsView;
 use mgmt_api::token::TokenView;
 use reqwest::Method;
@@ -324,79 +324,9 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
             });
         }
         CtlCommand::Metrics => print!("{}", api.text("/metrics")?),
-        CtlCommand::Flows(f) => flows(&api, f, args.json)?,
-        CtlCommand::RulesUsage(w) => {
-            let p = w.params();
-            let query: Vec<String> = [("since", &p.since), ("until", &p.until)]
-                .into_iter()
-                .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", seg(v))))
-                .collect();
-            let path = format!("/api/v1/rules/usage?{}", query.join("&"));
-            let v = api.get_as::<control::records::RuleReport>(&path)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                let r: control::records::RuleReport =
-                    serde_json::from_value(v).context("the rule use answer")?;
-                print!("{}", crate::records_cmd::rule_table(&r));
-            }
-        }
-        CtlCommand::Graph(g) => {
-            let p = g.params();
-            let query: Vec<String> = [
-                ("level", &p.level),
-                ("since", &p.since),
-                ("until", &p.until),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", seg(v))))
-            .collect();
-            let path = format!("/api/v1/graph?{}", query.join("&"));
-            let v = api.get_as::<control::records::Graph>(&path)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                let g: control::records::Graph =
-                    serde_json::from_value(v).context("the graph answer")?;
-                print!("{}", crate::records_cmd::graph_table(&g));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `ctl flows`: `GET /api/v1/flows` with the filters as its query string.
-fn flows(api: &Api, f: &crate::records_cmd::FlowFilterArgs, as_json: bool) -> anyhow::Result<()> {
-    let p = f.params();
-    let query: Vec<String> = [
-        ("from", &p.from),
-        ("to", &p.to),
-        ("verdict", &p.verdict),
-        ("reason", &p.reason),
-        ("proto", &p.proto),
-        ("port", &p.port),
-        ("since", &p.since),
-        ("until", &p.until),
-        ("limit", &p.limit),
-        ("cursor", &p.cursor),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", seg(v))))
-    .collect();
-    let path = if query.is_empty() {
-        "/api/v1/flows".to_string()
-    } else {
-        format!("/api/v1/flows?{}", query.join("&"))
-    };
-    let v = api.get_as::<FlowPageView>(&path)?;
-    let page: FlowPageView = serde_json::from_value(v).context("the flows answer")?;
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&page.flows)?);
-    } else {
-        print!("{}", crate::records_cmd::flow_table(&page.flows));
-    }
-    if let Some(next) = page.next {
-        eprintln!("more flows: add --cursor {next}");
+        CtlCommand::Flows(f) => records::flows(&api, f, args.json)?,
+        CtlCommand::Graph(g) => records::graph(&api, g, args.json)?,
+        CtlCommand::RulesUsage(w) => records::rules_usage(&api, w, args.json)?,
     }
     Ok(())
 }

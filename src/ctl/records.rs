@@ -1,0 +1,98 @@
+//! `ctl flows`, `ctl graph`, `ctl rules-usage`: the records queries over the
+//! API, with the flags and the tables of `bulkhead records`.
+
+use super::client::Api;
+use super::seg;
+use crate::records_cmd::{
+    flow_table, graph_table, rule_table, FlowFilterArgs, GraphWindowArgs, WindowArgs,
+};
+use anyhow::Context;
+use control::records::{Graph, RuleReport};
+use mgmt_api::routes::records::FlowPageView;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// `base?k=v&...` for the parameters that are set, values percent-encoded.
+fn query_path(base: &str, params: &[(&str, &Option<String>)]) -> String {
+    let query: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", seg(v))))
+        .collect();
+    if query.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", query.join("&"))
+    }
+}
+
+/// GET `path` as the server's type `T`.
+fn get<T: DeserializeOwned + Serialize>(api: &Api, path: &str) -> anyhow::Result<T> {
+    let v = api.get_as::<T>(path)?;
+    serde_json::from_value(v).with_context(|| format!("the answer of {path}"))
+}
+
+/// `GET /api/v1/flows` with the filters as its query string.
+pub fn flows(api: &Api, f: &FlowFilterArgs, as_json: bool) -> anyhow::Result<()> {
+    let p = f.params();
+    let path = query_path(
+        "/api/v1/flows",
+        &[
+            ("from", &p.from),
+            ("to", &p.to),
+            ("verdict", &p.verdict),
+            ("reason", &p.reason),
+            ("proto", &p.proto),
+            ("port", &p.port),
+            ("since", &p.since),
+            ("until", &p.until),
+            ("limit", &p.limit),
+            ("cursor", &p.cursor),
+        ],
+    );
+    let page: FlowPageView = get(api, &path)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&page.flows)?);
+    } else {
+        print!("{}", flow_table(&page.flows));
+    }
+    if let Some(next) = page.next {
+        eprintln!("more flows: add --cursor {next}");
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/graph`.
+pub fn graph(api: &Api, g: &GraphWindowArgs, as_json: bool) -> anyhow::Result<()> {
+    let p = g.params();
+    let path = query_path(
+        "/api/v1/graph",
+        &[
+            ("level", &p.level),
+            ("since", &p.since),
+            ("until", &p.until),
+        ],
+    );
+    let graph: Graph = get(api, &path)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&graph)?);
+    } else {
+        print!("{}", graph_table(&graph));
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/rules/usage`.
+pub fn rules_usage(api: &Api, w: &WindowArgs, as_json: bool) -> anyhow::Result<()> {
+    let p = w.params();
+    let path = query_path(
+        "/api/v1/rules/usage",
+        &[("since", &p.since), ("until", &p.until)],
+    );
+    let report: RuleReport = get(api, &path)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", rule_table(&report));
+    }
+    Ok(())
+}
