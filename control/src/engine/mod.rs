@@ -118,10 +118,33 @@ pub struct StatusSnapshot {
     /// Observations that claimed an address another workload holds: the
     /// address was not learned for the claimant (see `engine::bindings`).
     pub address_claims_refused: u64,
+    /// Flows ended since the start, by verdict and reason ([`FlowTally`]).
+    pub flows_ended: FlowTally,
     /// The last compile or store error met while applying events, if any.
     pub last_error: Option<String>,
     /// The flow records' writer, when records are kept.
     pub records: Option<RecordsStatus>,
+}
+
+/// Verdicts as counted: `allow`, `deny`, `would-deny`.
+pub const VERDICTS: [&str; 3] = ["allow", "deny", "would-deny"];
+/// Reasons as counted (and as the records name them).
+pub const REASONS: [&str; 5] = ["rule", "default", "quarantine", "blocklist", "management"];
+
+/// Flows ended, by `[verdict][reason]` (indexes into [`VERDICTS`], [`REASONS`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowTally(pub [[u64; REASONS.len()]; VERDICTS.len()]);
+
+impl FlowTally {
+    /// `(verdict, reason, flows)` for every pair.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        VERDICTS.iter().enumerate().flat_map(move |(v, verdict)| {
+            REASONS
+                .iter()
+                .enumerate()
+                .map(move |(r, reason)| (*verdict, *reason, self.0[v][r]))
+        })
+    }
 }
 
 /// What the records writer did so far.
@@ -152,6 +175,7 @@ pub(crate) struct Shared {
     refused: AtomicU64,
     forgotten: AtomicU64,
     claims_refused: AtomicU64,
+    flows_ended: [[AtomicU64; REASONS.len()]; VERDICTS.len()],
     records: std::sync::OnceLock<Arc<RecordsCounters>>,
     view: ArcSwap<LiveView>,
 }
@@ -186,6 +210,11 @@ impl Shared {
             observed_refused: self.refused.load(Ordering::Relaxed),
             learned_forgotten: self.forgotten.load(Ordering::Relaxed),
             address_claims_refused: self.claims_refused.load(Ordering::Relaxed),
+            flows_ended: FlowTally(
+                self.flows_ended
+                    .each_ref()
+                    .map(|row| row.each_ref().map(|c| c.load(Ordering::Relaxed))),
+            ),
             last_error: lock_text(&self.last_error),
             records: self.records.get().map(|c| RecordsStatus {
                 written: c.written.load(Ordering::Relaxed),
@@ -286,6 +315,7 @@ impl Engine {
             refused: AtomicU64::new(0),
             forgotten: AtomicU64::new(0),
             claims_refused: AtomicU64::new(0),
+            flows_ended: Default::default(),
             records: std::sync::OnceLock::new(),
             view: ArcSwap::from_pointee(placeholder),
         });

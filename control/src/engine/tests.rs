@@ -575,3 +575,4 @@ fn when_the_control_thread_dies_the_worker_forwards_with_the_last_snapshot() {
 }
 
 mod learning;
+mod records;

@@ -267,6 +267,12 @@ struct DropLabels {
     reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlowLabels {
+    verdict: String,
+    reason: String,
+}
+
 fn u(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -392,6 +398,20 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
         "address_claims_refused",
         "Observations claiming an address another workload holds (not learned)",
         claims,
+    );
+    let ended = Family::<FlowLabels, Counter>::default();
+    for (verdict, reason, n) in s.flows_ended.iter() {
+        ended
+            .get_or_create(&FlowLabels {
+                verdict: verdict.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+    }
+    reg.register(
+        "flows_ended",
+        "Flows ended (as the control thread saw them), by verdict and by what decided it",
+        ended,
     );
     if let Some(r) = s.records {
         for (name, help, v) in [

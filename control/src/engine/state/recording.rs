@@ -1,17 +1,37 @@
-//! Flow records on the control thread: every flow end goes to the recorder
-//! with the identities the effective model and the published snapshot give.
+//! Flow records on the control thread: every flow end is counted by verdict
+//! and reason, and goes to the recorder with the identities the effective
+//! model and the published snapshot give.
 
 use super::State;
 use crate::records::Recorder;
 use dataplane::event::Event;
+use dataplane::policy::{Action, Reason};
+use std::sync::atomic::Ordering;
 
 impl State {
     pub(in crate::engine) fn set_recorder(&mut self, recorder: Option<Recorder>) {
         self.recorder = recorder;
     }
 
-    /// Records a flow end (other events are not records).
+    /// Counts a flow end by verdict and reason, and records it.
     pub(super) fn record(&mut self, e: &Event) {
+        if let Event::FlowEnd(f, _) = e {
+            let v = match (f.verdict.action, f.verdict.would_deny) {
+                (Action::Deny, _) => 1,
+                (Action::Allow, true) => 2,
+                (Action::Allow, false) => 0,
+            };
+            let r = match f.verdict.reason {
+                Reason::Rule(_) => 0,
+                Reason::Default => 1,
+                Reason::Quarantine => 2,
+                Reason::Blocklist => 3,
+                Reason::Management => 4,
+            };
+            if let Some(c) = self.shared.flows_ended.get(v).and_then(|row| row.get(r)) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if let Some(r) = self.recorder.as_mut() {
             r.record(e, &self.effective, &self.cell.load());
         }

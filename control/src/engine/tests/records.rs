@@ -1,0 +1,102 @@
+//! Flow records on the control thread: flow ends counted by verdict and
+//! reason, and written with both ends' identities, the user rule's id and
+//! wall-clock times; the last events are recorded at stop.
+//!
+//! Compiled only with `cfg(test)`, like its parent: its `unwrap`/`expect`
+//! fail a test on a fixture the test wrote itself.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
+)]
+
+use super::*;
+use crate::engine::RecordsPlan;
+use crate::records::{FlowFilter, RecordsConfig, RecordsReader};
+use dataplane::event::EndReason;
+
+fn flow_end(src: &str, src_ip: &str, dst: &str, dst_ip: &str, v: Verdict, ns: u64) -> Event {
+    match flow_start(src, src_ip, dst, dst_ip, v) {
+        Event::FlowStart(mut r) => {
+            r.first_seen = ns;
+            r.last_seen = ns + 1_000_000;
+            Event::FlowEnd(r, EndReason::Idle)
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn flow_ends_are_counted_and_recorded_with_identities() {
+    let dir = TempDir::new("engine-records");
+    let store = dir.0.join("records.db");
+    let epoch = Instant::now();
+    let bed = start_with(
+        dir,
+        EngineConfig {
+            records: Some(RecordsPlan {
+                path: store.clone(),
+                config: RecordsConfig::default(),
+                worker_epoch: epoch,
+            }),
+            ..EngineConfig::default()
+        },
+    );
+    let verdict = |action, reason, would_deny| Verdict {
+        action,
+        reason,
+        mode: Mode::Enforce,
+        would_deny,
+    };
+    let allow10 = verdict(Action::Allow, Reason::Rule(10 << 8), false);
+    let deny30 = verdict(Action::Deny, Reason::Rule(30 << 8), false);
+    let would = verdict(Action::Allow, Reason::Default, true);
+    for (v, n) in [(allow10, 3u64), (deny30, 2), (would, 1)] {
+        for i in 0..n {
+            let e = flow_end(WEB, "10.0.0.11", DB, "10.0.0.21", v, i * 1_000_000_000);
+            bed.events.send(e).unwrap();
+        }
+    }
+    let h = &bed.engine.handle;
+    eventually("every flow end is counted", || h.status().events == 6);
+    let tally = h.status().flows_ended;
+    let get = |verdict: &str, reason: &str| {
+        tally
+            .iter()
+            .find(|(v, r, _)| *v == verdict && *r == reason)
+            .map_or(0, |(_, _, n)| n)
+    };
+    assert_eq!(get("allow", "rule"), 3);
+    assert_eq!(get("deny", "rule"), 2);
+    assert_eq!(get("would-deny", "default"), 1);
+    assert_eq!(tally.iter().map(|(_, _, n)| n).sum::<u64>(), 6);
+
+    // The batch goes out within a second; stopping flushes it anyway.
+    h.stop();
+    bed.engine.thread.join().unwrap();
+    assert_eq!(h.status().records.unwrap().written, 6);
+    let page = RecordsReader::open(&store)
+        .unwrap()
+        .flows(&FlowFilter::default())
+        .unwrap();
+    assert_eq!(page.flows.len(), 6);
+    let denied: Vec<_> = page.flows.iter().filter(|f| f.verdict == "deny").collect();
+    assert_eq!(denied.len(), 2);
+    assert_eq!(denied[0].rule, Some(30), "the user rule's id");
+    assert_eq!(denied[0].src.name, "web-1");
+    assert_eq!(denied[0].src.groups, ["web"]);
+    assert_eq!(denied[0].dst.name, "db-1");
+    assert_eq!(
+        denied[0].dst.labels.get("app").map(String::as_str),
+        Some("db")
+    );
+    // Wall clock: the worker's nanoseconds since the epoch, on today's date.
+    let now_ms = i64::try_from(crate::time::Timestamp::now().0 / 1_000_000).unwrap();
+    let newest = &page.flows[0].last_seen;
+    let year = &newest[..4];
+    assert_eq!(
+        year,
+        &crate::time::Timestamp::now().to_string()[..4],
+        "{newest} at {now_ms}"
+    );
+}
