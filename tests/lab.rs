@@ -10,18 +10,14 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::process::{Command, Output};
+mod cli;
+
+use cli::bulkhead;
+use std::process::Command;
 use std::sync::Mutex;
 
 /// The lab's namespaces have fixed names: one lab at a time.
 static LAB: Mutex<()> = Mutex::new(());
-
-fn bulkhead(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulkhead"))
-        .args(args)
-        .output()
-        .expect("the bulkhead binary runs")
-}
 
 /// Root and the lab's tools, or skip (outside CI) / fail (in CI).
 fn root_or_skip() -> bool {

@@ -5,16 +5,10 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod cli;
 
-fn bulkhead(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulkhead"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the bulkhead binary runs")
-}
+use cli::bulkhead;
+use std::path::PathBuf;
 
 fn tmp(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bulkhead-policy-{}", std::process::id()));

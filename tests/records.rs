@@ -7,18 +7,13 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod cli;
+
+use cli::bulkhead;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bulkhead(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulkhead"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the bulkhead binary runs")
-}
+use std::process::Output;
 
 fn ok(o: &Output) -> String {
     assert!(
@@ -58,17 +53,29 @@ fn replay_into(store: &Path) -> String {
     ]))
 }
 
-fn flows_json(store: &Path, extra: &[&str]) -> Vec<Value> {
+/// `bulkhead records COMMAND --store STORE --json EXTRA...`, parsed.
+fn records_json(command: &str, store: &Path, extra: &[&str]) -> Value {
     let mut args = vec![
         "records",
-        "flows",
+        command,
         "--store",
         store.to_str().unwrap(),
         "--json",
     ];
     args.extend_from_slice(extra);
-    let out = ok(&bulkhead(&args));
-    match serde_json::from_str(&out).expect("one JSON document") {
+    serde_json::from_str(&ok(&bulkhead(&args))).expect("one JSON document")
+}
+
+/// The capture's day: the window of the graph and rule queries.
+const DAY: [&str; 4] = [
+    "--since",
+    "2025-11-24T00:00:00Z",
+    "--until",
+    "2025-11-25T00:00:00Z",
+];
+
+fn flows_json(store: &Path, extra: &[&str]) -> Vec<Value> {
+    match records_json("flows", store, extra) {
         Value::Array(rows) => rows,
         other => panic!("not an array: {other}"),
     }
@@ -285,19 +292,7 @@ fn bad_filters_and_foreign_files_are_one_line_errors() {
 }
 
 fn graph_json(store: &Path, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "records",
-        "graph",
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-        "--since",
-        "2025-11-24T00:00:00Z",
-        "--until",
-        "2025-11-25T00:00:00Z",
-    ];
-    args.extend_from_slice(extra);
-    serde_json::from_str(&ok(&bulkhead(&args))).expect("one JSON object")
+    records_json("graph", store, &[&DAY[..], extra].concat())
 }
 
 /// `(source, destination, service, verdict) -> flows`, nodes by label.
@@ -361,18 +356,16 @@ fn the_access_graph_of_a_capture_by_workload_and_by_group() {
     assert_eq!(e.get(&key("legacy", "db", "6/445", "deny")), Some(&1));
 
     // An empty window is an empty graph; a bad window is a one-line error.
-    let empty: Value = serde_json::from_str(&ok(&bulkhead(&[
-        "records",
+    let empty = records_json(
         "graph",
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-        "--since",
-        "2025-11-24T00:00:00Z",
-        "--until",
-        "2025-11-24T01:00:00Z",
-    ])))
-    .unwrap();
+        &store,
+        &[
+            "--since",
+            "2025-11-24T00:00:00Z",
+            "--until",
+            "2025-11-24T01:00:00Z",
+        ],
+    );
     assert!(empty["edges"].as_array().unwrap().is_empty());
     let s = store.to_str().unwrap();
     for (args, says) in [
@@ -395,20 +388,11 @@ fn rule_use_matches_the_replay_and_names_never_hit_rules() {
     let d = dir("rules");
     let store = d.join("records.db");
     replay_into(&store);
-    let out = ok(&bulkhead(&[
-        "records",
+    let report = records_json(
         "rules",
-        "--store",
-        store.to_str().unwrap(),
-        "--policy",
-        "examples/policy.yaml",
-        "--since",
-        "2025-11-24T00:00:00Z",
-        "--until",
-        "2025-11-25T00:00:00Z",
-        "--json",
-    ]));
-    let report: Value = serde_json::from_str(&out).unwrap();
+        &store,
+        &[&DAY[..], &["--policy", "examples/policy.yaml"]].concat(),
+    );
     let by_id: BTreeMap<u64, &Value> = report["rules"]
         .as_array()
         .unwrap()
@@ -433,18 +417,7 @@ fn rule_use_matches_the_replay_and_names_never_hit_rules() {
     assert_eq!(by_id[&50]["action"], "deny");
 
     // Without the policy: the rules the records name.
-    let bare: Value = serde_json::from_str(&ok(&bulkhead(&[
-        "records",
-        "rules",
-        "--store",
-        store.to_str().unwrap(),
-        "--since",
-        "2025-11-24T00:00:00Z",
-        "--until",
-        "2025-11-25T00:00:00Z",
-        "--json",
-    ])))
-    .unwrap();
+    let bare = records_json("rules", &store, &DAY);
     let ids: Vec<u64> = bare["rules"]
         .as_array()
         .unwrap()

@@ -7,16 +7,11 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli;
 
-fn bulkhead(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulkhead"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the bulkhead binary runs")
-}
+use cli::bulkhead;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn text(o: &Output) -> (String, String) {
     (

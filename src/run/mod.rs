@@ -116,6 +116,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cell = Arc::new(SnapshotCell::default());
     let (sink, events) = dataplane::event::channel(1 << 14);
     let start = Instant::now();
+    let records = cfg.records_plan(start);
+    let records_path = records.as_ref().map(|p| p.path.clone());
     let mut flow_log = FlowLog {
         second: 0,
         written: 0,
@@ -136,7 +138,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             max_observed: cfg.control.max_learned_workloads,
             learned_idle: std::time::Duration::from_secs(cfg.control.learned_idle_secs),
             evict_idle: std::time::Duration::from_secs(cfg.control.evict_idle_secs),
-            records: cfg.records_plan(start),
+            records,
             ..EngineConfig::default()
         },
     )?;
@@ -147,10 +149,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         cell.load().rule_count(),
         cell.generation()
     );
-    match cfg.records_plan(start) {
-        Some(plan) => println!(
+    match &records_path {
+        Some(path) => println!(
             "records: {} (kept {} days)",
-            plan.path.display(),
+            path.display(),
             cfg.records.max_age_days
         ),
         None => println!("records: off"),
@@ -162,7 +164,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let _api = crate::api_run::start(
         &cfg.api,
         &cfg.control.store,
-        cfg.records_plan(start).map(|p| p.path),
+        records_path,
         control.clone(),
         board.clone(),
     )?;
