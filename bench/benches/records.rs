@@ -75,6 +75,7 @@ fn flow(n: u64, now_ms: i64, ids: &[Identity]) -> StoredFlow {
         src,
         dst,
         kind: RecordKind::Ended(EndReason::Idle),
+        opens: true,
     }
 }
 

@@ -168,6 +168,10 @@ pub enum Event {
     FlowStart(FlowRecord),
     /// A flow left the table, with its final counters.
     FlowEnd(FlowRecord, EndReason),
+    /// A flow still in the table, with its counters so far: sent once per
+    /// `WorkerConfig::interim_every` of its life while it carries packets, so
+    /// that a connection lasting days is visible while it runs.
+    FlowActive(FlowRecord),
     /// A flow that audit (or learn) mode let through although policy would deny it.
     /// Sent when the flow starts and again if a new policy generation still would deny it.
     WouldDeny(FlowRecord),

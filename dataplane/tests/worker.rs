@@ -311,3 +311,43 @@ fn a_flood_of_denied_syns_does_not_push_out_an_allowed_flow() {
     assert!(bed.worker.flows().len() <= 64);
     assert_eq!(bed.io.free_frames(), 256, "no frame buffer leaked");
 }
+
+#[test]
+fn a_long_flow_is_reported_while_it_runs_and_an_idle_one_is_not_reported_again() {
+    let mut bed = Bed::new("");
+    let (c, s) = ((WEB, WEB_IP, 40200), (DB, DB_IP, 5432));
+    assert!(bed.passes(Port::A, &tcp(c, s, "S", b"")));
+    assert!(bed.passes(Port::B, &tcp(s, c, "SA", b"")));
+    assert!(bed.passes(Port::A, &tcp(c, s, "A", b"")));
+    let interim = |bed: &Bed| -> Vec<dataplane::event::FlowRecord> {
+        bed.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::FlowActive(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    };
+    // A packet every 10 s for 150 s: a report in each 60-second period.
+    let mut reports = Vec::new();
+    for _ in 0..15 {
+        bed.now += 10 * SEC;
+        assert!(bed.passes(Port::A, &tcp(c, s, "PA", b"ping")));
+        reports.extend(interim(&bed));
+    }
+    assert_eq!(reports.len(), 2, "at 60 s and 120 s: {reports:?}");
+    assert!(reports[0].packets[0] < reports[1].packets[0]);
+    assert_eq!(reports[1].packets, [2 + 12, 1], "counters so far");
+    assert_eq!(reports[0].dst_port, 5432);
+    // Then silent for ten minutes (established TCP stays for days): one
+    // more report for the packets of the period that ended at 180 s, then
+    // none.
+    for _ in 0..60 {
+        bed.now += 10 * SEC;
+        bed.worker.poll(&mut bed.io, bed.now).expect("mem io");
+        reports.extend(interim(&bed));
+    }
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert_eq!(reports[2].packets, [2 + 15, 1]);
+    assert_eq!(bed.worker.flows().len(), 1, "the flow is still there");
+}

@@ -147,6 +147,12 @@ pub struct RecordsSection {
     pub max_size_mb: u64,
     /// Free MiB kept on the store's filesystem: below it records pause.
     pub reserve_mb: u64,
+    /// Days the hourly rollups are kept.
+    pub rollup_max_age_days: u64,
+    /// A flow that lasts gets an interim record every this many seconds of
+    /// its life while it carries packets (IPFIX's active timeout); 0: only
+    /// at its end.
+    pub interim_secs: u64,
 }
 
 impl Default for RecordsSection {
@@ -157,6 +163,8 @@ impl Default for RecordsSection {
             max_age_days: 7,
             max_size_mb: 2048,
             reserve_mb: 128,
+            rollup_max_age_days: 400,
+            interim_secs: 60,
         }
     }
 }
@@ -179,6 +187,9 @@ impl Config {
             path,
             config: RecordsConfig {
                 max_age: std::time::Duration::from_secs(r.max_age_days.saturating_mul(86_400)),
+                rollup_max_age: std::time::Duration::from_secs(
+                    r.rollup_max_age_days.saturating_mul(86_400),
+                ),
                 max_bytes: r.max_size_mb.saturating_mul(1 << 20),
                 reserve_bytes: r.reserve_mb.saturating_mul(1 << 20),
                 ..RecordsConfig::default()
@@ -346,6 +357,12 @@ pub(super) fn worker_config(cfg: &Config) -> anyhow::Result<WorkerConfig> {
                 ("forward", FragmentPolicy::Forward),
             ],
         )?,
+        // Interim reports feed the records only: none when they are off.
+        interim_every: if cfg.records.enabled {
+            std::time::Duration::from_secs(cfg.records.interim_secs)
+        } else {
+            std::time::Duration::ZERO
+        },
         ..WorkerConfig::default()
     })
 }

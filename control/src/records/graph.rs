@@ -9,6 +9,7 @@
 //! `allow`, `deny` or `would-deny`, so the three are separate edges.
 
 use super::query::{parse_time, ParamError, MAX_WINDOW_DAYS};
+use super::writer::HOUR_MS;
 use super::{RecordsError, RecordsReader};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -143,78 +144,125 @@ struct EndKey {
     ip: Vec<u8>,
 }
 
+/// Raw records by workload pair and service, for records ending in
+/// `[?1, ?2]`.
+const FROM_RECORDS: &str = "
+    SELECT f.src_mac, s.name, s.groups_json, f.src_ip,
+           f.dst_mac, d.name, d.groups_json, f.dst_ip,
+           f.proto, CASE WHEN f.proto IN (6, 17, 132) THEN f.dst_port ELSE 0 END,
+           f.allowed, f.would_deny,
+           sum(f.opens), sum(f.pkts_fwd + f.pkts_rev), sum(f.bytes_fwd + f.bytes_rev),
+           min(f.first_ms), max(f.last_ms)
+    FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
+    WHERE f.last_ms BETWEEN ?1 AND ?2
+    GROUP BY f.src_id, f.dst_id,
+        CASE WHEN s.name = '' THEN f.src_ip END,
+        CASE WHEN d.name = '' THEN f.dst_ip END,
+        f.proto, CASE WHEN f.proto IN (6, 17, 132) THEN f.dst_port ELSE 0 END,
+        f.allowed, f.would_deny";
+
+/// The same from the hourly rollups of the hours in `[?1, ?2)`.
+const FROM_ROLLUPS: &str = "
+    SELECT s.mac, s.name, s.groups_json, h.src_ip,
+           d.mac, d.name, d.groups_json, h.dst_ip,
+           h.proto, h.port, h.allowed, h.would_deny,
+           sum(h.flows), sum(h.pkts_fwd + h.pkts_rev), sum(h.bytes_fwd + h.bytes_rev),
+           min(h.first_ms), max(h.last_ms)
+    FROM hourly h JOIN identities s ON s.id = h.src_id JOIN identities d ON d.id = h.dst_id
+    WHERE h.hour_ms >= ?1 AND h.hour_ms < ?2
+    GROUP BY h.src_id, h.dst_id, h.src_ip, h.dst_ip, h.proto, h.port, h.allowed, h.would_deny";
+
+/// Where a window's records are read: the hourly rollups for the whole hours
+/// in it, the raw records for the rest (both ends, or all of a short window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Split {
+    /// Hours `[start, end)` read from the rollups, if any.
+    pub hours: Option<(i64, i64)>,
+    /// Inclusive ranges of `last_ms` read from the raw records.
+    pub raw: [Option<(i64, i64)>; 2],
+}
+
+impl Split {
+    /// Everything from the raw records.
+    #[cfg(test)]
+    pub(super) fn raw(since_ms: i64, until_ms: i64) -> Split {
+        Split {
+            hours: None,
+            raw: [Some((since_ms, until_ms)), None],
+        }
+    }
+
+    pub(super) fn of(since_ms: i64, until_ms: i64) -> Split {
+        let lo = since_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let lo = if lo < since_ms { lo + HOUR_MS } else { lo };
+        let hi = until_ms.saturating_add(1).div_euclid(HOUR_MS) * HOUR_MS;
+        if lo >= hi {
+            return Split {
+                hours: None,
+                raw: [Some((since_ms, until_ms)), None],
+            };
+        }
+        let part = |a: i64, b: i64| (a <= b).then_some((a, b));
+        Split {
+            hours: Some((lo, hi)),
+            raw: [part(since_ms, lo - 1), part(hi, until_ms)],
+        }
+    }
+}
+
 impl RecordsReader {
-    /// The access graph of `q`'s window: flows that were alive in it.
+    /// The access graph of `q`'s window: the records that ended in it (a
+    /// long flow's interim records count in the windows they fall in), from
+    /// the hourly rollups for whole hours.
     pub fn graph(&self, q: &GraphQuery) -> Result<Graph, RecordsError> {
-        // First by workload pair and service: few rows, then grouped here.
-        let mut stmt = self.conn().prepare(
-            "SELECT f.src_mac, s.name, s.groups_json, f.src_ip,
-                    f.dst_mac, d.name, d.groups_json, f.dst_ip,
-                    f.proto, CASE WHEN f.proto IN (6, 17, 132) THEN f.dst_port ELSE 0 END,
-                    f.allowed, f.would_deny,
-                    count(*), sum(f.pkts_fwd + f.pkts_rev), sum(f.bytes_fwd + f.bytes_rev),
-                    min(f.first_ms), max(f.last_ms)
-             FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
-             WHERE f.last_ms >= ?1 AND f.first_ms <= ?2
-             GROUP BY f.src_id, f.dst_id,
-                 CASE WHEN s.name = '' THEN f.src_ip END,
-                 CASE WHEN d.name = '' THEN f.dst_ip END,
-                 f.proto, CASE WHEN f.proto IN (6, 17, 132) THEN f.dst_port ELSE 0 END,
-                 f.allowed, f.would_deny",
-        )?;
-        let mut rows = stmt.query([q.since_ms, q.until_ms])?;
+        self.graph_from(q, Split::of(q.since_ms, q.until_ms))
+    }
+
+    /// [`RecordsReader::graph`] reading where `split` says.
+    pub(super) fn graph_from(&self, q: &GraphQuery, split: Split) -> Result<Graph, RecordsError> {
         let mut nodes: BTreeMap<Node, usize> = BTreeMap::new();
         let mut edges: BTreeMap<(usize, usize, u8, u16, &'static str), Agg> = BTreeMap::new();
-        while let Some(r) = rows.next()? {
-            let src = EndKey {
-                mac: r.get(0)?,
-                name: r.get(1)?,
-                groups: r.get(2)?,
-                ip: r.get(3)?,
-            };
-            let dst = EndKey {
-                mac: r.get(4)?,
-                name: r.get(5)?,
-                groups: r.get(6)?,
-                ip: r.get(7)?,
-            };
-            let allowed: bool = r.get(10)?;
-            let would: bool = r.get(11)?;
-            let verdict = match (allowed, would) {
-                (false, _) => "deny",
-                (true, true) => "would-deny",
-                (true, false) => "allow",
-            };
-            let agg = Agg {
-                flows: u64::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
-                packets: u64::try_from(r.get::<_, i64>(13)?).unwrap_or(0),
-                bytes: u64::try_from(r.get::<_, i64>(14)?).unwrap_or(0),
-                first_ms: r.get(15)?,
-                last_ms: r.get(16)?,
-            };
-            let proto = u8::try_from(r.get::<_, i64>(8)?).unwrap_or(0);
-            let port = u16::try_from(r.get::<_, i64>(9)?).unwrap_or(0);
-            for s in node_of(&src, q.level) {
-                for d in node_of(&dst, q.level) {
-                    let n = nodes.len();
-                    let si = *nodes.entry(s.clone()).or_insert(n);
-                    let n = nodes.len();
-                    let di = *nodes.entry(d).or_insert(n);
-                    edges
-                        .entry((si, di, proto, port, verdict))
-                        .or_default()
-                        .add(&agg);
+        let parts = split
+            .raw
+            .iter()
+            .flatten()
+            .map(|&range| (FROM_RECORDS, range))
+            .chain(split.hours.map(|range| (FROM_ROLLUPS, range)));
+        for (sql, (a, b)) in parts {
+            let mut stmt = self.conn().prepare_cached(sql)?;
+            let mut rows = stmt.query([a, b])?;
+            while let Some(r) = rows.next()? {
+                let GraphRow {
+                    src,
+                    dst,
+                    service: (proto, port, verdict),
+                    agg,
+                } = graph_row(r)?;
+                for s in node_of(&src, q.level) {
+                    for d in node_of(&dst, q.level) {
+                        let n = nodes.len();
+                        let si = *nodes.entry(s.clone()).or_insert(n);
+                        let n = nodes.len();
+                        let di = *nodes.entry(d).or_insert(n);
+                        edges
+                            .entry((si, di, proto, port, verdict))
+                            .or_default()
+                            .add(&agg);
+                    }
                 }
             }
         }
-        // Nodes in order of first appearance: index = position.
-        let mut ordered: Vec<(usize, Node)> = nodes.into_iter().map(|(n, i)| (i, n)).collect();
-        ordered.sort_by_key(|(i, _)| *i);
+        // Nodes in their order (kind, id, name), whatever order the rows
+        // came in; edges by their ends' positions.
+        let mut position = vec![0; nodes.len()];
+        for (at, &i) in nodes.values().enumerate() {
+            position[i] = at;
+        }
         let mut edges: Vec<Edge> = edges
             .into_iter()
             .map(|((src, dst, proto, port, verdict), a)| Edge {
-                src,
-                dst,
+                src: position[src],
+                dst: position[dst],
                 proto,
                 port,
                 verdict: verdict.to_string(),
@@ -225,6 +273,10 @@ impl RecordsReader {
                 last_seen: super::query::time_text(a.last_ms),
             })
             .collect();
+        edges.sort_by(|a, b| {
+            (a.src, a.dst, a.proto, a.port, &a.verdict)
+                .cmp(&(b.src, b.dst, b.proto, b.port, &b.verdict))
+        });
         let truncated = edges.len() > MAX_EDGES;
         if truncated {
             edges.sort_by_key(|e| std::cmp::Reverse(e.flows));
@@ -234,14 +286,59 @@ impl RecordsReader {
             level: q.level,
             since: super::query::time_text(q.since_ms),
             until: super::query::time_text(q.until_ms),
-            nodes: ordered.into_iter().map(|(_, n)| n).collect(),
+            nodes: nodes.into_keys().collect(),
             edges,
             truncated,
         })
     }
 }
 
-#[derive(Debug, Default)]
+/// One row of [`FROM_RECORDS`] or [`FROM_ROLLUPS`].
+struct GraphRow {
+    src: EndKey,
+    dst: EndKey,
+    /// Protocol, port, verdict.
+    service: (u8, u16, &'static str),
+    agg: Agg,
+}
+
+fn graph_row(r: &rusqlite::Row<'_>) -> Result<GraphRow, rusqlite::Error> {
+    let end = |at: usize| -> Result<EndKey, rusqlite::Error> {
+        Ok(EndKey {
+            mac: r.get(at)?,
+            name: r.get(at + 1)?,
+            groups: r.get(at + 2)?,
+            ip: r.get(at + 3)?,
+        })
+    };
+    let allowed: bool = r.get(10)?;
+    let would: bool = r.get(11)?;
+    let verdict = match (allowed, would) {
+        (false, _) => "deny",
+        (true, true) => "would-deny",
+        (true, false) => "allow",
+    };
+    let count = |at: usize| -> Result<u64, rusqlite::Error> {
+        Ok(u64::try_from(r.get::<_, i64>(at)?).unwrap_or(0))
+    };
+    let agg = Agg {
+        flows: count(12)?,
+        packets: count(13)?,
+        bytes: count(14)?,
+        first_ms: r.get(15)?,
+        last_ms: r.get(16)?,
+    };
+    let proto = u8::try_from(r.get::<_, i64>(8)?).unwrap_or(0);
+    let port = u16::try_from(r.get::<_, i64>(9)?).unwrap_or(0);
+    Ok(GraphRow {
+        src: end(0)?,
+        dst: end(4)?,
+        service: (proto, port, verdict),
+        agg,
+    })
+}
+
+#[derive(Debug)]
 struct Agg {
     flows: u64,
     packets: u64,
@@ -250,13 +347,21 @@ struct Agg {
     last_ms: i64,
 }
 
+impl Default for Agg {
+    fn default() -> Self {
+        Agg {
+            flows: 0,
+            packets: 0,
+            bytes: 0,
+            first_ms: i64::MAX,
+            last_ms: i64::MIN,
+        }
+    }
+}
+
 impl Agg {
     fn add(&mut self, o: &Agg) {
-        self.first_ms = if self.flows == 0 {
-            o.first_ms
-        } else {
-            self.first_ms.min(o.first_ms)
-        };
+        self.first_ms = self.first_ms.min(o.first_ms);
         self.last_ms = self.last_ms.max(o.last_ms);
         self.flows += o.flows;
         self.packets += o.packets;

@@ -23,6 +23,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rollups;
 
 pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
 pub use query::{
@@ -100,12 +102,20 @@ pub enum RecordKind {
 
 /// One flow record as stored: the dataplane's record with the identities of
 /// both ends and wall-clock times.
+///
+/// A flow that lives past the workers' interim period has several records:
+/// interim ones while it runs, then its end. Each record's packets and bytes
+/// are those since the flow's previous record, so sums over records are the
+/// traffic; `opens` marks the first record of a flow, so counting flows is
+/// counting records that open one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFlow {
     /// The worker's record. Its rule id is the user rule's (the recorder maps
     /// compiled ids back); its times are the worker's clock, `first_ms` and
-    /// `last_ms` are the wall clock's.
+    /// `last_ms` are the wall clock's; its counters are this record's share.
     pub flow: FlowRecord,
+    /// The first record of its flow.
+    pub opens: bool,
     /// Milliseconds since the Unix epoch.
     pub first_ms: i64,
     pub last_ms: i64,

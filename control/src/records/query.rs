@@ -506,8 +506,11 @@ fn net_range(net: &IpNet) -> (Vec<u8>, Vec<u8>) {
 
 /// RFC 3339 with milliseconds, what the store keeps.
 pub(super) fn time_text(ms: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    // RFC 3339 ends at year 9999: a time past it (a damaged store's) shows as
+    // its last millisecond, one before 1970 as the epoch.
+    const LAST_MS: u64 = 253_402_300_799_999;
+    let ms = u64::try_from(ms).unwrap_or(0).min(LAST_MS);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }
 

@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 1_000;
 /// A batch is handed over at the latest this long after its first record.
 const HOLD: Duration = Duration::from_secs(1);
+/// Flows with interim records whose counters are kept, at most.
+const RUNNING_MAX: usize = 1 << 20;
+/// A running flow not reported for this long is forgotten (its end event was
+/// lost): interim records come every minute or so.
+const RUNNING_STALE: Duration = Duration::from_secs(15 * 60);
 
 /// What the worker's times (nanoseconds) are.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +45,41 @@ pub struct Recorder {
     names: HashMap<MacAddr, (String, BTreeMap<String, String>)>,
     batch: Vec<StoredFlow>,
     since: Option<Instant>,
+    /// Flows that had interim records: the counters recorded so far, so that
+    /// each record carries only its own share.
+    running: HashMap<FlowId, Counted>,
+    last_prune: Instant,
+}
+
+/// A flow, as its records name it (its start tells a reused 5-tuple apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowId {
+    macs: [MacAddr; 2],
+    ips: [std::net::IpAddr; 2],
+    ports: [u16; 2],
+    proto: u8,
+    vlan: [u16; 2],
+    first_seen: u64,
+}
+
+impl FlowId {
+    fn of(f: &FlowRecord) -> FlowId {
+        FlowId {
+            macs: [f.src_mac, f.dst_mac],
+            ips: [f.src_ip, f.dst_ip],
+            ports: [f.src_port, f.dst_port],
+            proto: f.proto,
+            vlan: f.vlan,
+            first_seen: f.first_seen,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    at: Instant,
 }
 
 impl Recorder {
@@ -60,6 +100,8 @@ impl Recorder {
             names: HashMap::new(),
             batch: Vec::with_capacity(BATCH),
             since: None,
+            running: HashMap::new(),
+            last_prune: Instant::now(),
         }
     }
 
@@ -74,13 +116,17 @@ impl Recorder {
         self.writer.counters()
     }
 
-    /// Records `event` if it ends a flow. Identities come from `model` (names
-    /// and labels by MAC) and `snapshot` (the groups each end is in).
+    /// Records `event` if it ends a flow or reports a running one. Identities
+    /// come from `model` (names and labels by MAC) and `snapshot` (the groups
+    /// each end is in).
     pub fn record(&mut self, event: &Event, model: &Arc<Model>, snapshot: &PolicySnapshot) {
-        let Event::FlowEnd(flow, why) = event else {
-            return;
+        let (flow, kind) = match event {
+            Event::FlowEnd(flow, why) => (flow, RecordKind::Ended(*why)),
+            Event::FlowActive(flow) => (flow, RecordKind::Interim),
+            _ => return,
         };
         self.learn_names(model);
+        let (opens, packets, bytes) = self.share(flow, kind);
         let stored = StoredFlow {
             flow: FlowRecord {
                 verdict: dataplane::policy::Verdict {
@@ -90,13 +136,16 @@ impl Recorder {
                     },
                     ..flow.verdict
                 },
+                packets,
+                bytes,
                 ..*flow
             },
+            opens,
             first_ms: self.wall_ms(flow.first_seen),
             last_ms: self.wall_ms(flow.last_seen),
             src: self.identity(flow.src_mac, flow.src_ip, snapshot),
             dst: self.identity(flow.dst_mac, flow.dst_ip, snapshot),
-            kind: RecordKind::Ended(*why),
+            kind,
         };
         self.batch.push(stored);
         self.since.get_or_insert_with(Instant::now);
@@ -105,10 +154,46 @@ impl Recorder {
         }
     }
 
-    /// Hands the batch over if it has waited long enough.
+    /// Whether this record opens its flow, and its share of the counters:
+    /// what the flow carried since its previous record.
+    fn share(&mut self, flow: &FlowRecord, kind: RecordKind) -> (bool, [u64; 2], [u64; 2]) {
+        let id = FlowId::of(flow);
+        let before = match kind {
+            RecordKind::Interim => {
+                let now = Counted {
+                    packets: flow.packets,
+                    bytes: flow.bytes,
+                    at: Instant::now(),
+                };
+                if self.running.len() < RUNNING_MAX || self.running.contains_key(&id) {
+                    self.running.insert(id, now)
+                } else {
+                    None
+                }
+            }
+            RecordKind::Ended(_) => self.running.remove(&id),
+        };
+        let less =
+            |a: [u64; 2], b: [u64; 2]| [a[0].saturating_sub(b[0]), a[1].saturating_sub(b[1])];
+        match before {
+            Some(b) => (
+                false,
+                less(flow.packets, b.packets),
+                less(flow.bytes, b.bytes),
+            ),
+            None => (true, flow.packets, flow.bytes),
+        }
+    }
+
+    /// Hands the batch over if it has waited long enough; forgets running
+    /// flows whose end never came.
     pub fn tick(&mut self) {
         if self.since.is_some_and(|t| t.elapsed() >= HOLD) {
             self.flush();
+        }
+        if self.last_prune.elapsed() >= RUNNING_STALE / 4 {
+            self.last_prune = Instant::now();
+            self.running.retain(|_, c| c.at.elapsed() < RUNNING_STALE);
         }
     }
 

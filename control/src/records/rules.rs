@@ -3,6 +3,7 @@
 //! rule denies (would-deny), when it last matched, and the rules of a policy
 //! that matched nothing ("which rules can go?").
 
+use super::graph::Split;
 use super::query::{parse_time, time_text, ParamError, MAX_WINDOW_DAYS};
 use super::{RecordsError, RecordsReader};
 use crate::model::Model;
@@ -91,34 +92,51 @@ pub struct RuleReport {
 }
 
 impl RecordsReader {
-    /// Flows per user rule id, for flows alive in the window.
+    /// Flows per user rule id, from the records that ended in the window
+    /// (the hourly rollups for its whole hours).
     pub fn rule_counts(
         &self,
         since_ms: i64,
         until_ms: i64,
     ) -> Result<BTreeMap<u32, RuleCounts>, RecordsError> {
-        let mut stmt = self.conn().prepare(
-            "SELECT rule_id, count(*), sum(would_deny), max(last_ms) FROM flows
-             WHERE reason = 'rule' AND last_ms >= ?1 AND first_ms <= ?2
-             GROUP BY rule_id",
-        )?;
-        let mut rows = stmt.query([since_ms, until_ms])?;
-        let mut out = BTreeMap::new();
-        while let Some(r) = rows.next()? {
-            let Some(id) = r
-                .get::<_, Option<i64>>(0)?
-                .and_then(|v| u32::try_from(v).ok())
-            else {
-                continue;
-            };
-            out.insert(
-                id,
-                RuleCounts {
-                    flows: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                    would_deny: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
-                    last_ms: r.get(3)?,
-                },
-            );
+        self.rule_counts_from(Split::of(since_ms, until_ms))
+    }
+
+    /// [`RecordsReader::rule_counts`] reading where `split` says.
+    pub(super) fn rule_counts_from(
+        &self,
+        split: Split,
+    ) -> Result<BTreeMap<u32, RuleCounts>, RecordsError> {
+        const FROM_RECORDS: &str = "
+            SELECT rule_id, sum(opens), sum(opens * would_deny), max(last_ms) FROM flows
+            WHERE reason = 'rule' AND last_ms BETWEEN ?1 AND ?2
+            GROUP BY rule_id";
+        const FROM_ROLLUPS: &str = "
+            SELECT rule_id, sum(flows), sum(flows * would_deny), max(last_ms) FROM hourly
+            WHERE reason = 'rule' AND hour_ms >= ?1 AND hour_ms < ?2
+            GROUP BY rule_id";
+        let parts = split
+            .raw
+            .iter()
+            .flatten()
+            .map(|&range| (FROM_RECORDS, range))
+            .chain(split.hours.map(|range| (FROM_ROLLUPS, range)));
+        let mut out: BTreeMap<u32, RuleCounts> = BTreeMap::new();
+        for (sql, (a, b)) in parts {
+            let mut stmt = self.conn().prepare_cached(sql)?;
+            let mut rows = stmt.query([a, b])?;
+            while let Some(r) = rows.next()? {
+                let Some(id) = r
+                    .get::<_, Option<i64>>(0)?
+                    .and_then(|v| u32::try_from(v).ok())
+                else {
+                    continue;
+                };
+                let c = out.entry(id).or_default();
+                c.flows += u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0);
+                c.would_deny += u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0);
+                c.last_ms = c.last_ms.max(r.get(3)?);
+            }
         }
         Ok(out)
     }

@@ -50,6 +50,42 @@ const MIGRATIONS: &[&str] = &[
     -- the records bench, docs/decisions.md).
     CREATE INDEX flows_last ON flows (last_ms);
     "#,
+    // 2: interim records (a flow's first record opens it), hourly rollups,
+    // made for the records already stored.
+    r#"
+    ALTER TABLE flows ADD COLUMN opens INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE hourly (
+        hour_ms    INTEGER NOT NULL,             -- the hour's start; a record counts in the hour of its last_ms
+        src_id     INTEGER NOT NULL REFERENCES identities(id),
+        dst_id     INTEGER NOT NULL REFERENCES identities(id),
+        src_ip     BLOB    NOT NULL,             -- an end no workload has: its address; else x''
+        dst_ip     BLOB    NOT NULL,
+        proto      INTEGER NOT NULL,
+        port       INTEGER NOT NULL,             -- the destination port; 0 but for TCP, UDP, SCTP
+        allowed    INTEGER NOT NULL,
+        would_deny INTEGER NOT NULL,
+        reason     TEXT    NOT NULL,
+        rule_id    INTEGER NOT NULL,             -- -1 unless reason = 'rule'
+        flows      INTEGER NOT NULL,             -- flows opened
+        pkts_fwd   INTEGER NOT NULL,
+        pkts_rev   INTEGER NOT NULL,
+        bytes_fwd  INTEGER NOT NULL,
+        bytes_rev  INTEGER NOT NULL,
+        first_ms   INTEGER NOT NULL,
+        last_ms    INTEGER NOT NULL,
+        PRIMARY KEY (hour_ms, src_id, dst_id, src_ip, dst_ip, proto, port, allowed, would_deny, reason, rule_id)
+    ) WITHOUT ROWID;
+    INSERT INTO hourly
+    SELECT f.last_ms / 3600000 * 3600000, f.src_id, f.dst_id,
+           CASE WHEN s.name = '' THEN f.src_ip ELSE x'' END,
+           CASE WHEN d.name = '' THEN f.dst_ip ELSE x'' END,
+           f.proto, CASE WHEN f.proto IN (6, 17, 132) THEN f.dst_port ELSE 0 END,
+           f.allowed, f.would_deny, f.reason, coalesce(f.rule_id, -1),
+           sum(f.opens), sum(f.pkts_fwd), sum(f.pkts_rev), sum(f.bytes_fwd), sum(f.bytes_rev),
+           min(f.first_ms), max(f.last_ms)
+    FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11;
+    "#,
 ];
 
 /// The schema version this bulkhead writes.

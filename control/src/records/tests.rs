@@ -53,6 +53,7 @@ fn flow(i: u32, last_ms: i64) -> StoredFlow {
         src,
         dst,
         kind: RecordKind::Ended(EndReason::Idle),
+        opens: true,
     }
 }
 

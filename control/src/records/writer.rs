@@ -22,6 +22,8 @@ pub struct RecordsConfig {
     pub queue_batches: usize,
     /// Flow records older than this (by their last packet) are deleted.
     pub max_age: Duration,
+    /// Hourly rollups older than this are deleted.
+    pub rollup_max_age: Duration,
     /// The store's size at most (the database's pages in use): past it the
     /// oldest records are deleted.
     pub max_bytes: u64,
@@ -39,6 +41,7 @@ impl RecordsConfig {
     pub fn for_import() -> RecordsConfig {
         RecordsConfig {
             max_age: Duration::MAX,
+            rollup_max_age: Duration::MAX,
             ..RecordsConfig::default()
         }
     }
@@ -49,6 +52,7 @@ impl Default for RecordsConfig {
         RecordsConfig {
             queue_batches: 64,
             max_age: Duration::from_secs(7 * 24 * 3600),
+            rollup_max_age: Duration::from_secs(400 * 24 * 3600),
             max_bytes: 2 << 30,
             reserve_bytes: 128 << 20,
             retention_every: Duration::from_secs(60),
@@ -231,10 +235,11 @@ impl Writer {
             let mut flow = tx.prepare_cached(
                 "INSERT INTO flows (first_ms, last_ms, src_mac, dst_mac, src_id, dst_id, src_ip, dst_ip,
                     proto, src_port, dst_port, vlan_outer, vlan_inner, pkts_fwd, pkts_rev,
-                    bytes_fwd, bytes_rev, allowed, reason, rule_id, mode, would_deny, state, kind)
+                    bytes_fwd, bytes_rev, allowed, reason, rule_id, mode, would_deny, state, kind, opens)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
             )?;
+            let mut hours: HashMap<HourKey, HourAgg> = HashMap::new();
             for f in batch {
                 let mut id_of = |i: &Identity| -> Result<i64, rusqlite::Error> {
                     if let Some(&id) = self.identities.get(i) {
@@ -277,6 +282,48 @@ impl Writer {
                     r.verdict.would_deny,
                     state_name(r.state),
                     kind_name(f.kind),
+                    f.opens,
+                ])?;
+                hours
+                    .entry(HourKey::of(f, src_id, dst_id))
+                    .or_default()
+                    .add(f);
+            }
+            let mut hourly = tx.prepare_cached(
+                "INSERT INTO hourly (hour_ms, src_id, dst_id, src_ip, dst_ip, proto, port, allowed,
+                    would_deny, reason, rule_id, flows, pkts_fwd, pkts_rev, bytes_fwd, bytes_rev,
+                    first_ms, last_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                 ON CONFLICT (hour_ms, src_id, dst_id, src_ip, dst_ip, proto, port, allowed,
+                    would_deny, reason, rule_id) DO UPDATE SET
+                    flows = flows + excluded.flows,
+                    pkts_fwd = pkts_fwd + excluded.pkts_fwd,
+                    pkts_rev = pkts_rev + excluded.pkts_rev,
+                    bytes_fwd = bytes_fwd + excluded.bytes_fwd,
+                    bytes_rev = bytes_rev + excluded.bytes_rev,
+                    first_ms = min(first_ms, excluded.first_ms),
+                    last_ms = max(last_ms, excluded.last_ms)",
+            )?;
+            for (k, a) in &hours {
+                hourly.execute(params![
+                    k.hour_ms,
+                    k.src_id,
+                    k.dst_id,
+                    &k.src_ip[..],
+                    &k.dst_ip[..],
+                    k.proto,
+                    k.port,
+                    k.allowed,
+                    k.would_deny,
+                    k.reason,
+                    k.rule_id,
+                    a.flows,
+                    sat(a.packets[0]),
+                    sat(a.packets[1]),
+                    sat(a.bytes[0]),
+                    sat(a.bytes[1]),
+                    a.first_ms,
+                    a.last_ms,
                 ])?;
             }
         }
@@ -302,14 +349,22 @@ impl Writer {
         room
     }
 
-    /// Delete flow records older than the maximum age, then the oldest until
-    /// the store is within its size; oldest first either way.
+    /// Delete flow records and rollups older than their maximum ages, then
+    /// the oldest flow records until the store is within its size (the oldest
+    /// rollups once no flow record is left); oldest first either way. Returns
+    /// the flow records deleted.
     fn retain(&mut self, now_ms: i64) -> Result<u64, rusqlite::Error> {
-        let age = i64::try_from(self.cfg.max_age.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = now_ms.saturating_sub(age);
-        let mut n = self
-            .conn
-            .execute("DELETE FROM flows WHERE last_ms < ?1", [cutoff])? as u64;
+        let cutoff = |age: Duration| {
+            now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+        };
+        self.conn.execute(
+            "DELETE FROM hourly WHERE hour_ms < ?1",
+            [cutoff(self.cfg.rollup_max_age)],
+        )?;
+        let mut n = self.conn.execute(
+            "DELETE FROM flows WHERE last_ms < ?1",
+            [cutoff(self.cfg.max_age)],
+        )? as u64;
         loop {
             let used = self.used_bytes()?;
             self.counters.bytes.store(used, Ordering::Relaxed);
@@ -320,7 +375,14 @@ impl Writer {
                 .conn
                 .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))?;
             if rows == 0 {
-                return Ok(n);
+                let hours = self.conn.execute(
+                    "DELETE FROM hourly WHERE hour_ms = (SELECT min(hour_ms) FROM hourly)",
+                    [],
+                )?;
+                if hours == 0 {
+                    return Ok(n);
+                }
+                continue;
             }
             // Down to 90% of the limit, at the store's average row size.
             let per_row = (used / rows as u64).max(1);
@@ -347,6 +409,90 @@ impl Writer {
         Ok(u64::try_from(pages.max(0) * pragma("page_size")?).unwrap_or(0))
     }
 }
+
+/// A rollup row's key: the hour, both ends (an end no workload has by its
+/// address), the service, the verdict and its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct HourKey {
+    hour_ms: i64,
+    src_id: i64,
+    dst_id: i64,
+    src_ip: Vec<u8>,
+    dst_ip: Vec<u8>,
+    proto: u8,
+    port: u16,
+    allowed: bool,
+    would_deny: bool,
+    reason: &'static str,
+    rule_id: i64,
+}
+
+impl HourKey {
+    fn of(f: &StoredFlow, src_id: i64, dst_id: i64) -> HourKey {
+        let r = &f.flow;
+        let addr = |named: bool, ip| {
+            if named {
+                Vec::new()
+            } else {
+                ip_bytes(ip).to_vec()
+            }
+        };
+        let (reason, rule) = reason_name(r.verdict.reason);
+        HourKey {
+            hour_ms: f.last_ms.div_euclid(HOUR_MS) * HOUR_MS,
+            src_id,
+            dst_id,
+            src_ip: addr(!f.src.name.is_empty(), r.src_ip),
+            dst_ip: addr(!f.dst.name.is_empty(), r.dst_ip),
+            proto: r.proto,
+            port: if matches!(r.proto, 6 | 17 | 132) {
+                r.dst_port
+            } else {
+                0
+            },
+            allowed: r.verdict.action == Action::Allow,
+            would_deny: r.verdict.would_deny,
+            reason,
+            rule_id: rule.map_or(-1, i64::from),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HourAgg {
+    flows: i64,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    first_ms: i64,
+    last_ms: i64,
+}
+
+impl Default for HourAgg {
+    fn default() -> Self {
+        HourAgg {
+            flows: 0,
+            packets: [0; 2],
+            bytes: [0; 2],
+            first_ms: i64::MAX,
+            last_ms: i64::MIN,
+        }
+    }
+}
+
+impl HourAgg {
+    fn add(&mut self, f: &StoredFlow) {
+        self.first_ms = self.first_ms.min(f.first_ms);
+        self.last_ms = self.last_ms.max(f.last_ms);
+        self.flows += i64::from(f.opens);
+        for i in 0..2 {
+            self.packets[i] = self.packets[i].saturating_add(f.flow.packets[i]);
+            self.bytes[i] = self.bytes[i].saturating_add(f.flow.bytes[i]);
+        }
+    }
+}
+
+/// Milliseconds in an hour: rollups' period.
+pub(super) const HOUR_MS: i64 = 3_600_000;
 
 /// A write refused for want of space (`SQLITE_FULL`).
 fn is_full(e: &rusqlite::Error) -> bool {

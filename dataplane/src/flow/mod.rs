@@ -165,6 +165,9 @@ pub struct FlowEntry {
 /// The bit of `FlowEntry::tcp` that says the flow is offloaded (no room for a
 /// field: the entry is 128 bytes).
 const OFFLOADED: u8 = 0x80;
+/// The bit of `FlowEntry::tcp` that holds the parity of the interim-report
+/// period the flow was last looked at in ([`FlowEntry::interim_due`]).
+const INTERIM: u8 = 0x40;
 
 const _: () = assert!(std::mem::size_of::<FlowEntry>() <= 128);
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 44);
@@ -271,6 +274,30 @@ impl FlowEntry {
         } else {
             self.tcp &= !OFFLOADED;
         }
+    }
+
+    /// Whether a period boundary of the flow's interim reports (every `every`
+    /// ns of its life, IPFIX's active timeout) was crossed since the flow was
+    /// last asked: then the start of the period just ended, and a report is
+    /// due if the flow carried packets since then (an idle connection is not
+    /// reported again and again). Without a field to spare, the entry keeps
+    /// only the parity of the period it was last asked in; a caller that asks
+    /// at least once a period (the table's sweep) sees every boundary.
+    #[inline]
+    pub fn interim_boundary(&mut self, now: u64, every: u64) -> Option<u64> {
+        if every == 0 {
+            return None;
+        }
+        let period = now.saturating_sub(self.first_seen) / every;
+        let parity = if period & 1 == 1 { INTERIM } else { 0 };
+        if self.tcp & INTERIM == parity {
+            return None;
+        }
+        self.tcp ^= INTERIM;
+        Some(
+            self.first_seen
+                .saturating_add(period.saturating_sub(1).saturating_mul(every)),
+        )
     }
 }
 

@@ -46,14 +46,20 @@ pub enum Lookup<'a> {
 
 /// What [`FlowTable::expire_with`] calls.
 pub trait ExpireHook {
-    /// `e` looks expired: update it (`last_seen`, counters) if the caller knows
-    /// better. Do not change `e.key`.
+    /// `e` looks expired, or is due an interim report: update it
+    /// (`last_seen`, counters) if the caller knows better. Do not change
+    /// `e.key`.
     fn refresh(&mut self, e: &mut FlowEntry) {
         let _ = e;
     }
 
     /// `e` expired and was removed.
     fn ended(&mut self, e: &FlowEntry);
+
+    /// `e` is alive and due an interim report ([`FlowTable::set_interim`]).
+    fn interim(&mut self, e: &mut FlowEntry) {
+        let _ = e;
+    }
 }
 
 /// Counters of table events since construction.
@@ -85,6 +91,8 @@ pub struct FlowTable {
     ns: TimeoutsNs,
     sweep_hand: usize,
     evict_hand: usize,
+    /// Interim reports every this many ns of a flow's life; 0: none.
+    interim_every: u64,
     stats: FlowStats,
 }
 
@@ -149,6 +157,7 @@ impl FlowTable {
             timeouts,
             sweep_hand: 0,
             evict_hand: 0,
+            interim_every: 0,
             stats: FlowStats::default(),
         }
     }
@@ -422,10 +431,25 @@ impl FlowTable {
                 hook.ended(&old);
                 // The last entry moved into `i`: look at it next.
             } else {
+                let e = &mut self.entries[i].0;
+                if let Some(start) = e.interim_boundary(now, self.interim_every) {
+                    hook.refresh(e);
+                    if e.last_seen > start {
+                        hook.interim(e);
+                    }
+                }
                 self.sweep_hand += 1;
             }
         }
         removed
+    }
+
+    /// Have the sweep ([`FlowTable::expire_with`]) report live flows every
+    /// `every` of their life (`ExpireHook::interim`); zero: never. The sweep
+    /// must come round the table at least that often for every report to be
+    /// made (a flow it misses is reported one period later).
+    pub fn set_interim(&mut self, every: std::time::Duration) {
+        self.interim_every = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
     }
 
     /// Remove every entry, calling `f` on each (end of a replay, shutdown).

@@ -163,7 +163,7 @@ impl FlowEntry {
         let mut state = prev;
         match (tcp, tcp_flags) {
             (true, Some(f)) if first => {
-                self.tcp &= super::OFFLOADED;
+                self.tcp &= super::OFFLOADED | super::INTERIM;
                 state = if f.rst() {
                     FlowState::Closed
                 } else if f.syn() && !f.ack() {

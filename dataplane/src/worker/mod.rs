@@ -32,6 +32,7 @@ use crate::wire::{
 };
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What to do with frames that are neither IP nor ARP (MPLS, PPPoE, LLC/SNAP,
 /// any other ethertype), besides the ethertypes allowed by
@@ -66,6 +67,9 @@ pub struct WorkerConfig {
     pub dns_copy_bytes: usize,
     /// Flow-table slots checked for idle flows per poll.
     pub expire_budget: usize,
+    /// A live flow is reported ([`Event::FlowActive`]) every this much of its
+    /// life, if it carried packets since the last report; zero: never.
+    pub interim_every: Duration,
     /// With a kernel tier: how often (ns of the worker's clock) offloaded flows'
     /// kernel counters are read into the flow table, and how many per read.
     pub offload_sweep_interval: u64,
@@ -83,6 +87,7 @@ impl Default for WorkerConfig {
             non_ip_allow: Vec::new(),
             dns_copy_bytes: 1500,
             expire_budget: 64,
+            interim_every: Duration::from_secs(60),
             offload_sweep_interval: 100_000_000,
             offload_sweep_budget: 256,
         }
@@ -159,8 +164,10 @@ type Decision = Result<(), DropReason>;
 impl Worker {
     pub fn new(cfg: WorkerConfig, policy: Arc<SnapshotCell>, events: EventSink) -> Self {
         let batch = cfg.batch_size.max(1);
+        let mut flows = FlowTable::new(cfg.flow_capacity, cfg.timeouts);
+        flows.set_interim(cfg.interim_every);
         Worker {
-            flows: FlowTable::new(cfg.flow_capacity, cfg.timeouts),
+            flows,
             frags: FragTable::new(1024, 30_000_000_000),
             rx_buf: vec![Desc::default(); batch],
             handed: Vec::with_capacity(batch),

@@ -152,6 +152,11 @@ impl ExpireHook for Expiry<'_> {
         }
     }
 
+    fn interim(&mut self, e: &mut FlowEntry) {
+        self.events
+            .emit(Event::FlowActive(FlowRecord::from_entry(e)));
+    }
+
     fn ended(&mut self, e: &FlowEntry) {
         end_flow(
             self.off.as_deref_mut(),

@@ -48,6 +48,7 @@ fn stored(i: u16, action: Action, reason: Reason, last_ms: i64) -> StoredFlow {
         src: web,
         dst: db,
         kind: RecordKind::Ended(EndReason::Idle),
+        opens: true,
     }
 }
 

@@ -16,7 +16,7 @@ impl State {
             Event::DhcpLease(l) => {
                 self.observe(l.mac, Some(IpAddr::V4(l.ip)), outer_vlan(l.vlan), true)
             }
-            Event::FlowEnd(..) => self.record(e),
+            Event::FlowEnd(..) | Event::FlowActive(..) => self.record(e),
             // DNS and would-deny repeats feed visibility (a later issue).
             _ => {}
         }

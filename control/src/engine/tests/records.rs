@@ -100,3 +100,85 @@ fn flow_ends_are_counted_and_recorded_with_identities() {
         "{newest} at {now_ms}"
     );
 }
+
+#[test]
+fn a_long_flow_is_recorded_in_shares_while_it_runs() {
+    let dir = TempDir::new("engine-interim");
+    let store = dir.0.join("records.db");
+    let bed = start_with(
+        dir,
+        EngineConfig {
+            records: Some(RecordsPlan {
+                path: store.clone(),
+                config: RecordsConfig::default(),
+                worker_epoch: Instant::now(),
+            }),
+            ..EngineConfig::default()
+        },
+    );
+    let allow = Verdict {
+        action: Action::Allow,
+        reason: Reason::Rule(10 << 8),
+        mode: Mode::Enforce,
+        would_deny: false,
+    };
+    let Event::FlowEnd(base, _) = flow_end(WEB, "10.0.0.11", DB, "10.0.0.21", allow, 0) else {
+        panic!("a flow end");
+    };
+    // Two interim reports with the counters so far, then the end.
+    for (packets, bytes, at) in [([10, 8], [1000, 800], 60u64), ([25, 20], [2500, 2000], 120)] {
+        let r = FlowRecord {
+            packets,
+            bytes,
+            last_seen: at * 1_000_000_000,
+            ..base
+        };
+        bed.events.send(Event::FlowActive(r)).unwrap();
+    }
+    let end = FlowRecord {
+        packets: [30, 21],
+        bytes: [3000, 2100],
+        last_seen: 150_000_000_000,
+        ..base
+    };
+    bed.events
+        .send(Event::FlowEnd(end, EndReason::Idle))
+        .unwrap();
+    let h = &bed.engine.handle;
+    eventually("the three events are read", || h.status().events == 3);
+    h.stop();
+    bed.engine.thread.join().unwrap();
+    let reader = RecordsReader::open(&store).unwrap();
+    let page = reader.flows(&FlowFilter::default()).unwrap();
+    let shares: Vec<(&str, [u64; 2], [u64; 2])> = page
+        .flows
+        .iter()
+        .rev()
+        .map(|f| (f.end.as_str(), f.packets, f.bytes))
+        .collect();
+    assert_eq!(
+        shares,
+        vec![
+            ("interim", [10, 8], [1000, 800]),
+            ("interim", [15, 12], [1500, 1200]),
+            ("idle", [5, 1], [500, 100]),
+        ]
+    );
+    assert!(page
+        .flows
+        .iter()
+        .all(|f| f.first_seen == page.flows[0].first_seen));
+    // One flow in the graph, with all its traffic.
+    let g = reader
+        .graph(&crate::records::GraphQuery {
+            level: crate::records::Level::Workload,
+            since_ms: 0,
+            until_ms: i64::MAX / 2,
+        })
+        .unwrap();
+    assert_eq!(g.edges.len(), 1);
+    assert_eq!(
+        (g.edges[0].flows, g.edges[0].packets, g.edges[0].bytes),
+        (1, 51, 5100)
+    );
+}

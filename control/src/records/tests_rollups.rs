@@ -1,0 +1,263 @@
+//! Hourly rollups: the graph and the rule counts read from them say exactly
+//! what the raw records say; an older store gets them made when migrated;
+//! they have a retention of their own.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
+)]
+use super::graph::Split;
+use super::writer::HOUR_MS;
+use super::*;
+use crate::testutil::TempDir;
+use dataplane::event::EndReason;
+use dataplane::policy::{Action, Verdict};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn ident(last: u8, name: &str, group: &str) -> Identity {
+    Identity {
+        mac: MacAddr([2, 0, 0, 0, 1, last]),
+        name: name.into(),
+        labels: [("app".to_string(), group.to_string())].into(),
+        groups: if group.is_empty() {
+            vec![]
+        } else {
+            vec![group.into()]
+        },
+    }
+}
+
+/// Record `i` of a varied set: three workloads and a MAC no workload has
+/// (its addresses vary, so external nodes differ), services, verdicts and
+/// reasons, some interim records that do not open a flow, times spread over
+/// `hours` hours from `start_ms`.
+fn record(i: u64, start_ms: i64, hours: i64) -> StoredFlow {
+    let ends = [
+        ident(1, "web-1", "web"),
+        ident(2, "db-1", "db"),
+        ident(3, "lonely", ""),
+        Identity::unknown(MacAddr([2, 0, 0, 0, 9, 9])),
+    ];
+    let src = ends[(i % 4) as usize].clone();
+    let dst = ends[((i / 4 + 1 + i % 4) % 4) as usize].clone();
+    let (action, reason, would_deny) = match i % 5 {
+        0 => (Action::Deny, Reason::Default, false),
+        1 => (Action::Allow, Reason::Rule(10), false),
+        2 => (Action::Allow, Reason::Rule(20), true),
+        3 => (Action::Deny, Reason::Quarantine, false),
+        _ => (Action::Allow, Reason::Rule(10), false),
+    };
+    let last_ms = start_ms + ((i * 7_919_993) % (hours * HOUR_MS) as u64) as i64;
+    StoredFlow {
+        flow: FlowRecord {
+            src_mac: src.mac,
+            dst_mac: dst.mac,
+            src_ip: format!("10.0.{}.{}", i % 3, 1 + i % 2).parse().unwrap(),
+            dst_ip: format!("192.0.2.{}", 1 + i % 3).parse().unwrap(),
+            proto: [6, 17, 1][(i % 3) as usize],
+            src_port: 40000 + (i % 1000) as u16,
+            dst_port: [443, 53, 7][(i % 3) as usize],
+            vlan: [0, 0],
+            verdict: Verdict {
+                action,
+                reason,
+                mode: Mode::Enforce,
+                would_deny,
+            },
+            generation: 1,
+            state: FlowState::Established,
+            first_seen: 0,
+            last_seen: 0,
+            packets: [i % 13, i % 7],
+            bytes: [100 * (i % 13), 60 * (i % 7)],
+        },
+        opens: i % 6 != 5,
+        first_ms: last_ms - (i % 90) as i64 * 1000,
+        last_ms,
+        src,
+        dst,
+        kind: if i % 6 == 5 {
+            RecordKind::Interim
+        } else {
+            RecordKind::Ended(EndReason::Idle)
+        },
+    }
+}
+
+fn write_all(path: &std::path::Path, records: Vec<StoredFlow>, cfg: RecordsConfig) {
+    let n = records.len() as u64;
+    let w = RecordsWriter::start(path, cfg).unwrap();
+    for chunk in records.chunks(333) {
+        let mut batch = chunk.to_vec();
+        while let Err(back) = w.try_submit(batch) {
+            batch = back;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let c = w.counters();
+    let until = Instant::now() + Duration::from_secs(20);
+    while c.written.load(Ordering::Relaxed) < n && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(c.written.load(Ordering::Relaxed), n);
+    w.finish();
+}
+
+/// An hour's start, a few hours ago.
+fn start_ms() -> i64 {
+    (super::writer_now_ms() / HOUR_MS - 8) * HOUR_MS
+}
+
+#[test]
+fn the_graph_and_rule_counts_from_rollups_are_those_of_the_raw_records() {
+    let dir = TempDir::new("records-rollups");
+    let path = dir.0.join("records.db");
+    let start = start_ms();
+    write_all(
+        &path,
+        (0..3000).map(|i| record(i, start, 6)).collect(),
+        RecordsConfig::default(),
+    );
+    let reader = RecordsReader::open(&path).unwrap();
+    // Windows with whole hours and ragged ends, one within an hour, one
+    // exactly on hour boundaries, and the whole span.
+    let windows = [
+        (start + 1_234_567, start + 4 * HOUR_MS + 99_999),
+        (start + 600_000, start + 1_800_000),
+        (start + HOUR_MS, start + 3 * HOUR_MS - 1),
+        (start, start + 6 * HOUR_MS),
+    ];
+    let mut used_rollups = 0;
+    for (since_ms, until_ms) in windows {
+        used_rollups += usize::from(Split::of(since_ms, until_ms).hours.is_some());
+        for level in [Level::Workload, Level::Group] {
+            let q = GraphQuery {
+                level,
+                since_ms,
+                until_ms,
+            };
+            let from_rollups = reader.graph(&q).unwrap();
+            let from_raw = reader
+                .graph_from(&q, Split::raw(since_ms, until_ms))
+                .unwrap();
+            assert!(!from_raw.edges.is_empty());
+            assert_eq!(
+                from_rollups, from_raw,
+                "window {since_ms}..{until_ms} {level:?}"
+            );
+        }
+        let counts = reader.rule_counts(since_ms, until_ms).unwrap();
+        let raw = reader
+            .rule_counts_from(Split::raw(since_ms, until_ms))
+            .unwrap();
+        assert_eq!(counts, raw);
+        assert_eq!(counts.keys().copied().collect::<Vec<_>>(), vec![10, 20]);
+    }
+    assert_eq!(used_rollups, 3, "three of the windows hold whole hours");
+    // Flows are the records that open one; bytes are every record's share.
+    let q = GraphQuery {
+        level: Level::Workload,
+        since_ms: start,
+        until_ms: start + 6 * HOUR_MS,
+    };
+    let g = reader.graph(&q).unwrap();
+    let all: Vec<StoredFlow> = (0..3000).map(|i| record(i, start, 6)).collect();
+    let flows: u64 = g.edges.iter().map(|e| e.flows).sum();
+    let bytes: u64 = g.edges.iter().map(|e| e.bytes).sum();
+    assert_eq!(flows, all.iter().filter(|f| f.opens).count() as u64);
+    assert_eq!(
+        bytes,
+        all.iter()
+            .map(|f| f.flow.bytes[0] + f.flow.bytes[1])
+            .sum::<u64>()
+    );
+}
+
+#[test]
+fn a_store_of_version_1_is_migrated_with_rollups_of_its_records() {
+    let dir = TempDir::new("records-migrate");
+    let path = dir.0.join("records.db");
+    let start = start_ms();
+    write_all(
+        &path,
+        (0..400).map(|i| record(i, start, 5)).collect(),
+        RecordsConfig::default(),
+    );
+    // Back to version 1 as it shipped: no rollups, no `opens` column (every
+    // record then opened its flow).
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE hourly; UPDATE flows SET opens = 1;
+             ALTER TABLE flows DROP COLUMN opens; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let reader = RecordsReader::open(&path).unwrap();
+    let version: i64 = reader
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::VERSION);
+    let q = GraphQuery {
+        level: Level::Group,
+        since_ms: start,
+        until_ms: start + 5 * HOUR_MS,
+    };
+    let g = reader.graph(&q).unwrap();
+    assert_eq!(
+        g,
+        reader
+            .graph_from(&q, Split::raw(start, start + 5 * HOUR_MS))
+            .unwrap()
+    );
+    assert_eq!(g.edges.iter().map(|e| e.flows).sum::<u64>(), 400);
+}
+
+#[test]
+fn rollups_have_a_retention_of_their_own() {
+    let dir = TempDir::new("records-rollup-age");
+    let path = dir.0.join("records.db");
+    let now = super::writer_now_ms();
+    let old = (now / HOUR_MS - 48) * HOUR_MS;
+    let recent = (now / HOUR_MS - 2) * HOUR_MS;
+    let mut records: Vec<StoredFlow> = (0..50).map(|i| record(i, old, 1)).collect();
+    records.extend((0..50).map(|i| record(i, recent, 1)));
+    write_all(
+        &path,
+        records,
+        RecordsConfig {
+            max_age: Duration::from_secs(3 * 86_400),
+            rollup_max_age: Duration::from_secs(86_400),
+            retention_every: Duration::from_millis(1),
+            ..RecordsConfig::default()
+        },
+    );
+    let reader = RecordsReader::open(&path).unwrap();
+    let hours: Vec<i64> = {
+        let mut s = reader
+            .conn()
+            .prepare("SELECT DISTINCT hour_ms FROM hourly ORDER BY 1")
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(hours, vec![recent], "the rollups of 48 h ago are gone");
+    let raw: i64 = reader
+        .conn()
+        .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(raw, 100, "the raw records keep their own (longer) age");
+}
+
+#[test]
+fn a_time_past_year_9999_from_a_damaged_store_is_shown_not_a_panic() {
+    assert_eq!(
+        super::query::time_text(i64::MAX),
+        "9999-12-31T23:59:59.999Z"
+    );
+    assert_eq!(super::query::time_text(-5), "1970-01-01T00:00:00.000Z");
+}
