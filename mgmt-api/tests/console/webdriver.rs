@@ -223,9 +223,10 @@ impl Session<'_> {
         v["value"].clone()
     }
 
-    /// Waits up to 10 s for `script` to return something `ok` takes.
+    /// Waits up to 20 s (a loaded CI machine) for `script` to return
+    /// something `ok` takes.
     pub fn wait_script(&self, script: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let v = self.execute(script, json!([]));
             if ok(&v) {
