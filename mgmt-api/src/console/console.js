@@ -1,5 +1,6 @@
 // bulkhead console: plain JavaScript, no build step. Every value from the API
-// goes into the page as text (textContent), never as HTML.
+// goes into the page as text (textContent), never as HTML. The access graph
+// is in graph.js, the flows table in flows.js; both use the helpers here.
 "use strict";
 
 const KEY = "bulkhead-token";
@@ -48,9 +49,12 @@ function show(view) {
   for (const v of document.querySelectorAll(".view")) { v.hidden = v.id !== "view-" + view; }
   for (const t of document.querySelectorAll(".tab")) { t.classList.toggle("active", t.dataset.view === view); }
   say("");
+  if (view !== "flows") { stopLive(); }
   if (view === "workloads") { loadWorkloads(); }
   if (view === "quarantine") { loadQuarantines(); }
   if (view === "versions") { loadVersions(); }
+  if (view === "graph") { showGraph(); } // graph.js
+  if (view === "flows") { showFlows(); } // flows.js
 }
 
 async function loadWorkloads() {
@@ -175,6 +179,9 @@ function loggedIn() {
 function logout(why) {
   sessionStorage.removeItem(KEY);
   current = null;
+  stopLive();
+  resetFlows();
+  resetGraph();
   $("nav").hidden = true;
   for (const v of document.querySelectorAll(".view")) { v.hidden = true; }
   $("workload-detail").hidden = true;
