@@ -103,6 +103,7 @@ fn flow(
         src: src.0.clone(),
         dst: dst.0.clone(),
         kind: RecordKind::Ended(EndReason::Idle),
+        opens: true,
     }
 }
 
