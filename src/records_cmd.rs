@@ -150,6 +150,10 @@ pub struct FlowFilterArgs {
     /// Continue where a previous page ended.
     #[arg(long)]
     pub cursor: Option<String>,
+    /// Keep going: print records as they are written (from now on), until
+    /// interrupted; with --json, one JSON object a line.
+    #[arg(long, conflicts_with_all = ["limit", "cursor"])]
+    pub follow: bool,
 }
 
 impl FlowFilterArgs {
@@ -325,6 +329,21 @@ pub fn graph_table(g: &Graph) -> String {
 fn flows(args: &FlowsArgs) -> anyhow::Result<()> {
     let filter = args.filter.filter()?;
     let reader = RecordsReader::open(&args.store)?;
+    if args.filter.follow {
+        let mut out = FollowOut::new(args.json);
+        let mut after = reader.last_id()?;
+        loop {
+            let rows = reader.tail(&filter, after, 1000)?;
+            let full = rows.len() == 1000;
+            for (id, row) in rows {
+                after = id;
+                out.row(&row)?;
+            }
+            if !full {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    }
     let page = reader.flows(&filter)?;
     if args.json {
         println!(
@@ -361,36 +380,77 @@ fn proto_name(p: u8) -> String {
     }
 }
 
+/// The header of the table `records flows` and `ctl flows` print.
+fn flow_header() -> String {
+    format!(
+        "{:<24} {:<6} {:<40} {:<40} {:>8} {:>10}  VERDICT",
+        "LAST SEEN", "PROTO", "SOURCE", "DESTINATION", "PACKETS", "BYTES"
+    )
+}
+
+/// One row of that table.
+fn flow_line(f: &FlowRow) -> String {
+    let reason = match f.rule {
+        Some(id) => format!("rule {id}"),
+        None => f.reason.clone(),
+    };
+    let verdict = match (f.verdict.as_str(), f.would_deny) {
+        ("deny", _) => format!("deny: {reason}"),
+        (_, true) => format!("would deny: {reason}"),
+        _ => format!("allow: {reason}"),
+    };
+    let interim = if f.end == "interim" { " (running)" } else { "" };
+    format!(
+        "{:<24} {:<6} {:<40} {:<40} {:>8} {:>10}  {verdict}{interim}",
+        f.last_seen,
+        proto_name(f.proto),
+        end(&f.src, f.proto),
+        end(&f.dst, f.proto),
+        f.packets[0] + f.packets[1],
+        f.bytes[0] + f.bytes[1],
+    )
+}
+
 /// The table `records flows` and `ctl flows` print.
 pub fn flow_table(flows: &[FlowRow]) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<24} {:<6} {:<40} {:<40} {:>8} {:>10}  VERDICT",
-        "LAST SEEN", "PROTO", "SOURCE", "DESTINATION", "PACKETS", "BYTES"
-    );
+    let _ = writeln!(out, "{}", flow_header());
     for f in flows {
-        let reason = match f.rule {
-            Some(id) => format!("rule {id}"),
-            None => f.reason.clone(),
-        };
-        let verdict = match (f.verdict.as_str(), f.would_deny) {
-            ("deny", _) => format!("deny: {reason}"),
-            (_, true) => format!("would deny: {reason}"),
-            _ => format!("allow: {reason}"),
-        };
-        let _ = writeln!(
-            out,
-            "{:<24} {:<6} {:<40} {:<40} {:>8} {:>10}  {verdict}",
-            f.last_seen,
-            proto_name(f.proto),
-            end(&f.src, f.proto),
-            end(&f.dst, f.proto),
-            f.packets[0] + f.packets[1],
-            f.bytes[0] + f.bytes[1],
-        );
+        let _ = writeln!(out, "{}", flow_line(f));
     }
     let n = flows.len();
     let _ = writeln!(out, "{n} flow{}", if n == 1 { "" } else { "s" });
     out
+}
+
+/// Where `--follow` prints: table rows under one header, or JSON lines;
+/// each flushed as it comes.
+pub struct FollowOut {
+    json: bool,
+    header: bool,
+}
+
+impl FollowOut {
+    pub fn new(json: bool) -> FollowOut {
+        FollowOut {
+            json,
+            header: false,
+        }
+    }
+
+    pub fn row(&mut self, f: &FlowRow) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        if self.json {
+            writeln!(stdout, "{}", serde_json::to_string(f)?)?;
+        } else {
+            if !self.header {
+                self.header = true;
+                writeln!(stdout, "{}", flow_header())?;
+            }
+            writeln!(stdout, "{}", flow_line(f))?;
+        }
+        stdout.flush()?;
+        Ok(())
+    }
 }

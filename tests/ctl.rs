@@ -13,6 +13,7 @@ use dataplane::worker::StatsBoard;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 const POLICY: &str = r#"
 workloads:
@@ -45,9 +46,16 @@ impl Drop for Bed {
 }
 
 fn bed() -> Bed {
-    let dir = std::env::temp_dir().join(format!("bulkhead-ctl-{}", std::process::id()));
+    bed_with("main", |_| None)
+}
+
+/// A bed in its own directory (`tag`), set up by `prepare` (given the
+/// directory) before the server starts, which returns the records store.
+fn bed_with(tag: &str, prepare: impl FnOnce(&std::path::Path) -> Option<PathBuf>) -> Bed {
+    let dir = std::env::temp_dir().join(format!("bulkhead-ctl-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
+    let records = prepare(&dir);
     let db = dir.join("bulkhead.db");
     let store = Store::open(&db).expect("store");
     let engine = Engine::start(
@@ -62,7 +70,8 @@ fn bed() -> Bed {
         EngineConfig::default(),
     )
     .expect("engine");
-    let cfg = mgmt_api::ApiConfig::new("127.0.0.1:0".parse().expect("addr"), db);
+    let mut cfg = mgmt_api::ApiConfig::new("127.0.0.1:0".parse().expect("addr"), db);
+    cfg.records = records;
     let server =
         mgmt_api::start(cfg, engine.handle.clone(), Arc::new(StatsBoard::new(1))).expect("server");
     Bed {
@@ -262,4 +271,89 @@ fn ctl_drives_every_resource_and_says_what_went_wrong_in_one_line() {
     );
     let (ok, _, err) = run(&["ctl", "--url", "http://127.0.0.1:1", "workloads"], &[]);
     assert!(!ok && err.contains("HTTPS"), "{err}");
+}
+
+/// `bulkhead replay` of the sample capture into `store` (records appended).
+fn import_sample(store: &std::path::Path) {
+    let (ok, _, err) = run(
+        &[
+            "replay",
+            "examples/sample.pcap",
+            "--policy",
+            "examples/policy.yaml",
+            "--records",
+            store.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn ctl_flows_follow_prints_the_records_written_while_it_runs() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let bed = bed_with("follow", |dir| {
+        let store = dir.join("records.db");
+        import_sample(&store);
+        Some(store)
+    });
+    let store = bed.dir.join("records.db");
+    let viewer = token(&bed, "viewer", "tail");
+    let (ok, page, err) = run(
+        &[
+            "ctl",
+            "flows",
+            "--verdict",
+            "deny",
+            "--limit",
+            "10000",
+            "--json",
+        ],
+        &[
+            ("BULKHEAD_URL", &bed.url),
+            ("BULKHEAD_FINGERPRINT", &bed.fingerprint),
+            ("BULKHEAD_TOKEN", &viewer),
+        ],
+    );
+    assert!(ok, "{err}");
+    let denied = serde_json::from_str::<Vec<serde_json::Value>>(&page)
+        .expect("a JSON array")
+        .len();
+    assert!(denied > 0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(["ctl", "flows", "--follow", "--json", "--verdict", "deny"])
+        .env("HOME", "/nonexistent")
+        .env("BULKHEAD_URL", &bed.url)
+        .env("BULKHEAD_FINGERPRINT", &bed.fingerprint)
+        .env("BULKHEAD_TOKEN", &viewer)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ctl flows --follow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(rx.try_recv().is_err(), "only records written from now on");
+    import_sample(&store);
+    let mut lines = Vec::new();
+    while lines.len() < denied {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => lines.push(l),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(lines.len(), denied, "{lines:?}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object a line");
+        assert_eq!(v["verdict"], "deny", "{l}");
+    }
 }

@@ -139,6 +139,7 @@ pub fn state(
         metrics_unauthenticated: cfg.metrics_unauthenticated,
         max_body: cfg.max_body,
         records: cfg.records.clone(),
+        tails: Default::default(),
     }))
 }
 

@@ -32,6 +32,8 @@ pub struct AppState {
     pub max_body: usize,
     /// The flow records store, when records are kept.
     pub records: Option<std::path::PathBuf>,
+    /// Live tails of the records open now (`routes::follow`).
+    pub tails: std::sync::atomic::AtomicUsize,
 }
 
 pub type Shared = Arc<AppState>;

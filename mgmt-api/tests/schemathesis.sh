@@ -4,6 +4,10 @@
 # thread, store and certificate in a temporary directory, an admin token),
 # fetching the document the server serves. Bounded: a few examples per
 # operation and a wall-clock timeout. Fails on any schemathesis failure.
+# One operation is left out: GET /api/v1/flows/follow is a stream that lasts
+# up to an hour, which a request-and-response checker cannot judge; its
+# parameters are those of GET /api/v1/flows (checked here) and its own are
+# tested in mgmt-api/tests/api/follow.rs.
 #
 #   mgmt-api/tests/schemathesis.sh
 #
@@ -70,6 +74,7 @@ status=0
   --tls-verify "$work/appliance/api-cert.pem" \
   --header "Authorization: Bearer $token" \
   --checks all \
+  --exclude-path /api/v1/flows/follow \
   --max-examples "$max_examples" \
   "${seed_args[@]}" \
   --generation-database none \

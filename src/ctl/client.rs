@@ -280,6 +280,22 @@ impl Api {
         Ok(resp.text()?)
     }
 
+    /// A GET whose answer is a stream (server-sent events) read for up to
+    /// `lasts`: the response to read from, or the one-line error.
+    pub fn stream(&self, path: &str, lasts: Duration) -> anyhow::Result<Response> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.client.get(&url).timeout(lasts);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().map_err(|e| transport_error(&self.base, &e))?;
+        if !resp.status().is_success() {
+            answer(resp)?;
+            bail!("unexpected answer");
+        }
+        Ok(resp)
+    }
+
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call(Method::GET, path, None)
     }

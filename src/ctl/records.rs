@@ -4,13 +4,14 @@
 use super::client::Api;
 use super::seg;
 use crate::records_cmd::{
-    flow_table, graph_table, rule_table, FlowFilterArgs, GraphWindowArgs, WindowArgs,
+    flow_table, graph_table, rule_table, FlowFilterArgs, FollowOut, GraphWindowArgs, WindowArgs,
 };
 use anyhow::Context;
-use control::records::{Graph, RuleReport};
+use control::records::{FlowRow, Graph, RuleReport};
 use mgmt_api::routes::records::FlowPageView;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::time::Duration;
 
 /// `base?k=v&...` for the parameters that are set, values percent-encoded.
 fn query_path(base: &str, params: &[(&str, &Option<String>)]) -> String {
@@ -31,8 +32,12 @@ fn get<T: DeserializeOwned + Serialize>(api: &Api, path: &str) -> anyhow::Result
     serde_json::from_value(v).with_context(|| format!("the answer of {path}"))
 }
 
-/// `GET /api/v1/flows` with the filters as its query string.
+/// `GET /api/v1/flows` with the filters as its query string; with
+/// `--follow`, `GET /api/v1/flows/follow`.
 pub fn flows(api: &Api, f: &FlowFilterArgs, as_json: bool) -> anyhow::Result<()> {
+    if f.follow {
+        return follow(api, f, as_json);
+    }
     let p = f.params();
     let path = query_path(
         "/api/v1/flows",
@@ -59,6 +64,52 @@ pub fn flows(api: &Api, f: &FlowFilterArgs, as_json: bool) -> anyhow::Result<()>
         eprintln!("more flows: add --cursor {next}");
     }
     Ok(())
+}
+
+/// Seconds a tail is asked for; then it is asked again after the last
+/// record seen, so nothing is missed between the two.
+const TAIL_SECONDS: u64 = 600;
+
+/// The live tail: server-sent events read as they come, until interrupted.
+fn follow(api: &Api, f: &FlowFilterArgs, as_json: bool) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let p = f.params();
+    let mut out = FollowOut::new(as_json);
+    let mut after: Option<String> = None;
+    let seconds = Some(TAIL_SECONDS.to_string());
+    loop {
+        let path = query_path(
+            "/api/v1/flows/follow",
+            &[
+                ("from", &p.from),
+                ("to", &p.to),
+                ("verdict", &p.verdict),
+                ("reason", &p.reason),
+                ("proto", &p.proto),
+                ("port", &p.port),
+                ("since", &p.since),
+                ("until", &p.until),
+                ("after", &after),
+                ("seconds", &seconds),
+            ],
+        );
+        let resp = api.stream(&path, Duration::from_secs(TAIL_SECONDS + 30))?;
+        let mut event = String::new();
+        for line in std::io::BufReader::new(resp).lines() {
+            let line = line.context("reading the tail")?;
+            if let Some(v) = line.strip_prefix("event: ") {
+                event = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("id: ") {
+                // The start's id, then each record's: where to resume.
+                after = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                if event == "flow" {
+                    let row: FlowRow = serde_json::from_str(v).context("a record of the tail")?;
+                    out.row(&row)?;
+                }
+            }
+        }
+    }
 }
 
 /// `GET /api/v1/graph`.

@@ -387,101 +387,19 @@ impl RecordsReader {
             0 => DEFAULT_LIMIT,
             n => n.min(MAX_LIMIT),
         };
-        let mut sql = String::from(
-            "SELECT f.id, f.first_ms, f.last_ms, f.src_mac, f.dst_mac, f.src_ip, f.dst_ip,
-                f.proto, f.src_port, f.dst_port, f.vlan_outer, f.vlan_inner, f.pkts_fwd,
-                f.pkts_rev, f.bytes_fwd, f.bytes_rev, f.allowed, f.reason, f.rule_id, f.mode,
-                f.would_deny, f.state, f.kind,
-                s.name, s.labels_json, s.groups_json, d.name, d.labels_json, d.groups_json
-             FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
-             WHERE 1",
-        );
-        let mut args: Vec<Value> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, v: Value| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(t) = filter.since_ms {
-            arg(&mut sql, " AND f.last_ms >= ?", Value::Integer(t));
-        }
-        if let Some(t) = filter.until_ms {
-            arg(&mut sql, " AND f.first_ms <= ?", Value::Integer(t));
-        }
-        for (side, mac, ip, ident) in [
-            (&filter.from, "f.src_mac", "f.src_ip", "s"),
-            (&filter.to, "f.dst_mac", "f.dst_ip", "d"),
-        ] {
-            match side {
-                None => {}
-                Some(Side::Mac(m)) => arg(
-                    &mut sql,
-                    &format!(" AND {mac} = ?"),
-                    Value::Integer(mac_int(*m)),
-                ),
-                Some(Side::Name(n)) => arg(
-                    &mut sql,
-                    &format!(" AND {ident}.name = ?"),
-                    Value::Text(n.clone()),
-                ),
-                Some(Side::Group(g)) => arg(
-                    &mut sql,
-                    &format!(
-                        " AND EXISTS (SELECT 1 FROM json_each({ident}.groups_json) WHERE value = ?)"
-                    ),
-                    Value::Text(g.clone()),
-                ),
-                Some(Side::Labels(pairs)) => {
-                    for (k, v) in pairs {
-                        // The key as a JSON path: quoted, so any text is one key.
-                        let path = format!("$.{}", serde_json::Value::String(k.clone()));
-                        arg(
-                            &mut sql,
-                            &format!(" AND json_extract({ident}.labels_json, ?"),
-                            Value::Text(path),
-                        );
-                        arg(&mut sql, ") = ?", Value::Text(v.clone()));
-                    }
-                }
-                Some(Side::Net(net)) => {
-                    let (lo, hi) = net_range(net);
-                    arg(&mut sql, &format!(" AND {ip} >= ?"), Value::Blob(lo));
-                    arg(&mut sql, &format!(" AND {ip} <= ?"), Value::Blob(hi));
-                }
-            }
-        }
-        match filter.verdict {
-            None => {}
-            Some(VerdictFilter::Allow) => sql.push_str(" AND f.allowed = 1 AND f.would_deny = 0"),
-            Some(VerdictFilter::Deny) => sql.push_str(" AND f.allowed = 0"),
-            Some(VerdictFilter::WouldDeny) => {
-                sql.push_str(" AND f.allowed = 1 AND f.would_deny = 1")
-            }
-        }
-        if let Some(r) = filter.reason {
-            arg(&mut sql, " AND f.reason = ?", Value::Text(r.name.into()));
-            if let Some(id) = r.rule {
-                arg(&mut sql, " AND f.rule_id = ?", Value::Integer(id.into()));
-            }
-        }
-        if let Some(p) = filter.proto {
-            arg(&mut sql, " AND f.proto = ?", Value::Integer(p.into()));
-        }
-        if let Some(p) = filter.port {
-            arg(&mut sql, " AND f.dst_port = ?", Value::Integer(p.into()));
-        }
+        let mut q = Select::matching(filter);
         if let Some(c) = filter.cursor {
-            arg(&mut sql, " AND (f.last_ms < ?", Value::Integer(c.last_ms));
-            arg(&mut sql, " OR (f.last_ms = ?", Value::Integer(c.last_ms));
-            arg(&mut sql, " AND f.id < ?))", Value::Integer(c.id));
+            q.push(" AND (f.last_ms < ?", Value::Integer(c.last_ms));
+            q.push(" OR (f.last_ms = ?", Value::Integer(c.last_ms));
+            q.push(" AND f.id < ?))", Value::Integer(c.id));
         }
         // One row more than asked says whether there is a next page.
-        arg(
-            &mut sql,
+        q.push(
             " ORDER BY f.last_ms DESC, f.id DESC LIMIT ?",
             Value::Integer(limit as i64 + 1),
         );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut stmt = self.conn.prepare(&q.sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(q.args))?;
         let mut flows = Vec::new();
         let mut last = None;
         while let Some(row) = rows.next()? {
@@ -493,6 +411,133 @@ impl RecordsReader {
             flows.push(flow);
         }
         Ok(FlowPage { flows, next: None })
+    }
+
+    /// The newest record's id (0 for an empty store): where a tail starts.
+    pub fn last_id(&self) -> Result<i64, RecordsError> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM flows", [], |r| r.get(0))?)
+    }
+
+    /// Records written after the record `after` that match `filter`
+    /// (its cursor and limit aside), oldest first, at most `limit`, each
+    /// with its id (the next call's `after`).
+    pub fn tail(
+        &self,
+        filter: &FlowFilter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, FlowRow)>, RecordsError> {
+        let mut q = Select::matching(filter);
+        q.push(" AND f.id > ?", Value::Integer(after));
+        q.push(
+            " ORDER BY f.id LIMIT ?",
+            Value::Integer(limit.min(MAX_LIMIT) as i64),
+        );
+        let mut stmt = self.conn.prepare(&q.sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(q.args))?;
+        let mut flows = Vec::new();
+        while let Some(row) = rows.next()? {
+            let (cursor, flow) = flow_row(row)?;
+            flows.push((cursor.id, flow));
+        }
+        Ok(flows)
+    }
+}
+
+/// A flows query being built: its SQL and its arguments.
+struct Select {
+    sql: String,
+    args: Vec<Value>,
+}
+
+impl Select {
+    /// `clause` with its one `?` numbered as the next argument, `v`.
+    fn push(&mut self, clause: &str, v: Value) {
+        self.args.push(v);
+        self.sql
+            .push_str(&clause.replace('?', &format!("?{}", self.args.len())));
+    }
+
+    /// The flows matching `filter`'s window, ends, verdict, reason, protocol
+    /// and port (not its cursor or limit).
+    fn matching(filter: &FlowFilter) -> Select {
+        let mut q = Select {
+            sql: String::from(
+                "SELECT f.id, f.first_ms, f.last_ms, f.src_mac, f.dst_mac, f.src_ip, f.dst_ip,
+                f.proto, f.src_port, f.dst_port, f.vlan_outer, f.vlan_inner, f.pkts_fwd,
+                f.pkts_rev, f.bytes_fwd, f.bytes_rev, f.allowed, f.reason, f.rule_id, f.mode,
+                f.would_deny, f.state, f.kind,
+                s.name, s.labels_json, s.groups_json, d.name, d.labels_json, d.groups_json
+             FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
+             WHERE 1",
+            ),
+            args: Vec::new(),
+        };
+        if let Some(t) = filter.since_ms {
+            q.push(" AND f.last_ms >= ?", Value::Integer(t));
+        }
+        if let Some(t) = filter.until_ms {
+            q.push(" AND f.first_ms <= ?", Value::Integer(t));
+        }
+        for (side, mac, ip, ident) in [
+            (&filter.from, "f.src_mac", "f.src_ip", "s"),
+            (&filter.to, "f.dst_mac", "f.dst_ip", "d"),
+        ] {
+            match side {
+                None => {}
+                Some(Side::Mac(m)) => {
+                    q.push(&format!(" AND {mac} = ?"), Value::Integer(mac_int(*m)))
+                }
+                Some(Side::Name(n)) => {
+                    q.push(&format!(" AND {ident}.name = ?"), Value::Text(n.clone()))
+                }
+                Some(Side::Group(g)) => q.push(
+                    &format!(
+                        " AND EXISTS (SELECT 1 FROM json_each({ident}.groups_json) WHERE value = ?)"
+                    ),
+                    Value::Text(g.clone()),
+                ),
+                Some(Side::Labels(pairs)) => {
+                    for (k, v) in pairs {
+                        // The key as a JSON path: quoted, so any text is one key.
+                        let path = format!("$.{}", serde_json::Value::String(k.clone()));
+                        q.push(
+                            &format!(" AND json_extract({ident}.labels_json, ?"),
+                            Value::Text(path),
+                        );
+                        q.push(") = ?", Value::Text(v.clone()));
+                    }
+                }
+                Some(Side::Net(net)) => {
+                    let (lo, hi) = net_range(net);
+                    q.push(&format!(" AND {ip} >= ?"), Value::Blob(lo));
+                    q.push(&format!(" AND {ip} <= ?"), Value::Blob(hi));
+                }
+            }
+        }
+        match filter.verdict {
+            None => {}
+            Some(VerdictFilter::Allow) => q.sql.push_str(" AND f.allowed = 1 AND f.would_deny = 0"),
+            Some(VerdictFilter::Deny) => q.sql.push_str(" AND f.allowed = 0"),
+            Some(VerdictFilter::WouldDeny) => {
+                q.sql.push_str(" AND f.allowed = 1 AND f.would_deny = 1")
+            }
+        }
+        if let Some(r) = filter.reason {
+            q.push(" AND f.reason = ?", Value::Text(r.name.into()));
+            if let Some(id) = r.rule {
+                q.push(" AND f.rule_id = ?", Value::Integer(id.into()));
+            }
+        }
+        if let Some(p) = filter.proto {
+            q.push(" AND f.proto = ?", Value::Integer(p.into()));
+        }
+        if let Some(p) = filter.port {
+            q.push(" AND f.dst_port = ?", Value::Integer(p.into()));
+        }
+        q
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod doc;
+pub mod follow;
 pub mod inventory;
 pub mod policy;
 pub mod quarantine;
@@ -77,6 +78,7 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(quarantine::history))
         .routes(routes!(status::stats))
         .routes(routes!(records::flows))
+        .routes(routes!(follow::follow))
         .routes(routes!(records::graph))
         .routes(routes!(records::rule_usage))
 }

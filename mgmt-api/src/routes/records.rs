@@ -23,7 +23,7 @@ pub struct FlowPageView {
     pub limit: usize,
 }
 
-fn records_error(e: RecordsError) -> ApiError {
+pub(super) fn records_error(e: RecordsError) -> ApiError {
     match e {
         RecordsError::Missing { .. } | RecordsError::Foreign { .. } => {
             ApiError::new(ErrorCode::Unavailable, e.to_string())
@@ -32,11 +32,11 @@ fn records_error(e: RecordsError) -> ApiError {
     }
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     i64::try_from(control::time::Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX)
 }
 
-fn records_path(st: &Shared) -> ApiResult<std::path::PathBuf> {
+pub(super) fn records_path(st: &Shared) -> ApiResult<std::path::PathBuf> {
     st.records.clone().ok_or_else(|| {
         ApiError::new(
             ErrorCode::Unavailable,

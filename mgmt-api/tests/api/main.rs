@@ -9,6 +9,7 @@
 
 mod auth;
 mod common;
+mod follow;
 mod openapi;
 mod records;
 mod resources;

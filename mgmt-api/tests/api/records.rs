@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn stored(i: u16, action: Action, reason: Reason, last_ms: i64) -> StoredFlow {
+pub(crate) fn stored(i: u16, action: Action, reason: Reason, last_ms: i64) -> StoredFlow {
     let web = Identity {
         mac: MacAddr([2, 0, 0, 0, 1, 1]),
         name: "web-1".into(),
