@@ -9,7 +9,7 @@
 //! `allow`, `deny` or `would-deny`, so the three are separate edges.
 
 use super::query::{parse_time, ParamError, MAX_WINDOW_DAYS};
-use super::writer::HOUR_MS;
+use super::rollup::HOUR_MS;
 use super::{RecordsError, RecordsReader};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -17,6 +17,7 @@
 mod graph;
 mod query;
 mod recorder;
+mod rollup;
 mod rules;
 mod schema;
 mod writer;
@@ -143,8 +144,18 @@ pub(crate) fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-pub(crate) fn state_name(s: FlowState) -> String {
-    format!("{s:?}").to_ascii_lowercase()
+pub(crate) fn state_name(s: FlowState) -> &'static str {
+    match s {
+        FlowState::SynSent => "synsent",
+        FlowState::SynReceived => "synreceived",
+        FlowState::Established => "established",
+        FlowState::FinWait => "finwait",
+        FlowState::Closing => "closing",
+        FlowState::TimeWait => "timewait",
+        FlowState::Closed => "closed",
+        FlowState::Unreplied => "unreplied",
+        FlowState::Replied => "replied",
+    }
 }
 
 pub(crate) fn kind_name(k: RecordKind) -> &'static str {

@@ -7,7 +7,7 @@
     reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
 )]
 use super::graph::Split;
-use super::writer::HOUR_MS;
+use super::rollup::HOUR_MS;
 use super::*;
 use crate::testutil::TempDir;
 use dataplane::event::EndReason;
@@ -189,7 +189,7 @@ fn a_store_of_version_1_is_migrated_with_rollups_of_its_records() {
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE hourly; UPDATE flows SET opens = 1;
+            "DROP TABLE hourly; DROP TABLE rollup_mark; UPDATE flows SET opens = 1;
              ALTER TABLE flows DROP COLUMN opens; PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -260,4 +260,59 @@ fn a_time_past_year_9999_from_a_damaged_store_is_shown_not_a_panic() {
         "9999-12-31T23:59:59.999Z"
     );
     assert_eq!(super::query::time_text(-5), "1970-01-01T00:00:00.000Z");
+}
+
+#[test]
+fn state_names_are_those_older_stores_hold() {
+    use FlowState::*;
+    for s in [
+        SynSent,
+        SynReceived,
+        Established,
+        FinWait,
+        Closing,
+        TimeWait,
+        Closed,
+        Unreplied,
+        Replied,
+    ] {
+        assert_eq!(state_name(s), format!("{s:?}").to_ascii_lowercase());
+    }
+}
+
+#[test]
+fn records_a_crash_left_without_rollups_are_counted_when_the_writer_starts() {
+    let dir = TempDir::new("records-crash");
+    let path = dir.0.join("records.db");
+    let start = start_ms();
+    write_all(
+        &path,
+        (0..900).map(|i| record(i, start, 4)).collect(),
+        RecordsConfig::default(),
+    );
+    // As a power cut leaves it: the records committed, their rollup rows
+    // not yet (nor the mark).
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DELETE FROM hourly; UPDATE rollup_mark SET id = 0;")
+            .unwrap();
+    }
+    let q = GraphQuery {
+        level: Level::Workload,
+        since_ms: start,
+        until_ms: start + 4 * HOUR_MS,
+    };
+    let raw = |r: &RecordsReader| {
+        r.graph_from(&q, Split::raw(q.since_ms, q.until_ms))
+            .unwrap()
+    };
+    {
+        let r = RecordsReader::open(&path).unwrap();
+        assert_ne!(r.graph(&q).unwrap(), raw(&r), "the rollups lack records");
+    }
+    RecordsWriter::start(&path, RecordsConfig::default())
+        .unwrap()
+        .finish();
+    let r = RecordsReader::open(&path).unwrap();
+    assert_eq!(r.graph(&q).unwrap(), raw(&r));
 }

@@ -1,6 +1,7 @@
 //! The writer thread: batches in over a bounded queue, one transaction a
 //! batch, identities cached, retention by age between batches.
 
+use super::rollup::{self, Rollups};
 use super::{
     ip_bytes, kind_name, mac_int, mode_name, reason_name, schema, state_name, Identity,
     RecordsError, StoredFlow,
@@ -90,7 +91,12 @@ pub struct RecordsWriter {
 impl RecordsWriter {
     /// Open (or create) the store at `path` and start its writer thread.
     pub fn start(path: &Path, cfg: RecordsConfig) -> Result<RecordsWriter, RecordsError> {
-        let conn = schema::open(path)?;
+        let mut conn = schema::open(path)?;
+        // Records a crash left without their rollups.
+        rollup::catch_up(&mut conn).map_err(|source| RecordsError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let (tx, rx) = bounded(cfg.queue_batches.max(1));
         let counters = Arc::new(RecordsCounters::default());
         let mut w = Writer {
@@ -99,6 +105,7 @@ impl RecordsWriter {
             counters: counters.clone(),
             cfg,
             last_retention: None,
+            rollups: Rollups::new(),
             dir: path
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -179,6 +186,8 @@ struct Writer {
     counters: Arc<RecordsCounters>,
     cfg: RecordsConfig,
     last_retention: Option<Instant>,
+    /// Rollup rows gathered from committed records, written every few seconds.
+    rollups: Rollups,
     /// The store's directory: whose filesystem's free space is watched.
     dir: PathBuf,
 }
@@ -198,6 +207,7 @@ impl Writer {
                     match self.write(&batch) {
                         Ok(()) => self.counters.written.fetch_add(n, Ordering::Relaxed),
                         Err(e) => {
+                            self.rollups.failed();
                             if is_full(&e) {
                                 self.counters.paused.store(true, Ordering::Relaxed);
                             }
@@ -208,14 +218,22 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.room();
+                    if self.rollups.due() {
+                        self.flush_rollups();
+                    }
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush_rollups();
+                    return;
+                }
             }
             if self
                 .last_retention
                 .is_none_or(|t| t.elapsed() >= self.cfg.retention_every)
             {
                 self.last_retention = Some(Instant::now());
+                // The waiting rollup rows first, so that retention sees them.
+                self.flush_rollups();
                 if let Ok(n) = self.retain(now_ms()) {
                     self.counters.expired.fetch_add(n, Ordering::Relaxed);
                 }
@@ -223,23 +241,33 @@ impl Writer {
         }
     }
 
-    /// One transaction for the batch.
+    /// The waiting rollup rows, in a transaction of their own.
+    fn flush_rollups(&mut self) {
+        if self.rollups.recover(&mut self.conn).is_err() || self.rollups.is_empty() {
+            return;
+        }
+        let done = self.conn.transaction().and_then(|tx| {
+            self.rollups.flush(&tx)?;
+            tx.commit()
+        });
+        if done.is_err() {
+            self.rollups.failed();
+        }
+    }
+
+    /// One transaction for the batch (with the waiting rollup rows, when it
+    /// is time).
     fn write(&mut self, batch: &[StoredFlow]) -> Result<(), rusqlite::Error> {
+        self.rollups.recover(&mut self.conn)?;
         let tx = self.conn.transaction()?;
+        let mut pending = Vec::with_capacity(batch.len());
         {
             let mut ident = tx.prepare_cached(
                 "INSERT INTO identities (mac, name, labels_json, groups_json) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (mac, name, labels_json, groups_json) DO UPDATE SET mac = mac
                  RETURNING id",
             )?;
-            let mut flow = tx.prepare_cached(
-                "INSERT INTO flows (first_ms, last_ms, src_mac, dst_mac, src_id, dst_id, src_ip, dst_ip,
-                    proto, src_port, dst_port, vlan_outer, vlan_inner, pkts_fwd, pkts_rev,
-                    bytes_fwd, bytes_rev, allowed, reason, rule_id, mode, would_deny, state, kind, opens)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
-            )?;
-            let mut hours: HashMap<HourKey, HourAgg> = HashMap::new();
+            let mut rows = Vec::with_capacity(batch.len());
             for f in batch {
                 let mut id_of = |i: &Identity| -> Result<i64, rusqlite::Error> {
                     if let Some(&id) = self.identities.get(i) {
@@ -255,77 +283,22 @@ impl Writer {
                     Ok(id)
                 };
                 let (src_id, dst_id) = (id_of(&f.src)?, id_of(&f.dst)?);
-                let r = &f.flow;
-                let (reason, rule) = reason_name(r.verdict.reason);
-                flow.execute(params![
-                    f.first_ms,
-                    f.last_ms,
-                    mac_int(r.src_mac),
-                    mac_int(r.dst_mac),
-                    src_id,
-                    dst_id,
-                    &ip_bytes(r.src_ip)[..],
-                    &ip_bytes(r.dst_ip)[..],
-                    r.proto,
-                    r.src_port,
-                    r.dst_port,
-                    r.vlan[0],
-                    r.vlan[1],
-                    sat(r.packets[0]),
-                    sat(r.packets[1]),
-                    sat(r.bytes[0]),
-                    sat(r.bytes[1]),
-                    r.verdict.action == Action::Allow,
-                    reason,
-                    rule,
-                    mode_name(r.verdict.mode),
-                    r.verdict.would_deny,
-                    state_name(r.state),
-                    kind_name(f.kind),
-                    f.opens,
-                ])?;
-                hours
-                    .entry(HourKey::of(f, src_id, dst_id))
-                    .or_default()
-                    .add(f);
+                rows.push(FlowCols::of(f, src_id, dst_id));
+                pending.push((src_id, dst_id));
             }
-            let mut hourly = tx.prepare_cached(
-                "INSERT INTO hourly (hour_ms, src_id, dst_id, src_ip, dst_ip, proto, port, allowed,
-                    would_deny, reason, rule_id, flows, pkts_fwd, pkts_rev, bytes_fwd, bytes_rev,
-                    first_ms, last_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-                 ON CONFLICT (hour_ms, src_id, dst_id, src_ip, dst_ip, proto, port, allowed,
-                    would_deny, reason, rule_id) DO UPDATE SET
-                    flows = flows + excluded.flows,
-                    pkts_fwd = pkts_fwd + excluded.pkts_fwd,
-                    pkts_rev = pkts_rev + excluded.pkts_rev,
-                    bytes_fwd = bytes_fwd + excluded.bytes_fwd,
-                    bytes_rev = bytes_rev + excluded.bytes_rev,
-                    first_ms = min(first_ms, excluded.first_ms),
-                    last_ms = max(last_ms, excluded.last_ms)",
-            )?;
-            for (k, a) in &hours {
-                hourly.execute(params![
-                    k.hour_ms,
-                    k.src_id,
-                    k.dst_id,
-                    &k.src_ip[..],
-                    &k.dst_ip[..],
-                    k.proto,
-                    k.port,
-                    k.allowed,
-                    k.would_deny,
-                    k.reason,
-                    k.rule_id,
-                    a.flows,
-                    sat(a.packets[0]),
-                    sat(a.packets[1]),
-                    sat(a.bytes[0]),
-                    sat(a.bytes[1]),
-                    a.first_ms,
-                    a.last_ms,
-                ])?;
-            }
+            insert_flows(&tx, &rows)?;
+        }
+        // The batch's shares join the waiting rollup rows, written with this
+        // transaction when it is time (else a later one's, or at stop), with
+        // the mark. If the transaction fails, `failed` drops them all and the
+        // next batch counts the records after the mark again.
+        let last_id = tx.last_insert_rowid();
+        for (f, (src_id, dst_id)) in batch.iter().zip(pending) {
+            self.rollups.add(f, src_id, dst_id);
+        }
+        self.rollups.seen(last_id);
+        if self.rollups.due() {
+            self.rollups.flush(&tx)?;
         }
         tx.commit()
     }
@@ -410,89 +383,126 @@ impl Writer {
     }
 }
 
-/// A rollup row's key: the hour, both ends (an end no workload has by its
-/// address), the service, the verdict and its reason.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct HourKey {
-    hour_ms: i64,
-    src_id: i64,
-    dst_id: i64,
-    src_ip: Vec<u8>,
-    dst_ip: Vec<u8>,
-    proto: u8,
-    port: u16,
-    allowed: bool,
-    would_deny: bool,
-    reason: &'static str,
-    rule_id: i64,
-}
-
-impl HourKey {
-    fn of(f: &StoredFlow, src_id: i64, dst_id: i64) -> HourKey {
-        let r = &f.flow;
-        let addr = |named: bool, ip| {
-            if named {
-                Vec::new()
-            } else {
-                ip_bytes(ip).to_vec()
-            }
-        };
-        let (reason, rule) = reason_name(r.verdict.reason);
-        HourKey {
-            hour_ms: f.last_ms.div_euclid(HOUR_MS) * HOUR_MS,
-            src_id,
-            dst_id,
-            src_ip: addr(!f.src.name.is_empty(), r.src_ip),
-            dst_ip: addr(!f.dst.name.is_empty(), r.dst_ip),
-            proto: r.proto,
-            port: if matches!(r.proto, 6 | 17 | 132) {
-                r.dst_port
-            } else {
-                0
-            },
-            allowed: r.verdict.action == Action::Allow,
-            would_deny: r.verdict.would_deny,
-            reason,
-            rule_id: rule.map_or(-1, i64::from),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct HourAgg {
-    flows: i64,
-    packets: [u64; 2],
-    bytes: [u64; 2],
+/// A flow record's columns, as `flows` stores them.
+struct FlowCols {
     first_ms: i64,
     last_ms: i64,
+    src_mac: i64,
+    dst_mac: i64,
+    src_id: i64,
+    dst_id: i64,
+    src_ip: [u8; 16],
+    dst_ip: [u8; 16],
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+    vlan: [u16; 2],
+    packets: [i64; 2],
+    bytes: [i64; 2],
+    allowed: bool,
+    reason: &'static str,
+    rule: Option<u32>,
+    mode: &'static str,
+    would_deny: bool,
+    state: &'static str,
+    kind: &'static str,
+    opens: bool,
 }
 
-impl Default for HourAgg {
-    fn default() -> Self {
-        HourAgg {
-            flows: 0,
-            packets: [0; 2],
-            bytes: [0; 2],
-            first_ms: i64::MAX,
-            last_ms: i64::MIN,
+impl FlowCols {
+    fn of(f: &StoredFlow, src_id: i64, dst_id: i64) -> FlowCols {
+        let r = &f.flow;
+        let (reason, rule) = reason_name(r.verdict.reason);
+        FlowCols {
+            first_ms: f.first_ms,
+            last_ms: f.last_ms,
+            src_mac: mac_int(r.src_mac),
+            dst_mac: mac_int(r.dst_mac),
+            src_id,
+            dst_id,
+            src_ip: ip_bytes(r.src_ip),
+            dst_ip: ip_bytes(r.dst_ip),
+            proto: r.proto,
+            src_port: r.src_port,
+            dst_port: r.dst_port,
+            vlan: r.vlan,
+            packets: [sat(r.packets[0]), sat(r.packets[1])],
+            bytes: [sat(r.bytes[0]), sat(r.bytes[1])],
+            allowed: r.verdict.action == Action::Allow,
+            reason,
+            rule,
+            mode: mode_name(r.verdict.mode),
+            would_deny: r.verdict.would_deny,
+            state: state_name(r.state),
+            kind: kind_name(f.kind),
+            opens: f.opens,
         }
+    }
+
+    /// The values in the order of [`FLOW_COLUMNS`].
+    fn values(&self) -> [&dyn rusqlite::ToSql; 25] {
+        [
+            &self.first_ms,
+            &self.last_ms,
+            &self.src_mac,
+            &self.dst_mac,
+            &self.src_id,
+            &self.dst_id,
+            &self.src_ip,
+            &self.dst_ip,
+            &self.proto,
+            &self.src_port,
+            &self.dst_port,
+            &self.vlan[0],
+            &self.vlan[1],
+            &self.packets[0],
+            &self.packets[1],
+            &self.bytes[0],
+            &self.bytes[1],
+            &self.allowed,
+            &self.reason,
+            &self.rule,
+            &self.mode,
+            &self.would_deny,
+            &self.state,
+            &self.kind,
+            &self.opens,
+        ]
     }
 }
 
-impl HourAgg {
-    fn add(&mut self, f: &StoredFlow) {
-        self.first_ms = self.first_ms.min(f.first_ms);
-        self.last_ms = self.last_ms.max(f.last_ms);
-        self.flows += i64::from(f.opens);
-        for i in 0..2 {
-            self.packets[i] = self.packets[i].saturating_add(f.flow.packets[i]);
-            self.bytes[i] = self.bytes[i].saturating_add(f.flow.bytes[i]);
-        }
-    }
+const FLOW_COLUMNS: &str = "first_ms, last_ms, src_mac, dst_mac, src_id, dst_id, src_ip, dst_ip, \
+    proto, src_port, dst_port, vlan_outer, vlan_inner, pkts_fwd, pkts_rev, bytes_fwd, bytes_rev, \
+    allowed, reason, rule_id, mode, would_deny, state, kind, opens";
+
+/// Rows an INSERT statement takes at once: one statement run per this many
+/// records instead of one per record (the ingest bench: docs/decisions.md).
+const ROWS_AT_ONCE: usize = 40;
+
+/// `INSERT INTO flows` with `rows` rows of placeholders.
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; 25].join(", "));
+    format!(
+        "INSERT INTO flows ({FLOW_COLUMNS}) VALUES {}",
+        vec![one; rows].join(", ")
+    )
 }
 
-/// Milliseconds in an hour: rollups' period.
-pub(super) const HOUR_MS: i64 = 3_600_000;
+/// Insert `rows`, [`ROWS_AT_ONCE`] a statement, the rest one by one; in the
+/// caller's transaction, in order (ids follow the batch).
+fn insert_flows(tx: &rusqlite::Transaction<'_>, rows: &[FlowCols]) -> Result<(), rusqlite::Error> {
+    let mut many = tx.prepare_cached(&insert_sql(ROWS_AT_ONCE))?;
+    let mut chunks = rows.chunks_exact(ROWS_AT_ONCE);
+    for chunk in &mut chunks {
+        let values: Vec<&dyn rusqlite::ToSql> = chunk.iter().flat_map(FlowCols::values).collect();
+        many.execute(values.as_slice())?;
+    }
+    let mut one = tx.prepare_cached(&insert_sql(1))?;
+    for row in chunks.remainder() {
+        one.execute(row.values().as_slice())?;
+    }
+    Ok(())
+}
 
 /// A write refused for want of space (`SQLITE_FULL`).
 fn is_full(e: &rusqlite::Error) -> bool {
