@@ -17,6 +17,12 @@
 #               [--duts "bridge nft-best ..."] [--keep]
 #   --smoke   a few seconds: 1 run of 0.5 s per DUT at 1k rules, 64 B, a short
 #             latency check, nothing written
+#   --records the cost of flow records to the packet path, and nothing else:
+#             bulkhead with offload off, records on against records off, 1k
+#             rules, 64 B, 10k flows, and a churn case (1M flows through a
+#             64k-flow table: every new flow pushes one out, so records are
+#             made at the rate flows start); medians of the runs and the
+#             on/off ratios printed, nothing written
 # Takes /tmp/bh-netns.lock itself (other namespace tests wait, and we wait for
 # them); not when an ancestor process holds it already (or BH_E2E_LOCKED=1). BULKHEAD=path runs
 # another appliance binary, BULKHEAD_BENCH=path another bulkhead-bench (default:
@@ -59,6 +65,7 @@ RUNS=3
 DURATION=3
 WRITE=1
 SMOKE=0
+RECORDS_ONLY=0
 DUTS_ARG=""
 ARGS_SHOWN="$*"
 while [ $# -gt 0 ]; do
@@ -67,9 +74,10 @@ while [ $# -gt 0 ]; do
     --duration) DURATION="$2"; shift 2 ;;
     --no-write) WRITE=0; shift ;;
     --smoke) SMOKE=1; RUNS=1; DURATION=0.5; WRITE=0; shift ;;
+    --records) RECORDS_ONLY=1; WRITE=0; shift ;;
     --duts) DUTS_ARG="$2"; shift 2 ;;
     --keep) export BH_E2E_KEEP=1; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -236,8 +244,8 @@ stop_proc() {
   DUT_PID=""
 }
 
-bulkhead_up() { # rules offload(""|on|off) [api]
-  local extra="" api="enabled = false"
+bulkhead_up() { # rules offload(""|on|off) [api]; env RECORDS=off, FLOW_CAPACITY=N
+  local extra="" api="enabled = false" records="enabled = ${RECORDS_ON:-true}"
   [ -n "$2" ] && extra="offload = \"$2\""
   [ "${3:-}" = api ] && api="listen = \"127.0.0.1:$API_PORT\""
   DUT_STORE="$WORK/bulkhead-$1-$RANDOM.db"
@@ -249,9 +257,12 @@ fail_mode = "closed"
 on_stop = "detach"
 
 [dataplane]
-flow_capacity = 2097152
+flow_capacity = ${FLOW_CAPACITY:-2097152}
 stats_interval = 3600
 $extra
+
+[records]
+$records
 
 [policy]
 file = "$(policy_file "$1")"
@@ -276,6 +287,8 @@ dut_up() { # dut rules
     bulkhead) bulkhead_up "$2" "" ;;
     bulkhead-offload-off) bulkhead_up "$2" off ;;
     bulkhead-offload-on) bulkhead_up "$2" on ;;
+    bulkhead-records-on) RECORDS_ON=true bulkhead_up "$2" off ;;
+    bulkhead-records-off) RECORDS_ON=false bulkhead_up "$2" off ;;
     *) die "unknown DUT $1" ;;
   esac
 }
@@ -379,6 +392,33 @@ echo "kernel $(uname -r), $(nproc) CPUs; $RUNS run(s) of ${DURATION}s; rules: $R
 make_policies $RULE_COUNTS
 build_topology
 start_sink
+
+if [ "$RECORDS_ONLY" = 1 ]; then
+  # Records on and off alternate within each run, so that both see the same
+  # machine; 1k rules, 64 B; the received frames' medians and their ratio.
+  : >"$WORK/results"
+  for run in $(seq 1 "$RUNS"); do
+    for case in steady churn; do
+      for dut in bulkhead-records-on bulkhead-records-off; do
+        if [ "$case" = churn ]; then flows=1000000; cap=65536; else flows=10000; cap=2097152; fi
+        FLOW_CAPACITY=$cap dut_up "$dut" 1000
+        measure "$case" "$dut" 1000 64 "$flows" "$run" 0
+        dut_down "$dut"
+      done
+    done
+  done
+  echo "flow records on against off (medians of $RUNS runs of ${DURATION}s, frames received per second):"
+  for case in steady churn; do
+    on="$(grep "\"kind\":\"$case\",\"dut\":\"bulkhead-records-on\"" "$WORK/results" \
+      | sed 's/.*"sink":{"frames":\([0-9]*\).*/\1/' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
+    off="$(grep "\"kind\":\"$case\",\"dut\":\"bulkhead-records-off\"" "$WORK/results" \
+      | sed 's/.*"sink":{"frames":\([0-9]*\).*/\1/' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
+    awk -v c="$case" -v on="$on" -v off="$off" -v d="$DURATION" 'BEGIN {
+      printf "  %-6s records on %9.0f pps, off %9.0f pps, on/off %.3f\n", c, on / d, off / d, (off ? on / off : 0) }'
+  done
+  cp "$WORK/results" "${BH_E2E_RECORDS_OUT:-/tmp/bh-e2e-records.jsonl}"
+  exit 0
+fi
 
 DUTS="bridge nft-linear nft-best xdp-fwd afxdp-fwd"
 if offload_supported; then
