@@ -5,6 +5,10 @@
 //! least 300k/s on this 2-core machine). Prints the store's bytes per
 //! million records at the end.
 //!
+//! `records/recorder/100k`: what the control thread spends to make records:
+//! 100,000 flow ends of 1,000 workloads turned into stored records (names,
+//! labels, groups looked up, times converted), batched to a writer.
+//!
 //! `cargo bench -p bulkhead-bench --bench records`
 #![allow(
     clippy::unwrap_used,
@@ -145,5 +149,83 @@ fn ingest(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, ingest);
+fn recorder(c: &mut Criterion) {
+    use control::records::{Clock, Recorder};
+    use dataplane::event::Event;
+    let dir = std::env::temp_dir().join(format!("bulkhead-bench-recorder-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A model of 1,000 workloads in 500 groups, as the control thread has it.
+    let model = std::sync::Arc::new(bulkhead_bench::model::model(1000, false));
+    let (snapshot, _) = control::compile::compile_snapshot(&model, 1).unwrap();
+    let mac = |i: u32| {
+        bulkhead_bench::model::model_mac(i % 1000)
+            .parse::<MacAddr>()
+            .unwrap()
+    };
+    let events: Vec<Event> = (0..RECORDS as u32)
+        .map(|n| {
+            let (s, d) = (n % 1000, (n * 7 + 3) % 1000);
+            Event::FlowEnd(
+                FlowRecord {
+                    src_mac: mac(s),
+                    dst_mac: mac(d),
+                    src_ip: format!("10.0.{}.{}", s >> 8, s & 255).parse().unwrap(),
+                    dst_ip: format!("10.0.{}.{}", d >> 8, d & 255).parse().unwrap(),
+                    proto: 6,
+                    src_port: 32768 + (n % 28000) as u16,
+                    dst_port: 5432,
+                    vlan: [0, 0],
+                    verdict: Verdict {
+                        action: Action::Allow,
+                        reason: Reason::Rule(10 << 8),
+                        mode: Mode::Enforce,
+                        would_deny: false,
+                    },
+                    generation: 1,
+                    state: FlowState::Closed,
+                    first_seen: u64::from(n) * 1_000,
+                    last_seen: u64::from(n) * 1_000 + 500,
+                    packets: [12, 10],
+                    bytes: [1_400, 9_800],
+                },
+                EndReason::Idle,
+            )
+        })
+        .collect();
+    let mut g = c.benchmark_group("records/recorder");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(RECORDS));
+    g.bench_function("100k", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for i in 0..iters {
+                // A writer with a queue too short to matter: batches it cannot
+                // take are dropped, so what is timed is the recorder alone.
+                let path = dir.join(format!("r-{i}.db"));
+                let writer = RecordsWriter::start(
+                    &path,
+                    RecordsConfig {
+                        queue_batches: 1,
+                        ..RecordsConfig::default()
+                    },
+                )
+                .unwrap();
+                let mut r = Recorder::new(writer, Clock::Unix);
+                let start = Instant::now();
+                for e in &events {
+                    r.record(e, &model, &snapshot);
+                }
+                total += start.elapsed();
+                drop(r);
+                let _ = std::fs::remove_file(&path);
+            }
+            total
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, ingest, recorder);
 criterion_main!(benches);
