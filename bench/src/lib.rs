@@ -10,6 +10,7 @@
 pub mod fuzzing;
 pub mod model;
 pub mod nft;
+pub mod records;
 
 use dataplane::policy::{
     Action, EndpointSpec, FlowQuery, GroupIndex, Member, Mode, PolicySpec, PortRange, Proto,

@@ -1,0 +1,511 @@
+//! Synthetic flow-records stores for the query benchmarks (issue 17): a fleet
+//! of workloads in groups with labels, and their flows over the last N days,
+//! written through [`RecordsWriter`] (the real write path, so whatever the
+//! writer maintains beside the raw records comes with them).
+//!
+//! The traffic: wall-clock times over the window with a daily rhythm (busy
+//! working hours, quiet nights and weekends); sources picked by a Zipf law
+//! (a few busy workloads, most quiet), each talking mostly to a few usual
+//! servers per service (a sparse graph); services 443, 5432, 22, 445, 3389,
+//! 53/udp and ICMP, each served by the groups of one role; some flows to and
+//! from internet addresses (no workload behind them); about 5% denied, and
+//! would-denies to the groups in audit mode. Deterministic given the seed
+//! (and the end time).
+//!
+//! Used by `records-gen` (the binary) and `benches/records_query.rs`.
+
+use crate::Rng;
+use control::records::{Identity, RecordKind, RecordsConfig, RecordsWriter, StoredFlow};
+use dataplane::event::{EndReason, FlowRecord};
+use dataplane::flow::FlowState;
+use dataplane::policy::{Action, Mode, Reason, Verdict};
+use dataplane::wire::MacAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What to generate.
+#[derive(Debug, Clone, Copy)]
+pub struct GenConfig {
+    pub days: u32,
+    pub records: u64,
+    pub workloads: u32,
+    pub seed: u64,
+    /// The window's end (ms since the Unix epoch), usually now.
+    pub end_ms: i64,
+}
+
+/// What a generation did.
+#[derive(Debug, Clone, Copy)]
+pub struct GenReport {
+    /// Records committed by the writer.
+    pub written: u64,
+    /// Records the writer lost (should be 0: batches are retried).
+    pub lost: u64,
+    pub elapsed: Duration,
+    /// The store's files (database, WAL, shared memory) after the writer stopped.
+    pub bytes: u64,
+}
+
+/// Services: (protocol, port, share of the flows in percent, share of those
+/// to the internet in percent, the role of the groups serving it).
+const SERVICES: [(u8, u16, u64, u64, &str); 7] = [
+    (6, 443, 38, 20, "web"),
+    (6, 5432, 20, 0, "db"),
+    (17, 53, 16, 30, "dns"),
+    (6, 22, 8, 2, "bastion"),
+    (6, 445, 7, 0, "files"),
+    (6, 3389, 6, 0, "desktops"),
+    (1, 0, 5, 10, "any"),
+];
+const ROLES: [&str; 6] = ["web", "db", "dns", "bastion", "files", "desktops"];
+const TEAMS: [&str; 5] = ["payments", "orders", "search", "billing", "identity"];
+/// Internet addresses flows go to or come from.
+const EXTERNAL_IPS: u64 = 2_000;
+/// The router: every internet address is behind its MAC.
+const GATEWAY: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 1]);
+
+/// The workloads and how they talk.
+pub struct Fleet {
+    /// Workload `i`'s identity (one version each).
+    pub workloads: Vec<Identity>,
+    ips: Vec<IpAddr>,
+    /// Cumulative source weights (Zipf over a shuffled rank).
+    talk: Vec<f64>,
+    /// Per service (index into [`SERVICES`]): the workloads serving it.
+    servers: Vec<Vec<u32>>,
+    /// Per workload and service (`i * SERVICES.len() + s`): the few servers
+    /// it usually talks to.
+    peers: Vec<Vec<u32>>,
+    /// Per workload: in a group in audit mode.
+    audit: Vec<bool>,
+    gateway: Identity,
+}
+
+impl Fleet {
+    /// `n` workloads in 30 groups (6 roles x 5 teams), about 10% in a second
+    /// group, 2% in none; groups 3, 10, 17 and 24 audit.
+    pub fn new(n: u32, seed: u64) -> Fleet {
+        let mut rng = Rng::new(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let groups = ROLES.len() * TEAMS.len();
+        let group_name = |g: usize| {
+            format!(
+                "{}-{}",
+                ROLES[g % ROLES.len()],
+                TEAMS[(g / ROLES.len()) % TEAMS.len()]
+            )
+        };
+        let audit_group = |g: usize| g % 7 == 3;
+        let mut workloads = Vec::with_capacity(n as usize);
+        let mut ips = Vec::with_capacity(n as usize);
+        let mut servers = vec![Vec::new(); SERVICES.len()];
+        let mut audit = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let g = rng.below(groups as u64) as usize;
+            let mut member = vec![g];
+            if rng.below(10) == 0 {
+                member.push((g + 1 + rng.below(groups as u64 - 1) as usize) % groups);
+            }
+            if rng.below(50) == 0 {
+                member.clear();
+            }
+            let role = ROLES[g % ROLES.len()];
+            let team = TEAMS[(g / ROLES.len()) % TEAMS.len()];
+            let env = ["prod", "prod", "prod", "staging", "dev"][rng.below(5) as usize];
+            for (s, svc) in SERVICES.iter().enumerate() {
+                if svc.4 == "any" || member.iter().any(|&m| ROLES[m % ROLES.len()] == svc.4) {
+                    servers[s].push(i);
+                }
+            }
+            audit.push(member.iter().any(|&m| audit_group(m)));
+            workloads.push(Identity {
+                mac: MacAddr([0x02, 0x42, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
+                name: format!("{role}-{team}-{i:04}"),
+                labels: [
+                    ("app".to_string(), team.to_string()),
+                    ("role".to_string(), role.to_string()),
+                    ("env".to_string(), env.to_string()),
+                ]
+                .into(),
+                groups: member.into_iter().map(group_name).collect(),
+            });
+            ips.push(IpAddr::V4(Ipv4Addr::new(
+                10,
+                20 + (i >> 16) as u8,
+                (i >> 8) as u8,
+                i as u8,
+            )));
+        }
+        // Busy-ness: a shuffled rank, weight 1/(rank+1).
+        let mut rank: Vec<u32> = (0..n).collect();
+        for k in (1..rank.len()).rev() {
+            rank.swap(k, rng.below(k as u64 + 1) as usize);
+        }
+        let mut acc = 0.0;
+        let talk = rank
+            .iter()
+            .map(|&r| {
+                acc += 1.0 / (f64::from(r) + 1.0);
+                acc
+            })
+            .collect();
+        // Each workload's usual peers: 1-4 servers per service, the popular
+        // servers more often; a sparse graph, as real fleets have.
+        let peers = (0..n as usize * SERVICES.len())
+            .map(|k| {
+                let list = &servers[k % SERVICES.len()];
+                (0..1 + rng.below(4))
+                    .filter_map(|_| list.get(skewed(&mut rng, list.len() as u64) as usize))
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        Fleet {
+            workloads,
+            ips,
+            talk,
+            servers,
+            peers,
+            audit,
+            gateway: Identity::unknown(GATEWAY),
+        }
+    }
+
+    fn source(&self, rng: &mut Rng) -> usize {
+        let total = self.talk.last().copied().unwrap_or(0.0);
+        let x = unit(rng) * total;
+        self.talk
+            .partition_point(|&c| c < x)
+            .min(self.talk.len() - 1)
+    }
+}
+
+/// A uniform draw in [0, 1).
+fn unit(rng: &mut Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A draw in [0, n) biased to the low end (about a Zipf law).
+fn skewed(rng: &mut Rng, n: u64) -> u64 {
+    let u = unit(rng);
+    (((n as f64 + 1.0).powf(u) - 1.0) as u64).min(n.saturating_sub(1))
+}
+
+fn external_ip(k: u64) -> IpAddr {
+    // Spread over public ranges; 8.8.8.8 and 1.1.1.1 first (the busiest).
+    match k {
+        0 => IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)),
+        1 => IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1)),
+        _ => {
+            let h = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+            IpAddr::V4(Ipv4Addr::new(
+                [23, 34, 52, 104, 142, 151, 185, 199][(h % 8) as usize],
+                (h >> 8) as u8,
+                (h >> 16) as u8,
+                (h >> 24) as u8 | 1,
+            ))
+        }
+    }
+}
+
+/// One end of a drawn flow: a workload, or an internet address.
+#[derive(Clone, Copy)]
+enum End {
+    Workload(usize),
+    External(u64),
+}
+
+/// Everything that varies between records, drawn by [`draw`].
+struct Draw {
+    src: End,
+    dst: End,
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+    action: Action,
+    reason: Reason,
+    mode: Mode,
+    would_deny: bool,
+    state: FlowState,
+    kind: RecordKind,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    first_ms: i64,
+    last_ms: i64,
+}
+
+fn draw(fleet: &Fleet, rng: &mut Rng, last_ms: i64) -> Draw {
+    // The service, by share.
+    let mut x = rng.below(100);
+    let s = SERVICES
+        .iter()
+        .position(|svc| {
+            let hit = x < svc.2;
+            x = x.saturating_sub(svc.2);
+            hit
+        })
+        .unwrap_or(0);
+    let (proto, port, _, ext_pct, _) = SERVICES[s];
+    let servers = &fleet.servers[s];
+    let pick_server = |rng: &mut Rng| {
+        servers
+            .get(skewed(rng, servers.len() as u64) as usize)
+            .map_or(0, |&w| w as usize)
+    };
+    // 2% come in from the internet (to web servers, or scans of 22/3389).
+    let inbound = rng.below(50) == 0 && matches!(port, 443 | 22 | 3389);
+    let (src, dst) = if inbound {
+        (
+            End::External(skewed(rng, EXTERNAL_IPS)),
+            End::Workload(pick_server(rng)),
+        )
+    } else if rng.below(100) < ext_pct {
+        (
+            End::Workload(fleet.source(rng)),
+            End::External(if port == 53 {
+                rng.below(2)
+            } else {
+                skewed(rng, EXTERNAL_IPS)
+            }),
+        )
+    } else {
+        let src = fleet.source(rng);
+        // 95% to its usual peers, the rest to any server.
+        let usual = &fleet.peers[src * SERVICES.len() + s];
+        let mut dst = if rng.below(20) == 0 || usual.is_empty() {
+            pick_server(rng)
+        } else {
+            usual[rng.below(usual.len() as u64) as usize] as usize
+        };
+        if dst == src {
+            dst = (dst + 1) % fleet.workloads.len();
+        }
+        (End::Workload(src), End::Workload(dst))
+    };
+    let audit = match dst {
+        End::Workload(d) => fleet.audit[d],
+        End::External(_) => false,
+    };
+    let scan = inbound && port != 443;
+    let deny = scan || (!audit && rng.below(1000) < 55);
+    let would_deny = audit && rng.below(100) < 12;
+    let (action, reason) = if deny {
+        let r = if rng.below(10) < 7 {
+            Reason::Default
+        } else {
+            Reason::Rule(900 + rng.below(20) as u32)
+        };
+        (Action::Deny, r)
+    } else if would_deny {
+        (Action::Allow, Reason::Default)
+    } else {
+        (Action::Allow, Reason::Rule(10 * (s as u32 + 1)))
+    };
+    let mode = if audit { Mode::Audit } else { Mode::Enforce };
+    // Length: most short, some minutes, a few hours (reported by interim
+    // records while they run).
+    let d = rng.below(100);
+    let (dur_ms, kind) = if deny {
+        (rng.below(3_000) as i64, RecordKind::Ended(EndReason::Idle))
+    } else if d < 70 {
+        (rng.below(5_000) as i64, RecordKind::Ended(EndReason::Idle))
+    } else if d < 96 {
+        (
+            rng.below(300_000) as i64,
+            if rng.below(20) == 0 {
+                RecordKind::Ended(EndReason::Reused)
+            } else {
+                RecordKind::Ended(EndReason::Idle)
+            },
+        )
+    } else if d < 99 {
+        (rng.below(7_200_000) as i64, RecordKind::Interim)
+    } else {
+        (
+            rng.below(7_200_000) as i64,
+            RecordKind::Ended(EndReason::Evicted),
+        )
+    };
+    let state = match (proto, deny, kind) {
+        (6, true, _) => FlowState::SynSent,
+        (6, false, RecordKind::Interim) => FlowState::Established,
+        (6, false, _) if rng.below(10) == 0 => FlowState::Closed,
+        (6, false, _) => FlowState::TimeWait,
+        (_, true, _) => FlowState::Unreplied,
+        _ => FlowState::Replied,
+    };
+    let (packets, bytes) = if deny {
+        let p = 1 + rng.below(3);
+        ([p, 0], [p * 60, 0])
+    } else {
+        let p = 2 + skewed(rng, 2_000);
+        let q = p + rng.below(p + 1);
+        (
+            [p, q],
+            [p * (60 + rng.below(400)), q * (60 + rng.below(1_400))],
+        )
+    };
+    Draw {
+        src,
+        dst,
+        proto,
+        src_port: if proto == 1 {
+            rng.below(65_536) as u16
+        } else {
+            32_768 + rng.below(28_232) as u16
+        },
+        dst_port: port,
+        action,
+        reason,
+        mode,
+        would_deny,
+        state,
+        kind,
+        packets,
+        bytes,
+        first_ms: last_ms - dur_ms,
+        last_ms,
+    }
+}
+
+/// The one place a [`StoredFlow`] is built (a field added to it is one line
+/// here).
+fn stored_flow(fleet: &Fleet, d: &Draw) -> StoredFlow {
+    let end = |e: End| match e {
+        End::Workload(w) => (fleet.workloads[w].clone(), fleet.ips[w]),
+        End::External(k) => (fleet.gateway.clone(), external_ip(k)),
+    };
+    let ((src, src_ip), (dst, dst_ip)) = (end(d.src), end(d.dst));
+    StoredFlow {
+        flow: FlowRecord {
+            src_mac: src.mac,
+            dst_mac: dst.mac,
+            src_ip,
+            dst_ip,
+            proto: d.proto,
+            src_port: d.src_port,
+            dst_port: d.dst_port,
+            vlan: [0, 0],
+            verdict: Verdict {
+                action: d.action,
+                reason: d.reason,
+                mode: d.mode,
+                would_deny: d.would_deny,
+            },
+            generation: 1,
+            state: d.state,
+            first_seen: 0,
+            last_seen: 0,
+            packets: d.packets,
+            bytes: d.bytes,
+        },
+        first_ms: d.first_ms,
+        last_ms: d.last_ms,
+        src,
+        dst,
+        kind: d.kind,
+    }
+}
+
+/// The share of the traffic at minute `m` of the window (any unit): busy
+/// working hours (UTC), quiet nights, weekends at half.
+fn rhythm(minute_ms: i64) -> f64 {
+    let hour = (minute_ms.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
+    let day = minute_ms.div_euclid(86_400_000);
+    // 1970-01-01 was a Thursday: days 2 and 3 (mod 7) are Saturday, Sunday.
+    let weekend = matches!(day.rem_euclid(7), 2 | 3);
+    let work = if (7.0..19.0).contains(&hour) {
+        (std::f64::consts::PI * (hour - 7.0) / 12.0).sin()
+    } else {
+        0.0
+    };
+    (0.2 + 0.8 * work) * if weekend { 0.5 } else { 1.0 }
+}
+
+/// Records in batches of this many, as the control thread hands them over.
+const BATCH: usize = 1_000;
+
+/// Writes `cfg.records` records over `cfg.days` days ending at `cfg.end_ms`
+/// into the store at `path` (created; an existing one is added to), oldest
+/// first, and waits until the writer has committed them all. `progress` is
+/// called with the records submitted so far, every million.
+pub fn generate(
+    path: &Path,
+    cfg: &GenConfig,
+    mut progress: impl FnMut(u64),
+) -> Result<GenReport, control::records::RecordsError> {
+    let fleet = Fleet::new(cfg.workloads.max(2), cfg.seed);
+    let mut rng = Rng::new(cfg.seed);
+    // No retention: the history is the point.
+    let writer = RecordsWriter::start(
+        path,
+        RecordsConfig {
+            max_bytes: u64::MAX,
+            ..RecordsConfig::for_import()
+        },
+    )?;
+    let counters = writer.counters();
+    let start = Instant::now();
+    let minutes = i64::from(cfg.days.max(1)) * 1_440;
+    let first_minute = cfg.end_ms - minutes * 60_000;
+    let weights: Vec<f64> = (0..minutes)
+        .map(|m| rhythm(first_minute + m * 60_000))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    let mut done = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut times = Vec::new();
+    for (m, w) in weights.iter().enumerate() {
+        acc += w;
+        let upto = ((cfg.records as f64 * acc / total).round() as u64).min(cfg.records);
+        let here = upto.saturating_sub(done);
+        let t0 = first_minute + m as i64 * 60_000;
+        times.clear();
+        times.extend((0..here).map(|_| t0 + rng.below(60_000) as i64));
+        times.sort_unstable();
+        for &t in &times {
+            batch.push(stored_flow(&fleet, &draw(&fleet, &mut rng, t)));
+            if batch.len() == BATCH {
+                submit(
+                    &writer,
+                    std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
+                );
+            }
+            done += 1;
+            if done.is_multiple_of(1_000_000) {
+                progress(done);
+            }
+        }
+    }
+    submit(&writer, batch);
+    writer.finish();
+    let elapsed = start.elapsed();
+    Ok(GenReport {
+        written: counters.written.load(Ordering::Relaxed),
+        lost: counters.lost.load(Ordering::Relaxed),
+        elapsed,
+        bytes: store_bytes(path),
+    })
+}
+
+/// Hand a batch over, waiting for room (a dropped batch would leave holes).
+fn submit(writer: &RecordsWriter, mut batch: Vec<StoredFlow>) {
+    while let Err(back) = writer.try_submit(batch) {
+        batch = back;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// The bytes of the store at `path` with its `-wal` and `-shm` files.
+pub fn store_bytes(path: &Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|s| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(s);
+            std::fs::metadata(p).ok().map(|m| m.len())
+        })
+        .sum()
+}
