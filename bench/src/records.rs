@@ -405,6 +405,8 @@ fn stored_flow(fleet: &Fleet, d: &Draw) -> StoredFlow {
         src,
         dst,
         kind: d.kind,
+        // An interim record continues a flow: only the others open one.
+        opens: d.kind != RecordKind::Interim,
     }
 }
 
