@@ -138,10 +138,11 @@ pub struct FlowFilterArgs {
     /// The responder's port.
     #[arg(long)]
     pub port: Option<String>,
-    /// Flows seen at or after: RFC 3339, or an age like 2h or 30m.
+    /// Records whose last packet is at or after: RFC 3339, or an age like
+    /// 2h or 30m.
     #[arg(long)]
     pub since: Option<String>,
-    /// Flows that started at or before: RFC 3339, or an age.
+    /// Records whose last packet is at or before: RFC 3339, or an age.
     #[arg(long)]
     pub until: Option<String>,
     /// Rows at most (default 100; more than 10000 is taken as 10000).

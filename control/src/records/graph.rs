@@ -12,7 +12,7 @@ use super::query::{parse_time, ParamError, MAX_WINDOW_DAYS};
 use super::rollup::HOUR_MS;
 use super::{RecordsError, RecordsReader};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Edges returned at most: a graph past this is cut (and says so).
@@ -222,6 +222,7 @@ impl RecordsReader {
     pub(super) fn graph_from(&self, q: &GraphQuery, split: Split) -> Result<Graph, RecordsError> {
         let mut nodes: BTreeMap<Node, usize> = BTreeMap::new();
         let mut edges: BTreeMap<(usize, usize, u8, u16, &'static str), Agg> = BTreeMap::new();
+        let mut parsed: HashMap<String, Vec<String>> = HashMap::new();
         let parts = split
             .raw
             .iter()
@@ -238,8 +239,16 @@ impl RecordsReader {
                     service: (proto, port, verdict),
                     agg,
                 } = graph_row(r)?;
-                for s in node_of(&src, q.level) {
-                    for d in node_of(&dst, q.level) {
+                // Each identity's groups parsed once, not once a row.
+                let mut groups_of = |json: &str| -> Vec<String> {
+                    parsed
+                        .entry(json.to_string())
+                        .or_insert_with(|| serde_json::from_str(json).unwrap_or_default())
+                        .clone()
+                };
+                let (sg, dg) = (groups_of(&src.groups), groups_of(&dst.groups));
+                for s in node_of(&src, &sg, q.level) {
+                    for d in node_of(&dst, &dg, q.level) {
                         let n = nodes.len();
                         let si = *nodes.entry(s.clone()).or_insert(n);
                         let n = nodes.len();
@@ -373,8 +382,7 @@ impl Agg {
 /// at group level an end stands for each of its groups (a network's members
 /// too), a named workload in none is `ungrouped`; anything else is its
 /// address, `external`.
-fn node_of(e: &EndKey, level: Level) -> Vec<Node> {
-    let groups: Vec<String> = serde_json::from_str(&e.groups).unwrap_or_default();
+fn node_of(e: &EndKey, groups: &[String], level: Level) -> Vec<Node> {
     let external = || Node {
         kind: "external".into(),
         id: ip_text(&e.ip),
@@ -389,10 +397,10 @@ fn node_of(e: &EndKey, level: Level) -> Vec<Node> {
         Level::Workload if e.name.is_empty() => vec![external()],
         Level::Workload => vec![named("workload")],
         Level::Group if !groups.is_empty() => groups
-            .into_iter()
+            .iter()
             .map(|g| Node {
                 kind: "group".into(),
-                id: g,
+                id: g.clone(),
                 name: String::new(),
             })
             .collect(),

@@ -186,9 +186,12 @@ pub struct FlowParams {
     /// The responder's port, 0-65535.
     #[cfg_attr(feature = "openapi", param(pattern = "^[0-9]{1,5}$"))]
     pub port: Option<String>,
-    /// Flows seen at or after: RFC 3339, or an age like `2h` or `30m`.
+    /// Records whose last packet is at or after: RFC 3339, or an age like
+    /// `2h` or `30m`.
     pub since: Option<String>,
-    /// Flows that started at or before: RFC 3339, or an age.
+    /// Records whose last packet is at or before: RFC 3339, or an age. (A
+    /// flow that lasts has an interim record in every period it carried
+    /// traffic in.)
     pub until: Option<String>,
     /// Rows at most: default 100; more than 10000 is taken as 10000.
     #[cfg_attr(feature = "openapi", param(pattern = "^[0-9]+$"))]
@@ -479,7 +482,7 @@ impl Select {
             q.push(" AND f.last_ms >= ?", Value::Integer(t));
         }
         if let Some(t) = filter.until_ms {
-            q.push(" AND f.first_ms <= ?", Value::Integer(t));
+            q.push(" AND f.last_ms <= ?", Value::Integer(t));
         }
         for (side, mac, ip, ident) in [
             (&filter.from, "f.src_mac", "f.src_ip", "s"),

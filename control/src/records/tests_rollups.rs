@@ -316,3 +316,31 @@ fn records_a_crash_left_without_rollups_are_counted_when_the_writer_starts() {
     let r = RecordsReader::open(&path).unwrap();
     assert_eq!(r.graph(&q).unwrap(), raw(&r));
 }
+
+#[test]
+fn a_flows_window_holds_the_records_whose_last_packet_is_in_it() {
+    let dir = TempDir::new("records-window");
+    let path = dir.0.join("records.db");
+    let start = start_ms();
+    // Record i ends at start + i minutes and began an hour before it.
+    let records: Vec<StoredFlow> = (0..120)
+        .map(|i| {
+            let mut f = record(i, start, 1);
+            f.last_ms = start + i as i64 * 60_000;
+            f.first_ms = f.last_ms - HOUR_MS;
+            f
+        })
+        .collect();
+    write_all(&path, records, RecordsConfig::default());
+    let reader = RecordsReader::open(&path).unwrap();
+    let page = reader
+        .flows(&FlowFilter {
+            since_ms: Some(start + 30 * 60_000),
+            until_ms: Some(start + 40 * 60_000),
+            limit: 1000,
+            ..FlowFilter::default()
+        })
+        .unwrap();
+    // Minutes 30 to 40, both ends in: 11 records, though all began before.
+    assert_eq!(page.flows.len(), 11);
+}
