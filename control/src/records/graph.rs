@@ -8,7 +8,7 @@
 //! verdict) with its flows, packets, bytes and first/last seen; `verdict` is
 //! `allow`, `deny` or `would-deny`, so the three are separate edges.
 
-use super::query::{parse_time, ParamError, MAX_WINDOW_DAYS};
+use super::filter::{parse_time, ParamError, MAX_WINDOW_DAYS};
 use super::rollup::HOUR_MS;
 use super::{RecordsError, RecordsReader};
 use serde::{Deserialize, Serialize};

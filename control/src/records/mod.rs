@@ -14,6 +14,7 @@
 //! Schema in [`schema`]; SQLite in WAL mode (`docs/decisions.md`, "Flow
 //! records").
 
+mod filter;
 mod graph;
 mod query;
 mod recorder;
@@ -27,11 +28,12 @@ mod tests;
 #[cfg(test)]
 mod tests_rollups;
 
-pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
-pub use query::{
-    parse_time, Cursor, EndView, FlowFilter, FlowPage, FlowParams, FlowRow, ParamError,
-    ReasonFilter, RecordsReader, Side, VerdictFilter, DEFAULT_LIMIT, MAX_LIMIT, MAX_WINDOW_DAYS,
+pub use filter::{
+    parse_time, Cursor, FlowFilter, FlowParams, ParamError, ReasonFilter, Side, VerdictFilter,
+    DEFAULT_LIMIT, MAX_LIMIT, MAX_WINDOW_DAYS,
 };
+pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
+pub use query::{EndView, FlowPage, FlowRow, RecordsReader};
 pub use recorder::{Clock, Recorder};
 pub use rules::{rule_report, RuleCounts, RuleReport, RuleUse, WindowParams};
 #[cfg(test)]

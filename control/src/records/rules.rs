@@ -3,8 +3,9 @@
 //! rule denies (would-deny), when it last matched, and the rules of a policy
 //! that matched nothing ("which rules can go?").
 
+use super::filter::{parse_time, ParamError, MAX_WINDOW_DAYS};
 use super::graph::Split;
-use super::query::{parse_time, time_text, ParamError, MAX_WINDOW_DAYS};
+use super::query::time_text;
 use super::{RecordsError, RecordsReader};
 use crate::model::Model;
 use dataplane::policy::Action;
