@@ -6,6 +6,10 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+#[allow(dead_code, reason = "the CLI test helpers; this crate uses Tail only")]
+mod cli;
+
+use cli::Tail;
 use control::engine::{Bootstrap, Engine, EngineConfig};
 use control::store::Store;
 use dataplane::policy::SnapshotCell;
@@ -291,8 +295,6 @@ fn import_sample(store: &std::path::Path) {
 
 #[test]
 fn ctl_flows_follow_prints_the_records_written_while_it_runs() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let bed = bed_with("follow", |dir| {
         let store = dir.join("records.db");
         import_sample(&store);
@@ -321,36 +323,20 @@ fn ctl_flows_follow_prints_the_records_written_while_it_runs() {
         .expect("a JSON array")
         .len();
     assert!(denied > 0);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
-        .args(["ctl", "flows", "--follow", "--json", "--verdict", "deny"])
-        .env("HOME", "/nonexistent")
-        .env("BULKHEAD_URL", &bed.url)
-        .env("BULKHEAD_FINGERPRINT", &bed.fingerprint)
-        .env("BULKHEAD_TOKEN", &viewer)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ctl flows --follow");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(rx.try_recv().is_err(), "only records written from now on");
+    let tail = Tail::spawn(
+        Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+            .args(["ctl", "flows", "--follow", "--json", "--verdict", "deny"])
+            .env("HOME", "/nonexistent")
+            .env("BULKHEAD_URL", &bed.url)
+            .env("BULKHEAD_FINGERPRINT", &bed.fingerprint)
+            .env("BULKHEAD_TOKEN", &viewer),
+    );
+    assert!(
+        tail.quiet_for(Duration::from_millis(1500)),
+        "only records written from now on"
+    );
     import_sample(&store);
-    let mut lines = Vec::new();
-    while lines.len() < denied {
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(l) => lines.push(l),
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let lines = tail.take(denied);
     assert_eq!(lines.len(), denied, "{lines:?}");
     for l in &lines {
         let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object a line");

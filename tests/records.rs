@@ -434,43 +434,25 @@ fn rule_use_matches_the_replay_and_names_never_hit_rules() {
 
 #[test]
 fn follow_prints_records_as_they_are_written_as_json_lines() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     use std::time::Duration;
     let d = dir("follow");
     let store = d.join("capture.db");
     replay_into(&store);
     let denied = flows_json(&store, &["--verdict", "deny"]).len();
     assert!(denied > 0);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
-        .args(["records", "flows", "--store"])
-        .arg(&store)
-        .args(["--follow", "--json", "--verdict", "deny"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let tail = cli::Tail::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+            .args(["records", "flows", "--store"])
+            .arg(&store)
+            .args(["--follow", "--json", "--verdict", "deny"]),
+    );
     // Nothing old is printed; the same capture imported again is.
-    std::thread::sleep(Duration::from_millis(800));
-    assert!(rx.try_recv().is_err(), "only records written from now on");
+    assert!(
+        tail.quiet_for(Duration::from_millis(800)),
+        "only records written from now on"
+    );
     replay_into(&store);
-    let mut lines = Vec::new();
-    while lines.len() < denied {
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(l) => lines.push(l),
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let lines = tail.take(denied);
     assert_eq!(lines.len(), denied, "{lines:?}");
     for l in &lines {
         let v: Value = serde_json::from_str(l).unwrap();

@@ -7,7 +7,7 @@ use crate::records_cmd::{
     flow_table, graph_table, rule_table, FlowFilterArgs, FollowOut, GraphWindowArgs, WindowArgs,
 };
 use anyhow::Context;
-use control::records::{FlowRow, Graph, RuleReport};
+use control::records::{FlowParams, FlowRow, Graph, RuleReport};
 use mgmt_api::routes::records::FlowPageView;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -32,6 +32,25 @@ fn get<T: DeserializeOwned + Serialize>(api: &Api, path: &str) -> anyhow::Result
     serde_json::from_value(v).with_context(|| format!("the answer of {path}"))
 }
 
+/// The flow filters as query parameters, then two more.
+fn filters<'a>(
+    p: &'a FlowParams,
+    more: [(&'a str, &'a Option<String>); 2],
+) -> Vec<(&'a str, &'a Option<String>)> {
+    let mut v = vec![
+        ("from", &p.from),
+        ("to", &p.to),
+        ("verdict", &p.verdict),
+        ("reason", &p.reason),
+        ("proto", &p.proto),
+        ("port", &p.port),
+        ("since", &p.since),
+        ("until", &p.until),
+    ];
+    v.extend(more);
+    v
+}
+
 /// `GET /api/v1/flows` with the filters as its query string; with
 /// `--follow`, `GET /api/v1/flows/follow`.
 pub fn flows(api: &Api, f: &FlowFilterArgs, as_json: bool) -> anyhow::Result<()> {
@@ -41,18 +60,7 @@ pub fn flows(api: &Api, f: &FlowFilterArgs, as_json: bool) -> anyhow::Result<()>
     let p = f.params();
     let path = query_path(
         "/api/v1/flows",
-        &[
-            ("from", &p.from),
-            ("to", &p.to),
-            ("verdict", &p.verdict),
-            ("reason", &p.reason),
-            ("proto", &p.proto),
-            ("port", &p.port),
-            ("since", &p.since),
-            ("until", &p.until),
-            ("limit", &p.limit),
-            ("cursor", &p.cursor),
-        ],
+        &filters(&p, [("limit", &p.limit), ("cursor", &p.cursor)]),
     );
     let page: FlowPageView = get(api, &path)?;
     if as_json {
@@ -80,18 +88,7 @@ fn follow(api: &Api, f: &FlowFilterArgs, as_json: bool) -> anyhow::Result<()> {
     loop {
         let path = query_path(
             "/api/v1/flows/follow",
-            &[
-                ("from", &p.from),
-                ("to", &p.to),
-                ("verdict", &p.verdict),
-                ("reason", &p.reason),
-                ("proto", &p.proto),
-                ("port", &p.port),
-                ("since", &p.since),
-                ("until", &p.until),
-                ("after", &after),
-                ("seconds", &seconds),
-            ],
+            &filters(&p, [("after", &after), ("seconds", &seconds)]),
         );
         let resp = api.stream(&path, Duration::from_secs(TAIL_SECONDS + 30))?;
         let mut event = String::new();

@@ -178,6 +178,11 @@ pub(crate) fn ip_bytes(ip: IpAddr) -> [u8; 16] {
     }
 }
 
+/// A counter as SQLite's signed integer (saturating).
+pub(crate) fn sat(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 /// A MAC as stored: its 48 bits as an integer.
 pub(crate) fn mac_int(m: MacAddr) -> i64 {
     let b = m.0;

@@ -3,15 +3,18 @@
 //! packets, bytes, first and last seen. Long retention reads them, and the
 //! graph and rule queries read them for whole hours.
 //!
-//! The writer adds each committed record's share to [`Rollups`] and writes
-//! the rows with a later batch's transaction, every [`FLUSH_EVERY`] (or at
-//! stop), together with the mark: the last record id counted. Upserting per
+//! The writer adds each record's share to [`Rollups`] in the record's own
+//! transaction, and writes the gathered rows with a batch's transaction
+//! (that one or a later one) every [`FLUSH_EVERY`], or at stop, together
+//! with the mark: the last record id counted. A transaction that fails
+//! drops what was gathered ([`Rollups::failed`]) and the next batch counts
+//! the records after the mark again. Upserting per
 //! batch cost two thirds of the ingest rate (a batch of 1,000 records of a
 //! busy appliance holds nearly as many distinct rows); rows gathered over
 //! seconds repeat. A crash loses only what the mark says is missing: the
 //! writer's start counts the records after it again ([`catch_up`]).
 
-use super::{ip_bytes, reason_name, StoredFlow};
+use super::{ip_bytes, reason_name, sat, StoredFlow};
 use dataplane::policy::Action;
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
@@ -45,7 +48,7 @@ impl Rollups {
         }
     }
 
-    /// Count a committed record's share.
+    /// Count a record's share (the record is in the open transaction).
     pub(super) fn add(&mut self, f: &StoredFlow, src_id: i64, dst_id: i64) {
         self.hours
             .entry(HourKey::of(f, src_id, dst_id))
@@ -161,11 +164,6 @@ pub(super) fn catch_up(conn: &mut Connection) -> Result<(), rusqlite::Error> {
         [],
     )?;
     tx.commit()
-}
-
-/// A counter as SQLite's signed integer.
-fn sat(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// A rollup row's key: the hour, both ends (an end no workload has by its

@@ -3,7 +3,7 @@
 
 use super::rollup::{self, Rollups};
 use super::{
-    ip_bytes, kind_name, mac_int, mode_name, reason_name, schema, state_name, Identity,
+    ip_bytes, kind_name, mac_int, mode_name, reason_name, sat, schema, state_name, Identity,
     RecordsError, StoredFlow,
 };
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -528,11 +528,6 @@ fn below_the_packet_path() {
 /// A write refused for want of space (`SQLITE_FULL`).
 fn is_full(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
-}
-
-/// A counter as SQLite's signed integer.
-fn sat(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 pub(super) fn now_ms() -> i64 {
