@@ -400,3 +400,35 @@ fn a_denied_handshake_is_not_offloaded_but_a_cut_connection_is() {
         (Tier::Kernel, false)
     );
 }
+
+#[test]
+fn a_flow_the_kernel_carries_is_reported_while_it_runs_with_the_kernels_counts() {
+    // No periodic read of the kernel's counters: only the interim report's
+    // own read can know the flow is busy.
+    let cfg = WorkerConfig {
+        expire_budget: 1024,
+        offload_sweep_interval: u64::MAX,
+        ..WorkerConfig::default()
+    };
+    let mut bed = Bed::new(cfg);
+    bed.send(Port::A, &udp(true, 4444, 9000));
+    bed.send(Port::B, &udp(false, 4444, 9000));
+    let mut reports = Vec::new();
+    for _ in 0..15 {
+        bed.now += 10 * SEC;
+        assert_eq!(
+            bed.send(Port::A, &udp(true, 4444, 9000)),
+            (Tier::Kernel, true)
+        );
+        bed.idle(0);
+        reports.extend(bed.events.try_iter().filter_map(|e| match e {
+            Event::FlowActive(r) => Some(r),
+            _ => None,
+        }));
+    }
+    // At 60 s and 120 s of its life, each with the packets the kernel carried.
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert!(reports[0].packets[0] >= 6, "{:?}", reports[0].packets);
+    assert!(reports[1].packets[0] >= 12, "{:?}", reports[1].packets);
+    assert!(reports[1].packets[0] > reports[0].packets[0]);
+}
