@@ -76,8 +76,8 @@ fn flow(n: u64, now_ms: i64, ids: &[Identity]) -> StoredFlow {
         },
         first_ms: now_ms - 2_000,
         last_ms: now_ms,
-        src,
-        dst,
+        src: src.into(),
+        dst: dst.into(),
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
     }

@@ -402,8 +402,8 @@ fn stored_flow(fleet: &Fleet, d: &Draw) -> StoredFlow {
         },
         first_ms: d.first_ms,
         last_ms: d.last_ms,
-        src,
-        dst,
+        src: src.into(),
+        dst: dst.into(),
         kind: d.kind,
         // An interim record continues a flow: only the others open one.
         opens: d.kind != RecordKind::Interim,

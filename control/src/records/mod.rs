@@ -122,8 +122,10 @@ pub struct StoredFlow {
     /// Milliseconds since the Unix epoch.
     pub first_ms: i64,
     pub last_ms: i64,
-    pub src: Identity,
-    pub dst: Identity,
+    /// Shared: the recorder makes an end's identity once per policy
+    /// generation, not once per record.
+    pub src: std::sync::Arc<Identity>,
+    pub dst: std::sync::Arc<Identity>,
     pub kind: RecordKind,
 }
 

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 1_000;
 /// A batch is handed over at the latest this long after its first record.
 const HOLD: Duration = Duration::from_secs(1);
+/// Identities kept for reuse, at most (then they are made again).
+const KNOWN_MAX: usize = 100_000;
 /// Flows with interim records whose counters are kept, at most.
 const RUNNING_MAX: usize = 1 << 20;
 /// A running flow not reported for this long is forgotten (its end event was
@@ -43,6 +45,10 @@ pub struct Recorder {
     /// The model the names below came from.
     model: Option<Arc<Model>>,
     names: HashMap<MacAddr, (String, BTreeMap<String, String>)>,
+    /// Identities made under the model above and the snapshot generation
+    /// `known_generation`: a flow's ends are looked up once, not per record.
+    known: HashMap<(MacAddr, std::net::IpAddr), Arc<Identity>>,
+    known_generation: u64,
     batch: Vec<StoredFlow>,
     since: Option<Instant>,
     /// Flows that had interim records: the counters recorded so far, so that
@@ -98,6 +104,8 @@ impl Recorder {
             lossless: false,
             model: None,
             names: HashMap::new(),
+            known: HashMap::new(),
+            known_generation: 0,
             batch: Vec::with_capacity(BATCH),
             since: None,
             running: HashMap::new(),
@@ -126,6 +134,10 @@ impl Recorder {
             _ => return,
         };
         self.learn_names(model);
+        if snapshot.generation() != self.known_generation || self.known.len() >= KNOWN_MAX {
+            self.known.clear();
+            self.known_generation = snapshot.generation();
+        }
         let (opens, packets, bytes) = self.share(flow, kind);
         let stored = StoredFlow {
             flow: FlowRecord {
@@ -231,6 +243,7 @@ impl Recorder {
         if self.model.as_ref().is_some_and(|m| Arc::ptr_eq(m, model)) {
             return;
         }
+        self.known.clear();
         self.names = model
             .workloads
             .iter()
@@ -242,9 +255,17 @@ impl Recorder {
         self.model = Some(model.clone());
     }
 
-    fn identity(&self, mac: MacAddr, ip: std::net::IpAddr, snap: &PolicySnapshot) -> Identity {
+    fn identity(
+        &mut self,
+        mac: MacAddr,
+        ip: std::net::IpAddr,
+        snap: &PolicySnapshot,
+    ) -> Arc<Identity> {
+        if let Some(known) = self.known.get(&(mac, ip)) {
+            return known.clone();
+        }
         let (name, labels) = self.names.get(&mac).cloned().unwrap_or_default();
-        Identity {
+        let identity = Arc::new(Identity {
             mac,
             name,
             labels,
@@ -253,7 +274,9 @@ impl Recorder {
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
-        }
+        });
+        self.known.insert((mac, ip), identity.clone());
+        identity
     }
 }
 

@@ -50,8 +50,8 @@ fn flow(i: u32, last_ms: i64) -> StoredFlow {
         },
         first_ms: last_ms - 1000,
         last_ms,
-        src,
-        dst,
+        src: src.into(),
+        dst: dst.into(),
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
     }

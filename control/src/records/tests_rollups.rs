@@ -75,8 +75,8 @@ fn record(i: u64, start_ms: i64, hours: i64) -> StoredFlow {
         opens: i % 6 != 5,
         first_ms: last_ms - (i % 90) as i64 * 1000,
         last_ms,
-        src,
-        dst,
+        src: src.into(),
+        dst: dst.into(),
         kind: if i % 6 == 5 {
             RecordKind::Interim
         } else {

@@ -45,8 +45,8 @@ pub(crate) fn stored(i: u16, action: Action, reason: Reason, last_ms: i64) -> St
         },
         first_ms: last_ms - 500,
         last_ms,
-        src: web,
-        dst: db,
+        src: web.into(),
+        dst: db.into(),
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
     }

@@ -100,8 +100,8 @@ fn flow(
         },
         first_ms: last_ms - 500,
         last_ms,
-        src: src.0.clone(),
-        dst: dst.0.clone(),
+        src: src.0.clone().into(),
+        dst: dst.0.clone().into(),
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
     }
