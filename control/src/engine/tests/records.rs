@@ -26,22 +26,27 @@ fn flow_end(src: &str, src_ip: &str, dst: &str, dst_ip: &str, v: Verdict, ns: u6
     }
 }
 
-#[test]
-fn flow_ends_are_counted_and_recorded_with_identities() {
-    let dir = TempDir::new("engine-records");
+/// An engine that records into `records.db` of a fresh directory `tag`.
+fn recording(tag: &str) -> (Bed, std::path::PathBuf) {
+    let dir = TempDir::new(tag);
     let store = dir.0.join("records.db");
-    let epoch = Instant::now();
     let bed = start_with(
         dir,
         EngineConfig {
             records: Some(RecordsPlan {
                 path: store.clone(),
                 config: RecordsConfig::default(),
-                worker_epoch: epoch,
+                worker_epoch: Instant::now(),
             }),
             ..EngineConfig::default()
         },
     );
+    (bed, store)
+}
+
+#[test]
+fn flow_ends_are_counted_and_recorded_with_identities() {
+    let (bed, store) = recording("engine-records");
     let verdict = |action, reason, would_deny| Verdict {
         action,
         reason,
@@ -103,19 +108,7 @@ fn flow_ends_are_counted_and_recorded_with_identities() {
 
 #[test]
 fn a_long_flow_is_recorded_in_shares_while_it_runs() {
-    let dir = TempDir::new("engine-interim");
-    let store = dir.0.join("records.db");
-    let bed = start_with(
-        dir,
-        EngineConfig {
-            records: Some(RecordsPlan {
-                path: store.clone(),
-                config: RecordsConfig::default(),
-                worker_epoch: Instant::now(),
-            }),
-            ..EngineConfig::default()
-        },
-    );
+    let (bed, store) = recording("engine-interim");
     let allow = Verdict {
         action: Action::Allow,
         reason: Reason::Rule(10 << 8),
