@@ -27,12 +27,15 @@ pub enum Side {
     /// `label:KEY=VALUE[,KEY=VALUE...]`: every pair must hold.
     Labels(Vec<(String, String)>),
     Net(IpNet),
+    /// `external:internet` or `external:private`: an end that is no
+    /// workload and in no group, as the group-level graph's networks.
+    External(super::Network),
 }
 
 impl FromStr for Side {
     type Err = String;
-    /// `group:NAME`, `label:K=V[,K=V...]`, a MAC, a CIDR or an address,
-    /// else a workload name.
+    /// `group:NAME`, `label:K=V[,K=V...]`, `external:internet` or
+    /// `external:private`, a MAC, a CIDR or an address, else a workload name.
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
         if t.is_empty() {
@@ -46,6 +49,9 @@ impl FromStr for Side {
                 return Err("group: needs a group name".into());
             }
             return Ok(Side::Group(g.trim().to_string()));
+        }
+        if let Some(net) = t.strip_prefix("external:") {
+            return Ok(Side::External(net.parse()?));
         }
         if let Some(sel) = t.strip_prefix("label:") {
             let pairs = sel
@@ -158,7 +164,8 @@ pub struct FlowFilter {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct FlowParams {
     /// The initiator: a MAC, a workload name, `group:NAME`,
-    /// `label:KEY=VALUE[,KEY=VALUE...]`, an IP or a CIDR.
+    /// `label:KEY=VALUE[,KEY=VALUE...]`, an IP or a CIDR, or
+    /// `external:internet` / `external:private` (no workload, no group).
     pub from: Option<String>,
     /// The responder, as `from`.
     pub to: Option<String>,

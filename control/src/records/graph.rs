@@ -2,18 +2,21 @@
 //! what the policy said, at workload or group level, from the flow records.
 //!
 //! Nodes are workloads (by MAC, with the name they had), or groups; an end
-//! that is no known workload (at group level: in no group either) is its
-//! address.
+//! that is no known workload is its address at workload level, and at group
+//! level (in no group either) the internet or a private network
+//! ([`super::nodes`]).
 //! An edge is (source node, destination node, protocol, destination port,
 //! verdict) with its flows, packets, bytes and first/last seen; `verdict` is
 //! `allow`, `deny` or `would-deny`, so the three are separate edges.
 
 use super::filter::{parse_time, ParamError, MAX_WINDOW_DAYS};
+use super::group_rollup::DAY_MS;
+use super::nodes::{node_of, End};
 use super::rollup::HOUR_MS;
 use super::{RecordsError, RecordsReader};
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv6Addr};
 
 /// Edges returned at most: a graph past this is cut (and says so).
 pub const MAX_EDGES: usize = 20_000;
@@ -89,13 +92,14 @@ impl GraphParams {
 }
 
 /// A node: a workload, a group, or an external address.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Node {
     /// `workload`, `group`, `ungrouped` (a workload in no group, at group
     /// level) or `external`.
     pub kind: String,
-    /// The MAC (workload, ungrouped), the group's name, or the address.
+    /// The MAC (workload, ungrouped), the group's name, or (external) the
+    /// address at workload level, `internet` or `private` at group level.
     pub id: String,
     /// A workload's name, when it has one.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -172,12 +176,22 @@ const FROM_ROLLUPS: &str = "
     WHERE h.hour_ms >= ?1 AND h.hour_ms < ?2
     GROUP BY h.src_id, h.dst_id, h.src_ip, h.dst_ip, h.proto, h.port, h.allowed, h.would_deny";
 
-/// Where a window's records are read: the hourly rollups for the whole hours
-/// in it, the raw records for the rest (both ends, or all of a short window).
+/// The same from the group rollups of one span (`?1`: an hour or a day)
+/// for the periods in `[?2, ?3)`: already by node, nothing to group.
+const FROM_GROUPS: &str = "
+    SELECT src, dst, proto, port, allowed, would_deny, flows, packets, bytes, first_ms, last_ms
+    FROM group_rollups WHERE span_ms = ?1 AND period_ms >= ?2 AND period_ms < ?3";
+
+/// Where a window's records are read: the whole days in it from the day
+/// rollups (group level; the hourly ones at workload level), the other whole
+/// hours from the hour rollups, the raw records for the rest (both ends, or
+/// all of a short window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Split {
-    /// Hours `[start, end)` read from the rollups, if any.
-    pub hours: Option<(i64, i64)>,
+    /// Days `[start, end)`, if any.
+    pub days: Option<(i64, i64)>,
+    /// Hours `[start, end)`: before the days and after them (or all of them).
+    pub hours: [Option<(i64, i64)>; 2],
     /// Inclusive ranges of `last_ms` read from the raw records.
     pub raw: [Option<(i64, i64)>; 2],
 }
@@ -187,87 +201,237 @@ impl Split {
     #[cfg(test)]
     pub(super) fn raw(since_ms: i64, until_ms: i64) -> Split {
         Split {
-            hours: None,
+            days: None,
+            hours: [None; 2],
             raw: [Some((since_ms, until_ms)), None],
         }
     }
 
+    /// Whole hours from the rollups, the rest raw.
     pub(super) fn of(since_ms: i64, until_ms: i64) -> Split {
-        let lo = since_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        let lo = if lo < since_ms { lo + HOUR_MS } else { lo };
-        let hi = until_ms.saturating_add(1).div_euclid(HOUR_MS) * HOUR_MS;
+        let (lo, hi) = whole(since_ms, until_ms.saturating_add(1), HOUR_MS);
         if lo >= hi {
-            return Split {
-                hours: None,
-                raw: [Some((since_ms, until_ms)), None],
-            };
+            return Split::raw_only(since_ms, until_ms);
         }
         let part = |a: i64, b: i64| (a <= b).then_some((a, b));
         Split {
-            hours: Some((lo, hi)),
+            days: None,
+            hours: [Some((lo, hi)), None],
             raw: [part(since_ms, lo - 1), part(hi, until_ms)],
         }
     }
+
+    fn raw_only(since_ms: i64, until_ms: i64) -> Split {
+        Split {
+            days: None,
+            hours: [None; 2],
+            raw: [Some((since_ms, until_ms)), None],
+        }
+    }
+
+    /// The whole days of the hours read from the day rollups.
+    pub(super) fn with_days(self) -> Split {
+        let Some((lo, hi)) = self.hours[0] else {
+            return self;
+        };
+        let (dlo, dhi) = whole(lo, hi, DAY_MS);
+        if dlo >= dhi {
+            return self;
+        }
+        let part = |a: i64, b: i64| (a < b).then_some((a, b));
+        Split {
+            days: Some((dlo, dhi)),
+            hours: [part(lo, dlo), part(dhi, hi)],
+            raw: self.raw,
+        }
+    }
+}
+
+/// The periods of length `span` wholly in `[a, b)`: `[lo, hi)`, empty when
+/// `lo >= hi`.
+fn whole(a: i64, b: i64, span: i64) -> (i64, i64) {
+    let lo = a.div_euclid(span) * span;
+    let lo = if lo < a { lo + span } else { lo };
+    (lo, b.div_euclid(span) * span)
 }
 
 impl RecordsReader {
     /// The access graph of `q`'s window: the records that ended in it (a
     /// long flow's interim records count in the windows they fall in), from
-    /// the hourly rollups for whole hours.
+    /// the rollups for whole hours (and, at group level, whole days).
     pub fn graph(&self, q: &GraphQuery) -> Result<Graph, RecordsError> {
-        self.graph_from(q, Split::of(q.since_ms, q.until_ms))
+        let split = Split::of(q.since_ms, q.until_ms);
+        let split = match q.level {
+            Level::Group => split.with_days(),
+            Level::Workload => split,
+        };
+        self.graph_from(q, split)
     }
 
     /// [`RecordsReader::graph`] reading where `split` says.
     pub(super) fn graph_from(&self, q: &GraphQuery, split: Split) -> Result<Graph, RecordsError> {
-        let mut nodes: BTreeMap<Node, usize> = BTreeMap::new();
-        let mut edges: BTreeMap<(usize, usize, u8, u16, &'static str), Agg> = BTreeMap::new();
-        let mut parsed: HashMap<String, Vec<String>> = HashMap::new();
-        let parts = split
-            .raw
-            .iter()
-            .flatten()
-            .map(|&range| (FROM_RECORDS, range))
-            .chain(split.hours.map(|range| (FROM_ROLLUPS, range)));
-        for (sql, (a, b)) in parts {
-            let mut stmt = self.conn().prepare_cached(sql)?;
-            let mut rows = stmt.query([a, b])?;
-            while let Some(r) = rows.next()? {
-                let GraphRow {
-                    src,
-                    dst,
-                    service: (proto, port, verdict),
-                    agg,
-                } = graph_row(r)?;
-                // Each identity's groups parsed once, not once a row.
-                let mut groups_of = |json: &str| -> Vec<String> {
-                    parsed
-                        .entry(json.to_string())
-                        .or_insert_with(|| serde_json::from_str(json).unwrap_or_default())
-                        .clone()
-                };
-                let (sg, dg) = (groups_of(&src.groups), groups_of(&dst.groups));
-                for s in node_of(&src, &sg, q.level) {
-                    for d in node_of(&dst, &dg, q.level) {
-                        let n = nodes.len();
-                        let si = *nodes.entry(s.clone()).or_insert(n);
-                        let n = nodes.len();
-                        let di = *nodes.entry(d).or_insert(n);
-                        edges
-                            .entry((si, di, proto, port, verdict))
-                            .or_default()
-                            .add(&agg);
-                    }
+        let conn = self.conn();
+        let mut b = Builder::default();
+        for &range in split.raw.iter().flatten() {
+            b.add_rows(conn, FROM_RECORDS, range, q.level)?;
+        }
+        let hours = split.hours.into_iter().flatten();
+        match q.level {
+            // The hourly rollups hold the days' hours too.
+            Level::Workload => {
+                for range in hours.chain(split.days) {
+                    b.add_rows(conn, FROM_ROLLUPS, range, q.level)?;
+                }
+            }
+            Level::Group => {
+                let spans = hours
+                    .map(|r| (HOUR_MS, r))
+                    .chain(split.days.map(|r| (DAY_MS, r)));
+                for (span, range) in spans {
+                    b.add_groups(conn, span, range)?;
                 }
             }
         }
+        Ok(b.finish(q))
+    }
+}
+
+/// A graph as its rows come in.
+#[derive(Default)]
+struct Builder {
+    /// Each node and the order it came in.
+    nodes: BTreeMap<Node, usize>,
+    edges: HashMap<(usize, usize, u8, u16, &'static str), Agg>,
+    /// Each identity's groups parsed once, not once a row.
+    parsed: HashMap<String, Vec<String>>,
+    /// `nodes` rows (group rollups) already met.
+    node_rows: HashMap<i64, usize>,
+}
+
+impl Builder {
+    fn node(&mut self, n: Node) -> usize {
+        let next = self.nodes.len();
+        *self.nodes.entry(n).or_insert(next)
+    }
+
+    fn edge(&mut self, src: usize, dst: usize, service: (u8, u16, &'static str), agg: &Agg) {
+        let (proto, port, verdict) = service;
+        self.edges
+            .entry((src, dst, proto, port, verdict))
+            .or_default()
+            .add(agg);
+    }
+
+    /// Rows of [`FROM_RECORDS`] or [`FROM_ROLLUPS`] for `range`.
+    fn add_rows(
+        &mut self,
+        conn: &rusqlite::Connection,
+        sql: &str,
+        (a, z): (i64, i64),
+        level: Level,
+    ) -> Result<(), rusqlite::Error> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query([a, z])?;
+        while let Some(r) = rows.next()? {
+            let GraphRow {
+                src,
+                dst,
+                service,
+                agg,
+            } = graph_row(r)?;
+            let nodes = |b: &mut Builder, e: &EndKey| -> Vec<usize> {
+                let groups = b
+                    .parsed
+                    .entry(e.groups.clone())
+                    .or_insert_with(|| serde_json::from_str(&e.groups).unwrap_or_default())
+                    .clone();
+                let end = End {
+                    mac: e.mac,
+                    name: &e.name,
+                    groups: &groups,
+                    ip: &e.ip,
+                };
+                node_of(&end, level)
+                    .into_iter()
+                    .map(|n| b.node(n))
+                    .collect()
+            };
+            let (s, d) = (nodes(self, &src), nodes(self, &dst));
+            for &si in &s {
+                for &di in &d {
+                    self.edge(si, di, service, &agg);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows of [`FROM_GROUPS`] of one span for `range`.
+    fn add_groups(
+        &mut self,
+        conn: &rusqlite::Connection,
+        span_ms: i64,
+        (a, z): (i64, i64),
+    ) -> Result<(), rusqlite::Error> {
+        let mut stmt = conn.prepare_cached(FROM_GROUPS)?;
+        let mut rows = stmt.query([span_ms, a, z])?;
+        while let Some(r) = rows.next()? {
+            let src = self.node_row(conn, r.get(0)?)?;
+            let dst = self.node_row(conn, r.get(1)?)?;
+            let count = |at: usize| -> Result<u64, rusqlite::Error> {
+                Ok(u64::try_from(r.get::<_, i64>(at)?).unwrap_or(0))
+            };
+            let service = (
+                u8::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                u16::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                verdict_of(r.get(4)?, r.get(5)?),
+            );
+            let agg = Agg {
+                flows: count(6)?,
+                packets: count(7)?,
+                bytes: count(8)?,
+                first_ms: r.get(9)?,
+                last_ms: r.get(10)?,
+            };
+            self.edge(src, dst, service, &agg);
+        }
+        Ok(())
+    }
+
+    /// The node of a `nodes` row (one a damaged store lacks is `unknown`).
+    fn node_row(&mut self, conn: &rusqlite::Connection, id: i64) -> Result<usize, rusqlite::Error> {
+        if let Some(&i) = self.node_rows.get(&id) {
+            return Ok(i);
+        }
+        let node = conn
+            .prepare_cached("SELECT kind, ident, name FROM nodes WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(Node {
+                    kind: r.get(0)?,
+                    id: r.get(1)?,
+                    name: r.get(2)?,
+                })
+            })
+            .optional()?
+            .unwrap_or_else(|| Node {
+                kind: "unknown".into(),
+                id: id.to_string(),
+                name: String::new(),
+            });
+        let i = self.node(node);
+        self.node_rows.insert(id, i);
+        Ok(i)
+    }
+
+    fn finish(self, q: &GraphQuery) -> Graph {
         // Nodes in their order (kind, id, name), whatever order the rows
         // came in; edges by their ends' positions.
-        let mut position = vec![0; nodes.len()];
-        for (at, &i) in nodes.values().enumerate() {
+        let mut position = vec![0; self.nodes.len()];
+        for (at, &i) in self.nodes.values().enumerate() {
             position[i] = at;
         }
-        let mut edges: Vec<Edge> = edges
+        let mut edges: Vec<Edge> = self
+            .edges
             .into_iter()
             .map(|((src, dst, proto, port, verdict), a)| Edge {
                 src: position[src],
@@ -291,14 +455,22 @@ impl RecordsReader {
             edges.sort_by_key(|e| std::cmp::Reverse(e.flows));
             edges.truncate(MAX_EDGES);
         }
-        Ok(Graph {
+        Graph {
             level: q.level,
             since: super::query::time_text(q.since_ms),
             until: super::query::time_text(q.until_ms),
-            nodes: nodes.into_keys().collect(),
+            nodes: self.nodes.into_keys().collect(),
             edges,
             truncated,
-        })
+        }
+    }
+}
+
+fn verdict_of(allowed: bool, would_deny: bool) -> &'static str {
+    match (allowed, would_deny) {
+        (false, _) => "deny",
+        (true, true) => "would-deny",
+        (true, false) => "allow",
     }
 }
 
@@ -320,13 +492,7 @@ fn graph_row(r: &rusqlite::Row<'_>) -> Result<GraphRow, rusqlite::Error> {
             ip: r.get(at + 3)?,
         })
     };
-    let allowed: bool = r.get(10)?;
-    let would: bool = r.get(11)?;
-    let verdict = match (allowed, would) {
-        (false, _) => "deny",
-        (true, true) => "would-deny",
-        (true, false) => "allow",
-    };
+    let verdict = verdict_of(r.get(10)?, r.get(11)?);
     let count = |at: usize| -> Result<u64, rusqlite::Error> {
         Ok(u64::try_from(r.get::<_, i64>(at)?).unwrap_or(0))
     };
@@ -376,46 +542,4 @@ impl Agg {
         self.packets += o.packets;
         self.bytes += o.bytes;
     }
-}
-
-/// The node(s) an end stands for. A workload is a MAC the inventory names;
-/// at group level an end stands for each of its groups (a network's members
-/// too), a named workload in none is `ungrouped`; anything else is its
-/// address, `external`.
-fn node_of(e: &EndKey, groups: &[String], level: Level) -> Vec<Node> {
-    let external = || Node {
-        kind: "external".into(),
-        id: ip_text(&e.ip),
-        name: String::new(),
-    };
-    let named = |kind: &str| Node {
-        kind: kind.into(),
-        id: super::query::mac_text(e.mac),
-        name: e.name.clone(),
-    };
-    match level {
-        Level::Workload if e.name.is_empty() => vec![external()],
-        Level::Workload => vec![named("workload")],
-        Level::Group if !groups.is_empty() => groups
-            .iter()
-            .map(|g| Node {
-                kind: "group".into(),
-                id: g.clone(),
-                name: String::new(),
-            })
-            .collect(),
-        Level::Group if !e.name.is_empty() => vec![named("ungrouped")],
-        Level::Group => vec![external()],
-    }
-}
-
-fn ip_text(bytes: &[u8]) -> String {
-    let mut b = [0u8; 16];
-    if let Some(src) = bytes.get(..16) {
-        b.copy_from_slice(src);
-    }
-    let v6 = Ipv6Addr::from(b);
-    v6.to_ipv4_mapped()
-        .map_or(IpAddr::V6(v6), IpAddr::V4)
-        .to_string()
 }

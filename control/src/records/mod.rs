@@ -16,6 +16,8 @@
 
 mod filter;
 mod graph;
+mod group_rollup;
+mod nodes;
 mod query;
 mod recorder;
 mod rollup;
@@ -33,6 +35,7 @@ pub use filter::{
     DEFAULT_LIMIT, MAX_LIMIT, MAX_WINDOW_DAYS,
 };
 pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
+pub use nodes::Network;
 pub use query::{EndView, FlowPage, FlowRow, RecordsReader};
 pub use recorder::{Clock, Recorder};
 pub use rules::{rule_report, RuleCounts, RuleReport, RuleUse, WindowParams};

@@ -4,6 +4,7 @@
 //! same filters give the same rows.
 
 use super::filter::{Cursor, FlowFilter, Side, VerdictFilter, DEFAULT_LIMIT, MAX_LIMIT};
+use super::nodes::{local_nets, Network};
 use super::{ip_bytes, mac_int, schema, RecordsError};
 use dataplane::wire::MacAddr;
 use ipnet::IpNet;
@@ -217,6 +218,23 @@ impl Select {
                     let (lo, hi) = net_range(net);
                     q.push(&format!(" AND {ip} >= ?"), Value::Blob(lo));
                     q.push(&format!(" AND {ip} <= ?"), Value::Blob(hi));
+                }
+                Some(Side::External(network)) => {
+                    // As the group-level graph has it: no workload, no
+                    // group, an address in (or out of) the local ranges.
+                    q.sql.push_str(&format!(
+                        " AND {ident}.name = '' AND {ident}.groups_json = '[]' AND {}(0",
+                        match network {
+                            Network::Private => "",
+                            Network::Internet => "NOT ",
+                        }
+                    ));
+                    for net in local_nets() {
+                        let (lo, hi) = net_range(net);
+                        q.push(&format!(" OR {ip} BETWEEN ?"), Value::Blob(lo));
+                        q.push(" AND ?", Value::Blob(hi));
+                    }
+                    q.sql.push(')');
                 }
             }
         }

@@ -14,9 +14,11 @@
 //! seconds repeat. A crash loses only what the mark says is missing: the
 //! writer's start counts the records after it again ([`catch_up`]).
 
+use super::group_rollup::{GroupRows, NodeIds};
 use super::{ip_bytes, reason_name, sat, StoredFlow};
 use dataplane::policy::Action;
 use rusqlite::{params, Connection};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,7 @@ pub(super) const HOUR_MS: i64 = 3_600_000;
 /// Rows are written at least this often...
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// ... or once this many are waiting.
-const MAX_WAITING: usize = 200_000;
+pub(super) const MAX_WAITING: usize = 200_000;
 
 /// Rollup rows waiting to be written, and the last record id they count.
 #[derive(Debug)]
@@ -36,6 +38,8 @@ pub(super) struct Rollups {
     /// A write failed after shares were gathered: they were dropped, and the
     /// records after the mark must be counted again.
     stale: bool,
+    /// The group-level nodes of identities, for the group rollups.
+    nodes: NodeIds,
 }
 
 impl Rollups {
@@ -45,6 +49,7 @@ impl Rollups {
             last_id: 0,
             since: Instant::now(),
             stale: false,
+            nodes: NodeIds::default(),
         }
     }
 
@@ -53,7 +58,7 @@ impl Rollups {
         self.hours
             .entry(HourKey::of(f, src_id, dst_id))
             .or_default()
-            .add(f);
+            .add(&HourAgg::of(f));
     }
 
     /// The records up to `id`, the last written, are counted.
@@ -73,8 +78,11 @@ impl Rollups {
 
     /// The write of a batch failed: what was gathered since the last flush
     /// is dropped; [`Rollups::recover`] counts it again from the records.
+    /// The node ids known are dropped too: some may have been made in the
+    /// transaction that failed.
     pub(super) fn failed(&mut self) {
         self.hours.clear();
+        self.nodes = NodeIds::default();
         self.stale = true;
     }
 
@@ -90,22 +98,31 @@ impl Rollups {
 
     /// Write the waiting rows and the mark, in the caller's transaction.
     pub(super) fn flush(&mut self, tx: &Connection) -> Result<(), rusqlite::Error> {
+        self.write_rows(tx)?;
+        tx.execute("UPDATE rollup_mark SET id = ?1", [self.last_id])?;
+        Ok(())
+    }
+
+    /// Write the waiting rows, hourly and group-level, without the mark.
+    fn write_rows(&mut self, tx: &Connection) -> Result<(), rusqlite::Error> {
         let mut upsert = tx.prepare_cached(&format!(
             "INSERT INTO hourly ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
                 ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) {MERGE}"
         ))?;
+        let mut groups = GroupRows::default();
         for (k, a) in &self.hours {
+            let ip = |ip: &Option<[u8; 16]>| ip.map_or_else(Vec::new, |b| b.to_vec());
             upsert.execute(params![
                 k.hour_ms,
                 k.src_id,
                 k.dst_id,
-                &k.src_ip[..],
-                &k.dst_ip[..],
+                ip(&k.src_ip),
+                ip(&k.dst_ip),
                 k.proto,
                 k.port,
                 k.allowed,
                 k.would_deny,
-                k.reason,
+                k.reason.as_ref(),
                 k.rule_id,
                 a.flows,
                 sat(a.packets[0]),
@@ -115,15 +132,17 @@ impl Rollups {
                 a.first_ms,
                 a.last_ms,
             ])?;
+            groups.add(k, a, &mut self.nodes, tx)?;
         }
-        tx.execute("UPDATE rollup_mark SET id = ?1", [self.last_id])?;
+        groups.write(tx)?;
         self.hours.clear();
         self.since = Instant::now();
         Ok(())
     }
 }
 
-const COLUMNS: &str = "hour_ms, src_id, dst_id, src_ip, dst_ip, proto, port, allowed, \
+/// The columns of `hourly`, in the order [`read_hour`] reads them.
+pub(super) const COLUMNS: &str = "hour_ms, src_id, dst_id, src_ip, dst_ip, proto, port, allowed, \
     would_deny, reason, rule_id, flows, pkts_fwd, pkts_rev, bytes_fwd, bytes_rev, first_ms, last_ms";
 
 /// Adding to a row that exists.
@@ -142,57 +161,93 @@ const MERGE: &str = "ON CONFLICT (hour_ms, src_id, dst_id, src_ip, dst_ip, proto
 /// records committed without their rollups).
 pub(super) fn catch_up(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
-    tx.execute(
-        &format!(
-            "INSERT INTO hourly ({COLUMNS})
-             SELECT f.last_ms / 3600000 * 3600000, f.src_id, f.dst_id,
-                    CASE WHEN s.name = '' THEN f.src_ip ELSE x'' END,
-                    CASE WHEN d.name = '' THEN f.dst_ip ELSE x'' END,
-                    f.proto, CASE WHEN f.proto IN (6, 17, 132) THEN f.dst_port ELSE 0 END,
-                    f.allowed, f.would_deny, f.reason, coalesce(f.rule_id, -1),
-                    sum(f.opens), sum(f.pkts_fwd), sum(f.pkts_rev), sum(f.bytes_fwd), sum(f.bytes_rev),
-                    min(f.first_ms), max(f.last_ms)
-             FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
-             WHERE f.id > (SELECT id FROM rollup_mark)
-             GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-             {MERGE}"
-        ),
-        [],
-    )?;
-    tx.execute(
-        "UPDATE rollup_mark SET id = (SELECT coalesce(max(id), 0) FROM flows)",
-        [],
-    )?;
+    let mut r = Rollups::new();
+    {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT {COLUMNS} FROM (
+                SELECT f.last_ms / 3600000 * 3600000 AS hour_ms, f.src_id, f.dst_id,
+                    CASE WHEN s.name = '' THEN f.src_ip ELSE x'' END AS src_ip,
+                    CASE WHEN d.name = '' THEN f.dst_ip ELSE x'' END AS dst_ip,
+                    f.proto, CASE WHEN f.proto IN (6, 17, 132) THEN f.dst_port ELSE 0 END AS port,
+                    f.allowed, f.would_deny, f.reason, coalesce(f.rule_id, -1) AS rule_id,
+                    sum(f.opens) AS flows, sum(f.pkts_fwd) AS pkts_fwd, sum(f.pkts_rev) AS pkts_rev,
+                    sum(f.bytes_fwd) AS bytes_fwd, sum(f.bytes_rev) AS bytes_rev,
+                    min(f.first_ms) AS first_ms, max(f.last_ms) AS last_ms
+                FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
+                WHERE f.id > (SELECT id FROM rollup_mark)
+                GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)"
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (k, a) = read_hour(row)?;
+            r.hours.entry(k).or_default().add(&a);
+            if r.hours.len() >= MAX_WAITING {
+                r.write_rows(&tx)?;
+            }
+        }
+    }
+    r.last_id = tx.query_row("SELECT coalesce(max(id), 0) FROM flows", [], |row| {
+        row.get(0)
+    })?;
+    r.flush(&tx)?;
     tx.commit()
+}
+
+/// A row of [`COLUMNS`] (from `hourly`, or records summed as it keeps them).
+pub(super) fn read_hour(r: &rusqlite::Row<'_>) -> Result<(HourKey, HourAgg), rusqlite::Error> {
+    let ip = |at: usize| -> Result<Option<[u8; 16]>, rusqlite::Error> {
+        let b: Vec<u8> = r.get(at)?;
+        Ok(<[u8; 16]>::try_from(b.as_slice()).ok())
+    };
+    let count = |at: usize| -> Result<u64, rusqlite::Error> {
+        Ok(u64::try_from(r.get::<_, i64>(at)?).unwrap_or(0))
+    };
+    let reason: String = r.get(9)?;
+    let key = HourKey {
+        hour_ms: r.get(0)?,
+        src_id: r.get(1)?,
+        dst_id: r.get(2)?,
+        src_ip: ip(3)?,
+        dst_ip: ip(4)?,
+        proto: u8::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+        port: u16::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+        allowed: r.get(7)?,
+        would_deny: r.get(8)?,
+        reason: Cow::Owned(reason),
+        rule_id: r.get(10)?,
+    };
+    let agg = HourAgg {
+        flows: r.get(11)?,
+        packets: [count(12)?, count(13)?],
+        bytes: [count(14)?, count(15)?],
+        first_ms: r.get(16)?,
+        last_ms: r.get(17)?,
+    };
+    Ok((key, agg))
 }
 
 /// A rollup row's key: the hour, both ends (an end no workload has by its
 /// address), the service, the verdict and its reason.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct HourKey {
-    hour_ms: i64,
-    src_id: i64,
-    dst_id: i64,
-    src_ip: Vec<u8>,
-    dst_ip: Vec<u8>,
-    proto: u8,
-    port: u16,
-    allowed: bool,
-    would_deny: bool,
-    reason: &'static str,
-    rule_id: i64,
+pub(super) struct HourKey {
+    pub hour_ms: i64,
+    pub src_id: i64,
+    pub dst_id: i64,
+    /// The address of an end no workload has; `None` for a workload.
+    pub src_ip: Option<[u8; 16]>,
+    pub dst_ip: Option<[u8; 16]>,
+    pub proto: u8,
+    pub port: u16,
+    pub allowed: bool,
+    pub would_deny: bool,
+    pub reason: Cow<'static, str>,
+    pub rule_id: i64,
 }
 
 impl HourKey {
     fn of(f: &StoredFlow, src_id: i64, dst_id: i64) -> HourKey {
         let r = &f.flow;
-        let addr = |named: bool, ip| {
-            if named {
-                Vec::new()
-            } else {
-                ip_bytes(ip).to_vec()
-            }
-        };
+        let addr = |named: bool, ip| (!named).then(|| ip_bytes(ip));
         let (reason, rule) = reason_name(r.verdict.reason);
         HourKey {
             hour_ms: f.last_ms.div_euclid(HOUR_MS) * HOUR_MS,
@@ -208,19 +263,20 @@ impl HourKey {
             },
             allowed: r.verdict.action == Action::Allow,
             would_deny: r.verdict.would_deny,
-            reason,
+            reason: Cow::Borrowed(reason),
             rule_id: rule.map_or(-1, i64::from),
         }
     }
 }
 
+/// A rollup row's counts.
 #[derive(Debug)]
-struct HourAgg {
-    flows: i64,
-    packets: [u64; 2],
-    bytes: [u64; 2],
-    first_ms: i64,
-    last_ms: i64,
+pub(super) struct HourAgg {
+    pub flows: i64,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub first_ms: i64,
+    pub last_ms: i64,
 }
 
 impl Default for HourAgg {
@@ -236,13 +292,23 @@ impl Default for HourAgg {
 }
 
 impl HourAgg {
-    fn add(&mut self, f: &StoredFlow) {
-        self.first_ms = self.first_ms.min(f.first_ms);
-        self.last_ms = self.last_ms.max(f.last_ms);
-        self.flows += i64::from(f.opens);
+    fn of(f: &StoredFlow) -> HourAgg {
+        HourAgg {
+            flows: i64::from(f.opens),
+            packets: f.flow.packets,
+            bytes: f.flow.bytes,
+            first_ms: f.first_ms,
+            last_ms: f.last_ms,
+        }
+    }
+
+    fn add(&mut self, o: &HourAgg) {
+        self.first_ms = self.first_ms.min(o.first_ms);
+        self.last_ms = self.last_ms.max(o.last_ms);
+        self.flows += o.flows;
         for i in 0..2 {
-            self.packets[i] = self.packets[i].saturating_add(f.flow.packets[i]);
-            self.bytes[i] = self.bytes[i].saturating_add(f.flow.bytes[i]);
+            self.packets[i] = self.packets[i].saturating_add(o.packets[i]);
+            self.bytes[i] = self.bytes[i].saturating_add(o.bytes[i]);
         }
     }
 }

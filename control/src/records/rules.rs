@@ -121,7 +121,14 @@ impl RecordsReader {
             .iter()
             .flatten()
             .map(|&range| (FROM_RECORDS, range))
-            .chain(split.hours.map(|range| (FROM_ROLLUPS, range)));
+            .chain(
+                split
+                    .hours
+                    .iter()
+                    .flatten()
+                    .chain(&split.days)
+                    .map(|&range| (FROM_ROLLUPS, range)),
+            );
         let mut out: BTreeMap<u32, RuleCounts> = BTreeMap::new();
         for (sql, (a, b)) in parts {
             let mut stmt = self.conn().prepare_cached(sql)?;

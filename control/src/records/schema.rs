@@ -79,6 +79,32 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE rollup_mark (id INTEGER NOT NULL);
     INSERT INTO rollup_mark VALUES (0);
     "#,
+    // 3: group-level rollups, by hour and by day, and the nodes they name.
+    r#"
+    CREATE TABLE nodes (
+        id    INTEGER PRIMARY KEY,
+        kind  TEXT NOT NULL,                     -- group, ungrouped, external
+        ident TEXT NOT NULL,                     -- the group, the MAC, internet or private
+        name  TEXT NOT NULL,                     -- an ungrouped workload's name
+        UNIQUE (kind, ident, name)
+    );
+    CREATE TABLE group_rollups (
+        span_ms    INTEGER NOT NULL,             -- 3600000 (hours) or 86400000 (UTC days)
+        period_ms  INTEGER NOT NULL,             -- the period's start; a record counts in the period of its last_ms
+        src        INTEGER NOT NULL REFERENCES nodes(id),
+        dst        INTEGER NOT NULL REFERENCES nodes(id),
+        proto      INTEGER NOT NULL,
+        port       INTEGER NOT NULL,
+        allowed    INTEGER NOT NULL,
+        would_deny INTEGER NOT NULL,
+        flows      INTEGER NOT NULL,
+        packets    INTEGER NOT NULL,
+        bytes      INTEGER NOT NULL,
+        first_ms   INTEGER NOT NULL,
+        last_ms    INTEGER NOT NULL,
+        PRIMARY KEY (span_ms, period_ms, src, dst, proto, port, allowed, would_deny)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this bulkhead writes.
@@ -166,6 +192,11 @@ fn prepare(mut conn: Connection, path: &Path) -> Result<Connection, RecordsError
         tx.pragma_update(None, "user_version", i as i64 + 1)
             .map_err(at)?;
         tx.commit().map_err(at)?;
+    }
+    if found == 2 {
+        // Group rollups of the hourly ones (the records they count may be
+        // gone). A store older than that gets both from its records below.
+        super::group_rollup::from_hourly(&mut conn).map_err(at)?;
     }
     if found < 2 {
         // Rollups of the records stored before they existed. Only here: a

@@ -7,6 +7,7 @@
     reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
 )]
 use super::graph::Split;
+use super::group_rollup::DAY_MS;
 use super::rollup::HOUR_MS;
 use super::*;
 use crate::testutil::TempDir;
@@ -54,7 +55,14 @@ fn record(i: u64, start_ms: i64, hours: i64) -> StoredFlow {
             src_mac: src.mac,
             dst_mac: dst.mac,
             src_ip: format!("10.0.{}.{}", i % 3, 1 + i % 2).parse().unwrap(),
-            dst_ip: format!("192.0.2.{}", 1 + i % 3).parse().unwrap(),
+            // A private and an internet address for the MAC no workload has.
+            dst_ip: format!(
+                "{}.{}",
+                ["10.9.9", "8.8.8"][((i / 3) % 2) as usize],
+                1 + i % 3
+            )
+            .parse()
+            .unwrap(),
             proto: [6, 17, 1][(i % 3) as usize],
             src_port: 40000 + (i % 1000) as u16,
             dst_port: [443, 53, 7][(i % 3) as usize],
@@ -130,7 +138,7 @@ fn the_graph_and_rule_counts_from_rollups_are_those_of_the_raw_records() {
     ];
     let mut used_rollups = 0;
     for (since_ms, until_ms) in windows {
-        used_rollups += usize::from(Split::of(since_ms, until_ms).hours.is_some());
+        used_rollups += usize::from(Split::of(since_ms, until_ms).hours[0].is_some());
         for level in [Level::Workload, Level::Group] {
             let q = GraphQuery {
                 level,
@@ -189,7 +197,8 @@ fn a_store_of_version_1_is_migrated_with_rollups_of_its_records() {
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE hourly; DROP TABLE rollup_mark; UPDATE flows SET opens = 1;
+            "DROP TABLE group_rollups; DROP TABLE nodes;
+             DROP TABLE hourly; DROP TABLE rollup_mark; UPDATE flows SET opens = 1;
              ALTER TABLE flows DROP COLUMN opens; PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -213,6 +222,116 @@ fn a_store_of_version_1_is_migrated_with_rollups_of_its_records() {
             .unwrap()
     );
     assert_eq!(g.edges.iter().map(|e| e.flows).sum::<u64>(), 400);
+}
+
+/// A day's start, four days ago.
+fn day_start_ms() -> i64 {
+    (super::writer_now_ms() / DAY_MS - 4) * DAY_MS
+}
+
+#[test]
+fn the_group_graph_of_days_from_day_rollups_is_that_of_the_raw_records() {
+    let dir = TempDir::new("records-days");
+    let path = dir.0.join("records.db");
+    let start = day_start_ms();
+    write_all(
+        &path,
+        (0..6000).map(|i| record(i, start, 72)).collect(),
+        RecordsConfig::default(),
+    );
+    let reader = RecordsReader::open(&path).unwrap();
+    // Whole days with ragged hours and minutes at both ends; whole days
+    // only; a day and a half from midnight; all three days.
+    let windows = [
+        (start + 5 * HOUR_MS + 123_456, start + 60 * HOUR_MS + 7),
+        (start + DAY_MS, start + 3 * DAY_MS - 1),
+        (start + DAY_MS, start + 60 * HOUR_MS - 1),
+        (start, start + 3 * DAY_MS),
+    ];
+    for (since_ms, until_ms) in windows {
+        let split = Split::of(since_ms, until_ms).with_days();
+        assert!(split.days.is_some(), "{since_ms}..{until_ms} holds a day");
+        for level in [Level::Group, Level::Workload] {
+            let q = GraphQuery {
+                level,
+                since_ms,
+                until_ms,
+            };
+            let from_raw = reader
+                .graph_from(&q, Split::raw(since_ms, until_ms))
+                .unwrap();
+            // The day rollups at group level (the hourly ones at workload
+            // level) as `graph` reads them, and as the split says.
+            assert_eq!(reader.graph(&q).unwrap(), from_raw, "{level:?}");
+            assert_eq!(reader.graph_from(&q, split).unwrap(), from_raw, "{level:?}");
+        }
+    }
+    // A day's rows are one per day, not per hour.
+    let days: Vec<i64> = {
+        let mut s = reader
+            .conn()
+            .prepare("SELECT DISTINCT period_ms FROM group_rollups WHERE span_ms = ?1 ORDER BY 1")
+            .unwrap();
+        s.query_map([DAY_MS], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(days, vec![start, start + DAY_MS, start + 2 * DAY_MS]);
+    // At group level an end no workload has is a network, not an address.
+    let g = reader
+        .graph(&GraphQuery {
+            level: Level::Group,
+            since_ms: start,
+            until_ms: start + 3 * DAY_MS,
+        })
+        .unwrap();
+    let externals: Vec<&str> = g
+        .nodes
+        .iter()
+        .filter(|n| n.kind == "external")
+        .map(|n| n.id.as_str())
+        .collect();
+    assert_eq!(externals, vec!["internet", "private"]);
+    let kinds: std::collections::BTreeSet<&str> = g.nodes.iter().map(|n| n.kind.as_str()).collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        vec!["external", "group", "ungrouped"]
+    );
+}
+
+#[test]
+fn a_store_of_version_2_is_migrated_with_group_rollups_of_its_hourly_ones() {
+    let dir = TempDir::new("records-migrate-2");
+    let path = dir.0.join("records.db");
+    let start = day_start_ms();
+    write_all(
+        &path,
+        (0..1200).map(|i| record(i, start, 60)).collect(),
+        RecordsConfig::default(),
+    );
+    let q = GraphQuery {
+        level: Level::Group,
+        since_ms: start,
+        until_ms: start + 2 * DAY_MS - 1,
+    };
+    let before = RecordsReader::open(&path)
+        .unwrap()
+        .graph_from(&q, Split::raw(q.since_ms, q.until_ms))
+        .unwrap();
+    // Back to version 2: no group rollups. And the raw records of the
+    // first day gone (retention): the migration must make the group
+    // rollups from the hourly ones, which still count them.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE group_rollups; DROP TABLE nodes; PRAGMA user_version = 2;")
+            .unwrap();
+        conn.execute("DELETE FROM flows WHERE last_ms < ?1", [start + DAY_MS])
+            .unwrap();
+    }
+    let reader = RecordsReader::open(&path).unwrap();
+    assert!(Split::of(q.since_ms, q.until_ms).with_days().days.is_some());
+    assert_eq!(reader.graph(&q).unwrap(), before);
 }
 
 #[test]
@@ -294,27 +413,32 @@ fn records_a_crash_left_without_rollups_are_counted_when_the_writer_starts() {
     // not yet (nor the mark).
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DELETE FROM hourly; UPDATE rollup_mark SET id = 0;")
-            .unwrap();
+        conn.execute_batch(
+            "DELETE FROM hourly; DELETE FROM group_rollups; UPDATE rollup_mark SET id = 0;",
+        )
+        .unwrap();
     }
-    let q = GraphQuery {
-        level: Level::Workload,
+    let raw = |r: &RecordsReader, q: &GraphQuery| {
+        r.graph_from(q, Split::raw(q.since_ms, q.until_ms)).unwrap()
+    };
+    let queries = [Level::Workload, Level::Group].map(|level| GraphQuery {
+        level,
         since_ms: start,
         until_ms: start + 4 * HOUR_MS,
-    };
-    let raw = |r: &RecordsReader| {
-        r.graph_from(&q, Split::raw(q.since_ms, q.until_ms))
-            .unwrap()
-    };
+    });
     {
         let r = RecordsReader::open(&path).unwrap();
-        assert_ne!(r.graph(&q).unwrap(), raw(&r), "the rollups lack records");
+        for q in &queries {
+            assert_ne!(r.graph(q).unwrap(), raw(&r, q), "the rollups lack records");
+        }
     }
     RecordsWriter::start(&path, RecordsConfig::default())
         .unwrap()
         .finish();
     let r = RecordsReader::open(&path).unwrap();
-    assert_eq!(r.graph(&q).unwrap(), raw(&r));
+    for q in &queries {
+        assert_eq!(r.graph(q).unwrap(), raw(&r, q), "{:?}", q.level);
+    }
 }
 
 #[test]
@@ -343,4 +467,59 @@ fn a_flows_window_holds_the_records_whose_last_packet_is_in_it() {
         .unwrap();
     // Minutes 30 to 40, both ends in: 11 records, though all began before.
     assert_eq!(page.flows.len(), 11);
+}
+
+#[test]
+fn the_flows_of_a_group_graphs_network_are_those_it_counts() {
+    let dir = TempDir::new("records-networks");
+    let path = dir.0.join("records.db");
+    let start = start_ms();
+    let all: Vec<StoredFlow> = (0..600).map(|i| record(i, start, 3)).collect();
+    write_all(&path, all.clone(), RecordsConfig::default());
+    let reader = RecordsReader::open(&path).unwrap();
+    let g = reader
+        .graph(&GraphQuery {
+            level: Level::Group,
+            since_ms: start,
+            until_ms: start + 3 * HOUR_MS,
+        })
+        .unwrap();
+    for (network, prefix) in [("internet", "8.8.8."), ("private", "10.9.9.")] {
+        let to = format!("external:{network}");
+        let page = reader
+            .flows(&FlowFilter {
+                to: Some(to.parse().unwrap()),
+                limit: MAX_LIMIT,
+                ..FlowFilter::default()
+            })
+            .unwrap();
+        let expected = all
+            .iter()
+            .filter(|f| f.dst.name.is_empty() && f.flow.dst_ip.to_string().starts_with(prefix))
+            .count();
+        assert!(expected > 0);
+        assert_eq!(page.flows.len(), expected, "{to}");
+        // The graph's edges into that network count the same records'
+        // flows.
+        let node = g
+            .nodes
+            .iter()
+            .position(|n| n.kind == "external" && n.id == network)
+            .unwrap();
+        let flows: u64 = g
+            .edges
+            .iter()
+            .filter(|e| e.dst == node)
+            .map(|e| e.flows)
+            .sum();
+        let opened = all
+            .iter()
+            .filter(|f| {
+                f.opens && f.dst.name.is_empty() && f.flow.dst_ip.to_string().starts_with(prefix)
+            })
+            .count() as u64;
+        // An end in two groups would count twice; these ends have one.
+        assert_eq!(flows, opened, "{network}");
+    }
+    assert!("external:elsewhere".parse::<Side>().is_err());
 }

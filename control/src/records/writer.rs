@@ -79,6 +79,9 @@ pub struct RecordsCounters {
     pub bytes: AtomicU64,
 }
 
+/// Identities the writer remembers at most; past it it starts again.
+const MAX_IDENTITIES: usize = 100_000;
+
 /// The records store's writer: a thread owning the database.
 #[derive(Debug)]
 pub struct RecordsWriter {
@@ -210,7 +213,10 @@ impl Writer {
                     match self.write(&batch) {
                         Ok(()) => self.counters.written.fetch_add(n, Ordering::Relaxed),
                         Err(e) => {
+                            // Ids made in the transaction that failed are
+                            // not in the store: forget them all.
                             self.rollups.failed();
+                            self.identities.clear();
                             if is_full(&e) {
                                 self.counters.paused.store(true, Ordering::Relaxed);
                             }
@@ -264,6 +270,9 @@ impl Writer {
         self.rollups.recover(&mut self.conn)?;
         let tx = self.conn.transaction()?;
         let mut pending = Vec::with_capacity(batch.len());
+        if self.identities.len() >= MAX_IDENTITIES {
+            self.identities.clear();
+        }
         {
             let mut ident = tx.prepare_cached(
                 "INSERT INTO identities (mac, name, labels_json, groups_json) VALUES (?1, ?2, ?3, ?4)
@@ -333,10 +342,12 @@ impl Writer {
         let cutoff = |age: Duration| {
             now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
         };
-        self.conn.execute(
-            "DELETE FROM hourly WHERE hour_ms < ?1",
-            [cutoff(self.cfg.rollup_max_age)],
-        )?;
+        for table in ["hourly WHERE hour_ms", "group_rollups WHERE period_ms"] {
+            self.conn.execute(
+                &format!("DELETE FROM {table} < ?1"),
+                [cutoff(self.cfg.rollup_max_age)],
+            )?;
+        }
         let mut n = self.conn.execute(
             "DELETE FROM flows WHERE last_ms < ?1",
             [cutoff(self.cfg.max_age)],
@@ -351,11 +362,18 @@ impl Writer {
                 .conn
                 .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))?;
             if rows == 0 {
+                // The oldest hour, and the group rows of periods that began
+                // before the hours left (all of them once none is).
                 let hours = self.conn.execute(
                     "DELETE FROM hourly WHERE hour_ms = (SELECT min(hour_ms) FROM hourly)",
                     [],
                 )?;
-                if hours == 0 {
+                let groups = self.conn.execute(
+                    "DELETE FROM group_rollups WHERE period_ms < (SELECT coalesce(min(hour_ms),
+                        (SELECT max(period_ms) + 1 FROM group_rollups)) FROM hourly)",
+                    [],
+                )?;
+                if hours == 0 && groups == 0 {
                     return Ok(n);
                 }
                 continue;

@@ -19,9 +19,14 @@ function service(proto, port) {
   return PORTED.has(proto) ? protoName(proto) + "/" + port : protoName(proto);
 }
 
-// What `from`/`to` of /api/v1/flows take for a node of the graph.
+// What `from`/`to` of /api/v1/flows take for a node of the graph: a group,
+// a group-level network (internet or private), else the MAC or address.
 function selector(node) {
-  return node.kind === "group" ? "group:" + node.id : node.id;
+  if (node.kind === "group") { return "group:" + node.id; }
+  if (node.kind === "external" && (node.id === "internet" || node.id === "private")) {
+    return "external:" + node.id;
+  }
+  return node.id;
 }
 
 function nodeLabel(node) {

@@ -375,7 +375,7 @@ fn console_draws_the_access_graph_and_lists_an_edges_flows() {
     assert_eq!(
         kinds,
         json!([
-            "external:203.0.113.7",
+            "external:internet",
             "group:db",
             "group:web",
             "ungrouped:jump-1"
@@ -391,6 +391,15 @@ fn console_draws_the_access_graph_and_lists_an_edges_flows() {
         r.iter().map(|r| r["from"].as_str().unwrap()).collect();
     assert_eq!(from, ["web-1", "web-2"].into());
     assert_eq!(value(&s, "#f-from"), "group:web");
+    // At group level an address no workload has is its network: the
+    // internet, and the flows behind it are listed by that.
+    s.click("button.tab[data-view='graph']");
+    drawn(&s, 4, 5);
+    let out = edge(&s, "web", "internet", "tcp/443 \u{d7}2");
+    tap(&s, &out);
+    let r = rows(&s, 2);
+    all(&r, "to", EXTERNAL);
+    assert_eq!(value(&s, "#f-to"), "external:internet");
 
     // The table's own filters: all flows in pages of 100, then a verdict.
     s.click("#flows-clear");
