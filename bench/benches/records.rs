@@ -23,6 +23,7 @@ use dataplane::flow::FlowState;
 use dataplane::policy::{Action, Mode, Reason, Verdict};
 use dataplane::wire::MacAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const RECORDS: u64 = 100_000;
@@ -39,7 +40,7 @@ fn identity(i: u64) -> Identity {
     }
 }
 
-fn flow(n: u64, now_ms: i64, ids: &[Identity]) -> StoredFlow {
+fn flow(n: u64, now_ms: i64, ids: &[Arc<Identity>]) -> StoredFlow {
     let (s, d) = (n % WORKLOADS, (n * 7 + 3) % WORKLOADS);
     let (src, dst) = (ids[s as usize].clone(), ids[d as usize].clone());
     let deny = n.is_multiple_of(10);
@@ -76,8 +77,8 @@ fn flow(n: u64, now_ms: i64, ids: &[Identity]) -> StoredFlow {
         },
         first_ms: now_ms - 2_000,
         last_ms: now_ms,
-        src: src.into(),
-        dst: dst.into(),
+        src,
+        dst,
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
     }
@@ -90,7 +91,8 @@ fn ingest(c: &mut Criterion) {
     let path = dir.join("records.db");
     let writer = RecordsWriter::start(&path, RecordsConfig::default()).unwrap();
     let counters = writer.counters();
-    let ids: Vec<Identity> = (0..WORKLOADS).map(identity).collect();
+    // Shared, as the recorder hands them out (one `Arc` an identity).
+    let ids: Vec<Arc<Identity>> = (0..WORKLOADS).map(|i| Arc::new(identity(i))).collect();
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

@@ -23,6 +23,7 @@ use dataplane::wire::MacAddr;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What to generate.
@@ -69,7 +70,8 @@ const GATEWAY: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 1]);
 /// The workloads and how they talk.
 pub struct Fleet {
     /// Workload `i`'s identity (one version each).
-    pub workloads: Vec<Identity>,
+    /// Shared, as the recorder hands them out (one `Arc` an identity).
+    pub workloads: Vec<Arc<Identity>>,
     ips: Vec<IpAddr>,
     /// Cumulative source weights (Zipf over a shuffled rank).
     talk: Vec<f64>,
@@ -80,7 +82,7 @@ pub struct Fleet {
     peers: Vec<Vec<u32>>,
     /// Per workload: in a group in audit mode.
     audit: Vec<bool>,
-    gateway: Identity,
+    gateway: Arc<Identity>,
 }
 
 impl Fleet {
@@ -119,7 +121,7 @@ impl Fleet {
                 }
             }
             audit.push(member.iter().any(|&m| audit_group(m)));
-            workloads.push(Identity {
+            workloads.push(Arc::new(Identity {
                 mac: MacAddr([0x02, 0x42, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
                 name: format!("{role}-{team}-{i:04}"),
                 labels: [
@@ -129,7 +131,7 @@ impl Fleet {
                 ]
                 .into(),
                 groups: member.into_iter().map(group_name).collect(),
-            });
+            }));
             ips.push(IpAddr::V4(Ipv4Addr::new(
                 10,
                 20 + (i >> 16) as u8,
@@ -168,7 +170,7 @@ impl Fleet {
             servers,
             peers,
             audit,
-            gateway: Identity::unknown(GATEWAY),
+            gateway: Arc::new(Identity::unknown(GATEWAY)),
         }
     }
 
@@ -402,8 +404,8 @@ fn stored_flow(fleet: &Fleet, d: &Draw) -> StoredFlow {
         },
         first_ms: d.first_ms,
         last_ms: d.last_ms,
-        src: src.into(),
-        dst: dst.into(),
+        src,
+        dst,
         kind: d.kind,
         // An interim record continues a flow: only the others open one.
         opens: d.kind != RecordKind::Interim,

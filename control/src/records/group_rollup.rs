@@ -24,23 +24,34 @@ pub(super) const DAY_MS: i64 = 86_400_000;
 #[derive(Debug, Default)]
 pub(super) struct NodeIds {
     /// Identity id -> its nodes; empty for an end that is its address.
-    ends: HashMap<i64, Vec<i64>>,
-    ids: HashMap<Node, i64>,
+    ends: HashMap<i64, Vec<i64>, ahash::RandomState>,
+    ids: HashMap<Node, i64, ahash::RandomState>,
+    /// The nodes of the internet and of the private networks, once made.
+    networks: Option<[i64; 2]>,
 }
 
 /// Entries kept at most; past it the caches start again.
 const MAX_CACHED: usize = 100_000;
 
 impl NodeIds {
-    /// The node ids of an end: its identity's, or its address's network.
-    fn of(
-        &mut self,
-        conn: &Connection,
-        identity: i64,
-        ip: &Option<[u8; 16]>,
-    ) -> Result<Vec<i64>, rusqlite::Error> {
+    /// Make sure the nodes of both ends' identities and of the networks are
+    /// known (a cache past its size starts again first, never between).
+    fn learn(&mut self, conn: &Connection, ends: [i64; 2]) -> Result<(), rusqlite::Error> {
         if self.ends.len() >= MAX_CACHED || self.ids.len() >= MAX_CACHED {
             *self = NodeIds::default();
+        }
+        for identity in ends {
+            self.learn_one(conn, identity)?;
+        }
+        Ok(())
+    }
+
+    fn learn_one(&mut self, conn: &Connection, identity: i64) -> Result<(), rusqlite::Error> {
+        if self.networks.is_none() {
+            self.networks = Some([
+                self.id(conn, Network::Internet.node())?,
+                self.id(conn, Network::Private.node())?,
+            ]);
         }
         if !self.ends.contains_key(&identity) {
             let ids = match identity_nodes(conn, identity)? {
@@ -52,12 +63,22 @@ impl NodeIds {
             };
             self.ends.insert(identity, ids);
         }
-        match self.ends.get(&identity) {
-            Some(ids) if !ids.is_empty() => Ok(ids.clone()),
-            _ => {
+        Ok(())
+    }
+
+    /// The node ids of an end whose identity was [`NodeIds::learn`]ed: its
+    /// identity's, or its address's network.
+    fn of(&self, identity: i64, ip: &Option<[u8; 16]>) -> &[i64] {
+        match (self.ends.get(&identity), &self.networks) {
+            (Some(ids), _) if !ids.is_empty() => ids,
+            (_, Some(networks)) => {
                 let ip = super::nodes::ip_of(ip.as_ref().map_or(&[][..], |b| &b[..]));
-                Ok(vec![self.id(conn, Network::of(ip).node())?])
+                match Network::of(ip) {
+                    Network::Internet => &networks[..1],
+                    Network::Private => &networks[1..],
+                }
             }
+            (_, None) => &[],
         }
     }
 
@@ -126,7 +147,7 @@ struct GroupAgg {
 /// Group rollup rows gathered from hourly rows.
 #[derive(Debug, Default)]
 pub(super) struct GroupRows {
-    rows: HashMap<GroupKey, GroupAgg>,
+    rows: HashMap<GroupKey, GroupAgg, ahash::RandomState>,
 }
 
 impl GroupRows {
@@ -138,12 +159,12 @@ impl GroupRows {
         nodes: &mut NodeIds,
         conn: &Connection,
     ) -> Result<(), rusqlite::Error> {
-        let src = nodes.of(conn, k.src_id, &k.src_ip)?;
-        let dst = nodes.of(conn, k.dst_id, &k.dst_ip)?;
+        nodes.learn(conn, [k.src_id, k.dst_id])?;
+        let (src, dst) = (nodes.of(k.src_id, &k.src_ip), nodes.of(k.dst_id, &k.dst_ip));
         let packets = a.packets[0].saturating_add(a.packets[1]);
         let bytes = a.bytes[0].saturating_add(a.bytes[1]);
-        for &s in &src {
-            for &d in &dst {
+        for &s in src {
+            for &d in dst {
                 for (span_ms, period_ms) in [
                     (HOUR_MS, k.hour_ms),
                     (DAY_MS, k.hour_ms.div_euclid(DAY_MS) * DAY_MS),

@@ -32,7 +32,7 @@ pub(super) const MAX_WAITING: usize = 200_000;
 /// Rollup rows waiting to be written, and the last record id they count.
 #[derive(Debug)]
 pub(super) struct Rollups {
-    hours: HashMap<HourKey, HourAgg>,
+    hours: HashMap<HourKey, HourAgg, ahash::RandomState>,
     last_id: i64,
     since: Instant,
     /// A write failed after shares were gathered: they were dropped, and the
@@ -45,7 +45,7 @@ pub(super) struct Rollups {
 impl Rollups {
     pub(super) fn new() -> Rollups {
         Rollups {
-            hours: HashMap::new(),
+            hours: HashMap::default(),
             last_id: 0,
             since: Instant::now(),
             stale: false,

@@ -95,6 +95,10 @@ impl RecordsWriter {
     /// Open (or create) the store at `path` and start its writer thread.
     pub fn start(path: &Path, cfg: RecordsConfig) -> Result<RecordsWriter, RecordsError> {
         let mut conn = schema::open(path)?;
+        tune_for_ingest(&conn).map_err(|source| RecordsError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // Records a crash left without their rollups.
         rollup::catch_up(&mut conn).map_err(|source| RecordsError::Open {
             path: path.to_path_buf(),
@@ -104,7 +108,7 @@ impl RecordsWriter {
         let counters = Arc::new(RecordsCounters::default());
         let mut w = Writer {
             conn,
-            identities: HashMap::new(),
+            identities: IdentityIds::default(),
             counters: counters.clone(),
             cfg,
             last_retention: None,
@@ -188,7 +192,7 @@ impl Drop for RecordsWriter {
 struct Writer {
     conn: Connection,
     /// Identity -> row id, for identities written by this writer.
-    identities: HashMap<Identity, i64>,
+    identities: IdentityIds,
     counters: Arc<RecordsCounters>,
     cfg: RecordsConfig,
     last_retention: Option<Instant>,
@@ -216,7 +220,7 @@ impl Writer {
                             // Ids made in the transaction that failed are
                             // not in the store: forget them all.
                             self.rollups.failed();
-                            self.identities.clear();
+                            self.identities = IdentityIds::default();
                             if is_full(&e) {
                                 self.counters.paused.store(true, Ordering::Relaxed);
                             }
@@ -271,7 +275,7 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let mut pending = Vec::with_capacity(batch.len());
         if self.identities.len() >= MAX_IDENTITIES {
-            self.identities.clear();
+            self.identities = IdentityIds::default();
         }
         {
             let mut ident = tx.prepare_cached(
@@ -281,8 +285,8 @@ impl Writer {
             )?;
             let mut rows = Vec::with_capacity(batch.len());
             for f in batch {
-                let mut id_of = |i: &Identity| -> Result<i64, rusqlite::Error> {
-                    if let Some(&id) = self.identities.get(i) {
+                let mut id_of = |i: &Arc<Identity>| -> Result<i64, rusqlite::Error> {
+                    if let Some(id) = self.identities.get(i) {
                         return Ok(id);
                     }
                     let labels = serde_json::to_string(&i.labels).unwrap_or_default();
@@ -291,7 +295,7 @@ impl Writer {
                         .query_row(params![mac_int(i.mac), i.name, labels, groups], |r| {
                             r.get(0)
                         })?;
-                    self.identities.insert(i.clone(), id);
+                    self.identities.insert(i, id);
                     Ok(id)
                 };
                 let (src_id, dst_id) = (id_of(&f.src)?, id_of(&f.dst)?);
@@ -401,6 +405,39 @@ impl Writer {
         };
         let pages = pragma("page_count")? - pragma("freelist_count")?;
         Ok(u64::try_from(pages.max(0) * pragma("page_size")?).unwrap_or(0))
+    }
+}
+
+/// The row ids of identities this writer wrote, found first by the
+/// identity's allocation: the recorder shares one `Arc` an identity a
+/// policy generation, so a record's ends are nearly always an allocation
+/// seen before, and no name, label or group is hashed or compared. Else by
+/// content. The pointer map holds each `Arc`, so an address it keys is not
+/// freed (and reused by another identity) while it is there.
+#[derive(Debug, Default)]
+struct IdentityIds {
+    by_ptr: HashMap<usize, (Arc<Identity>, i64), ahash::RandomState>,
+    by_content: HashMap<Identity, i64, ahash::RandomState>,
+}
+
+impl IdentityIds {
+    fn get(&mut self, i: &Arc<Identity>) -> Option<i64> {
+        let ptr = Arc::as_ptr(i) as usize;
+        if let Some(&(_, id)) = self.by_ptr.get(&ptr) {
+            return Some(id);
+        }
+        let id = *self.by_content.get(&**i)?;
+        self.by_ptr.insert(ptr, (i.clone(), id));
+        Some(id)
+    }
+
+    fn insert(&mut self, i: &Arc<Identity>, id: i64) {
+        self.by_content.insert((**i).clone(), id);
+        self.by_ptr.insert(Arc::as_ptr(i) as usize, (i.clone(), id));
+    }
+
+    fn len(&self) -> usize {
+        self.by_ptr.len().max(self.by_content.len())
     }
 }
 
@@ -541,6 +578,15 @@ fn below_the_packet_path() {
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
+}
+
+/// The writer's connection: a WAL checkpoint every 8,192 pages (32 MiB)
+/// instead of SQLite's 1,000, so that the pages every batch touches (the
+/// tables' and the time index's right edges) are copied back once per
+/// checkpoint, not once per few batches (bench/RESULTS.md; a larger page
+/// cache made no difference there, and would cost memory).
+fn tune_for_ingest(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)
 }
 
 /// A write refused for want of space (`SQLITE_FULL`).
