@@ -13,6 +13,9 @@
 //! busy appliance holds nearly as many distinct rows); rows gathered over
 //! seconds repeat. A crash loses only what the mark says is missing: the
 //! writer's start counts the records after it again ([`catch_up`]).
+//!
+//! The hourly rows written also make the group rollups, in the same
+//! transaction ([`super::group_rollup`]), so both count the same records.
 
 use super::group_rollup::{GroupRows, NodeIds};
 use super::{ip_bytes, reason_name, sat, StoredFlow};
