@@ -39,6 +39,52 @@ pub fn policy_with(data: &[u8], mut also: impl FnMut(&Compiled)) {
     }
 }
 
+/// The `dns` fuzz target's second half: the DNS messages the worker reported
+/// for the input (`msgs`), then the input itself as one UDP message and as
+/// a TCP stream cut into segments of its first byte's length, through the
+/// decoder ([`crate::dns::DnsDecoder`]). Nothing may panic, and the decoder
+/// must hold no more than one message and one segment for the stream.
+pub fn dns_decode(data: &[u8], msgs: &[dataplane::event::DnsMessage]) {
+    use crate::dns::DnsDecoder;
+    use dataplane::event::DnsMessage;
+    use dataplane::wire::MacAddr;
+    use std::net::Ipv4Addr;
+    let mut d = DnsDecoder::new();
+    for m in msgs {
+        d.feed(m);
+    }
+    let message = |proto, tcp_seq, payload: &[u8]| DnsMessage {
+        time: 1,
+        client_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        client_ip: Ipv4Addr::new(10, 0, 0, 1).into(),
+        client_port: 40_000,
+        server_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+        server_ip: Ipv4Addr::new(10, 0, 0, 2).into(),
+        vlan: [0, 0],
+        proto,
+        tcp_seq,
+        payload: payload.into(),
+        truncated: false,
+    };
+    for r in d.feed(&message(17, None, data)) {
+        assert!(
+            r.answers.len() <= data.len() / 11,
+            "an answer takes 11 bytes at least"
+        );
+    }
+    let cut = data.first().map_or(1, |&b| usize::from(b).max(1));
+    let mut seq = 0xffff_ff00u32;
+    for segment in data.chunks(cut) {
+        d.feed(&message(6, Some(seq), segment));
+        seq = seq.wrapping_add(segment.len() as u32);
+        let (streams, bytes) = d.waiting();
+        assert!(
+            streams <= 1 && bytes <= 2 + 65_535 + cut,
+            "{streams} {bytes}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod compile;
 pub mod diff;
+pub mod dns;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;

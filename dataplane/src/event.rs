@@ -94,10 +94,15 @@ pub struct DnsMessage {
     /// The DNS client: the end of the flow that is not port 53.
     pub client_mac: MacAddr,
     pub client_ip: IpAddr,
+    /// The client's port (the server's is 53).
+    pub client_port: u16,
     pub server_mac: MacAddr,
     pub server_ip: IpAddr,
     pub vlan: [u16; 2],
     pub proto: u8,
+    /// TCP: the segment's sequence number, for putting a stream back in
+    /// order. `None` for UDP.
+    pub tcp_seq: Option<u32>,
     /// The transport payload (for TCP, including the 2-byte length prefix).
     pub payload: Box<[u8]>,
     /// The payload was longer than the bound and was cut.

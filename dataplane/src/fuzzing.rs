@@ -15,7 +15,7 @@
     reason = "a harness asserts its own set-up; a failure there is a bug the fuzzer must report"
 )]
 
-use crate::event::{self, Event};
+use crate::event::{self, DnsMessage, Event};
 use crate::io::mem::MemIo;
 use crate::io::Port;
 use crate::policy::{named, PolicySnapshot, SnapshotCell};
@@ -271,10 +271,11 @@ pub fn frame(data: &[u8]) {
 /// The DNS path: `data[0]` picks a framing (UDP or TCP, IPv4 or IPv6, response or
 /// query, VLAN tag, first fragment), the rest is the port-53 payload, sent on a
 /// flow the worker already allows. A response's payload must come out in a DNS
-/// event, copied byte for byte up to [`DNS_COPY_BYTES`].
-pub fn dns(data: &[u8]) {
+/// event, copied byte for byte up to [`DNS_COPY_BYTES`]. Returns the DNS
+/// events, for the control plane's decoder (`control::fuzzing::dns_decode`).
+pub fn dns(data: &[u8]) -> Vec<DnsMessage> {
     let Some((&sel, payload)) = data.split_first() else {
-        return;
+        return Vec::new();
     };
     // Room for Ethernet, a VLAN tag, IPv6 and TCP headers (and TCP's length prefix).
     let payload = &payload[..payload.len().min(MAX_FRAME - 100)];
@@ -359,8 +360,12 @@ pub fn dns(data: &[u8]) {
     }
     for m in &dns {
         assert!(m.payload.len() <= DNS_COPY_BYTES);
+        // TCP carries its sequence number (for the stream's order), UDP none.
+        assert_eq!(m.tcp_seq.is_some(), m.proto == 6);
+        assert!(matches!(m.client_port, DNS_UDP_PORT | DNS_TCP_PORT));
     }
     bed.finish();
+    dns
 }
 
 /// One end of a harness frame.

@@ -48,6 +48,8 @@ fn frame_corpus_and_regressions_replay() {
 
 #[test]
 fn dns_corpus_and_regressions_replay() {
-    let n = replay("dns", dataplane::fuzzing::dns);
+    let n = replay("dns", |d| {
+        dataplane::fuzzing::dns(d);
+    });
     assert!(n >= 10, "the dns seed corpus is there ({n} files)");
 }

@@ -533,14 +533,29 @@ impl Worker {
             return;
         }
         let copied = payload.len().min(self.cfg.dns_copy_bytes);
+        let (client_port, tcp_seq) = match ip.l4 {
+            L4Info::Tcp { dst_port, .. } => {
+                // The sequence number: bytes 4-7 of the TCP header.
+                let at = usize::from(ip.l4_offset) + 4;
+                let seq = frame
+                    .get(at..at + 4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes);
+                (dst_port, seq)
+            }
+            L4Info::Udp { dst_port, .. } => (dst_port, None),
+            _ => (0, None),
+        };
         self.events.emit(Event::Dns(DnsMessage {
             time: now,
             client_mac: info.dst_mac,
             client_ip: ip.dst,
+            client_port,
             server_mac: info.src_mac,
             server_ip: ip.src,
             vlan: info.vlan,
             proto: ip.proto,
+            tcp_seq,
             payload: payload[..copied].into(),
             // A first fragment holds only the start of the message.
             truncated: copied < payload.len() || matches!(ip.frag, Fragment::First { .. }),
