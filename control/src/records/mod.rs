@@ -17,6 +17,7 @@
 mod filter;
 mod graph;
 mod group_rollup;
+mod insert;
 mod nodes;
 mod query;
 mod recorder;

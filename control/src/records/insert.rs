@@ -1,0 +1,167 @@
+//! How a batch becomes rows: each record's columns as `flows` stores them,
+//! inserted [`ROWS_AT_ONCE`] a statement, and the identities' row ids the
+//! writer remembers.
+
+use super::{
+    ip_bytes, kind_name, mac_int, mode_name, reason_name, sat, state_name, Identity, StoredFlow,
+};
+use dataplane::policy::Action;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The row ids of identities this writer wrote, found first by the
+/// identity's allocation: the recorder shares one `Arc` an identity a
+/// policy generation, so a record's ends are nearly always an allocation
+/// seen before, and no name, label or group is hashed or compared. Else by
+/// content. The pointer map holds each `Arc`, so an address it keys is not
+/// freed (and reused by another identity) while it is there.
+#[derive(Debug, Default)]
+pub(super) struct IdentityIds {
+    by_ptr: HashMap<usize, (Arc<Identity>, i64), ahash::RandomState>,
+    by_content: HashMap<Identity, i64, ahash::RandomState>,
+}
+
+impl IdentityIds {
+    pub(super) fn get(&mut self, i: &Arc<Identity>) -> Option<i64> {
+        let ptr = Arc::as_ptr(i) as usize;
+        if let Some(&(_, id)) = self.by_ptr.get(&ptr) {
+            return Some(id);
+        }
+        let id = *self.by_content.get(&**i)?;
+        self.by_ptr.insert(ptr, (i.clone(), id));
+        Some(id)
+    }
+
+    pub(super) fn insert(&mut self, i: &Arc<Identity>, id: i64) {
+        self.by_content.insert((**i).clone(), id);
+        self.by_ptr.insert(Arc::as_ptr(i) as usize, (i.clone(), id));
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.by_ptr.len().max(self.by_content.len())
+    }
+}
+
+/// A flow record's columns, as `flows` stores them.
+pub(super) struct FlowCols {
+    first_ms: i64,
+    last_ms: i64,
+    src_mac: i64,
+    dst_mac: i64,
+    src_id: i64,
+    dst_id: i64,
+    src_ip: [u8; 16],
+    dst_ip: [u8; 16],
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+    vlan: [u16; 2],
+    packets: [i64; 2],
+    bytes: [i64; 2],
+    allowed: bool,
+    reason: &'static str,
+    rule: Option<u32>,
+    mode: &'static str,
+    would_deny: bool,
+    state: &'static str,
+    kind: &'static str,
+    opens: bool,
+}
+
+impl FlowCols {
+    pub(super) fn of(f: &StoredFlow, src_id: i64, dst_id: i64) -> FlowCols {
+        let r = &f.flow;
+        let (reason, rule) = reason_name(r.verdict.reason);
+        FlowCols {
+            first_ms: f.first_ms,
+            last_ms: f.last_ms,
+            src_mac: mac_int(r.src_mac),
+            dst_mac: mac_int(r.dst_mac),
+            src_id,
+            dst_id,
+            src_ip: ip_bytes(r.src_ip),
+            dst_ip: ip_bytes(r.dst_ip),
+            proto: r.proto,
+            src_port: r.src_port,
+            dst_port: r.dst_port,
+            vlan: r.vlan,
+            packets: [sat(r.packets[0]), sat(r.packets[1])],
+            bytes: [sat(r.bytes[0]), sat(r.bytes[1])],
+            allowed: r.verdict.action == Action::Allow,
+            reason,
+            rule,
+            mode: mode_name(r.verdict.mode),
+            would_deny: r.verdict.would_deny,
+            state: state_name(r.state),
+            kind: kind_name(f.kind),
+            opens: f.opens,
+        }
+    }
+
+    /// The values in the order of [`FLOW_COLUMNS`].
+    fn values(&self) -> [&dyn rusqlite::ToSql; 25] {
+        [
+            &self.first_ms,
+            &self.last_ms,
+            &self.src_mac,
+            &self.dst_mac,
+            &self.src_id,
+            &self.dst_id,
+            &self.src_ip,
+            &self.dst_ip,
+            &self.proto,
+            &self.src_port,
+            &self.dst_port,
+            &self.vlan[0],
+            &self.vlan[1],
+            &self.packets[0],
+            &self.packets[1],
+            &self.bytes[0],
+            &self.bytes[1],
+            &self.allowed,
+            &self.reason,
+            &self.rule,
+            &self.mode,
+            &self.would_deny,
+            &self.state,
+            &self.kind,
+            &self.opens,
+        ]
+    }
+}
+
+const FLOW_COLUMNS: &str = "first_ms, last_ms, src_mac, dst_mac, src_id, dst_id, src_ip, dst_ip, \
+    proto, src_port, dst_port, vlan_outer, vlan_inner, pkts_fwd, pkts_rev, bytes_fwd, bytes_rev, \
+    allowed, reason, rule_id, mode, would_deny, state, kind, opens";
+
+/// Rows an INSERT statement takes at once: one statement run per this many
+/// records instead of one per record (the ingest bench: docs/decisions.md).
+const ROWS_AT_ONCE: usize = 40;
+
+/// `INSERT INTO flows` with `rows` rows of placeholders.
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; 25].join(", "));
+    format!(
+        "INSERT INTO flows ({FLOW_COLUMNS}) VALUES {}",
+        vec![one; rows].join(", ")
+    )
+}
+
+/// Insert `rows`, [`ROWS_AT_ONCE`] a statement, the rest one by one; in the
+/// caller's transaction, in order (ids follow the batch).
+pub(super) fn insert_flows(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[FlowCols],
+) -> Result<(), rusqlite::Error> {
+    let mut many = tx.prepare_cached(&insert_sql(ROWS_AT_ONCE))?;
+    let mut chunks = rows.chunks_exact(ROWS_AT_ONCE);
+    for chunk in &mut chunks {
+        let values: Vec<&dyn rusqlite::ToSql> = chunk.iter().flat_map(FlowCols::values).collect();
+        many.execute(values.as_slice())?;
+    }
+    let mut one = tx.prepare_cached(&insert_sql(1))?;
+    for row in chunks.remainder() {
+        one.execute(row.values().as_slice())?;
+    }
+    Ok(())
+}
