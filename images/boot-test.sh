@@ -12,10 +12,13 @@
 # cidata, made with mkfs.vfat + mcopy) carries a `bulkhead:` day-0 config with
 # the NICs by MAC and an admin token's SHA-256.
 #
-# Passes when, within the timeout (default 300 s): GET /api/v1/health answers
+# Passes when, within the timeout (default 420 s a boot): GET /api/v1/health answers
 # 200 over HTTPS; the day-0 admin token is accepted (GET /api/v1/tokens) and a
 # wrong one refused; the serial console shows the status line with the
-# fingerprint the API presents. On failure it prints the serial log and exits
+# fingerprint the API presents; then, after an ACPI power-off and a second
+# boot, the API presents the same certificate, the day-0 token still works
+# and the policy versions are unchanged (the stores and the configuration
+# survive a reboot). On failure it prints the serial log and exits
 # non-zero. The image is not modified (the VM writes to a qcow2 overlay).
 #
 # --bad-config: the day-0 data has an unknown key, a data port MAC no NIC
@@ -32,7 +35,7 @@ die() {
 
 uefi=0
 bad=0
-timeout_s=300
+timeout_s=420
 image=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -160,25 +163,78 @@ if [ "$uefi" = 1 ]; then
   )
 fi
 
-echo "booting $image ($([ "$uefi" = 1 ] && echo UEFI || echo BIOS), TCG) with API on https://127.0.0.1:$port"
-started=$SECONDS
-# -cpu max,-cx16: under qemu 7.2's TCG, kernel 6.12's SLUB fast path
-# (cmpxchg16b on a per-CPU address) double-faults while unpacking the
-# initramfs; without CX16 the kernel takes its other path. -smp 1: with two
-# vCPUs (multi-threaded TCG) the kernel's live code patching sometimes hits
-# its own int3 (an oops in sched_clock_cpu, 1 boot in 5 here). KVM is
-# unaffected by either.
-nice -n 19 qemu-system-x86_64 \
-  -machine q35 -accel tcg -cpu max,-cx16 -smp 1 -m 1024 \
-  "${firmware[@]}" \
-  -drive "file=$disk,if=virtio,format=qcow2" \
-  -drive "file=$seed,if=virtio,format=raw,readonly=on" \
-  -netdev user,id=datab,restrict=on -device "virtio-net-pci,netdev=datab,mac=$mac_b" \
-  -netdev "user,id=mgmt,hostfwd=tcp:127.0.0.1:$port-:8443" -device "virtio-net-pci,netdev=mgmt,mac=$mac_mgmt" \
-  -netdev user,id=dataa,restrict=on -device "virtio-net-pci,netdev=dataa,mac=$mac_a" \
-  -display none -monitor none -serial "file:$serial" -no-reboot \
-  >"$work/qemu.log" 2>&1 &
-qemu_pid=$!
+boot_mode="$([ "$uefi" = 1 ] && echo UEFI || echo BIOS)"
+start_vm() { # start_vm SERIAL_LOG: boots the overlay in the background
+  serial="$1"
+  rm -f "$work/qmp.sock"
+  # -cpu max,-cx16: under qemu 7.2's TCG, kernel 6.12's SLUB fast path
+  # (cmpxchg16b on a per-CPU address) double-faults while unpacking the
+  # initramfs; without CX16 the kernel takes its other path. -smp 1: with two
+  # vCPUs (multi-threaded TCG) the kernel's live code patching sometimes hits
+  # its own int3 (an oops in sched_clock_cpu, 1 boot in 5 here). KVM is
+  # unaffected by either.
+  nice -n 19 qemu-system-x86_64 \
+    -machine q35 -accel tcg -cpu max,-cx16 -smp 1 -m 1024 \
+    "${firmware[@]}" \
+    -drive "file=$disk,if=virtio,format=qcow2" \
+    -drive "file=$seed,if=virtio,format=raw,readonly=on" \
+    -netdev user,id=datab,restrict=on -device "virtio-net-pci,netdev=datab,mac=$mac_b" \
+    -netdev "user,id=mgmt,hostfwd=tcp:127.0.0.1:$port-:8443" -device "virtio-net-pci,netdev=mgmt,mac=$mac_mgmt" \
+    -netdev user,id=dataa,restrict=on -device "virtio-net-pci,netdev=dataa,mac=$mac_a" \
+    -display none -monitor none -serial "file:$serial" -no-reboot \
+    -qmp "unix:$work/qmp.sock,server=on,wait=off" \
+    >"$work/qemu.log" 2>&1 &
+  qemu_pid=$!
+  started=$SECONDS
+}
+
+stop_vm() { # ACPI power button through QMP; the guest shuts down, qemu exits (-no-reboot)
+  python3 - "$work/qmp.sock" <<'EOF' || fail "could not send system_powerdown to qemu"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+for cmd in ("qmp_capabilities", "system_powerdown"):
+    f.write(json.dumps({"execute": cmd}) + "\n")
+    f.flush()
+    while "return" not in json.loads(f.readline()):
+        pass
+EOF
+  local deadline=$((SECONDS + 120))
+  while kill -0 "$qemu_pid" 2>/dev/null; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "the appliance did not power off within 120 s of the ACPI power button"
+    sleep 1
+  done
+  wait "$qemu_pid" 2>/dev/null || true
+  qemu_pid=""
+}
+
+url="https://127.0.0.1:$port"
+wait_health() { # sets healthy to the seconds from start to GET /api/v1/health = 200
+  healthy=""
+  local code=""
+  while [ $((SECONDS - started)) -lt "$timeout_s" ]; do
+    if ! kill -0 "$qemu_pid" 2>/dev/null; then
+      cat "$work/qemu.log" >&2 || true
+      qemu_pid=""
+      fail "qemu exited after $((SECONDS - started)) s"
+    fi
+    if code="$(curl -ks -o "$work/health.json" -w '%{http_code}' --max-time 5 "$url/api/v1/health")" && [ "$code" = 200 ]; then
+      healthy=$((SECONDS - started))
+      return 0
+    fi
+    sleep 2
+  done
+  fail "no healthy answer from $url/api/v1/health within $timeout_s s (last HTTP status: ${code:-none})"
+}
+
+api() { # api PATH OUTFILE: GET with the day-0 token, prints the HTTP status
+  curl -ks -o "$2" -w '%{http_code}' --max-time 10 -H "Authorization: Bearer $token" "$url$1" || true
+}
+
+echo "booting $image ($boot_mode, TCG) with API on $url"
+start_vm "$work/serial.log"
 
 if [ "$bad" = 1 ]; then
   until [ -f "$serial" ] && tr -d '\r' <"$serial" | grep -q '^bulkhead: management enp0s3: '; do
@@ -194,7 +250,7 @@ if [ "$bad" = 1 ]; then
     'bulkhead: management enp0s3: 10\.0\.2\.15$'; do
     grep -q -- "$want" <<<"$log" || fail "the serial console does not show: $want"
   done
-  curl -ks --max-time 5 -o /dev/null "https://127.0.0.1:$port/api/v1/health" &&
+  curl -ks --max-time 5 -o /dev/null "$url/api/v1/health" &&
     fail "the API answers although the configuration is bad"
   echo "the configuration error on the serial console:"
   grep -A6 'NOT RUNNING, configuration error' <<<"$log" | sed 's/^/  /'
@@ -202,24 +258,11 @@ if [ "$bad" = 1 ]; then
   exit 0
 fi
 
-url="https://127.0.0.1:$port"
-healthy=""
-while [ $((SECONDS - started)) -lt "$timeout_s" ]; do
-  if ! kill -0 "$qemu_pid" 2>/dev/null; then
-    cat "$work/qemu.log" >&2 || true
-    qemu_pid=""
-    fail "qemu exited after $((SECONDS - started)) s"
-  fi
-  if code="$(curl -ks -o "$work/health.json" -w '%{http_code}' --max-time 5 "$url/api/v1/health")" && [ "$code" = 200 ]; then
-    healthy=$((SECONDS - started))
-    break
-  fi
-  sleep 2
-done
-[ -n "$healthy" ] || fail "no healthy answer from $url/api/v1/health within $timeout_s s (last HTTP status: ${code:-none})"
+wait_health
+first_boot=$healthy
 echo "health 200 after $healthy s: $(cat "$work/health.json")"
 
-code="$(curl -ks -o "$work/tokens.json" -w '%{http_code}' --max-time 10 -H "Authorization: Bearer $token" "$url/api/v1/tokens")" || true
+code="$(api /api/v1/tokens "$work/tokens.json")"
 [ "$code" = 200 ] || fail "the day-0 admin token was not accepted: GET /api/v1/tokens answered ${code:-nothing}: $(cat "$work/tokens.json" 2>/dev/null)"
 grep -q '"day0-admin"' "$work/tokens.json" || fail "GET /api/v1/tokens does not list day0-admin: $(cat "$work/tokens.json")"
 wrong="bh_$(printf 'x%.0s' $(seq 43))"
@@ -242,4 +285,22 @@ echo "serial console status line:"
 tr -d '\r' <"$serial" | grep -E '^bulkhead( [0-9][^:]*)?: (API|certificate|health)' | tail -3 | sed 's/^/  /'
 grep -q 'bulkhead-config: management' <(tr -d '\r' <"$serial") || fail "the serial console shows no bulkhead-config line"
 tr -d '\r' <"$serial" | grep 'bulkhead-config: management' | tail -1 | sed 's/^/  /'
-echo "PASS: boot to health $healthy s ($([ "$uefi" = 1 ] && echo UEFI || echo BIOS), TCG), whole test $((SECONDS - started)) s"
+
+# A reboot keeps the configuration and the stores: the same certificate,
+# the token still valid, and still one policy version (the day-0 policy is
+# not committed again over the store's live version).
+code="$(api /api/v1/policy/versions "$work/versions1.json")"
+[ "$code" = 200 ] || fail "GET /api/v1/policy/versions answered ${code:-nothing}"
+stop_vm
+echo "powered off (ACPI); booting again"
+start_vm "$work/serial2.log"
+wait_health
+echo "health 200 after $healthy s on the second boot"
+fp2="$(openssl s_client -connect "127.0.0.1:$port" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 | sed 's/.*=//')"
+[ "$fp2" = "$fp" ] || fail "the API's certificate changed across the reboot ($fp -> ${fp2:-none})"
+code="$(api /api/v1/policy/versions "$work/versions2.json")"
+[ "$code" = 200 ] || fail "the day-0 token is not accepted after the reboot (GET /api/v1/policy/versions: ${code:-nothing})"
+cmp -s "$work/versions1.json" "$work/versions2.json" ||
+  fail "the policy versions changed across the reboot: $(cat "$work/versions1.json") -> $(cat "$work/versions2.json")"
+echo "after the reboot: the same certificate, the day-0 token accepted, the same policy versions"
+echo "PASS: boot to health $first_boot s, reboot to health $healthy s ($boot_mode, TCG)"
