@@ -171,7 +171,7 @@ start_vm() { # start_vm SERIAL_LOG: boots the overlay in the background
   # (cmpxchg16b on a per-CPU address) double-faults while unpacking the
   # initramfs; without CX16 the kernel takes its other path. -smp 1: with two
   # vCPUs (multi-threaded TCG) the kernel's live code patching sometimes hits
-  # its own int3 (an oops in sched_clock_cpu, 1 boot in 5 here). KVM is
+  # its own int3 (an oops in sched_clock_cpu, 1 of 6 boots here). KVM is
   # unaffected by either.
   nice -n 19 qemu-system-x86_64 \
     -machine q35 -accel tcg -cpu max,-cx16 -smp 1 -m 1024 \
