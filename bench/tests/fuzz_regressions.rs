@@ -44,3 +44,28 @@ fn policy_corpus_and_regressions_replay() {
     let model = control::Model::from_toml_str(&text).expect("the TOML seed parses");
     control::compile_snapshot(&model, 1).expect("the TOML seed compiles");
 }
+
+/// The `dns` target's whole harness as the AFL binary runs it: the worker's
+/// half, then the control plane's decoder on its events and on the input.
+#[test]
+fn dns_corpus_and_regressions_replay_through_the_decoder() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut n = 0;
+    for dir in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join("dns")) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.expect("a readable directory entry").path();
+            if !path.is_file() || path.file_name().is_some_and(|n| n == "README") {
+                continue;
+            }
+            let data = std::fs::read(&path).expect("a readable input");
+            eprintln!("replaying {}", path.display());
+            let msgs = dataplane::fuzzing::dns(&data);
+            control::fuzzing::dns_decode(&data, &msgs);
+            n += 1;
+        }
+    }
+    assert!(n >= 12, "the dns corpus and regressions are there ({n})");
+}
