@@ -13,7 +13,7 @@ use super::filter::{parse_time, ParamError, MAX_WINDOW_DAYS};
 use super::group_rollup::DAY_MS;
 use super::nodes::{node_of, End};
 use super::rollup::HOUR_MS;
-use super::{RecordsError, RecordsReader};
+use super::{count_at, RecordsError, RecordsReader};
 use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -378,22 +378,12 @@ impl Builder {
         while let Some(r) = rows.next()? {
             let src = self.node_row(conn, r.get(0)?)?;
             let dst = self.node_row(conn, r.get(1)?)?;
-            let count = |at: usize| -> Result<u64, rusqlite::Error> {
-                Ok(u64::try_from(r.get::<_, i64>(at)?).unwrap_or(0))
-            };
             let service = (
                 u8::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
                 u16::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
                 verdict_of(r.get(4)?, r.get(5)?),
             );
-            let agg = Agg {
-                flows: count(6)?,
-                packets: count(7)?,
-                bytes: count(8)?,
-                first_ms: r.get(9)?,
-                last_ms: r.get(10)?,
-            };
-            self.edge(src, dst, service, &agg);
+            self.edge(src, dst, service, &Agg::read(r, 6)?);
         }
         Ok(())
     }
@@ -493,16 +483,7 @@ fn graph_row(r: &rusqlite::Row<'_>) -> Result<GraphRow, rusqlite::Error> {
         })
     };
     let verdict = verdict_of(r.get(10)?, r.get(11)?);
-    let count = |at: usize| -> Result<u64, rusqlite::Error> {
-        Ok(u64::try_from(r.get::<_, i64>(at)?).unwrap_or(0))
-    };
-    let agg = Agg {
-        flows: count(12)?,
-        packets: count(13)?,
-        bytes: count(14)?,
-        first_ms: r.get(15)?,
-        last_ms: r.get(16)?,
-    };
+    let agg = Agg::read(r, 12)?;
     let proto = u8::try_from(r.get::<_, i64>(8)?).unwrap_or(0);
     let port = u16::try_from(r.get::<_, i64>(9)?).unwrap_or(0);
     Ok(GraphRow {
@@ -535,6 +516,18 @@ impl Default for Agg {
 }
 
 impl Agg {
+    /// Flows, packets, bytes, first and last seen from the columns at `at`..
+    /// (both the records' and the rollups' reads give them in this order).
+    fn read(r: &rusqlite::Row<'_>, at: usize) -> Result<Agg, rusqlite::Error> {
+        Ok(Agg {
+            flows: count_at(r, at)?,
+            packets: count_at(r, at + 1)?,
+            bytes: count_at(r, at + 2)?,
+            first_ms: r.get(at + 3)?,
+            last_ms: r.get(at + 4)?,
+        })
+    }
+
     fn add(&mut self, o: &Agg) {
         self.first_ms = self.first_ms.min(o.first_ms);
         self.last_ms = self.last_ms.max(o.last_ms);

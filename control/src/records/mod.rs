@@ -189,6 +189,12 @@ pub(crate) fn sat(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A stored count (SQLite's signed integer) as a count: a negative one,
+/// which only a damaged store holds, is 0.
+pub(crate) fn count_at(r: &rusqlite::Row<'_>, at: usize) -> Result<u64, rusqlite::Error> {
+    Ok(u64::try_from(r.get::<_, i64>(at)?).unwrap_or(0))
+}
+
 /// A MAC as stored: its 48 bits as an integer.
 pub(crate) fn mac_int(m: MacAddr) -> i64 {
     let b = m.0;

@@ -18,7 +18,7 @@
 //! transaction ([`super::group_rollup`]), so both count the same records.
 
 use super::group_rollup::{GroupRows, NodeIds};
-use super::{ip_bytes, reason_name, sat, StoredFlow};
+use super::{count_at, ip_bytes, reason_name, sat, StoredFlow};
 use dataplane::policy::Action;
 use rusqlite::{params, Connection};
 use std::borrow::Cow;
@@ -202,9 +202,6 @@ pub(super) fn read_hour(r: &rusqlite::Row<'_>) -> Result<(HourKey, HourAgg), rus
         let b: Vec<u8> = r.get(at)?;
         Ok(<[u8; 16]>::try_from(b.as_slice()).ok())
     };
-    let count = |at: usize| -> Result<u64, rusqlite::Error> {
-        Ok(u64::try_from(r.get::<_, i64>(at)?).unwrap_or(0))
-    };
     let reason: String = r.get(9)?;
     let key = HourKey {
         hour_ms: r.get(0)?,
@@ -221,8 +218,8 @@ pub(super) fn read_hour(r: &rusqlite::Row<'_>) -> Result<(HourKey, HourAgg), rus
     };
     let agg = HourAgg {
         flows: r.get(11)?,
-        packets: [count(12)?, count(13)?],
-        bytes: [count(14)?, count(15)?],
+        packets: [count_at(r, 12)?, count_at(r, 13)?],
+        bytes: [count_at(r, 14)?, count_at(r, 15)?],
         first_ms: r.get(16)?,
         last_ms: r.get(17)?,
     };
