@@ -179,8 +179,11 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         r.finish();
         if let Some(path) = &args.records {
             eprintln!(
-                "records: {} flow records written to {}",
+                "records: {} flow records and {} DNS responses written to {}",
                 counters.written.load(std::sync::atomic::Ordering::Relaxed),
+                counters
+                    .dns_written
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 path.display()
             );
         }

@@ -269,8 +269,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     if let Some(r) = control.status().records {
         println!(
-            "records: {} written, {} lost, {} expired",
-            r.written, r.lost, r.expired
+            "records: {} written, {} lost, {} expired; DNS: {} written, {} lost",
+            r.written, r.lost, r.expired, r.dns_written, r.dns_lost
         );
     }
     println!(
@@ -301,11 +301,19 @@ fn control_line(control: &ControlHandle) -> String {
     }
     if let Some(r) = s.records {
         line += &format!(", records {} written", r.written);
+        if r.dns_written > 0 {
+            line += &format!(", {} DNS", r.dns_written);
+        }
         if r.paused {
             line += " (PAUSED: the store's filesystem is below its reserve or full)";
         }
-        if r.lost > 0 {
-            line += &format!(", {} LOST ({} write errors)", r.lost, r.errors);
+        if r.lost > 0 || r.dns_lost > 0 {
+            line += &format!(
+                ", {} LOST ({} DNS; {} write errors)",
+                r.lost + r.dns_lost,
+                r.dns_lost,
+                r.errors
+            );
         }
     }
     if let Some(e) = s.last_error {

@@ -117,6 +117,19 @@ impl DnsCounters {
         *c += 1;
     }
 
+    /// Messages dropped, by reason (the names `/metrics` labels them with).
+    pub fn by_reason(&self) -> [(&'static str, u64); 7] {
+        [
+            ("malformed", self.malformed),
+            ("not-response", self.not_response),
+            ("no-question", self.no_question),
+            ("truncated", self.truncated),
+            ("bad-length", self.bad_length),
+            ("gap", self.gap),
+            ("overflow", self.overflow),
+        ]
+    }
+
     /// Messages dropped, all reasons.
     pub fn dropped(&self) -> u64 {
         self.malformed

@@ -161,6 +161,11 @@ pub struct RecordsStatus {
     pub paused: bool,
     /// Bytes of the store in use.
     pub bytes: u64,
+    /// DNS records written, and dropped as flow records are.
+    pub dns_written: u64,
+    pub dns_lost: u64,
+    /// DNS responses decoded and messages dropped by why.
+    pub dns_decoder: crate::dns::DnsCounters,
 }
 
 /// State shared between the thread and its handles.
@@ -223,6 +228,9 @@ impl Shared {
                 expired: c.expired.load(Ordering::Relaxed),
                 paused: c.paused.load(Ordering::Relaxed),
                 bytes: c.bytes.load(Ordering::Relaxed),
+                dns_written: c.dns_written.load(Ordering::Relaxed),
+                dns_lost: c.dns_lost.load(Ordering::Relaxed),
+                dns_decoder: c.dns_decoder(),
             }),
         }
     }

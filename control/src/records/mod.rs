@@ -14,7 +14,11 @@
 //! Schema in [`schema`]; SQLite in WAL mode (`docs/decisions.md`, "Flow
 //! records").
 
+mod addresses;
+mod derived;
+mod dns_rows;
 mod filter;
+mod forensics;
 mod graph;
 mod group_rollup;
 mod insert;
@@ -29,11 +33,19 @@ mod writer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_forensics;
+#[cfg(test)]
 mod tests_rollups;
 
+pub use addresses::{AddressSeen, AddressSource};
+pub use dns_rows::{reversed, AnswerRow, StoredDns};
 pub use filter::{
     parse_time, Cursor, FlowFilter, FlowParams, ParamError, ReasonFilter, Side, VerdictFilter,
     DEFAULT_LIMIT, MAX_LIMIT, MAX_WINDOW_DAYS,
+};
+pub use forensics::{
+    AddressHistory, AddressSpan, Attempt, BlastRadius, Contact, IdentityView, PassiveDns, Reached,
+    Resolution, Target, Traceback, TracedWorkload, MAX_DEPTH,
 };
 pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
 pub use nodes::Network;
@@ -42,7 +54,7 @@ pub use recorder::{Clock, Recorder};
 pub use rules::{rule_report, RuleCounts, RuleReport, RuleUse, WindowParams};
 #[cfg(test)]
 use writer::now_ms as writer_now_ms;
-pub use writer::{RecordsConfig, RecordsCounters, RecordsWriter};
+pub use writer::{Batch, RecordsConfig, RecordsCounters, RecordsWriter};
 
 use dataplane::event::{EndReason, FlowRecord};
 use dataplane::flow::FlowState;

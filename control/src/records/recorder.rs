@@ -3,13 +3,16 @@
 //! wall-clock times), batched to the [`RecordsWriter`]. It runs where the
 //! events are read: the control thread of `bulkhead run`, or a replay.
 
-use super::{Identity, RecordKind, RecordsCounters, RecordsWriter, StoredFlow};
+use super::addresses::{AddressSeen, AddressSource};
+use super::{Batch, Identity, RecordKind, RecordsCounters, RecordsWriter, StoredDns, StoredFlow};
 use crate::compile::user_rule_id;
+use crate::dns::DnsDecoder;
 use crate::model::Model;
 use dataplane::event::{Event, FlowRecord};
 use dataplane::policy::{PolicySnapshot, Reason};
 use dataplane::wire::MacAddr;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,8 +52,10 @@ pub struct Recorder {
     /// `known_generation`: a flow's ends are looked up once, not per record.
     known: HashMap<(MacAddr, std::net::IpAddr), Arc<Identity>>,
     known_generation: u64,
-    batch: Vec<StoredFlow>,
+    batch: Batch,
     since: Option<Instant>,
+    /// DNS messages to responses (TCP reassembled).
+    dns: DnsDecoder,
     /// Flows that had interim records: the counters recorded so far, so that
     /// each record carries only its own share.
     running: HashMap<FlowId, Counted>,
@@ -106,8 +111,9 @@ impl Recorder {
             names: HashMap::new(),
             known: HashMap::new(),
             known_generation: 0,
-            batch: Vec::with_capacity(BATCH),
+            batch: Batch::default(),
             since: None,
+            dns: DnsDecoder::new(),
             running: HashMap::new(),
             last_prune: Instant::now(),
         }
@@ -124,20 +130,40 @@ impl Recorder {
         self.writer.counters()
     }
 
-    /// Records `event` if it ends a flow or reports a running one. Identities
-    /// come from `model` (names and labels by MAC) and `snapshot` (the groups
-    /// each end is in).
+    /// Records `event` if it ends a flow or reports a running one, is a DNS
+    /// response (or completes one, over TCP), or says a MAC holds an address
+    /// (ARP, DHCP). Identities come from `model` (names and labels by MAC)
+    /// and `snapshot` (the groups each end is in).
     pub fn record(&mut self, event: &Event, model: &Arc<Model>, snapshot: &PolicySnapshot) {
         let (flow, kind) = match event {
             Event::FlowEnd(flow, why) => (flow, RecordKind::Ended(*why)),
             Event::FlowActive(flow) => (flow, RecordKind::Interim),
+            Event::Dns(msg) => {
+                self.refresh(model, snapshot);
+                for response in self.dns.feed(msg) {
+                    let client = self.identity(response.client_mac, response.client_ip, snapshot);
+                    let time_ms = self.wall_ms(response.time);
+                    self.batch.dns.push(StoredDns {
+                        response,
+                        time_ms,
+                        client,
+                    });
+                }
+                self.dns.expire(msg.time);
+                self.added();
+                return;
+            }
+            Event::Arp(a) => {
+                self.address(a.mac, IpAddr::V4(a.ip), a.time, AddressSource::Arp);
+                return;
+            }
+            Event::DhcpLease(l) => {
+                self.address(l.mac, IpAddr::V4(l.ip), l.time, AddressSource::Dhcp);
+                return;
+            }
             _ => return,
         };
-        self.learn_names(model);
-        if snapshot.generation() != self.known_generation || self.known.len() >= KNOWN_MAX {
-            self.known.clear();
-            self.known_generation = snapshot.generation();
-        }
+        self.refresh(model, snapshot);
         let (opens, packets, bytes) = self.share(flow, kind);
         let stored = StoredFlow {
             flow: FlowRecord {
@@ -159,8 +185,37 @@ impl Recorder {
             dst: self.identity(flow.dst_mac, flow.dst_ip, snapshot),
             kind,
         };
-        self.batch.push(stored);
-        self.since.get_or_insert_with(Instant::now);
+        self.batch.flows.push(stored);
+        self.added();
+    }
+
+    /// Names and identities as `model` and `snapshot` give them.
+    fn refresh(&mut self, model: &Arc<Model>, snapshot: &PolicySnapshot) {
+        self.learn_names(model);
+        if snapshot.generation() != self.known_generation || self.known.len() >= KNOWN_MAX {
+            self.known.clear();
+            self.known_generation = snapshot.generation();
+        }
+    }
+
+    fn address(&mut self, mac: MacAddr, ip: IpAddr, worker_ns: u64, source: AddressSource) {
+        if mac.0[0] & 1 != 0 || mac.0 == [0; 6] || ip.is_unspecified() {
+            return;
+        }
+        self.batch.addresses.push(AddressSeen {
+            mac,
+            ip,
+            time_ms: self.wall_ms(worker_ns),
+            source,
+        });
+        self.added();
+    }
+
+    /// A record joined the batch: hand it over when full.
+    fn added(&mut self) {
+        if !self.batch.is_empty() {
+            self.since.get_or_insert_with(Instant::now);
+        }
         if self.batch.len() >= BATCH {
             self.flush();
         }
@@ -203,6 +258,9 @@ impl Recorder {
         if self.since.is_some_and(|t| t.elapsed() >= HOLD) {
             self.flush();
         }
+        if let Ok(mut c) = self.writer.counters().dns_decoder.lock() {
+            *c = self.dns.counters();
+        }
         if self.last_prune.elapsed() >= RUNNING_STALE / 4 {
             self.last_prune = Instant::now();
             self.running.retain(|_, c| c.at.elapsed() < RUNNING_STALE);
@@ -215,13 +273,13 @@ impl Recorder {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let batch = std::mem::take(&mut self.batch);
         if !self.lossless {
-            self.writer.submit(batch);
+            self.writer.submit_batch(batch);
             return;
         }
         let mut batch = batch;
-        while let Err(back) = self.writer.try_submit(batch) {
+        while let Err(back) = self.writer.try_submit_batch(batch) {
             batch = back;
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -284,6 +342,9 @@ impl Drop for Recorder {
     /// The batch goes to the writer; the writer, dropped next, writes what it
     /// was given and stops.
     fn drop(&mut self) {
+        if let Ok(mut c) = self.writer.counters().dns_decoder.lock() {
+            *c = self.dns.counters();
+        }
         self.flush();
     }
 }

@@ -17,6 +17,8 @@
 //! The hourly rows written also make the group rollups, in the same
 //! transaction ([`super::group_rollup`]), so both count the same records.
 
+use super::derived::{self, Derived, FlowFacts};
+use super::dns_rows::StoredDns;
 use super::group_rollup::{GroupRows, NodeIds};
 use super::{count_at, ip_bytes, reason_name, sat, StoredFlow};
 use dataplane::policy::Action;
@@ -43,6 +45,10 @@ pub(super) struct Rollups {
     stale: bool,
     /// The group-level nodes of identities, for the group rollups.
     nodes: NodeIds,
+    /// Contacts, address history and passive DNS ([`super::derived`]).
+    derived: Derived,
+    /// The last DNS record counted.
+    last_dns_id: i64,
 }
 
 impl Rollups {
@@ -53,6 +59,8 @@ impl Rollups {
             since: Instant::now(),
             stale: false,
             nodes: NodeIds::default(),
+            derived: Derived::default(),
+            last_dns_id: 0,
         }
     }
 
@@ -62,6 +70,13 @@ impl Rollups {
             .entry(HourKey::of(f, src_id, dst_id))
             .or_default()
             .add(&HourAgg::of(f));
+        self.derived.add_flow(&FlowFacts::of(f));
+    }
+
+    /// Count a DNS record (in the open transaction), `id` its row id.
+    pub(super) fn add_dns(&mut self, d: &StoredDns, id: i64) {
+        self.derived.add_stored_dns(d);
+        self.last_dns_id = id;
     }
 
     /// The records up to `id`, the last written, are counted.
@@ -70,13 +85,16 @@ impl Rollups {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.hours.is_empty()
+        self.hours.is_empty() && self.derived.len() == 0
+    }
+
+    fn waiting(&self) -> usize {
+        self.hours.len() + self.derived.len()
     }
 
     /// Time (or room) to write the waiting rows.
     pub(super) fn due(&self) -> bool {
-        !self.hours.is_empty()
-            && (self.since.elapsed() >= FLUSH_EVERY || self.hours.len() >= MAX_WAITING)
+        !self.is_empty() && (self.since.elapsed() >= FLUSH_EVERY || self.waiting() >= MAX_WAITING)
     }
 
     /// The write of a batch failed: what was gathered since the last flush
@@ -85,6 +103,7 @@ impl Rollups {
     /// transaction that failed.
     pub(super) fn failed(&mut self) {
         self.hours.clear();
+        self.derived.clear();
         self.nodes = NodeIds::default();
         self.stale = true;
     }
@@ -102,7 +121,10 @@ impl Rollups {
     /// Write the waiting rows and the mark, in the caller's transaction.
     pub(super) fn flush(&mut self, tx: &Connection) -> Result<(), rusqlite::Error> {
         self.write_rows(tx)?;
-        tx.execute("UPDATE rollup_mark SET id = ?1", [self.last_id])?;
+        tx.execute(
+            "UPDATE rollup_mark SET id = ?1, dns_id = max(dns_id, ?2)",
+            [self.last_id, self.last_dns_id],
+        )?;
         Ok(())
     }
 
@@ -138,6 +160,7 @@ impl Rollups {
             groups.add(k, a, &mut self.nodes, tx)?;
         }
         groups.write(tx)?;
+        self.derived.write(tx)?;
         self.hours.clear();
         self.since = Instant::now();
         Ok(())
@@ -189,10 +212,32 @@ pub(super) fn catch_up(conn: &mut Connection) -> Result<(), rusqlite::Error> {
             }
         }
     }
+    let (flow_mark, dns_mark): (i64, i64) =
+        tx.query_row("SELECT id, dns_id FROM rollup_mark", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    r.last_dns_id = derived::catch_up(
+        &tx,
+        &mut r.derived,
+        (flow_mark, i64::MAX),
+        dns_mark,
+        MAX_WAITING,
+    )?;
     r.last_id = tx.query_row("SELECT coalesce(max(id), 0) FROM flows", [], |row| {
         row.get(0)
     })?;
     r.flush(&tx)?;
+    tx.commit()
+}
+
+/// The contacts and address history of the flow records a store of schema
+/// 2 or 3 had counted (those after its mark are counted by [`catch_up`]).
+pub(super) fn derive_counted(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let mark: i64 = tx.query_row("SELECT id FROM rollup_mark", [], |row| row.get(0))?;
+    let mut d = Derived::default();
+    derived::catch_up(&tx, &mut d, (0, mark), i64::MAX, MAX_WAITING)?;
+    d.write(&tx)?;
     tx.commit()
 }
 

@@ -105,6 +105,90 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (span_ms, period_ms, src, dst, proto, port, allowed, would_deny)
     ) WITHOUT ROWID;
     "#,
+    // 4: DNS responses and passive DNS, address history, contacts by source.
+    r#"
+    CREATE TABLE dns (
+        id         INTEGER PRIMARY KEY,
+        time_ms    INTEGER NOT NULL,
+        client_mac INTEGER NOT NULL,
+        client_id  INTEGER NOT NULL REFERENCES identities(id),
+        client_ip  BLOB    NOT NULL,
+        server_ip  BLOB    NOT NULL,
+        vlan_outer INTEGER NOT NULL,
+        vlan_inner INTEGER NOT NULL,
+        qname      TEXT    NOT NULL,             -- lower case, no trailing dot
+        qtype      INTEGER NOT NULL,
+        rcode      INTEGER NOT NULL,
+        answers    TEXT    NOT NULL              -- JSON: [{name, ttl, ip | cname}], in order
+    );
+    CREATE INDEX dns_time ON dns (time_ms);
+    CREATE INDEX dns_name ON dns (qname, time_ms);
+    -- Passive DNS: one row per name of a response's chain (the question and
+    -- every alias), client and address the chain ended in ('' for none).
+    CREATE TABLE pdns (
+        rname      TEXT    NOT NULL,             -- the name, labels reversed: com.example.www
+        client_mac INTEGER NOT NULL,
+        answer     TEXT    NOT NULL,             -- an address, or ''
+        qname      TEXT    NOT NULL,             -- the name asked
+        rcode      INTEGER NOT NULL,
+        first_ms   INTEGER NOT NULL,
+        last_ms    INTEGER NOT NULL,
+        count      INTEGER NOT NULL,
+        ttl        INTEGER NOT NULL,             -- the largest TTL seen
+        PRIMARY KEY (rname, client_mac, answer, qname, rcode)
+    ) WITHOUT ROWID;
+    CREATE INDEX pdns_answer ON pdns (answer);
+    CREATE INDEX pdns_last ON pdns (last_ms);
+    -- Which MAC held which address, per UTC day: the first and last time seen.
+    CREATE TABLE addresses (
+        ip         BLOB    NOT NULL,             -- 16 bytes, IPv4 mapped
+        mac        INTEGER NOT NULL,
+        day_ms     INTEGER NOT NULL,
+        first_ms   INTEGER NOT NULL,
+        last_ms    INTEGER NOT NULL,
+        sources    INTEGER NOT NULL,             -- bits: 1 ARP, 2 DHCP, 4 flows, 8 DNS
+        PRIMARY KEY (ip, mac, day_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX addresses_mac ON addresses (mac, day_ms);
+    -- Flows by source MAC, destination, service and verdict, per hour of
+    -- the flows' start: when each workload reached what (blast radius), and
+    -- who reached an address (traceback). `edges` is the same without the
+    -- hour: what a workload ever reached, read first.
+    CREATE TABLE contacts (
+        src_mac    INTEGER NOT NULL,
+        dst_mac    INTEGER NOT NULL,
+        dst_ip     BLOB    NOT NULL,
+        proto      INTEGER NOT NULL,
+        port       INTEGER NOT NULL,
+        allowed    INTEGER NOT NULL,
+        hour_ms    INTEGER NOT NULL,             -- the hour of the flows' start
+        flows      INTEGER NOT NULL,
+        bytes      INTEGER NOT NULL,
+        first_ms   INTEGER NOT NULL,             -- the earliest start
+        last_start_ms INTEGER NOT NULL,          -- the latest start
+        last_ms    INTEGER NOT NULL,             -- the latest packet
+        PRIMARY KEY (src_mac, dst_mac, dst_ip, proto, port, allowed, hour_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX contacts_dst ON contacts (dst_ip, hour_ms);
+    CREATE INDEX contacts_hour ON contacts (hour_ms);
+    CREATE TABLE edges (
+        src_mac    INTEGER NOT NULL,
+        dst_mac    INTEGER NOT NULL,
+        dst_ip     BLOB    NOT NULL,
+        proto      INTEGER NOT NULL,
+        port       INTEGER NOT NULL,
+        allowed    INTEGER NOT NULL,
+        flows      INTEGER NOT NULL,
+        bytes      INTEGER NOT NULL,
+        first_ms   INTEGER NOT NULL,
+        last_start_ms INTEGER NOT NULL,
+        last_ms    INTEGER NOT NULL,
+        PRIMARY KEY (src_mac, dst_mac, dst_ip, proto, port, allowed)
+    ) WITHOUT ROWID;
+    CREATE INDEX edges_last ON edges (last_ms);
+    -- The last DNS record the passive DNS and addresses count.
+    ALTER TABLE rollup_mark ADD COLUMN dns_id INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this bulkhead writes.
@@ -197,6 +281,11 @@ fn prepare(mut conn: Connection, path: &Path) -> Result<Connection, RecordsError
         // Group rollups of the hourly ones (the records they count may be
         // gone). A store older than that gets both from its records below.
         super::group_rollup::from_hourly(&mut conn).map_err(at)?;
+    }
+    if (2..=3).contains(&found) {
+        // Contacts and address history of the records counted (the rest
+        // are counted with the rollups by the writer's catch-up).
+        super::rollup::derive_counted(&mut conn).map_err(at)?;
     }
     if found < 2 {
         // Rollups of the records stored before they existed. Only here: a

@@ -2,6 +2,8 @@
 //! batch (rows made in [`super::insert`]), rollups every few seconds,
 //! retention by age and size between batches.
 
+use super::addresses::{AddressSeen, Addresses};
+use super::dns_rows::{insert_dns, StoredDns};
 use super::insert::{insert_flows, FlowCols, IdentityIds};
 use super::rollup::{self, Rollups};
 use super::{mac_int, schema, Identity, RecordsError, StoredFlow};
@@ -74,6 +76,60 @@ pub struct RecordsCounters {
     pub paused: AtomicBool,
     /// Bytes of the store in use, as of the last retention pass.
     pub bytes: AtomicU64,
+    /// DNS records committed.
+    pub dns_written: AtomicU64,
+    /// DNS records dropped, as [`RecordsCounters::lost`] for flows.
+    pub dns_lost: AtomicU64,
+    /// The recorder's DNS decoder: responses parsed, messages dropped by why
+    /// (copied in by the recorder every second).
+    pub dns_decoder: std::sync::Mutex<crate::dns::DnsCounters>,
+}
+
+impl RecordsCounters {
+    /// The DNS decoder's counters as last copied in.
+    pub fn dns_decoder(&self) -> crate::dns::DnsCounters {
+        match self.dns_decoder.lock() {
+            Ok(g) => *g,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+}
+
+/// What the recorder hands the writer at once.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub flows: Vec<StoredFlow>,
+    pub dns: Vec<StoredDns>,
+    /// Addresses seen held (ARP, DHCP).
+    pub addresses: Vec<AddressSeen>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty() && self.dns.is_empty() && self.addresses.is_empty()
+    }
+
+    /// Records in it (flows, DNS responses, addresses).
+    pub fn len(&self) -> usize {
+        self.flows.len() + self.dns.len() + self.addresses.len()
+    }
+}
+
+impl From<Vec<StoredFlow>> for Batch {
+    fn from(flows: Vec<StoredFlow>) -> Batch {
+        Batch {
+            flows,
+            ..Batch::default()
+        }
+    }
+}
+
+impl RecordsCounters {
+    fn lose(&self, b: &Batch) {
+        self.lost.fetch_add(b.flows.len() as u64, Ordering::Relaxed);
+        self.dns_lost
+            .fetch_add(b.dns.len() as u64, Ordering::Relaxed);
+    }
 }
 
 /// Identities the writer remembers at most; past it it starts again.
@@ -82,7 +138,7 @@ const MAX_IDENTITIES: usize = 100_000;
 /// The records store's writer: a thread owning the database.
 #[derive(Debug)]
 pub struct RecordsWriter {
-    tx: Option<Sender<Vec<StoredFlow>>>,
+    tx: Option<Sender<Batch>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<RecordsCounters>,
     path: PathBuf,
@@ -133,12 +189,15 @@ impl RecordsWriter {
     /// Hand a batch to the writer; never blocks. False (and counted as lost)
     /// when the queue is full or the writer has stopped.
     pub fn submit(&self, batch: Vec<StoredFlow>) -> bool {
-        match self.try_submit(batch) {
+        self.submit_batch(batch.into())
+    }
+
+    /// [`RecordsWriter::submit`] of a whole batch.
+    pub fn submit_batch(&self, batch: Batch) -> bool {
+        match self.try_submit_batch(batch) {
             Ok(()) => true,
             Err(back) => {
-                self.counters
-                    .lost
-                    .fetch_add(back.len() as u64, Ordering::Relaxed);
+                self.counters.lose(&back);
                 false
             }
         }
@@ -148,6 +207,11 @@ impl RecordsWriter {
     /// queue full (or the writer stopped) comes back, not counted, for a
     /// caller that can wait (a replay, the benchmark).
     pub fn try_submit(&self, batch: Vec<StoredFlow>) -> Result<(), Vec<StoredFlow>> {
+        self.try_submit_batch(batch.into()).map_err(|b| b.flows)
+    }
+
+    /// [`RecordsWriter::try_submit`] of a whole batch.
+    pub fn try_submit_batch(&self, batch: Batch) -> Result<(), Batch> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -200,19 +264,25 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, rx: &Receiver<Vec<StoredFlow>>) {
+    fn run(&mut self, rx: &Receiver<Batch>) {
         loop {
             // Wake at least every second: the paused flag follows the
             // filesystem's free space even when no batch comes.
             match rx.recv_timeout(self.cfg.retention_every.min(Duration::from_secs(1))) {
                 Ok(batch) => {
-                    let n = batch.len() as u64;
                     if !self.room() {
-                        self.counters.lost.fetch_add(n, Ordering::Relaxed);
+                        self.counters.lose(&batch);
                         continue;
                     }
                     match self.write(&batch) {
-                        Ok(()) => self.counters.written.fetch_add(n, Ordering::Relaxed),
+                        Ok(()) => {
+                            self.counters
+                                .dns_written
+                                .fetch_add(batch.dns.len() as u64, Ordering::Relaxed);
+                            self.counters
+                                .written
+                                .fetch_add(batch.flows.len() as u64, Ordering::Relaxed)
+                        }
                         Err(e) => {
                             // Ids made in the transaction that failed are
                             // not in the store: forget them all.
@@ -221,8 +291,8 @@ impl Writer {
                             if is_full(&e) {
                                 self.counters.paused.store(true, Ordering::Relaxed);
                             }
-                            self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                            self.counters.lost.fetch_add(n, Ordering::Relaxed)
+                            self.counters.lose(&batch);
+                            self.counters.errors.fetch_add(1, Ordering::Relaxed)
                         }
                     };
                 }
@@ -267,10 +337,11 @@ impl Writer {
 
     /// One transaction for the batch (with the waiting rollup rows, when it
     /// is time).
-    fn write(&mut self, batch: &[StoredFlow]) -> Result<(), rusqlite::Error> {
+    fn write(&mut self, batch: &Batch) -> Result<(), rusqlite::Error> {
         self.rollups.recover(&mut self.conn)?;
         let tx = self.conn.transaction()?;
-        let mut pending = Vec::with_capacity(batch.len());
+        let mut pending = Vec::with_capacity(batch.flows.len());
+        let mut dns_rows = Vec::with_capacity(batch.dns.len());
         if self.identities.len() >= MAX_IDENTITIES {
             self.identities = IdentityIds::default();
         }
@@ -280,36 +351,55 @@ impl Writer {
                  ON CONFLICT (mac, name, labels_json, groups_json) DO UPDATE SET mac = mac
                  RETURNING id",
             )?;
-            let mut rows = Vec::with_capacity(batch.len());
-            for f in batch {
-                let mut id_of = |i: &Arc<Identity>| -> Result<i64, rusqlite::Error> {
-                    if let Some(id) = self.identities.get(i) {
-                        return Ok(id);
-                    }
-                    let labels = serde_json::to_string(&i.labels).unwrap_or_default();
-                    let groups = serde_json::to_string(&i.groups).unwrap_or_default();
-                    let id: i64 = ident
-                        .query_row(params![mac_int(i.mac), i.name, labels, groups], |r| {
-                            r.get(0)
-                        })?;
-                    self.identities.insert(i, id);
-                    Ok(id)
-                };
+            let mut rows = Vec::with_capacity(batch.flows.len());
+            let mut id_of = |i: &Arc<Identity>| -> Result<i64, rusqlite::Error> {
+                if let Some(id) = self.identities.get(i) {
+                    return Ok(id);
+                }
+                let labels = serde_json::to_string(&i.labels).unwrap_or_default();
+                let groups = serde_json::to_string(&i.groups).unwrap_or_default();
+                let id: i64 = ident
+                    .query_row(params![mac_int(i.mac), i.name, labels, groups], |r| {
+                        r.get(0)
+                    })?;
+                self.identities.insert(i, id);
+                Ok(id)
+            };
+            for f in &batch.flows {
                 let (src_id, dst_id) = (id_of(&f.src)?, id_of(&f.dst)?);
                 rows.push(FlowCols::of(f, src_id, dst_id));
                 pending.push((src_id, dst_id));
             }
+            for d in &batch.dns {
+                dns_rows.push((d, id_of(&d.client)?));
+            }
             insert_flows(&tx, &rows)?;
+        }
+        let last_flow = tx.last_insert_rowid();
+        if !dns_rows.is_empty() {
+            insert_dns(&tx, &dns_rows)?;
+            let last_dns = tx.last_insert_rowid();
+            for d in &batch.dns {
+                self.rollups.add_dns(d, last_dns);
+            }
+        }
+        if !batch.addresses.is_empty() {
+            let mut seen = Addresses::default();
+            for a in &batch.addresses {
+                seen.seen(a);
+            }
+            seen.write(&tx)?;
         }
         // The batch's shares join the waiting rollup rows, written with this
         // transaction when it is time (else a later one's, or at stop), with
         // the mark. If the transaction fails, `failed` drops them all and the
         // next batch counts the records after the mark again.
-        let last_id = tx.last_insert_rowid();
-        for (f, (src_id, dst_id)) in batch.iter().zip(pending) {
+        for (f, (src_id, dst_id)) in batch.flows.iter().zip(pending) {
             self.rollups.add(f, src_id, dst_id);
         }
-        self.rollups.seen(last_id);
+        if !batch.flows.is_empty() {
+            self.rollups.seen(last_flow);
+        }
         if self.rollups.due() {
             self.rollups.flush(&tx)?;
         }
@@ -343,7 +433,14 @@ impl Writer {
         let cutoff = |age: Duration| {
             now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
         };
-        for table in ["hourly WHERE hour_ms", "group_rollups WHERE period_ms"] {
+        for table in [
+            "hourly WHERE hour_ms",
+            "group_rollups WHERE period_ms",
+            "contacts WHERE hour_ms",
+            "edges WHERE last_ms",
+            "addresses WHERE day_ms",
+            "pdns WHERE last_ms",
+        ] {
             self.conn.execute(
                 &format!("DELETE FROM {table} < ?1"),
                 [cutoff(self.cfg.rollup_max_age)],
@@ -353,6 +450,10 @@ impl Writer {
             "DELETE FROM flows WHERE last_ms < ?1",
             [cutoff(self.cfg.max_age)],
         )? as u64;
+        self.conn.execute(
+            "DELETE FROM dns WHERE time_ms < ?1",
+            [cutoff(self.cfg.max_age)],
+        )?;
         loop {
             let used = self.used_bytes()?;
             self.counters.bytes.store(used, Ordering::Relaxed);
@@ -363,18 +464,37 @@ impl Writer {
                 .conn
                 .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))?;
             if rows == 0 {
-                // The oldest hour, and the group rows of periods that began
-                // before the hours left (all of them once none is).
-                let hours = self.conn.execute(
+                // DNS records next, a tenth at a time.
+                let dns = self.conn.execute(
+                    "DELETE FROM dns WHERE id IN (SELECT id FROM dns ORDER BY time_ms, id
+                        LIMIT max(1, (SELECT count(*) FROM dns) / 10))",
+                    [],
+                )?;
+                if dns > 0 {
+                    continue;
+                }
+                // The oldest hour, and the group and derived rows of periods
+                // that began before the hours left (all of them once none is).
+                let mut deleted = self.conn.execute(
                     "DELETE FROM hourly WHERE hour_ms = (SELECT min(hour_ms) FROM hourly)",
                     [],
                 )?;
-                let groups = self.conn.execute(
-                    "DELETE FROM group_rollups WHERE period_ms < (SELECT coalesce(min(hour_ms),
-                        (SELECT max(period_ms) + 1 FROM group_rollups)) FROM hourly)",
-                    [],
-                )?;
-                if hours == 0 && groups == 0 {
+                for (table, column) in [
+                    ("group_rollups", "period_ms"),
+                    ("contacts", "hour_ms"),
+                    ("edges", "last_ms"),
+                    ("addresses", "day_ms"),
+                    ("pdns", "last_ms"),
+                ] {
+                    deleted += self.conn.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE {column} < (SELECT coalesce(min(hour_ms),
+                                (SELECT max({column}) + 1 FROM {table})) FROM hourly)"
+                        ),
+                        [],
+                    )?;
+                }
+                if deleted == 0 {
                     return Ok(n);
                 }
                 continue;
@@ -391,6 +511,11 @@ impl Writer {
             if deleted == 0 {
                 return Ok(n);
             }
+            // The DNS records of the time no flow record is left for.
+            self.conn.execute(
+                "DELETE FROM dns WHERE time_ms < (SELECT min(last_ms) FROM flows)",
+                [],
+            )?;
         }
     }
 

@@ -98,6 +98,16 @@ pub struct RecordsView {
     pub paused: bool,
     /// Bytes of the store in use.
     pub bytes: u64,
+    /// DNS records written to the store.
+    #[serde(default)]
+    pub dns_written: u64,
+    /// DNS records dropped, as flow records are.
+    #[serde(default)]
+    pub dns_lost: u64,
+    /// DNS messages seen that were not stored, by why (malformed,
+    /// not-response, no-question, truncated, bad-length, gap, overflow).
+    #[serde(default)]
+    pub dns_dropped: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -205,6 +215,14 @@ fn stats_view(st: &Shared) -> StatsView {
                 expired: r.expired,
                 paused: r.paused,
                 bytes: r.bytes,
+                dns_written: r.dns_written,
+                dns_lost: r.dns_lost,
+                dns_dropped: r
+                    .dns_decoder
+                    .by_reason()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
             }),
         },
     }
@@ -270,6 +288,11 @@ struct DropLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FlowLabels {
     verdict: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
     reason: String,
 }
 
@@ -435,11 +458,39 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
                 "Flow records deleted by retention",
                 r.expired,
             ),
+            (
+                "dns_records_written",
+                "DNS responses written to the records store",
+                r.dns_written,
+            ),
+            (
+                "dns_records_lost",
+                "DNS responses dropped: the writer was a queue behind or a write failed",
+                r.dns_lost,
+            ),
+            (
+                "dns_responses_decoded",
+                "DNS responses seen on the wire and decoded",
+                r.dns_decoder.responses,
+            ),
         ] {
             let c = Counter::<u64>::default();
             c.inc_by(v);
             reg.register(name, help, c);
         }
+        let dropped = Family::<ReasonLabel, Counter>::default();
+        for (reason, n) in r.dns_decoder.by_reason() {
+            dropped
+                .get_or_create(&ReasonLabel {
+                    reason: reason.to_string(),
+                })
+                .inc_by(n);
+        }
+        reg.register(
+            "dns_messages_dropped",
+            "DNS messages on the wire not recorded, by why (malformed, not-response, no-question, truncated, bad-length, gap, overflow)",
+            dropped,
+        );
         let paused = Gauge::<i64>::default();
         paused.set(i64::from(r.paused));
         reg.register(

@@ -12,12 +12,16 @@ impl State {
                 self.count_hit(r);
                 self.observe(r.src_mac, Some(r.src_ip), outer_vlan(r.vlan), false);
             }
-            Event::Arp(a) => self.observe(a.mac, Some(IpAddr::V4(a.ip)), outer_vlan(a.vlan), false),
-            Event::DhcpLease(l) => {
-                self.observe(l.mac, Some(IpAddr::V4(l.ip)), outer_vlan(l.vlan), true)
+            Event::Arp(a) => {
+                self.observe(a.mac, Some(IpAddr::V4(a.ip)), outer_vlan(a.vlan), false);
+                self.record(e);
             }
-            Event::FlowEnd(..) | Event::FlowActive(..) => self.record(e),
-            // DNS and would-deny repeats feed visibility (a later issue).
+            Event::DhcpLease(l) => {
+                self.observe(l.mac, Some(IpAddr::V4(l.ip)), outer_vlan(l.vlan), true);
+                self.record(e);
+            }
+            Event::FlowEnd(..) | Event::FlowActive(..) | Event::Dns(_) => self.record(e),
+            // Would-deny repeats, reclassifications and spoofs: not records.
             _ => {}
         }
     }

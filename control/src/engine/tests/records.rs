@@ -175,3 +175,77 @@ fn a_long_flow_is_recorded_in_shares_while_it_runs() {
         (1, 51, 5100)
     );
 }
+
+/// "c2.evil.test" A 203.0.113.9, as a server sends it.
+fn c2_answer() -> Vec<u8> {
+    let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+    for label in ["c2", "evil", "test"] {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 9]);
+    m
+}
+
+#[test]
+fn dns_responses_and_arp_are_recorded_for_traceback() {
+    let (bed, store) = recording("engine-records-dns");
+    let web: MacAddr = WEB.parse().unwrap();
+    let dns = |payload: Vec<u8>| {
+        Event::Dns(dataplane::event::DnsMessage {
+            time: 2_000_000_000,
+            client_mac: web,
+            client_ip: "10.0.0.11".parse().unwrap(),
+            client_port: 40_000,
+            server_mac: DB.parse().unwrap(),
+            server_ip: "10.0.0.53".parse().unwrap(),
+            vlan: [0, 0],
+            proto: 17,
+            tcp_seq: None,
+            payload: payload.into(),
+            truncated: false,
+        })
+    };
+    bed.events.send(dns(c2_answer())).unwrap();
+    bed.events.send(dns(vec![0xff; 5])).unwrap();
+    bed.events
+        .send(Event::Arp(ArpSeen {
+            time: 1_000_000_000,
+            mac: web,
+            ip: "10.0.0.11".parse().unwrap(),
+            vlan: [0, 0],
+        }))
+        .unwrap();
+    let h = &bed.engine.handle;
+    eventually("every event is taken", || h.status().events == 3);
+    h.stop();
+    bed.engine.thread.join().unwrap();
+    let r = h.status().records.unwrap();
+    assert_eq!(r.dns_written, 1);
+    assert_eq!(r.dns_decoder.responses, 1);
+    assert_eq!(r.dns_decoder.malformed, 1);
+
+    let reader = RecordsReader::open(&store).unwrap();
+    let now = crate::time::Timestamp::now().0 as i64 / 1_000_000;
+    let tb = reader
+        .traceback(&"evil.test".parse().unwrap(), now - 3_600_000, now + 60_000)
+        .unwrap();
+    assert_eq!(tb.workloads.len(), 1);
+    assert_eq!(tb.workloads[0].mac, WEB);
+    assert_eq!(
+        tb.workloads[0].identity_then.as_ref().unwrap().name,
+        "web-1"
+    );
+    assert_eq!(tb.answers, ["203.0.113.9"]);
+    let held = reader
+        .addresses(
+            "10.0.0.11".parse().unwrap(),
+            None,
+            now - 3_600_000,
+            now + 60_000,
+        )
+        .unwrap();
+    assert_eq!(held.holders.len(), 1);
+    assert_eq!(held.holders[0].sources, ["arp", "dns"]);
+}

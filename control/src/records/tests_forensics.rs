@@ -1,0 +1,333 @@
+//! DNS records, address history, traceback and blast radius on one incident:
+//! a workload resolves a C2 name and connects to its answer, changes its
+//! address, another workload takes the old one; lateral movement before and
+//! after the compromise. Also: the derived rows survive a crash (counted
+//! again from the records after the marks) and match after a restart.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
+)]
+use super::*;
+use crate::dns::{Answer, AnswerData, DnsResponse};
+use crate::testutil::TempDir;
+use dataplane::event::EndReason;
+use dataplane::flow::FlowState;
+use dataplane::policy::{Action, Mode, Verdict};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
+const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc]);
+const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
+const E: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xe]);
+const ROUTER: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x1]);
+
+fn who(mac: MacAddr, name: &str) -> Arc<Identity> {
+    Arc::new(Identity {
+        mac,
+        name: name.into(),
+        labels: [("app".to_string(), name.to_string())].into(),
+        groups: vec![name.into()],
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn flow(
+    src: (MacAddr, &str),
+    dst: (MacAddr, &str),
+    port: u16,
+    allowed: bool,
+    first_ms: i64,
+    last_ms: i64,
+) -> StoredFlow {
+    let ends = |m: MacAddr| match m {
+        ROUTER => Arc::new(Identity::unknown(ROUTER)),
+        m => who(m, &format!("w{}", m.0[5])),
+    };
+    StoredFlow {
+        flow: FlowRecord {
+            src_mac: src.0,
+            dst_mac: dst.0,
+            src_ip: src.1.parse().unwrap(),
+            dst_ip: dst.1.parse().unwrap(),
+            proto: 6,
+            src_port: 40000,
+            dst_port: port,
+            vlan: [0, 0],
+            verdict: Verdict {
+                action: if allowed { Action::Allow } else { Action::Deny },
+                reason: if allowed {
+                    Reason::Rule(1)
+                } else {
+                    Reason::Default
+                },
+                mode: Mode::Enforce,
+                would_deny: false,
+            },
+            generation: 1,
+            state: FlowState::Established,
+            first_seen: 0,
+            last_seen: 0,
+            packets: [3, 2],
+            bytes: [300, 200],
+        },
+        opens: true,
+        first_ms,
+        last_ms,
+        src: ends(src.0),
+        dst: ends(dst.0),
+        kind: RecordKind::Ended(EndReason::Idle),
+    }
+}
+
+fn resolution(mac: MacAddr, ip: &str, time_ms: i64, answer: &str) -> StoredDns {
+    StoredDns {
+        response: DnsResponse {
+            time: 0,
+            client_mac: mac,
+            client_ip: ip.parse().unwrap(),
+            server_ip: "10.0.0.53".parse().unwrap(),
+            vlan: [0, 0],
+            qname: "c2.evil.test".into(),
+            qtype: 1,
+            rcode: 0,
+            answers: vec![
+                Answer {
+                    name: "c2.evil.test".into(),
+                    ttl: 60,
+                    data: AnswerData::Cname("edge.cdn-evil.test".into()),
+                },
+                Answer {
+                    name: "edge.cdn-evil.test".into(),
+                    ttl: 30,
+                    data: AnswerData::Addr(answer.parse().unwrap()),
+                },
+            ],
+        },
+        time_ms,
+        client: who(mac, &format!("w{}", mac.0[5])),
+    }
+}
+
+fn write(path: &std::path::Path, batch: Batch) {
+    let (flows, dns) = (batch.flows.len() as u64, batch.dns.len() as u64);
+    let w = RecordsWriter::start(path, RecordsConfig::for_import()).unwrap();
+    assert!(w.try_submit_batch(batch).is_ok());
+    let c = w.counters();
+    let until = Instant::now() + Duration::from_secs(10);
+    while (c.written.load(Ordering::Relaxed) < flows || c.dns_written.load(Ordering::Relaxed) < dns)
+        && Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    w.finish();
+}
+
+/// Minutes from a fixed start (a UTC day's 10:00).
+fn at(min: i64) -> i64 {
+    1_780_000_000_000 / 86_400_000 * 86_400_000 + 10 * 3_600_000 + min * 60_000
+}
+
+/// The incident: X = 10.0.0.5, Y = 10.0.0.6.
+fn incident() -> Batch {
+    let x = "10.0.0.5";
+    let y = "10.0.0.6";
+    Batch {
+        dns: vec![
+            // An unrelated workload resolved the name long before: its own row.
+            resolution(E, "10.0.0.9", at(-300), "198.51.100.7"),
+            resolution(A, x, at(10), "203.0.113.9"),
+            // The answer changed later.
+            resolution(A, y, at(100), "203.0.113.10"),
+        ],
+        flows: vec![
+            // Before the compromise: C reached D (must not count from A's walk).
+            flow((C, "10.0.0.7"), (D, "10.0.0.8"), 22, true, at(0), at(1)),
+            // A connects to the C2 after resolving it, through the router.
+            flow((A, x), (ROUTER, "203.0.113.9"), 443, true, at(11), at(12)),
+            // A moves laterally to C, then C to D (after C was reached).
+            flow((A, x), (C, "10.0.0.7"), 445, true, at(20), at(21)),
+            flow((C, "10.0.0.7"), (D, "10.0.0.8"), 3389, true, at(30), at(31)),
+            // A tried E and was denied.
+            flow((A, x), (E, "10.0.0.9"), 3389, false, at(22), at(22)),
+            // A changes address; B takes X and talks to D (benign).
+            flow(
+                (A, y),
+                (ROUTER, "203.0.113.10"),
+                443,
+                true,
+                at(101),
+                at(102),
+            ),
+            flow((B, x), (D, "10.0.0.8"), 80, true, at(120), at(121)),
+        ],
+        addresses: vec![AddressSeen {
+            mac: B,
+            ip: x.parse().unwrap(),
+            time_ms: at(119),
+            source: AddressSource::Arp,
+        }],
+    }
+}
+
+fn check(reader: &RecordsReader) {
+    let t: Target = "evil.test".parse().unwrap();
+    let tb = reader.traceback(&t, at(0), at(200)).unwrap();
+    let macs: Vec<&str> = tb.workloads.iter().map(|w| w.mac.as_str()).collect();
+    assert_eq!(macs, vec![A.to_string().as_str()], "{tb:#?}");
+    let a = &tb.workloads[0];
+    assert!(a.resolved);
+    assert_eq!(a.resolutions.len(), 2);
+    assert_eq!(a.resolutions[0].client_ip, "10.0.0.5");
+    assert_eq!(a.resolutions[1].client_ip, "10.0.0.6");
+    assert_eq!(a.resolutions[0].answers.len(), 2, "the CNAME chain");
+    assert_eq!(a.identity_then.as_ref().unwrap().name, "w10");
+    let ips: Vec<String> = a.contacts.iter().map(|c| c.ip.clone()).collect();
+    assert_eq!(ips, vec!["203.0.113.9", "203.0.113.10"]);
+    let held: Vec<&str> = a.addresses.iter().map(|s| s.ip.as_str()).collect();
+    assert_eq!(held, vec!["10.0.0.5", "10.0.0.6"]);
+    assert_eq!(tb.answers, vec!["203.0.113.9", "203.0.113.10"]);
+
+    // The alias alone, exact; an address; a network; a name nobody asked.
+    let alias = reader
+        .traceback(&"=edge.cdn-evil.test".parse().unwrap(), at(0), at(200))
+        .unwrap();
+    assert_eq!(alias.workloads.len(), 1);
+    let ip = reader
+        .traceback(&"203.0.113.9".parse().unwrap(), at(0), at(200))
+        .unwrap();
+    assert_eq!(ip.workloads.len(), 1);
+    assert_eq!(ip.workloads[0].contacts.len(), 1);
+    let net = reader
+        .traceback(&"203.0.113.0/24".parse().unwrap(), at(-400), at(200))
+        .unwrap();
+    assert_eq!(
+        net.workloads.len(),
+        1,
+        "E resolved to 198.51.100.7, not in it"
+    );
+    let none = reader
+        .traceback(&"test".parse::<Target>().unwrap(), at(150), at(200))
+        .unwrap();
+    assert!(none.workloads.is_empty());
+
+    // Who held X: A at first, B later; at a time between, the last before.
+    let x: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+    let h = reader
+        .addresses(x, Some(at(15)), at(-1440), at(1440))
+        .unwrap();
+    assert!(h.exact);
+    assert_eq!(h.holders[0].mac, A.to_string());
+    let h = reader
+        .addresses(x, Some(at(120)), at(-1440), at(1440))
+        .unwrap();
+    assert_eq!(h.holders[0].mac, B.to_string());
+    assert!(h.holders[0].sources.contains(&"arp"));
+    let h = reader
+        .addresses(x, Some(at(60)), at(-1440), at(1440))
+        .unwrap();
+    assert!(!h.exact);
+    assert_eq!(h.holders[0].mac, A.to_string());
+    let all = reader.addresses(x, None, at(-1440), at(1440)).unwrap();
+    let holders: Vec<&str> = all.holders.iter().map(|s| s.mac.as_str()).collect();
+    assert_eq!(holders, vec![A.to_string(), B.to_string()]);
+
+    // The blast radius from A since the resolution.
+    let b = reader.blast_radius(A, at(10), at(200), 3).unwrap();
+    let reached: Vec<(String, u32)> = b
+        .reached
+        .iter()
+        .map(|r| (r.mac.clone().unwrap_or_else(|| r.ip.clone()), r.depth))
+        .collect();
+    assert_eq!(
+        reached,
+        vec![
+            ("203.0.113.9".to_string(), 1),
+            (C.to_string(), 1),
+            ("203.0.113.10".to_string(), 1),
+            (D.to_string(), 2),
+        ],
+        "{b:#?}"
+    );
+    let d = &b.reached[3];
+    assert_eq!(d.path, vec![A.to_string(), C.to_string(), D.to_string()]);
+    assert_eq!(d.services, vec!["tcp/3389"]);
+    assert_eq!(b.attempted.len(), 1);
+    assert_eq!(b.attempted[0].to_mac, Some(E.to_string()));
+    // From after C's 3389 flow, C reached nothing new, so D is not reached.
+    let late = reader.blast_radius(A, at(25), at(200), 3).unwrap();
+    assert!(late.reached.iter().all(|r| r.mac != Some(C.to_string())));
+    assert!(late.reached.iter().all(|r| r.mac != Some(D.to_string())));
+}
+
+#[test]
+fn traceback_addresses_and_blast_radius_follow_the_identity_not_the_address() {
+    let dir = TempDir::new("records-forensics");
+    let path = dir.0.join("records.db");
+    write(&path, incident());
+    check(&RecordsReader::open(&path).unwrap());
+}
+
+#[test]
+fn derived_rows_lost_in_a_crash_are_counted_again_at_start() {
+    let dir = TempDir::new("records-forensics-crash");
+    let path = dir.0.join("records.db");
+    write(&path, incident());
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let rows = |db: &rusqlite::Connection| -> Vec<i64> {
+        ["contacts", "edges", "addresses", "pdns"]
+            .iter()
+            .map(|t| {
+                db.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let before = rows(&db);
+    // A crash after the records' transactions, before the derived rows'
+    // (the ARP row was written with its batch: it stays).
+    db.execute_batch(
+        "UPDATE rollup_mark SET id = 0, dns_id = 0; DELETE FROM contacts; DELETE FROM edges;
+         DELETE FROM addresses WHERE sources & 1 = 0; UPDATE addresses SET sources = 1;
+         DELETE FROM pdns;
+         DELETE FROM hourly; DELETE FROM group_rollups;",
+    )
+    .unwrap();
+    drop(db);
+    // A restart, and more records after it.
+    write(&path, Batch::default());
+    let db = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(rows(&db), before);
+    drop(db);
+    check(&RecordsReader::open(&path).unwrap());
+}
+
+#[test]
+fn hostile_targets_are_refused_with_a_reason() {
+    for bad in [
+        "",
+        "a..b",
+        "x".repeat(64).as_str(),
+        "evil test",
+        "é.test",
+        "=",
+        "-/8",
+    ] {
+        let e = bad.parse::<Target>().unwrap_err();
+        assert!(e.contains("no domain"), "{bad:?}: {e}");
+    }
+    assert_eq!(
+        "Evil.TEST.".parse::<Target>().unwrap(),
+        Target::Domain {
+            name: "evil.test".into(),
+            exact: false
+        }
+    );
+    assert_eq!(
+        "10.1.2.3/8".parse::<Target>().unwrap().to_string(),
+        "10.0.0.0/8"
+    );
+}
