@@ -4,6 +4,7 @@
 mod api_run;
 mod capture;
 mod ctl;
+mod forensics_cmd;
 mod lab;
 mod policy_cmd;
 mod records_cmd;

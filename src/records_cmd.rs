@@ -27,6 +27,28 @@ enum RecordsCommand {
     /// Per rule over a window: flows decided, would-deny, last hit; with
     /// --policy, the rules that matched nothing.
     Rules(RulesArgs),
+    /// The workloads that resolved a domain or contacted an address, by
+    /// identity then and now, with their resolutions and flows after.
+    Traceback {
+        #[command(flatten)]
+        args: crate::forensics_cmd::TracebackArgs,
+        #[command(flatten)]
+        store: crate::forensics_cmd::StoreArgs,
+    },
+    /// What a workload reached from a time on, hop by hop, causally.
+    BlastRadius {
+        #[command(flatten)]
+        args: crate::forensics_cmd::BlastArgs,
+        #[command(flatten)]
+        store: crate::forensics_cmd::StoreArgs,
+    },
+    /// Which MACs held an address, or the one at a time.
+    Addresses {
+        #[command(flatten)]
+        args: crate::forensics_cmd::AddressArgs,
+        #[command(flatten)]
+        store: crate::forensics_cmd::StoreArgs,
+    },
 }
 
 #[derive(Args)]
@@ -186,6 +208,11 @@ pub fn run(args: &RecordsArgs) -> anyhow::Result<()> {
         RecordsCommand::Flows(a) => flows(a),
         RecordsCommand::Graph(a) => graph(a),
         RecordsCommand::Rules(a) => rules(a),
+        RecordsCommand::Traceback { args, store } => crate::forensics_cmd::traceback(args, store),
+        RecordsCommand::BlastRadius { args, store } => {
+            crate::forensics_cmd::blast_radius(args, store)
+        }
+        RecordsCommand::Addresses { args, store } => crate::forensics_cmd::addresses(args, store),
     }
 }
 

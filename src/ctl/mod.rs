@@ -88,6 +88,13 @@ pub enum CtlCommand {
     /// Rule use from the flow records: flows per rule, would-deny, last hit,
     /// never-hit rules (window: since the live version's commit by default).
     RulesUsage(crate::records_cmd::WindowArgs),
+    /// The workloads that resolved a domain or contacted an address (as
+    /// `bulkhead records traceback`).
+    Traceback(crate::forensics_cmd::TracebackArgs),
+    /// What a workload reached from a time on (as `bulkhead records blast-radius`).
+    BlastRadius(crate::forensics_cmd::BlastArgs),
+    /// Which MACs held an address (as `bulkhead records addresses`).
+    Addresses(crate::forensics_cmd::AddressArgs),
 }
 
 #[derive(Subcommand)]
@@ -326,6 +333,9 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Metrics => print!("{}", api.text("/metrics")?),
         CtlCommand::Flows(f) => records::flows(&api, f, args.json)?,
         CtlCommand::Graph(g) => records::graph(&api, g, args.json)?,
+        CtlCommand::Traceback(t) => records::traceback(&api, t, args.json)?,
+        CtlCommand::BlastRadius(b) => records::blast_radius(&api, b, args.json)?,
+        CtlCommand::Addresses(a) => records::addresses(&api, a, args.json)?,
         CtlCommand::RulesUsage(w) => records::rules_usage(&api, w, args.json)?,
     }
     Ok(())

@@ -1,13 +1,19 @@
-//! `ctl flows`, `ctl graph`, `ctl rules-usage`: the records queries over the
+//! `ctl flows`, `ctl graph`, `ctl rules-usage`, `ctl traceback`,
+//! `ctl blast-radius`, `ctl addresses`: the records queries over the
 //! API, with the flags and the tables of `bulkhead records`.
 
 use super::client::Api;
 use super::seg;
+use crate::forensics_cmd::{
+    addresses_text, blast_text, traceback_text, AddressArgs, BlastArgs, TracebackArgs,
+};
 use crate::records_cmd::{
     flow_table, graph_table, rule_table, FlowFilterArgs, FollowOut, GraphWindowArgs, WindowArgs,
 };
 use anyhow::Context;
-use control::records::{FlowParams, FlowRow, Graph, RuleReport};
+use control::records::{
+    AddressHistory, BlastRadius, FlowParams, FlowRow, Graph, RuleReport, Traceback,
+};
 use mgmt_api::routes::records::FlowPageView;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -141,6 +147,68 @@ pub fn rules_usage(api: &Api, w: &WindowArgs, as_json: bool) -> anyhow::Result<(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", rule_table(&report));
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/traceback`.
+pub fn traceback(api: &Api, a: &TracebackArgs, as_json: bool) -> anyhow::Result<()> {
+    let p = a.params();
+    let path = query_path(
+        "/api/v1/traceback",
+        &[
+            ("target", &p.target),
+            ("since", &p.since),
+            ("until", &p.until),
+        ],
+    );
+    let t: Traceback = get(api, &path)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+    } else {
+        print!("{}", traceback_text(&t));
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/blast-radius`.
+pub fn blast_radius(api: &Api, a: &BlastArgs, as_json: bool) -> anyhow::Result<()> {
+    let p = a.params();
+    let path = query_path(
+        "/api/v1/blast-radius",
+        &[
+            ("mac", &p.mac),
+            ("since", &p.since),
+            ("until", &p.until),
+            ("depth", &p.depth),
+        ],
+    );
+    let b: BlastRadius = get(api, &path)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&b)?);
+    } else {
+        print!("{}", blast_text(&b));
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/addresses`.
+pub fn addresses(api: &Api, a: &AddressArgs, as_json: bool) -> anyhow::Result<()> {
+    let p = a.params();
+    let path = query_path(
+        "/api/v1/addresses",
+        &[
+            ("ip", &p.ip),
+            ("at", &p.at),
+            ("since", &p.since),
+            ("until", &p.until),
+        ],
+    );
+    let h: AddressHistory = get(api, &path)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&h)?);
+    } else {
+        print!("{}", addresses_text(&h));
     }
     Ok(())
 }

@@ -44,8 +44,9 @@ pub use filter::{
     DEFAULT_LIMIT, MAX_LIMIT, MAX_WINDOW_DAYS,
 };
 pub use forensics::{
-    AddressHistory, AddressSpan, Attempt, BlastRadius, Contact, IdentityView, PassiveDns, Reached,
-    Resolution, Target, Traceback, TracedWorkload, MAX_DEPTH,
+    AddressHistory, AddressParams, AddressSpan, Attempt, BlastParams, BlastRadius, Contact,
+    IdentityView, PassiveDns, Reached, Resolution, Target, Traceback, TracebackParams,
+    TracedWorkload, MAX_DEPTH,
 };
 pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
 pub use nodes::Network;

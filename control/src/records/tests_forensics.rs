@@ -225,7 +225,7 @@ fn check(reader: &RecordsReader) {
         .addresses(x, Some(at(120)), at(-1440), at(1440))
         .unwrap();
     assert_eq!(h.holders[0].mac, B.to_string());
-    assert!(h.holders[0].sources.contains(&"arp"));
+    assert!(h.holders[0].sources.contains(&"arp".to_string()));
     let h = reader
         .addresses(x, Some(at(60)), at(-1440), at(1440))
         .unwrap();

@@ -81,6 +81,9 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(follow::follow))
         .routes(routes!(records::graph))
         .routes(routes!(records::rule_usage))
+        .routes(routes!(records::traceback))
+        .routes(routes!(records::blast_radius))
+        .routes(routes!(records::addresses))
 }
 
 /// Routes for operators and admins: quarantine and release.

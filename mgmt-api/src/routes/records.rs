@@ -6,7 +6,8 @@ use crate::state::{blocking, Caller, Shared};
 use axum::extract::{Query, State};
 use axum::Json;
 use control::records::{
-    rule_report, FlowParams, FlowRow, Graph, GraphParams, RecordsError, RecordsReader, RuleReport,
+    rule_report, AddressHistory, AddressParams, BlastParams, BlastRadius, FlowParams, FlowRow,
+    Graph, GraphParams, RecordsError, RecordsReader, RuleReport, Traceback, TracebackParams,
     WindowParams, DEFAULT_LIMIT,
 };
 use serde::{Deserialize, Serialize};
@@ -137,4 +138,79 @@ pub async fn rule_usage(
     })
     .await?;
     Ok(Json(report))
+}
+
+fn param_error(e: control::records::ParamError) -> ApiError {
+    ApiError::bad_request(e.message).field(e.field)
+}
+
+/// Traceback (viewer): the workloads that resolved a domain (or a name under
+/// it) or contacted an address or network in the window, each by identity
+/// then and now, with the addresses it held, its resolutions (answers,
+/// TTLs, CNAME chain) and its flows to the answered addresses after them.
+#[utoipa::path(get, path = "/api/v1/traceback", tag = "records", params(TracebackParams),
+    responses((status = 200, body = Traceback), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "flow records are off on this appliance")))]
+pub async fn traceback(
+    State(st): State<Shared>,
+    _c: Caller,
+    Query(q): Query<TracebackParams>,
+) -> ApiResult<Json<Traceback>> {
+    let (target, since, until) = q.query(now_ms()).map_err(param_error)?;
+    let path = records_path(&st)?;
+    let t = blocking(move || {
+        let reader = RecordsReader::open(&path).map_err(records_error)?;
+        reader
+            .traceback(&target, since, until)
+            .map_err(records_error)
+    })
+    .await?;
+    Ok(Json(t))
+}
+
+/// Blast radius (viewer): breadth first over the allowed flows a workload
+/// began after `since`, causally (a hop from B counts only for flows B began
+/// after the path reached it): each workload or external address reached
+/// with its depth, first contact, path, services and bytes; denied
+/// attempts apart.
+#[utoipa::path(get, path = "/api/v1/blast-radius", tag = "records", params(BlastParams),
+    responses((status = 200, body = BlastRadius), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "flow records are off on this appliance")))]
+pub async fn blast_radius(
+    State(st): State<Shared>,
+    _c: Caller,
+    Query(q): Query<BlastParams>,
+) -> ApiResult<Json<BlastRadius>> {
+    let (mac, since, until, depth) = q.query(now_ms()).map_err(param_error)?;
+    let path = records_path(&st)?;
+    let b = blocking(move || {
+        let reader = RecordsReader::open(&path).map_err(records_error)?;
+        reader
+            .blast_radius(mac, since, until, depth)
+            .map_err(records_error)
+    })
+    .await?;
+    Ok(Json(b))
+}
+
+/// Address history (viewer): which MACs held an address over the window
+/// (ARP, DHCP, flows, DNS), or with `at` the holder then.
+#[utoipa::path(get, path = "/api/v1/addresses", tag = "records", params(AddressParams),
+    responses((status = 200, body = AddressHistory), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "flow records are off on this appliance")))]
+pub async fn addresses(
+    State(st): State<Shared>,
+    _c: Caller,
+    Query(q): Query<AddressParams>,
+) -> ApiResult<Json<AddressHistory>> {
+    let (ip, at, since, until) = q.query(now_ms()).map_err(param_error)?;
+    let path = records_path(&st)?;
+    let h = blocking(move || {
+        let reader = RecordsReader::open(&path).map_err(records_error)?;
+        reader
+            .addresses(ip, at, since, until)
+            .map_err(records_error)
+    })
+    .await?;
+    Ok(Json(h))
 }

@@ -222,3 +222,41 @@ fn rule_use_covers_the_live_rules_since_their_commit() {
     );
     assert_eq!(v["field"], "until");
 }
+
+#[test]
+fn traceback_blast_radius_and_addresses_answer_by_mac_and_refuse_bad_input() {
+    let (_dir, path) = store(6);
+    let bed = Bed::with(|cfg| cfg.records = Some(path.clone()));
+    // 10.0.2.21 is private and its MAC unicast: web-1 reached it as a workload.
+    let b = json(
+        bed.get(
+            "/api/v1/blast-radius?mac=02:00:00:00:01:01&since=1h",
+            &bed.viewer,
+        ),
+        200,
+    );
+    assert_eq!(b["reached"][0]["mac"], "02:00:00:00:02:01", "{b}");
+    assert_eq!(b["reached"][0]["depth"], 1);
+    assert_eq!(b["attempted"][0]["service"], "tcp/445", "{b}");
+    let t = json(
+        bed.get("/api/v1/traceback?target=10.0.2.21&since=1h", &bed.viewer),
+        200,
+    );
+    assert_eq!(t["workloads"][0]["mac"], "02:00:00:00:01:01", "{t}");
+    assert_eq!(t["workloads"][0]["identity_then"]["name"], "web-1");
+    let h = json(bed.get("/api/v1/addresses?ip=10.0.1.11", &bed.viewer), 200);
+    assert_eq!(h["holders"][0]["mac"], "02:00:00:00:01:01", "{h}");
+    assert_eq!(h["holders"][0]["sources"][0], "flow");
+    for bad in [
+        "/api/v1/traceback",
+        "/api/v1/traceback?target=a..b",
+        "/api/v1/traceback?target=x.test&since=yesterday",
+        "/api/v1/blast-radius?mac=nope",
+        "/api/v1/blast-radius?mac=02:00:00:00:01:01&depth=99",
+        "/api/v1/addresses?ip=300.1.1.1",
+        "/api/v1/addresses?ip=10.0.0.1&at=soon",
+    ] {
+        let r = bed.get(bad, &bed.viewer);
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+    }
+}

@@ -9,7 +9,7 @@ use crate::records::nodes::ip_of;
 use crate::records::query::{mac_text, time_text};
 use crate::records::{mac_int, RecordsError, RecordsReader};
 use dataplane::wire::MacAddr;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Depth at most.
@@ -20,7 +20,7 @@ const MAX_REACHED: usize = 10_000;
 const MAX_ATTEMPTS: usize = 10_000;
 
 /// A workload (by MAC) or an address no workload holds, reached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reached {
     /// A workload's MAC (absent for an external address).
@@ -42,12 +42,12 @@ pub struct Reached {
     /// Flows and bytes from that node to it, since the node was reached.
     pub flows: u64,
     pub bytes: u64,
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub first_ms: i64,
 }
 
 /// Flows a reached workload tried and policy denied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     /// The reached workload that tried.
@@ -62,7 +62,7 @@ pub struct Attempt {
 }
 
 /// A blast radius's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlastRadius {
     pub origin: String,

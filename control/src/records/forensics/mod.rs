@@ -10,9 +10,11 @@
 //! records.
 
 mod blast;
+mod params;
 mod traceback;
 
 pub use blast::{Attempt, BlastRadius, Reached, MAX_DEPTH};
+pub use params::{AddressParams, BlastParams, TracebackParams};
 pub use traceback::{Contact, PassiveDns, Resolution, Target, Traceback, TracedWorkload};
 
 use super::addresses::AddressSource;
@@ -20,7 +22,7 @@ use super::nodes::ip_of;
 use super::query::{mac_text, time_text};
 use super::{ip_bytes, mac_int, RecordsError, RecordsReader};
 use dataplane::wire::MacAddr;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -30,7 +32,7 @@ const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 
 /// A workload as the store last knew it (or as it was at a point).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdentityView {
     pub mac: String,
@@ -42,7 +44,7 @@ pub struct IdentityView {
 
 /// A MAC holding an address from `first` to `last` (as seen: the first
 /// and last time something said so).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddressSpan {
     pub ip: String,
@@ -52,15 +54,15 @@ pub struct AddressSpan {
     pub first: String,
     pub last: String,
     /// What said so: arp, dhcp, flow, dns.
-    pub sources: Vec<&'static str>,
-    #[serde(skip)]
+    pub sources: Vec<String>,
+    #[serde(skip, default)]
     pub first_ms: i64,
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub last_ms: i64,
 }
 
 /// An address's holders over a window, or at one time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddressHistory {
     pub ip: String,
@@ -188,7 +190,10 @@ impl RecordsReader {
                 name,
                 first: time_text(first_ms),
                 last: time_text(last_ms),
-                sources: AddressSource::of_bits(sources),
+                sources: AddressSource::of_bits(sources)
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
                 first_ms,
                 last_ms,
             });

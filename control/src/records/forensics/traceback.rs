@@ -9,7 +9,7 @@ use crate::records::query::{mac_text, time_text};
 use crate::records::{ip_bytes, RecordsError, RecordsReader};
 use dataplane::wire::MacAddr;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -81,7 +81,7 @@ impl std::fmt::Display for Target {
 }
 
 /// One DNS response to a workload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resolution {
     pub time: String,
@@ -96,13 +96,13 @@ pub struct Resolution {
     pub answers: Vec<AnswerRow>,
     /// Who the workload was then.
     pub identity: Option<IdentityView>,
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub time_ms: i64,
 }
 
 /// Passive DNS: a name, its answer for a workload, first and last seen and
 /// how often (kept beyond the raw responses).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PassiveDns {
     /// The name asked.
@@ -119,7 +119,7 @@ pub struct PassiveDns {
 }
 
 /// Flows from a workload to one address and service, with one verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Contact {
     /// The first flow's start (in the window, after the first resolution
@@ -137,7 +137,7 @@ pub struct Contact {
 }
 
 /// A workload a traceback found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TracedWorkload {
     pub mac: String,
@@ -156,12 +156,12 @@ pub struct TracedWorkload {
     pub passive_dns: Vec<PassiveDns>,
     /// Its flows to the target, or to the addresses the name resolved to.
     pub contacts: Vec<Contact>,
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub first_ms: i64,
 }
 
 /// A traceback's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Traceback {
     pub target: String,
