@@ -146,6 +146,15 @@ fn incident() -> Batch {
         flows: vec![
             // Before the compromise: C reached D (must not count from A's walk).
             flow((C, "10.0.0.7"), (D, "10.0.0.8"), 22, true, at(0), at(1)),
+            // D reached the address before the name resolved to it: not the name's.
+            flow(
+                (D, "10.0.0.8"),
+                (ROUTER, "203.0.113.9"),
+                443,
+                true,
+                at(5),
+                at(6),
+            ),
             // A connects to the C2 after resolving it, through the router.
             flow((A, x), (ROUTER, "203.0.113.9"), 443, true, at(11), at(12)),
             // A moves laterally to C, then C to D (after C was reached).
@@ -199,15 +208,22 @@ fn check(reader: &RecordsReader) {
     let ip = reader
         .traceback(&"203.0.113.9".parse().unwrap(), at(0), at(200))
         .unwrap();
-    assert_eq!(ip.workloads.len(), 1);
-    assert_eq!(ip.workloads[0].contacts.len(), 1);
+    // An address: whoever reached it, resolved or not, earliest first.
+    let who: Vec<(&str, bool)> = ip
+        .workloads
+        .iter()
+        .map(|w| (w.mac.as_str(), w.resolved))
+        .collect();
+    let (a, d) = (A.to_string(), D.to_string());
+    assert_eq!(who, vec![(d.as_str(), false), (a.as_str(), true)]);
+    assert_eq!(ip.workloads[1].contacts.len(), 1);
     let net = reader
         .traceback(&"203.0.113.0/24".parse().unwrap(), at(-400), at(200))
         .unwrap();
     assert_eq!(
         net.workloads.len(),
-        1,
-        "E resolved to 198.51.100.7, not in it"
+        2,
+        "A and D; E resolved to 198.51.100.7, not in it"
     );
     let none = reader
         .traceback(&"test".parse::<Target>().unwrap(), at(150), at(200))

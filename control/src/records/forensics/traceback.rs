@@ -264,13 +264,16 @@ impl RecordsReader {
         let mut merged: BTreeMap<ContactId, Contact> = BTreeMap::new();
         for c in contacts {
             // For a name: the flows after the workload's first resolution
-            // that answered the address (any, for one that never resolved).
+            // that answered the address; for a workload that never resolved
+            // it, after the name first resolved to the address for anyone
+            // (a shared address reached before is not the name's).
             let after = match target {
-                Target::Domain { .. } => answered
-                    .get(&c.dst_ip)
-                    .and_then(|m| m.get(&c.src_mac))
-                    .copied()
-                    .unwrap_or(since_ms),
+                Target::Domain { .. } => answered.get(&c.dst_ip).map_or(since_ms, |by| {
+                    by.get(&c.src_mac)
+                        .or_else(|| by.values().min())
+                        .copied()
+                        .unwrap_or(since_ms)
+                }),
                 Target::Net(_) => since_ms,
             };
             if c.last_start_ms < after {

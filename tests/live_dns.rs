@@ -1,0 +1,379 @@
+//! DNS traceback and blast radius from the live appliance, with a real DNS
+//! server (dnsmasq) answering a "malicious" name: a workload resolves it
+//! (getent) and connects to the answer through the appliance; then its
+//! address changes and another workload takes the old one (declared again
+//! by the operator, as an IPAM sync would) and makes benign traffic.
+//! `traceback` names the first workload's MAC and never the second's;
+//! `blast-radius` lists what it reached, in order, and not what was reached
+//! before it got there; `addresses` gives both holders of the old address in
+//! turn. Offline on the store after a stop, and through the API after a
+//! restart.
+//!
+//! host-a (ns a, MAC_A, 10.99.0.1 then .4) and host-c (ns c, a macvlan on
+//! host-a's link, MAC_C, 10.99.0.3 then .1) <-> [appliance] <-> host-b
+//! (ns b, MAC_B, 10.99.0.2 the benign server and the DNS server, 10.99.0.66
+//! the "C2").
+//!
+//! Needs root and dnsmasq; outside CI a run without them says why it skips,
+//! with `CI=true` a missing one is a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod live_bed;
+
+use live_bed::{in_ns, sh, Bed, EXE, MAC_A, MAC_B};
+use serde_json::Value;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+const MAC_C: &str = "02:5e:00:00:00:0c";
+
+fn policy(c_ips: &str) -> String {
+    format!(
+        r#"
+default_mode: enforce
+workloads:
+  - {{ mac: "{MAC_A}", name: client, labels: {{ app: web }} }}
+  - {{ mac: "{MAC_C}", name: newcomer, labels: {{ app: web }}{c_ips} }}
+  - {{ mac: "{MAC_B}", name: server, labels: {{ app: db }} }}
+groups:
+  - {{ name: web, match: {{ app: web }} }}
+  - {{ name: db, match: {{ app: db }} }}
+rules:
+  - {{ id: 10, src: [web], dst: [db], services: [{{ proto: tcp, ports: [9000] }}, {{ proto: udp, ports: [53] }}], action: allow }}
+  - {{ id: 20, src: [db], dst: [web], services: [{{ proto: tcp, ports: [9001] }}], action: allow }}
+"#
+    )
+}
+
+/// What the test set up beside the bed: namespace c, dnsmasq, the
+/// namespace's resolv.conf; undone on drop.
+struct Extras {
+    ns_c: String,
+    netns_etc: std::path::PathBuf,
+    dnsmasq: Option<Child>,
+}
+
+impl Drop for Extras {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.dnsmasq.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.ns_c])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.netns_etc);
+    }
+}
+
+/// A TCP server on `addr` in `ns` that accepts and closes.
+fn serve(ns: &str, addr: &'static str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("namespace file");
+        // SAFETY: setns on an open namespace file moves only this thread,
+        // which serves that namespace only.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns");
+        let l = TcpListener::bind(addr).expect("listen");
+        tx.send(()).expect("ready");
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    rx.recv().expect("the listener is up");
+}
+
+/// A TCP connection from `ns` to `to` within 10 s.
+fn connect(ns: &str, to: &'static str) {
+    let ok = in_ns(ns, move || {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            if TcpStream::connect_timeout(&to.parse().unwrap(), Duration::from_millis(500)).is_ok()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    });
+    assert!(ok, "{ns} -> {to}");
+}
+
+/// `getent ahostsv4 NAME` in `ns` (its resolv.conf points at dnsmasq).
+fn resolve(ns: &str, name: &str) -> String {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "getent", "ahostsv4", name])
+            .output()
+            .expect("getent");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() || std::time::Instant::now() > until {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn rfc3339_now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn pause() {
+    // Distinct milliseconds between the steps whose order is checked.
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+fn offline(bed: &Bed, args: &[&str]) -> Value {
+    let store = bed.dir.join("records.db");
+    let mut cmd = vec![EXE, "records"];
+    cmd.extend_from_slice(args);
+    cmd.extend_from_slice(&["--store", store.to_str().unwrap(), "--json"]);
+    serde_json::from_str(&sh(&cmd)).expect("one JSON document")
+}
+
+fn check_traceback(t: &Value) {
+    let workloads = t["workloads"].as_array().expect("workloads");
+    assert_eq!(workloads.len(), 1, "{t:#}");
+    let w = &workloads[0];
+    assert_eq!(w["mac"], MAC_A, "{t:#}");
+    assert!(
+        !t.to_string().contains(MAC_C),
+        "the workload that took the old address is never named: {t:#}"
+    );
+    assert_eq!(w["identity_then"]["name"], "client");
+    assert_eq!(w["resolved"], true);
+    let ips: Vec<&str> = w["resolutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["client_ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["10.99.0.1", "10.99.0.4"], "{t:#}");
+    assert_eq!(
+        w["resolutions"][0]["answers"][0]["ip"], "10.99.0.66",
+        "{t:#}"
+    );
+    assert_eq!(t["answers"], serde_json::json!(["10.99.0.66"]));
+    let contacts = w["contacts"].as_array().unwrap();
+    assert!(
+        contacts
+            .iter()
+            .any(|c| c["ip"] == "10.99.0.66" && c["service"] == "tcp/9000" && c["allowed"] == true),
+        "the connection to the answer: {t:#}"
+    );
+}
+
+#[test]
+fn traceback_names_the_workload_that_resolved_not_the_one_that_took_its_address() {
+    if !dataplane::hostenv::root_with(
+        "the live DNS traceback test",
+        &["ip", "ethtool", "nsenter", "dnsmasq", "getent"],
+    ) {
+        return;
+    }
+    let mut bed = Bed::new("dns", &policy(""), "");
+    let [a, b, dut] = bed.ns.clone();
+    let tag = std::process::id();
+    let mut extras = Extras {
+        ns_c: format!("bh-dns-c-{tag}"),
+        netns_etc: std::path::PathBuf::from(format!("/etc/netns/{a}")),
+        dnsmasq: None,
+    };
+    let c = extras.ns_c.clone();
+    // host-c: a macvlan on host-a's link, in a namespace of its own.
+    sh(&["ip", "netns", "add", &c]);
+    sh(&["ip", "-n", &c, "link", "set", "lo", "up"]);
+    sh(&[
+        "ip", "-n", &a, "link", "add", "host-c", "link", "host-a", "type", "macvlan", "mode",
+        "bridge",
+    ]);
+    sh(&["ip", "-n", &a, "link", "set", "host-c", "netns", &c]);
+    sh(&["ip", "-n", &c, "link", "set", "host-c", "address", MAC_C]);
+    sh(&[
+        "ip",
+        "-n",
+        &c,
+        "addr",
+        "add",
+        "10.99.0.3/24",
+        "dev",
+        "host-c",
+    ]);
+    sh(&["ip", "-n", &c, "link", "set", "host-c", "up"]);
+    sh(&[
+        "ip", "netns", "exec", &c, "ethtool", "-K", "host-c", "tx", "off",
+    ]);
+    // host-b: the C2's address beside its own; dnsmasq answers evil.test.
+    sh(&[
+        "ip",
+        "-n",
+        &b,
+        "addr",
+        "add",
+        "10.99.0.66/24",
+        "dev",
+        "host-b",
+    ]);
+    extras.dnsmasq = Some(
+        Command::new("ip")
+            .args(["netns", "exec", &b, "dnsmasq", "--keep-in-foreground"])
+            .args([
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--listen-address=10.99.0.2",
+                "--address=/evil.test/10.99.0.66",
+            ])
+            .arg(format!(
+                "--pid-file={}",
+                bed.dir.join("dnsmasq.pid").display()
+            ))
+            .args(["--user=root", "--log-facility=-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq"),
+    );
+    std::fs::create_dir_all(&extras.netns_etc).unwrap();
+    std::fs::write(
+        extras.netns_etc.join("resolv.conf"),
+        "nameserver 10.99.0.2\noptions timeout:1 attempts:3\n",
+    )
+    .unwrap();
+    serve(&b, "0.0.0.0:9000");
+    serve(&c, "0.0.0.0:9001");
+    bed.start();
+
+    // Before the compromise: the server reaches host-c (db -> web 9001).
+    connect(&b, "10.99.0.3:9001");
+    pause();
+    let since = rfc3339_now();
+    // host-a resolves the C2 and connects to its answer.
+    let answer = resolve(&a, "c2.evil.test");
+    assert!(
+        answer.contains("10.99.0.66"),
+        "dnsmasq's answer: {answer:?}"
+    );
+    connect(&a, "10.99.0.66:9000");
+    pause();
+    // Lateral: the server, now reached, reaches host-c again.
+    connect(&b, "10.99.0.3:9001");
+    pause();
+    // host-a moves to .4 and resolves again from there.
+    sh(&[
+        "ip",
+        "-n",
+        &a,
+        "addr",
+        "del",
+        "10.99.0.1/24",
+        "dev",
+        "host-a",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &a,
+        "addr",
+        "add",
+        "10.99.0.4/24",
+        "dev",
+        "host-a",
+    ]);
+    let again = resolve(&a, "c2.evil.test");
+    assert!(again.contains("10.99.0.66"), "{again:?}");
+    // host-c takes .1 (declared again by the operator) and talks to the
+    // benign server.
+    let file = bed.dir.join("policy-c.yaml");
+    std::fs::write(&file, policy(", ips: [10.99.0.1]")).unwrap();
+    bed.ctl(&["policy", "put", file.to_str().unwrap()]);
+    bed.ctl(&["policy", "commit", "--message", "host-c has 10.99.0.1 now"]);
+    sh(&[
+        "ip",
+        "-n",
+        &c,
+        "addr",
+        "del",
+        "10.99.0.3/24",
+        "dev",
+        "host-c",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &c,
+        "addr",
+        "add",
+        "10.99.0.1/24",
+        "dev",
+        "host-c",
+    ]);
+    connect(&c, "10.99.0.2:9000");
+    // SIGTERM: flows end, the records and their derived rows are written.
+    bed.stop();
+    let log = bed.log();
+    assert!(log.contains("DNS: "), "{log}");
+
+    let t = offline(&bed, &["traceback", "evil.test", "--since", "1h"]);
+    check_traceback(&t);
+    // The blast radius from the resolution on: the server at depth 1 (DNS,
+    // then the C2 port), host-c at depth 2 by the later connection only.
+    let br = offline(&bed, &["blast-radius", MAC_A, "--since", &since]);
+    let reached = br["reached"].as_array().expect("reached");
+    let order: Vec<(&str, u64)> = reached
+        .iter()
+        .map(|r| {
+            (
+                r["mac"].as_str().or(r["ip"].as_str()).unwrap(),
+                r["depth"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(order, [(MAC_B, 1), (MAC_C, 2)], "{br:#}");
+    assert!(
+        reached[1]["first_contact"].as_str().unwrap() > since.as_str(),
+        "host-c by the connection after the server was reached: {br:#}"
+    );
+    assert_eq!(reached[1]["path"], serde_json::json!([MAC_A, MAC_B, MAC_C]));
+    assert!(br["attempted"].is_array());
+    // The old address's holders in turn.
+    let h = offline(&bed, &["addresses", "10.99.0.1", "--since", "1h"]);
+    let holders: Vec<&str> = h["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["mac"].as_str().unwrap())
+        .collect();
+    assert_eq!(holders, [MAC_A, MAC_C], "{h:#}");
+
+    // After a restart, the same through the API.
+    bed.start();
+    check_traceback(&bed.ctl(&["traceback", "evil.test", "--since", "1h"]));
+    let text = sh(&[
+        "nsenter",
+        &format!("--net=/run/netns/{dut}"),
+        EXE,
+        "ctl",
+        "--ctl-config",
+        bed.dir.join("ctl.toml").to_str().unwrap(),
+        "blast-radius",
+        MAC_A,
+        "--since",
+        &since,
+    ]);
+    assert!(text.contains("server (02:5e:00:00:00:0b)"), "{text}");
+    drop(extras);
+}
