@@ -1,12 +1,12 @@
-//! `bulkhead records traceback|blast-radius|addresses --store FILE`: the
+//! `bulkhead records traceback|blast-radius|addresses|dns --store FILE`: the
 //! forensic queries on a records store file, with the API's parameters
 //! (checked by the same code) and the tables `bulkhead ctl` prints.
 
 use anyhow::Context;
 use clap::Args;
 use control::records::{
-    AddressHistory, AddressParams, BlastParams, BlastRadius, RecordsReader, Traceback,
-    TracebackParams,
+    AddressHistory, AddressParams, BlastParams, BlastRadius, DnsParams, RecordsReader, Resolution,
+    Traceback, TracebackParams,
 };
 use control::time::Timestamp;
 use std::fmt::Write as _;
@@ -90,6 +90,42 @@ impl AddressArgs {
     }
 }
 
+/// `dns`, as `records` and `ctl` take it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DnsArgs {
+    /// A name and the names under it (`=name`: that name only).
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// The client's MAC.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// noerror, nxdomain, servfail, refused or a number.
+    #[arg(long)]
+    pub rcode: Option<String>,
+    /// The window's start: RFC 3339 or an age (default 24h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The window's end (default now).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Rows at most (default 100, at most 10000).
+    #[arg(long)]
+    pub limit: Option<String>,
+}
+
+impl DnsArgs {
+    pub fn params(&self) -> DnsParams {
+        DnsParams {
+            domain: self.domain.clone(),
+            client: self.client.clone(),
+            rcode: self.rcode.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+            limit: self.limit.clone(),
+        }
+    }
+}
+
 /// A store and `--json`, for every offline query.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -148,6 +184,54 @@ pub fn addresses(args: &AddressArgs, store: &StoreArgs) -> anyhow::Result<()> {
         print!("{}", addresses_text(&h));
         Ok(())
     }
+}
+
+pub fn dns(args: &DnsArgs, store: &StoreArgs) -> anyhow::Result<()> {
+    let q = args.params().query(now_ms()).map_err(bad)?;
+    let rows = RecordsReader::open(&store.store)?.dns(&q)?;
+    if store.json {
+        print_json(&rows)
+    } else {
+        print!("{}", dns_text(&rows));
+        Ok(())
+    }
+}
+
+/// What `dns` prints: one line a response.
+pub fn dns_text(rows: &[Resolution]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24}  {:<36} {:<16} {:<40} {:>5} {:>5}  ANSWERS",
+        "TIME", "CLIENT", "CLIENT IP", "NAME", "TYPE", "RCODE"
+    );
+    for r in rows {
+        let client = r
+            .identity
+            .as_ref()
+            .map_or_else(String::new, |i| who(&i.name, &i.mac));
+        let answers: Vec<String> = r
+            .answers
+            .iter()
+            .map(|a| match (&a.ip, &a.cname) {
+                (Some(ip), _) => ip.to_string(),
+                (_, Some(c)) => format!("{c}."),
+                _ => String::new(),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<24}  {:<36} {:<16} {:<40} {:>5} {:>5}  {}",
+            r.time,
+            client,
+            r.client_ip,
+            r.qname,
+            r.qtype,
+            r.rcode,
+            answers.join(" ")
+        );
+    }
+    out
 }
 
 fn who(name: &str, mac: &str) -> String {

@@ -42,6 +42,13 @@ enum RecordsCommand {
         #[command(flatten)]
         store: crate::forensics_cmd::StoreArgs,
     },
+    /// DNS responses kept raw, newest first: by name, client, response code.
+    Dns {
+        #[command(flatten)]
+        args: crate::forensics_cmd::DnsArgs,
+        #[command(flatten)]
+        store: crate::forensics_cmd::StoreArgs,
+    },
     /// Which MACs held an address, or the one at a time.
     Addresses {
         #[command(flatten)]
@@ -213,6 +220,7 @@ pub fn run(args: &RecordsArgs) -> anyhow::Result<()> {
             crate::forensics_cmd::blast_radius(args, store)
         }
         RecordsCommand::Addresses { args, store } => crate::forensics_cmd::addresses(args, store),
+        RecordsCommand::Dns { args, store } => crate::forensics_cmd::dns(args, store),
     }
 }
 

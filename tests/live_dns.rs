@@ -349,6 +349,14 @@ fn traceback_names_the_workload_that_resolved_not_the_one_that_took_its_address(
     );
     assert_eq!(reached[1]["path"], serde_json::json!([MAC_A, MAC_B, MAC_C]));
     assert!(br["attempted"].is_array());
+    // The responses themselves, newest first; none for a name nobody asked.
+    let dns = offline(&bed, &["dns", "--domain", "evil.test", "--since", "1h"]);
+    let dns = dns.as_array().expect("a list");
+    assert_eq!(dns.len(), 2, "{dns:#?}");
+    assert_eq!(dns[0]["client_ip"], "10.99.0.4");
+    assert_eq!(dns[0]["identity"]["mac"], MAC_A);
+    let none = offline(&bed, &["dns", "--domain", "=evil.test", "--since", "1h"]);
+    assert_eq!(none, serde_json::json!([]), "only c2.evil.test was asked");
     // The old address's holders in turn.
     let h = offline(&bed, &["addresses", "10.99.0.1", "--since", "1h"]);
     let holders: Vec<&str> = h["holders"]

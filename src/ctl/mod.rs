@@ -95,6 +95,8 @@ pub enum CtlCommand {
     BlastRadius(crate::forensics_cmd::BlastArgs),
     /// Which MACs held an address (as `bulkhead records addresses`).
     Addresses(crate::forensics_cmd::AddressArgs),
+    /// DNS responses, newest first (as `bulkhead records dns`).
+    Dns(crate::forensics_cmd::DnsArgs),
 }
 
 #[derive(Subcommand)]
@@ -336,6 +338,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Traceback(t) => records::traceback(&api, t, args.json)?,
         CtlCommand::BlastRadius(b) => records::blast_radius(&api, b, args.json)?,
         CtlCommand::Addresses(a) => records::addresses(&api, a, args.json)?,
+        CtlCommand::Dns(d) => records::dns(&api, d, args.json)?,
         CtlCommand::RulesUsage(w) => records::rules_usage(&api, w, args.json)?,
     }
     Ok(())

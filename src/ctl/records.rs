@@ -5,14 +5,15 @@
 use super::client::Api;
 use super::seg;
 use crate::forensics_cmd::{
-    addresses_text, blast_text, traceback_text, AddressArgs, BlastArgs, TracebackArgs,
+    addresses_text, blast_text, dns_text, traceback_text, AddressArgs, BlastArgs, DnsArgs,
+    TracebackArgs,
 };
 use crate::records_cmd::{
     flow_table, graph_table, rule_table, FlowFilterArgs, FollowOut, GraphWindowArgs, WindowArgs,
 };
 use anyhow::Context;
 use control::records::{
-    AddressHistory, BlastRadius, FlowParams, FlowRow, Graph, RuleReport, Traceback,
+    AddressHistory, BlastRadius, FlowParams, FlowRow, Graph, Resolution, RuleReport, Traceback,
 };
 use mgmt_api::routes::records::FlowPageView;
 use serde::de::DeserializeOwned;
@@ -209,6 +210,29 @@ pub fn addresses(api: &Api, a: &AddressArgs, as_json: bool) -> anyhow::Result<()
         println!("{}", serde_json::to_string_pretty(&h)?);
     } else {
         print!("{}", addresses_text(&h));
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/dns`.
+pub fn dns(api: &Api, a: &DnsArgs, as_json: bool) -> anyhow::Result<()> {
+    let p = a.params();
+    let path = query_path(
+        "/api/v1/dns",
+        &[
+            ("domain", &p.domain),
+            ("client", &p.client),
+            ("rcode", &p.rcode),
+            ("since", &p.since),
+            ("until", &p.until),
+            ("limit", &p.limit),
+        ],
+    );
+    let rows: Vec<Resolution> = get(api, &path)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", dns_text(&rows));
     }
     Ok(())
 }

@@ -45,8 +45,8 @@ pub use filter::{
 };
 pub use forensics::{
     AddressHistory, AddressParams, AddressSpan, Attempt, BlastParams, BlastRadius, Contact,
-    IdentityView, PassiveDns, Reached, Resolution, Target, Traceback, TracebackParams,
-    TracedWorkload, MAX_DEPTH,
+    DnsParams, DnsQuery, IdentityView, PassiveDns, Reached, Resolution, Target, Traceback,
+    TracebackParams, TracedWorkload, MAX_DEPTH,
 };
 pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
 pub use nodes::Network;

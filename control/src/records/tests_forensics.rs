@@ -8,6 +8,7 @@
     clippy::expect_used,
     reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
 )]
+use super::query::time_text;
 use super::*;
 use crate::dns::{Answer, AnswerData, DnsResponse};
 use crate::testutil::TempDir;
@@ -229,6 +230,39 @@ fn check(reader: &RecordsReader) {
         .traceback(&"test".parse::<Target>().unwrap(), at(150), at(200))
         .unwrap();
     assert!(none.workloads.is_empty());
+
+    // The raw responses: by name (newest first), client, response code.
+    let q = |name: Option<&str>, client: Option<&str>, rcode: Option<&str>| {
+        DnsParams {
+            domain: name.map(str::to_string),
+            client: client.map(str::to_string),
+            rcode: rcode.map(str::to_string),
+            since: Some(time_text(at(-1440))),
+            until: Some(time_text(at(1440))),
+            limit: None,
+        }
+        .query(at(0))
+    };
+    let rows = reader
+        .dns(&q(Some("evil.test"), None, None).unwrap())
+        .unwrap();
+    let times: Vec<i64> = rows.iter().map(|r| r.time_ms).collect();
+    assert_eq!(times, vec![at(100), at(10), at(-300)]);
+    let rows = reader
+        .dns(&q(Some("cdn-evil.test"), Some(&A.to_string()), None).unwrap())
+        .unwrap();
+    assert_eq!(rows.len(), 2, "by an alias of the chain, A's only");
+    assert!(reader
+        .dns(&q(None, None, Some("nxdomain")).unwrap())
+        .unwrap()
+        .is_empty());
+    for (name, client, rcode) in [
+        (Some("10.0.0.1"), None, None),
+        (None, Some("nope"), None),
+        (None, None, Some("70000")),
+    ] {
+        assert!(q(name, client, rcode).is_err());
+    }
 
     // Who held X: A at first, B later; at a time between, the last before.
     let x: std::net::IpAddr = "10.0.0.5".parse().unwrap();

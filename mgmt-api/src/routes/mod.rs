@@ -84,6 +84,7 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(records::traceback))
         .routes(routes!(records::blast_radius))
         .routes(routes!(records::addresses))
+        .routes(routes!(records::dns))
 }
 
 /// Routes for operators and admins: quarantine and release.

@@ -6,9 +6,9 @@ use crate::state::{blocking, Caller, Shared};
 use axum::extract::{Query, State};
 use axum::Json;
 use control::records::{
-    rule_report, AddressHistory, AddressParams, BlastParams, BlastRadius, FlowParams, FlowRow,
-    Graph, GraphParams, RecordsError, RecordsReader, RuleReport, Traceback, TracebackParams,
-    WindowParams, DEFAULT_LIMIT,
+    rule_report, AddressHistory, AddressParams, BlastParams, BlastRadius, DnsParams, FlowParams,
+    FlowRow, Graph, GraphParams, RecordsError, RecordsReader, Resolution, RuleReport, Traceback,
+    TracebackParams, WindowParams, DEFAULT_LIMIT,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -213,4 +213,24 @@ pub async fn addresses(
     })
     .await?;
     Ok(Json(h))
+}
+
+/// DNS responses kept raw, newest first (viewer): by name and the names
+/// under it, client MAC, response code, window.
+#[utoipa::path(get, path = "/api/v1/dns", tag = "records", params(DnsParams),
+    responses((status = 200, body = Vec<Resolution>), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "flow records are off on this appliance")))]
+pub async fn dns(
+    State(st): State<Shared>,
+    _c: Caller,
+    Query(q): Query<DnsParams>,
+) -> ApiResult<Json<Vec<Resolution>>> {
+    let query = q.query(now_ms()).map_err(param_error)?;
+    let path = records_path(&st)?;
+    let rows = blocking(move || {
+        let reader = RecordsReader::open(&path).map_err(records_error)?;
+        reader.dns(&query).map_err(records_error)
+    })
+    .await?;
+    Ok(Json(rows))
 }

@@ -247,6 +247,8 @@ fn traceback_blast_radius_and_addresses_answer_by_mac_and_refuse_bad_input() {
     let h = json(bed.get("/api/v1/addresses?ip=10.0.1.11", &bed.viewer), 200);
     assert_eq!(h["holders"][0]["mac"], "02:00:00:00:01:01", "{h}");
     assert_eq!(h["holders"][0]["sources"][0], "flow");
+    let d = json(bed.get("/api/v1/dns?domain=example.test", &bed.viewer), 200);
+    assert_eq!(d, serde_json::json!([]));
     for bad in [
         "/api/v1/traceback",
         "/api/v1/traceback?target=a..b",
@@ -255,6 +257,10 @@ fn traceback_blast_radius_and_addresses_answer_by_mac_and_refuse_bad_input() {
         "/api/v1/blast-radius?mac=02:00:00:00:01:01&depth=99",
         "/api/v1/addresses?ip=300.1.1.1",
         "/api/v1/addresses?ip=10.0.0.1&at=soon",
+        "/api/v1/dns?domain=10.0.0.0/8",
+        "/api/v1/dns?client=02:00",
+        "/api/v1/dns?rcode=maybe",
+        "/api/v1/dns?limit=-1",
     ] {
         let r = bed.get(bad, &bed.viewer);
         assert_eq!(r.status().as_u16(), 400, "{bad}");

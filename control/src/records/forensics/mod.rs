@@ -10,10 +10,12 @@
 //! records.
 
 mod blast;
+mod dns_list;
 mod params;
 mod traceback;
 
 pub use blast::{Attempt, BlastRadius, Reached, MAX_DEPTH};
+pub use dns_list::{DnsParams, DnsQuery};
 pub use params::{AddressParams, BlastParams, TracebackParams};
 pub use traceback::{Contact, PassiveDns, Resolution, Target, Traceback, TracedWorkload};
 

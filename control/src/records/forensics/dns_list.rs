@@ -1,0 +1,213 @@
+//! The DNS responses kept raw, newest first: by name (and the names under
+//! it), by client, by response code (a burst of NXDOMAIN is how a domain
+//! generation algorithm looks).
+
+use super::traceback::Resolution;
+use crate::records::dns_rows::reversed;
+use crate::records::filter::ParamError;
+use crate::records::nodes::ip_of;
+use crate::records::query::time_text;
+use crate::records::{mac_int, RecordsError, RecordsReader, WindowParams, MAX_LIMIT};
+use dataplane::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `dns` as text.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct DnsParams {
+    /// A name and the names under it (`=name`: that name only).
+    pub domain: Option<String>,
+    /// The client's MAC.
+    #[cfg_attr(
+        feature = "openapi",
+        param(
+            pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){5}$"
+        )
+    )]
+    pub client: Option<String>,
+    /// `noerror`, `nxdomain`, `servfail`, `refused` or a number 0-4095.
+    pub rcode: Option<String>,
+    /// The window's start: RFC 3339 or an age (default 24h).
+    pub since: Option<String>,
+    /// The window's end (default now).
+    pub until: Option<String>,
+    /// Rows at most: default 100; more than 10000 is taken as 10000.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[0-9]+$"))]
+    pub limit: Option<String>,
+}
+
+/// [`DnsParams`] checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsQuery {
+    /// The name and whether only itself.
+    pub name: Option<(String, bool)>,
+    pub client: Option<MacAddr>,
+    pub rcode: Option<u16>,
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub limit: usize,
+}
+
+fn bad(field: &'static str, message: impl Into<String>) -> ParamError {
+    ParamError {
+        field,
+        message: message.into(),
+    }
+}
+
+impl DnsParams {
+    pub fn query(&self, now_ms: i64) -> Result<DnsQuery, ParamError> {
+        let name = match self.domain.as_deref() {
+            None => None,
+            Some(n) => match n.parse::<super::Target>() {
+                Ok(super::Target::Domain { name, exact }) => Some((name, exact)),
+                Ok(super::Target::Net(_)) => {
+                    return Err(bad("domain", "a name, not an address (see traceback)"))
+                }
+                Err(e) => return Err(bad("domain", e)),
+            },
+        };
+        let client = self
+            .client
+            .as_deref()
+            .map(|m| m.parse::<MacAddr>())
+            .transpose()
+            .map_err(|e| bad("client", format!("not a MAC address: {e}")))?;
+        let rcode =
+            match self.rcode.as_deref().map(str::trim) {
+                None => None,
+                Some("noerror") => Some(0),
+                Some("servfail") => Some(2),
+                Some("nxdomain") => Some(3),
+                Some("refused") => Some(5),
+                Some(n) => Some(n.parse::<u16>().ok().filter(|n| *n < 4096).ok_or_else(|| {
+                    bad("rcode", "noerror, nxdomain, servfail, refused or 0-4095")
+                })?),
+            };
+        let (since_ms, until_ms) = WindowParams {
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+        .window(now_ms, now_ms - 86_400_000)?;
+        let limit = match self.limit.as_deref() {
+            None => 100,
+            Some(l) => l
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| bad("limit", "a number"))?
+                .clamp(1, MAX_LIMIT),
+        };
+        Ok(DnsQuery {
+            name,
+            client,
+            rcode,
+            since_ms,
+            until_ms,
+            limit,
+        })
+    }
+}
+
+impl RecordsReader {
+    /// The raw DNS responses matching `q`, newest first.
+    pub fn dns(&self, q: &DnsQuery) -> Result<Vec<Resolution>, RecordsError> {
+        let mut cond = String::from("time_ms BETWEEN ?1 AND ?2");
+        let mut args: Vec<rusqlite::types::Value> = vec![q.since_ms.into(), q.until_ms.into()];
+        if let Some(mac) = q.client {
+            args.push(mac_int(mac).into());
+            cond += &format!(" AND client_mac = ?{}", args.len());
+        }
+        if let Some(rcode) = q.rcode {
+            args.push(i64::from(rcode).into());
+            cond += &format!(" AND rcode = ?{}", args.len());
+        }
+        if let Some((name, exact)) = &q.name {
+            // The names asked that match, from passive DNS (an index range),
+            // then their responses by the raw table's name index.
+            let names = self.asked_names(name, *exact, q.since_ms, q.until_ms)?;
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            let first = args.len() + 1;
+            let marks: Vec<String> = (first..first + names.len())
+                .map(|i| format!("?{i}"))
+                .collect();
+            args.extend(names.into_iter().map(rusqlite::types::Value::from));
+            cond += &format!(" AND qname IN ({})", marks.join(", "));
+        }
+        args.push(i64::try_from(q.limit).unwrap_or(i64::MAX).into());
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT time_ms, client_ip, server_ip, qname, qtype, rcode, answers, client_id
+             FROM dns WHERE {cond} ORDER BY time_ms DESC, id DESC LIMIT ?{}",
+            args.len()
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+            ))
+        })?;
+        let mut identities = BTreeMap::new();
+        let mut out = Vec::new();
+        for row in rows {
+            let (time_ms, client_ip, server_ip, qname, qtype, rcode, answers, client_id) = row?;
+            let identity = match identities.get(&client_id) {
+                Some(i) => Clone::clone(i),
+                None => {
+                    let i = self.identity_by_id(client_id)?;
+                    identities.insert(client_id, i.clone());
+                    i
+                }
+            };
+            out.push(Resolution {
+                time: time_text(time_ms),
+                client_ip: ip_of(&client_ip).to_string(),
+                server_ip: ip_of(&server_ip).to_string(),
+                qname,
+                qtype: u16::try_from(qtype).unwrap_or(0),
+                rcode: u16::try_from(rcode).unwrap_or(0),
+                answers: serde_json::from_str(&answers).unwrap_or_default(),
+                identity,
+                time_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The names asked in the window that are `name` or under it.
+    fn asked_names(
+        &self,
+        name: &str,
+        exact: bool,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<String>, RecordsError> {
+        let r = reversed(name);
+        let under = format!("{r}.");
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT DISTINCT rname, qname FROM pdns WHERE rname >= ?1 AND rname < ?2
+             AND last_ms >= ?3 AND first_ms <= ?4",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![r, format!("{r}/"), since_ms, until_ms],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+        )?;
+        let mut names = std::collections::BTreeSet::new();
+        for row in rows {
+            let (rname, qname) = row?;
+            if rname == r || (!exact && rname.starts_with(&under)) {
+                names.insert(qname);
+            }
+        }
+        // SQLite's limit on host parameters is 32766: far above a name's.
+        Ok(names.into_iter().take(10_000).collect())
+    }
+}
