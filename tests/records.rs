@@ -460,3 +460,61 @@ fn follow_prints_records_as_they_are_written_as_json_lines() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_replayed_capture_is_investigated_like_live_traffic() {
+    let d = dir("forensics");
+    let store = d.join("records.db");
+    replay_into(&store);
+    // The capture's DNS responses, and who resolved the C2 name.
+    let dns = records_json("dns", &store, &DAY);
+    let names: Vec<&str> = dns
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["qname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c2.bad.example", "db.internal"], "{dns:#}");
+    let mut args = vec!["c2.bad.example"];
+    args.extend_from_slice(&DAY);
+    let t = records_json("traceback", &store, &args);
+    let w = &t["workloads"][0];
+    assert_eq!(t["workloads"].as_array().unwrap().len(), 1, "{t:#}");
+    assert_eq!(w["resolutions"][0]["answers"][0]["ip"], "203.0.113.66");
+    let client = w["mac"].as_str().unwrap().to_string();
+    let ip = w["resolutions"][0]["client_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let then = w["resolutions"][0]["time"].as_str().unwrap().to_string();
+    // Who held the client's address then: the same MAC.
+    let h = records_json("addresses", &store, &[ip.as_str(), "--at", then.as_str()]);
+    assert_eq!(h["holders"][0]["mac"], client.as_str(), "{h:#}");
+    // Its blast radius over the day; the table form too.
+    let mut args = vec![client.as_str()];
+    args.extend_from_slice(&DAY);
+    let b = records_json("blast-radius", &store, &args);
+    assert!(
+        b["reached"].is_array() && b["attempted"].is_array(),
+        "{b:#}"
+    );
+    let mut cmd = vec!["records", "traceback", "c2.bad.example", "--store"];
+    cmd.push(store.to_str().unwrap());
+    cmd.extend_from_slice(&DAY);
+    let text = ok(&bulkhead(&cmd));
+    assert!(text.contains("203.0.113.66"), "{text}");
+    // Bad input: one line, no panic.
+    for bad in [
+        vec!["traceback", "a..b"],
+        vec!["blast-radius", "not-a-mac"],
+        vec!["addresses", "10.0.0.300"],
+        vec!["dns", "--rcode", "sometimes"],
+    ] {
+        let mut cmd = vec!["records"];
+        cmd.extend_from_slice(&bad);
+        cmd.extend_from_slice(&["--store", store.to_str().unwrap()]);
+        let err = fails(&bulkhead(&cmd));
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
