@@ -383,5 +383,31 @@ fn traceback_names_the_workload_that_resolved_not_the_one_that_took_its_address(
         &since,
     ]);
     assert!(text.contains("server (02:5e:00:00:00:0b)"), "{text}");
+    let traceback = sh(&[
+        EXE,
+        "records",
+        "traceback",
+        "evil.test",
+        "--since",
+        "1h",
+        "--store",
+        bed.dir.join("records.db").to_str().unwrap(),
+    ]);
+    eprintln!("{traceback}\n{text}");
+    let metrics = sh(&[
+        "nsenter",
+        &format!("--net=/run/netns/{dut}"),
+        EXE,
+        "ctl",
+        "--ctl-config",
+        bed.dir.join("ctl.toml").to_str().unwrap(),
+        "metrics",
+    ]);
+    for line in [
+        "bulkhead_dns_records_written_total",
+        "bulkhead_dns_messages_dropped_total{reason=\"malformed\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
     drop(extras);
 }

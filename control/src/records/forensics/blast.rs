@@ -39,7 +39,8 @@ pub struct Reached {
     pub path: Vec<String>,
     /// The services reached on it by the node before it on the path.
     pub services: Vec<String>,
-    /// Flows and bytes from that node to it, since the node was reached.
+    /// Flows and bytes from that node to it since the node was reached
+    /// (by the hour: an hour with a flow begun after counts whole).
     pub flows: u64,
     pub bytes: u64,
     #[serde(skip, default)]
@@ -172,9 +173,10 @@ impl RecordsReader {
                         };
                     }
                     if c.from == src {
+                        let (flows, bytes) = self.traffic_after(src, &e, t, until_ms)?;
                         c.services.insert(service_text(e.proto, e.port));
-                        c.flows += e.flows;
-                        c.bytes += e.bytes;
+                        c.flows += flows;
+                        c.bytes += bytes;
                     }
                 }
             }
@@ -287,6 +289,50 @@ impl RecordsReader {
             |r| r.get(0),
         )?;
         Ok(first.filter(|&f| f <= until))
+    }
+}
+
+impl RecordsReader {
+    /// Flows on `e` begun at or after `t` (by `until`), and their bytes:
+    /// the edge's totals when all of it is in that span, else its hourly
+    /// contacts from `t`'s hour (an hour's rows count whole once one of its
+    /// flows began late enough).
+    fn traffic_after(
+        &self,
+        src: i64,
+        e: &EdgeRow,
+        t: i64,
+        until: i64,
+    ) -> Result<(u64, u64), RecordsError> {
+        if e.first_ms >= t && e.last_ms <= until {
+            return Ok((e.flows, e.bytes));
+        }
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT coalesce(sum(flows), 0), coalesce(sum(bytes), 0)
+             FROM contacts WHERE src_mac = ?1 AND dst_mac = ?2 AND dst_ip = ?3 AND proto = ?4
+                AND port = ?5 AND allowed = ?6 AND hour_ms BETWEEN ?8 AND ?9
+                AND last_start_ms >= ?7",
+        )?;
+        let (flows, bytes) = stmt.query_row(
+            rusqlite::params![
+                src,
+                e.dst_mac,
+                e.dst_ip,
+                e.proto,
+                e.port,
+                e.allowed,
+                t,
+                hour_of(t),
+                until
+            ],
+            |r| {
+                Ok((
+                    crate::records::count_at(r, 0)?,
+                    crate::records::count_at(r, 1)?,
+                ))
+            },
+        )?;
+        Ok((flows, bytes))
     }
 }
 
