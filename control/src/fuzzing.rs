@@ -70,6 +70,7 @@ pub fn dns_decode(data: &[u8], msgs: &[dataplane::event::DnsMessage]) {
         tcp_seq,
         payload: payload.into(),
         truncated: false,
+        unsolicited: false,
     };
     for r in d.feed(&message(17, None, data)) {
         assert!(

@@ -107,6 +107,11 @@ pub struct DnsMessage {
     pub payload: Box<[u8]>,
     /// The payload was longer than the bound and was cut.
     pub truncated: bool,
+    /// The port-53 end started the flow (or the flow is not tracked): a
+    /// "response" nobody asked for, against the flow's direction. The
+    /// decoder counts it and keeps it out of the records, so that a host
+    /// cannot make another look as if it resolved a name.
+    pub unsolicited: bool,
 }
 
 /// An ARP packet's sender binding, for IP-to-MAC learning.

@@ -172,6 +172,22 @@ fn dns_responses_are_copied_to_events() {
     assert_eq!(&dns[0].payload[..], b"\x12\x34answer");
     assert_eq!(dns[0].client_mac.0, WEB);
     assert!(!dns[0].truncated);
+    assert!(!dns[0].unsolicited, "the client asked first");
+
+    // A "response" that starts its flow (audit mode lets it pass): marked,
+    // so the records keep it out.
+    let (fake, victim) = ((LEGACY, LEGACY_IP, 53), (LEGACY2, DB_IP, 40000));
+    assert!(bed.passes(Port::B, &udp(fake, victim, b"\x12\x34forged")));
+    let dns: Vec<_> = bed
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Dns(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dns.len(), 1);
+    assert!(dns[0].unsolicited);
 }
 
 /// A DHCP ACK from `server` leasing `ip` to the client MAC `client`.

@@ -88,6 +88,10 @@ pub enum DnsDrop {
     /// A TCP stream dropped to make room ([`MAX_STREAMS`]).
     #[error("too many TCP streams")]
     Overflow,
+    /// From the end of the flow that started it: a response nobody asked
+    /// for ([`DnsMessage::unsolicited`]).
+    #[error("a response against the flow's direction")]
+    Unsolicited,
 }
 
 /// Responses parsed, and messages dropped by why.
@@ -101,6 +105,7 @@ pub struct DnsCounters {
     pub bad_length: u64,
     pub gap: u64,
     pub overflow: u64,
+    pub unsolicited: u64,
 }
 
 impl DnsCounters {
@@ -113,12 +118,13 @@ impl DnsCounters {
             DnsDrop::BadLength => &mut self.bad_length,
             DnsDrop::Gap => &mut self.gap,
             DnsDrop::Overflow => &mut self.overflow,
+            DnsDrop::Unsolicited => &mut self.unsolicited,
         };
         *c += 1;
     }
 
     /// Messages dropped, by reason (the names `/metrics` labels them with).
-    pub fn by_reason(&self) -> [(&'static str, u64); 7] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
         [
             ("malformed", self.malformed),
             ("not-response", self.not_response),
@@ -127,6 +133,7 @@ impl DnsCounters {
             ("bad-length", self.bad_length),
             ("gap", self.gap),
             ("overflow", self.overflow),
+            ("unsolicited", self.unsolicited),
         ]
     }
 
@@ -139,6 +146,7 @@ impl DnsCounters {
             + self.bad_length
             + self.gap
             + self.overflow
+            + self.unsolicited
     }
 }
 
@@ -160,6 +168,7 @@ impl DnsDecoder {
     pub fn feed(&mut self, msg: &DnsMessage) -> Vec<DnsResponse> {
         let mut out = Vec::new();
         let bodies = match msg.proto {
+            _ if msg.unsolicited => Err(DnsDrop::Unsolicited),
             17 if msg.truncated => Err(DnsDrop::Truncated),
             17 => Ok(vec![msg.payload.to_vec()]),
             6 => {

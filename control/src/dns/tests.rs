@@ -65,6 +65,7 @@ fn message(proto: u8, seq: Option<u32>, payload: &[u8]) -> DnsMessage {
         tcp_seq: seq,
         payload: payload.into(),
         truncated: false,
+        unsolicited: false,
     }
 }
 
@@ -291,4 +292,18 @@ fn the_fuzz_targets_corpus_and_regressions_decode() {
         }
     }
     assert!(n >= 10, "the dns corpus is there ({n} files)");
+}
+
+#[test]
+fn a_response_nobody_asked_for_is_counted_not_recorded() {
+    let mut d = DnsDecoder::new();
+    let mut forged = udp(&c2_response());
+    forged.unsolicited = true;
+    assert!(d.feed(&forged).is_empty());
+    let mut tcp_forged = message(6, Some(1), &framed(&c2_response()));
+    tcp_forged.unsolicited = true;
+    assert!(d.feed(&tcp_forged).is_empty());
+    assert_eq!(d.counters().unsolicited, 2);
+    assert_eq!(d.counters().dropped(), 2);
+    assert_eq!(d.feed(&udp(&c2_response())).len(), 1);
 }

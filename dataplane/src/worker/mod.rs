@@ -493,7 +493,12 @@ impl Worker {
         self.track(&key, side, hash, &packet, snap, now)?;
 
         if sport == 53 && matches!(ip.l4, L4Info::Tcp { .. } | L4Info::Udp { .. }) {
-            self.dns_event(frame, info, ip, now);
+            // A response travels against its flow: the client asked first.
+            let unsolicited = self
+                .flows
+                .get(&key)
+                .is_none_or(|e| e.dir(side) == crate::flow::Dir::Orig);
+            self.dns_event(frame, info, ip, now, unsolicited);
         }
         if sport == dhcp::SERVER_PORT && dport == dhcp::CLIENT_PORT {
             self.dhcp_event(frame, info, ip, now);
@@ -523,7 +528,14 @@ impl Worker {
         }));
     }
 
-    fn dns_event(&mut self, frame: &[u8], info: &PacketInfo, ip: &IpInfo, now: u64) {
+    fn dns_event(
+        &mut self,
+        frame: &[u8],
+        info: &PacketInfo,
+        ip: &IpInfo,
+        now: u64,
+        unsolicited: bool,
+    ) {
         let start = usize::from(ip.payload_offset);
         let end = usize::from(ip.ip_end).min(frame.len());
         let Some(payload) = frame.get(start..end) else {
@@ -559,6 +571,7 @@ impl Worker {
             payload: payload[..copied].into(),
             // A first fragment holds only the start of the message.
             truncated: copied < payload.len() || matches!(ip.frag, Fragment::First { .. }),
+            unsolicited,
         }));
     }
 }

@@ -105,7 +105,8 @@ pub struct RecordsView {
     #[serde(default)]
     pub dns_lost: u64,
     /// DNS messages seen that were not stored, by why (malformed,
-    /// not-response, no-question, truncated, bad-length, gap, overflow).
+    /// not-response, no-question, truncated, bad-length, gap, overflow,
+    /// unsolicited).
     #[serde(default)]
     pub dns_dropped: std::collections::BTreeMap<String, u64>,
 }
@@ -488,7 +489,7 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
         }
         reg.register(
             "dns_messages_dropped",
-            "DNS messages on the wire not recorded, by why (malformed, not-response, no-question, truncated, bad-length, gap, overflow)",
+            "DNS messages on the wire not recorded, by why (malformed, not-response, no-question, truncated, bad-length, gap, overflow, unsolicited)",
             dropped,
         );
         let paused = Gauge::<i64>::default();

@@ -205,6 +205,7 @@ fn dns_responses_and_arp_are_recorded_for_traceback() {
             tcp_seq: None,
             payload: payload.into(),
             truncated: false,
+            unsolicited: false,
         })
     };
     bed.events.send(dns(c2_answer())).unwrap();
