@@ -38,6 +38,7 @@ fn required<'a>(v: &'a Option<String>, field: &'static str) -> Result<&'a str, P
 pub struct TracebackParams {
     /// A domain (matches itself and every name under it; `=name` itself
     /// only), an IP address or a CIDR.
+    #[cfg_attr(feature = "openapi", param(required = true))]
     pub target: Option<String>,
     /// The window's start: RFC 3339, or an age like `7d` (default 7d).
     pub since: Option<String>,
@@ -67,6 +68,7 @@ pub struct BlastParams {
     #[cfg_attr(
         feature = "openapi",
         param(
+            required = true,
             pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){5}$"
         )
     )]
@@ -110,6 +112,7 @@ impl BlastParams {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct AddressParams {
     /// The address.
+    #[cfg_attr(feature = "openapi", param(required = true))]
     pub ip: Option<String>,
     /// The holder at this time (RFC 3339 or an age) instead of all of them.
     pub at: Option<String>,
