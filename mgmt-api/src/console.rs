@@ -17,6 +17,7 @@ const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");
 const GRAPH: &str = include_str!("console/graph.js");
 const FLOWS: &str = include_str!("console/flows.js");
+const INVESTIGATE: &str = include_str!("console/investigate.js");
 const STYLE: &str = include_str!("console/console.css");
 const CYTOSCAPE: &str = include_str!("console/vendor/cytoscape.min.js");
 
@@ -61,6 +62,10 @@ pub fn routes() -> Router<Shared> {
         .route("/graph.js", get(|| async { asset(GRAPH, JS, FRESH) }))
         .route("/flows.js", get(|| async { asset(FLOWS, JS, FRESH) }))
         .route(
+            "/investigate.js",
+            get(|| async { asset(INVESTIGATE, JS, FRESH) }),
+        )
+        .route(
             "/console.css",
             get(|| async { asset(STYLE, "text/css; charset=utf-8", FRESH) }),
         )
@@ -85,7 +90,7 @@ mod tests {
             INDEX.contains(&format!("src=\"{CYTOSCAPE_PATH}\"")),
             "index.html must load {CYTOSCAPE_PATH}"
         );
-        for script in ["/console.js", "/graph.js", "/flows.js"] {
+        for script in ["/console.js", "/graph.js", "/flows.js", "/investigate.js"] {
             assert!(INDEX.contains(&format!("src=\"{script}\"")), "{script}");
         }
     }

@@ -3,7 +3,8 @@
 //! client (`console/webdriver.rs`): here, log in with a token, open a
 //! workload, quarantine it through the confirmation dialog, and see it
 //! quarantined in the list; the access graph and the flows table over a
-//! real records store in `console/graph.rs`. Without chromedriver the tests
+//! real records store in `console/graph.rs`; traceback, blast radius and
+//! quarantine from it over an incident in `console/forensics.rs`. Without chromedriver the tests
 //! are skipped, except in CI (`CI=true`), where they fail.
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +21,9 @@ mod webdriver;
 
 #[path = "console/graph.rs"]
 mod graph;
+
+#[path = "console/forensics.rs"]
+mod forensics;
 
 use common::{Bed, WEB};
 use webdriver::{Driver, Session};

@@ -1,11 +1,15 @@
 // bulkhead console: plain JavaScript, no build step. Every value from the API
 // goes into the page as text (textContent), never as HTML. The access graph
-// is in graph.js, the flows table in flows.js; both use the helpers here.
+// is in graph.js, the flows table in flows.js, traceback and blast radius in
+// investigate.js; they use the helpers here.
 "use strict";
 
 const KEY = "bulkhead-token";
 const $ = (id) => document.getElementById(id);
 let current = null; // the workload in the detail panel
+// What the confirmation dialog would quarantine: { mac, done } (done runs
+// after it is quarantined: the view it was asked from refreshes).
+let pending = null;
 
 function token() { return sessionStorage.getItem(KEY); }
 
@@ -55,6 +59,7 @@ function show(view) {
   if (view === "versions") { loadVersions(); }
   if (view === "graph") { showGraph(); } // graph.js
   if (view === "flows") { showFlows(); } // flows.js
+  if (view === "investigate") { showInvestigate(); } // investigate.js
 }
 
 async function loadWorkloads() {
@@ -93,6 +98,7 @@ async function openWorkload(mac, quiet) {
     const w = await api("GET", "/api/v1/workloads/" + encodeURIComponent(mac));
     current = w.mac;
     $("detail-title").textContent = (w.name || w.mac) + (w.quarantined ? " (quarantined)" : "");
+    $("detail-title").dataset.name = w.name || "";
     const dl = $("detail-fields");
     dl.replaceChildren();
     const add = (k, v) => {
@@ -112,20 +118,27 @@ async function openWorkload(mac, quiet) {
   } catch (e) { if (!quiet) { say(e.message, true); } }
 }
 
-function askQuarantine() {
-  if (!current) { return; }
-  $("confirm-target").textContent = current;
-  $("confirm-reason").value = "";
+// Asks to quarantine `mac` (the detail panel's workload, or one a
+// traceback or blast radius found), with `reason` filled in.
+function askQuarantine(mac, reason, done) {
+  if (!mac) { return; }
+  pending = { mac, done: done || loadWorkloads };
+  $("confirm-target").textContent = mac;
+  $("confirm-reason").value = reason || "";
+  // Escape closes the dialog without a returnValue: not the last one's "yes".
+  $("confirm-dialog").returnValue = "";
   $("confirm-dialog").showModal();
 }
 
 async function confirmed() {
-  if ($("confirm-dialog").returnValue !== "yes" || !current) { return; }
+  const p = pending;
+  pending = null;
+  if ($("confirm-dialog").returnValue !== "yes" || !p) { return; }
   const reason = $("confirm-reason").value.trim();
   try {
-    const r = await api("POST", "/api/v1/quarantine", { mac: current, reason: reason || null });
+    const r = await api("POST", "/api/v1/quarantine", { mac: p.mac, reason: reason || null });
     say(r.mac + (r.already ? " was already quarantined" : " quarantined") + " (generation " + r.generation + ")");
-    await loadWorkloads();
+    await p.done();
   } catch (e) { say(e.message, true); }
 }
 
@@ -182,6 +195,7 @@ function logout(why) {
   stopLive();
   resetFlows();
   resetGraph();
+  resetInvestigate();
   $("nav").hidden = true;
   for (const v of document.querySelectorAll(".view")) { v.hidden = true; }
   $("workload-detail").hidden = true;
@@ -213,7 +227,7 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const t of document.querySelectorAll(".tab")) {
     t.addEventListener("click", () => show(t.dataset.view));
   }
-  $("quarantine-button").addEventListener("click", askQuarantine);
+  $("quarantine-button").addEventListener("click", () => askQuarantine(current));
   $("release-button").addEventListener("click", () => current && release(current));
   $("detail-close").addEventListener("click", () => { current = null; $("workload-detail").hidden = true; });
   $("confirm-dialog").addEventListener("close", confirmed);
