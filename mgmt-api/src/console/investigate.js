@@ -306,7 +306,9 @@ function blastStyle() {
     { selector: "node[kind = 'external']", style: { "shape": "diamond", "background-color": "#8d6e63" } },
     { selector: "edge", style: {
       "curve-style": "bezier", "target-arrow-shape": "triangle", "width": 2,
-      "line-color": "#c62828", "target-arrow-color": "#c62828",
+      // Green as in the access graph: every hop is an allowed flow (red
+      // there means denied; the denied attempts are the table below).
+      "line-color": "#2e7d32", "target-arrow-color": "#2e7d32",
       "label": "data(label)", "font-size": 10, "text-rotation": "autorotate",
       "text-background-color": "#ffffff", "text-background-opacity": 0.85, "text-background-padding": 2,
     } },
