@@ -123,7 +123,7 @@ impl RecordsReader {
                     continue;
                 };
                 for e in self.edges_from(src, t, until_ms)? {
-                    let Some(contact_ms) = self.first_start_after(src, &e, t, until_ms)? else {
+                    let Some((contact_ms, flows, bytes)) = self.after(src, &e, t, until_ms)? else {
                         continue;
                     };
                     let node = if held(e.dst_mac, ip_of(&e.dst_ip)) {
@@ -145,7 +145,7 @@ impl RecordsReader {
                                     first: time_text(contact_ms),
                                     last: time_text(e.last_ms),
                                 });
-                            a.flows += e.flows;
+                            a.flows += flows;
                         }
                         continue;
                     }
@@ -173,7 +173,6 @@ impl RecordsReader {
                         };
                     }
                     if c.from == src {
-                        let (flows, bytes) = self.traffic_after(src, &e, t, until_ms)?;
                         c.services.insert(service_text(e.proto, e.port));
                         c.flows += flows;
                         c.bytes += bytes;
@@ -254,66 +253,30 @@ impl RecordsReader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The start of the first flow on `e` at or after `t` (by `until`): the
-    /// edge's first if that is late enough, else from its hourly contacts
-    /// (the earliest start in an hour if it is late enough, else that hour's
-    /// latest).
-    fn first_start_after(
+    /// The flows on `e` begun at or after `t` (by `until`): the first one's
+    /// start, how many, their bytes. From the edge's totals when all of it
+    /// is in that span, else from its hourly contacts from `t`'s hour: the
+    /// earliest start in an hour if it is late enough, else that hour's
+    /// latest (a flow that provably began after, possibly not the first);
+    /// an hour with a flow begun after counts whole.
+    fn after(
         &self,
         src: i64,
         e: &EdgeRow,
         t: i64,
         until: i64,
-    ) -> Result<Option<i64>, RecordsError> {
-        if e.first_ms >= t {
-            return Ok((e.first_ms <= until).then_some(e.first_ms));
-        }
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT min(CASE WHEN first_ms >= ?7 THEN first_ms ELSE last_start_ms END)
-             FROM contacts WHERE src_mac = ?1 AND dst_mac = ?2 AND dst_ip = ?3 AND proto = ?4
-                AND port = ?5 AND allowed = ?6 AND hour_ms BETWEEN ?8 AND ?9
-                AND last_start_ms >= ?7",
-        )?;
-        let first: Option<i64> = stmt.query_row(
-            rusqlite::params![
-                src,
-                e.dst_mac,
-                e.dst_ip,
-                e.proto,
-                e.port,
-                e.allowed,
-                t,
-                hour_of(t),
-                until
-            ],
-            |r| r.get(0),
-        )?;
-        Ok(first.filter(|&f| f <= until))
-    }
-}
-
-impl RecordsReader {
-    /// Flows on `e` begun at or after `t` (by `until`), and their bytes:
-    /// the edge's totals when all of it is in that span, else its hourly
-    /// contacts from `t`'s hour (an hour's rows count whole once one of its
-    /// flows began late enough).
-    fn traffic_after(
-        &self,
-        src: i64,
-        e: &EdgeRow,
-        t: i64,
-        until: i64,
-    ) -> Result<(u64, u64), RecordsError> {
+    ) -> Result<Option<(i64, u64, u64)>, RecordsError> {
         if e.first_ms >= t && e.last_ms <= until {
-            return Ok((e.flows, e.bytes));
+            return Ok(Some((e.first_ms, e.flows, e.bytes)));
         }
         let mut stmt = self.conn().prepare_cached(
-            "SELECT coalesce(sum(flows), 0), coalesce(sum(bytes), 0)
+            "SELECT min(CASE WHEN first_ms >= ?7 THEN first_ms ELSE last_start_ms END),
+                coalesce(sum(flows), 0), coalesce(sum(bytes), 0)
              FROM contacts WHERE src_mac = ?1 AND dst_mac = ?2 AND dst_ip = ?3 AND proto = ?4
                 AND port = ?5 AND allowed = ?6 AND hour_ms BETWEEN ?8 AND ?9
                 AND last_start_ms >= ?7",
         )?;
-        let (flows, bytes) = stmt.query_row(
+        let (first, flows, bytes): (Option<i64>, u64, u64) = stmt.query_row(
             rusqlite::params![
                 src,
                 e.dst_mac,
@@ -327,12 +290,13 @@ impl RecordsReader {
             ],
             |r| {
                 Ok((
-                    crate::records::count_at(r, 0)?,
+                    r.get(0)?,
                     crate::records::count_at(r, 1)?,
+                    crate::records::count_at(r, 2)?,
                 ))
             },
         )?;
-        Ok((flows, bytes))
+        Ok(first.filter(|&f| f <= until).map(|f| (f, flows, bytes)))
     }
 }
 

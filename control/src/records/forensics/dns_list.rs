@@ -2,15 +2,12 @@
 //! it), by client, by response code (a burst of NXDOMAIN is how a domain
 //! generation algorithm looks).
 
-use super::traceback::Resolution;
+use super::traceback::{read_resolution, Resolution, RESOLUTION_COLUMNS};
 use crate::records::dns_rows::reversed;
 use crate::records::filter::ParamError;
-use crate::records::nodes::ip_of;
-use crate::records::query::time_text;
 use crate::records::{mac_int, RecordsError, RecordsReader, WindowParams, MAX_LIMIT};
 use dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// `dns` as text.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -139,47 +136,14 @@ impl RecordsReader {
         }
         args.push(i64::try_from(q.limit).unwrap_or(i64::MAX).into());
         let mut stmt = self.conn().prepare(&format!(
-            "SELECT time_ms, client_ip, server_ip, qname, qtype, rcode, answers, client_id
-             FROM dns WHERE {cond} ORDER BY time_ms DESC, id DESC LIMIT ?{}",
+            "SELECT {RESOLUTION_COLUMNS} FROM dns WHERE {cond}
+             ORDER BY time_ms DESC, id DESC LIMIT ?{}",
             args.len()
         ))?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, i64>(7)?,
-            ))
-        })?;
-        let mut identities = BTreeMap::new();
-        let mut out = Vec::new();
-        for row in rows {
-            let (time_ms, client_ip, server_ip, qname, qtype, rcode, answers, client_id) = row?;
-            let identity = match identities.get(&client_id) {
-                Some(i) => Clone::clone(i),
-                None => {
-                    let i = self.identity_by_id(client_id)?;
-                    identities.insert(client_id, i.clone());
-                    i
-                }
-            };
-            out.push(Resolution {
-                time: time_text(time_ms),
-                client_ip: ip_of(&client_ip).to_string(),
-                server_ip: ip_of(&server_ip).to_string(),
-                qname,
-                qtype: u16::try_from(qtype).unwrap_or(0),
-                rcode: u16::try_from(rcode).unwrap_or(0),
-                answers: serde_json::from_str(&answers).unwrap_or_default(),
-                identity,
-                time_ms,
-            });
-        }
-        Ok(out)
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), read_resolution)?
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with_identities(rows)
     }
 
     /// The names asked in the window that are `name` or under it.

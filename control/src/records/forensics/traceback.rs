@@ -416,35 +416,35 @@ impl RecordsReader {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<(Vec<Resolution>, u64), RecordsError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT time_ms, client_ip, server_ip, qname, qtype, rcode, answers, client_id
-             FROM dns WHERE qname = ?1 AND time_ms BETWEEN ?2 AND ?3 AND client_mac = ?4",
-        )?;
+        let mut stmt = self.conn().prepare_cached(&format!(
+            "SELECT {RESOLUTION_COLUMNS} FROM dns
+             WHERE qname = ?1 AND time_ms BETWEEN ?2 AND ?3 AND client_mac = ?4"
+        ))?;
         let mut all = Vec::new();
         for q in qnames {
-            let rows = stmt.query_map(rusqlite::params![q, since_ms, until_ms, mac], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, i64>(7)?,
-                ))
-            })?;
+            let rows = stmt.query_map(
+                rusqlite::params![q, since_ms, until_ms, mac],
+                read_resolution,
+            )?;
             for row in rows {
                 all.push(row?);
             }
         }
-        all.sort_by_key(|r| r.0);
+        all.sort_by_key(|(r, _)| r.time_ms);
         let more = all.len().saturating_sub(MAX_RESOLUTIONS) as u64;
         all.truncate(MAX_RESOLUTIONS);
-        let mut out = Vec::with_capacity(all.len());
+        Ok((self.with_identities(all)?, more))
+    }
+
+    /// Resolutions with the identities their rows name (each read once).
+    pub(super) fn with_identities(
+        &self,
+        rows: Vec<(Resolution, i64)>,
+    ) -> Result<Vec<Resolution>, RecordsError> {
         let mut identities: BTreeMap<i64, Option<IdentityView>> = BTreeMap::new();
-        for (time_ms, client_ip, server_ip, qname, qtype, rcode, answers, client_id) in all {
-            let identity = match identities.get(&client_id) {
+        let mut out = Vec::with_capacity(rows.len());
+        for (mut r, client_id) in rows {
+            r.identity = match identities.get(&client_id) {
                 Some(i) => i.clone(),
                 None => {
                     let i = self.identity_by_id(client_id)?;
@@ -452,19 +452,9 @@ impl RecordsReader {
                     i
                 }
             };
-            out.push(Resolution {
-                time: time_text(time_ms),
-                client_ip: ip_of(&client_ip).to_string(),
-                server_ip: ip_of(&server_ip).to_string(),
-                qname,
-                qtype: u16::try_from(qtype).unwrap_or(0),
-                rcode: u16::try_from(rcode).unwrap_or(0),
-                answers: serde_json::from_str(&answers).unwrap_or_default(),
-                identity,
-                time_ms,
-            });
+            out.push(r);
         }
-        Ok((out, more))
+        Ok(out)
     }
 
     /// Contacts to addresses in `[lo, hi]` whose flows began in the window.
@@ -531,6 +521,30 @@ impl RecordsReader {
             None => self.identity_now(mac),
         }
     }
+}
+
+/// The columns [`read_resolution`] reads from `dns`.
+pub(super) const RESOLUTION_COLUMNS: &str =
+    "time_ms, client_ip, server_ip, qname, qtype, rcode, answers, client_id";
+
+/// A `dns` row of [`RESOLUTION_COLUMNS`]: the resolution (its identity not
+/// read yet) and the client's identity id.
+pub(super) fn read_resolution(r: &rusqlite::Row<'_>) -> Result<(Resolution, i64), rusqlite::Error> {
+    let time_ms: i64 = r.get(0)?;
+    Ok((
+        Resolution {
+            time: time_text(time_ms),
+            client_ip: ip_of(&r.get::<_, Vec<u8>>(1)?).to_string(),
+            server_ip: ip_of(&r.get::<_, Vec<u8>>(2)?).to_string(),
+            qname: r.get(3)?,
+            qtype: u16::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+            rcode: u16::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+            answers: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+            identity: None,
+            time_ms,
+        },
+        r.get(7)?,
+    ))
 }
 
 fn passive(r: &PdnsRow) -> PassiveDns {
