@@ -64,6 +64,8 @@ fn store() -> (PathBuf, Option<PathBuf>) {
         workloads: 1_000,
         seed: 17,
         end_ms: now_ms(),
+        dns: 0,
+        moving_pct: 0,
     };
     let r = generate(&path, &cfg, |_| {}).unwrap();
     println!(

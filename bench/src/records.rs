@@ -12,10 +12,22 @@
 //! would-denies to the groups in audit mode. Deterministic given the seed
 //! (and the end time).
 //!
-//! Used by `records-gen` (the binary) and `benches/records_query.rs`.
+//! With [`GenConfig::dns`] the store also holds DNS responses over the same
+//! days, and with [`GenConfig::moving_pct`] a share of the workloads change
+//! addresses every few days (another workload taking the old one), seen in
+//! the flows, the DNS clients and ARP and DHCP entries alike ([`dns`] says
+//! what the names look like, and what is planted for the forensic queries).
+//!
+//! Used by `records-gen` (the binary) and `benches/records_query.rs`,
+//! `benches/forensics.rs`.
+
+pub mod dns;
 
 use crate::Rng;
-use control::records::{Identity, RecordKind, RecordsConfig, RecordsWriter, StoredFlow};
+use control::records::{
+    AddressSeen, AddressSource, Batch, Identity, RecordKind, RecordsConfig, RecordsWriter,
+    StoredFlow,
+};
 use dataplane::event::{EndReason, FlowRecord};
 use dataplane::flow::FlowState;
 use dataplane::policy::{Action, Mode, Reason, Verdict};
@@ -35,6 +47,11 @@ pub struct GenConfig {
     pub seed: u64,
     /// The window's end (ms since the Unix epoch), usually now.
     pub end_ms: i64,
+    /// DNS responses over the same window (0: none, and nothing planted).
+    pub dns: u64,
+    /// Percent of the workloads whose addresses change every few days (0:
+    /// every workload keeps its address, and no ARP or DHCP entries).
+    pub moving_pct: u32,
 }
 
 /// What a generation did.
@@ -44,6 +61,11 @@ pub struct GenReport {
     pub written: u64,
     /// Records the writer lost (should be 0: batches are retried).
     pub lost: u64,
+    /// DNS responses committed and lost.
+    pub dns_written: u64,
+    pub dns_lost: u64,
+    /// ARP and DHCP entries handed over.
+    pub addresses: u64,
     pub elapsed: Duration,
     /// The store's files (database, WAL, shared memory) after the writer stopped.
     pub bytes: u64,
@@ -83,7 +105,18 @@ pub struct Fleet {
     /// Per workload: in a group in audit mode.
     audit: Vec<bool>,
     gateway: Arc<Identity>,
+    /// Per workload: its cohort and place in it, if its address moves.
+    moves: Vec<Option<(usize, usize)>>,
+    /// Per cohort: the addresses its workloads pass round.
+    pools: Vec<Vec<IpAddr>>,
+    /// When the first period of every cohort begins.
+    origin_ms: i64,
 }
+
+/// A moving workload's address lasts this long (3 days)...
+const MOVE_PERIOD_MS: i64 = 3 * 86_400_000;
+/// ...in one of this many cohorts, each a quarter period after the last.
+const COHORTS: usize = 4;
 
 impl Fleet {
     /// `n` workloads in 30 groups (6 roles x 5 teams), about 10% in a second
@@ -171,7 +204,71 @@ impl Fleet {
             peers,
             audit,
             gateway: Arc::new(Identity::unknown(GATEWAY)),
+            moves: vec![None; n as usize],
+            pools: Vec::new(),
+            origin_ms: 0,
         }
+    }
+
+    /// Make `pct` percent of the workloads (picked by `seed`) change
+    /// addresses every [`MOVE_PERIOD_MS`] from `origin_ms` on: in each of
+    /// [`COHORTS`] cohorts the workloads pass their addresses round, so a
+    /// workload's old address is the next one's new (no two hold one at
+    /// once); the cohorts move a quarter period apart.
+    pub fn set_moving(&mut self, pct: u32, origin_ms: i64, seed: u64) {
+        let mut rng = Rng::new(seed ^ 0x6d6f_7665);
+        self.origin_ms = origin_ms;
+        self.pools = vec![Vec::new(); COHORTS];
+        for w in 0..self.workloads.len() {
+            self.moves[w] = None;
+            if rng.below(100) < u64::from(pct) {
+                let c = rng.below(COHORTS as u64) as usize;
+                self.moves[w] = Some((c, self.pools[c].len()));
+                self.pools[c].push(self.ips[w]);
+            }
+        }
+    }
+
+    /// Workload `w`'s address at `t_ms`, and since when it has held it (the
+    /// start of its period; `i64::MIN` for one that never moves).
+    pub fn ip_at(&self, w: usize, t_ms: i64) -> (IpAddr, i64) {
+        match self.moves[w] {
+            Some((c, j)) => {
+                let pool = &self.pools[c];
+                let shift = c as i64 * MOVE_PERIOD_MS / COHORTS as i64;
+                let e = (t_ms - self.origin_ms + shift).div_euclid(MOVE_PERIOD_MS);
+                let since = self.origin_ms - shift + e * MOVE_PERIOD_MS;
+                let at = (j as i64 + e).rem_euclid(pool.len() as i64) as usize;
+                (pool[at], since)
+            }
+            None => (self.ips[w], i64::MIN),
+        }
+    }
+
+    /// The times in `[from_ms, to_ms)` at which `w` takes a new address.
+    fn moves_of(&self, w: usize, from_ms: i64, to_ms: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        if let Some((c, _)) = self.moves[w] {
+            if self.pools[c].len() < 2 {
+                return out;
+            }
+            let (_, mut since) = self.ip_at(w, from_ms);
+            loop {
+                since += MOVE_PERIOD_MS;
+                if since >= to_ms {
+                    return out;
+                }
+                out.push(since);
+            }
+        }
+        out
+    }
+
+    /// The workloads whose addresses move.
+    pub fn movers(&self) -> Vec<usize> {
+        (0..self.moves.len())
+            .filter(|&w| self.moves[w].is_some())
+            .collect()
     }
 
     fn source(&self, rng: &mut Rng) -> usize {
@@ -216,6 +313,8 @@ fn external_ip(k: u64) -> IpAddr {
 enum End {
     Workload(usize),
     External(u64),
+    /// An internet address of its own (a planted C2 server).
+    Addr(IpAddr),
 }
 
 /// Everything that varies between records, drawn by [`draw`].
@@ -287,7 +386,7 @@ fn draw(fleet: &Fleet, rng: &mut Rng, last_ms: i64) -> Draw {
     };
     let audit = match dst {
         End::Workload(d) => fleet.audit[d],
-        End::External(_) => false,
+        End::External(_) | End::Addr(_) => false,
     };
     let scan = inbound && port != 443;
     let deny = scan || (!audit && rng.below(1000) < 55);
@@ -374,9 +473,18 @@ fn draw(fleet: &Fleet, rng: &mut Rng, last_ms: i64) -> Draw {
 /// The one place a [`StoredFlow`] is built (a field added to it is one line
 /// here).
 fn stored_flow(fleet: &Fleet, d: &Draw) -> StoredFlow {
-    let end = |e: End| match e {
-        End::Workload(w) => (fleet.workloads[w].clone(), fleet.ips[w]),
+    // A workload's address as of the flow's last packet; a flow that began
+    // before it took that address is cut to begin then (a new address ends
+    // the old connections).
+    let mut first_ms = d.first_ms;
+    let mut end = |e: End| match e {
+        End::Workload(w) => {
+            let (ip, since) = fleet.ip_at(w, d.last_ms);
+            first_ms = first_ms.max(since);
+            (fleet.workloads[w].clone(), ip)
+        }
         End::External(k) => (fleet.gateway.clone(), external_ip(k)),
+        End::Addr(ip) => (fleet.gateway.clone(), ip),
     };
     let ((src, src_ip), (dst, dst_ip)) = (end(d.src), end(d.dst));
     StoredFlow {
@@ -402,7 +510,7 @@ fn stored_flow(fleet: &Fleet, d: &Draw) -> StoredFlow {
             packets: d.packets,
             bytes: d.bytes,
         },
-        first_ms: d.first_ms,
+        first_ms,
         last_ms: d.last_ms,
         src,
         dst,
@@ -427,19 +535,22 @@ fn rhythm(minute_ms: i64) -> f64 {
     (0.2 + 0.8 * work) * if weekend { 0.5 } else { 1.0 }
 }
 
-/// Records in batches of this many, as the control thread hands them over.
+/// Records (flows and DNS responses) in batches of this many, as the
+/// control thread hands them over.
 const BATCH: usize = 1_000;
 
 /// Writes `cfg.records` records over `cfg.days` days ending at `cfg.end_ms`
 /// into the store at `path` (created; an existing one is added to), oldest
-/// first, and waits until the writer has committed them all. `progress` is
-/// called with the records submitted so far, every million.
+/// first, with `cfg.dns` DNS responses, the ARP and DHCP entries of moving
+/// addresses and the planted incident ([`dns`]) merged in minute by minute,
+/// and waits until the writer has committed them all. `progress` is called
+/// with the flow records submitted so far, every million.
 pub fn generate(
     path: &Path,
     cfg: &GenConfig,
     mut progress: impl FnMut(u64),
 ) -> Result<GenReport, control::records::RecordsError> {
-    let fleet = Fleet::new(cfg.workloads.max(2), cfg.seed);
+    let mut fleet = Fleet::new(cfg.workloads.max(2), cfg.seed);
     let mut rng = Rng::new(cfg.seed);
     // No retention: the history is the point.
     let writer = RecordsWriter::start(
@@ -453,34 +564,83 @@ pub fn generate(
     let start = Instant::now();
     let minutes = i64::from(cfg.days.max(1)) * 1_440;
     let first_minute = cfg.end_ms - minutes * 60_000;
+    if cfg.moving_pct > 0 {
+        fleet.set_moving(cfg.moving_pct, first_minute, cfg.seed);
+    }
+    // What is not drawn minute by minute, in time order: ARP and DHCP
+    // entries, the planted incident.
+    let addresses = if cfg.moving_pct > 0 {
+        address_entries(&fleet, cfg.seed, first_minute, cfg.end_ms)
+    } else {
+        Vec::new()
+    };
+    let names = (cfg.dns > 0).then(|| dns::Names::new(cfg.seed));
+    let planted = if cfg.dns > 0 {
+        dns::plant(&fleet, first_minute, cfg.end_ms, cfg.seed)
+    } else {
+        Vec::new()
+    };
+    let mut dns_rng = Rng::new(cfg.seed ^ 0x00d4_5d45);
     let weights: Vec<f64> = (0..minutes)
         .map(|m| rhythm(first_minute + m * 60_000))
         .collect();
     let total: f64 = weights.iter().sum();
     let mut acc = 0.0;
-    let mut done = 0u64;
-    let mut batch = Vec::with_capacity(BATCH);
+    let (mut done, mut dns_done) = (0u64, 0u64);
+    let (mut next_address, mut next_planted) = (0, 0);
+    let mut batch = Batch::default();
     let mut times = Vec::new();
+    // This minute's allowed flows from a workload to the internet on 443:
+    // what the DNS responses of the minute answered, in part.
+    let mut outbound: Vec<(usize, u64, i64)> = Vec::new();
+    let full = |b: &Batch| b.flows.len() + b.dns.len() >= BATCH;
     for (m, w) in weights.iter().enumerate() {
         acc += w;
         let upto = ((cfg.records as f64 * acc / total).round() as u64).min(cfg.records);
         let here = upto.saturating_sub(done);
+        let dns_upto = ((cfg.dns as f64 * acc / total).round() as u64).min(cfg.dns);
+        let dns_here = dns_upto.saturating_sub(dns_done);
         let t0 = first_minute + m as i64 * 60_000;
         times.clear();
         times.extend((0..here).map(|_| t0 + rng.below(60_000) as i64));
         times.sort_unstable();
+        outbound.clear();
         for &t in &times {
-            batch.push(stored_flow(&fleet, &draw(&fleet, &mut rng, t)));
-            if batch.len() == BATCH {
-                submit(
-                    &writer,
-                    std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
-                );
+            let d = draw(&fleet, &mut rng, t);
+            if let (End::Workload(src), End::External(k), 443, Action::Allow) =
+                (d.src, d.dst, d.dst_port, d.action)
+            {
+                outbound.push((src, k, d.first_ms.max(fleet.ip_at(src, d.last_ms).1)));
+            }
+            batch.flows.push(stored_flow(&fleet, &d));
+            if full(&batch) {
+                submit(&writer, std::mem::take(&mut batch));
             }
             done += 1;
             if done.is_multiple_of(1_000_000) {
                 progress(done);
             }
+        }
+        if let Some(names) = &names {
+            for r in names.minute(&fleet, &mut dns_rng, t0, dns_here, &outbound) {
+                batch.dns.push(r);
+                if full(&batch) {
+                    submit(&writer, std::mem::take(&mut batch));
+                }
+            }
+            dns_done += dns_here;
+        }
+        let t1 = t0 + 60_000;
+        while let Some(p) = planted.get(next_planted).filter(|p| p.time_ms() < t1) {
+            match p {
+                dns::Planted::Flow(f) => batch.flows.push(f.clone()),
+                dns::Planted::Dns(d) => batch.dns.push(d.clone()),
+            }
+            next_planted += 1;
+        }
+        while let Some(a) = addresses.get(next_address).filter(|a| a.time_ms < t1) {
+            batch.addresses.push(*a);
+            next_address += 1;
         }
     }
     submit(&writer, batch);
@@ -489,14 +649,90 @@ pub fn generate(
     Ok(GenReport {
         written: counters.written.load(Ordering::Relaxed),
         lost: counters.lost.load(Ordering::Relaxed),
+        dns_written: counters.dns_written.load(Ordering::Relaxed),
+        dns_lost: counters.dns_lost.load(Ordering::Relaxed),
+        addresses: addresses.len() as u64,
         elapsed,
         bytes: store_bytes(path),
     })
 }
 
+/// ARP and DHCP entries, in time order: every workload's ARP once a day (at
+/// a random time, with the address it held then), and a moving workload's
+/// DHCP ACK and ARP just after each move.
+fn address_entries(fleet: &Fleet, seed: u64, from_ms: i64, to_ms: i64) -> Vec<AddressSeen> {
+    const DAY_MS: i64 = 86_400_000;
+    let mut rng = Rng::new(seed ^ 0x00a7_9a7b);
+    let mut out = Vec::new();
+    for w in 0..fleet.workloads.len() {
+        let mac = fleet.workloads[w].mac;
+        let mut day = from_ms;
+        while day < to_ms {
+            let t = (day + rng.below(DAY_MS as u64) as i64).min(to_ms - 1);
+            out.push(AddressSeen {
+                mac,
+                ip: fleet.ip_at(w, t).0,
+                time_ms: t,
+                source: AddressSource::Arp,
+            });
+            day += DAY_MS;
+        }
+        for moved in fleet.moves_of(w, from_ms, to_ms) {
+            for (k, source) in [(0, AddressSource::Dhcp), (500, AddressSource::Arp)] {
+                let t = moved + k + 1 + rng.below(500) as i64;
+                out.push(AddressSeen {
+                    mac,
+                    ip: fleet.ip_at(w, t).0,
+                    time_ms: t,
+                    source,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|a| a.time_ms);
+    out
+}
+
+/// A planted flow: TCP from `src` to `dst` on `port`, allowed or denied.
+fn plain_flow(
+    fleet: &Fleet,
+    (src, dst): (End, End),
+    port: u16,
+    allowed: bool,
+    first_ms: i64,
+    last_ms: i64,
+) -> StoredFlow {
+    let d = Draw {
+        src,
+        dst,
+        proto: 6,
+        src_port: 40_000 + first_ms.rem_euclid(20_000) as u16,
+        dst_port: port,
+        action: if allowed { Action::Allow } else { Action::Deny },
+        reason: if allowed {
+            Reason::Rule(10)
+        } else {
+            Reason::Default
+        },
+        mode: Mode::Enforce,
+        would_deny: false,
+        state: if allowed {
+            FlowState::TimeWait
+        } else {
+            FlowState::SynSent
+        },
+        kind: RecordKind::Ended(EndReason::Idle),
+        packets: if allowed { [24, 20] } else { [1, 0] },
+        bytes: if allowed { [3_800, 12_400] } else { [60, 0] },
+        first_ms,
+        last_ms,
+    };
+    stored_flow(fleet, &d)
+}
+
 /// Hand a batch over, waiting for room (a dropped batch would leave holes).
-fn submit(writer: &RecordsWriter, mut batch: Vec<StoredFlow>) {
-    while let Err(back) = writer.try_submit(batch) {
+pub fn submit(writer: &RecordsWriter, mut batch: Batch) {
+    while let Err(back) = writer.try_submit_batch(batch) {
         batch = back;
         std::thread::sleep(Duration::from_micros(200));
     }

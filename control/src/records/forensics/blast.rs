@@ -123,13 +123,22 @@ impl RecordsReader {
                     continue;
                 };
                 for e in self.edges_from(src, t, until_ms)? {
-                    let Some((contact_ms, flows, bytes)) = self.after(src, &e, t, until_ms)? else {
-                        continue;
-                    };
                     let node = if held(e.dst_mac, ip_of(&e.dst_ip)) {
                         NodeKey::Mac(e.dst_mac)
                     } else {
                         NodeKey::Ip(e.dst_ip.clone())
+                    };
+                    // An allowed edge to a node reached before, or a denied
+                    // one once the attempts are full, adds nothing: no
+                    // look-up of its first flow after `t` (most edges, a few
+                    // levels in).
+                    if (e.allowed && reached.contains_key(&node))
+                        || (!e.allowed && attempts.len() >= MAX_ATTEMPTS)
+                    {
+                        continue;
+                    }
+                    let Some((contact_ms, flows, bytes)) = self.after(src, &e, t, until_ms)? else {
+                        continue;
                     };
                     if !e.allowed {
                         if attempts.len() < MAX_ATTEMPTS {

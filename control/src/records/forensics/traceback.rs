@@ -228,9 +228,14 @@ impl RecordsReader {
             by_client.entry(row.client_mac).or_default().push(row);
         }
         let mut found: BTreeMap<i64, TracedWorkload> = BTreeMap::new();
-        for (mac, rows) in by_client {
-            let qnames: BTreeSet<&str> = rows.iter().map(|r| r.qname.as_str()).collect();
-            let (resolutions, more) = self.resolutions(mac, &qnames, since_ms, until_ms)?;
+        let wanted: BTreeMap<i64, BTreeSet<&str>> = by_client
+            .iter()
+            .map(|(mac, rows)| (*mac, rows.iter().map(|r| r.qname.as_str()).collect()))
+            .collect();
+        let mut resolved = self.resolutions(&wanted, since_ms, until_ms)?;
+        for (mac, rows) in &by_client {
+            let mac = *mac;
+            let (resolutions, more) = resolved.remove(&mac).unwrap_or_default();
             let first_ms = rows.iter().map(|r| r.first_ms).min().unwrap_or(since_ms);
             found.insert(
                 mac,
@@ -261,7 +266,10 @@ impl RecordsReader {
                 all
             }
         };
-        let mut merged: BTreeMap<ContactId, Contact> = BTreeMap::new();
+        // With the earliest start and the last packet as numbers, made text
+        // once a contact, not twice a contact row (a busy address has a row
+        // an hour and workload).
+        let mut merged: BTreeMap<ContactId, (Contact, i64, i64)> = BTreeMap::new();
         for c in contacts {
             // For a name: the flows after the workload's first resolution
             // that answered the address; for a workload that never resolved
@@ -292,20 +300,23 @@ impl RecordsReader {
                 c.port,
                 c.allowed,
             );
-            let entry = merged.entry(key).or_insert_with(|| Contact {
-                first: time_text(first),
-                last: time_text(c.last_ms),
-                ip: ip_of(&c.dst_ip).to_string(),
-                mac: mac_text(c.dst_mac),
-                service: service_text(c.proto, c.port),
-                allowed: c.allowed,
-                flows: 0,
-                bytes: 0,
+            let (entry, first_ms, last_ms) = merged.entry(key).or_insert_with(|| {
+                let contact = Contact {
+                    first: String::new(),
+                    last: String::new(),
+                    ip: ip_of(&c.dst_ip).to_string(),
+                    mac: mac_text(c.dst_mac),
+                    service: service_text(c.proto, c.port),
+                    allowed: c.allowed,
+                    flows: 0,
+                    bytes: 0,
+                };
+                (contact, first, c.last_ms)
             });
             entry.flows += c.flows;
             entry.bytes += c.bytes;
-            entry.first = entry.first.clone().min(time_text(first));
-            entry.last = entry.last.clone().max(time_text(c.last_ms));
+            *first_ms = (*first_ms).min(first);
+            *last_ms = (*last_ms).max(c.last_ms);
             let w = found.entry(c.src_mac).or_insert_with(|| TracedWorkload {
                 mac: mac_text(c.src_mac),
                 identity_then: None,
@@ -320,8 +331,10 @@ impl RecordsReader {
             });
             w.first_ms = w.first_ms.min(first);
         }
-        for ((src, ..), contact) in merged {
+        for ((src, ..), (mut contact, first_ms, last_ms)) in merged {
             if let Some(w) = found.get_mut(&src) {
+                contact.first = time_text(first_ms);
+                contact.last = time_text(last_ms);
                 w.contacts.push(contact);
             }
         }
@@ -407,33 +420,40 @@ impl RecordsReader {
         Ok(out)
     }
 
-    /// A workload's raw resolutions of `qnames` in the window, oldest first
-    /// (at most [`MAX_RESOLUTIONS`]), and how many more there were.
+    /// Each workload's raw resolutions of its names (`wanted`: MAC -> the
+    /// names) in the window, oldest first (at most [`MAX_RESOLUTIONS`]), and
+    /// how many more there were. One pass over each name's responses for
+    /// all the workloads (the index is by name and time: a pass a workload
+    /// and name read a popular name's responses once for every workload).
     fn resolutions(
         &self,
-        mac: i64,
-        qnames: &BTreeSet<&str>,
+        wanted: &BTreeMap<i64, BTreeSet<&str>>,
         since_ms: i64,
         until_ms: i64,
-    ) -> Result<(Vec<Resolution>, u64), RecordsError> {
+    ) -> Result<BTreeMap<i64, (Vec<Resolution>, u64)>, RecordsError> {
         let mut stmt = self.conn().prepare_cached(&format!(
-            "SELECT {RESOLUTION_COLUMNS} FROM dns
-             WHERE qname = ?1 AND time_ms BETWEEN ?2 AND ?3 AND client_mac = ?4"
+            "SELECT {RESOLUTION_COLUMNS}, client_mac FROM dns
+             WHERE qname = ?1 AND time_ms BETWEEN ?2 AND ?3"
         ))?;
-        let mut all = Vec::new();
+        let qnames: BTreeSet<&str> = wanted.values().flatten().copied().collect();
+        let mut raw: BTreeMap<i64, Vec<(Resolution, i64)>> = BTreeMap::new();
         for q in qnames {
-            let rows = stmt.query_map(
-                rusqlite::params![q, since_ms, until_ms, mac],
-                read_resolution,
-            )?;
-            for row in rows {
-                all.push(row?);
+            let mut rows = stmt.query(rusqlite::params![q, since_ms, until_ms])?;
+            while let Some(r) = rows.next()? {
+                let mac: i64 = r.get(8)?;
+                if wanted.get(&mac).is_some_and(|names| names.contains(q)) {
+                    raw.entry(mac).or_default().push(read_resolution(r)?);
+                }
             }
         }
-        all.sort_by_key(|(r, _)| r.time_ms);
-        let more = all.len().saturating_sub(MAX_RESOLUTIONS) as u64;
-        all.truncate(MAX_RESOLUTIONS);
-        Ok((self.with_identities(all)?, more))
+        let mut out = BTreeMap::new();
+        for (mac, mut all) in raw {
+            all.sort_by_key(|(r, _)| r.time_ms);
+            let more = all.len().saturating_sub(MAX_RESOLUTIONS) as u64;
+            all.truncate(MAX_RESOLUTIONS);
+            out.insert(mac, (self.with_identities(all)?, more));
+        }
+        Ok(out)
     }
 
     /// Resolutions with the identities their rows name (each read once).
@@ -465,12 +485,21 @@ impl RecordsReader {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<ContactRow>, RecordsError> {
-        let mut stmt = self.conn().prepare_cached(
+        // By address first (`contacts_dst`): with two ranges SQLite may take
+        // the hour's index instead, and read every contact of the window for
+        // one address (bench/RESULTS.md, issue 20). One address is an
+        // equality; a network's range keeps the hours out of the choice.
+        let mut stmt = self.conn().prepare_cached(if lo == hi {
             "SELECT src_mac, dst_mac, dst_ip, proto, port, allowed, flows, bytes, first_ms,
                 last_start_ms, last_ms
-             FROM contacts WHERE dst_ip BETWEEN ?1 AND ?2 AND hour_ms BETWEEN ?3 AND ?4
-                AND last_start_ms >= ?5 AND first_ms <= ?4",
-        )?;
+             FROM contacts WHERE dst_ip = ?1 AND hour_ms BETWEEN ?3 AND ?4
+                AND last_start_ms >= ?5 AND first_ms <= ?4"
+        } else {
+            "SELECT src_mac, dst_mac, dst_ip, proto, port, allowed, flows, bytes, first_ms,
+                last_start_ms, last_ms
+             FROM contacts WHERE dst_ip BETWEEN ?1 AND ?2 AND +hour_ms BETWEEN ?3 AND ?4
+                AND last_start_ms >= ?5 AND first_ms <= ?4"
+        })?;
         let rows = stmt.query_map(
             rusqlite::params![
                 lo.to_vec(),
@@ -506,9 +535,12 @@ impl RecordsReader {
         at_ms: i64,
     ) -> Result<Option<IdentityView>, RecordsError> {
         let id: Option<i64> = {
+            // The MAC's identities first, then each one's rows of the hour
+            // (the key's prefix), not every row of the hour.
             let mut stmt = self.conn().prepare_cached(
-                "SELECT h.src_id FROM hourly h JOIN identities i ON i.id = h.src_id
-                 WHERE h.hour_ms = ?1 AND i.mac = ?2 LIMIT 1",
+                "SELECT h.src_id FROM hourly h
+                 WHERE h.hour_ms = ?1 AND h.src_id IN (SELECT id FROM identities WHERE mac = ?2)
+                 ORDER BY h.src_id LIMIT 1",
             )?;
             let mut rows = stmt.query(rusqlite::params![hour_of(at_ms), mac])?;
             match rows.next()? {
