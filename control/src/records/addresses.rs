@@ -73,7 +73,8 @@ pub(super) fn held(mac: i64, ip: IpAddr) -> bool {
     mac != 0 && first & 1 == 0 && Network::of(ip) == Network::Private && !ip.is_unspecified()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Ordered as the table's primary key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
     ip: [u8; 16],
     mac: i64,
@@ -145,7 +146,10 @@ impl Addresses {
                 last_ms = max(last_ms, excluded.last_ms),
                 sources = sources | excluded.sources",
         )?;
-        for (k, s) in self.rows.drain() {
+        // In the primary key's order (see `Pdns::write`).
+        let mut rows: Vec<(Key, Span)> = self.rows.drain().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, s) in rows {
             upsert.execute(params![
                 k.ip, k.mac, k.day_ms, s.first_ms, s.last_ms, s.sources
             ])?;

@@ -139,10 +139,11 @@ impl Derived {
         }
     }
 
-    pub(super) fn add_stored_dns(&mut self, d: &StoredDns) {
+    pub(super) fn add_stored_dns(&mut self, d: &StoredDns, id: i64) {
         let answers: Vec<AnswerRow> = d.response.answers.iter().map(AnswerRow::of).collect();
         self.add_dns(
             &DnsFacts {
+                id,
                 time_ms: d.time_ms,
                 client_mac: mac_int(d.response.client_mac),
                 qname: &d.response.qname,
@@ -188,7 +189,18 @@ impl Derived {
                 }
             }
         }
-        for (k, c) in self.contacts.drain() {
+        // Both in the primary key's order: each upsert lands next to the
+        // previous one in the B-tree, not at a random page.
+        let pk = |k: &ContactKey| {
+            (
+                k.src_mac, k.dst_mac, k.dst_ip, k.proto, k.port, k.allowed, k.hour_ms,
+            )
+        };
+        let mut contacts: Vec<(ContactKey, ContactAgg)> = self.contacts.drain().collect();
+        contacts.sort_unstable_by_key(|(k, _)| pk(k));
+        let mut edges: Vec<(ContactKey, ContactAgg)> = edges.into_iter().collect();
+        edges.sort_unstable_by_key(|(k, _)| pk(k));
+        for (k, c) in contacts {
             upsert.execute(params![
                 k.src_mac,
                 k.hour_ms,
@@ -284,6 +296,7 @@ pub(super) fn catch_up(
             serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default();
         d.add_dns(
             &DnsFacts {
+                id: last,
                 time_ms: r.get(1)?,
                 client_mac: r.get(2)?,
                 qname: &qname,

@@ -75,8 +75,8 @@ impl Rollups {
 
     /// Count a DNS record (in the open transaction), `id` its row id.
     pub(super) fn add_dns(&mut self, d: &StoredDns, id: i64) {
-        self.derived.add_stored_dns(d);
-        self.last_dns_id = id;
+        self.derived.add_stored_dns(d, id);
+        self.last_dns_id = self.last_dns_id.max(id);
     }
 
     /// The records up to `id`, the last written, are counted.

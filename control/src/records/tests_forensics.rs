@@ -328,7 +328,7 @@ fn derived_rows_lost_in_a_crash_are_counted_again_at_start() {
     write(&path, incident());
     let db = rusqlite::Connection::open(&path).unwrap();
     let rows = |db: &rusqlite::Connection| -> Vec<i64> {
-        ["contacts", "edges", "addresses", "pdns"]
+        ["contacts", "edges", "addresses", "pdns", "dns_names"]
             .iter()
             .map(|t| {
                 db.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
@@ -342,7 +342,7 @@ fn derived_rows_lost_in_a_crash_are_counted_again_at_start() {
     db.execute_batch(
         "UPDATE rollup_mark SET id = 0, dns_id = 0; DELETE FROM contacts; DELETE FROM edges;
          DELETE FROM addresses WHERE sources & 1 = 0; UPDATE addresses SET sources = 1;
-         DELETE FROM pdns;
+         DELETE FROM pdns; DELETE FROM dns_names;
          DELETE FROM hourly; DELETE FROM group_rollups;",
     )
     .unwrap();
@@ -380,4 +380,26 @@ fn hostile_targets_are_refused_with_a_reason() {
         "10.1.2.3/8".parse::<Target>().unwrap().to_string(),
         "10.0.0.0/8"
     );
+}
+
+#[test]
+fn a_store_of_schema_4_gets_its_responses_by_name() {
+    let dir = TempDir::new("records-forensics-v4");
+    let path = dir.0.join("records.db");
+    write(&path, incident());
+    // Back to schema 4 as it first shipped: an index by name, no table.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(
+        "DROP TABLE dns_names; CREATE INDEX dns_name ON dns (qname, time_ms);
+         CREATE INDEX pdns_last ON pdns (last_ms); PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    drop(db);
+    let reader = RecordsReader::open(&path).unwrap();
+    let names: i64 = reader
+        .conn()
+        .query_row("SELECT count(*) FROM dns_names", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(names, 3);
+    check(&reader);
 }

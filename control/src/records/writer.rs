@@ -132,6 +132,9 @@ impl RecordsCounters {
     }
 }
 
+/// How often the rollups and the derived tables are trimmed by age.
+const LONG_RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
 /// Identities the writer remembers at most; past it it starts again.
 const MAX_IDENTITIES: usize = 100_000;
 
@@ -165,6 +168,7 @@ impl RecordsWriter {
             counters: counters.clone(),
             cfg,
             last_retention: None,
+            last_long_retention: None,
             rollups: Rollups::new(),
             dir: path
                 .parent()
@@ -257,6 +261,8 @@ struct Writer {
     counters: Arc<RecordsCounters>,
     cfg: RecordsConfig,
     last_retention: Option<Instant>,
+    /// When the long-kept tables were last trimmed by age.
+    last_long_retention: Option<Instant>,
     /// Rollup rows gathered from committed records, written every few seconds.
     rollups: Rollups,
     /// The store's directory: whose filesystem's free space is watched.
@@ -377,10 +383,9 @@ impl Writer {
         }
         let last_flow = tx.last_insert_rowid();
         if !dns_rows.is_empty() {
-            insert_dns(&tx, &dns_rows)?;
-            let last_dns = tx.last_insert_rowid();
-            for d in &batch.dns {
-                self.rollups.add_dns(d, last_dns);
+            let ids = insert_dns(&tx, &dns_rows)?;
+            for (d, id) in batch.dns.iter().zip(ids) {
+                self.rollups.add_dns(d, id);
             }
         }
         if !batch.addresses.is_empty() {
@@ -433,17 +438,32 @@ impl Writer {
         let cutoff = |age: Duration| {
             now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
         };
-        for table in [
-            "hourly WHERE hour_ms",
-            "group_rollups WHERE period_ms",
-            "contacts WHERE hour_ms",
-            "edges WHERE last_ms",
-            "addresses WHERE day_ms",
-            "pdns WHERE last_ms",
-        ] {
+        // The long-kept tables once an hour: their periods are hours and
+        // days, and `pdns` has no index by time (it moved on every upsert
+        // and cost 2x the DNS ingest rate; a scan an hour costs less).
+        if self
+            .last_long_retention
+            .is_none_or(|t| t.elapsed() >= LONG_RETENTION_EVERY)
+        {
+            self.last_long_retention = Some(Instant::now());
+            for table in [
+                "hourly WHERE hour_ms",
+                "group_rollups WHERE period_ms",
+                "contacts WHERE hour_ms",
+                "edges WHERE last_ms",
+                "addresses WHERE day_ms",
+                "pdns WHERE last_ms",
+            ] {
+                self.conn.execute(
+                    &format!("DELETE FROM {table} < ?1"),
+                    [cutoff(self.cfg.rollup_max_age)],
+                )?;
+            }
+            // The names of responses gone (a query joins them away anyway).
             self.conn.execute(
-                &format!("DELETE FROM {table} < ?1"),
-                [cutoff(self.cfg.rollup_max_age)],
+                "DELETE FROM dns_names WHERE id < (SELECT coalesce(min(id),
+                    (SELECT max(id) + 1 FROM dns_names)) FROM dns)",
+                [],
             )?;
         }
         let mut n = self.conn.execute(

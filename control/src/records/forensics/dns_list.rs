@@ -132,7 +132,10 @@ impl RecordsReader {
                 .map(|i| format!("?{i}"))
                 .collect();
             args.extend(names.into_iter().map(rusqlite::types::Value::from));
-            cond += &format!(" AND qname IN ({})", marks.join(", "));
+            cond += &format!(
+                " AND id IN (SELECT id FROM dns_names WHERE qname IN ({}) AND time_ms BETWEEN ?1 AND ?2)",
+                marks.join(", ")
+            );
         }
         args.push(i64::try_from(q.limit).unwrap_or(i64::MAX).into());
         let mut stmt = self.conn().prepare(&format!(

@@ -432,8 +432,8 @@ impl RecordsReader {
         until_ms: i64,
     ) -> Result<BTreeMap<i64, (Vec<Resolution>, u64)>, RecordsError> {
         let mut stmt = self.conn().prepare_cached(&format!(
-            "SELECT {RESOLUTION_COLUMNS}, client_mac FROM dns
-             WHERE qname = ?1 AND time_ms BETWEEN ?2 AND ?3"
+            "SELECT {RESOLUTION_COLUMNS}, client_mac FROM dns WHERE id IN (
+                SELECT id FROM dns_names WHERE qname = ?1 AND time_ms BETWEEN ?2 AND ?3)"
         ))?;
         let qnames: BTreeSet<&str> = wanted.values().flatten().copied().collect();
         let mut raw: BTreeMap<i64, Vec<(Resolution, i64)>> = BTreeMap::new();
