@@ -1,15 +1,21 @@
-//! The records store: flow records with the workload identity they had, in an
-//! embedded database of its own beside the policy store, so that writing
-//! records never makes a commit, a quarantine or an API call wait.
+//! The records store: flow records and DNS responses with the workload
+//! identity they had, and the address history, in an embedded database of
+//! its own beside the policy store, so that writing records never makes a
+//! commit, a quarantine or an API call wait.
 //!
 //! - [`RecordsWriter`] owns the database on a thread of its own and takes
-//!   batches of [`StoredFlow`] over a bounded queue: [`RecordsWriter::submit`]
+//!   [`Batch`]es (flows, DNS responses, addresses seen) over a bounded
+//!   queue: [`RecordsWriter::submit`]
 //!   never blocks; a batch that finds the queue full is dropped and counted
 //!   ([`RecordsCounters::lost`]), so the records can fall behind but never
 //!   grow without bound or slow anything else.
 //! - An identity (MAC, name, labels, groups) is stored once per version and
 //!   referenced by the flows (`identities` table).
 //! - Retention by age runs continuously on the writer thread, oldest first.
+//! - Rollups and the forensic tables (passive DNS, address history,
+//!   contacts) are derived from the records by the writer (`rollup.rs`,
+//!   `derived.rs`) and read by the graph, the rule report and the forensic
+//!   queries (`forensics/`: traceback, blast radius, addresses, DNS).
 //!
 //! Schema in [`schema`]; SQLite in WAL mode (`docs/decisions.md`, "Flow
 //! records").

@@ -15,7 +15,9 @@
 //! writer's start counts the records after it again ([`catch_up`]).
 //!
 //! The hourly rows written also make the group rollups, in the same
-//! transaction ([`super::group_rollup`]), so both count the same records.
+//! transaction ([`super::group_rollup`]), so both count the same records;
+//! the forensic tables ([`super::derived`]) are gathered and written the
+//! same way, with a second mark for the DNS records.
 
 use super::derived::{self, Derived, FlowFacts};
 use super::dns_rows::StoredDns;
