@@ -97,7 +97,7 @@ fn quarantine_entry(a: ActiveQuarantine) -> Quarantine {
 
 /// A MAC a workload can have: unicast and not all zeros.
 fn is_workload_mac(mac: MacAddr) -> bool {
-    mac.0[0] & 1 == 0 && mac.0 != [0; 6]
+    mac.is_station()
 }
 
 /// A duration in the nanoseconds of [`Timestamp`].

@@ -69,8 +69,7 @@ pub struct AddressSeen {
 /// (see the module's text): not a broadcast or multicast MAC, and an
 /// address that is not on the internet.
 pub(super) fn held(mac: i64, ip: IpAddr) -> bool {
-    let first = (mac >> 40) as u8;
-    mac != 0 && first & 1 == 0 && Network::of(ip) == Network::Private && !ip.is_unspecified()
+    super::mac_of(mac).is_station() && Network::of(ip) == Network::Private && !ip.is_unspecified()
 }
 
 /// Ordered as the table's primary key.

@@ -219,3 +219,9 @@ pub(crate) fn mac_int(m: MacAddr) -> i64 {
     let b = m.0;
     i64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
 }
+
+/// A stored MAC (the low 48 bits of the integer).
+pub(crate) fn mac_of(v: i64) -> MacAddr {
+    let b = v.to_be_bytes();
+    MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+}

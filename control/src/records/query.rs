@@ -6,7 +6,6 @@
 use super::filter::{Cursor, FlowFilter, Side, VerdictFilter, DEFAULT_LIMIT, MAX_LIMIT};
 use super::nodes::{local_nets, Network};
 use super::{ip_bytes, mac_int, schema, RecordsError};
-use dataplane::wire::MacAddr;
 use ipnet::IpNet;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row};
@@ -290,8 +289,7 @@ fn ip_of(bytes: &[u8]) -> IpAddr {
 }
 
 pub(super) fn mac_text(v: i64) -> String {
-    let b = v.to_be_bytes();
-    MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]).to_string()
+    super::mac_of(v).to_string()
 }
 
 fn end_view(mac: i64, ip: &[u8], port: i64, name: String, labels: &str, groups: &str) -> EndView {

@@ -199,7 +199,7 @@ impl Recorder {
     }
 
     fn address(&mut self, mac: MacAddr, ip: IpAddr, worker_ns: u64, source: AddressSource) {
-        if mac.0[0] & 1 != 0 || mac.0 == [0; 6] || ip.is_unspecified() {
+        if !mac.is_station() || ip.is_unspecified() {
             return;
         }
         self.batch.addresses.push(AddressSeen {

@@ -37,6 +37,12 @@ impl MacAddr {
     pub fn is_multicast(self) -> bool {
         self.0[0] & 1 != 0
     }
+
+    /// A station's own address: neither a group address nor all zeros.
+    #[inline]
+    pub fn is_station(self) -> bool {
+        !self.is_multicast() && self.0 != [0; 6]
+    }
 }
 
 /// A text that is not a MAC address (`02:00:00:00:01:0a` or `02-00-00-00-01-0A`).

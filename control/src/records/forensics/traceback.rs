@@ -7,7 +7,6 @@ use crate::records::dns_rows::{reversed, AnswerRow};
 use crate::records::nodes::ip_of;
 use crate::records::query::{mac_text, time_text};
 use crate::records::{ip_bytes, RecordsError, RecordsReader};
-use dataplane::wire::MacAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -339,18 +338,18 @@ impl RecordsReader {
             }
         }
         let truncated = found.len() > MAX_WORKLOADS;
-        let mut workloads: Vec<TracedWorkload> = found.into_values().collect();
-        workloads.sort_by_key(|w| w.first_ms);
-        workloads.truncate(MAX_WORKLOADS);
-        for w in &mut workloads {
-            let mac: MacAddr = w.mac.parse().unwrap_or_default();
-            let mac_int = crate::records::mac_int(mac);
-            w.identity_now = self.identity_now(mac_int)?;
+        let mut found: Vec<(i64, TracedWorkload)> = found.into_iter().collect();
+        found.sort_by_key(|(_, w)| w.first_ms);
+        found.truncate(MAX_WORKLOADS);
+        let mut workloads = Vec::with_capacity(found.len());
+        for (mac, mut w) in found {
+            w.identity_now = self.identity_now(mac)?;
             if w.identity_then.is_none() {
-                w.identity_then = self.identity_at(mac_int, w.first_ms)?;
+                w.identity_then = self.identity_at(mac, w.first_ms)?;
             }
-            w.addresses = self.addresses_of(mac, since_ms, until_ms)?;
+            w.addresses = self.addresses_of(crate::records::mac_of(mac), since_ms, until_ms)?;
             w.contacts.sort_by(|a, b| a.first.cmp(&b.first));
+            workloads.push(w);
         }
         Ok(Traceback {
             target: target.to_string(),
