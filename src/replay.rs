@@ -37,6 +37,15 @@ pub struct ReplayArgs {
     /// records` to query like live traffic.
     #[arg(long)]
     pub records: Option<PathBuf>,
+    /// Also export the flow records over IPFIX to this collector
+    /// (`udp://HOST[:PORT]`, `tcp://HOST[:PORT]`; repeatable), with the
+    /// capture's timestamps.
+    #[arg(long = "ipfix", value_name = "COLLECTOR")]
+    pub ipfix: Vec<control::ipfix::Collector>,
+    /// With `--ipfix`: also send workload names, groups, the rule id, the
+    /// verdict's reason and mode under this enterprise number.
+    #[arg(long, value_name = "PEN", requires = "ipfix")]
+    pub ipfix_enterprise: Option<u32>,
 }
 
 /// Packets, bytes and flows.
@@ -120,12 +129,28 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let (snapshot, compiled) = control::compile_snapshot(&model, 1)
         .with_context(|| format!("{}: policy does not compile", args.policy.display()))?;
     let cell = Arc::new(SnapshotCell::new(snapshot));
-    let mut recorder = match &args.records {
-        Some(path) => {
+    let exporter = if args.ipfix.is_empty() {
+        None
+    } else {
+        Some(control::ipfix::Exporter::start(
+            control::ipfix::IpfixConfig {
+                collectors: args.ipfix.clone(),
+                enterprise: args.ipfix_enterprise,
+                ..control::ipfix::IpfixConfig::default()
+            },
+        )?)
+    };
+    let mut recorder = match (&args.records, exporter) {
+        (Some(path), exporter) => {
             let writer = RecordsWriter::start(path, RecordsConfig::for_import())?;
-            Some(Recorder::lossless(writer, Clock::Unix))
+            let mut r = Recorder::lossless(writer, Clock::Unix);
+            if let Some(x) = exporter {
+                r.export_to(x);
+            }
+            Some(r)
         }
-        None => None,
+        (None, Some(x)) => Some(Recorder::lossless_export_only(x, Clock::Unix)),
+        (None, None) => None,
     };
     let shared_model = Arc::new(model.clone());
     let mut take = |report: &mut Report, e: Event| {
@@ -176,8 +201,20 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     }
     if let Some(r) = recorder {
         let counters = r.counters();
+        let exported = r.export_counters();
         r.finish();
-        if let Some(path) = &args.records {
+        if let Some(x) = exported {
+            for c in &x.collectors {
+                eprintln!(
+                    "ipfix: {} flow records in {} messages sent to {}, {} lost",
+                    c.records.load(std::sync::atomic::Ordering::Relaxed),
+                    c.messages.load(std::sync::atomic::Ordering::Relaxed),
+                    c.name,
+                    c.lost_records.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+        }
+        if let (Some(path), Some(counters)) = (&args.records, counters) {
             eprintln!(
                 "records: {} flow records and {} DNS responses written to {}",
                 counters.written.load(std::sync::atomic::Ordering::Relaxed),

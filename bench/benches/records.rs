@@ -83,6 +83,8 @@ fn flow(n: u64, now_ms: i64, ids: &[Arc<Identity>]) -> StoredFlow {
             last_seen: 0,
             packets: [12, 10],
             bytes: [1_400, 9_800],
+            tcp_flags: 0,
+            orig_port: dataplane::io::Port::A,
         },
         first_ms: now_ms - 2_000,
         last_ms: now_ms,
@@ -271,6 +273,8 @@ fn recorder(c: &mut Criterion) {
                     last_seen: u64::from(n) * 1_000 + 500,
                     packets: [12, 10],
                     bytes: [1_400, 9_800],
+                    tcp_flags: 0,
+                    orig_port: dataplane::io::Port::A,
                 },
                 EndReason::Idle,
             )

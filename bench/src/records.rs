@@ -274,6 +274,8 @@ fn stored_flow(fleet: &Fleet, d: &Draw) -> StoredFlow {
             last_seen: 0,
             packets: d.packets,
             bytes: d.bytes,
+            tcp_flags: 0,
+            orig_port: dataplane::io::Port::A,
         },
         first_ms,
         last_ms: d.last_ms,

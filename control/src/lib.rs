@@ -23,6 +23,7 @@ pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inventory;
+pub mod ipfix;
 pub mod load;
 pub mod mac_prefix;
 pub mod membership;

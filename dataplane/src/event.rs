@@ -7,6 +7,7 @@
 //! address changes and SNAT.
 
 use crate::flow::{FlowEntry, FlowState, Side};
+use crate::io::Port;
 use crate::policy::Verdict;
 use crate::wire::MacAddr;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -34,6 +35,10 @@ pub struct FlowRecord {
     /// `[initiator -> responder, responder -> initiator]`.
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+    /// TCP flags seen in either direction, OR'd (0 for other protocols).
+    pub tcp_flags: u8,
+    /// The segment the initiator is on.
+    pub orig_port: Port,
 }
 
 impl FlowRecord {
@@ -61,6 +66,8 @@ impl FlowRecord {
             last_seen: e.last_seen,
             packets: e.packets,
             bytes: e.bytes,
+            tcp_flags: e.flags_seen(),
+            orig_port: e.orig_port(),
         }
     }
 }

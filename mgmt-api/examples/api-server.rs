@@ -144,6 +144,8 @@ fn seed_records(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>
                 last_seen: 0,
                 packets: [3, 2],
                 bytes: [300, 200],
+                tcp_flags: 0,
+                orig_port: dataplane::io::Port::A,
             },
             opens: true,
             first_ms: now - 3_600_000 + i64::from(i) * 60_000,

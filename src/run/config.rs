@@ -2,7 +2,8 @@
 //! worker settings.
 
 use anyhow::Context;
-use control::engine::{EngineConfig, RecordsPlan};
+use control::engine::{EngineConfig, IpfixPlan, RecordsPlan};
+use control::ipfix::IpfixConfig;
 use control::records::RecordsConfig;
 use dataplane::io::afxdp::{
     AfXdpConfig, BindPreference, FailMode, OnShutdown, XdpMode, XdpModePreference,
@@ -25,6 +26,8 @@ pub struct Config {
     pub api: crate::api_run::ApiSection,
     #[serde(default)]
     pub records: RecordsSection,
+    #[serde(default)]
+    pub ipfix: IpfixSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,7 +172,99 @@ impl Default for RecordsSection {
     }
 }
 
+/// `[ipfix]`: flow records exported to collectors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpfixSection {
+    /// `udp://HOST[:PORT]`, `tcp://HOST[:PORT]` or `HOST[:PORT]` (UDP, port
+    /// 4739); none: no export.
+    pub collectors: Vec<String>,
+    /// The observation domain id of every message.
+    pub observation_domain: u32,
+    /// A flow that lasts is reported every this many seconds while it
+    /// carries packets (each record carries what it carried since the last).
+    pub active_timeout_secs: u64,
+    /// UDP: templates are sent again this often.
+    pub template_refresh_secs: u64,
+    /// Send workload names, groups, the rule id, the verdict's reason and
+    /// mode as enterprise-specific elements.
+    pub enterprise_elements: bool,
+    /// The enterprise number those elements are under (default: 32473, the
+    /// number RFC 5612 reserves for documentation: set your own).
+    pub enterprise_number: u32,
+    /// Bytes of a message at most (keep a UDP datagram under the path MTU).
+    pub max_message: usize,
+    /// Records waiting for the exporter at most; past it they are dropped
+    /// and counted.
+    pub queue: usize,
+}
+
+impl Default for IpfixSection {
+    fn default() -> Self {
+        let d = IpfixConfig::default();
+        IpfixSection {
+            collectors: Vec::new(),
+            observation_domain: d.observation_domain,
+            active_timeout_secs: 60,
+            template_refresh_secs: d.template_refresh.as_secs(),
+            enterprise_elements: false,
+            enterprise_number: 32473,
+            max_message: d.max_message,
+            queue: d.queue,
+        }
+    }
+}
+
 impl Config {
+    /// Where and how flow records are exported; `None` without collectors.
+    pub fn ipfix_plan(
+        &self,
+        worker_epoch: std::time::Instant,
+    ) -> anyhow::Result<Option<IpfixPlan>> {
+        let x = &self.ipfix;
+        if x.collectors.is_empty() {
+            return Ok(None);
+        }
+        let collectors = x
+            .collectors
+            .iter()
+            .map(|c| c.parse().with_context(|| "ipfix.collectors".to_string()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let config = IpfixConfig {
+            collectors,
+            observation_domain: x.observation_domain,
+            template_refresh: std::time::Duration::from_secs(x.template_refresh_secs),
+            enterprise: x.enterprise_elements.then_some(x.enterprise_number),
+            queue: x.queue,
+            max_message: x.max_message,
+            ..IpfixConfig::default()
+        };
+        config.check()?;
+        Ok(Some(IpfixPlan {
+            config,
+            worker_epoch,
+        }))
+    }
+
+    /// How often a running flow is reported: the shortest of the records'
+    /// interim period and the IPFIX active timeout of those in use (zero:
+    /// only at its end).
+    pub fn interim_every(&self) -> std::time::Duration {
+        let periods = [
+            (self.records.enabled, self.records.interim_secs),
+            (
+                !self.ipfix.collectors.is_empty(),
+                self.ipfix.active_timeout_secs,
+            ),
+        ];
+        periods
+            .iter()
+            .filter(|(on, secs)| *on && *secs > 0)
+            .map(|(_, secs)| std::time::Duration::from_secs(*secs))
+            .min()
+            .unwrap_or(std::time::Duration::ZERO)
+    }
+
     /// Where flow records go, and how long they stay; `None` when off.
     pub fn records_plan(&self, worker_epoch: std::time::Instant) -> Option<RecordsPlan> {
         let r = &self.records;
@@ -357,12 +452,8 @@ pub(super) fn worker_config(cfg: &Config) -> anyhow::Result<WorkerConfig> {
                 ("forward", FragmentPolicy::Forward),
             ],
         )?,
-        // Interim reports feed the records only: none when they are off.
-        interim_every: if cfg.records.enabled {
-            std::time::Duration::from_secs(cfg.records.interim_secs)
-        } else {
-            std::time::Duration::ZERO
-        },
+        // Interim reports feed the records and the IPFIX export only.
+        interim_every: cfg.interim_every(),
         ..WorkerConfig::default()
     })
 }

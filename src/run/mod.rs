@@ -117,6 +117,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let (sink, events) = dataplane::event::channel(1 << 14);
     let start = Instant::now();
     let records = cfg.records_plan(start);
+    let ipfix = cfg.ipfix_plan(start)?;
     let records_path = records.as_ref().map(|p| p.path.clone());
     let mut flow_log = FlowLog {
         second: 0,
@@ -139,6 +140,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             learned_idle: std::time::Duration::from_secs(cfg.control.learned_idle_secs),
             evict_idle: std::time::Duration::from_secs(cfg.control.evict_idle_secs),
             records,
+            ipfix,
             ..EngineConfig::default()
         },
     )?;
@@ -273,6 +275,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             r.written, r.lost, r.expired, r.dns_written, r.dns_lost
         );
     }
+    if let Some(x) = control.status().ipfix {
+        println!("{}", ipfix_line(&x));
+    }
     println!(
         "stopped ({}: {})",
         if on_stop == "detach" {
@@ -316,8 +321,27 @@ fn control_line(control: &ControlHandle) -> String {
             );
         }
     }
+    if let Some(x) = &s.ipfix {
+        line += &format!(", {}", ipfix_line(x));
+    }
     if let Some(e) = s.last_error {
         line += &format!(", last error: {e}");
+    }
+    line
+}
+
+/// The IPFIX exporter's part of the stats line: records exported, and what
+/// each collector did not get.
+fn ipfix_line(x: &control::engine::IpfixStatus) -> String {
+    let mut line = format!("ipfix {} exported", x.exported);
+    if x.dropped > 0 {
+        line += &format!(", {} DROPPED (queue full)", x.dropped);
+    }
+    for c in &x.collectors {
+        if !c.up || c.lost > 0 {
+            let state = if c.up { "up" } else { "DOWN" };
+            line += &format!(", {} {state}: {} records lost", c.collector, c.lost);
+        }
     }
     line
 }

@@ -64,6 +64,16 @@ pub struct EngineConfig {
     pub persist_interval: Duration,
     /// Keep flow records, and where: the thread records every flow end.
     pub records: Option<RecordsPlan>,
+    /// Export the flow records over IPFIX, and where.
+    pub ipfix: Option<IpfixPlan>,
+}
+
+/// Where the control thread exports flow records over IPFIX.
+#[derive(Debug, Clone)]
+pub struct IpfixPlan {
+    pub config: crate::ipfix::IpfixConfig,
+    /// As [`RecordsPlan::worker_epoch`].
+    pub worker_epoch: Instant,
 }
 
 /// Where and how the control thread keeps flow records.
@@ -86,6 +96,7 @@ impl Default for EngineConfig {
             learned_idle: Duration::from_secs(24 * 3600),
             persist_interval: Duration::from_secs(5),
             records: None,
+            ipfix: None,
         }
     }
 }
@@ -124,6 +135,59 @@ pub struct StatusSnapshot {
     pub last_error: Option<String>,
     /// The flow records' writer, when records are kept.
     pub records: Option<RecordsStatus>,
+    /// The IPFIX exporter, when it exports.
+    pub ipfix: Option<IpfixStatus>,
+}
+
+/// What the IPFIX exporter did so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpfixStatus {
+    /// Records encoded for the collectors.
+    pub exported: u64,
+    /// Records dropped: the exporter was a queue behind.
+    pub dropped: u64,
+    pub collectors: Vec<CollectorStatus>,
+}
+
+/// What one collector got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectorStatus {
+    /// `udp://host:port` or `tcp://host:port`.
+    pub collector: String,
+    pub messages: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Records it did not get: it was down, refused them, or was slow.
+    pub lost: u64,
+    pub errors: u64,
+    /// TCP connections made.
+    pub connects: u64,
+    /// The last send (or connect) worked.
+    pub up: bool,
+}
+
+impl IpfixStatus {
+    fn of(c: &crate::ipfix::IpfixCounters) -> IpfixStatus {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        IpfixStatus {
+            exported: n(&c.exported),
+            dropped: n(&c.dropped),
+            collectors: c
+                .collectors
+                .iter()
+                .map(|k| CollectorStatus {
+                    collector: k.name.clone(),
+                    messages: n(&k.messages),
+                    records: n(&k.records),
+                    bytes: n(&k.bytes),
+                    lost: n(&k.lost_records),
+                    errors: n(&k.errors),
+                    connects: n(&k.connects),
+                    up: k.up.load(Ordering::Relaxed),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Verdicts as counted: `allow`, `deny`, `would-deny`.
@@ -182,6 +246,7 @@ pub(crate) struct Shared {
     claims_refused: AtomicU64,
     flows_ended: [[AtomicU64; REASONS.len()]; VERDICTS.len()],
     records: std::sync::OnceLock<Arc<RecordsCounters>>,
+    ipfix: std::sync::OnceLock<Arc<crate::ipfix::IpfixCounters>>,
     view: ArcSwap<LiveView>,
 }
 
@@ -232,6 +297,7 @@ impl Shared {
                 dns_lost: c.dns_lost.load(Ordering::Relaxed),
                 dns_decoder: c.dns_decoder(),
             }),
+            ipfix: self.ipfix.get().map(|c| IpfixStatus::of(c)),
         }
     }
 }
@@ -270,6 +336,8 @@ pub enum StartError {
     Thread(std::io::Error),
     #[error("{0}")]
     Records(#[from] crate::records::RecordsError),
+    #[error("{0}")]
+    Ipfix(#[from] crate::ipfix::IpfixError),
 }
 
 impl Engine {
@@ -325,15 +393,29 @@ impl Engine {
             claims_refused: AtomicU64::new(0),
             flows_ended: Default::default(),
             records: std::sync::OnceLock::new(),
+            ipfix: std::sync::OnceLock::new(),
             view: ArcSwap::from_pointee(placeholder),
         });
-        let recorder = match &cfg.records {
+        let exporter = match &cfg.ipfix {
             Some(plan) => {
-                let writer = RecordsWriter::start(&plan.path, plan.config.clone())?;
-                let _ = shared.records.set(writer.counters());
-                Some(Recorder::new(writer, Clock::Since(plan.worker_epoch)))
+                let x = crate::ipfix::Exporter::start(plan.config.clone())?;
+                let _ = shared.ipfix.set(x.counters());
+                Some((x, plan.worker_epoch))
             }
             None => None,
+        };
+        let recorder = match (&cfg.records, exporter) {
+            (Some(plan), exporter) => {
+                let writer = RecordsWriter::start(&plan.path, plan.config.clone())?;
+                let _ = shared.records.set(writer.counters());
+                let mut r = Recorder::new(writer, Clock::Since(plan.worker_epoch));
+                if let Some((x, _)) = exporter {
+                    r.export_to(x);
+                }
+                Some(r)
+            }
+            (None, Some((x, epoch))) => Some(Recorder::export_only(x, Clock::Since(epoch))),
+            (None, None) => None,
         };
         let mut state = State::new(store, cell, shared.clone(), cfg, version, live)?;
         state.set_recorder(recorder);

@@ -339,6 +339,8 @@ fn flow_start(src: &str, src_ip: &str, dst: &str, dst_ip: &str, verdict: Verdict
         last_seen: 0,
         packets: [1, 0],
         bytes: [60, 0],
+        tcp_flags: 0,
+        orig_port: dataplane::io::Port::A,
     })
 }
 

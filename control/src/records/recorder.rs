@@ -38,9 +38,12 @@ pub enum Clock {
     Unix,
 }
 
-/// Builds [`StoredFlow`]s from events and batches them to the writer.
+/// Builds [`StoredFlow`]s from events and batches them to the writer, and
+/// offers each to the IPFIX exporter if there is one.
 pub struct Recorder {
-    writer: RecordsWriter,
+    /// `None`: records are only exported (the store is off).
+    writer: Option<RecordsWriter>,
+    export: Option<crate::ipfix::Exporter>,
     /// Wall-clock milliseconds at the worker clock's zero.
     zero_ms: i64,
     /// Never drop a batch: wait for the writer (a replay has time).
@@ -97,6 +100,31 @@ impl Recorder {
     /// A recorder that drops (and counts) a batch the writer has no room for:
     /// the control thread never waits.
     pub fn new(writer: RecordsWriter, clock: Clock) -> Recorder {
+        Recorder::with_writer(Some(writer), clock)
+    }
+
+    /// A recorder that keeps nothing: it makes records for the IPFIX
+    /// exporter only ([`Recorder::export_to`]).
+    pub fn export_only(exporter: crate::ipfix::Exporter, clock: Clock) -> Recorder {
+        let mut r = Recorder::with_writer(None, clock);
+        r.export = Some(exporter);
+        r
+    }
+
+    /// [`Recorder::export_only`] that waits for the exporter's queue rather
+    /// than drop a record (a replay).
+    pub fn lossless_export_only(exporter: crate::ipfix::Exporter, clock: Clock) -> Recorder {
+        let mut r = Recorder::export_only(exporter, clock);
+        r.lossless = true;
+        r
+    }
+
+    /// Offers every flow record to `exporter` as well.
+    pub fn export_to(&mut self, exporter: crate::ipfix::Exporter) {
+        self.export = Some(exporter);
+    }
+
+    fn with_writer(writer: Option<RecordsWriter>, clock: Clock) -> Recorder {
         let zero_ms = match clock {
             Clock::Since(epoch) => {
                 super::writer::now_ms().saturating_sub(epoch.elapsed().as_millis() as i64)
@@ -105,6 +133,7 @@ impl Recorder {
         };
         Recorder {
             writer,
+            export: None,
             zero_ms,
             lossless: false,
             model: None,
@@ -126,8 +155,14 @@ impl Recorder {
         r
     }
 
-    pub fn counters(&self) -> Arc<RecordsCounters> {
-        self.writer.counters()
+    /// The store's counters (`None` without a store).
+    pub fn counters(&self) -> Option<Arc<RecordsCounters>> {
+        self.writer.as_ref().map(RecordsWriter::counters)
+    }
+
+    /// The exporter's counters, if it exports.
+    pub fn export_counters(&self) -> Option<Arc<crate::ipfix::IpfixCounters>> {
+        self.export.as_ref().map(crate::ipfix::Exporter::counters)
     }
 
     /// Records `event` if it ends a flow or reports a running one, is a DNS
@@ -138,6 +173,8 @@ impl Recorder {
         let (flow, kind) = match event {
             Event::FlowEnd(flow, why) => (flow, RecordKind::Ended(*why)),
             Event::FlowActive(flow) => (flow, RecordKind::Interim),
+            // DNS and addresses go to the store only.
+            Event::Dns(_) | Event::Arp(_) | Event::DhcpLease(_) if self.writer.is_none() => return,
             Event::Dns(msg) => {
                 self.refresh(model, snapshot);
                 for response in self.dns.feed(msg) {
@@ -185,8 +222,17 @@ impl Recorder {
             dst: self.identity(flow.dst_mac, flow.dst_ip, snapshot),
             kind,
         };
-        self.batch.flows.push(stored);
-        self.added();
+        if let Some(x) = &self.export {
+            if self.lossless {
+                x.offer_waiting(&stored);
+            } else {
+                x.offer(&stored);
+            }
+        }
+        if self.writer.is_some() {
+            self.batch.flows.push(stored);
+            self.added();
+        }
     }
 
     /// Names and identities as `model` and `snapshot` give them.
@@ -258,9 +304,7 @@ impl Recorder {
         if self.since.is_some_and(|t| t.elapsed() >= HOLD) {
             self.flush();
         }
-        if let Ok(mut c) = self.writer.counters().dns_decoder.lock() {
-            *c = self.dns.counters();
-        }
+        self.publish_dns_counters();
         if self.last_prune.elapsed() >= RUNNING_STALE / 4 {
             self.last_prune = Instant::now();
             self.running.retain(|_, c| c.at.elapsed() < RUNNING_STALE);
@@ -274,12 +318,13 @@ impl Recorder {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
+        let Some(writer) = &self.writer else { return };
         if !self.lossless {
-            self.writer.submit_batch(batch);
+            writer.submit_batch(batch);
             return;
         }
         let mut batch = batch;
-        while let Err(back) = self.writer.try_submit_batch(batch) {
+        while let Err(back) = writer.try_submit_batch(batch) {
             batch = back;
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -289,6 +334,14 @@ impl Recorder {
     /// dropping the recorder does).
     pub fn finish(self) {
         drop(self);
+    }
+
+    fn publish_dns_counters(&self) {
+        if let Some(w) = &self.writer {
+            if let Ok(mut c) = w.counters().dns_decoder.lock() {
+                *c = self.dns.counters();
+            }
+        }
     }
 
     /// Wall-clock milliseconds of a worker time.
@@ -342,9 +395,7 @@ impl Drop for Recorder {
     /// The batch goes to the writer; the writer, dropped next, writes what it
     /// was given and stops.
     fn drop(&mut self) {
-        if let Ok(mut c) = self.writer.counters().dns_decoder.lock() {
-            *c = self.dns.counters();
-        }
+        self.publish_dns_counters();
         self.flush();
     }
 }

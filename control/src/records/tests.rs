@@ -47,6 +47,8 @@ fn flow(i: u32, last_ms: i64) -> StoredFlow {
             last_seen: 2,
             packets: [10, 8],
             bytes: [1200, u64::MAX],
+            tcp_flags: 0,
+            orig_port: dataplane::io::Port::A,
         },
         first_ms: last_ms - 1000,
         last_ms,

@@ -74,6 +74,8 @@ fn flow(
             last_seen: 0,
             packets: [3, 2],
             bytes: [300, 200],
+            tcp_flags: 0,
+            orig_port: dataplane::io::Port::A,
         },
         opens: true,
         first_ms,

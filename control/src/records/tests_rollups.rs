@@ -79,6 +79,8 @@ fn record(i: u64, start_ms: i64, hours: i64) -> StoredFlow {
             last_seen: 0,
             packets: [i % 13, i % 7],
             bytes: [100 * (i % 13), 60 * (i % 7)],
+            tcp_flags: 0,
+            orig_port: dataplane::io::Port::A,
         },
         opens: i % 6 != 5,
         first_ms: last_ms - (i % 90) as i64 * 1000,

@@ -42,6 +42,7 @@ mod tcp;
 pub use table::{ExpireHook, FlowStats, FlowTable, Lookup};
 pub use tcp::{FlowState, Timeouts, Update};
 
+use crate::io::Port;
 use crate::policy::Verdict;
 use crate::wire::{ip_proto, MacAddr};
 use std::net::IpAddr;
@@ -157,9 +158,14 @@ pub struct FlowEntry {
     pub packets: [u64; 2],
     /// `[orig, reply]` bytes, indexed by [`Dir`].
     pub bytes: [u64; 2],
-    /// Private bookkeeping: which sides sent a FIN (`tcp::FIN_*`), and whether
-    /// the flow is offloaded ([`OFFLOADED`]).
+    /// Private bookkeeping: which sides sent a FIN (`tcp::FIN_*`), whether
+    /// the flow is offloaded ([`OFFLOADED`]), the interim parity
+    /// ([`INTERIM`]) and the port the initiator is on ([`ORIG_ON_B`]).
     tcp: u8,
+    /// The TCP flags of every packet userspace saw, both directions OR'd
+    /// (the kernel tier carries only ACK/PSH segments of an established
+    /// connection; SYN, FIN and RST always come up).
+    flags_seen: u8,
 }
 
 /// The bit of `FlowEntry::tcp` that says the flow is offloaded (no room for a
@@ -168,6 +174,8 @@ const OFFLOADED: u8 = 0x80;
 /// The bit of `FlowEntry::tcp` that holds the parity of the interim-report
 /// period the flow was last looked at in ([`FlowEntry::interim_due`]).
 const INTERIM: u8 = 0x40;
+/// The bit of `FlowEntry::tcp` that says the initiator is on segment B.
+const ORIG_ON_B: u8 = 0x20;
 
 const _: () = assert!(std::mem::size_of::<FlowEntry>() <= 128);
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 44);
@@ -204,7 +212,33 @@ impl FlowEntry {
             packets: [0; 2],
             bytes: [0; 2],
             tcp: 0,
+            flags_seen: 0,
         }
+    }
+
+    /// The segment the initiator is on (its first packet came in there, or,
+    /// for a flow picked up from its reply, the other one).
+    #[inline]
+    pub fn orig_port(&self) -> Port {
+        if self.tcp & ORIG_ON_B != 0 {
+            Port::B
+        } else {
+            Port::A
+        }
+    }
+
+    #[inline]
+    pub fn set_orig_port(&mut self, port: Port) {
+        match port {
+            Port::A => self.tcp &= !ORIG_ON_B,
+            Port::B => self.tcp |= ORIG_ON_B,
+        }
+    }
+
+    /// The TCP flags seen in either direction (0 for other protocols).
+    #[inline]
+    pub fn flags_seen(&self) -> u8 {
+        self.flags_seen
     }
 
     /// The direction of a packet sent by `side` (as returned by [`FlowKey::new`]).

@@ -163,7 +163,7 @@ impl FlowEntry {
         let mut state = prev;
         match (tcp, tcp_flags) {
             (true, Some(f)) if first => {
-                self.tcp &= super::OFFLOADED | super::INTERIM;
+                self.tcp &= super::OFFLOADED | super::INTERIM | super::ORIG_ON_B;
                 state = if f.rst() {
                     FlowState::Closed
                 } else if f.syn() && !f.ack() {
@@ -206,6 +206,9 @@ impl FlowEntry {
         let i = dir as usize;
         self.packets[i] = self.packets[i].wrapping_add(1);
         self.bytes[i] = self.bytes[i].wrapping_add(u64::from(bytes));
+        if let (true, Some(f)) = (tcp, tcp_flags) {
+            self.flags_seen |= f.0;
+        }
         if now > self.last_seen {
             self.last_seen = now;
         }

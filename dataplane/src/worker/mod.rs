@@ -100,6 +100,8 @@ struct Pending {
     desc: Desc,
     parsed: Result<PacketInfo, ParseError>,
     flow: Option<(FlowKey, Side, u64)>,
+    /// The segment the frame came in on.
+    port: Port,
 }
 
 /// The ports (TCP/UDP ports, or the ICMP echo id in both) and TCP flags of a packet
@@ -249,6 +251,7 @@ impl Worker {
                     desc: h.desc,
                     parsed: Ok(h.info),
                     flow,
+                    port,
                 });
             }
             self.handed = handed;
@@ -275,6 +278,7 @@ impl Worker {
                     desc: d,
                     parsed,
                     flow,
+                    port,
                 });
             }
             for p in &pending {
@@ -401,7 +405,7 @@ impl Worker {
                 Ok(())
             }
             L3Info::Ip(ref ip) if ip.ttl == 0 => Err(DropReason::ZeroTtl),
-            L3Info::Ip(ref ip) => self.handle_ip(frame, info, ip, p.flow, snap, now),
+            L3Info::Ip(ref ip) => self.handle_ip(frame, info, ip, p, snap, now),
         }
     }
 
@@ -410,7 +414,7 @@ impl Worker {
         frame: &[u8],
         info: &PacketInfo,
         ip: &IpInfo,
-        flow: Option<(FlowKey, Side, u64)>,
+        p: &Pending,
         snap: &PolicySnapshot,
         now: u64,
     ) -> Decision {
@@ -474,7 +478,7 @@ impl Worker {
                 .insert(ip.src, ip.dst, ip.proto, id, (sport, dport), now);
         }
 
-        let (key, side, hash) = match flow {
+        let (key, side, hash) = match p.flow {
             Some(f) => f,
             None => {
                 let (key, side) = FlowKey::new(ip.src, ip.dst, ip.proto, sport, dport, info.vlan);
@@ -485,6 +489,7 @@ impl Worker {
         let packet = PacketRef {
             info,
             ip,
+            port: p.port,
             sport,
             dport,
             flags,

@@ -5,6 +5,7 @@ use super::verdict::{decide, opposite, reclassify};
 use super::{offload, Decision, Worker};
 use crate::event::{EndReason, Event, FlowRecord, SpoofKind};
 use crate::flow::{FlowEntry, FlowKey, Lookup, Side};
+use crate::io::Port;
 use crate::policy::{Action, FlowQuery, PolicySnapshot};
 use crate::wire::{IpInfo, PacketInfo, TcpFlags};
 
@@ -130,6 +131,7 @@ impl Worker {
             now,
         );
         let (e, evicted) = self.flows.insert_hashed(entry, hash, now);
+        e.set_orig_port(if orig == side { p.port } else { p.port.peer() });
         let dir = e.dir(side);
         e.update(dir, flags, p.bytes, now);
         let record = FlowRecord::from_entry(e);
@@ -203,6 +205,8 @@ impl Worker {
 pub(super) struct PacketRef<'a> {
     pub(super) info: &'a PacketInfo,
     pub(super) ip: &'a IpInfo,
+    /// The segment the packet came in on.
+    pub(super) port: Port,
     /// The source port (the responder's, if this packet is a reply).
     pub(super) sport: u16,
     /// The destination port (the responder's, if this packet starts the flow).

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod doc;
 pub mod follow;
 pub mod inventory;
+pub mod ipfix;
 pub mod policy;
 pub mod quarantine;
 pub mod records;

@@ -82,6 +82,9 @@ pub struct ControlView {
     /// The flow records' writer; absent when records are off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<RecordsView>,
+    /// The IPFIX exporter; absent when it does not export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipfix: Option<super::ipfix::IpfixView>,
 }
 
 /// What the flow records' writer did since the start.
@@ -225,6 +228,7 @@ fn stats_view(st: &Shared) -> StatsView {
                     .map(|(k, v)| (k.to_string(), v))
                     .collect(),
             }),
+            ipfix: s.ipfix.map(super::ipfix::view),
         },
     }
 }
@@ -506,6 +510,9 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
             "Bytes of the records store in use",
             bytes,
         );
+    }
+    if let Some(x) = &s.ipfix {
+        super::ipfix::register(&mut reg, x);
     }
     reg.register(
         "api_requests",

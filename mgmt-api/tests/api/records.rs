@@ -42,6 +42,8 @@ pub(crate) fn stored(i: u16, action: Action, reason: Reason, last_ms: i64) -> St
             last_seen: 0,
             packets: [3, 2],
             bytes: [180, 120],
+            tcp_flags: 0,
+            orig_port: dataplane::io::Port::A,
         },
         first_ms: last_ms - 500,
         last_ms,

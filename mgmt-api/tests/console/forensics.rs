@@ -93,6 +93,8 @@ fn flow(
             last_seen: 0,
             packets: [3, 2],
             bytes: [300, 200],
+            tcp_flags: 0,
+            orig_port: dataplane::io::Port::A,
         },
         first_ms,
         last_ms: first_ms + MINUTE,

@@ -140,6 +140,7 @@ fn after_a_mac_flood_new_macs_get_in_once_the_flood_is_idle_and_idle_ones_age_ou
         debounce: Duration::from_millis(20),
         persist_interval: Duration::from_millis(50),
         records: None,
+        ipfix: None,
     };
     let bed = start_with(dir, cfg.clone());
     let h = &bed.engine.handle;
