@@ -407,3 +407,44 @@ fn a_flow_record_names_the_initiators_segment_and_the_tcp_flags_seen() {
     assert_eq!(ends.len(), 1);
     assert_eq!((ends[0].orig_port, ends[0].tcp_flags), (Port::A, 0));
 }
+
+#[test]
+fn a_burst_is_reported_once_it_has_been_idle_for_the_idle_report() {
+    let cfg = WorkerConfig {
+        idle_report: std::time::Duration::from_secs(15),
+        expire_budget: 1 << 10,
+        ..WorkerConfig::default()
+    };
+    let mut bed = Bed::with("", cfg, 1024);
+    let (c, s) = ((WEB, WEB_IP, 40300), (DB, DB_IP, 5432));
+    assert!(bed.passes(Port::A, &tcp(c, s, "S", b"")));
+    assert!(bed.passes(Port::B, &tcp(s, c, "SA", b"")));
+    assert!(bed.passes(Port::A, &tcp(c, s, "A", b"")));
+    let mut reports = Vec::new();
+    let tick = |bed: &mut Bed, secs: u64, reports: &mut Vec<[u64; 2]>| {
+        for _ in 0..secs {
+            bed.now += SEC;
+            bed.worker.poll(&mut bed.io, bed.now).expect("mem io");
+            for e in bed.events() {
+                if let Event::FlowActive(r) = e {
+                    reports.push(r.packets);
+                }
+            }
+        }
+    };
+    // The handshake, then 14 s of silence: not idle long enough yet.
+    tick(&mut bed, 14, &mut reports);
+    assert!(reports.is_empty(), "{reports:?}");
+    // At 15 s idle its packets are reported, well before the 60 s period.
+    tick(&mut bed, 2, &mut reports);
+    assert_eq!(reports, vec![[2, 1]]);
+    // Silent on: nothing new to report, nothing is reported (not even at
+    // the 60 s boundary).
+    tick(&mut bed, 60, &mut reports);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    // A second burst is reported 15 s after it ends, with the totals so far.
+    assert!(bed.passes(Port::A, &tcp(c, s, "PA", b"more")));
+    assert!(bed.passes(Port::B, &tcp(s, c, "PA", b"reply")));
+    tick(&mut bed, 16, &mut reports);
+    assert_eq!(reports, vec![[2, 1], [3, 2]]);
+}

@@ -184,6 +184,10 @@ pub struct IpfixSection {
     /// A flow that lasts is reported every this many seconds while it
     /// carries packets (each record carries what it carried since the last).
     pub active_timeout_secs: u64,
+    /// A flow whose packets stop is reported this many seconds after its
+    /// last one (it stays in the firewall's table under its own timeouts);
+    /// 0: only at the active timeout and at its end.
+    pub idle_timeout_secs: u64,
     /// UDP: templates are sent again this often.
     pub template_refresh_secs: u64,
     /// Send workload names, groups, the rule id, the verdict's reason and
@@ -206,6 +210,7 @@ impl Default for IpfixSection {
             collectors: Vec::new(),
             observation_domain: d.observation_domain,
             active_timeout_secs: 60,
+            idle_timeout_secs: 15,
             template_refresh_secs: d.template_refresh.as_secs(),
             enterprise_elements: false,
             enterprise_number: 32473,
@@ -234,6 +239,7 @@ impl Config {
             collectors,
             observation_domain: x.observation_domain,
             template_refresh: std::time::Duration::from_secs(x.template_refresh_secs),
+            idle_timeout: self.idle_report(),
             enterprise: x.enterprise_elements.then_some(x.enterprise_number),
             queue: x.queue,
             max_message: x.max_message,
@@ -263,6 +269,15 @@ impl Config {
             .map(|(_, secs)| std::time::Duration::from_secs(*secs))
             .min()
             .unwrap_or(std::time::Duration::ZERO)
+    }
+
+    /// How long a flow's packets must have stopped for it to be reported
+    /// (the IPFIX idle timeout; zero without an export).
+    pub fn idle_report(&self) -> std::time::Duration {
+        if self.ipfix.collectors.is_empty() {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_secs(self.ipfix.idle_timeout_secs)
     }
 
     /// Where flow records go, and how long they stay; `None` when off.
@@ -454,6 +469,7 @@ pub(super) fn worker_config(cfg: &Config) -> anyhow::Result<WorkerConfig> {
         )?,
         // Interim reports feed the records and the IPFIX export only.
         interim_every: cfg.interim_every(),
+        idle_report: cfg.idle_report(),
         ..WorkerConfig::default()
     })
 }

@@ -11,6 +11,8 @@
 //! with the last policy and the log says so.
 
 mod config;
+#[cfg(test)]
+mod config_tests;
 mod log;
 mod workers;
 

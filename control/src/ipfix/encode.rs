@@ -229,8 +229,9 @@ pub fn message_header(total: usize, export_secs: u32, sequence: u32, domain: u32
 }
 
 /// Writes `flow` as a data record of `shape` (the caller opened a data set
-/// of that shape).
-pub fn record(flow: &StoredFlow, shape: Shape, out: &mut Vec<u8>) {
+/// of that shape); `idle`: an interim record made because the flow's packets
+/// stopped (its end reason is then the idle timeout).
+pub fn record(flow: &StoredFlow, shape: Shape, idle: bool, out: &mut Vec<u8>) {
     let f = &flow.flow;
     out.extend_from_slice(&u64::try_from(flow.first_ms).unwrap_or(0).to_be_bytes());
     out.extend_from_slice(&u64::try_from(flow.last_ms).unwrap_or(0).to_be_bytes());
@@ -250,7 +251,7 @@ pub fn record(flow: &StoredFlow, shape: Shape, out: &mut Vec<u8>) {
     out.extend_from_slice(&f.bytes[1].to_be_bytes());
     out.extend_from_slice(&f.packets[1].to_be_bytes());
     put_u16(out, u16::from(f.tcp_flags));
-    out.push(end_reason(flow));
+    out.push(end_reason(flow, idle));
     out.push(forwarding_status(f.verdict.action));
     out.push(firewall_event(flow));
     let (ingress, egress) = interfaces(f.orig_port);
@@ -286,17 +287,20 @@ pub fn interfaces(orig: Port) -> (u32, u32) {
     }
 }
 
-/// flowEndReason (RFC 7011's registry): 1 idle timeout, 2 active timeout
-/// (an interim record of a running flow), 3 end of flow detected (TCP
+/// flowEndReason (RFC 7011's registry): 1 idle timeout (an interim record
+/// made because the flow's packets stopped, or an end by the table's idle
+/// timeout), 2 active timeout (an interim record of a running flow), 3 end
+/// of flow detected (TCP
 /// closed by FIN or RST, or the 5-tuple reused by a new connection), 4
 /// forced end (the appliance stopped, or a replay ended, with the flow
 /// open), 5 lack of resources (pushed out of a full table).
-pub fn end_reason(flow: &StoredFlow) -> u8 {
+pub fn end_reason(flow: &StoredFlow, idle: bool) -> u8 {
     let closed = matches!(
         flow.flow.state,
         FlowState::Closing | FlowState::TimeWait | FlowState::Closed
     );
     match flow.kind {
+        RecordKind::Interim if idle => 1,
         RecordKind::Interim => 2,
         RecordKind::Ended(EndReason::Evicted) => 5,
         RecordKind::Ended(EndReason::Reused) => 3,

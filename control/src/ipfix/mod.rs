@@ -121,6 +121,10 @@ pub struct IpfixConfig {
     pub observation_domain: u32,
     /// UDP: the templates are sent again this often.
     pub template_refresh: Duration,
+    /// The workers report a flow whose packets stopped this long (the idle
+    /// report): an interim record whose last packet is at least this old
+    /// says "idle timeout"; zero: every interim record says "active timeout".
+    pub idle_timeout: Duration,
     /// The enterprise number of bulkhead's own elements (workload names,
     /// groups, rule id, verdict reason, mode); `None`: not sent.
     pub enterprise: Option<u32>,
@@ -138,6 +142,7 @@ impl Default for IpfixConfig {
             collectors: Vec::new(),
             observation_domain: 1,
             template_refresh: Duration::from_secs(60),
+            idle_timeout: Duration::ZERO,
             enterprise: None,
             queue: 65_536,
             max_message: 1400,
@@ -371,6 +376,13 @@ impl Worker {
     fn flush(&mut self) {
         self.since = None;
         let payload = self.config.max_message - encode::MESSAGE_HEADER;
+        let now_ms = crate::records::now_ms();
+        let idle_ms = i64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+        let idle = |f: &StoredFlow| {
+            matches!(f.kind, crate::records::RecordKind::Interim)
+                && idle_ms > 0
+                && now_ms.saturating_sub(f.last_ms) >= idle_ms
+        };
         let mut messages: Vec<(Vec<u8>, u32)> = Vec::new();
         for (i, shape) in self.shapes.into_iter().enumerate() {
             let flows = std::mem::take(&mut self.pending[i]);
@@ -386,7 +398,7 @@ impl Worker {
             let mut record = Vec::with_capacity(256);
             for flow in &flows {
                 record.clear();
-                encode::record(flow, shape, &mut record);
+                encode::record(flow, shape, idle(flow), &mut record);
                 if sets.len() + record.len() > payload && count > 0 {
                     encode::close_set(&mut sets, set);
                     messages.push((std::mem::take(&mut sets), count));

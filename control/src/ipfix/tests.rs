@@ -191,7 +191,7 @@ fn a_record_decodes_to_what_was_recorded() {
     let mut sets = Vec::new();
     encode::template_set(&[shape], 32473, &mut sets);
     let set = encode::open_data_set(shape, &mut sets);
-    encode::record(&f, shape, &mut sets);
+    encode::record(&f, shape, false, &mut sets);
     encode::close_set(&mut sets, set);
     let mut m = encode::message_header(16 + sets.len(), 1, 7, 42).to_vec();
     m.extend_from_slice(&sets);
@@ -258,7 +258,7 @@ fn ipv6_denied_interim_and_long_names_encode_as_the_registries_say() {
     let mut sets = Vec::new();
     encode::template_set(&[shape], 32473, &mut sets);
     let set = encode::open_data_set(shape, &mut sets);
-    encode::record(&f, shape, &mut sets);
+    encode::record(&f, shape, false, &mut sets);
     encode::close_set(&mut sets, set);
     let mut m = encode::message_header(16 + sets.len(), 1, 0, 1).to_vec();
     m.extend_from_slice(&sets);
@@ -289,7 +289,7 @@ fn end_reasons_and_firewall_events_follow_how_the_flow_ended() {
         f.flow.state = state;
         f.flow.verdict.action = action;
         f.flow.verdict.would_deny = would;
-        (encode::end_reason(&f), encode::firewall_event(&f))
+        (encode::end_reason(&f, false), encode::firewall_event(&f))
     };
     use FlowState::*;
     let ended = RecordKind::Ended;
@@ -321,6 +321,8 @@ fn end_reasons_and_firewall_events_follow_how_the_flow_ended() {
         f(RecordKind::Interim, Established, Action::Allow, false),
         (2, 5)
     );
+    let idle = flow("10.0.0.1", "10.0.0.2", RecordKind::Interim);
+    assert_eq!(encode::end_reason(&idle, true), 1, "an idle report");
 }
 
 fn config(collector: String) -> IpfixConfig {

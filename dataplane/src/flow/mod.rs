@@ -160,7 +160,8 @@ pub struct FlowEntry {
     pub bytes: [u64; 2],
     /// Private bookkeeping: which sides sent a FIN (`tcp::FIN_*`), whether
     /// the flow is offloaded ([`OFFLOADED`]), the interim parity
-    /// ([`INTERIM`]) and the port the initiator is on ([`ORIG_ON_B`]).
+    /// ([`INTERIM`]), the port the initiator is on ([`ORIG_ON_B`]) and
+    /// packets not yet reported ([`UNREPORTED`]).
     tcp: u8,
     /// The TCP flags of every packet userspace saw, both directions OR'd
     /// (the kernel tier carries only ACK/PSH segments of an established
@@ -176,6 +177,9 @@ const OFFLOADED: u8 = 0x80;
 const INTERIM: u8 = 0x40;
 /// The bit of `FlowEntry::tcp` that says the initiator is on segment B.
 const ORIG_ON_B: u8 = 0x20;
+/// The bit of `FlowEntry::tcp` that says the flow carried packets since its
+/// last interim report (or its start).
+const UNREPORTED: u8 = 0x10;
 
 const _: () = assert!(std::mem::size_of::<FlowEntry>() <= 128);
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 44);
@@ -233,6 +237,24 @@ impl FlowEntry {
             Port::A => self.tcp &= !ORIG_ON_B,
             Port::B => self.tcp |= ORIG_ON_B,
         }
+    }
+
+    /// Whether the flow carried packets since its last interim report.
+    #[inline]
+    pub fn unreported(&self) -> bool {
+        self.tcp & UNREPORTED != 0
+    }
+
+    /// The flow carried packets (counted here, or by the kernel tier).
+    #[inline]
+    pub fn mark_unreported(&mut self) {
+        self.tcp |= UNREPORTED;
+    }
+
+    /// An interim report of the flow went out.
+    #[inline]
+    pub fn mark_reported(&mut self) {
+        self.tcp &= !UNREPORTED;
     }
 
     /// The TCP flags seen in either direction (0 for other protocols).

@@ -93,6 +93,9 @@ pub struct FlowTable {
     evict_hand: usize,
     /// Interim reports every this many ns of a flow's life; 0: none.
     interim_every: u64,
+    /// An interim report when a flow with unreported packets has been idle
+    /// this many ns; 0: none.
+    idle_report: u64,
     stats: FlowStats,
 }
 
@@ -158,6 +161,7 @@ impl FlowTable {
             sweep_hand: 0,
             evict_hand: 0,
             interim_every: 0,
+            idle_report: 0,
             stats: FlowStats::default(),
         }
     }
@@ -432,10 +436,17 @@ impl FlowTable {
                 // The last entry moved into `i`: look at it next.
             } else {
                 let e = &mut self.entries[i].0;
-                if let Some(start) = e.interim_boundary(now, self.interim_every) {
+                // A period boundary crossed, or packets idle past the idle
+                // report: reported if packets came since the last report.
+                let boundary = e.interim_boundary(now, self.interim_every).is_some();
+                let idle = self.idle_report > 0
+                    && e.unreported()
+                    && now.saturating_sub(e.last_seen) >= self.idle_report;
+                if boundary || idle {
                     hook.refresh(e);
-                    if e.last_seen > start {
+                    if e.unreported() {
                         hook.interim(e);
+                        e.mark_reported();
                     }
                 }
                 self.sweep_hand += 1;
@@ -450,6 +461,13 @@ impl FlowTable {
     /// made (a flow it misses is reported one period later).
     pub fn set_interim(&mut self, every: std::time::Duration) {
         self.interim_every = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// Also report a live flow (`ExpireHook::interim`) once its packets
+    /// stopped for `idle` (IPFIX's idle timeout), so a burst is reported
+    /// soon after it ends rather than at the next period; zero: never.
+    pub fn set_idle_report(&mut self, idle: std::time::Duration) {
+        self.idle_report = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
     }
 
     /// Remove every entry, calling `f` on each (end of a replay, shutdown).

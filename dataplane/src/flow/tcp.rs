@@ -209,6 +209,11 @@ impl FlowEntry {
         if let (true, Some(f)) = (tcp, tcp_flags) {
             self.flags_seen |= f.0;
         }
+        // The first packet is the flow's start (reported at its end, or
+        // with the packets that follow it in an interim report).
+        if !first {
+            self.mark_unreported();
+        }
         if now > self.last_seen {
             self.last_seen = now;
         }

@@ -70,6 +70,9 @@ pub struct WorkerConfig {
     /// A live flow is reported ([`Event::FlowActive`]) every this much of its
     /// life, if it carried packets since the last report; zero: never.
     pub interim_every: Duration,
+    /// A live flow is also reported once its packets stopped this long, if it
+    /// carried packets since the last report; zero: never.
+    pub idle_report: Duration,
     /// With a kernel tier: how often (ns of the worker's clock) offloaded flows'
     /// kernel counters are read into the flow table, and how many per read.
     pub offload_sweep_interval: u64,
@@ -88,6 +91,7 @@ impl Default for WorkerConfig {
             dns_copy_bytes: 1500,
             expire_budget: 64,
             interim_every: Duration::from_secs(60),
+            idle_report: Duration::ZERO,
             offload_sweep_interval: 100_000_000,
             offload_sweep_budget: 256,
         }
@@ -168,6 +172,7 @@ impl Worker {
         let batch = cfg.batch_size.max(1);
         let mut flows = FlowTable::new(cfg.flow_capacity, cfg.timeouts);
         flows.set_interim(cfg.interim_every);
+        flows.set_idle_report(cfg.idle_report);
         Worker {
             flows,
             frags: FragTable::new(1024, 30_000_000_000),

@@ -60,6 +60,9 @@ pub(crate) fn wanted(e: &FlowEntry) -> Option<OffloadAction> {
 
 /// Add what the kernel counted to the entry; `now` is the worker's clock.
 pub(crate) fn merge(e: &mut FlowEntry, d: &KernelDelta, now: u64) {
+    if d.packets.iter().any(|&n| n > 0) {
+        e.mark_unreported();
+    }
     for side in [Side::Lo, Side::Hi] {
         let i = e.dir(side) as usize;
         e.packets[i] = e.packets[i].wrapping_add(d.packets_of(side));

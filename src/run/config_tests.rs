@@ -1,0 +1,68 @@
+//! The `[ipfix]` section and what it does to the workers' reports.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use super::config::Config;
+use std::time::{Duration, Instant};
+
+fn config(extra: &str) -> Result<Config, String> {
+    let text = format!("[ports]\na = \"a\"\nb = \"b\"\n[policy]\nfile = \"p.yaml\"\n{extra}");
+    control::load::parse_toml(&text, "bulkhead.toml").map_err(|e| e.to_string())
+}
+
+#[test]
+fn without_collectors_nothing_is_exported_and_reports_follow_the_records() {
+    let c = config("").unwrap();
+    assert!(c.ipfix_plan(Instant::now()).unwrap().is_none());
+    assert_eq!(c.interim_every(), Duration::from_secs(60));
+    assert_eq!(c.idle_report(), Duration::ZERO);
+    let c = config("[records]\nenabled = false\n").unwrap();
+    assert_eq!(c.interim_every(), Duration::ZERO, "nobody reads reports");
+}
+
+#[test]
+fn collectors_give_a_plan_and_the_shorter_timeouts_win() {
+    let c = config(
+        "[ipfix]\ncollectors = [\"udp://192.0.2.10:9995\", \"tcp://[2001:db8::5]\"]\n\
+         active_timeout_secs = 30\nidle_timeout_secs = 10\nobservation_domain = 7\n\
+         enterprise_elements = true\nenterprise_number = 99999\n",
+    )
+    .unwrap();
+    let plan = c.ipfix_plan(Instant::now()).unwrap().unwrap();
+    let names: Vec<String> = plan
+        .config
+        .collectors
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    assert_eq!(names, ["udp://192.0.2.10:9995", "tcp://[2001:db8::5]:4739"]);
+    assert_eq!(plan.config.observation_domain, 7);
+    assert_eq!(plan.config.enterprise, Some(99999));
+    assert_eq!(plan.config.idle_timeout, Duration::from_secs(10));
+    assert_eq!(c.interim_every(), Duration::from_secs(30));
+    assert_eq!(c.idle_report(), Duration::from_secs(10));
+    // The records' own period is kept when it is the shorter one.
+    let c =
+        config("[records]\ninterim_secs = 20\n[ipfix]\ncollectors = [\"192.0.2.10\"]\n").unwrap();
+    assert_eq!(c.interim_every(), Duration::from_secs(20));
+}
+
+#[test]
+fn a_bad_ipfix_section_is_refused_with_the_field_named() {
+    let err = |extra: &str| match config(extra) {
+        Err(e) => e,
+        Ok(c) => format!("{:#}", c.ipfix_plan(Instant::now()).unwrap_err()),
+    };
+    let e = err("[ipfix]\ncollectors = [\"sctp://x:1\"]\n");
+    assert!(
+        e.contains("ipfix.collectors") && e.contains("sctp://x:1"),
+        "{e}"
+    );
+    let e = err("[ipfix]\ncollectors = [\"x\"]\nmax_message = 100\n");
+    assert!(e.contains("max_message"), "{e}");
+    let e = err("[ipfix]\ncollector = [\"x\"]\n");
+    assert!(e.contains("collector"), "unknown field: {e}");
+}
