@@ -23,6 +23,9 @@
 #             64k-flow table: every new flow pushes one out, so records are
 #             made at the rate flows start); medians of the runs and the
 #             on/off ratios printed, nothing written
+#   --ipfix   the same with the IPFIX export on against off (records on in
+#             both), exporting over UDP to a collector in the DUT's namespace
+#             (nfcapd if installed, else a socket that reads and discards)
 # Takes /tmp/bh-netns.lock itself (other namespace tests wait, and we wait for
 # them); not when an ancestor process holds it already (or BH_E2E_LOCKED=1). BULKHEAD=path runs
 # another appliance binary, BULKHEAD_BENCH=path another bulkhead-bench (default:
@@ -75,6 +78,7 @@ while [ $# -gt 0 ]; do
     --no-write) WRITE=0; shift ;;
     --smoke) SMOKE=1; RUNS=1; DURATION=0.5; WRITE=0; shift ;;
     --records) RECORDS_ONLY=1; WRITE=0; shift ;;
+    --ipfix) RECORDS_ONLY=1; PAIR=ipfix; WRITE=0; shift ;;
     --duts) DUTS_ARG="$2"; shift 2 ;;
     --keep) export BH_E2E_KEEP=1; shift ;;
     -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
@@ -245,7 +249,8 @@ stop_proc() {
 }
 
 bulkhead_up() { # rules offload(""|on|off) [api]; env RECORDS=off, FLOW_CAPACITY=N
-  local extra="" api="enabled = false" records="enabled = ${RECORDS_ON:-true}"
+  local extra="" api="enabled = false" records="enabled = ${RECORDS_ON:-true}" ipfix=""
+  [ "${IPFIX_ON:-false}" = true ] && ipfix="collectors = [\"udp://127.0.0.1:4739\"]"
   [ -n "$2" ] && extra="offload = \"$2\""
   [ "${3:-}" = api ] && api="listen = \"127.0.0.1:$API_PORT\""
   DUT_STORE="$WORK/bulkhead-$1-$RANDOM.db"
@@ -263,6 +268,9 @@ $extra
 
 [records]
 $records
+
+[ipfix]
+$ipfix
 
 [policy]
 file = "$(policy_file "$1")"
@@ -289,6 +297,8 @@ dut_up() { # dut rules
     bulkhead-offload-on) bulkhead_up "$2" on ;;
     bulkhead-records-on) RECORDS_ON=true bulkhead_up "$2" off ;;
     bulkhead-records-off) RECORDS_ON=false bulkhead_up "$2" off ;;
+    bulkhead-ipfix-on) IPFIX_ON=true bulkhead_up "$2" off ;;
+    bulkhead-ipfix-off) IPFIX_ON=false bulkhead_up "$2" off ;;
     *) die "unknown DUT $1" ;;
   esac
 }
@@ -394,12 +404,27 @@ build_topology
 start_sink
 
 if [ "$RECORDS_ONLY" = 1 ]; then
-  # Records on and off alternate within each run, so that both see the same
-  # machine; 1k rules, 64 B; the received frames' medians and their ratio.
+  # Records (or the IPFIX export) on and off alternate within each run, so
+  # that both see the same machine; 1k rules, 64 B; the received frames'
+  # medians and their ratio.
+  what="${PAIR:-records}"
+  if [ "$what" = ipfix ]; then
+    # The collector, in the DUT's namespace where the appliance sends.
+    ip -n "$NS_D" link set lo up
+    if command -v nfcapd >/dev/null; then
+      mkdir -p "$WORK/nfcapd"
+      nsenter --net="/var/run/netns/$NS_D" nfcapd -w "$WORK/nfcapd" -b 127.0.0.1 -p 4739 >"$WORK/nfcapd.log" 2>&1 &
+    else
+      nsenter --net="/var/run/netns/$NS_D" python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 4739))
+while True: s.recv(65536)' &
+    fi
+    COLLECTOR_PID=$!  # the namespace's cleanup stops it
+  fi
   : >"$WORK/results"
   for run in $(seq 1 "$RUNS"); do
     for case in steady churn; do
-      for dut in bulkhead-records-on bulkhead-records-off; do
+      for dut in "bulkhead-$what-on" "bulkhead-$what-off"; do
         if [ "$case" = churn ]; then flows=1000000; cap=65536; else flows=10000; cap=2097152; fi
         FLOW_CAPACITY=$cap dut_up "$dut" 1000
         measure "$case" "$dut" 1000 64 "$flows" "$run" 0
@@ -407,16 +432,20 @@ if [ "$RECORDS_ONLY" = 1 ]; then
       done
     done
   done
-  echo "flow records on against off (medians of $RUNS runs of ${DURATION}s, frames received per second):"
+  echo "$what on against off (medians of $RUNS runs of ${DURATION}s, frames received per second):"
   for case in steady churn; do
-    on="$(grep "\"kind\":\"$case\",\"dut\":\"bulkhead-records-on\"" "$WORK/results" \
+    on="$(grep "\"kind\":\"$case\",\"dut\":\"bulkhead-$what-on\"" "$WORK/results" \
       | sed 's/.*"sink":{"frames":\([0-9]*\).*/\1/' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
-    off="$(grep "\"kind\":\"$case\",\"dut\":\"bulkhead-records-off\"" "$WORK/results" \
+    off="$(grep "\"kind\":\"$case\",\"dut\":\"bulkhead-$what-off\"" "$WORK/results" \
       | sed 's/.*"sink":{"frames":\([0-9]*\).*/\1/' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
-    awk -v c="$case" -v on="$on" -v off="$off" -v d="$DURATION" 'BEGIN {
-      printf "  %-6s records on %9.0f pps, off %9.0f pps, on/off %.3f\n", c, on / d, off / d, (off ? on / off : 0) }'
+    awk -v c="$case" -v w="$what" -v on="$on" -v off="$off" -v d="$DURATION" 'BEGIN {
+      printf "  %-6s %s on %9.0f pps, off %9.0f pps, on/off %.3f\n", c, w, on / d, off / d, (off ? on / off : 0) }'
   done
-  cp "$WORK/results" "${BH_E2E_RECORDS_OUT:-/tmp/bh-e2e-records.jsonl}"
+  cp "$WORK/results" "${BH_E2E_RECORDS_OUT:-/tmp/bh-e2e-$what.jsonl}"
+  if [ -n "${COLLECTOR_PID:-}" ]; then
+    kill -TERM "$COLLECTOR_PID" 2>/dev/null; wait "$COLLECTOR_PID" 2>/dev/null
+    grep -h "^Ident" "$WORK/nfcapd.log" 2>/dev/null | sed 's/^/  collector: /'
+  fi
   exit 0
 fi
 
