@@ -181,6 +181,13 @@ fn a_replayed_capture_decodes_in_nfdump_tshark_and_ipfixdump_as_the_store_has_it
     let (dump, records) = ipfix_dump(&stream);
     assert_eq!(records, 15, "{dump}");
     assert!(dump.contains("reversePacketDeltaCount"), "{dump}");
+    // The enterprise elements, named by the type records and decoded.
+    assert!(
+        dump.contains("bulkheadSourceWorkload : (len: 5) web-1"),
+        "{dump}"
+    );
+    assert!(dump.contains("bulkheadRuleId : 50"), "{dump}");
+    assert!(!dump.contains("_alienInformationElement"), "{dump}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

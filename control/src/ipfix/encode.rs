@@ -51,6 +51,15 @@ pub mod ie {
     pub const FIREWALL_EVENT: u16 = 233;
     pub const BIFLOW_DIRECTION: u16 = 239;
     pub const DOT1Q_CUSTOMER_VLAN_ID: u16 = 245;
+    pub const INFORMATION_ELEMENT_ID: u16 = 303;
+    pub const INFORMATION_ELEMENT_DATA_TYPE: u16 = 339;
+    pub const INFORMATION_ELEMENT_DESCRIPTION: u16 = 340;
+    pub const INFORMATION_ELEMENT_NAME: u16 = 341;
+    pub const INFORMATION_ELEMENT_RANGE_BEGIN: u16 = 342;
+    pub const INFORMATION_ELEMENT_RANGE_END: u16 = 343;
+    pub const INFORMATION_ELEMENT_SEMANTICS: u16 = 344;
+    pub const INFORMATION_ELEMENT_UNITS: u16 = 345;
+    pub const PRIVATE_ENTERPRISE_NUMBER: u16 = 346;
 }
 
 /// bulkhead's enterprise-specific elements (under the configured enterprise
@@ -70,6 +79,112 @@ pub mod bulkhead_ie {
     pub const SOURCE_GROUPS: u16 = 6;
     /// string: the responder's groups, comma-separated.
     pub const DESTINATION_GROUPS: u16 = 7;
+}
+
+/// The options template of RFC 5610 type records.
+pub const TYPE_TEMPLATE: u16 = 260;
+/// The set id of an options template set.
+const OPTIONS_TEMPLATE_SET: u16 = 3;
+
+/// bulkhead's elements as RFC 5610 describes them: id, name, data type
+/// (IANA informationElementDataType), semantics, description.
+const ELEMENT_TYPES: [(u16, &str, u8, u8, &str); 7] = [
+    (
+        bulkhead_ie::RULE_ID,
+        "bulkheadRuleId",
+        3,
+        4,
+        "the user rule that decided the flow, 0 for none",
+    ),
+    (
+        bulkhead_ie::VERDICT_REASON,
+        "bulkheadVerdictReason",
+        1,
+        4,
+        "1 rule, 2 quarantine, 3 management exception, 4 blocklist, 5 the mode's default",
+    ),
+    (
+        bulkhead_ie::POLICY_MODE,
+        "bulkheadPolicyMode",
+        1,
+        4,
+        "1 learn, 2 audit, 3 enforce",
+    ),
+    (
+        bulkhead_ie::SOURCE_WORKLOAD,
+        "bulkheadSourceWorkload",
+        13,
+        0,
+        "the initiator's workload name",
+    ),
+    (
+        bulkhead_ie::DESTINATION_WORKLOAD,
+        "bulkheadDestinationWorkload",
+        13,
+        0,
+        "the responder's workload name",
+    ),
+    (
+        bulkhead_ie::SOURCE_GROUPS,
+        "bulkheadSourceGroups",
+        13,
+        0,
+        "the initiator's groups, comma-separated",
+    ),
+    (
+        bulkhead_ie::DESTINATION_GROUPS,
+        "bulkheadDestinationGroups",
+        13,
+        0,
+        "the responder's groups, comma-separated",
+    ),
+];
+
+/// Data records [`type_records`] writes (they count in the sequence number).
+pub const TYPE_RECORDS: u32 = ELEMENT_TYPES.len() as u32;
+
+/// RFC 5610 type records for bulkhead's enterprise elements under `pen`
+/// (an options template set, then its data set), so that a collector can
+/// name and decode them.
+pub fn type_records(pen: u32, out: &mut Vec<u8>) {
+    let start = out.len();
+    put_u16(out, OPTIONS_TEMPLATE_SET);
+    put_u16(out, 0);
+    // The fields RFC 5610 lists, in the order libfixbuf (ipfixDump) and
+    // YAF use: units and range are sent as none (0).
+    let fields = [
+        (ie::PRIVATE_ENTERPRISE_NUMBER, 4),
+        (ie::INFORMATION_ELEMENT_ID, 2),
+        (ie::INFORMATION_ELEMENT_DATA_TYPE, 1),
+        (ie::INFORMATION_ELEMENT_SEMANTICS, 1),
+        (ie::INFORMATION_ELEMENT_UNITS, 2),
+        (ie::INFORMATION_ELEMENT_RANGE_BEGIN, 8),
+        (ie::INFORMATION_ELEMENT_RANGE_END, 8),
+        (ie::INFORMATION_ELEMENT_NAME, VARIABLE),
+        (ie::INFORMATION_ELEMENT_DESCRIPTION, VARIABLE),
+    ];
+    put_u16(out, TYPE_TEMPLATE);
+    put_u16(out, fields.len() as u16);
+    put_u16(out, 2);
+    for (id, len) in fields {
+        put_u16(out, id);
+        put_u16(out, len);
+    }
+    close_set(out, start);
+    let start = out.len();
+    put_u16(out, TYPE_TEMPLATE);
+    put_u16(out, 0);
+    for (id, name, data_type, semantics, description) in ELEMENT_TYPES {
+        out.extend_from_slice(&pen.to_be_bytes());
+        put_u16(out, id);
+        out.push(data_type);
+        out.push(semantics);
+        put_u16(out, 0);
+        out.extend_from_slice(&[0; 16]);
+        put_string(out, name);
+        put_string(out, description);
+    }
+    close_set(out, start);
 }
 
 /// One field of a template: element id, length, enterprise number (0: IANA).

@@ -289,7 +289,10 @@ struct Worker {
     config: IpfixConfig,
     sessions: Vec<Session>,
     counters: Arc<IpfixCounters>,
+    /// The template sets.
     templates: Vec<u8>,
+    /// With enterprise elements, their RFC 5610 type records.
+    type_info: Vec<u8>,
     shapes: [Shape; 2],
     /// Records waiting, by shape (IPv4, IPv6).
     pending: [Vec<StoredFlow>; 2],
@@ -314,11 +317,16 @@ impl Worker {
         ];
         let mut templates = Vec::new();
         encode::template_set(&shapes, config.enterprise.unwrap_or(0), &mut templates);
+        let mut type_info = Vec::new();
+        if let Some(pen) = config.enterprise {
+            encode::type_records(pen, &mut type_info);
+        }
         Worker {
             config,
             sessions,
             counters,
             templates,
+            type_info,
             shapes,
             pending: [Vec::new(), Vec::new()],
             since: None,
@@ -354,7 +362,7 @@ impl Worker {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
-                let framing = framing(&self.config, &self.templates);
+                let framing = framing(&self.config, &self.templates, &self.type_info);
                 for s in &mut self.sessions {
                     s.maintain(&framing);
                 }
@@ -411,7 +419,7 @@ impl Worker {
             encode::close_set(&mut sets, set);
             messages.push((sets, count));
         }
-        let framing = framing(&self.config, &self.templates);
+        let framing = framing(&self.config, &self.templates, &self.type_info);
         for s in &mut self.sessions {
             for (sets, count) in &messages {
                 s.send(sets, *count, &framing);
@@ -420,10 +428,11 @@ impl Worker {
     }
 }
 
-fn framing<'a>(config: &IpfixConfig, templates: &'a [u8]) -> Framing<'a> {
+fn framing<'a>(config: &IpfixConfig, templates: &'a [u8], type_info: &'a [u8]) -> Framing<'a> {
     Framing {
         domain: config.observation_domain,
         templates,
+        type_info,
         template_refresh: config.template_refresh,
     }
 }

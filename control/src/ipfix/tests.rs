@@ -96,12 +96,13 @@ impl Reader {
             let len = usize::from(be16(&m[at + 2..]));
             assert!(len >= 4 && at + len <= m.len(), "set length");
             let body = &m[at + 4..at + len];
-            if id == 2 {
+            if id == 2 || id == 3 {
                 let mut p = 0;
                 while p < body.len() {
                     let tid = be16(&body[p..]);
                     let n = be16(&body[p + 2..]);
-                    p += 4;
+                    // An options template has a scope field count.
+                    p += if id == 3 { 6 } else { 4 };
                     let mut fields = Vec::new();
                     for _ in 0..n {
                         let (raw, flen) = (be16(&body[p..]), be16(&body[p + 2..]));
@@ -475,4 +476,45 @@ fn a_config_without_a_collector_or_with_a_tiny_message_is_refused() {
     let mut c = config("127.0.0.1".into());
     c.enterprise = Some(29305);
     assert!(err(c).contains("enterprise_number"));
+}
+
+#[test]
+fn enterprise_elements_are_described_by_rfc_5610_type_records() {
+    let mut sets = Vec::new();
+    encode::type_records(32473, &mut sets);
+    let mut m = encode::message_header(16 + sets.len(), 1, 0, 1).to_vec();
+    m.extend_from_slice(&sets);
+    let msg = Reader::default().read(&m);
+    assert_eq!(msg.template_ids, vec![encode::TYPE_TEMPLATE]);
+    assert_eq!(msg.records.len() as u32, encode::TYPE_RECORDS);
+    let names: Vec<(u64, u64, String)> = msg
+        .records
+        .iter()
+        .map(|r| {
+            assert_eq!(num(r, 0, ie::PRIVATE_ENTERPRISE_NUMBER), 32473);
+            (
+                num(r, 0, ie::INFORMATION_ELEMENT_ID),
+                num(r, 0, ie::INFORMATION_ELEMENT_DATA_TYPE),
+                String::from_utf8(r[&(0, ie::INFORMATION_ELEMENT_NAME)].clone()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(names[0], (1, 3, "bulkheadRuleId".to_string()), "unsigned32");
+    assert_eq!(
+        names[3],
+        (4, 13, "bulkheadSourceWorkload".to_string()),
+        "string"
+    );
+    // Every enterprise element of the templates is described.
+    let described: Vec<u64> = names.iter().map(|n| n.0).collect();
+    for f in (Shape {
+        v6: false,
+        enterprise: true,
+    })
+    .fields(32473)
+    {
+        if f.pen == 32473 {
+            assert!(described.contains(&u64::from(f.id)), "{f:?}");
+        }
+    }
 }

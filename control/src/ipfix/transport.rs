@@ -43,6 +43,10 @@ pub(super) struct Framing<'a> {
     pub(super) domain: u32,
     /// The template set of every template in use.
     pub(super) templates: &'a [u8],
+    /// With enterprise elements, their RFC 5610 type records (an options
+    /// template and its data set, sent in a message before the templates
+    /// so that a collector knows the elements when it reads them).
+    pub(super) type_info: &'a [u8],
     pub(super) template_refresh: Duration,
 }
 
@@ -182,6 +186,13 @@ impl Session {
                 self.counters.connects.fetch_add(1, Ordering::Relaxed);
                 // A new transport session starts a new sequence (RFC 7011 10.4.2).
                 self.sequence = 0;
+            }
+        }
+        if !framing.type_info.is_empty() {
+            let message = self.message(framing.type_info, framing.domain);
+            if self.transmit(&message) {
+                let records = super::encode::TYPE_RECORDS;
+                self.sequence = self.sequence.wrapping_add(records);
             }
         }
         let message = self.message(framing.templates, framing.domain);
