@@ -191,23 +191,6 @@ fn a_replayed_capture_decodes_in_nfdump_tshark_and_ipfixdump_as_the_store_has_it
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn policy() -> String {
-    use live_bed::{MAC_A, MAC_B};
-    format!(
-        r#"
-default_mode: enforce
-workloads:
-  - {{ mac: "{MAC_A}", name: client, labels: {{ app: web }}, ips: [10.99.0.1] }}
-  - {{ mac: "{MAC_B}", name: server, labels: {{ app: db }}, ips: [10.99.0.2] }}
-groups:
-  - {{ name: web, match: {{ app: web }} }}
-  - {{ name: db, match: {{ app: db }} }}
-rules:
-  - {{ id: 10, src: [web], dst: [db], services: [{{ proto: tcp, ports: [9000] }}], action: allow }}
-"#
-    )
-}
-
 #[test]
 fn live_traffic_through_the_appliance_reaches_nfcapd() {
     let mut tools = vec!["ip", "ethtool", "nsenter", "ping"];
@@ -218,7 +201,7 @@ fn live_traffic_through_the_appliance_reaches_nfcapd() {
     let port = free_udp_port();
     let ipfix =
         format!("\n[ipfix]\ncollectors = [\"udp://127.0.0.1:{port}\"]\nobservation_domain = 7\n");
-    let mut bed = live_bed::Bed::new("ipfix", &policy(), &ipfix);
+    let mut bed = live_bed::Bed::new("ipfix", &live_bed::web_db_policy(), &ipfix);
     let [a, b, dut] = bed.ns.clone();
     let nfcapd = Nfcapd::start(Some(&dut), &bed.dir.join("nf"), port);
     let capture = Tshark::start(Some(&dut), &bed.dir.join("export.pcap"), port);

@@ -13,25 +13,9 @@
 
 mod live_bed;
 
-use live_bed::{connects, listen, sh, Bed, EXE, MAC_A, MAC_B};
+use live_bed::{connects, listen, sh, web_db_policy, Bed, EXE, MAC_A};
 use serde_json::Value;
 use std::time::Duration;
-
-fn policy() -> String {
-    format!(
-        r#"
-default_mode: enforce
-workloads:
-  - {{ mac: "{MAC_A}", name: client, labels: {{ app: web }}, ips: [10.99.0.1] }}
-  - {{ mac: "{MAC_B}", name: server, labels: {{ app: db }}, ips: [10.99.0.2] }}
-groups:
-  - {{ name: web, match: {{ app: web }} }}
-  - {{ name: db, match: {{ app: db }} }}
-rules:
-  - {{ id: 10, src: [web], dst: [db], services: [{{ proto: tcp, ports: [9000] }}], action: allow }}
-"#
-    )
-}
 
 fn records(bed: &Bed, args: &[&str]) -> Vec<Value> {
     let store = bed.dir.join("records.db");
@@ -72,7 +56,7 @@ fn live_flows_become_records_that_survive_a_restart() {
     ) {
         return;
     }
-    let mut bed = Bed::new("rec", &policy(), "");
+    let mut bed = Bed::new("rec", &web_db_policy(), "");
     let [a, b, _] = bed.ns.clone();
     listen(&b);
     bed.start();
@@ -223,7 +207,7 @@ fn a_full_records_filesystem_pauses_records_says_so_and_forwarding_goes_on() {
         "\n[records]\nstore = \"{}\"\nreserve_mb = 1\n",
         store.display()
     );
-    let mut bed = Bed::new("full", &policy(), &records);
+    let mut bed = Bed::new("full", &web_db_policy(), &records);
     let [a, b, _] = bed.ns.clone();
     listen(&b);
     bed.start();

@@ -368,6 +368,18 @@ fn a_long_flow_is_reported_while_it_runs_and_an_idle_one_is_not_reported_again()
     assert_eq!(bed.worker.flows().len(), 1, "the flow is still there");
 }
 
+/// Ends every flow and returns their end records.
+fn flushed(bed: &mut Bed) -> Vec<dataplane::event::FlowRecord> {
+    bed.worker.flush();
+    bed.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::FlowEnd(r, _) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_flow_record_names_the_initiators_segment_and_the_tcp_flags_seen() {
     let mut bed = Bed::new("");
@@ -377,15 +389,7 @@ fn a_flow_record_names_the_initiators_segment_and_the_tcp_flags_seen() {
     assert!(bed.passes(Port::A, &tcp(s, c, "SA", b"")));
     assert!(bed.passes(Port::B, &tcp(c, s, "PA", b"SELECT 1")));
     assert!(bed.passes(Port::B, &tcp(c, s, "FA", b"")));
-    bed.worker.flush();
-    let ends: Vec<_> = bed
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::FlowEnd(r, _) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let ends = flushed(&mut bed);
     assert_eq!(ends.len(), 1);
     assert_eq!(ends[0].orig_port, Port::B);
     // FIN | SYN | PSH | ACK; never URG or RST.
@@ -395,15 +399,7 @@ fn a_flow_record_names_the_initiators_segment_and_the_tcp_flags_seen() {
     // A UDP flow from segment A carries no flags.
     let (c, s) = ((WEB, WEB_IP, 33335), (DB, DB_IP, 53));
     assert!(bed.passes(Port::A, &udp(c, s, b"q")));
-    bed.worker.flush();
-    let ends: Vec<_> = bed
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::FlowEnd(r, _) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let ends = flushed(&mut bed);
     assert_eq!(ends.len(), 1);
     assert_eq!((ends[0].orig_port, ends[0].tcp_flags), (Port::A, 0));
 }

@@ -14,6 +14,24 @@ pub const EXE: &str = env!("CARGO_BIN_EXE_bulkhead");
 pub const MAC_A: &str = "02:5e:00:00:00:0a";
 pub const MAC_B: &str = "02:5e:00:00:00:0b";
 
+/// Enforce: host-a (`client`, group web) may open TCP 9000 on host-b
+/// (`server`, group db), rule 10; everything else is denied.
+pub fn web_db_policy() -> String {
+    format!(
+        r#"
+default_mode: enforce
+workloads:
+  - {{ mac: "{MAC_A}", name: client, labels: {{ app: web }}, ips: [10.99.0.1] }}
+  - {{ mac: "{MAC_B}", name: server, labels: {{ app: db }}, ips: [10.99.0.2] }}
+groups:
+  - {{ name: web, match: {{ app: web }} }}
+  - {{ name: db, match: {{ app: db }} }}
+rules:
+  - {{ id: 10, src: [web], dst: [db], services: [{{ proto: tcp, ports: [9000] }}], action: allow }}
+"#
+    )
+}
+
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])
         .args(&args[1..])

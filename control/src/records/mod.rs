@@ -61,7 +61,7 @@ pub use recorder::{Clock, Recorder};
 pub use rules::{rule_report, RuleCounts, RuleReport, RuleUse, WindowParams};
 #[cfg(test)]
 use writer::now_ms as writer_now_ms;
-pub(crate) use writer::now_ms;
+pub(crate) use writer::{below_the_packet_path, now_ms};
 pub use writer::{Batch, RecordsConfig, RecordsCounters, RecordsWriter};
 
 use dataplane::event::{EndReason, FlowRecord};

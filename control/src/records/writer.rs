@@ -550,7 +550,8 @@ impl Writer {
     }
 }
 
-/// The writer yields to everything else of the appliance: on a machine
+/// The writer (and the IPFIX exporter) yields to everything else of the
+/// appliance: on a machine
 /// where it shares a core with a worker (two cores: the generator's and the
 /// appliance's in bench/e2e.sh), a worker that needs the core gets it and
 /// the records fall behind, dropped and counted, instead of the packets.
@@ -559,7 +560,7 @@ impl Writer {
     unsafe_code,
     reason = "one setpriority(2) call on the calling thread; no safe wrapper in the dependencies"
 )]
-fn below_the_packet_path() {
+pub(crate) fn below_the_packet_path() {
     // On Linux a nice value is a thread's: `who` 0 is the calling thread.
     // SAFETY: setpriority takes plain integers and changes only this
     // thread's scheduling; its failure (no permission) leaves it as it was.
