@@ -22,6 +22,7 @@ pub mod dns;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod intel;
 pub mod inventory;
 pub mod ipfix;
 pub mod load;

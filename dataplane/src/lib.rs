@@ -22,6 +22,7 @@ pub mod flow;
 pub mod fuzzing;
 pub mod hint;
 pub mod hostenv;
+pub mod intel;
 pub mod io;
 pub mod offload;
 #[cfg(target_os = "linux")]

@@ -1,0 +1,165 @@
+//! Threat-intel addresses, as the packet path will ask them: "is this
+//! address listed, and by which entry?" for each end of a new flow.
+//!
+//! Feeds are mostly single addresses (a C2's IP), with some networks. A
+//! million of them in a prefix trie costs tens of bytes an entry; here single
+//! addresses are sorted arrays searched by bisection (8 bytes an IPv4 entry,
+//! 20 an IPv6 one) and only real networks go into the trie. The set is built
+//! once by the control plane and read-only after: it is published beside
+//! the policy snapshot, never compiled into the rules.
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use prefix_trie::PrefixMap;
+use std::net::IpAddr;
+
+/// Which entry listed an address: an index into the control plane's entries.
+pub type EntryId = u32;
+
+/// Listed addresses and networks, each with the entry that listed it.
+#[derive(Default)]
+pub struct IpSet {
+    /// Single IPv4 addresses, sorted, no duplicates.
+    v4: Vec<(u32, EntryId)>,
+    /// Single IPv6 addresses, sorted, no duplicates.
+    v6: Vec<(u128, EntryId)>,
+    /// Networks: the longest listed prefix that holds an address.
+    nets4: PrefixMap<Ipv4Net, EntryId>,
+    nets6: PrefixMap<Ipv6Net, EntryId>,
+    nets: usize,
+}
+
+impl std::fmt::Debug for IpSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpSet")
+            .field("addresses", &(self.v4.len() + self.v6.len()))
+            .field("networks", &self.nets)
+            .finish()
+    }
+}
+
+impl IpSet {
+    /// The set of `entries`. An address or network listed twice keeps the
+    /// first entry that listed it.
+    pub fn new(entries: impl IntoIterator<Item = (IpNet, EntryId)>) -> IpSet {
+        let mut set = IpSet::default();
+        for (net, id) in entries {
+            match net {
+                IpNet::V4(n) if n.prefix_len() == 32 => set.v4.push((n.addr().into(), id)),
+                IpNet::V6(n) if n.prefix_len() == 128 => set.v6.push((n.addr().into(), id)),
+                IpNet::V4(n) => {
+                    let n = n.trunc();
+                    if set.nets4.get(&n).is_none() {
+                        set.nets4.insert(n, id);
+                        set.nets += 1;
+                    }
+                }
+                IpNet::V6(n) => {
+                    let n = n.trunc();
+                    if set.nets6.get(&n).is_none() {
+                        set.nets6.insert(n, id);
+                        set.nets += 1;
+                    }
+                }
+            }
+        }
+        // Stable: the first of equal addresses (the first entry) stays.
+        set.v4.sort_by_key(|e| e.0);
+        set.v4.dedup_by_key(|e| e.0);
+        set.v4.shrink_to_fit();
+        set.v6.sort_by_key(|e| e.0);
+        set.v6.dedup_by_key(|e| e.0);
+        set.v6.shrink_to_fit();
+        set
+    }
+
+    /// The entry that lists `ip`: the address itself, else the longest
+    /// listed network holding it.
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> Option<EntryId> {
+        match ip {
+            IpAddr::V4(a) => {
+                let key = u32::from(a);
+                if let Ok(i) = self.v4.binary_search_by_key(&key, |e| e.0) {
+                    return Some(self.v4[i].1);
+                }
+                if self.nets4.is_empty() {
+                    return None;
+                }
+                self.nets4.get_lpm(&Ipv4Net::from(a)).map(|(_, id)| *id)
+            }
+            IpAddr::V6(a) => {
+                // An IPv4-mapped address is the IPv4 address.
+                if let Some(v4) = a.to_ipv4_mapped() {
+                    return self.lookup(IpAddr::V4(v4));
+                }
+                let key = u128::from(a);
+                if let Ok(i) = self.v6.binary_search_by_key(&key, |e| e.0) {
+                    return Some(self.v6[i].1);
+                }
+                if self.nets6.is_empty() {
+                    return None;
+                }
+                self.nets6.get_lpm(&Ipv6Net::from(a)).map(|(_, id)| *id)
+            }
+        }
+    }
+
+    /// Single addresses and networks listed.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len() + self.nets
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes of the address arrays (the networks' trie is not
+    /// counted: feeds hold few networks).
+    pub fn address_bytes(&self) -> usize {
+        self.v4.capacity() * std::mem::size_of::<(u32, EntryId)>()
+            + self.v6.capacity() * std::mem::size_of::<(u128, EntryId)>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse()
+            .unwrap_or_else(|_| IpNet::from(s.parse::<IpAddr>().unwrap()))
+    }
+
+    #[test]
+    fn addresses_and_the_longest_network_are_found_with_their_entry() {
+        let set = IpSet::new([
+            (net("203.0.113.66"), 1),
+            (net("198.51.100.0/24"), 2),
+            (net("198.51.100.128/25"), 3),
+            (net("2001:db8::bad"), 4),
+            (net("2001:db8:bad::/48"), 5),
+            (net("203.0.113.66"), 6),
+            (net("10.1.2.3/16"), 7),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(set.lookup(ip("203.0.113.66")), Some(1), "first entry wins");
+        assert_eq!(set.lookup(ip("203.0.113.67")), None);
+        assert_eq!(set.lookup(ip("198.51.100.7")), Some(2));
+        assert_eq!(set.lookup(ip("198.51.100.200")), Some(3), "longest prefix");
+        assert_eq!(set.lookup(ip("2001:db8::bad")), Some(4));
+        assert_eq!(set.lookup(ip("2001:db8:bad:1::9")), Some(5));
+        assert_eq!(set.lookup(ip("2001:db8::bae")), None);
+        assert_eq!(set.lookup(ip("::ffff:203.0.113.66")), Some(1), "v4-mapped");
+        assert_eq!(set.lookup(ip("10.1.200.1")), Some(7), "host bits dropped");
+        assert_eq!(set.len(), 6);
+    }
+
+    #[test]
+    fn an_empty_set_lists_nothing() {
+        let set = IpSet::new([]);
+        assert!(set.is_empty());
+        assert_eq!(set.lookup("10.0.0.1".parse().unwrap()), None);
+        assert_eq!(set.lookup("::1".parse().unwrap()), None);
+    }
+}
