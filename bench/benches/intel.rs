@@ -13,8 +13,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use control::intel::parse::{parse_feed, Guard};
-use control::intel::{Action, Feed, Format, Held, Intel, Severity};
+use control::intel::parse::{read_feed, Guard};
+use control::intel::{Action, Feed, Format, Intel, IntelBuilder, Severity};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -54,17 +54,14 @@ fn load(ips: &[u8], names: &[u8]) -> Intel {
             quarantine: false,
         },
     ];
-    let mut held = Vec::with_capacity(2 * N as usize);
+    let mut b = IntelBuilder::new(feeds);
     for (feed, bytes) in [(0u16, ips), (1, names)] {
-        let parsed = parse_feed(bytes, Format::List, &guard);
-        assert_eq!(parsed.problem_count, 0);
-        held.extend(parsed.entries.into_iter().map(|entry| Held {
-            entry,
-            feed,
-            added_ms: 0,
-        }));
+        let problems = read_feed(bytes, Format::List, &guard, |entry| {
+            b.add(entry, feed, 0);
+        });
+        assert_eq!(problems.count, 0);
     }
-    Intel::new(feeds, held)
+    b.build()
 }
 
 fn rss_mb() -> f64 {
@@ -83,9 +80,9 @@ fn bench(c: &mut Criterion) {
     let intel = load(&ips, &names);
     let after = rss_mb();
     eprintln!(
-        "intel: {} entries; match sets {:.1} MB; resident {before:.0} -> {after:.0} MB (+{:.0} MB with the entries)",
-        intel.entries().len(),
-        intel.set_bytes() as f64 / 1e6,
+        "intel: {} entries; sets and entries {:.1} MB; resident {before:.0} -> {after:.0} MB (+{:.0} MB)",
+        intel.len(),
+        intel.bytes() as f64 / 1e6,
         after - before
     );
     let mut g = c.benchmark_group("intel");

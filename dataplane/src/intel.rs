@@ -76,30 +76,38 @@ impl IpSet {
     /// listed network holding it.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Option<EntryId> {
+        self.listed(ip).map(|(_, id)| id)
+    }
+
+    /// [`IpSet::lookup`], with what is listed: the address, or the network.
+    #[inline]
+    pub fn listed(&self, ip: IpAddr) -> Option<(IpNet, EntryId)> {
         match ip {
             IpAddr::V4(a) => {
                 let key = u32::from(a);
                 if let Ok(i) = self.v4.binary_search_by_key(&key, |e| e.0) {
-                    return Some(self.v4[i].1);
+                    return Some((IpNet::from(ip), self.v4[i].1));
                 }
                 if self.nets4.is_empty() {
                     return None;
                 }
-                self.nets4.get_lpm(&Ipv4Net::from(a)).map(|(_, id)| *id)
+                let (net, id) = self.nets4.get_lpm(&Ipv4Net::from(a))?;
+                Some((IpNet::V4(net), *id))
             }
             IpAddr::V6(a) => {
                 // An IPv4-mapped address is the IPv4 address.
                 if let Some(v4) = a.to_ipv4_mapped() {
-                    return self.lookup(IpAddr::V4(v4));
+                    return self.listed(IpAddr::V4(v4));
                 }
                 let key = u128::from(a);
                 if let Ok(i) = self.v6.binary_search_by_key(&key, |e| e.0) {
-                    return Some(self.v6[i].1);
+                    return Some((IpNet::from(ip), self.v6[i].1));
                 }
                 if self.nets6.is_empty() {
                     return None;
                 }
-                self.nets6.get_lpm(&Ipv6Net::from(a)).map(|(_, id)| *id)
+                let (net, id) = self.nets6.get_lpm(&Ipv6Net::from(a))?;
+                Some((IpNet::V6(net), *id))
             }
         }
     }
@@ -152,6 +160,14 @@ mod tests {
         assert_eq!(set.lookup(ip("2001:db8::bae")), None);
         assert_eq!(set.lookup(ip("::ffff:203.0.113.66")), Some(1), "v4-mapped");
         assert_eq!(set.lookup(ip("10.1.200.1")), Some(7), "host bits dropped");
+        assert_eq!(
+            set.listed(ip("198.51.100.200")),
+            Some(("198.51.100.128/25".parse().unwrap(), 3))
+        );
+        assert_eq!(
+            set.listed(ip("203.0.113.66")),
+            Some(("203.0.113.66/32".parse().unwrap(), 1))
+        );
         assert_eq!(set.len(), 6);
     }
 

@@ -11,8 +11,9 @@ pub mod domains;
 pub mod parse;
 
 use dataplane::intel::{EntryId, IpSet};
-use domains::DomainSet;
+use domains::{DomainSet, DomainSetBuilder};
 use ipnet::IpNet;
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -135,72 +136,144 @@ pub struct Feed {
     pub quarantine: bool,
 }
 
-/// An entry as held: its feed, and when it was added (ms since the epoch).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
-    pub entry: Entry,
+/// An entry as held (16 bytes: its indicator's text is in the match sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
     /// An index into [`Intel::feeds`].
     pub feed: u16,
+    /// `None`: the feed's.
+    pub severity: Option<Severity>,
+    category: u32,
+    /// When it was added, ms since the epoch.
     pub added_ms: i64,
 }
+
+const NO_CATEGORY: u32 = u32::MAX;
 
 /// Every feed's entries, and the sets that match them.
 #[derive(Debug, Default)]
 pub struct Intel {
     pub feeds: Vec<Feed>,
-    entries: Vec<Held>,
+    metas: Vec<Meta>,
+    categories: Vec<String>,
     ips: IpSet,
     domains: DomainSet,
 }
 
-/// What matched: the entry and its feed.
-#[derive(Debug, Clone, Copy)]
-pub struct Match<'a> {
-    pub id: EntryId,
-    pub held: &'a Held,
-    pub feed: &'a Feed,
+/// Entries added one by one (as a feed file is read), then [`Intel`].
+#[derive(Debug, Default)]
+pub struct IntelBuilder {
+    feeds: Vec<Feed>,
+    metas: Vec<Meta>,
+    categories: Vec<String>,
+    category_ids: HashMap<String, u32>,
+    nets: Vec<(IpNet, EntryId)>,
+    domains: DomainSetBuilder,
 }
 
-impl Intel {
-    /// The sets of `feeds` and their entries (`entries[i].feed` indexes
-    /// `feeds`). An indicator listed by several entries matches the first.
-    pub fn new(feeds: Vec<Feed>, entries: Vec<Held>) -> Intel {
-        let ids = |i: usize| EntryId::try_from(i).unwrap_or(EntryId::MAX);
-        let ips = IpSet::new(entries.iter().enumerate().filter_map(
-            |(i, h)| match &h.entry.indicator {
-                Indicator::Net(n) => Some((*n, ids(i))),
-                Indicator::Domain(_) => None,
-            },
-        ));
-        let domains =
-            DomainSet::new(entries.iter().enumerate().filter_map(
-                |(i, h)| match &h.entry.indicator {
-                    Indicator::Domain(d) => Some((d.clone(), ids(i))),
-                    Indicator::Net(_) => None,
-                },
-            ));
-        Intel {
+impl IntelBuilder {
+    pub fn new(feeds: Vec<Feed>) -> IntelBuilder {
+        IntelBuilder {
             feeds,
-            entries,
-            ips,
-            domains,
+            ..IntelBuilder::default()
         }
     }
 
-    fn matched(&self, id: EntryId) -> Option<Match<'_>> {
-        let held = self.entries.get(id as usize)?;
-        let feed = self.feeds.get(usize::from(held.feed))?;
-        Some(Match { id, held, feed })
+    /// Adds `entry` of feed `feed` (an index into the feeds); `None` if
+    /// there is no such feed or no room for another entry.
+    pub fn add(&mut self, entry: Entry, feed: u16, added_ms: i64) -> Option<EntryId> {
+        if usize::from(feed) >= self.feeds.len() {
+            return None;
+        }
+        let id = EntryId::try_from(self.metas.len()).ok()?;
+        let category = match entry.category {
+            None => NO_CATEGORY,
+            Some(c) => match self.category_ids.get(&c) {
+                Some(&k) => k,
+                None => {
+                    let k = self.categories.len() as u32;
+                    self.categories.push(c.clone());
+                    self.category_ids.insert(c, k);
+                    k
+                }
+            },
+        };
+        self.metas.push(Meta {
+            feed,
+            severity: entry.severity,
+            category,
+            added_ms,
+        });
+        match entry.indicator {
+            Indicator::Net(n) => self.nets.push((n, id)),
+            Indicator::Domain(d) => self.domains.add(&d, id),
+        }
+        Some(id)
+    }
+
+    /// The sets. An indicator listed by several entries matches the first.
+    pub fn build(self) -> Intel {
+        let mut metas = self.metas;
+        metas.shrink_to_fit();
+        Intel {
+            feeds: self.feeds,
+            metas,
+            categories: self.categories,
+            ips: IpSet::new(self.nets),
+            domains: self.domains.build(),
+        }
+    }
+}
+
+/// What matched: the entry, what it lists and its feed.
+#[derive(Debug, Clone)]
+pub struct Match<'a> {
+    pub id: EntryId,
+    /// The listed address, network or domain.
+    pub listed: Indicator,
+    pub feed: &'a Feed,
+    pub category: Option<&'a str>,
+    /// The entry's, else its feed's.
+    pub severity: Severity,
+    pub added_ms: i64,
+}
+
+impl Intel {
+    /// The sets of `entries` of `feeds`.
+    pub fn new(feeds: Vec<Feed>, entries: impl IntoIterator<Item = (Entry, u16, i64)>) -> Intel {
+        let mut b = IntelBuilder::new(feeds);
+        for (entry, feed, added_ms) in entries {
+            b.add(entry, feed, added_ms);
+        }
+        b.build()
+    }
+
+    fn matched(&self, id: EntryId, listed: Indicator) -> Option<Match<'_>> {
+        let meta = self.metas.get(id as usize)?;
+        let feed = self.feeds.get(usize::from(meta.feed))?;
+        Some(Match {
+            id,
+            listed,
+            feed,
+            category: self
+                .categories
+                .get(meta.category as usize)
+                .map(String::as_str),
+            severity: meta.severity.unwrap_or(feed.severity),
+            added_ms: meta.added_ms,
+        })
     }
 
     /// The entry listing `ip`, if any.
     pub fn ip(&self, ip: IpAddr) -> Option<Match<'_>> {
-        self.ips.lookup(ip).and_then(|id| self.matched(id))
+        let (net, id) = self.ips.listed(ip)?;
+        self.matched(id, Indicator::Net(net))
     }
 
     /// The entry listing `name` or a domain it is under, if any.
     pub fn domain(&self, name: &str) -> Option<Match<'_>> {
-        self.domains.lookup(name).and_then(|id| self.matched(id))
+        let (listed, id) = self.domains.lookup(name)?;
+        self.matched(id, Indicator::Domain(listed))
     }
 
     /// The address set, for the packet path.
@@ -208,13 +281,20 @@ impl Intel {
         &self.ips
     }
 
-    pub fn entries(&self) -> &[Held] {
-        &self.entries
+    /// Entries held (an indicator listed twice is held twice).
+    pub fn len(&self) -> usize {
+        self.metas.len()
     }
 
-    /// Heap bytes of the match sets (entries' own text not counted).
-    pub fn set_bytes(&self) -> usize {
-        self.ips.address_bytes() + self.domains.bytes()
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+
+    /// Heap bytes of the match sets and the entries.
+    pub fn bytes(&self) -> usize {
+        self.ips.address_bytes()
+            + self.domains.bytes()
+            + self.metas.capacity() * std::mem::size_of::<Meta>()
     }
 }
 

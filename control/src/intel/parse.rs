@@ -35,25 +35,41 @@ pub struct LineProblem {
     pub why: String,
 }
 
-/// A feed file read.
+/// What was wrong with a feed file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems {
+    /// The first [`MAX_PROBLEMS`] problems.
+    pub list: Vec<LineProblem>,
+    /// Every problem, kept or not.
+    pub count: usize,
+}
+
+/// A feed file read into memory (small feeds, the API).
 #[derive(Debug, Clone, Default)]
 pub struct Parsed {
     pub entries: Vec<Entry>,
-    /// The first [`MAX_PROBLEMS`] problems.
-    pub problems: Vec<LineProblem>,
-    /// Every problem, kept or not.
-    pub problem_count: usize,
+    pub problems: Problems,
 }
 
-impl Parsed {
+/// Where the entries of a file go as they are read.
+struct Out<F> {
+    sink: F,
+    problems: Problems,
+}
+
+impl<F: FnMut(Entry)> Out<F> {
+    fn entry(&mut self, e: Entry) {
+        (self.sink)(e);
+    }
+
     fn problem(&mut self, line: usize, text: &str, why: impl Into<String>) {
-        self.problem_count += 1;
-        if self.problems.len() < MAX_PROBLEMS {
+        self.problems.count += 1;
+        if self.problems.list.len() < MAX_PROBLEMS {
             let mut end = text.len().min(80);
             while !text.is_char_boundary(end) {
                 end -= 1;
             }
-            self.problems.push(LineProblem {
+            self.problems.list.push(LineProblem {
                 line,
                 text: text[..end].to_string(),
                 why: why.into(),
@@ -78,50 +94,63 @@ const HOSTS_NOISE: [&str; 12] = [
     "0.0.0.0",
 ];
 
-/// Reads a feed file's bytes in `format`.
+/// Reads a feed file's bytes in `format` into memory.
 pub fn parse_feed(bytes: &[u8], format: Format, guard: &Guard) -> Parsed {
+    let mut entries = Vec::new();
+    let problems = read_feed(bytes, format, guard, |e| entries.push(e));
+    Parsed { entries, problems }
+}
+
+/// Reads a feed file's bytes in `format`, handing each entry to `sink` as
+/// it is read (a million-line feed is never held twice).
+pub fn read_feed(bytes: &[u8], format: Format, guard: &Guard, sink: impl FnMut(Entry)) -> Problems {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let mut out = Out {
+        sink,
+        problems: Problems::default(),
+    };
     match format {
-        Format::Csv => parse_csv(bytes, guard),
-        Format::List | Format::Hosts => {
-            let mut out = Parsed::default();
-            for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-                let n = i + 1;
-                let Some(line) = text_line(raw, n, &mut out) else {
-                    continue;
-                };
-                let line = line.split('#').next().unwrap_or("").trim();
-                if line.is_empty() {
-                    continue;
-                }
-                if format == Format::List {
-                    take(&mut out, n, line, line, None, guard);
-                    continue;
-                }
-                // hosts: ADDRESS NAME [NAME ...]; the address is a sinkhole.
-                let mut words = line.split_whitespace();
-                let first = words.next().unwrap_or("");
-                if first.parse::<IpAddr>().is_err() {
-                    out.problem(n, line, "a hosts line starts with an address");
-                    continue;
-                }
-                for name in words {
-                    if HOSTS_NOISE.contains(&name.to_ascii_lowercase().as_str()) {
-                        continue;
-                    }
-                    match domain(name, guard) {
-                        Ok(d) => out.entries.push(Entry::new(Indicator::Domain(d))),
-                        Err(why) => out.problem(n, line, why),
-                    }
-                }
+        Format::Csv => read_csv(bytes, guard, &mut out),
+        Format::List | Format::Hosts => read_lines(bytes, format, guard, &mut out),
+    }
+    out.problems
+}
+
+fn read_lines<F: FnMut(Entry)>(bytes: &[u8], format: Format, guard: &Guard, out: &mut Out<F>) {
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let n = i + 1;
+        let Some(line) = text_line(raw, n, out) else {
+            continue;
+        };
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if format == Format::List {
+            take(out, n, line, line, None, guard);
+            continue;
+        }
+        // hosts: ADDRESS NAME [NAME ...]; the address is a sinkhole.
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.parse::<IpAddr>().is_err() {
+            out.problem(n, line, "a hosts line starts with an address");
+            continue;
+        }
+        for name in words {
+            if HOSTS_NOISE.contains(&name.to_ascii_lowercase().as_str()) {
+                continue;
             }
-            out
+            match domain(name, guard) {
+                Ok(d) => out.entry(Entry::new(Indicator::Domain(d))),
+                Err(why) => out.problem(n, line, why),
+            }
         }
     }
 }
 
 /// A line as text: CR dropped, UTF-8, not too long.
-fn text_line<'a>(raw: &'a [u8], n: usize, out: &mut Parsed) -> Option<&'a str> {
+fn text_line<'a, F: FnMut(Entry)>(raw: &'a [u8], n: usize, out: &mut Out<F>) -> Option<&'a str> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     if raw.len() > MAX_LINE {
         let start = String::from_utf8_lossy(&raw[..80]).into_owned();
@@ -138,8 +167,8 @@ fn text_line<'a>(raw: &'a [u8], n: usize, out: &mut Parsed) -> Option<&'a str> {
 }
 
 /// One indicator with its columns, or a problem.
-fn take(
-    out: &mut Parsed,
+fn take<F: FnMut(Entry)>(
+    out: &mut Out<F>,
     n: usize,
     line: &str,
     indicator: &str,
@@ -165,13 +194,12 @@ fn take(
             }
         }
     }
-    out.entries.push(entry);
+    out.entry(entry);
 }
 
 /// CSV: `indicator[,category[,severity]]`, an optional header row
 /// (`indicator,...`), `#` comments, quoted fields as RFC 4180 has them.
-fn parse_csv(bytes: &[u8], guard: &Guard) -> Parsed {
-    let mut out = Parsed::default();
+fn read_csv<F: FnMut(Entry)>(bytes: &[u8], guard: &Guard, out: &mut Out<F>) {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -219,9 +247,8 @@ fn parse_csv(bytes: &[u8], guard: &Guard) -> Parsed {
         }
         let category = fields.get(1).copied().unwrap_or("");
         let severity = fields.get(2).copied().unwrap_or("");
-        take(&mut out, n, &text, first, Some((category, severity)), guard);
+        take(out, n, &text, first, Some((category, severity)), guard);
     }
-    out
 }
 
 /// An address, a network or a domain, checked against `guard`.

@@ -35,10 +35,11 @@ fn a_list_reads_addresses_networks_and_domains_and_reports_the_rest_by_line() {
             "2001:db8:bad::/48"
         ]
     );
-    let lines: Vec<usize> = p.problems.iter().map(|x| x.line).collect();
+    let lines: Vec<usize> = p.problems.list.iter().map(|x| x.line).collect();
     assert_eq!(lines, [8, 9, 10, 11, 12, 13, 14, 15]);
     let why = |line: usize| {
         p.problems
+            .list
             .iter()
             .find(|x| x.line == line)
             .map(|x| x.why.clone())
@@ -50,7 +51,7 @@ fn a_list_reads_addresses_networks_and_domains_and_reports_the_rest_by_line() {
     assert!(why(12).contains("loopback"), "{}", why(12));
     assert!(why(13).contains("192.168.50.0/24"), "{}", why(13));
     assert!(why(15).contains("UTF-8"), "{}", why(15));
-    assert_eq!(p.problem_count, 8);
+    assert_eq!(p.problems.count, 8);
 }
 
 #[test]
@@ -65,7 +66,7 @@ fn forcing_lets_absurd_entries_in_but_never_what_does_not_parse() {
         &g,
     );
     assert_eq!(shown(&p), ["0.0.0.0/0", "com", "192.168.50.7"]);
-    assert_eq!(p.problem_count, 1);
+    assert_eq!(p.problems.count, 1);
 }
 
 #[test]
@@ -78,8 +79,8 @@ fn a_hosts_file_lists_its_names_and_skips_its_own_header() {
         shown(&p),
         ["ads.example", "tracker.example", "malware.example"]
     );
-    assert_eq!(p.problems.len(), 1);
-    assert_eq!(p.problems[0].line, 6);
+    assert_eq!(p.problems.list.len(), 1);
+    assert_eq!(p.problems.list[0].line, 6);
 }
 
 #[test]
@@ -103,7 +104,7 @@ fn csv_takes_category_and_severity_with_quotes_and_a_header() {
     assert_eq!(p.entries[1].severity, Some(Severity::High));
     assert_eq!(p.entries[2].category, None);
     assert_eq!(p.entries[3].severity, Some(Severity::Medium));
-    let lines: Vec<usize> = p.problems.iter().map(|x| x.line).collect();
+    let lines: Vec<usize> = p.problems.list.iter().map(|x| x.line).collect();
     assert_eq!(lines, [6, 7]);
 }
 
@@ -114,19 +115,22 @@ fn hostile_files_cost_a_report_not_a_panic() {
     garbage.extend_from_slice(b"\nok.example\n");
     for format in [Format::List, Format::Hosts, Format::Csv] {
         let p = parse_feed(&garbage, format, &guard());
-        assert!(p.problem_count > 0, "{format:?}");
+        assert!(p.problems.count > 0, "{format:?}");
     }
     let mut long = vec![b'a'; 10_000];
     long.extend_from_slice(b"\nok.example\n");
     let p = parse_feed(&long, Format::List, &guard());
     assert_eq!(shown(&p), ["ok.example"]);
-    assert!(p.problems[0].why.contains("longer than"));
+    assert!(p.problems.list[0].why.contains("longer than"));
     let p = parse_feed(b"\"open quote,c\nok.example\n", Format::Csv, &guard());
-    assert!(p.problem_count >= 1 || p.entries.is_empty());
+    assert!(p.problems.count >= 1 || p.entries.is_empty());
     // Many bad lines: the first 100 kept, all counted.
     let many = "bad entry!\n".repeat(1000);
     let p = parse_feed(many.as_bytes(), Format::List, &guard());
-    assert_eq!((p.problems.len(), p.problem_count), (MAX_PROBLEMS, 1000));
+    assert_eq!(
+        (p.problems.list.len(), p.problems.count),
+        (MAX_PROBLEMS, 1000)
+    );
     assert!(parse_feed(b"", Format::Csv, &guard()).entries.is_empty());
 }
 
@@ -167,15 +171,14 @@ fn intel(entries: &[(&str, u16)]) -> Intel {
             quarantine: false,
         },
     ];
-    let held = entries
-        .iter()
-        .map(|(s, feed)| Held {
-            entry: Entry::new(parse_indicator(s, &guard()).unwrap()),
-            feed: *feed,
-            added_ms: 1_000,
-        })
-        .collect();
-    Intel::new(feeds, held)
+    Intel::new(
+        feeds,
+        entries.iter().map(|(s, feed)| {
+            let mut e = Entry::new(parse_indicator(s, &guard()).unwrap());
+            e.category = Some(format!("cat-{feed}"));
+            (e, *feed, 1_000)
+        }),
+    )
 }
 
 #[test]
@@ -187,20 +190,34 @@ fn a_name_matches_its_listed_domain_or_one_above_and_an_address_its_entry() {
         ("198.51.100.0/24", 0),
         ("evil.example", 0),
     ]);
-    let d = |n: &str| i.domain(n).map(|m| (m.id, m.feed.name.as_str()));
-    assert_eq!(d("evil.example"), Some((0, "domains")));
-    assert_eq!(d("WWW.EVIL.EXAMPLE."), Some((0, "domains")));
+    let d = |n: &str| {
+        i.domain(n)
+            .map(|m| (m.id, m.feed.name.as_str(), m.listed.to_string()))
+    };
+    let m = |id: u32, feed: &'static str, listed: &str| Some((id, feed, listed.to_string()));
+    assert_eq!(d("evil.example"), m(0, "domains", "evil.example"));
+    assert_eq!(d("WWW.EVIL.EXAMPLE."), m(0, "domains", "evil.example"));
     assert_eq!(
         d("x.c2.evil.example"),
-        Some((1, "domains")),
+        m(1, "domains", "c2.evil.example"),
         "most specific"
     );
     assert_eq!(d("notevil.example"), None, "a label boundary, not a suffix");
     assert_eq!(d("example"), None);
     assert_eq!(d(""), None);
-    let ip = |s: &str| i.ip(s.parse().unwrap()).map(|m| m.id);
-    assert_eq!(ip("203.0.113.66"), Some(2));
-    assert_eq!(ip("198.51.100.200"), Some(3));
+    assert_eq!(d(&"a.".repeat(200)), None, "longer than a DNS name");
+    let ip = |s: &str| {
+        i.ip(s.parse().unwrap())
+            .map(|m| (m.id, m.listed.to_string(), m.severity, m.category))
+    };
+    assert_eq!(
+        ip("203.0.113.66"),
+        Some((2, "203.0.113.66".into(), Severity::High, Some("cat-0")))
+    );
+    assert_eq!(
+        ip("198.51.100.200"),
+        Some((3, "198.51.100.0/24".into(), Severity::High, Some("cat-0")))
+    );
     assert_eq!(ip("198.51.101.1"), None);
-    assert_eq!(i.entries().len(), 5);
+    assert_eq!(i.len(), 5);
 }
