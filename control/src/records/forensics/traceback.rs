@@ -256,13 +256,6 @@ struct PdnsRow {
     ttl: u32,
 }
 
-/// What a passive-DNS row tells of who resolved what when (no text kept).
-struct PdnsLite {
-    client_mac: i64,
-    answer: Option<[u8; 16]>,
-    first_ms: i64,
-}
-
 /// An edge of a listed workload to one of the target's addresses.
 struct ContactRow {
     src_mac: i64,
@@ -310,15 +303,19 @@ impl RecordsReader {
         // One read transaction: one snapshot for all the look-ups, and one
         // lock taken for them.
         let tx = self.conn().unchecked_transaction()?;
-        let (lite, own_names) = self.pdns_lite(target, since_ms, until_ms)?;
+        // Passive DNS of the target, read once: who resolved what when,
+        // and the names asked (the target's, to tell from others at an
+        // address).
+        let rows = self.pdns_rows(target, since_ms, until_ms, None)?;
+        let own_names: HashSet<&str, Hasher> = rows.iter().map(|r| r.qname.as_str()).collect();
         // Addresses the name resolved to, and when first for whom.
         let mut answered: BTreeMap<[u8; 16], HashMap<i64, i64, Hasher>> = BTreeMap::new();
         // The workloads that resolved it, first seen at their first resolution.
         let mut resolvers: HashMap<i64, i64, Hasher> = HashMap::default();
-        for row in &lite {
+        for row in &rows {
             let first = resolvers.entry(row.client_mac).or_insert(row.first_ms);
             *first = (*first).min(row.first_ms);
-            if let Some(ip) = row.answer {
+            if let Ok(ip) = <[u8; 16]>::try_from(row.answer.as_slice()) {
                 let t = answered
                     .entry(ip)
                     .or_default()
@@ -327,7 +324,6 @@ impl RecordsReader {
                 *t = (*t).min(row.first_ms);
             }
         }
-        drop(lite);
         let mut shared: BTreeSet<[u8; 16]> = BTreeSet::new();
         let mut seen: HashMap<i64, i64, Hasher> = resolvers.clone();
         match target {
@@ -375,8 +371,10 @@ impl RecordsReader {
         let macs: HashSet<i64, Hasher> = listed.iter().map(|c| c.mac).collect();
         // The page's passive DNS, resolutions and contacts.
         let mut by_client: BTreeMap<i64, Vec<PdnsRow>> = BTreeMap::new();
-        for row in self.pdns_rows(target, since_ms, until_ms, &macs)? {
-            by_client.entry(row.client_mac).or_default().push(row);
+        for row in rows {
+            if macs.contains(&row.client_mac) {
+                by_client.entry(row.client_mac).or_default().push(row);
+            }
         }
         let wanted: BTreeMap<i64, BTreeSet<&str>> = by_client
             .iter()
@@ -437,73 +435,12 @@ impl RecordsReader {
         })
     }
 
-    /// Passive DNS of the target, as little as choosing the page needs: who,
-    /// to what, when first; and the names asked (to tell the target's names
-    /// from others at an address).
-    fn pdns_lite(
-        &self,
-        target: &Target,
-        since_ms: i64,
-        until_ms: i64,
-    ) -> Result<(Vec<PdnsLite>, HashSet<String, Hasher>), RecordsError> {
-        let mut out = Vec::new();
-        let mut names: HashSet<String, Hasher> = HashSet::default();
-        let mut take = |r: &rusqlite::Row<'_>| -> Result<(), rusqlite::Error> {
-            let answer = r.get_ref(1)?.as_blob().unwrap_or_default();
-            out.push(PdnsLite {
-                client_mac: r.get(0)?,
-                answer: <[u8; 16]>::try_from(answer).ok(),
-                first_ms: r.get(2)?,
-            });
-            let q = r.get_ref(3)?.as_str().unwrap_or_default();
-            if !names.contains(q) {
-                names.insert(q.to_string());
-            }
-            Ok(())
-        };
-        match target {
-            Target::Domain { name, exact } => {
-                let r = reversed(name);
-                let under = format!("{r}.");
-                let mut stmt = self.conn().prepare_cached(
-                    "SELECT client_mac, answer, first_ms, qname, rname FROM pdns
-                     WHERE rname >= ?1 AND rname < ?2 AND last_ms >= ?3 AND first_ms <= ?4",
-                )?;
-                let mut rows =
-                    stmt.query(rusqlite::params![r, format!("{r}/"), since_ms, until_ms])?;
-                while let Some(row) = rows.next()? {
-                    let rname = row.get_ref(4)?.as_str().unwrap_or_default();
-                    if rname == r || (!exact && rname.starts_with(&under)) {
-                        take(row)?;
-                    }
-                }
-            }
-            Target::Net(net) => {
-                let (lo, hi) = (ip_bytes(net.network()), ip_bytes(net.broadcast()));
-                let mut stmt = self.conn().prepare_cached(
-                    "SELECT client_mac, answer, first_ms, qname FROM pdns
-                     WHERE answer BETWEEN ?1 AND ?2 AND last_ms >= ?3 AND first_ms <= ?4",
-                )?;
-                let mut rows = stmt.query(rusqlite::params![
-                    lo.to_vec(),
-                    hi.to_vec(),
-                    since_ms,
-                    until_ms
-                ])?;
-                while let Some(row) = rows.next()? {
-                    take(row)?;
-                }
-            }
-        }
-        Ok((out, names))
-    }
-
     /// Whether more than [`SHARED_NAMES`] names not in `own` resolved to
     /// `ip` in the window (read until that many are found).
     fn is_shared(
         &self,
         ip: &[u8; 16],
-        own: &HashSet<String, Hasher>,
+        own: &HashSet<&str, Hasher>,
         since_ms: i64,
         until_ms: i64,
     ) -> Result<bool, RecordsError> {
@@ -524,13 +461,13 @@ impl RecordsReader {
         Ok(false)
     }
 
-    /// The page's passive-DNS rows of the target (`macs` only).
+    /// The passive-DNS rows of the target (`macs`' only, if given).
     fn pdns_rows(
         &self,
         target: &Target,
         since_ms: i64,
         until_ms: i64,
-        macs: &HashSet<i64, Hasher>,
+        macs: Option<&HashSet<i64, Hasher>>,
     ) -> Result<Vec<PdnsRow>, RecordsError> {
         let cols = "client_mac, rname, answer, qname, rcode, first_ms, last_ms, count, ttl";
         let read = |r: &rusqlite::Row<'_>| -> Result<PdnsRow, rusqlite::Error> {
@@ -547,9 +484,7 @@ impl RecordsReader {
             })
         };
         let mut out = Vec::new();
-        if macs.is_empty() {
-            return Ok(out);
-        }
+        let wanted = |mac: i64| macs.is_none_or(|m| m.contains(&mac));
         match target {
             Target::Domain { name, exact } => {
                 let r = reversed(name);
@@ -561,7 +496,7 @@ impl RecordsReader {
                     stmt.query(rusqlite::params![r, format!("{r}/"), since_ms, until_ms])?;
                 let under = format!("{r}.");
                 while let Some(row) = rows.next()? {
-                    if !macs.contains(&row.get::<_, i64>(0)?) {
+                    if !wanted(row.get::<_, i64>(0)?) {
                         continue;
                     }
                     let rname = row.get_ref(1)?.as_str().unwrap_or_default();
@@ -583,7 +518,7 @@ impl RecordsReader {
                     until_ms
                 ])?;
                 while let Some(row) = rows.next()? {
-                    if macs.contains(&row.get::<_, i64>(0)?) {
+                    if wanted(row.get::<_, i64>(0)?) {
                         out.push(read(row)?);
                     }
                 }
