@@ -529,9 +529,9 @@ impl RecordsReader {
 
     /// Each workload's raw resolutions of its names (`wanted`: MAC -> the
     /// names) in the window, oldest first (at most `each`), and how many
-    /// more there were: the times and ids by name and client first
-    /// (`dns_names`, its key alone: a popular name's responses to other
-    /// workloads are not read), then the rows listed only.
+    /// more there were: the times and ids from `dns_names` (by name and
+    /// time, with the client: a name's entries once for all the workloads,
+    /// no response of another workload read), then the rows listed only.
     fn resolutions(
         &self,
         wanted: &BTreeMap<i64, BTreeSet<&str>>,
@@ -540,26 +540,31 @@ impl RecordsReader {
         until_ms: i64,
     ) -> Result<BTreeMap<i64, (Vec<Resolution>, u64)>, RecordsError> {
         let mut ids = self.conn().prepare_cached(
-            "SELECT time_ms, id FROM dns_names WHERE qname = ?1 AND client_mac = ?2
-             AND time_ms BETWEEN ?3 AND ?4",
+            "SELECT time_ms, id, client_mac FROM dns_names WHERE qname = ?1
+             AND time_ms BETWEEN ?2 AND ?3",
         )?;
         let mut row = self.conn().prepare_cached(&format!(
             "SELECT {RESOLUTION_COLUMNS} FROM dns WHERE id = ?1"
         ))?;
-        let mut out = BTreeMap::new();
+        // Name -> the workloads that asked it.
+        let mut askers: BTreeMap<&str, HashSet<i64, Hasher>> = BTreeMap::new();
         for (&mac, names) in wanted {
-            let mut all: Vec<(i64, i64)> = Vec::new();
             for q in names {
-                let rows = ids.query_map(rusqlite::params![q, mac, since_ms, until_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-                for r in rows {
-                    all.push(r?);
+                askers.entry(q).or_default().insert(mac);
+            }
+        }
+        let mut found: HashMap<i64, Vec<(i64, i64)>, Hasher> = HashMap::default();
+        for (q, macs) in &askers {
+            let mut rows = ids.query(rusqlite::params![q, since_ms, until_ms])?;
+            while let Some(r) = rows.next()? {
+                let mac: i64 = r.get(2)?;
+                if macs.contains(&mac) {
+                    found.entry(mac).or_default().push((r.get(0)?, r.get(1)?));
                 }
             }
-            if all.is_empty() {
-                continue;
-            }
+        }
+        let mut out = BTreeMap::new();
+        for (mac, mut all) in found {
             all.sort_unstable();
             let more = all.len().saturating_sub(each) as u64;
             all.truncate(each);
