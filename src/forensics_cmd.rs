@@ -24,6 +24,12 @@ pub struct TracebackArgs {
     /// The window's end: RFC 3339 or an age (default now).
     #[arg(long)]
     pub until: Option<String>,
+    /// Workloads listed at most, 1 to 1000 (default 25), first seen first.
+    #[arg(long)]
+    pub limit: Option<String>,
+    /// Continue after this workload: the `next` a previous answer printed.
+    #[arg(long)]
+    pub cursor: Option<String>,
 }
 
 impl TracebackArgs {
@@ -32,6 +38,8 @@ impl TracebackArgs {
             target: Some(self.target.clone()),
             since: self.since.clone(),
             until: self.until.clone(),
+            limit: self.limit.clone(),
+            cursor: self.cursor.clone(),
         }
     }
 }
@@ -154,8 +162,8 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 }
 
 pub fn traceback(args: &TracebackArgs, store: &StoreArgs) -> anyhow::Result<()> {
-    let (target, since, until) = args.params().query(now_ms()).map_err(bad)?;
-    let t = RecordsReader::open(&store.store)?.traceback(&target, since, until)?;
+    let (target, since, until, page) = args.params().query(now_ms()).map_err(bad)?;
+    let t = RecordsReader::open(&store.store)?.traceback_page(&target, since, until, page)?;
     if store.json {
         print_json(&t)
     } else {
@@ -251,11 +259,22 @@ pub fn traceback_text(t: &Traceback) -> String {
         t.target,
         t.since,
         t.until,
-        t.workloads.len(),
-        if t.truncated { " (cut)" } else { "" }
+        t.total,
+        if t.workloads.len() < t.total {
+            format!(", {} listed here", t.workloads.len())
+        } else {
+            String::new()
+        }
     );
     if !t.answers.is_empty() {
         let _ = writeln!(out, "resolved to: {}", t.answers.join(", "));
+    }
+    if !t.shared_answers.is_empty() {
+        let _ = writeln!(
+            out,
+            "shared with many other names (contacts counted only for workloads that resolved it): {}",
+            t.shared_answers.join(", ")
+        );
     }
     for w in &t.workloads {
         let then = w.identity_then.as_ref().map_or("", |i| i.name.as_str());
@@ -344,6 +363,9 @@ pub fn traceback_text(t: &Traceback) -> String {
                 c.last
             );
         }
+    }
+    if let Some(next) = &t.next {
+        let _ = writeln!(out, "\nmore: --cursor {next}");
     }
     out
 }

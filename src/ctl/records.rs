@@ -161,6 +161,8 @@ pub fn traceback(api: &Api, a: &TracebackArgs, as_json: bool) -> anyhow::Result<
             ("target", &p.target),
             ("since", &p.since),
             ("until", &p.until),
+            ("limit", &p.limit),
+            ("cursor", &p.cursor),
         ],
     );
     let t: Traceback = get(api, &path)?;

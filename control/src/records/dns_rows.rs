@@ -132,13 +132,14 @@ pub(super) struct PdnsAgg {
 #[derive(Debug, Default)]
 pub(super) struct Pdns {
     rows: HashMap<PdnsKey, PdnsAgg, ahash::RandomState>,
-    /// `dns_names` rows: name, time, response id.
-    names: Vec<(String, i64, i64)>,
+    /// `dns_names` rows: name, time, response id, client.
+    names: Vec<(String, i64, i64, i64)>,
 }
 
 impl Pdns {
     pub(super) fn add(&mut self, d: &DnsFacts<'_>) {
-        self.names.push((d.qname.to_string(), d.time_ms, d.id));
+        self.names
+            .push((d.qname.to_string(), d.time_ms, d.id, d.client_mac));
         let mut names: Vec<&str> = vec![d.qname];
         for a in d.answers {
             for n in std::iter::once(a.name.as_str()).chain(a.cname.as_deref()) {
@@ -205,10 +206,11 @@ impl Pdns {
         // B-tree instead of at a random page (bench/RESULTS.md).
         self.names.sort_unstable();
         let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO dns_names (qname, time_ms, id) VALUES (?1, ?2, ?3)",
+            "INSERT OR IGNORE INTO dns_names (qname, time_ms, id, client_mac)
+             VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for (name, time_ms, id) in self.names.drain(..) {
-            insert.execute(params![name, time_ms, id])?;
+        for (name, time_ms, id, mac) in self.names.drain(..) {
+            insert.execute(params![name, time_ms, id, mac])?;
         }
         let mut rows: Vec<(PdnsKey, PdnsAgg)> = self.rows.drain().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));

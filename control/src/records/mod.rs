@@ -52,7 +52,7 @@ pub use filter::{
 pub use forensics::{
     AddressHistory, AddressParams, AddressSpan, Attempt, BlastParams, BlastRadius, Contact,
     DnsParams, DnsQuery, IdentityView, PassiveDns, Reached, Resolution, Target, Traceback,
-    TracebackParams, TracedWorkload, MAX_DEPTH,
+    TracebackCursor, TracebackPage, TracebackParams, TracedWorkload, MAX_DEPTH, SHARED_NAMES,
 };
 pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
 pub use nodes::Network;

@@ -67,6 +67,10 @@ pub struct FlowPage {
     pub next: Option<Cursor>,
 }
 
+/// How much of a store a reader maps (SQLite caps it at its build's
+/// maximum, 2 GiB by default).
+const READER_MMAP_BYTES: i64 = 1 << 34;
+
 /// A records store opened for queries.
 pub struct RecordsReader {
     conn: Connection,
@@ -75,9 +79,13 @@ pub struct RecordsReader {
 impl RecordsReader {
     /// Opens an existing store: see `schema::open_existing`.
     pub fn open(path: &Path) -> Result<RecordsReader, RecordsError> {
-        Ok(RecordsReader {
-            conn: schema::open_existing(path)?,
-        })
+        let conn = schema::open_existing(path)?;
+        // Pages read straight from the OS's page cache (a map of the file)
+        // instead of a read call each into a 2 MiB cache of this
+        // connection's, which an API call (a reader each) starts empty: the
+        // forensic queries seek across tables of gigabytes (bench/RESULTS.md).
+        let _ = conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES);
+        Ok(RecordsReader { conn })
     }
 
     pub(super) fn conn(&self) -> &Connection {

@@ -8,6 +8,7 @@
     clippy::expect_used,
     reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
 )]
+use super::forensics::Limits;
 use super::query::time_text;
 use super::*;
 use crate::dns::{Answer, AnswerData, DnsResponse};
@@ -392,7 +393,7 @@ fn a_store_of_schema_4_gets_its_responses_by_name() {
     // Back to schema 4 as it first shipped: an index by name, no table.
     let db = rusqlite::Connection::open(&path).unwrap();
     db.execute_batch(
-        "DROP TABLE dns_names; CREATE INDEX dns_name ON dns (qname, time_ms);
+        "DROP TABLE dns_names; DROP INDEX edges_dst; CREATE INDEX dns_name ON dns (qname, time_ms);
          CREATE INDEX pdns_last ON pdns (last_ms); PRAGMA user_version = 4;",
     )
     .unwrap();
@@ -404,4 +405,233 @@ fn a_store_of_schema_4_gets_its_responses_by_name() {
         .unwrap();
     assert_eq!(names, 3);
     check(&reader);
+}
+
+#[test]
+fn a_store_of_schema_5_gets_its_responses_by_name_and_client() {
+    let dir = TempDir::new("records-forensics-v5");
+    let path = dir.0.join("records.db");
+    write(&path, incident());
+    // Back to schema 5: the names table without the client, no index of
+    // the edges by destination.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(
+        "DROP TABLE dns_names; DROP INDEX edges_dst;
+         CREATE TABLE dns_names (qname TEXT NOT NULL, time_ms INTEGER NOT NULL,
+            id INTEGER NOT NULL, PRIMARY KEY (qname, time_ms, id)) WITHOUT ROWID;
+         INSERT INTO dns_names SELECT qname, time_ms, id FROM dns;
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(db);
+    let reader = RecordsReader::open(&path).unwrap();
+    let rows: Vec<(String, i64)> = {
+        let mut s = reader
+            .conn()
+            .prepare("SELECT qname, client_mac FROM dns_names ORDER BY time_ms")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let (a, e) = (mac_int(A), mac_int(E));
+    let name = "c2.evil.test".to_string();
+    assert_eq!(rows, vec![(name.clone(), e), (name.clone(), a), (name, a)]);
+    check(&reader);
+}
+
+#[test]
+fn a_traceback_is_paged_first_seen_first() {
+    let dir = TempDir::new("records-forensics-pages");
+    let path = dir.0.join("records.db");
+    write(&path, incident());
+    let reader = RecordsReader::open(&path).unwrap();
+    let t: Target = "203.0.113.9".parse().unwrap();
+    let one = TracebackPage {
+        limit: 1,
+        after: None,
+    };
+    let first = reader.traceback_page(&t, at(0), at(200), one).unwrap();
+    assert_eq!(first.total, 2);
+    assert!(first.truncated);
+    assert_eq!(first.workloads.len(), 1);
+    assert_eq!(first.workloads[0].mac, D.to_string(), "D reached it first");
+    let next: TracebackCursor = first.next.as_deref().unwrap().parse().unwrap();
+    let second = reader
+        .traceback_page(
+            &t,
+            at(0),
+            at(200),
+            TracebackPage {
+                limit: 1,
+                after: Some(next),
+            },
+        )
+        .unwrap();
+    assert_eq!(second.workloads.len(), 1);
+    assert_eq!(second.workloads[0].mac, A.to_string());
+    assert!(second.workloads[0].resolved);
+    assert!(!second.truncated);
+    assert_eq!(second.next, None);
+    // The same two as one page.
+    let all = reader.traceback(&t, at(0), at(200)).unwrap();
+    let macs: Vec<&str> = all.workloads.iter().map(|w| w.mac.as_str()).collect();
+    assert_eq!(macs, vec![D.to_string(), A.to_string()]);
+    assert_eq!(all.workloads[1], second.workloads[0]);
+    // Cursors and limits as text.
+    for bad in ["", "12", "x-0000000000aa", "12-aa", "-1-0000000000aa"] {
+        assert!(bad.parse::<TracebackCursor>().is_err(), "{bad:?}");
+    }
+    let q = |limit: &str| {
+        TracebackParams {
+            target: Some("evil.test".into()),
+            limit: Some(limit.into()),
+            ..TracebackParams::default()
+        }
+        .query(at(0))
+    };
+    assert_eq!(q("7").unwrap().3.limit, 7);
+    for bad in ["0", "1001", "x"] {
+        assert_eq!(q(bad).unwrap_err().field, "limit");
+    }
+}
+
+#[test]
+fn contacts_to_an_answer_many_names_share_count_only_for_those_that_resolved_the_name() {
+    let dir = TempDir::new("records-forensics-shared");
+    let path = dir.0.join("records.db");
+    // D reaches the C2's first address after the name pointed there,
+    // without resolving it.
+    let batch = || {
+        let mut b = incident();
+        b.flows.push(flow(
+            (D, "10.0.0.8"),
+            (ROUTER, "203.0.113.9"),
+            443,
+            true,
+            at(50),
+            at(51),
+        ));
+        b
+    };
+    write(&path, batch());
+    let reader = RecordsReader::open(&path).unwrap();
+    let t: Target = "evil.test".parse().unwrap();
+    let tb = reader.traceback(&t, at(0), at(200)).unwrap();
+    let who: Vec<(&str, bool)> = tb
+        .workloads
+        .iter()
+        .map(|w| (w.mac.as_str(), w.resolved))
+        .collect();
+    let (a, d) = (A.to_string(), D.to_string());
+    assert_eq!(who, vec![(a.as_str(), true), (d.as_str(), false)]);
+    assert!(tb.shared_answers.is_empty());
+
+    // The same address is the answer of many other names (a CDN's): D's
+    // contact is no sign of the name any more; A's still is.
+    let dir = TempDir::new("records-forensics-shared-cdn");
+    let path = dir.0.join("records.db");
+    let mut batch = batch();
+    for i in 0..=SHARED_NAMES {
+        let mut r = resolution(E, "10.0.0.9", at(60), "203.0.113.9");
+        r.response.qname = format!("site{i}.cdn-customer.test");
+        r.response.answers.truncate(0);
+        r.response.answers.push(Answer {
+            name: r.response.qname.clone(),
+            ttl: 60,
+            data: AnswerData::Addr("203.0.113.9".parse().unwrap()),
+        });
+        batch.dns.push(r);
+    }
+    write(&path, batch);
+    let reader = RecordsReader::open(&path).unwrap();
+    let tb = reader.traceback(&t, at(0), at(200)).unwrap();
+    let macs: Vec<&str> = tb.workloads.iter().map(|w| w.mac.as_str()).collect();
+    assert_eq!(macs, vec![a.as_str()], "{tb:#?}");
+    assert_eq!(tb.shared_answers, vec!["203.0.113.9"]);
+    assert_eq!(tb.workloads[0].contacts.len(), 2);
+    // The address itself still lists everyone who reached it.
+    let ip = reader
+        .traceback(&"203.0.113.9".parse().unwrap(), at(0), at(200))
+        .unwrap();
+    assert_eq!(ip.total, 3, "D, A and E (E resolved a name to it)");
+}
+
+#[test]
+fn a_blast_radius_walked_backwards_reaches_what_a_walk_forwards_does() {
+    let dir = TempDir::new("records-forensics-backwards");
+    let path = dir.0.join("records.db");
+    // 40 workloads, a router to 30 internet addresses, random flows over a
+    // day (some denied, some long).
+    let mac = |i: u8| MacAddr([2, 0, 0, 0, 1, i]);
+    let ip = |i: u8| format!("10.0.1.{i}");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut flows = Vec::new();
+    for _ in 0..600 {
+        let src = next(40) as u8 + 1;
+        let first = at(next(1440) as i64);
+        let last = first + next(3) as i64 * 3_600_000 + 1_000;
+        let allowed = next(8) != 0;
+        let (s, sip) = (mac(src), ip(src));
+        if next(3) == 0 {
+            let dst = format!("198.51.100.{}", next(30) + 1);
+            flows.push(flow((s, &sip), (ROUTER, &dst), 443, allowed, first, last));
+        } else {
+            let d = next(40) as u8 + 1;
+            let port = [22, 445, 3389][next(3) as usize];
+            flows.push(flow(
+                (s, &sip),
+                (mac(d), &ip(d)),
+                port,
+                allowed,
+                first,
+                last,
+            ));
+        }
+    }
+    write(
+        &path,
+        Batch {
+            flows,
+            ..Batch::default()
+        },
+    );
+    let reader = RecordsReader::open(&path).unwrap();
+    for origin in 1..=10u8 {
+        for (since, depth) in [(at(0), 3), (at(300), 2), (at(700), 4)] {
+            let walk = |backwards_min, backwards_always| {
+                reader
+                    .blast_radius_with(
+                        mac(origin),
+                        since,
+                        at(1440 + 180),
+                        depth,
+                        Limits {
+                            attempts: 0,
+                            backwards_min,
+                            backwards_always,
+                        },
+                    )
+                    .unwrap()
+            };
+            let forwards = walk(usize::MAX, false);
+            let backwards = walk(1, true);
+            assert!(!forwards.reached.is_empty());
+            assert_eq!(
+                forwards, backwards,
+                "from {origin} since {since} to depth {depth}"
+            );
+        }
+    }
+    // The answer's limits: the same nodes, with the attempts.
+    let b = reader.blast_radius(mac(1), at(0), at(1620), 3).unwrap();
+    assert!(!b.attempted.is_empty());
+    assert!(b.reached.len() > 40, "{}", b.reached.len());
 }

@@ -8,8 +8,10 @@
 // value goes in as text (textContent, or cytoscape labels on a canvas).
 "use strict";
 
-// The traceback on screen. `seq` drops late answers of an older search.
-const traceback = { data: null, seq: 0 };
+// The traceback on screen: the answer's pages so far (`data`: the last
+// one), their workloads and the query. `seq` drops late answers of an older
+// search.
+const traceback = { data: null, seq: 0, query: null, shown: 0 };
 // The blast radius on screen: the cytoscape instance, the API's answer and
 // the query. The browser test reads `blast.cy`.
 // `names` are the workloads' names by MAC, for the paths.
@@ -95,33 +97,54 @@ async function runTraceback() {
   const q = new URLSearchParams({ target });
   if (win.since) { q.set("since", win.since); }
   if (win.until) { q.set("until", win.until); }
+  traceback.query = q;
+  await loadTraceback(null);
+}
+
+// A page of the traceback: the first (`cursor` null) replaces what is
+// shown, the next ones ("More") are added below it.
+async function loadTraceback(cursor) {
+  const q = new URLSearchParams(traceback.query);
+  if (cursor) { q.set("cursor", cursor); }
   const box = $("traceback");
   box.dataset.state = "loading";
+  $("tb-more").hidden = true;
   const seq = ++traceback.seq;
   try {
     const t = await api("GET", "/api/v1/traceback?" + q.toString());
-    if (seq === traceback.seq) { drawTraceback(t); }
+    if (seq === traceback.seq) { drawTraceback(t, cursor !== null); }
   } catch (e) {
     if (seq !== traceback.seq) { return; }
     box.dataset.state = "error";
-    box.replaceChildren();
-    $("tb-summary").textContent = "";
+    if (!cursor) {
+      box.replaceChildren();
+      $("tb-summary").textContent = "";
+    }
     say(e.message, true);
   }
 }
 
-function drawTraceback(t) {
+function drawTraceback(t, more) {
   traceback.data = t;
   const box = $("traceback");
-  const n = t.workloads.length;
+  const items = t.workloads.map((w) => tracedWorkload(t, w));
+  if (more) { box.append(...items); } else { box.replaceChildren(...items); }
+  traceback.shown = (more ? traceback.shown : 0) + t.workloads.length;
+  const n = t.total;
+  const shown = traceback.shown;
   $("tb-summary").textContent = t.target + ": " + n + (n === 1 ? " workload" : " workloads") +
     " from " + t.since + " to " + t.until +
     (t.answers.length ? "; answered " + t.answers.join(", ") : "") +
-    (t.truncated ? " (cut: narrow the window)" : "") +
+    ((t.shared_answers || []).length ? " (shared with many other names, contacts counted only " +
+      "for workloads that resolved it: " + t.shared_answers.join(", ") + ")" : "") +
+    (shown < n ? "; the first " + shown + " shown, first seen first" : "") +
     (n === 0 ? ": nobody resolved or contacted it in this window." : "");
-  box.replaceChildren(...t.workloads.map((w) => tracedWorkload(t, w)));
-  box.dataset.workloads = String(n);
+  box.dataset.workloads = String(shown);
+  box.dataset.total = String(n);
   box.dataset.state = "ready";
+  const next = $("tb-more");
+  next.hidden = !t.next;
+  next.textContent = "More (" + (n - shown) + " left)";
 }
 
 function tracedWorkload(t, w) {
@@ -375,7 +398,8 @@ function resetInvestigate() {
   if (blast.cy) { blast.cy.destroy(); }
   blast.cy = null; blast.data = null; blast.query = null; blast.seq++;
   blast.names = {};
-  traceback.data = null; traceback.seq++;
+  traceback.data = null; traceback.query = null; traceback.shown = 0; traceback.seq++;
+  $("tb-more").hidden = true;
   const box = $("blast");
   box.dataset.state = "empty";
   delete box.dataset.nodes;
@@ -399,6 +423,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("tb-form").addEventListener("submit", (ev) => { ev.preventDefault(); say(""); runTraceback(); });
   $("blast-form").addEventListener("submit", (ev) => { ev.preventDefault(); say(""); loadBlast(); });
   customToggle("tb", runTraceback);
+  $("tb-more").addEventListener("click", () => {
+    if (traceback.data && traceback.data.next) { say(""); loadTraceback(traceback.data.next); }
+  });
   customToggle("blast", loadBlast);
   $("blast-depth").addEventListener("change", () => loadBlast());
   $("blast-button").addEventListener("click", () => {

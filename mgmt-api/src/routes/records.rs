@@ -148,6 +148,10 @@ fn param_error(e: control::records::ParamError) -> ApiError {
 /// it) or contacted an address or network in the window, each by identity
 /// then and now, with the addresses it held, its resolutions (answers,
 /// TTLs, CNAME chain) and its flows to the answered addresses after them.
+/// A page of `limit` workloads (default 25), first seen first; `next` is
+/// the `cursor` of the following page. Contacts to an answer many other
+/// names share (`shared_answers`) count only for workloads that resolved
+/// the name.
 #[utoipa::path(get, path = "/api/v1/traceback", tag = "records", params(TracebackParams),
     responses((status = 200, body = Traceback), (status = 400, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "flow records are off on this appliance")))]
@@ -156,12 +160,12 @@ pub async fn traceback(
     _c: Caller,
     Query(q): Query<TracebackParams>,
 ) -> ApiResult<Json<Traceback>> {
-    let (target, since, until) = q.query(now_ms()).map_err(param_error)?;
+    let (target, since, until, page) = q.query(now_ms()).map_err(param_error)?;
     let path = records_path(&st)?;
     let t = blocking(move || {
         let reader = RecordsReader::open(&path).map_err(records_error)?;
         reader
-            .traceback(&target, since, until)
+            .traceback_page(&target, since, until, page)
             .map_err(records_error)
     })
     .await?;

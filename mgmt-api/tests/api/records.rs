@@ -246,6 +246,17 @@ fn traceback_blast_radius_and_addresses_answer_by_mac_and_refuse_bad_input() {
     );
     assert_eq!(t["workloads"][0]["mac"], "02:00:00:00:01:01", "{t}");
     assert_eq!(t["workloads"][0]["identity_then"]["name"], "web-1");
+    assert_eq!(t["total"], t["workloads"].as_array().unwrap().len(), "{t}");
+    assert_eq!(t["truncated"], false);
+    assert!(t.get("next").is_none(), "{t}");
+    let page = json(
+        bed.get(
+            "/api/v1/traceback?target=10.0.2.21&since=1h&limit=1&cursor=0-000000000000",
+            &bed.viewer,
+        ),
+        200,
+    );
+    assert_eq!(page["workloads"][0]["mac"], "02:00:00:00:01:01", "{page}");
     let h = json(bed.get("/api/v1/addresses?ip=10.0.1.11", &bed.viewer), 200);
     assert_eq!(h["holders"][0]["mac"], "02:00:00:00:01:01", "{h}");
     assert_eq!(h["holders"][0]["sources"][0], "flow");
@@ -255,6 +266,9 @@ fn traceback_blast_radius_and_addresses_answer_by_mac_and_refuse_bad_input() {
         "/api/v1/traceback",
         "/api/v1/traceback?target=a..b",
         "/api/v1/traceback?target=x.test&since=yesterday",
+        "/api/v1/traceback?target=x.test&limit=0",
+        "/api/v1/traceback?target=x.test&limit=5000",
+        "/api/v1/traceback?target=x.test&cursor=next",
         "/api/v1/blast-radius?mac=nope",
         "/api/v1/blast-radius?mac=02:00:00:00:01:01&depth=99",
         "/api/v1/addresses?ip=300.1.1.1",

@@ -18,6 +18,9 @@ pub const MAX_DEPTH: u32 = 10;
 const MAX_REACHED: usize = 10_000;
 /// Attempts listed at most.
 const MAX_ATTEMPTS: usize = 10_000;
+/// Frontier workloads left to expand from which a level may be walked
+/// backwards (by destination), when fewer nodes are left to reach.
+const BACKWARDS_MIN: usize = 64;
 
 /// A workload (by MAC) or an address no workload holds, reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,9 +80,10 @@ pub struct BlastRadius {
 }
 
 /// An edge as read.
+#[derive(Debug, Clone, Copy)]
 struct EdgeRow {
     dst_mac: i64,
-    dst_ip: Vec<u8>,
+    dst_ip: [u8; 16],
     proto: i64,
     port: i64,
     allowed: bool,
@@ -90,15 +94,74 @@ struct EdgeRow {
 }
 
 /// A node of the walk: a workload's MAC, or an address.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum NodeKey {
     Mac(i64),
-    Ip(Vec<u8>),
+    Ip([u8; 16]),
 }
+
+/// A node reached (the origin first): when, and from which node (its
+/// index), so that a path is the chain of parents, not a copy a node.
+struct Node {
+    key: NodeKey,
+    time_ms: i64,
+    parent: Option<usize>,
+}
+
+/// Where a walk edge by edge reads an edge: its source's place in the
+/// frontier, then the edge's destination MAC, address, protocol and port.
+type ReadOrder = (usize, i64, [u8; 16], i64, i64);
+
+/// An allowed edge from a frontier node to a node not reached yet.
+struct Candidate {
+    /// No flow on it began before this: the later of the source's reach
+    /// and the edge's first flow.
+    bound_ms: i64,
+    /// The order a walk edge by edge reads it in: its source's place in
+    /// the frontier, then the edge's key (of two equal first contacts the
+    /// first read wins).
+    order: ReadOrder,
+    /// The source: its index among the nodes, its MAC and reach time.
+    from: usize,
+    src: i64,
+    t: i64,
+    edge: EdgeRow,
+    /// What [`RecordsReader::after`] found, once looked up.
+    exact: Option<Option<(i64, u64, u64)>>,
+}
+
+/// Attempts listed at most, and the frontier left from which a level may
+/// be walked backwards.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub attempts: usize,
+    pub backwards_min: usize,
+    /// Backwards whenever allowed, however many nodes are left.
+    pub backwards_always: bool,
+}
+
+/// A reached node's depth, the address the winning edge went to, and its
+/// services, flows and bytes from the node before it.
+struct Found {
+    level: u32,
+    ip: [u8; 16],
+    services: Vec<String>,
+    flows: u64,
+    bytes: u64,
+}
+
+type Hasher = ahash::RandomState;
 
 impl RecordsReader {
     /// Everything `origin` reached from `since_ms` to `until_ms`, to `depth`
     /// hops.
+    ///
+    /// A level reads the edges of its frontier's workloads once (a query a
+    /// workload) and keeps those to nodes not reached yet; a node's first
+    /// contact is then looked up edge by edge in the order of the earliest
+    /// it can be (the later of the source's reach and the edge's first
+    /// flow), and the look-ups stop once none left can be earlier. Names
+    /// are read once for every workload reached, at the end.
     pub fn blast_radius(
         &self,
         origin: MacAddr,
@@ -106,127 +169,303 @@ impl RecordsReader {
         until_ms: i64,
         depth: u32,
     ) -> Result<BlastRadius, RecordsError> {
+        self.blast_radius_with(
+            origin,
+            since_ms,
+            until_ms,
+            depth,
+            Limits {
+                attempts: MAX_ATTEMPTS,
+                backwards_min: BACKWARDS_MIN,
+                backwards_always: false,
+            },
+        )
+    }
+
+    /// [`Self::blast_radius`] with other limits (a test walks a level
+    /// backwards where the answer's would not).
+    pub(crate) fn blast_radius_with(
+        &self,
+        origin: MacAddr,
+        since_ms: i64,
+        until_ms: i64,
+        depth: u32,
+        limits: Limits,
+    ) -> Result<BlastRadius, RecordsError> {
+        let Limits {
+            attempts: max_attempts,
+            backwards_min,
+            backwards_always,
+        } = limits;
         let depth = depth.clamp(1, MAX_DEPTH);
+        // One read transaction: one snapshot of the store for the walk's
+        // thousands of look-ups, and one lock taken for them all.
+        let tx = self.conn().unchecked_transaction()?;
         let origin_key = NodeKey::Mac(mac_int(origin));
-        // Node -> when it was reached and the path to it.
-        let mut reached: HashMap<NodeKey, (i64, Vec<NodeKey>)> = HashMap::new();
-        reached.insert(origin_key.clone(), (since_ms, vec![origin_key.clone()]));
-        let mut out: Vec<Reached> = Vec::new();
-        let mut attempts: BTreeMap<(i64, i64, Vec<u8>, i64, i64), Attempt> = BTreeMap::new();
-        let mut frontier = vec![mac_int(origin)];
+        let mut nodes: Vec<Node> = vec![Node {
+            key: origin_key,
+            time_ms: since_ms,
+            parent: None,
+        }];
+        let mut index: HashMap<NodeKey, usize, Hasher> = HashMap::default();
+        index.insert(origin_key, 0);
+        // Per reached node (by index, past the origin).
+        let mut found: Vec<Found> = Vec::new();
+        let mut attempts: BTreeMap<(i64, i64, [u8; 16], i64, i64), Attempt> = BTreeMap::new();
+        let mut frontier: Vec<usize> = vec![0];
         let mut truncated = false;
+
+        // Every destination of an edge (address and MAC), read when a level
+        // is first walked backwards.
+        let mut destinations: Option<Vec<([u8; 16], i64)>> = None;
+        let mut after_stmt = self.conn().prepare_cached(AFTER_SQL)?;
+        let mut edges_stmt = self.conn().prepare_cached(
+            "SELECT dst_mac, dst_ip, proto, port, allowed, flows, bytes, first_ms, last_ms
+             FROM edges WHERE src_mac = ?1 AND last_start_ms >= ?2 AND first_ms <= ?3",
+        )?;
         for level in 1..=depth {
-            // The nodes this level reaches, each by its earliest contact.
-            let mut next: BTreeMap<NodeKey, Candidate> = BTreeMap::new();
-            for &src in &frontier {
-                let Some((t, path)) = reached.get(&NodeKey::Mac(src)).cloned() else {
+            // The allowed edges to nodes not reached yet, by node.
+            let mut next: HashMap<NodeKey, Vec<Candidate>, Hasher> = HashMap::default();
+            let mut backwards: Option<usize> = None;
+            // Destinations not reached yet (the reached set grows only
+            // between levels).
+            let mut unreached: Option<usize> = None;
+            for (pos, &from) in frontier.iter().enumerate() {
+                let (NodeKey::Mac(src), t) = (nodes[from].key, nodes[from].time_ms) else {
                     continue;
                 };
-                for e in self.edges_from(src, t, until_ms)? {
-                    let node = if held(e.dst_mac, ip_of(&e.dst_ip)) {
-                        NodeKey::Mac(e.dst_mac)
-                    } else {
-                        NodeKey::Ip(e.dst_ip.clone())
-                    };
+                // Once the attempts are full, only edges to nodes not
+                // reached yet matter: when those are fewer than the
+                // workloads left to expand (the last level over a long
+                // window: every workload's edges read to find a handful),
+                // they are looked up by destination instead.
+                let left = frontier.len() - pos;
+                if attempts.len() >= max_attempts && left >= backwards_min {
+                    if destinations.is_none() {
+                        destinations = Some(self.destinations()?);
+                    }
+                    let n = *unreached.get_or_insert_with(|| {
+                        destinations
+                            .iter()
+                            .flatten()
+                            .filter(|(ip, mac)| !index.contains_key(&node_of(*mac, ip)))
+                            .count()
+                    });
+                    if backwards_always || n <= left {
+                        backwards = Some(pos);
+                        break;
+                    }
+                }
+                let mut denied: Vec<(NodeKey, EdgeRow)> = Vec::new();
+                let mut rows = edges_stmt.query(rusqlite::params![src, t, until_ms])?;
+                while let Some(r) = rows.next()? {
+                    let dst_mac: i64 = r.get(0)?;
+                    let dst_ip = ip16(r.get_ref(1)?.as_blob().unwrap_or_default());
+                    let allowed: bool = r.get(4)?;
+                    let node = node_of(dst_mac, &dst_ip);
                     // An allowed edge to a node reached before, or a denied
-                    // one once the attempts are full, adds nothing: no
-                    // look-up of its first flow after `t` (most edges, a few
-                    // levels in).
-                    if (e.allowed && reached.contains_key(&node))
-                        || (!e.allowed && attempts.len() >= MAX_ATTEMPTS)
+                    // one once the attempts are full, adds nothing (most
+                    // edges, a few levels in): skipped before the rest of
+                    // the row is read.
+                    if (allowed && index.contains_key(&node))
+                        || (!allowed && attempts.len() >= max_attempts)
                     {
                         continue;
                     }
-                    let Some((contact_ms, flows, bytes)) = self.after(src, &e, t, until_ms)? else {
+                    let edge = EdgeRow {
+                        dst_mac,
+                        dst_ip,
+                        proto: r.get(2)?,
+                        port: r.get(3)?,
+                        allowed,
+                        flows: crate::records::count_at(r, 5)?,
+                        bytes: crate::records::count_at(r, 6)?,
+                        first_ms: r.get(7)?,
+                        last_ms: r.get(8)?,
+                    };
+                    if !allowed {
+                        denied.push((node, edge));
+                        continue;
+                    }
+                    next.entry(node).or_default().push(Candidate {
+                        bound_ms: t.max(edge.first_ms),
+                        order: (pos, dst_mac, dst_ip, edge.proto, edge.port),
+                        from,
+                        src,
+                        t,
+                        edge,
+                        exact: None,
+                    });
+                }
+                drop(rows);
+                for (node, e) in denied {
+                    if attempts.len() >= max_attempts {
+                        break;
+                    }
+                    let Some((contact_ms, flows, _)) =
+                        Self::after(&mut after_stmt, src, &e, t, until_ms)?
+                    else {
                         continue;
                     };
-                    if !e.allowed {
-                        if attempts.len() < MAX_ATTEMPTS {
-                            let a = attempts
-                                .entry((src, e.dst_mac, e.dst_ip.clone(), e.proto, e.port))
-                                .or_insert_with(|| Attempt {
-                                    from: mac_text(src),
-                                    to_mac: matches!(node, NodeKey::Mac(_))
-                                        .then(|| mac_text(e.dst_mac)),
-                                    to_ip: ip_of(&e.dst_ip).to_string(),
-                                    service: service_text(e.proto, e.port),
-                                    flows: 0,
-                                    first: time_text(contact_ms),
-                                    last: time_text(e.last_ms),
-                                });
-                            a.flows += flows;
-                        }
-                        continue;
-                    }
-                    if reached.contains_key(&node) {
-                        continue;
-                    }
-                    let c = next.entry(node).or_insert_with(|| Candidate {
-                        time_ms: contact_ms,
-                        via: path.clone(),
-                        ip: e.dst_ip.clone(),
-                        from: src,
-                        services: BTreeSet::new(),
-                        flows: 0,
-                        bytes: 0,
-                    });
-                    if contact_ms < c.time_ms {
-                        *c = Candidate {
-                            time_ms: contact_ms,
-                            via: path.clone(),
-                            ip: e.dst_ip.clone(),
-                            from: src,
-                            services: BTreeSet::new(),
+                    let a = attempts
+                        .entry((src, e.dst_mac, e.dst_ip, e.proto, e.port))
+                        .or_insert_with(|| Attempt {
+                            from: mac_text(src),
+                            to_mac: matches!(node, NodeKey::Mac(_)).then(|| mac_text(e.dst_mac)),
+                            to_ip: ip_of(&e.dst_ip).to_string(),
+                            service: service_text(e.proto, e.port),
                             flows: 0,
-                            bytes: 0,
-                        };
+                            first: time_text(contact_ms),
+                            last: time_text(e.last_ms),
+                        });
+                    a.flows += flows;
+                }
+            }
+            if let Some(first) = backwards {
+                // The rest of the frontier, by MAC: its position and node.
+                let rest: HashMap<i64, (usize, usize), Hasher> = frontier[first..]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &n)| match nodes[n].key {
+                        NodeKey::Mac(m) => Some((m, (first + i, n))),
+                        NodeKey::Ip(_) => None,
+                    })
+                    .collect();
+                for &(ip, mac) in destinations.iter().flatten() {
+                    let node = node_of(mac, &ip);
+                    if index.contains_key(&node) {
+                        continue;
                     }
-                    if c.from == src {
-                        c.services.insert(service_text(e.proto, e.port));
-                        c.flows += flows;
-                        c.bytes += bytes;
+                    for (src, proto, port, edge) in self.edges_to(&ip, mac, until_ms)? {
+                        let Some(&(pos, from)) = rest.get(&src) else {
+                            continue;
+                        };
+                        let t = nodes[from].time_ms;
+                        if edge.0 < t {
+                            continue;
+                        }
+                        let edge = EdgeRow {
+                            dst_mac: mac,
+                            dst_ip: ip,
+                            proto,
+                            port,
+                            allowed: true,
+                            ..edge.1
+                        };
+                        next.entry(node).or_default().push(Candidate {
+                            bound_ms: t.max(edge.first_ms),
+                            order: (pos, mac, ip, proto, port),
+                            from,
+                            src,
+                            t,
+                            edge,
+                            exact: None,
+                        });
                     }
                 }
             }
-            let mut level_out: Vec<Reached> = Vec::new();
+            // In the nodes' order, as the answer lists a level's ties.
+            let mut keys: Vec<NodeKey> = next.keys().copied().collect();
+            keys.sort_unstable();
             frontier = Vec::new();
-            for (node, c) in next {
-                if reached.len() > MAX_REACHED {
+            for key in keys {
+                let Some(mut cands) = next.remove(&key) else {
+                    continue;
+                };
+                let Some((best, contact_ms)) =
+                    Self::earliest(&mut after_stmt, &mut cands, until_ms)?
+                else {
+                    continue;
+                };
+                if nodes.len() > MAX_REACHED {
                     truncated = true;
                     break;
                 }
-                let mut path = c.via.clone();
-                path.push(node.clone());
-                let (mac, name) = match &node {
-                    NodeKey::Mac(m) => {
-                        frontier.push(*m);
-                        (
-                            Some(mac_text(*m)),
-                            self.identity_now(*m)?.map(|i| i.name).unwrap_or_default(),
-                        )
+                let (from, src) = (cands[best].from, cands[best].src);
+                // Flows, bytes and services of every edge from that source
+                // to the node, after the source was reached.
+                let mut services = BTreeSet::new();
+                let (mut flows, mut bytes) = (0, 0);
+                let ip = cands[best].edge.dst_ip;
+                for c in cands.iter().filter(|c| c.src == src) {
+                    let after = match c.exact {
+                        Some(x) => x,
+                        None => Self::after(&mut after_stmt, c.src, &c.edge, c.t, until_ms)?,
+                    };
+                    if let Some((_, f, b)) = after {
+                        services.insert(service_text(c.edge.proto, c.edge.port));
+                        flows += f;
+                        bytes += b;
                     }
-                    NodeKey::Ip(_) => (None, String::new()),
-                };
-                level_out.push(Reached {
-                    mac,
-                    ip: ip_of(&c.ip).to_string(),
-                    name,
-                    depth: level,
-                    first_contact: time_text(c.time_ms),
-                    path: path.iter().map(node_text).collect(),
-                    services: c.services.into_iter().collect(),
-                    flows: c.flows,
-                    bytes: c.bytes,
-                    first_ms: c.time_ms,
+                }
+                let i = nodes.len();
+                nodes.push(Node {
+                    key,
+                    time_ms: contact_ms,
+                    parent: Some(from),
                 });
-                reached.insert(node, (c.time_ms, path));
+                index.insert(key, i);
+                found.push(Found {
+                    level,
+                    ip,
+                    services: services.into_iter().collect(),
+                    flows,
+                    bytes,
+                });
+                if matches!(key, NodeKey::Mac(_)) {
+                    frontier.push(i);
+                }
             }
-            level_out.sort_by_key(|r| r.first_ms);
-            out.extend(level_out);
             if frontier.is_empty() || truncated {
                 break;
             }
         }
+        let names = self.names_of(nodes.iter().filter_map(|n| match n.key {
+            NodeKey::Mac(m) => Some(m),
+            NodeKey::Ip(_) => None,
+        }))?;
+        let mut reached: Vec<Reached> = Vec::with_capacity(found.len());
+        for (k, f) in found.into_iter().enumerate() {
+            let Found {
+                level,
+                ip,
+                services,
+                flows,
+                bytes,
+            } = f;
+            let i = k + 1;
+            let mut path = Vec::new();
+            let mut at = Some(i);
+            while let Some(j) = at {
+                path.push(node_text(&nodes[j].key));
+                at = nodes[j].parent;
+            }
+            path.reverse();
+            let (mac, name) = match nodes[i].key {
+                NodeKey::Mac(m) => (
+                    Some(mac_text(m)),
+                    names.get(&m).cloned().unwrap_or_default(),
+                ),
+                NodeKey::Ip(_) => (None, String::new()),
+            };
+            reached.push(Reached {
+                mac,
+                ip: ip_of(&ip).to_string(),
+                name,
+                depth: level,
+                first_contact: time_text(nodes[i].time_ms),
+                path,
+                services,
+                flows,
+                bytes,
+                first_ms: nodes[i].time_ms,
+            });
+        }
+        // By depth, then first contact (a level's ties in the nodes' order).
+        reached.sort_by_key(|r| (r.depth, r.first_ms));
+        drop(after_stmt);
+        drop(edges_stmt);
+        tx.commit()?;
         let mut attempted: Vec<Attempt> = attempts.into_values().collect();
         attempted.sort_by(|a, b| a.first.cmp(&b.first));
         Ok(BlastRadius {
@@ -234,34 +473,98 @@ impl RecordsReader {
             since: time_text(since_ms),
             until: time_text(until_ms),
             depth,
-            reached: out,
+            reached,
             attempted,
             truncated,
         })
     }
 
-    /// The edges of `src` with a flow begun at or after `t` and by `until`.
-    fn edges_from(&self, src: i64, t: i64, until: i64) -> Result<Vec<EdgeRow>, RecordsError> {
+    /// Every distinct destination of an edge, address and MAC (a skip over
+    /// `edges_dst`, one seek a destination).
+    fn destinations(&self) -> Result<Vec<([u8; 16], i64)>, RecordsError> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT dst_mac, dst_ip, proto, port, allowed, flows, bytes, first_ms, last_ms
-             FROM edges WHERE src_mac = ?1 AND last_start_ms >= ?2 AND first_ms <= ?3",
+            "SELECT dst_ip, dst_mac FROM edges WHERE (dst_ip, dst_mac) > (?1, ?2)
+             ORDER BY dst_ip, dst_mac LIMIT 1",
         )?;
-        let rows = stmt.query_map(rusqlite::params![src, t, until], |r| {
-            Ok(EdgeRow {
-                dst_mac: r.get(0)?,
-                dst_ip: r.get(1)?,
-                proto: r.get(2)?,
-                port: r.get(3)?,
-                allowed: r.get(4)?,
-                flows: crate::records::count_at(r, 5)?,
-                bytes: crate::records::count_at(r, 6)?,
-                first_ms: r.get(7)?,
-                last_ms: r.get(8)?,
-            })
+        let mut out = Vec::new();
+        let (mut ip, mut mac): (Vec<u8>, i64) = (Vec::new(), i64::MIN);
+        loop {
+            let mut rows = stmt.query(rusqlite::params![ip, mac])?;
+            let Some(r) = rows.next()? else {
+                break;
+            };
+            ip = r.get(0)?;
+            mac = r.get(1)?;
+            out.push((ip16(&ip), mac));
+        }
+        Ok(out)
+    }
+
+    /// The allowed edges to `ip` at `mac` with a flow begun by `until`:
+    /// their source, protocol and port, and their latest start with the
+    /// rest of the row.
+    #[allow(clippy::type_complexity)]
+    fn edges_to(
+        &self,
+        ip: &[u8; 16],
+        mac: i64,
+        until: i64,
+    ) -> Result<Vec<(i64, i64, i64, (i64, EdgeRow))>, RecordsError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT src_mac, proto, port, flows, bytes, first_ms, last_start_ms, last_ms
+             FROM edges WHERE dst_ip = ?1 AND dst_mac = ?2 AND allowed = 1 AND first_ms <= ?3",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![ip.to_vec(), mac, until], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                (
+                    r.get(6)?,
+                    EdgeRow {
+                        dst_mac: mac,
+                        dst_ip: *ip,
+                        proto: r.get(1)?,
+                        port: r.get(2)?,
+                        allowed: true,
+                        flows: crate::records::count_at(r, 3)?,
+                        bytes: crate::records::count_at(r, 4)?,
+                        first_ms: r.get(5)?,
+                        last_ms: r.get(7)?,
+                    },
+                ),
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Of the candidates to one node, the one with the earliest flow after
+    /// its source was reached (ties: the first read), looked up in the
+    /// order of the earliest each can be; `None` if none had a flow then.
+    /// Each looked-up candidate keeps what it found (`exact`).
+    fn earliest(
+        stmt: &mut rusqlite::Statement<'_>,
+        cands: &mut [Candidate],
+        until: i64,
+    ) -> Result<Option<(usize, i64)>, RecordsError> {
+        cands.sort_unstable_by_key(|c| (c.bound_ms, c.order));
+        let mut best: Option<(i64, ReadOrder, usize)> = None;
+        for (i, c) in cands.iter_mut().enumerate() {
+            if let Some((time, order, _)) = best {
+                if (c.bound_ms, c.order) > (time, order) {
+                    break;
+                }
+            }
+            let after = Self::after(stmt, c.src, &c.edge, c.t, until)?;
+            c.exact = Some(after);
+            if let Some((first, ..)) = after {
+                if best.is_none_or(|(time, order, _)| (first, c.order) < (time, order)) {
+                    best = Some((first, c.order, i));
+                }
+            }
+        }
+        Ok(best.map(|(time, _, i)| (i, time)))
+    }
     /// The flows on `e` begun at or after `t` (by `until`): the first one's
     /// start, how many, their bytes. From the edge's totals when all of it
     /// is in that span, else from its hourly contacts from `t`'s hour: the
@@ -269,7 +572,7 @@ impl RecordsReader {
     /// latest (a flow that provably began after, possibly not the first);
     /// an hour with a flow begun after counts whole.
     fn after(
-        &self,
+        stmt: &mut rusqlite::Statement<'_>,
         src: i64,
         e: &EdgeRow,
         t: i64,
@@ -278,18 +581,11 @@ impl RecordsReader {
         if e.first_ms >= t && e.last_ms <= until {
             return Ok(Some((e.first_ms, e.flows, e.bytes)));
         }
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT min(CASE WHEN first_ms >= ?7 THEN first_ms ELSE last_start_ms END),
-                coalesce(sum(flows), 0), coalesce(sum(bytes), 0)
-             FROM contacts WHERE src_mac = ?1 AND dst_mac = ?2 AND dst_ip = ?3 AND proto = ?4
-                AND port = ?5 AND allowed = ?6 AND hour_ms BETWEEN ?8 AND ?9
-                AND last_start_ms >= ?7",
-        )?;
         let (first, flows, bytes): (Option<i64>, u64, u64) = stmt.query_row(
             rusqlite::params![
                 src,
                 e.dst_mac,
-                e.dst_ip,
+                &e.dst_ip[..],
                 e.proto,
                 e.port,
                 e.allowed,
@@ -309,20 +605,35 @@ impl RecordsReader {
     }
 }
 
-/// The best way to a node found at a level.
-struct Candidate {
-    time_ms: i64,
-    via: Vec<NodeKey>,
-    ip: Vec<u8>,
-    from: i64,
-    services: BTreeSet<String>,
-    flows: u64,
-    bytes: u64,
-}
+/// The flows of an edge begun from a time on, from its hourly contacts
+/// ([`RecordsReader::after`]).
+const AFTER_SQL: &str = "SELECT min(CASE WHEN first_ms >= ?7 THEN first_ms ELSE last_start_ms END),
+        coalesce(sum(flows), 0), coalesce(sum(bytes), 0)
+     FROM contacts WHERE src_mac = ?1 AND dst_mac = ?2 AND dst_ip = ?3 AND proto = ?4
+        AND port = ?5 AND allowed = ?6 AND hour_ms BETWEEN ?8 AND ?9
+        AND last_start_ms >= ?7";
 
 fn node_text(n: &NodeKey) -> String {
     match n {
         NodeKey::Mac(m) => mac_text(*m),
         NodeKey::Ip(ip) => ip_of(ip).to_string(),
     }
+}
+
+/// The node an edge's destination is: its MAC's workload when the MAC
+/// holds the address, else the address.
+fn node_of(mac: i64, ip: &[u8; 16]) -> NodeKey {
+    if held(mac, ip_of(ip)) {
+        NodeKey::Mac(mac)
+    } else {
+        NodeKey::Ip(*ip)
+    }
+}
+
+/// A stored address as its 16 bytes (a damaged one, shorter: zero-filled).
+fn ip16(b: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let n = b.len().min(16);
+    out[..n].copy_from_slice(&b[..n]);
+    out
 }

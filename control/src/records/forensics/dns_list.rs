@@ -112,9 +112,11 @@ impl RecordsReader {
     pub fn dns(&self, q: &DnsQuery) -> Result<Vec<Resolution>, RecordsError> {
         let mut cond = String::from("time_ms BETWEEN ?1 AND ?2");
         let mut args: Vec<rusqlite::types::Value> = vec![q.since_ms.into(), q.until_ms.into()];
+        let mut by_client = String::new();
         if let Some(mac) = q.client {
             args.push(mac_int(mac).into());
             cond += &format!(" AND client_mac = ?{}", args.len());
+            by_client = format!(" AND client_mac = ?{}", args.len());
         }
         if let Some(rcode) = q.rcode {
             args.push(i64::from(rcode).into());
@@ -133,7 +135,8 @@ impl RecordsReader {
                 .collect();
             args.extend(names.into_iter().map(rusqlite::types::Value::from));
             cond += &format!(
-                " AND id IN (SELECT id FROM dns_names WHERE qname IN ({}) AND time_ms BETWEEN ?1 AND ?2)",
+                " AND id IN (SELECT id FROM dns_names WHERE qname IN ({}){by_client}
+                 AND time_ms BETWEEN ?1 AND ?2)",
                 marks.join(", ")
             );
         }

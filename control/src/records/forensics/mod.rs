@@ -14,10 +14,15 @@ mod dns_list;
 mod params;
 mod traceback;
 
+#[cfg(test)]
+pub(crate) use blast::Limits;
 pub use blast::{Attempt, BlastRadius, Reached, MAX_DEPTH};
 pub use dns_list::{DnsParams, DnsQuery};
 pub use params::{AddressParams, BlastParams, TracebackParams};
-pub use traceback::{Contact, PassiveDns, Resolution, Target, Traceback, TracedWorkload};
+pub use traceback::{
+    Contact, PassiveDns, Resolution, Target, Traceback, TracebackCursor, TracebackPage,
+    TracedWorkload, SHARED_NAMES,
+};
 
 use super::addresses::AddressSource;
 use super::nodes::ip_of;
@@ -25,7 +30,7 @@ use super::query::{mac_text, time_text};
 use super::{ip_bytes, mac_int, RecordsError, RecordsReader};
 use dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 /// Milliseconds in a day: the address rows' period.
@@ -206,6 +211,31 @@ impl RecordsReader {
     /// The identity the store last made for `mac` (its highest id).
     pub(super) fn identity_now(&self, mac: i64) -> Result<Option<IdentityView>, RecordsError> {
         self.identity_where("mac = ?1 ORDER BY id DESC LIMIT 1", mac)
+    }
+
+    /// The names the store last knew for `macs` (its highest identity id
+    /// each), read in one pass over the identities rather than a look-up
+    /// a MAC; a MAC with no identity, or no workload's, is absent or ''.
+    pub(super) fn names_of(
+        &self,
+        macs: impl Iterator<Item = i64>,
+    ) -> Result<HashMap<i64, String>, RecordsError> {
+        let wanted: HashSet<i64> = macs.collect();
+        let mut out = HashMap::with_capacity(wanted.len());
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT mac, name FROM identities ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let mac: i64 = r.get(0)?;
+            if wanted.contains(&mac) {
+                out.insert(mac, r.get(1)?);
+            }
+        }
+        Ok(out)
     }
 
     /// The identity with row id `id`.

@@ -1,7 +1,8 @@
 //! The forensic queries' parameters as text (a query string, a command
 //! line), checked here once for the API and the command line alike.
 
-use super::Target;
+use super::traceback::{DEFAULT_WORKLOADS, MAX_WORKLOADS};
+use super::{Target, TracebackCursor, TracebackPage};
 use crate::records::filter::{parse_time, ParamError};
 use crate::records::WindowParams;
 use dataplane::wire::MacAddr;
@@ -44,10 +45,15 @@ pub struct TracebackParams {
     pub since: Option<String>,
     /// The window's end: RFC 3339, or an age (default now).
     pub until: Option<String>,
+    /// Workloads listed at most, 1 to 1000 (default 25), first seen first.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[0-9]{1,4}$"))]
+    pub limit: Option<String>,
+    /// Continue after this workload: the `next` of a previous answer.
+    pub cursor: Option<String>,
 }
 
 impl TracebackParams {
-    pub fn query(&self, now_ms: i64) -> Result<(Target, i64, i64), ParamError> {
+    pub fn query(&self, now_ms: i64) -> Result<(Target, i64, i64, TracebackPage), ParamError> {
         let target = required(&self.target, "target")?
             .parse::<Target>()
             .map_err(|message| ParamError {
@@ -55,7 +61,28 @@ impl TracebackParams {
                 message,
             })?;
         let (since, until) = window(&self.since, &self.until, now_ms)?;
-        Ok((target, since, until))
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_WORKLOADS,
+            Some(l) => l
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_WORKLOADS).contains(n))
+                .ok_or(ParamError {
+                    field: "limit",
+                    message: format!("a number of workloads from 1 to {MAX_WORKLOADS}"),
+                })?,
+        };
+        let after = self
+            .cursor
+            .as_deref()
+            .map(str::parse::<TracebackCursor>)
+            .transpose()
+            .map_err(|message| ParamError {
+                field: "cursor",
+                message,
+            })?;
+        Ok((target, since, until, TracebackPage { limit, after }))
     }
 }
 

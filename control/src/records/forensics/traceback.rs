@@ -8,17 +8,28 @@ use crate::records::nodes::ip_of;
 use crate::records::query::{mac_text, time_text};
 use crate::records::{ip_bytes, RecordsError, RecordsReader};
 use ipnet::IpNet;
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
 
-/// Resolutions listed per workload at most (the rest counted).
+/// Resolutions listed per workload at most (the rest counted)...
 const MAX_RESOLUTIONS: usize = 200;
-/// Workloads in an answer at most.
-const MAX_WORKLOADS: usize = 1_000;
+/// ...and on a page at most, shared by its workloads (at least 10 each):
+/// a page of a popular name's hundred workloads would list 20,000.
+const PAGE_RESOLUTIONS: usize = 500;
+/// Workloads in a page by default...
+pub const DEFAULT_WORKLOADS: usize = 25;
+/// ...and at most.
+pub const MAX_WORKLOADS: usize = 1_000;
 /// Answered addresses whose contacts are looked up at most.
 const MAX_ADDRESSES: usize = 1_000;
+/// An answered address is shared when more names than this, other than the
+/// target's, resolved to it in the window (passive DNS): a CDN's or a
+/// hosting provider's. Contacts to it count only for workloads that
+/// resolved the target; anyone's reach of it is no sign of the name.
+pub const SHARED_NAMES: usize = 8;
 
 /// What a traceback looks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,10 +179,68 @@ pub struct Traceback {
     pub until: String,
     /// The addresses the name resolved to in the window.
     pub answers: Vec<String>,
-    /// Earliest first.
+    /// Of `answers`, those more than a few other names resolved to too
+    /// (a CDN's): contacts to them count only for workloads that resolved
+    /// the name (a traceback of the address lists everyone who reached it).
+    pub shared_answers: Vec<String>,
+    /// Workloads matched in all, over every page.
+    pub total: usize,
+    /// This page: first seen first (a workload that resolved the name: its
+    /// first resolution; else its first contact), after `after` when given.
     pub workloads: Vec<TracedWorkload>,
-    /// More workloads matched than are listed.
+    /// More workloads matched than are listed (`next` asks for them).
     pub truncated: bool,
+    /// The cursor of the next page (the query's `after`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Which workloads of a traceback to list: `limit` of them (1 to
+/// [`MAX_WORKLOADS`]), first seen first, after the cursor `after` (a
+/// previous answer's `next`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TracebackPage {
+    pub limit: usize,
+    pub after: Option<TracebackCursor>,
+}
+
+impl Default for TracebackPage {
+    fn default() -> TracebackPage {
+        TracebackPage {
+            limit: DEFAULT_WORKLOADS,
+            after: None,
+        }
+    }
+}
+
+/// Where a page of a traceback ends: the last workload's first-seen time
+/// and MAC, as text `<ms>-<12 hex digits>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TracebackCursor {
+    first_ms: i64,
+    mac: i64,
+}
+
+impl std::fmt::Display for TracebackCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{:012x}", self.first_ms, self.mac)
+    }
+}
+
+impl FromStr for TracebackCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TracebackCursor, String> {
+        let bad = || format!("{s:?} is no cursor (a traceback's `next`)");
+        let (ms, mac) = s.trim().split_once('-').ok_or_else(bad)?;
+        if mac.len() != 12 || !ms.bytes().all(|b| b.is_ascii_digit()) || ms.is_empty() {
+            return Err(bad());
+        }
+        Ok(TracebackCursor {
+            first_ms: ms.parse().map_err(|_| bad())?,
+            mac: i64::from_str_radix(mac, 16).map_err(|_| bad())?,
+        })
+    }
 }
 
 /// A passive-DNS row as read.
@@ -187,10 +256,7 @@ struct PdnsRow {
     ttl: u32,
 }
 
-/// A contact's source, destination MAC and address, protocol, port and verdict.
-type ContactId = (i64, i64, Vec<u8>, i64, i64, bool);
-
-/// A contacts row as read.
+/// An edge of a listed workload to one of the target's addresses.
 struct ContactRow {
     src_mac: i64,
     dst_mac: i64,
@@ -205,173 +271,209 @@ struct ContactRow {
     last_ms: i64,
 }
 
+type Hasher = ahash::RandomState;
+
 impl RecordsReader {
-    /// Who resolved or contacted `target` in `[since_ms, until_ms]`.
+    /// Who resolved or contacted `target` in `[since_ms, until_ms]`: the
+    /// first page of [`DEFAULT_WORKLOADS`] (see [`Self::traceback_page`]).
     pub fn traceback(
         &self,
         target: &Target,
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Traceback, RecordsError> {
-        let pdns = self.pdns_rows(target, since_ms, until_ms)?;
-        // Addresses whose contacts count, and since when for whom: after the
-        // first resolution that answered them for a workload.
-        let mut answered: BTreeMap<Vec<u8>, BTreeMap<i64, i64>> = BTreeMap::new();
-        let mut by_client: BTreeMap<i64, Vec<PdnsRow>> = BTreeMap::new();
-        for row in pdns {
-            if row.answer.len() == 16 {
-                let first = answered.entry(row.answer.clone()).or_default();
-                let t = first.entry(row.client_mac).or_insert(row.first_ms);
+        self.traceback_page(target, since_ms, until_ms, TracebackPage::default())
+    }
+
+    /// Who resolved or contacted `target` in `[since_ms, until_ms]`, a page
+    /// of them. Who matched is found from passive DNS (who resolved a
+    /// matching name, when first, to what) and the contacts of the
+    /// addresses (the target's, or the name's answers that few other names
+    /// share) grouped by workload; only the page's workloads are then read
+    /// in full (identity, addresses, resolutions, contacts), so an answer
+    /// costs its page, not the fleet.
+    pub fn traceback_page(
+        &self,
+        target: &Target,
+        since_ms: i64,
+        until_ms: i64,
+        page: TracebackPage,
+    ) -> Result<Traceback, RecordsError> {
+        let limit = page.limit.clamp(1, MAX_WORKLOADS);
+        // One read transaction: one snapshot for all the look-ups, and one
+        // lock taken for them.
+        let tx = self.conn().unchecked_transaction()?;
+        // Passive DNS of the target, read once: who resolved what when,
+        // and the names asked (the target's, to tell from others at an
+        // address).
+        let rows = self.pdns_rows(target, since_ms, until_ms, None)?;
+        let own_names: HashSet<&str, Hasher> = rows.iter().map(|r| r.qname.as_str()).collect();
+        // Addresses the name resolved to, and when first for whom.
+        let mut answered: BTreeMap<[u8; 16], HashMap<i64, i64, Hasher>> = BTreeMap::new();
+        // The workloads that resolved it, first seen at their first resolution.
+        let mut resolvers: HashMap<i64, i64, Hasher> = HashMap::default();
+        for row in &rows {
+            let first = resolvers.entry(row.client_mac).or_insert(row.first_ms);
+            *first = (*first).min(row.first_ms);
+            if let Ok(ip) = <[u8; 16]>::try_from(row.answer.as_slice()) {
+                let t = answered
+                    .entry(ip)
+                    .or_default()
+                    .entry(row.client_mac)
+                    .or_insert(row.first_ms);
                 *t = (*t).min(row.first_ms);
             }
-            by_client.entry(row.client_mac).or_default().push(row);
         }
-        let mut found: BTreeMap<i64, TracedWorkload> = BTreeMap::new();
+        let mut shared: BTreeSet<[u8; 16]> = BTreeSet::new();
+        let mut seen: HashMap<i64, i64, Hasher> = resolvers.clone();
+        match target {
+            Target::Net(net) => {
+                // Everyone who reached it, at their first contact if earlier.
+                let (lo, hi) = (ip_bytes(net.network()), ip_bytes(net.broadcast()));
+                for (mac, first) in self.first_contacts(&lo, &hi, since_ms, until_ms)? {
+                    let t = seen.entry(mac).or_insert(first);
+                    *t = (*t).min(first);
+                }
+            }
+            Target::Domain { .. } => {
+                // Those that never resolved it but reached an answer few
+                // other names share, after it first pointed there.
+                for (ip, by) in answered.iter().take(MAX_ADDRESSES) {
+                    if self.is_shared(ip, &own_names, since_ms, until_ms)? {
+                        shared.insert(*ip);
+                        continue;
+                    }
+                    let after = by.values().copied().min().unwrap_or(since_ms).max(since_ms);
+                    for (mac, first) in self.first_contacts(ip, ip, after, until_ms)? {
+                        if !resolvers.contains_key(&mac) {
+                            let t = seen.entry(mac).or_insert(first);
+                            *t = (*t).min(first);
+                        }
+                    }
+                }
+            }
+        }
+        // The page: first seen first, after the cursor.
+        let mut keys: Vec<TracebackCursor> = seen
+            .iter()
+            .map(|(&mac, &first_ms)| TracebackCursor { first_ms, mac })
+            .collect();
+        keys.sort_unstable();
+        let total = keys.len();
+        let from = page.after.map_or(0, |c| keys.partition_point(|k| *k <= c));
+        let listed: Vec<TracebackCursor> = keys.iter().skip(from).take(limit).copied().collect();
+        let truncated = from + listed.len() < total;
+        let next = if truncated {
+            listed.last().map(|c| c.to_string())
+        } else {
+            None
+        };
+        let macs: HashSet<i64, Hasher> = listed.iter().map(|c| c.mac).collect();
+        // The page's passive DNS, resolutions and contacts.
+        let mut by_client: BTreeMap<i64, Vec<PdnsRow>> = BTreeMap::new();
+        for row in rows {
+            if macs.contains(&row.client_mac) {
+                by_client.entry(row.client_mac).or_default().push(row);
+            }
+        }
         let wanted: BTreeMap<i64, BTreeSet<&str>> = by_client
             .iter()
             .map(|(mac, rows)| (*mac, rows.iter().map(|r| r.qname.as_str()).collect()))
             .collect();
-        let mut resolved = self.resolutions(&wanted, since_ms, until_ms)?;
-        for (mac, rows) in &by_client {
-            let mac = *mac;
+        // Resolutions listed a workload: all of a few workloads', fewer of
+        // a big page's ([`PAGE_RESOLUTIONS`] in all, at least 10 each).
+        let each = (PAGE_RESOLUTIONS / listed.len().max(1)).clamp(10, MAX_RESOLUTIONS);
+        let mut resolved = self.resolutions(&wanted, each, since_ms, until_ms)?;
+        let mut workloads = Vec::with_capacity(listed.len());
+        for key in &listed {
+            let mac = key.mac;
             let (resolutions, more) = resolved.remove(&mac).unwrap_or_default();
-            let first_ms = rows.iter().map(|r| r.first_ms).min().unwrap_or(since_ms);
-            found.insert(
+            let passive_dns = by_client
+                .get(&mac)
+                .map(|rows| rows.iter().map(passive).collect())
+                .unwrap_or_default();
+            let is_resolver = resolvers.contains_key(&mac);
+            let contacts = self.contacts_of(
                 mac,
-                TracedWorkload {
-                    mac: mac_text(mac),
-                    identity_then: resolutions.first().and_then(|r| r.identity.clone()),
-                    identity_now: None,
-                    addresses: Vec::new(),
-                    resolved: true,
-                    resolutions,
-                    more_resolutions: more,
-                    passive_dns: rows.iter().map(passive).collect(),
-                    contacts: Vec::new(),
-                    first_ms,
-                },
-            );
-        }
-        let contacts = match target {
-            Target::Net(net) => {
-                let (lo, hi) = (ip_bytes(net.network()), ip_bytes(net.broadcast()));
-                self.contact_rows(&lo, &hi, since_ms, until_ms)?
-            }
-            Target::Domain { .. } => {
-                let mut all = Vec::new();
-                for ip in answered.keys().take(MAX_ADDRESSES) {
-                    all.extend(self.contact_rows(ip, ip, since_ms, until_ms)?);
-                }
-                all
-            }
-        };
-        // With the earliest start and the last packet as numbers, made text
-        // once a contact, not twice a contact row (a busy address has a row
-        // an hour and workload).
-        let mut merged: BTreeMap<ContactId, (Contact, i64, i64)> = BTreeMap::new();
-        for c in contacts {
-            // For a name: the flows after the workload's first resolution
-            // that answered the address; for a workload that never resolved
-            // it, after the name first resolved to the address for anyone
-            // (a shared address reached before is not the name's).
-            let after = match target {
-                Target::Domain { .. } => answered.get(&c.dst_ip).map_or(since_ms, |by| {
-                    by.get(&c.src_mac)
-                        .or_else(|| by.values().min())
-                        .copied()
-                        .unwrap_or(since_ms)
-                }),
-                Target::Net(_) => since_ms,
+                target,
+                &answered,
+                &shared,
+                is_resolver,
+                since_ms,
+                until_ms,
+            )?;
+            let identity_then = match resolutions.first().and_then(|r| r.identity.clone()) {
+                Some(i) => Some(i),
+                None => self.identity_at(mac, key.first_ms)?,
             };
-            if c.last_start_ms < after {
-                continue;
-            }
-            let first = if c.first_ms >= after {
-                c.first_ms
-            } else {
-                c.last_start_ms
-            };
-            let key = (
-                c.src_mac,
-                c.dst_mac,
-                c.dst_ip.clone(),
-                c.proto,
-                c.port,
-                c.allowed,
-            );
-            let (entry, first_ms, last_ms) = merged.entry(key).or_insert_with(|| {
-                let contact = Contact {
-                    first: String::new(),
-                    last: String::new(),
-                    ip: ip_of(&c.dst_ip).to_string(),
-                    mac: mac_text(c.dst_mac),
-                    service: service_text(c.proto, c.port),
-                    allowed: c.allowed,
-                    flows: 0,
-                    bytes: 0,
-                };
-                (contact, first, c.last_ms)
+            let identity_now = self.identity_now(mac)?;
+            let addresses = self.addresses_of(crate::records::mac_of(mac), since_ms, until_ms)?;
+            workloads.push(TracedWorkload {
+                mac: mac_text(mac),
+                identity_then,
+                identity_now,
+                addresses,
+                resolved: is_resolver,
+                resolutions,
+                more_resolutions: more,
+                passive_dns,
+                contacts,
+                first_ms: key.first_ms,
             });
-            entry.flows += c.flows;
-            entry.bytes += c.bytes;
-            *first_ms = (*first_ms).min(first);
-            *last_ms = (*last_ms).max(c.last_ms);
-            let w = found.entry(c.src_mac).or_insert_with(|| TracedWorkload {
-                mac: mac_text(c.src_mac),
-                identity_then: None,
-                identity_now: None,
-                addresses: Vec::new(),
-                resolved: false,
-                resolutions: Vec::new(),
-                more_resolutions: 0,
-                passive_dns: Vec::new(),
-                contacts: Vec::new(),
-                first_ms: first,
-            });
-            w.first_ms = w.first_ms.min(first);
         }
-        for ((src, ..), (mut contact, first_ms, last_ms)) in merged {
-            if let Some(w) = found.get_mut(&src) {
-                contact.first = time_text(first_ms);
-                contact.last = time_text(last_ms);
-                w.contacts.push(contact);
-            }
-        }
-        let truncated = found.len() > MAX_WORKLOADS;
-        let mut found: Vec<(i64, TracedWorkload)> = found.into_iter().collect();
-        found.sort_by_key(|(_, w)| w.first_ms);
-        found.truncate(MAX_WORKLOADS);
-        let mut workloads = Vec::with_capacity(found.len());
-        for (mac, mut w) in found {
-            w.identity_now = self.identity_now(mac)?;
-            if w.identity_then.is_none() {
-                w.identity_then = self.identity_at(mac, w.first_ms)?;
-            }
-            w.addresses = self.addresses_of(crate::records::mac_of(mac), since_ms, until_ms)?;
-            w.contacts.sort_by(|a, b| a.first.cmp(&b.first));
-            workloads.push(w);
-        }
+        tx.commit()?;
         Ok(Traceback {
             target: target.to_string(),
             since: time_text(since_ms),
             until: time_text(until_ms),
             answers: answered.keys().map(|b| ip_of(b).to_string()).collect(),
+            shared_answers: shared.iter().map(|b| ip_of(b).to_string()).collect(),
+            total,
             workloads,
             truncated,
+            next,
         })
     }
 
+    /// Whether more than [`SHARED_NAMES`] names not in `own` resolved to
+    /// `ip` in the window (read until that many are found).
+    fn is_shared(
+        &self,
+        ip: &[u8; 16],
+        own: &HashSet<&str, Hasher>,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, RecordsError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT qname FROM pdns WHERE answer = ?1 AND last_ms >= ?2 AND first_ms <= ?3",
+        )?;
+        let mut rows = stmt.query(rusqlite::params![ip.to_vec(), since_ms, until_ms])?;
+        let mut others: HashSet<String, Hasher> = HashSet::default();
+        while let Some(r) = rows.next()? {
+            let q = r.get_ref(0)?.as_str().unwrap_or_default();
+            if !own.contains(q) && !others.contains(q) {
+                others.insert(q.to_string());
+                if others.len() > SHARED_NAMES {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// The passive-DNS rows of the target (`macs`' only, if given).
     fn pdns_rows(
         &self,
         target: &Target,
         since_ms: i64,
         until_ms: i64,
+        macs: Option<&HashSet<i64, Hasher>>,
     ) -> Result<Vec<PdnsRow>, RecordsError> {
-        let cols = "rname, client_mac, answer, qname, rcode, first_ms, last_ms, count, ttl";
+        let cols = "client_mac, rname, answer, qname, rcode, first_ms, last_ms, count, ttl";
         let read = |r: &rusqlite::Row<'_>| -> Result<PdnsRow, rusqlite::Error> {
             Ok(PdnsRow {
-                rname: r.get(0)?,
-                client_mac: r.get(1)?,
+                client_mac: r.get(0)?,
+                rname: r.get(1)?,
                 answer: r.get(2)?,
                 qname: r.get(3)?,
                 rcode: u16::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
@@ -382,6 +484,7 @@ impl RecordsReader {
             })
         };
         let mut out = Vec::new();
+        let wanted = |mac: i64| macs.is_none_or(|m| m.contains(&mac));
         match target {
             Target::Domain { name, exact } => {
                 let r = reversed(name);
@@ -389,15 +492,16 @@ impl RecordsReader {
                     "SELECT {cols} FROM pdns WHERE rname >= ?1 AND rname < ?2
                      AND last_ms >= ?3 AND first_ms <= ?4"
                 ))?;
-                let rows = stmt.query_map(
-                    rusqlite::params![r, format!("{r}/"), since_ms, until_ms],
-                    read,
-                )?;
+                let mut rows =
+                    stmt.query(rusqlite::params![r, format!("{r}/"), since_ms, until_ms])?;
                 let under = format!("{r}.");
-                for row in rows {
-                    let row = row?;
-                    if row.rname == r || (!exact && row.rname.starts_with(&under)) {
-                        out.push(row);
+                while let Some(row) = rows.next()? {
+                    if !wanted(row.get::<_, i64>(0)?) {
+                        continue;
+                    }
+                    let rname = row.get_ref(1)?.as_str().unwrap_or_default();
+                    if rname == r || (!exact && rname.starts_with(&under)) {
+                        out.push(read(row)?);
                     }
                 }
             }
@@ -407,12 +511,16 @@ impl RecordsReader {
                     "SELECT {cols} FROM pdns WHERE answer BETWEEN ?1 AND ?2
                      AND last_ms >= ?3 AND first_ms <= ?4"
                 ))?;
-                let rows = stmt.query_map(
-                    rusqlite::params![lo.to_vec(), hi.to_vec(), since_ms, until_ms],
-                    read,
-                )?;
-                for row in rows {
-                    out.push(row?);
+                let mut rows = stmt.query(rusqlite::params![
+                    lo.to_vec(),
+                    hi.to_vec(),
+                    since_ms,
+                    until_ms
+                ])?;
+                while let Some(row) = rows.next()? {
+                    if wanted(row.get::<_, i64>(0)?) {
+                        out.push(read(row)?);
+                    }
                 }
             }
         }
@@ -420,37 +528,53 @@ impl RecordsReader {
     }
 
     /// Each workload's raw resolutions of its names (`wanted`: MAC -> the
-    /// names) in the window, oldest first (at most [`MAX_RESOLUTIONS`]), and
-    /// how many more there were. One pass over each name's responses for
-    /// all the workloads (the index is by name and time: a pass a workload
-    /// and name read a popular name's responses once for every workload).
+    /// names) in the window, oldest first (at most `each`), and how many
+    /// more there were: the times and ids from `dns_names` (by name and
+    /// time, with the client: a name's entries once for all the workloads,
+    /// no response of another workload read), then the rows listed only.
     fn resolutions(
         &self,
         wanted: &BTreeMap<i64, BTreeSet<&str>>,
+        each: usize,
         since_ms: i64,
         until_ms: i64,
     ) -> Result<BTreeMap<i64, (Vec<Resolution>, u64)>, RecordsError> {
-        let mut stmt = self.conn().prepare_cached(&format!(
-            "SELECT {RESOLUTION_COLUMNS}, client_mac FROM dns WHERE id IN (
-                SELECT id FROM dns_names WHERE qname = ?1 AND time_ms BETWEEN ?2 AND ?3)"
+        let mut ids = self.conn().prepare_cached(
+            "SELECT time_ms, id, client_mac FROM dns_names WHERE qname = ?1
+             AND time_ms BETWEEN ?2 AND ?3",
+        )?;
+        let mut row = self.conn().prepare_cached(&format!(
+            "SELECT {RESOLUTION_COLUMNS} FROM dns WHERE id = ?1"
         ))?;
-        let qnames: BTreeSet<&str> = wanted.values().flatten().copied().collect();
-        let mut raw: BTreeMap<i64, Vec<(Resolution, i64)>> = BTreeMap::new();
-        for q in qnames {
-            let mut rows = stmt.query(rusqlite::params![q, since_ms, until_ms])?;
+        // Name -> the workloads that asked it.
+        let mut askers: BTreeMap<&str, HashSet<i64, Hasher>> = BTreeMap::new();
+        for (&mac, names) in wanted {
+            for q in names {
+                askers.entry(q).or_default().insert(mac);
+            }
+        }
+        let mut found: HashMap<i64, Vec<(i64, i64)>, Hasher> = HashMap::default();
+        for (q, macs) in &askers {
+            let mut rows = ids.query(rusqlite::params![q, since_ms, until_ms])?;
             while let Some(r) = rows.next()? {
-                let mac: i64 = r.get(8)?;
-                if wanted.get(&mac).is_some_and(|names| names.contains(q)) {
-                    raw.entry(mac).or_default().push(read_resolution(r)?);
+                let mac: i64 = r.get(2)?;
+                if macs.contains(&mac) {
+                    found.entry(mac).or_default().push((r.get(0)?, r.get(1)?));
                 }
             }
         }
         let mut out = BTreeMap::new();
-        for (mac, mut all) in raw {
-            all.sort_by_key(|(r, _)| r.time_ms);
-            let more = all.len().saturating_sub(MAX_RESOLUTIONS) as u64;
-            all.truncate(MAX_RESOLUTIONS);
-            out.insert(mac, (self.with_identities(all)?, more));
+        for (mac, mut all) in found {
+            all.sort_unstable();
+            let more = all.len().saturating_sub(each) as u64;
+            all.truncate(each);
+            let mut listed = Vec::with_capacity(all.len());
+            for (_, id) in all {
+                if let Some(r) = row.query_row([id], read_resolution).optional()? {
+                    listed.push(r);
+                }
+            }
+            out.insert(mac, (self.with_identities(listed)?, more));
         }
         Ok(out)
     }
@@ -476,54 +600,207 @@ impl RecordsReader {
         Ok(out)
     }
 
-    /// Contacts to addresses in `[lo, hi]` whose flows began in the window.
-    fn contact_rows(
+    /// Who reached an address in `[lo, hi]` with a flow begun from
+    /// `after_ms` to `until_ms`, each at its first such flow: grouped in
+    /// SQLite (a busy address has a contact row an hour and workload).
+    fn first_contacts(
         &self,
-        lo: &[u8],
-        hi: &[u8],
-        since_ms: i64,
+        lo: &[u8; 16],
+        hi: &[u8; 16],
+        after_ms: i64,
         until_ms: i64,
-    ) -> Result<Vec<ContactRow>, RecordsError> {
+    ) -> Result<Vec<(i64, i64)>, RecordsError> {
         // By address first (`contacts_dst`): with two ranges SQLite may take
         // the hour's index instead, and read every contact of the window for
         // one address (bench/RESULTS.md, issue 20). One address is an
         // equality; a network's range keeps the hours out of the choice.
         let mut stmt = self.conn().prepare_cached(if lo == hi {
-            "SELECT src_mac, dst_mac, dst_ip, proto, port, allowed, flows, bytes, first_ms,
-                last_start_ms, last_ms
+            "SELECT src_mac, min(CASE WHEN first_ms >= ?5 THEN first_ms ELSE last_start_ms END)
              FROM contacts WHERE dst_ip = ?1 AND hour_ms BETWEEN ?3 AND ?4
-                AND last_start_ms >= ?5 AND first_ms <= ?4"
+                AND last_start_ms >= ?5 AND first_ms <= ?4 GROUP BY src_mac"
         } else {
-            "SELECT src_mac, dst_mac, dst_ip, proto, port, allowed, flows, bytes, first_ms,
-                last_start_ms, last_ms
+            "SELECT src_mac, min(CASE WHEN first_ms >= ?5 THEN first_ms ELSE last_start_ms END)
              FROM contacts WHERE dst_ip BETWEEN ?1 AND ?2 AND +hour_ms BETWEEN ?3 AND ?4
-                AND last_start_ms >= ?5 AND first_ms <= ?4"
+                AND last_start_ms >= ?5 AND first_ms <= ?4 GROUP BY src_mac"
         })?;
         let rows = stmt.query_map(
             rusqlite::params![
                 lo.to_vec(),
                 hi.to_vec(),
-                hour_of(since_ms),
+                hour_of(after_ms),
                 until_ms,
-                since_ms
+                after_ms
             ],
-            |r| {
-                Ok(ContactRow {
-                    src_mac: r.get(0)?,
-                    dst_mac: r.get(1)?,
-                    dst_ip: r.get(2)?,
-                    proto: r.get(3)?,
-                    port: r.get(4)?,
-                    allowed: r.get(5)?,
-                    flows: crate::records::count_at(r, 6)?,
-                    bytes: crate::records::count_at(r, 7)?,
-                    first_ms: r.get(8)?,
-                    last_start_ms: r.get(9)?,
-                    last_ms: r.get(10)?,
-                })
-            },
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A listed workload's flows to the target's addresses (a network's, or
+    /// the name's answers after the workload's first resolution that gave
+    /// it, else after anyone's; a shared answer's only for a workload that
+    /// resolved the name), merged by destination, service and verdict:
+    /// from its edges, and for an edge not wholly in the span, its hourly
+    /// contacts from the span's hour.
+    #[allow(clippy::too_many_arguments)]
+    fn contacts_of(
+        &self,
+        mac: i64,
+        target: &Target,
+        answered: &BTreeMap<[u8; 16], HashMap<i64, i64, Hasher>>,
+        shared: &BTreeSet<[u8; 16]>,
+        resolver: bool,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<Contact>, RecordsError> {
+        let mut stmt = self.conn().prepare_cached(&format!(
+            "SELECT dst_mac, dst_ip, proto, port, allowed, flows, bytes, first_ms,
+                last_start_ms, last_ms
+             FROM edges WHERE src_mac = ?1 AND last_start_ms >= ?2 AND first_ms <= ?3 AND {}",
+            match target {
+                Target::Net(_) => "dst_ip BETWEEN ?4 AND ?5".to_string(),
+                Target::Domain { .. } => format!(
+                    "dst_ip IN ({})",
+                    (4..4 + answered.len().min(MAX_ADDRESSES))
+                        .map(|i| format!("?{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        ))?;
+        let mut args: Vec<rusqlite::types::Value> =
+            vec![mac.into(), since_ms.into(), until_ms.into()];
+        match target {
+            Target::Net(net) => {
+                args.push(ip_bytes(net.network()).to_vec().into());
+                args.push(ip_bytes(net.broadcast()).to_vec().into());
+            }
+            Target::Domain { .. } => {
+                if answered.is_empty() {
+                    return Ok(Vec::new());
+                }
+                args.extend(
+                    answered
+                        .keys()
+                        .take(MAX_ADDRESSES)
+                        .map(|ip| rusqlite::types::Value::from(ip.to_vec())),
+                );
+            }
+        }
+        let mut edges: Vec<(ContactRow, i64)> = Vec::new();
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        while let Some(r) = rows.next()? {
+            let ip = r.get_ref(1)?.as_blob().unwrap_or_default();
+            let Ok(ip) = <[u8; 16]>::try_from(ip) else {
+                continue;
+            };
+            let after = match target {
+                Target::Net(_) => since_ms,
+                Target::Domain { .. } => {
+                    let Some(by) = answered.get(&ip) else {
+                        continue;
+                    };
+                    if shared.contains(&ip) && !resolver {
+                        continue;
+                    }
+                    by.get(&mac)
+                        .or_else(|| by.values().min())
+                        .copied()
+                        .unwrap_or(since_ms)
+                        .max(since_ms)
+                }
+            };
+            edges.push((
+                ContactRow {
+                    src_mac: mac,
+                    dst_mac: r.get(0)?,
+                    dst_ip: ip.to_vec(),
+                    proto: r.get(2)?,
+                    port: r.get(3)?,
+                    allowed: r.get(4)?,
+                    flows: crate::records::count_at(r, 5)?,
+                    bytes: crate::records::count_at(r, 6)?,
+                    first_ms: r.get(7)?,
+                    last_start_ms: r.get(8)?,
+                    last_ms: r.get(9)?,
+                },
+                after,
+            ));
+        }
+        drop(rows);
+        let mut out: Vec<(i64, Contact)> = Vec::new();
+        for (e, after) in edges {
+            if e.last_start_ms < after {
+                continue;
+            }
+            let (first, last, flows, bytes) = if e.first_ms >= after && e.last_ms <= until_ms {
+                (e.first_ms, e.last_ms, e.flows, e.bytes)
+            } else {
+                match self.contact_span(&e, after, until_ms)? {
+                    Some(x) => x,
+                    None => continue,
+                }
+            };
+            out.push((
+                first,
+                Contact {
+                    first: time_text(first),
+                    last: time_text(last),
+                    ip: ip_of(&e.dst_ip).to_string(),
+                    mac: mac_text(e.dst_mac),
+                    service: service_text(e.proto, e.port),
+                    allowed: e.allowed,
+                    flows,
+                    bytes,
+                },
+            ));
+        }
+        out.sort_by_key(|(first, _)| *first);
+        Ok(out.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// An edge's flows begun from `after_ms` to `until_ms`, from its hourly
+    /// contacts: the first flow's start (the earliest start in an hour if
+    /// late enough, else that hour's latest), the last packet, flows and
+    /// bytes (an hour with a flow begun after counts whole).
+    fn contact_span(
+        &self,
+        e: &ContactRow,
+        after_ms: i64,
+        until_ms: i64,
+    ) -> Result<Option<(i64, i64, u64, u64)>, RecordsError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT min(CASE WHEN first_ms >= ?7 THEN first_ms ELSE last_start_ms END),
+                max(last_ms), coalesce(sum(flows), 0), coalesce(sum(bytes), 0)
+             FROM contacts WHERE src_mac = ?1 AND dst_mac = ?2 AND dst_ip = ?3 AND proto = ?4
+                AND port = ?5 AND allowed = ?6 AND hour_ms BETWEEN ?8 AND ?9
+                AND last_start_ms >= ?7 AND first_ms <= ?9",
+        )?;
+        let (first, last, flows, bytes): (Option<i64>, Option<i64>, u64, u64) = stmt.query_row(
+            rusqlite::params![
+                e.src_mac,
+                e.dst_mac,
+                e.dst_ip,
+                e.proto,
+                e.port,
+                e.allowed,
+                after_ms,
+                hour_of(after_ms),
+                until_ms
+            ],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    crate::records::count_at(r, 2)?,
+                    crate::records::count_at(r, 3)?,
+                ))
+            },
+        )?;
+        Ok(match (first, last) {
+            (Some(f), Some(l)) => Some((f, l, flows, bytes)),
+            _ => None,
+        })
     }
 
     /// Who `mac` was around `at_ms`: the source identity of its hourly
