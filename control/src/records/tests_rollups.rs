@@ -372,6 +372,9 @@ fn rollups_have_a_retention_of_their_own() {
             max_age: Duration::from_secs(3 * 86_400),
             rollup_max_age: Duration::from_secs(86_400),
             retention_every: Duration::from_millis(1),
+            // Every pass, not the first one only (it may come before the
+            // records do).
+            long_retention_every: Duration::from_millis(1),
             ..RecordsConfig::default()
         },
     );

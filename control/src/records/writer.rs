@@ -33,6 +33,10 @@ pub struct RecordsConfig {
     pub reserve_bytes: u64,
     /// How often retention runs.
     pub retention_every: Duration,
+    /// How often retention also trims the long-kept tables (rollups, passive
+    /// DNS, contacts, addresses): their periods are hours and days, and
+    /// `pdns` has no index by time (a scan an hour costs less than one).
+    pub long_retention_every: Duration,
 }
 
 impl RecordsConfig {
@@ -56,6 +60,7 @@ impl Default for RecordsConfig {
             max_bytes: 2 << 30,
             reserve_bytes: 128 << 20,
             retention_every: Duration::from_secs(60),
+            long_retention_every: Duration::from_secs(3600),
         }
     }
 }
@@ -131,9 +136,6 @@ impl RecordsCounters {
             .fetch_add(b.dns.len() as u64, Ordering::Relaxed);
     }
 }
-
-/// How often the rollups and the derived tables are trimmed by age.
-const LONG_RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Identities the writer remembers at most; past it it starts again.
 const MAX_IDENTITIES: usize = 100_000;
@@ -438,12 +440,12 @@ impl Writer {
         let cutoff = |age: Duration| {
             now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
         };
-        // The long-kept tables once an hour: their periods are hours and
-        // days, and `pdns` has no index by time (it moved on every upsert
-        // and cost 2x the DNS ingest rate; a scan an hour costs less).
+        // The long-kept tables every `long_retention_every` (an hour): their
+        // periods are hours and days, and `pdns` has no index by time (it
+        // moved on every upsert and cost 2x the DNS ingest rate).
         if self
             .last_long_retention
-            .is_none_or(|t| t.elapsed() >= LONG_RETENTION_EVERY)
+            .is_none_or(|t| t.elapsed() >= self.cfg.long_retention_every)
         {
             self.last_long_retention = Some(Instant::now());
             for table in [

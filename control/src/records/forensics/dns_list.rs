@@ -2,7 +2,8 @@
 //! it), by client, by response code (a burst of NXDOMAIN is how a domain
 //! generation algorithm looks).
 
-use super::traceback::{read_resolution, Resolution, RESOLUTION_COLUMNS};
+use super::traceback::{read_resolution, RESOLUTION_COLUMNS};
+use super::traced::Resolution;
 use crate::records::dns_rows::reversed;
 use crate::records::filter::ParamError;
 use crate::records::{mac_int, RecordsError, RecordsReader, WindowParams, MAX_LIMIT};

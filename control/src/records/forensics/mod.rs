@@ -13,15 +13,17 @@ mod blast;
 mod dns_list;
 mod params;
 mod traceback;
+mod traced;
 
 #[cfg(test)]
 pub(crate) use blast::Limits;
 pub use blast::{Attempt, BlastRadius, Reached, MAX_DEPTH};
 pub use dns_list::{DnsParams, DnsQuery};
 pub use params::{AddressParams, BlastParams, TracebackParams};
-pub use traceback::{
+pub use traceback::SHARED_NAMES;
+pub use traced::{
     Contact, PassiveDns, Resolution, Target, Traceback, TracebackCursor, TracebackPage,
-    TracedWorkload, SHARED_NAMES,
+    TracedWorkload,
 };
 
 use super::addresses::AddressSource;
