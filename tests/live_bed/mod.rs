@@ -260,6 +260,24 @@ pub fn connects(a: &str, within: Duration) -> bool {
     })
 }
 
+/// Whether two pings from namespace `a` to host-b (10.99.0.2) are answered.
+pub fn pings(a: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            a,
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "10.99.0.2",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// A TCP server on host-b:9000 that accepts and closes.
 pub fn listen(b: &str) {
     let (tx, rx) = std::sync::mpsc::channel();
