@@ -173,7 +173,7 @@ pub struct FlowEntry {
 /// field: the entry is 128 bytes).
 const OFFLOADED: u8 = 0x80;
 /// The bit of `FlowEntry::tcp` that holds the parity of the interim-report
-/// period the flow was last looked at in ([`FlowEntry::interim_due`]).
+/// period the flow was last looked at in ([`FlowEntry::interim_boundary`]).
 const INTERIM: u8 = 0x40;
 /// The bit of `FlowEntry::tcp` that says the initiator is on segment B.
 const ORIG_ON_B: u8 = 0x20;
@@ -334,26 +334,23 @@ impl FlowEntry {
 
     /// Whether a period boundary of the flow's interim reports (every `every`
     /// ns of its life, IPFIX's active timeout) was crossed since the flow was
-    /// last asked: then the start of the period just ended, and a report is
-    /// due if the flow carried packets since then (an idle connection is not
+    /// last asked: then a report is due if the flow carried packets since
+    /// its last one ([`FlowEntry::unreported`]; an idle connection is not
     /// reported again and again). Without a field to spare, the entry keeps
     /// only the parity of the period it was last asked in; a caller that asks
     /// at least once a period (the table's sweep) sees every boundary.
     #[inline]
-    pub fn interim_boundary(&mut self, now: u64, every: u64) -> Option<u64> {
+    pub fn interim_boundary(&mut self, now: u64, every: u64) -> bool {
         if every == 0 {
-            return None;
+            return false;
         }
         let period = now.saturating_sub(self.first_seen) / every;
         let parity = if period & 1 == 1 { INTERIM } else { 0 };
         if self.tcp & INTERIM == parity {
-            return None;
+            return false;
         }
         self.tcp ^= INTERIM;
-        Some(
-            self.first_seen
-                .saturating_add(period.saturating_sub(1).saturating_mul(every)),
-        )
+        true
     }
 }
 

@@ -438,7 +438,7 @@ impl FlowTable {
                 let e = &mut self.entries[i].0;
                 // A period boundary crossed, or packets idle past the idle
                 // report: reported if packets came since the last report.
-                let boundary = e.interim_boundary(now, self.interim_every).is_some();
+                let boundary = e.interim_boundary(now, self.interim_every);
                 let idle = self.idle_report > 0
                     && e.unreported()
                     && now.saturating_sub(e.last_seen) >= self.idle_report;
