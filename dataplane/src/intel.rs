@@ -1,10 +1,10 @@
 //! Threat-intel addresses, as the packet path will ask them: "is this
 //! address listed, and by which entry?" for each end of a new flow.
 //!
-//! Feeds are mostly single addresses (a C2's IP), with some networks. A
-//! million of them in a prefix trie costs tens of bytes an entry; here single
+//! Feeds are mostly single addresses (a C2's IP), with some networks: single
 //! addresses are sorted arrays searched by bisection (8 bytes an IPv4 entry,
-//! 20 an IPv6 one) and only real networks go into the trie. The set is built
+//! 20 an IPv6 one; bench/RESULTS.md "Threat intel") and only real networks
+//! go into a prefix trie, a node each. The set is built
 //! once by the control plane and read-only after: it is published beside
 //! the policy snapshot, never compiled into the rules.
 

@@ -215,25 +215,6 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub const ALL: [Shape; 4] = [
-        Shape {
-            v6: false,
-            enterprise: false,
-        },
-        Shape {
-            v6: true,
-            enterprise: false,
-        },
-        Shape {
-            v6: false,
-            enterprise: true,
-        },
-        Shape {
-            v6: true,
-            enterprise: true,
-        },
-    ];
-
     /// The template id: 256 + shape.
     pub fn template_id(self) -> u16 {
         256 + u16::from(self.v6) + 2 * u16::from(self.enterprise)
@@ -494,16 +475,4 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
 
 fn put_groups(out: &mut Vec<u8>, id: &Identity) {
     put_string(out, &id.groups.join(","));
-}
-
-/// Bytes a record of `shape` takes at most (strings at their longest).
-pub fn max_record_len(shape: Shape) -> usize {
-    let fixed: usize = shape
-        .fields(0)
-        .iter()
-        .filter(|f| f.len != VARIABLE)
-        .map(|f| usize::from(f.len))
-        .sum();
-    let strings = shape.fields(0).iter().filter(|f| f.len == VARIABLE).count();
-    fixed + strings * (3 + MAX_STRING)
 }
