@@ -91,6 +91,7 @@ fn reason_label(reason: Reason, rules: &RuleMap) -> String {
         Reason::Quarantine => "quarantine".into(),
         Reason::Management => "management exception".into(),
         Reason::Blocklist => "blocklist".into(),
+        Reason::Intel(id) => format!("intel entry {id}"),
         Reason::Default => "default".into(),
     }
 }

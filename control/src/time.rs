@@ -13,6 +13,11 @@ impl Timestamp {
     pub fn now() -> Self {
         Timestamp::from(SystemTime::now())
     }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn millis(self) -> i64 {
+        i64::try_from(self.0 / 1_000_000).unwrap_or(i64::MAX)
+    }
 }
 
 impl From<SystemTime> for Timestamp {

@@ -2,6 +2,7 @@
 //! for scripts (the API's own JSON, unchanged).
 
 pub(crate) mod client;
+mod intel;
 mod records;
 mod show;
 
@@ -97,6 +98,9 @@ pub enum CtlCommand {
     Addresses(crate::forensics_cmd::AddressArgs),
     /// DNS responses, newest first (as `bulkhead records dns`).
     Dns(crate::forensics_cmd::DnsArgs),
+    /// Threat-intel feeds: what is in force, lookup, reload.
+    #[command(subcommand)]
+    Intel(intel::IntelCommand),
 }
 
 #[derive(Subcommand)]
@@ -314,6 +318,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Policy(p) => policy(&api, p, args.json)?,
         CtlCommand::Quarantine(q) => quarantine(&api, q, args.json)?,
+        CtlCommand::Intel(c) => intel::run(&api, c, args.json)?,
         CtlCommand::Tokens(t) => tokens(&api, t, args.json)?,
         CtlCommand::Audit { limit } => {
             let v = api.get_as::<Vec<AuditView>>(&format!("/api/v1/audit?limit={limit}"))?;

@@ -28,6 +28,8 @@ pub struct Config {
     pub records: RecordsSection,
     #[serde(default)]
     pub ipfix: IpfixSection,
+    #[serde(default)]
+    pub intel: super::intel::IntelSection,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,7 @@ fn describe(r: &FlowRecord) -> String {
         Reason::Quarantine => "quarantine".into(),
         Reason::Management => "management exception".into(),
         Reason::Blocklist => "blocklist".into(),
+        Reason::Intel(id) => format!("intel entry {id}"),
         Reason::Default => "default".into(),
     };
     format!(

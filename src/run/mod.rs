@@ -13,6 +13,7 @@
 mod config;
 #[cfg(test)]
 mod config_tests;
+mod intel;
 mod log;
 mod workers;
 
@@ -66,6 +67,7 @@ fn reload_on_sighup(path: PathBuf, control: ControlHandle) -> anyhow::Result<()>
         .name("bulkhead-sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
+                control.reload_intel();
                 let outcome = load_policy(&path).and_then(|m| {
                     let comment = format!("reload of {}", path.display());
                     Ok(control.reload_file(m, &comment)?)
@@ -162,6 +164,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         None => println!("records: off"),
     }
     reload_on_sighup(cfg.policy.file.clone(), control.clone())?;
+    // Read before the ports are bound: the first packets meet the feeds.
+    let state_dir = cfg
+        .control
+        .store
+        .parent()
+        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+    let _intel = intel::start(&cfg.intel, &state_dir, &control, cfg.api.listen)?;
+    let mut intel_generation = 0;
+    if _intel.is_some() {
+        intel_generation = control.intel().generation;
+        println!("{}", intel::line(&control));
+    }
 
     let workers = cfg.dataplane.workers;
     let board = Arc::new(StatsBoard::new(workers));
@@ -238,6 +252,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 status.failure.as_deref().unwrap_or("no reason given"),
                 cell.generation()
             );
+        }
+        if _intel.is_some() && control.intel().generation != intel_generation {
+            intel_generation = control.intel().generation;
+            println!("{}", intel::line(&control));
         }
         let paused = status.records.is_some_and(|r| r.paused);
         if paused != records_paused {

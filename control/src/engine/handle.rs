@@ -5,6 +5,7 @@
 
 use super::{Shared, StatusSnapshot, BOOTSTRAP_ACTOR};
 use crate::diff::PolicyDiff;
+use crate::intel::feeds::Loaded;
 use crate::model::Model;
 use crate::store::{ActiveQuarantine, QuarantineEvent, StoreError, Version, VersionInfo};
 use crate::validate::Problems;
@@ -141,6 +142,8 @@ pub(super) enum Command {
         reply: Sender<Result<CommitOutcome, ControlError>>,
     },
     RuleHits(Sender<Result<Vec<(u32, RuleHits)>, ControlError>>),
+    /// New threat intel (feeds read again).
+    Intel(Box<Loaded>, Sender<Result<u64, ControlError>>),
     /// Stop the thread (as on shutdown).
     Stop,
     /// Panic inside the thread: for the test that the dataplane survives it.
@@ -322,6 +325,27 @@ impl ControlHandle {
     /// Hits per user rule id (rules never hit are listed with zeros), by id.
     pub fn rule_hits(&self) -> Result<Vec<(u32, RuleHits)>, ControlError> {
         call(self, Command::RuleHits)
+    }
+
+    /// Puts new threat intel in force: its block feeds' addresses are
+    /// published beside the rules as the next generation (the rules are
+    /// not recompiled), so flows to a newly listed address are cut, offloaded
+    /// ones too, before the answer. Returns the generation.
+    pub fn set_intel(&self, loaded: Loaded) -> Result<u64, ControlError> {
+        call(self, |reply| Command::Intel(Box::new(loaded), reply))
+    }
+
+    /// The threat intel in force and what its feeds' last reading did.
+    pub fn intel(&self) -> Arc<super::IntelView> {
+        self.shared.intel.load_full()
+    }
+
+    /// Asks the feed watcher to read every feed now (false: none runs).
+    pub fn reload_intel(&self) -> bool {
+        self.shared
+            .intel_reload
+            .get()
+            .is_some_and(|tx| tx.try_send(()).is_ok() || tx.is_full())
     }
 
     /// Asks the thread to stop; it finishes the command it is on.

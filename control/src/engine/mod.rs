@@ -19,6 +19,7 @@
 
 mod bindings;
 mod handle;
+mod intel_watch;
 mod learned;
 mod state;
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use handle::{
     CommitOutcome, ControlError, ControlHandle, QuarantineOutcome, ReleaseOutcome, Reload,
     RuleHits, FILE_ACTOR,
 };
+pub use intel_watch::IntelWatch;
 
 /// The actor of the version a start commits into an empty store.
 pub const BOOTSTRAP_ACTOR: &str = "bootstrap";
@@ -113,6 +115,20 @@ pub struct LiveView {
     pub generation: u64,
 }
 
+/// The threat intel in force, for readers that must not wait on the thread.
+#[derive(Debug, Clone, Default)]
+pub struct IntelView {
+    pub intel: Arc<crate::intel::Intel>,
+    /// What each feed's last reading did.
+    pub feeds: Vec<crate::intel::feeds::FeedStatus>,
+    /// The generation that put it in force (0: never set).
+    pub generation: u64,
+    /// When, ms since the epoch.
+    pub published_ms: i64,
+    /// How long reading the feeds took.
+    pub took_ms: f64,
+}
+
 /// Counters and health of the control thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusSnapshot {
@@ -193,7 +209,14 @@ impl IpfixStatus {
 /// Verdicts as counted: `allow`, `deny`, `would-deny`.
 pub const VERDICTS: [&str; 3] = ["allow", "deny", "would-deny"];
 /// Reasons as counted (and as the records name them).
-pub const REASONS: [&str; 5] = ["rule", "default", "quarantine", "blocklist", "management"];
+pub const REASONS: [&str; 6] = [
+    "rule",
+    "default",
+    "quarantine",
+    "blocklist",
+    "management",
+    "intel",
+];
 
 /// Flows ended, by `[verdict][reason]` (indexes into [`VERDICTS`], [`REASONS`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -248,6 +271,9 @@ pub(crate) struct Shared {
     records: std::sync::OnceLock<Arc<RecordsCounters>>,
     ipfix: std::sync::OnceLock<Arc<crate::ipfix::IpfixCounters>>,
     view: ArcSwap<LiveView>,
+    intel: ArcSwap<IntelView>,
+    /// Wakes the feed watcher, once one runs.
+    intel_reload: std::sync::OnceLock<crossbeam_channel::Sender<()>>,
 }
 
 fn lock_text(m: &Mutex<Option<String>>) -> Option<String> {
@@ -395,6 +421,8 @@ impl Engine {
             records: std::sync::OnceLock::new(),
             ipfix: std::sync::OnceLock::new(),
             view: ArcSwap::from_pointee(placeholder),
+            intel: ArcSwap::default(),
+            intel_reload: std::sync::OnceLock::new(),
         });
         let exporter = match &cfg.ipfix {
             Some(plan) => {

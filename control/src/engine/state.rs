@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod intel;
 mod learning;
 mod recording;
 
@@ -60,6 +61,11 @@ pub(super) struct State {
     garbage: Vec<Box<dyn Send>>,
     /// Flow records, when kept ([`super::EngineConfig::records`]).
     recorder: Option<crate::records::Recorder>,
+    /// The threat intel in force, published as the snapshot's overlay: its
+    /// block feeds' addresses and the addresses DNS answered for their
+    /// domains.
+    intel: Arc<crate::intel::Intel>,
+    resolved: Arc<dataplane::policy::Resolved>,
 }
 
 fn store_err(e: StoreError) -> ControlError {
@@ -171,6 +177,8 @@ impl State {
             seen: BTreeMap::new(),
             garbage: Vec::new(),
             recorder: None,
+            intel: Arc::default(),
+            resolved: Arc::default(),
         };
         let effective = state.effective_for(&live)?;
         state.reconcile_quarantines(&live, version, "bootstrap")?;
@@ -263,12 +271,14 @@ impl State {
     }
 
     /// A freshly compiled snapshot with the overlay in force: the
-    /// quarantines and the address bindings.
+    /// quarantines, the address bindings and the threat intel.
     fn with_overlay(&mut self, compiled: &PolicySnapshot) -> PolicySnapshot {
         self.addresses.dirty_since = None;
+        let generation = compiled.generation();
         compiled
-            .with_quarantine(self.quarantined_macs(), compiled.generation())
+            .with_quarantine(self.quarantined_macs(), generation)
             .with_bindings(self.addresses.pairs())
+            .with_intel(self.intel.block_set(), self.resolved.clone(), generation)
     }
 
     /// Compiles the effective model and publishes it with the next generation.
@@ -412,6 +422,9 @@ impl State {
                     .map(|r| (r.id, self.hits.get(&r.id).copied().unwrap_or_default()))
                     .collect();
                 let _ = reply.send(Ok(list));
+            }
+            Command::Intel(loaded, reply) => {
+                let _ = reply.send(Ok(self.set_intel(*loaded)));
             }
             #[cfg(test)]
             Command::Crash => panic!("crash requested by a test"),

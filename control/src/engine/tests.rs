@@ -576,5 +576,6 @@ fn when_the_control_thread_dies_the_worker_forwards_with_the_last_snapshot() {
     assert_eq!(cell.generation(), 1);
 }
 
+mod intel;
 mod learning;
 mod records;

@@ -8,6 +8,7 @@
 //! changes makes a new [`Intel`], not a new rule set.
 
 pub mod domains;
+pub mod feeds;
 pub mod parse;
 
 use dataplane::intel::{EntryId, IpSet};
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// What a feed's matches do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +158,12 @@ pub struct Intel {
     pub feeds: Vec<Feed>,
     metas: Vec<Meta>,
     categories: Vec<String>,
-    ips: IpSet,
-    domains: DomainSet,
+    /// The block feeds' addresses: what the packet path gets.
+    block_ips: Arc<IpSet>,
+    /// The alert feeds' addresses.
+    alert_ips: IpSet,
+    block_domains: DomainSet,
+    alert_domains: DomainSet,
 }
 
 /// Entries added one by one (as a feed file is read), then [`Intel`].
@@ -167,8 +173,10 @@ pub struct IntelBuilder {
     metas: Vec<Meta>,
     categories: Vec<String>,
     category_ids: HashMap<String, u32>,
-    nets: Vec<(IpNet, EntryId)>,
-    domains: DomainSetBuilder,
+    block_nets: Vec<(IpNet, EntryId)>,
+    alert_nets: Vec<(IpNet, EntryId)>,
+    block_domains: DomainSetBuilder,
+    alert_domains: DomainSetBuilder,
 }
 
 impl IntelBuilder {
@@ -185,6 +193,7 @@ impl IntelBuilder {
         if usize::from(feed) >= self.feeds.len() {
             return None;
         }
+        let action = self.feeds.get(usize::from(feed))?.action;
         let id = EntryId::try_from(self.metas.len()).ok()?;
         let category = match entry.category {
             None => NO_CATEGORY,
@@ -205,13 +214,21 @@ impl IntelBuilder {
             added_ms,
         });
         match entry.indicator {
-            Indicator::Net(n) => self.nets.push((n, id)),
-            Indicator::Domain(d) => self.domains.add(&d, id),
+            Indicator::Net(n) => match action {
+                Action::Block => self.block_nets.push((n, id)),
+                Action::Alert => self.alert_nets.push((n, id)),
+            },
+            Indicator::Domain(d) => match action {
+                Action::Block => self.block_domains.add(&d, id),
+                Action::Alert => self.alert_domains.add(&d, id),
+            },
         }
         Some(id)
     }
 
-    /// The sets. An indicator listed by several entries matches the first.
+    /// The sets. A block feed's entry matches before an alert feed's (the
+    /// most specific of each), and of entries listing the same indicator,
+    /// the first.
     pub fn build(self) -> Intel {
         let mut metas = self.metas;
         metas.shrink_to_fit();
@@ -219,8 +236,10 @@ impl IntelBuilder {
             feeds: self.feeds,
             metas,
             categories: self.categories,
-            ips: IpSet::new(self.nets),
-            domains: self.domains.build(),
+            block_ips: Arc::new(IpSet::new(self.block_nets)),
+            alert_ips: IpSet::new(self.alert_nets),
+            block_domains: self.block_domains.build(),
+            alert_domains: self.alert_domains.build(),
         }
     }
 }
@@ -264,21 +283,51 @@ impl Intel {
         })
     }
 
-    /// The entry listing `ip`, if any.
+    /// The entry listing `ip`, if any: a block feed's before an alert
+    /// feed's.
     pub fn ip(&self, ip: IpAddr) -> Option<Match<'_>> {
-        let (net, id) = self.ips.listed(ip)?;
+        let (net, id) = self
+            .block_ips
+            .listed(ip)
+            .or_else(|| self.alert_ips.listed(ip))?;
         self.matched(id, Indicator::Net(net))
     }
 
-    /// The entry listing `name` or a domain it is under, if any.
+    /// The entry listing `name` or a domain it is under, if any: a block
+    /// feed's before an alert feed's.
     pub fn domain(&self, name: &str) -> Option<Match<'_>> {
-        let (listed, id) = self.domains.lookup(name)?;
+        let (listed, id) = self
+            .block_domains
+            .lookup(name)
+            .or_else(|| self.alert_domains.lookup(name))?;
         self.matched(id, Indicator::Domain(listed))
     }
 
-    /// The address set, for the packet path.
-    pub fn ip_set(&self) -> &IpSet {
-        &self.ips
+    /// When the entry of feed `feed` that lists exactly `indicator` was
+    /// added, if there is one.
+    pub fn listed_exactly(&self, indicator: &Indicator, feed: &str) -> Option<i64> {
+        let ours = |id: EntryId| {
+            let meta = self.metas.get(id as usize)?;
+            let f = self.feeds.get(usize::from(meta.feed))?;
+            (f.name == feed).then_some(meta.added_ms)
+        };
+        match indicator {
+            Indicator::Net(n) => [&*self.block_ips, &self.alert_ips]
+                .into_iter()
+                .filter_map(|set| set.listed(n.addr()))
+                .find(|(net, _)| *net == n.trunc())
+                .and_then(|(_, id)| ours(id)),
+            Indicator::Domain(d) => [&self.block_domains, &self.alert_domains]
+                .into_iter()
+                .filter_map(|set| set.lookup(d))
+                .find(|(listed, _)| listed == d)
+                .and_then(|(_, id)| ours(id)),
+        }
+    }
+
+    /// The block feeds' addresses, for the packet path.
+    pub fn block_set(&self) -> Arc<IpSet> {
+        self.block_ips.clone()
     }
 
     /// Entries held (an indicator listed twice is held twice).
@@ -292,11 +341,15 @@ impl Intel {
 
     /// Heap bytes of the match sets and the entries.
     pub fn bytes(&self) -> usize {
-        self.ips.address_bytes()
-            + self.domains.bytes()
+        self.block_ips.address_bytes()
+            + self.alert_ips.address_bytes()
+            + self.block_domains.bytes()
+            + self.alert_domains.bytes()
             + self.metas.capacity() * std::mem::size_of::<Meta>()
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_feeds;

@@ -188,7 +188,7 @@ fn a_name_matches_its_listed_domain_or_one_above_and_an_address_its_entry() {
         ("c2.evil.example", 1),
         ("203.0.113.66", 0),
         ("198.51.100.0/24", 0),
-        ("evil.example", 0),
+        ("evil.example", 1),
     ]);
     let d = |n: &str| {
         i.domain(n)
@@ -220,4 +220,32 @@ fn a_name_matches_its_listed_domain_or_one_above_and_an_address_its_entry() {
     );
     assert_eq!(ip("198.51.101.1"), None);
     assert_eq!(i.len(), 5);
+}
+
+#[test]
+fn a_block_feed_wins_over_an_alert_feed_and_only_its_addresses_reach_the_packet_path() {
+    // Feed 0 blocks, feed 1 alerts.
+    let i = intel(&[
+        ("203.0.113.66", 1),
+        ("203.0.113.0/24", 0),
+        ("c2.evil.example", 1),
+        ("evil.example", 0),
+        ("2001:db8::bad", 1),
+    ]);
+    let ip = |s: &str| {
+        i.ip(s.parse().unwrap())
+            .map(|m| (m.id, m.feed.name.as_str()))
+    };
+    assert_eq!(
+        ip("203.0.113.66"),
+        Some((1, "ips")),
+        "the block feed's network"
+    );
+    assert_eq!(ip("2001:db8::bad"), Some((4, "domains")), "alert only");
+    let d = |n: &str| i.domain(n).map(|m| (m.id, m.listed.to_string()));
+    assert_eq!(d("x.c2.evil.example"), Some((3, "evil.example".into())));
+    let block = i.block_set();
+    assert_eq!(block.len(), 1);
+    assert_eq!(block.lookup("203.0.113.66".parse().unwrap()), Some(1));
+    assert_eq!(block.lookup("2001:db8::bad".parse().unwrap()), None);
 }

@@ -429,7 +429,7 @@ pub fn firewall_event(flow: &StoredFlow) -> u8 {
 }
 
 /// bulkhead's verdict reason code: 1 rule, 2 quarantine, 3 management
-/// exception, 4 blocklist, 5 the mode's default.
+/// exception, 4 blocklist, 5 the mode's default, 6 threat intel.
 pub fn reason_code(r: Reason) -> u8 {
     match r {
         Reason::Rule(_) => 1,
@@ -437,6 +437,7 @@ pub fn reason_code(r: Reason) -> u8 {
         Reason::Management => 3,
         Reason::Blocklist => 4,
         Reason::Default => 5,
+        Reason::Intel(_) => 6,
     }
 }
 

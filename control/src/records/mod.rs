@@ -161,6 +161,8 @@ pub(crate) fn reason_name(r: Reason) -> (&'static str, Option<u32>) {
         Reason::Management => ("management", None),
         Reason::Blocklist => ("blocklist", None),
         Reason::Default => ("default", None),
+        // Entry ids are positions in the intel loaded then: not kept.
+        Reason::Intel(_) => ("intel", None),
     }
 }
 

@@ -13,11 +13,11 @@
 //!   binary-searches the port in the query's protocol slot and in the "any" slot,
 //!   and keeps the smallest rank.
 
-use super::proto::{PortRange, Proto};
+use super::overlay::Overlay;
 use super::{Action, FlowQuery, Mode, Reason, Verdict};
 use crate::wire::MacAddr;
-use ahash::{AHashMap, AHashSet};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ahash::AHashMap;
+use ipnet::{Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use smallvec::SmallVec;
 use std::fmt;
@@ -44,24 +44,6 @@ pub(super) struct CompiledRule {
     pub(super) id: u32,
     pub(super) action: Action,
     pub(super) comment: Option<Box<str>>,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Management {
-    pub(super) net: IpNet,
-    pub(super) proto: Proto,
-    pub(super) ports: Box<[PortRange]>,
-    /// The management hosts: the exception holds only for these MACs.
-    pub(super) macs: Box<[MacAddr]>,
-}
-
-impl Management {
-    fn allows(&self, other_mac: MacAddr, other: IpAddr, proto: u8, port: u16) -> bool {
-        self.macs.contains(&other_mac)
-            && self.net.contains(&other)
-            && self.proto.matches(proto)
-            && (self.ports.is_empty() || self.ports.iter().any(|r| r.contains(port)))
-    }
 }
 
 /// A protocol's port table inside a bucket: `starts[off..off+len]`, `best[off..off+len]`.
@@ -98,24 +80,12 @@ pub(super) struct RuleTables {
     pub(super) rank_of: AHashMap<u32, u32>,
 }
 
-/// What changes without a commit: the quarantined MACs and the management
-/// exceptions that keep their channel open, and the address bindings (which
-/// MAC holds which IP). Rebuilding it costs O(its size), not a recompile of
-/// the rules ([`PolicySnapshot::with_quarantine`],
-/// [`PolicySnapshot::with_bindings`]).
-#[derive(Debug, Default)]
-pub(super) struct Overlay {
-    pub(super) quarantine: AHashSet<MacAddr>,
-    pub(super) management: Box<[Management]>,
-    pub(super) bindings: Arc<AHashMap<IpAddr, MacAddr>>,
-}
-
 /// The compiled policy: the rule tables and the overlay, with a generation.
 /// Immutable; share it behind an `Arc` (see [`super::SnapshotCell`]).
 pub struct PolicySnapshot {
     pub(super) generation: u64,
     pub(super) tables: Arc<RuleTables>,
-    pub(super) overlay: Arc<Overlay>,
+    pub(super) overlay: Overlay,
 }
 
 impl fmt::Debug for PolicySnapshot {
@@ -168,65 +138,8 @@ impl PolicySnapshot {
                 rules: Box::default(),
                 rank_of: AHashMap::new(),
             }),
-            overlay: Arc::default(),
+            overlay: Overlay::default(),
         }
-    }
-
-    /// This policy with another set of quarantined MACs, as `generation`:
-    /// the rule tables are shared, not rebuilt, so the cost is the set's size.
-    pub fn with_quarantine(
-        &self,
-        quarantine: impl IntoIterator<Item = MacAddr>,
-        generation: u64,
-    ) -> PolicySnapshot {
-        PolicySnapshot {
-            generation,
-            tables: self.tables.clone(),
-            overlay: Arc::new(Overlay {
-                quarantine: quarantine.into_iter().collect(),
-                management: self.overlay.management.clone(),
-                bindings: self.overlay.bindings.clone(),
-            }),
-        }
-    }
-
-    /// This policy with other address bindings (IP -> the MAC that holds
-    /// it), same generation: a binding decides new flows and ARP only (a
-    /// frame claiming an address another MAC holds is a spoof), so flows
-    /// already decided need no second look.
-    pub fn with_bindings(
-        &self,
-        bindings: impl IntoIterator<Item = (IpAddr, MacAddr)>,
-    ) -> PolicySnapshot {
-        PolicySnapshot {
-            generation: self.generation,
-            tables: self.tables.clone(),
-            overlay: Arc::new(Overlay {
-                quarantine: self.overlay.quarantine.clone(),
-                management: self.overlay.management.clone(),
-                bindings: Arc::new(bindings.into_iter().collect()),
-            }),
-        }
-    }
-
-    /// The MAC that holds `ip`, if a workload holds it.
-    #[inline]
-    pub fn owner_of(&self, ip: IpAddr) -> Option<MacAddr> {
-        if self.overlay.bindings.is_empty() {
-            return None;
-        }
-        self.overlay.bindings.get(&ip).copied()
-    }
-
-    /// Whether `mac` sending as `ip` claims an address another MAC holds.
-    #[inline]
-    pub fn claims_other(&self, mac: MacAddr, ip: IpAddr) -> Option<MacAddr> {
-        self.owner_of(ip).filter(|&owner| owner != mac)
-    }
-
-    /// The quarantined MACs, in no order.
-    pub fn quarantined(&self) -> impl Iterator<Item = MacAddr> + '_ {
-        self.overlay.quarantine.iter().copied()
     }
 
     /// The generation this snapshot was compiled with.
@@ -264,11 +177,6 @@ impl PolicySnapshot {
     pub fn rule_action(&self, id: u32) -> Option<Action> {
         let rank = *self.tables.rank_of.get(&id)?;
         Some(self.tables.rules.get(rank as usize)?.action)
-    }
-
-    /// Whether `mac` is quarantined.
-    pub fn is_quarantined(&self, mac: MacAddr) -> bool {
-        self.overlay.quarantine.contains(&mac)
     }
 
     /// Whether `ip` is in a blocked CIDR.
@@ -310,11 +218,12 @@ impl PolicySnapshot {
     }
 
     /// The verdict for a new flow.
-    /// Precedence: quarantine (with management exceptions) > blocklist > the first
-    /// matching rule > the effective mode's default. The effective mode is the
+    /// Precedence: quarantine (with management exceptions) > threat intel's
+    /// blocked addresses > the policy's blocklist > the first matching rule >
+    /// the effective mode's default. The effective mode is the
     /// strictest of both endpoints' modes; audit and learn turn a deny into an allow
-    /// with `would_deny`, except learn's default, which is a plain allow. Quarantine and
-    /// blocklist deny in every mode.
+    /// with `would_deny`, except learn's default, which is a plain allow. Quarantine,
+    /// intel and blocklist deny in every mode.
     ///
     /// When both endpoints are quarantined, the flow passes only if each one's peer
     /// matches a management exception.
@@ -341,6 +250,12 @@ impl PolicySnapshot {
                     plain(Action::Deny, Reason::Quarantine)
                 };
             }
+        }
+        if let Some(id) = self
+            .intel_blocks(q.src_ip)
+            .or_else(|| self.intel_blocks(q.dst_ip))
+        {
+            return plain(Action::Deny, Reason::Intel(id));
         }
         if self.is_blocked(q.src_ip) || self.is_blocked(q.dst_ip) {
             return plain(Action::Deny, Reason::Blocklist);
@@ -463,50 +378,5 @@ impl PolicySnapshot {
             .and_then(|i| best.get(i))
             .copied()
             .unwrap_or(NO_RULE)
-    }
-
-    fn management_allows(&self, other_mac: MacAddr, other: IpAddr, q: &FlowQuery) -> bool {
-        self.overlay
-            .management
-            .iter()
-            .any(|m| m.allows(other_mac, other, q.proto, q.dst_port))
-    }
-
-    /// Whether a frame between `src` and `dst` has a quarantined end.
-    #[inline]
-    pub fn quarantines(&self, src: MacAddr, dst: MacAddr) -> bool {
-        !self.overlay.quarantine.is_empty()
-            && (self.overlay.quarantine.contains(&src) || self.overlay.quarantine.contains(&dst))
-    }
-
-    /// Whether a frame below IP (ARP, IPv6 neighbour discovery) with a
-    /// quarantined end may pass: only between a quarantined host and a
-    /// management host (by MAC), so that the management channel can resolve
-    /// addresses. A broadcast or multicast question from the quarantined host
-    /// passes only if it asks for an address of a management exception
-    /// (`target`); anything else (gratuitous ARP, router advertisements,
-    /// questions to other hosts, answers to them) is cut.
-    pub fn quarantine_l2_allows(&self, src: MacAddr, dst: MacAddr, target: Option<IpAddr>) -> bool {
-        let is_mgmt = |mac: MacAddr| {
-            self.overlay
-                .management
-                .iter()
-                .any(|m| m.macs.contains(&mac))
-        };
-        let (sq, dq) = (
-            self.overlay.quarantine.contains(&src),
-            self.overlay.quarantine.contains(&dst),
-        );
-        if sq && dq {
-            return false;
-        }
-        if dq {
-            return is_mgmt(src);
-        }
-        if dst.is_multicast() {
-            return target
-                .is_some_and(|t| self.overlay.management.iter().any(|m| m.net.contains(&t)));
-        }
-        is_mgmt(dst)
     }
 }

@@ -6,9 +6,9 @@
 //! intervals with the rank of the first rule covering them (see [`super::classify`]).
 
 use super::classify::{
-    bucket_key, CompiledRule, GroupSet, Management, Overlay, PolicySnapshot, RuleTables, Slot, ANY,
-    NO_RULE, PROTO_ANY,
+    bucket_key, CompiledRule, GroupSet, PolicySnapshot, RuleTables, Slot, ANY, NO_RULE, PROTO_ANY,
 };
+use super::overlay::{Management, Overlay};
 use super::proto::{PortRange, Proto};
 use super::spec::{GroupIndex, Member, PolicySpec, RuleSpec, Side};
 use super::Mode;
@@ -269,9 +269,9 @@ fn overlay(spec: &PolicySpec) -> Result<Overlay, PolicyError> {
         });
     }
     Ok(Overlay {
-        quarantine: spec.quarantine.iter().copied().collect(),
-        management: management.into_boxed_slice(),
-        bindings: Arc::default(),
+        quarantine: Arc::new(spec.quarantine.iter().copied().collect()),
+        management: management.into(),
+        ..Overlay::default()
     })
 }
 
@@ -450,7 +450,7 @@ impl PolicySnapshot {
                 rules: bucketed.rules.into_boxed_slice(),
                 rank_of: bucketed.rank_of,
             }),
-            overlay: Arc::new(overlay),
+            overlay,
         })
     }
 }

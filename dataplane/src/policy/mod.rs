@@ -4,12 +4,14 @@
 //! (MACs, networks, group indexes; no file format of its own);
 //! [`PolicySnapshot::compile`] turns it into lookup structures whose cost does
 //! not grow linearly with the number of rules.
-//! Precedence: quarantine > blocklist > ordered rules > the group mode's default.
+//! Precedence: quarantine > intel > blocklist > ordered rules > the group mode's default.
+//! Quarantines, bindings and intel live in the snapshot's overlay ([`overlay`]).
 
 mod classify;
 mod compile;
 #[cfg(any(test, feature = "test-support"))]
 pub mod named;
+mod overlay;
 mod proto;
 mod spec;
 #[cfg(test)]
@@ -21,6 +23,7 @@ mod tests_spec;
 
 pub use classify::PolicySnapshot;
 pub use compile::{Place, PolicyError};
+pub use overlay::Resolved;
 pub use proto::{PortRange, Proto};
 pub use spec::{
     parse_mac, EndpointSpec, GroupIndex, GroupSpec, ManagementSpec, Member, PolicySpec, RuleSpec,
@@ -67,6 +70,10 @@ pub enum Reason {
     Management,
     /// One endpoint's IP is in a blocked CIDR.
     Blocklist,
+    /// One endpoint's IP is blocked by threat intel: the entry that lists
+    /// it, or the domain DNS answered it for (an index into the control
+    /// plane's intel entries).
+    Intel(u32),
     /// No rule matched: the default of the effective mode.
     Default,
 }

@@ -1,5 +1,6 @@
 use super::*;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub(super) fn mac(s: &str) -> MacAddr {
     parse_mac(s).unwrap()
@@ -103,6 +104,66 @@ fn blocklist_beats_allow_rule() {
     assert_eq!(c, v(Action::Deny, Reason::Blocklist, Mode::Audit, false));
     let c = s.classify(&flow(WEB, (DB.0, "2001:db8::5"), TCP, 1));
     assert_eq!(c.reason, Reason::Blocklist);
+}
+
+#[test]
+fn intel_blocks_both_ways_in_every_mode_below_quarantine() {
+    use crate::intel::IpSet;
+    let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+    let base = snap(&format!(
+        "{BASE}blocklist: [10.0.2.0/24]\nquarantine: ['02:00:00:00:00:0f']\n"
+    ));
+    let feeds = Arc::new(IpSet::new([
+        (net("10.0.2.20/32"), 4),
+        (net("10.0.1.0/24"), 9),
+    ]));
+    let resolved = Arc::new(crate::policy::Resolved::from_iter([(ip("10.0.50.6"), 12)]));
+    let s = base.with_intel(feeds, resolved, 8);
+    assert_eq!(s.generation(), 8);
+    // The listed address, either way; above the blocklist and the rules.
+    let c = s.classify(&flow(WEB, DB, TCP, 5432));
+    assert_eq!(c, v(Action::Deny, Reason::Intel(9), Mode::Enforce, false));
+    let c = s.classify(&flow(DB, (WEB.0, "10.0.3.1"), TCP, 5432));
+    assert_eq!(c.reason, Reason::Intel(4));
+    // An address DNS answered for a blocked domain.
+    let c = s.classify(&flow(
+        (DB.0, "10.0.3.1"),
+        ("02:00:00:00:00:0e", "10.0.50.6"),
+        UDP,
+        53,
+    ));
+    assert_eq!(c.reason, Reason::Intel(12));
+    // Quarantine stays first.
+    let c = s.classify(&flow(OTHER, DB, TCP, 5432));
+    assert_eq!(c.reason, Reason::Quarantine);
+    // Audit mode does not soften it.
+    let audit = snap("default_mode: audit\n").with_intel(
+        Arc::new(IpSet::new([(net("10.0.2.20/32"), 1)])),
+        Arc::default(),
+        2,
+    );
+    let c = audit.classify(&flow(WEB, DB, TCP, 1));
+    assert_eq!(c, v(Action::Deny, Reason::Intel(1), Mode::Audit, false));
+    // Another overlay change keeps the intel; the rules are shared.
+    let q = s.with_quarantine([], 9);
+    assert_eq!(
+        q.classify(&flow(WEB, DB, TCP, 5432)).reason,
+        Reason::Intel(9)
+    );
+    assert!(Arc::ptr_eq(&q.tables, &base.tables));
+    assert_eq!(q.intel_len(), (2, 1));
+    // Unlisted: the rules decide (groups by MAC).
+    let clear = q.with_intel(Arc::default(), Arc::default(), 10);
+    assert_eq!(
+        clear
+            .classify(&flow(WEB, (DB.0, "10.0.9.9"), TCP, 5432))
+            .reason,
+        Reason::Rule(1)
+    );
+    assert_eq!(
+        clear.classify(&flow(WEB, DB, TCP, 5432)).reason,
+        Reason::Blocklist
+    );
 }
 
 #[test]

@@ -17,6 +17,8 @@ pub enum DropReason {
     Quarantine,
     /// An endpoint's IP is blocklisted.
     Blocklist,
+    /// An endpoint's IP is blocked by threat intel.
+    Intel,
     /// A later IP fragment whose first fragment was not seen.
     Fragment,
     /// A non-IP, non-ARP frame refused by the non-IP policy (by default: an
@@ -33,12 +35,13 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::RuleDeny,
         DropReason::DefaultDeny,
         DropReason::Quarantine,
         DropReason::Blocklist,
+        DropReason::Intel,
         DropReason::Fragment,
         DropReason::NonIp,
         DropReason::TxFull,
@@ -53,6 +56,7 @@ impl DropReason {
             Reason::Default => DropReason::DefaultDeny,
             Reason::Quarantine | Reason::Management => DropReason::Quarantine,
             Reason::Blocklist => DropReason::Blocklist,
+            Reason::Intel(_) => DropReason::Intel,
         }
     }
 
@@ -63,6 +67,7 @@ impl DropReason {
             DropReason::DefaultDeny => "default-deny",
             DropReason::Quarantine => "quarantine",
             DropReason::Blocklist => "blocklist",
+            DropReason::Intel => "intel",
             DropReason::Fragment => "fragment",
             DropReason::NonIp => "non-ip",
             DropReason::TxFull => "tx-full",

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod doc;
 pub mod follow;
+pub mod intel;
 pub mod inventory;
 pub mod ipfix;
 pub mod policy;
@@ -58,6 +59,7 @@ impl Modify for BearerAuth {
         (name = "quarantine", description = "Quarantine by MAC"),
         (name = "admin", description = "Tokens and the audit log"),
         (name = "records", description = "Flow records"),
+        (name = "intel", description = "Threat-intel feeds"),
         (name = "status", description = "Stats and health"),
     )
 )]
@@ -86,6 +88,8 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(records::blast_radius))
         .routes(routes!(records::addresses))
         .routes(routes!(records::dns))
+        .routes(routes!(intel::status))
+        .routes(routes!(intel::lookup))
 }
 
 /// Routes for operators and admins: quarantine and release.
@@ -104,6 +108,7 @@ fn admin_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::list_tokens, admin::create_token))
         .routes(routes!(admin::revoke_token))
         .routes(routes!(admin::audit))
+        .routes(routes!(intel::reload))
 }
 
 /// The API routes and their document (without state or outer layers). The

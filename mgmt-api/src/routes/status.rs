@@ -514,6 +514,7 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
     if let Some(x) = &s.ipfix {
         super::ipfix::register(&mut reg, x);
     }
+    super::intel::register(&mut reg, &st.control.intel());
     reg.register(
         "api_requests",
         "Management API requests answered, by HTTP status",

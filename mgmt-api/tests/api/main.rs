@@ -10,6 +10,7 @@
 mod auth;
 mod common;
 mod follow;
+mod intel;
 mod openapi;
 mod records;
 mod resources;

@@ -44,7 +44,7 @@ fn the_served_document_matches_the_router_and_the_committed_copy() {
         }
     }
     // Only the documented resources exist (no stubs of later issues).
-    for later in ["alerts", "intel", "learning"] {
+    for later in ["alerts", "learning"] {
         assert!(!paths.keys().any(|p| p.contains(later)), "{later}");
     }
     the_layers_answers_and_the_server_patterns_are_documented(&doc);

@@ -27,6 +27,7 @@ impl State {
                 Reason::Quarantine => 2,
                 Reason::Blocklist => 3,
                 Reason::Management => 4,
+                Reason::Intel(_) => 5,
             };
             if let Some(c) = self.shared.flows_ended.get(v).and_then(|row| row.get(r)) {
                 c.fetch_add(1, Ordering::Relaxed);

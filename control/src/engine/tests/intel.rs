@@ -1,0 +1,99 @@
+//! Threat intel on the control thread: a feed reading is published beside
+//! the rules as a new generation, below quarantine and above the rules,
+//! kept across commits and quarantines, and the watcher reads a changed
+//! file again.
+//!
+//! Compiled only with `cfg(test)`, like its parent: its `unwrap`/`expect`
+//! fail a test on a fixture the test wrote itself.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
+)]
+
+use super::*;
+use crate::engine::IntelWatch;
+use crate::intel::feeds::{FeedSource, Loader};
+use crate::intel::{Action as FeedAction, Format, Severity};
+
+fn feed(dir: &std::path::Path, name: &str, action: FeedAction, text: &str) -> FeedSource {
+    let path = dir.join(format!("{name}.txt"));
+    std::fs::write(&path, text).unwrap();
+    FeedSource {
+        name: name.into(),
+        path,
+        format: Format::List,
+        action,
+        severity: Severity::High,
+        quarantine: false,
+        force: false,
+    }
+}
+
+#[test]
+fn a_block_feed_is_published_beside_the_rules_and_survives_commits_and_quarantines() {
+    let bed = start("intel-publish");
+    let h = &bed.engine.handle;
+    let dir = bed._dir.0.clone();
+    let sources = vec![
+        feed(&dir, "c2", FeedAction::Block, "10.0.0.21\n"),
+        feed(&dir, "watch", FeedAction::Alert, "10.0.0.11\n"),
+    ];
+    let rules = Arc::as_ptr(&bed.cell.load_full()) as usize;
+    let before = bed.cell.generation();
+    let mut loader = Loader::new(sources, &dir, vec![]).unwrap();
+    let generation = h.set_intel(loader.load()).unwrap();
+    assert_eq!(generation, before + 1);
+    assert_eq!(bed.cell.generation(), generation, "in force at the answer");
+    assert_ne!(Arc::as_ptr(&bed.cell.load_full()) as usize, rules);
+    let v = bed.verdict((WEB, "10.0.0.11"), (DB, "10.0.0.21"), 5432);
+    assert_eq!((v.action, v.reason), (Action::Deny, Reason::Intel(0)));
+    // Both ways; an alert feed's address is not blocked.
+    let v = bed.verdict((DB, "10.0.0.21"), (WEB, "10.0.0.11"), 22);
+    assert_eq!(v.reason, Reason::Intel(0));
+    let v = bed.verdict((ADMIN, "10.0.3.5"), (WEB, "10.0.0.11"), 22);
+    assert_eq!(v.action, Action::Allow);
+    assert!(matches!(v.reason, Reason::Rule(_)), "{v:?}");
+    let view = h.intel();
+    assert_eq!(view.generation, generation);
+    assert_eq!(view.feeds.len(), 2);
+    assert_eq!(view.intel.len(), 2);
+
+    // A quarantine and a commit keep it; quarantine stays first.
+    h.quarantine(mac(DB), None, "alice").unwrap();
+    let v = bed.verdict((WEB, "10.0.0.11"), (DB, "10.0.0.21"), 5432);
+    assert_eq!(v.reason, Reason::Quarantine);
+    h.release(mac(DB), None, "alice").unwrap();
+    h.replace(model(POLICY), "alice", "same again").unwrap();
+    let v = bed.verdict((WEB, "10.0.0.11"), (DB, "10.0.0.21"), 5432);
+    assert_eq!(v.reason, Reason::Intel(0));
+
+    // Emptied on purpose (a feed with another entry): the rules decide again.
+    std::fs::write(dir.join("c2.txt"), "192.0.2.1\n").unwrap();
+    h.set_intel(loader.load()).unwrap();
+    assert_eq!(bed.web_to_db(), Action::Allow);
+}
+
+#[test]
+fn the_watcher_puts_the_feeds_in_force_at_start_and_reads_a_changed_file_again() {
+    let bed = start("intel-watch");
+    let h = &bed.engine.handle;
+    let dir = bed._dir.0.clone();
+    let source = feed(&dir, "c2", FeedAction::Block, "192.0.2.1\n");
+    let path = source.path.clone();
+    let loader = Loader::new(vec![source], &dir, vec![]).unwrap();
+    let _watch = IntelWatch::start(loader, h.clone(), Duration::from_millis(20)).unwrap();
+    assert_eq!(h.intel().intel.len(), 1, "read before start returns");
+    assert_eq!(bed.web_to_db(), Action::Allow);
+    let tmp = dir.join("c2.new");
+    std::fs::write(&tmp, "192.0.2.1\n10.0.0.21\n").unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    eventually("the changed feed is in force", || {
+        bed.web_to_db() == Action::Deny
+    });
+    assert_eq!(h.intel().feeds[0].entries, 2);
+    // Asked to read again: a new generation, same entries.
+    let g = h.intel().generation;
+    assert!(h.reload_intel());
+    eventually("the feeds are read again", || h.intel().generation > g);
+}

@@ -1,0 +1,362 @@
+//! Feed files named in the config, read into one [`Intel`] and read again
+//! when one of them changes.
+//!
+//! A file is foreign input and can be caught half-written, emptied by a
+//! failed download or removed: each good version read is copied into the
+//! state directory, and a file that cannot be read, or holds no entry at
+//! all, is replaced by that copy (its status says so), so that a broken
+//! download never lifts a block. A restart with a broken file also finds
+//! the copy.
+//!
+//! Changes are noticed by polling each file's metadata (size, modification
+//! time, inode): it works for files replaced by a rename, edited in place or
+//! on a network filesystem, and costs a `stat` a feed every interval.
+
+use super::parse::{read_feed, Guard, Problems};
+use super::{Action, Feed, Format, Intel, IntelBuilder, Severity};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A feed file named in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedSource {
+    /// Unique; letters, digits, `-`, `_` and `.`.
+    pub name: String,
+    pub path: PathBuf,
+    pub format: Format,
+    pub action: Action,
+    pub severity: Severity,
+    /// Quarantine a workload that resolves or contacts one of its entries.
+    pub quarantine: bool,
+    /// Accept absurd entries (see [`Guard`]).
+    pub force: bool,
+}
+
+/// Why a feed source is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FeedError {
+    #[error("feed name {0:?}: use 1 to 64 letters, digits, '-', '_' or '.'")]
+    Name(String),
+    #[error("feed {0:?} is named twice")]
+    Duplicate(String),
+    #[error("{0} feeds: at most {max}", max = MAX_FEEDS)]
+    TooMany(usize),
+}
+
+/// Feeds at most (a feed is an index of 16 bits in each entry).
+pub const MAX_FEEDS: usize = 1024;
+
+/// Checks the sources' names: unique, and usable as a file name for the
+/// last good copy.
+pub fn check_sources(sources: &[FeedSource]) -> Result<(), FeedError> {
+    if sources.len() > MAX_FEEDS {
+        return Err(FeedError::TooMany(sources.len()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in sources {
+        let ok = (1..=64).contains(&s.name.len())
+            && !s.name.starts_with('.')
+            && s.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            return Err(FeedError::Name(s.name.clone()));
+        }
+        if !seen.insert(s.name.as_str()) {
+            return Err(FeedError::Duplicate(s.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The networks no feed may list unless forced: the management
+/// exceptions' networks of `model` and the appliance's own addresses
+/// (`own`; unspecified ones are skipped).
+pub fn protected(model: &crate::model::Model, own: &[std::net::IpAddr]) -> Vec<ipnet::IpNet> {
+    let mut nets: Vec<ipnet::IpNet> = model
+        .management
+        .iter()
+        .filter_map(|m| {
+            let net = m.cidr.parse::<ipnet::IpNet>().ok();
+            net.or_else(|| m.cidr.parse::<std::net::IpAddr>().ok().map(Into::into))
+        })
+        .map(|n| n.trunc())
+        .collect();
+    nets.extend(
+        own.iter()
+            .filter(|ip| !ip.is_unspecified())
+            .map(|&ip| ipnet::IpNet::from(ip)),
+    );
+    nets
+}
+
+/// Where a feed's entries in force came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The file, as it is now.
+    File,
+    /// The last good copy: the file could not be read or held nothing.
+    LastGood,
+    /// Nothing: the file could not be read and no good copy exists.
+    Nothing,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::File => "file",
+            Origin::LastGood => "last-good",
+            Origin::Nothing => "none",
+        }
+    }
+}
+
+/// What the last load of a feed did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedStatus {
+    pub source: FeedSource,
+    pub origin: Origin,
+    /// Entries in force.
+    pub entries: usize,
+    /// Lines skipped in the version in force.
+    pub problems: Problems,
+    /// Why the file as it is now is not in force, if it is not.
+    pub error: Option<String>,
+    /// When the version in force was read, ms since the epoch.
+    pub loaded_ms: Option<i64>,
+}
+
+/// One load of every feed.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub intel: Arc<Intel>,
+    pub feeds: Vec<FeedStatus>,
+    /// How long reading and building took.
+    pub took_ms: f64,
+}
+
+/// A file's identity and version, as `stat` gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Fingerprint {
+        len: m.len(),
+        modified: m.modified().ok(),
+        inode,
+    })
+}
+
+/// Reads the feeds, and reads them again when one changed.
+#[derive(Debug)]
+pub struct Loader {
+    sources: Vec<FeedSource>,
+    /// Where the last good copies go (created when first needed).
+    copies: PathBuf,
+    protected: Vec<ipnet::IpNet>,
+    seen: Vec<Option<Fingerprint>>,
+    status: Vec<FeedStatus>,
+    /// The intel of the last load, for the entries' "added" times.
+    last: Arc<Intel>,
+}
+
+impl Loader {
+    /// A loader of `sources` that keeps its copies under `state_dir/intel`;
+    /// `protected` are the appliance's own networks (see [`Guard`]).
+    pub fn new(
+        sources: Vec<FeedSource>,
+        state_dir: &Path,
+        protected: Vec<ipnet::IpNet>,
+    ) -> Result<Loader, FeedError> {
+        check_sources(&sources)?;
+        Ok(Loader {
+            seen: vec![None; sources.len()],
+            status: Vec::new(),
+            copies: state_dir.join("intel"),
+            protected,
+            sources,
+            last: Arc::default(),
+        })
+    }
+
+    /// The networks no feed may list unless forced.
+    pub fn set_protected(&mut self, protected: Vec<ipnet::IpNet>) {
+        self.protected = protected;
+    }
+
+    /// Whether a feed file changed since it was last read (a file still
+    /// missing has not).
+    pub fn changed(&self) -> bool {
+        self.sources
+            .iter()
+            .zip(&self.seen)
+            .any(|(s, seen)| fingerprint(&s.path) != *seen)
+    }
+
+    /// Reads every feed if one changed (or `always`); `None` if none did.
+    pub fn poll(&mut self, always: bool) -> Option<Loaded> {
+        if !always && !self.changed() && !self.status.is_empty() {
+            return None;
+        }
+        Some(self.load())
+    }
+
+    /// Reads every feed into a new [`Intel`]. An entry listed by the last
+    /// load too (same feed, same indicator) keeps its "added" time.
+    pub fn load(&mut self) -> Loaded {
+        let started = Instant::now();
+        let now = crate::time::Timestamp::now().millis();
+        let feeds = self
+            .sources
+            .iter()
+            .map(|s| Feed {
+                name: s.name.clone(),
+                action: s.action,
+                severity: s.severity,
+                quarantine: s.quarantine,
+            })
+            .collect();
+        let mut builder = IntelBuilder::new(feeds);
+        let mut status = Vec::with_capacity(self.sources.len());
+        for (i, source) in self.sources.iter().enumerate() {
+            let Ok(feed) = u16::try_from(i) else {
+                break;
+            };
+            let seen = fingerprint(&source.path);
+            let previous = self.status.iter().find(|s| s.source.name == source.name);
+            let guard = Guard {
+                protected: self.protected.clone(),
+                force: source.force,
+            };
+            let last = &self.last;
+            let mut add = |entry: super::Entry| {
+                let added = last
+                    .listed_exactly(&entry.indicator, &source.name)
+                    .unwrap_or(now);
+                builder.add(entry, feed, added);
+            };
+            let st = read_one(source, &self.copies, &guard, previous, now, &mut add);
+            if let Some(slot) = self.seen.get_mut(i) {
+                *slot = seen;
+            }
+            status.push(st);
+        }
+        let intel = Arc::new(builder.build());
+        self.last = intel.clone();
+        self.status = status.clone();
+        Loaded {
+            intel,
+            feeds: status,
+            took_ms: started.elapsed().as_secs_f64() * 1e3,
+        }
+    }
+}
+
+/// The last good copy of a feed.
+fn copy_path(copies: &Path, name: &str) -> PathBuf {
+    copies.join(format!("{name}.last-good"))
+}
+
+/// Reads one feed: the file, else its last good copy.
+fn read_one(
+    source: &FeedSource,
+    copies: &Path,
+    guard: &Guard,
+    previous: Option<&FeedStatus>,
+    now: i64,
+    add: &mut impl FnMut(super::Entry),
+) -> FeedStatus {
+    let copy = copy_path(copies, &source.name);
+    let mut error = None;
+    match std::fs::read(&source.path) {
+        Ok(bytes) => {
+            // A file of nothing but problems (a captive portal's HTML page,
+            // a truncated download) is not a feed: nothing of it was added.
+            let mut n = 0;
+            let problems = read_feed(&bytes, source.format, guard, |e| {
+                n += 1;
+                add(e);
+            });
+            if n == 0 {
+                error = Some(if problems.count > 0 {
+                    format!(
+                        "{}: no entry in it ({} lines refused)",
+                        source.path.display(),
+                        problems.count
+                    )
+                } else {
+                    format!("{}: empty", source.path.display())
+                });
+            } else {
+                let unchanged = std::fs::read(&copy).is_ok_and(|c| c == bytes);
+                if !unchanged {
+                    if let Err(e) = save_copy(copies, &copy, &bytes) {
+                        error = Some(format!("last good copy {}: {e}", copy.display()));
+                    }
+                }
+                return FeedStatus {
+                    source: source.clone(),
+                    origin: Origin::File,
+                    entries: n,
+                    problems,
+                    error,
+                    loaded_ms: Some(now),
+                };
+            }
+        }
+        Err(e) => error = Some(format!("{}: {e}", source.path.display())),
+    }
+    match std::fs::read(&copy) {
+        Ok(bytes) => {
+            let mut n = 0;
+            let problems = read_feed(&bytes, source.format, guard, |e| {
+                n += 1;
+                add(e);
+            });
+            let loaded_ms = previous
+                .filter(|p| p.origin != Origin::Nothing)
+                .and_then(|p| p.loaded_ms)
+                .or_else(|| modified_ms(&copy));
+            FeedStatus {
+                source: source.clone(),
+                origin: Origin::LastGood,
+                entries: n,
+                problems,
+                error,
+                loaded_ms,
+            }
+        }
+        Err(_) => FeedStatus {
+            source: source.clone(),
+            origin: Origin::Nothing,
+            entries: 0,
+            problems: Problems::default(),
+            error,
+            loaded_ms: None,
+        },
+    }
+}
+
+fn modified_ms(path: &Path) -> Option<i64> {
+    let t = std::fs::metadata(path).ok()?.modified().ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+/// Writes the copy whole or not at all (a temporary file renamed over it).
+fn save_copy(dir: &Path, copy: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = copy.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, copy)
+}

@@ -1,0 +1,118 @@
+//! `/api/v1/intel`: the feeds in force with their problems, a lookup by
+//! address or name, a reload for admins only, and the metrics.
+
+use crate::common::{error, json, Bed};
+use control::engine::IntelWatch;
+use control::intel::feeds::{FeedSource, Loader};
+use control::intel::{Action, Format, Severity};
+use reqwest::Method;
+use std::time::{Duration, Instant};
+
+fn with_feeds(bed: &Bed) -> std::path::PathBuf {
+    let dir = bed._dir.0.clone();
+    let ips = dir.join("c2.txt");
+    std::fs::write(&ips, "203.0.113.66\nnot an address\n198.51.100.0/24\n").unwrap();
+    let names = dir.join("names.txt");
+    std::fs::write(&names, "0.0.0.0 evil.example\n").unwrap();
+    let source = |name: &str, path: &std::path::Path, format, action| FeedSource {
+        name: name.into(),
+        path: path.to_path_buf(),
+        format,
+        action,
+        severity: Severity::High,
+        quarantine: false,
+        force: false,
+    };
+    let loader = Loader::new(
+        vec![
+            source("c2", &ips, Format::List, Action::Block),
+            source("names", &names, Format::Hosts, Action::Alert),
+        ],
+        &dir,
+        vec![],
+    )
+    .unwrap();
+    let h = bed.engine.as_ref().unwrap().handle.clone();
+    IntelWatch::start(loader, h, Duration::from_secs(3600)).unwrap();
+    ips
+}
+
+#[test]
+fn the_feeds_their_problems_and_a_lookup_are_served_and_only_admins_reload() {
+    let bed = Bed::start();
+    // Without feeds: nothing in force, said plainly.
+    let v = json(bed.get("/api/v1/intel", &bed.viewer), 200);
+    assert_eq!(v["generation"], 0);
+    assert_eq!(v["feeds"].as_array().unwrap().len(), 0);
+    let r = json(
+        bed.req(Method::POST, "/api/v1/intel/reload", &bed.admin)
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(r["reloading"], false);
+
+    let ips = with_feeds(&bed);
+    let v = json(bed.get("/api/v1/intel", &bed.viewer), 200);
+    assert_eq!(v["entries"], 3);
+    let c2 = &v["feeds"][0];
+    assert_eq!(c2["name"], "c2");
+    assert_eq!(c2["action"], "block");
+    assert_eq!(c2["entries"], 2);
+    assert_eq!(c2["origin"], "file");
+    assert_eq!(c2["problems"], 1);
+    assert_eq!(c2["problem_lines"][0]["line"], 2);
+    assert_eq!(v["feeds"][1]["format"], "hosts");
+
+    let look = |q: &str| {
+        json(
+            bed.get(&format!("/api/v1/intel/lookup?q={q}"), &bed.viewer),
+            200,
+        )
+    };
+    let m = look("198.51.100.7");
+    assert_eq!(m["match"]["feed"], "c2");
+    assert_eq!(m["match"]["listed"], "198.51.100.0/24");
+    assert_eq!(look("www.Evil.Example.")["match"]["listed"], "evil.example");
+    assert_eq!(look("www.Evil.Example.")["match"]["action"], "alert");
+    assert!(look("192.0.2.1")["match"].is_null());
+    for bad in ["", "a%20b", "%3Cscript%3E"] {
+        let e = error(
+            bed.get(&format!("/api/v1/intel/lookup?q={bad}"), &bed.viewer),
+            400,
+        );
+        assert_eq!(e["field"], "q", "{bad:?}: {e}");
+    }
+
+    // Reload: admins only; a new generation follows.
+    error(
+        bed.req(Method::POST, "/api/v1/intel/reload", &bed.operator)
+            .send()
+            .unwrap(),
+        403,
+    );
+    let before = v["generation"].as_u64().unwrap();
+    std::fs::write(&ips, "203.0.113.66\n").unwrap();
+    let r = json(
+        bed.req(Method::POST, "/api/v1/intel/reload", &bed.admin)
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(r["reloading"], true);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = json(bed.get("/api/v1/intel", &bed.viewer), 200);
+        if v["generation"].as_u64().unwrap() > before {
+            assert_eq!(v["feeds"][0]["entries"], 1);
+            break;
+        }
+        assert!(Instant::now() < until, "the reload is in force");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = bed.get("/metrics", &bed.viewer).text().unwrap();
+    assert!(
+        metrics.contains("bulkhead_intel_entries{feed=\"c2\",action=\"block\",origin=\"file\"} 1"),
+        "{metrics}"
+    );
+}

@@ -1,0 +1,156 @@
+//! `[intel]`: threat-intel feed files, read at start (before the first
+//! packet) and again when they change.
+//!
+//! ```toml
+//! [intel]
+//! reload_secs = 10                  # how often the files are looked at
+//! [[intel.feeds]]
+//! name = "c2"                       # letters, digits, - _ .
+//! path = "/etc/bulkhead/feeds/c2.txt"
+//! format = "list"                   # list, hosts or csv
+//! action = "block"                  # alert or block
+//! severity = "high"                 # of entries that name none
+//! quarantine = false                # quarantine who reaches an entry
+//! force = false                     # accept absurd entries (0.0.0.0/0, com)
+//! ```
+
+use anyhow::Context;
+use control::engine::{ControlHandle, IntelWatch};
+use control::intel::feeds::{FeedSource, Loader};
+use control::intel::{Action, Format, Severity};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntelSection {
+    pub reload_secs: u64,
+    pub feeds: Vec<FeedSection>,
+}
+
+impl Default for IntelSection {
+    fn default() -> Self {
+        IntelSection {
+            reload_secs: 10,
+            feeds: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSection {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default = "default_format")]
+    pub format: String,
+    #[serde(default = "default_action")]
+    pub action: String,
+    #[serde(default = "default_severity")]
+    pub severity: String,
+    #[serde(default)]
+    pub quarantine: bool,
+    #[serde(default)]
+    pub force: bool,
+}
+
+fn default_format() -> String {
+    "list".into()
+}
+fn default_action() -> String {
+    "alert".into()
+}
+fn default_severity() -> String {
+    "high".into()
+}
+
+fn action(s: &str) -> Result<Action, String> {
+    match s {
+        "alert" => Ok(Action::Alert),
+        "block" => Ok(Action::Block),
+        _ => Err(format!("action {s:?}: expected alert or block")),
+    }
+}
+
+impl IntelSection {
+    /// The feed sources, checked; `None` without feeds.
+    pub fn sources(&self) -> anyhow::Result<Vec<FeedSource>> {
+        let mut out = Vec::with_capacity(self.feeds.len());
+        for (i, f) in self.feeds.iter().enumerate() {
+            let at = || format!("intel.feeds[{i}] ({})", f.name);
+            out.push(FeedSource {
+                name: f.name.clone(),
+                path: f.path.clone(),
+                format: f
+                    .format
+                    .parse::<Format>()
+                    .map_err(anyhow::Error::msg)
+                    .with_context(at)?,
+                action: action(&f.action)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(at)?,
+                severity: f
+                    .severity
+                    .parse::<Severity>()
+                    .map_err(anyhow::Error::msg)
+                    .with_context(at)?,
+                quarantine: f.quarantine,
+                force: f.force,
+            });
+        }
+        control::intel::feeds::check_sources(&out).context("intel.feeds")?;
+        if self.reload_secs == 0 {
+            anyhow::bail!("intel.reload_secs: at least 1");
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the feeds into force and starts watching them; `None` without feeds.
+pub fn start(
+    section: &IntelSection,
+    state_dir: &Path,
+    control: &ControlHandle,
+    api: SocketAddr,
+) -> anyhow::Result<Option<IntelWatch>> {
+    let sources = section.sources()?;
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let protected = control::intel::feeds::protected(&control.view().model, &[api.ip()]);
+    let loader = Loader::new(sources, state_dir, protected)?;
+    let watch = IntelWatch::start(
+        loader,
+        control.clone(),
+        Duration::from_secs(section.reload_secs),
+    )?;
+    Ok(Some(watch))
+}
+
+/// The log line of the intel in force.
+pub fn line(control: &ControlHandle) -> String {
+    let view = control.intel();
+    let feeds: Vec<String> = view
+        .feeds
+        .iter()
+        .map(|f| {
+            let mut s = format!("{} {} ({})", f.source.name, f.entries, f.origin.name());
+            if f.problems.count > 0 {
+                s.push_str(&format!(", {} lines refused", f.problems.count));
+            }
+            if let Some(e) = &f.error {
+                s.push_str(&format!(": {e}"));
+            }
+            s
+        })
+        .collect();
+    format!(
+        "intel: {} entries in {:.0} ms, generation {}: {}",
+        view.intel.len(),
+        view.took_ms,
+        view.generation,
+        feeds.join("; ")
+    )
+}

@@ -1,0 +1,215 @@
+//! The live appliance (`bulkhead run` in namespaces, real packets, the API
+//! through `bulkhead ctl`) with a threat-intel block feed: an address added
+//! to the feed file is blocked both ways within a reload interval, an
+//! established connection to it is cut (offloaded or not), the reason is
+//! counted as `intel`, a broken feed keeps its last good version, and the
+//! API says which feed lists an address.
+//!
+//! Needs root; outside CI a non-root run says why it skips, with `CI=true` a
+//! missing privilege is a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod live_bed;
+
+use live_bed::{connects, in_ns, listen, pings, Bed, MAC_A, MAC_B};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+fn policy() -> String {
+    format!(
+        r#"
+default_mode: enforce
+workloads:
+  - {{ mac: "{MAC_A}", name: client, labels: {{ app: web }}, ips: [10.99.0.1] }}
+  - {{ mac: "{MAC_B}", name: server, labels: {{ app: web }}, ips: [10.99.0.2] }}
+groups:
+  - {{ name: web, match: {{ app: web }} }}
+rules:
+  - {{ id: 10, src: [web], dst: [web], services: [{{ proto: tcp, ports: [9000, 9001] }}, icmp], action: allow }}
+"#
+    )
+}
+
+/// An echo server on host-b:9001.
+fn echo(b: &str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = format!("/run/netns/{b}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(&path).expect("namespace file");
+        // SAFETY: setns on this thread only, with a namespace file we opened.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns");
+        let l = TcpListener::bind("10.99.0.2:9001").expect("listen");
+        tx.send(()).expect("ready");
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    rx.recv().expect("the echo server is up");
+}
+
+/// From host-a: a connection to the echo server that sends a byte every
+/// 20 ms and waits for it back. Returns once it got its first answers and
+/// then, on `cut`, how long after `cut` was signalled the echoes stopped
+/// (`None`: they never stopped within 10 s).
+fn echo_stream(
+    a: &str,
+    started: std::sync::mpsc::Sender<()>,
+    cut: std::sync::mpsc::Receiver<Instant>,
+) -> std::thread::JoinHandle<Option<Duration>> {
+    let a = a.to_string();
+    std::thread::spawn(move || {
+        in_ns(&a, move || {
+            let addr = "10.99.0.2:9001".parse().unwrap();
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let one = |s: &mut TcpStream| -> bool {
+                let mut b = [0u8; 1];
+                s.write_all(b"x").is_ok() && s.read_exact(&mut b).is_ok()
+            };
+            for _ in 0..25 {
+                assert!(one(&mut s), "the echo answers before the feed lists it");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            started.send(()).unwrap();
+            let mut listed_at = None;
+            let give_up = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < give_up {
+                if listed_at.is_none() {
+                    listed_at = cut.try_recv().ok();
+                }
+                if !one(&mut s) {
+                    return listed_at.map(|t| t.elapsed());
+                }
+                if listed_at.is_some_and(|t| t.elapsed() > Duration::from_secs(10)) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            None
+        })
+    })
+}
+
+#[test]
+fn a_listed_address_is_blocked_both_ways_and_its_established_flows_are_cut() {
+    if !dataplane::hostenv::root_with("the intel test", &["ip", "ethtool", "nsenter", "ping"]) {
+        return;
+    }
+    let feeds =
+        std::env::temp_dir().join(format!("bulkhead-live-intel-feed-{}", std::process::id()));
+    std::fs::create_dir_all(&feeds).unwrap();
+    let feed = feeds.join("c2.txt");
+    std::fs::write(&feed, "# C2 addresses\n192.0.2.1\n").unwrap();
+    let intel = format!(
+        "\n[intel]\nreload_secs = 1\n[[intel.feeds]]\nname = \"c2\"\npath = \"{}\"\n\
+         action = \"block\"\nseverity = \"critical\"\n",
+        feed.display()
+    );
+    let mut bed = Bed::new("intel", &policy(), &intel);
+    let [a, b, _] = bed.ns.clone();
+    listen(&b);
+    echo(&b);
+    bed.start();
+    assert!(bed.log().contains("intel: 1 entries"), "{}", bed.log());
+    assert!(connects(&a, Duration::from_secs(10)), "not listed: allowed");
+    let feeds_view = bed.ctl(&["intel", "feeds"]);
+    assert_eq!(feeds_view["feeds"][0]["entries"], 1);
+    assert_eq!(feeds_view["feeds"][0]["origin"], "file");
+
+    // An established connection, then the server's address in the feed.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (cut_tx, cut_rx) = std::sync::mpsc::channel();
+    let stream = echo_stream(&a, started_tx, cut_rx);
+    started_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the echo stream runs");
+    let generation = feeds_view["generation"].as_u64().unwrap();
+    let tmp = feeds.join("c2.new");
+    std::fs::write(&tmp, "# C2 addresses\n192.0.2.1\n10.99.0.2 # the server\n").unwrap();
+    std::fs::rename(&tmp, &feed).unwrap();
+    cut_tx.send(Instant::now()).unwrap();
+    let cut_after = stream.join().unwrap();
+    let cut_after = cut_after.unwrap_or_else(|| {
+        panic!(
+            "the established connection was not cut within 10 s:\n{}",
+            bed.log()
+        )
+    });
+    eprintln!("the established connection was cut {cut_after:?} after the feed file changed");
+    // The feed is looked at every second: the cut follows within it.
+    assert!(
+        cut_after < Duration::from_secs(5),
+        "cut after {cut_after:?}"
+    );
+    let view = bed.ctl(&["intel", "feeds"]);
+    assert!(view["generation"].as_u64().unwrap() > generation);
+    assert_eq!(view["feeds"][0]["entries"], 2);
+
+    // New flows both ways.
+    assert!(
+        !connects(&a, Duration::from_secs(2)),
+        "to the listed address"
+    );
+    assert!(!pings(&a), "ping to the listed address");
+    let back = in_ns(&b, || {
+        let addr = "10.99.0.1:9000".parse().unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+    });
+    assert!(!back, "from the listed address");
+    let found = bed.ctl(&["intel", "lookup", "10.99.0.2"]);
+    assert_eq!(found["match"]["feed"], "c2");
+    assert_eq!(found["match"]["action"], "block");
+    assert_eq!(found["match"]["severity"], "critical");
+    assert!(bed.ctl(&["intel", "lookup", "10.99.0.1"])["match"].is_null());
+    // Worker reports are published every second or so.
+    let until = Instant::now() + Duration::from_secs(5);
+    let intel_drops = loop {
+        let stats = bed.ctl(&["stats"]);
+        let n: u64 = stats["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|w| w["drops"]["intel"].as_u64())
+            .sum();
+        if n > 0 || Instant::now() > until {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(intel_drops > 0, "drops counted as intel");
+
+    // A broken download keeps the last good version.
+    std::fs::write(&feed, "<html>502 Bad Gateway</html>\n").unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let v = bed.ctl(&["intel", "feeds"]);
+        if v["feeds"][0]["origin"] == "last-good" || Instant::now() > until {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(view["feeds"][0]["origin"], "last-good", "{view}");
+    assert_eq!(view["feeds"][0]["entries"], 2);
+    assert!(!connects(&a, Duration::from_secs(2)), "still blocked");
+
+    // Listed no more: allowed again.
+    std::fs::write(&feed, "192.0.2.1\n").unwrap();
+    assert!(connects(&a, Duration::from_secs(10)), "unlisted: allowed");
+    let _ = std::fs::remove_dir_all(&feeds);
+}
