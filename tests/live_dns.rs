@@ -24,11 +24,9 @@
 
 mod live_bed;
 
-use live_bed::{in_ns, sh, Bed, EXE, MAC_A, MAC_B};
+use live_bed::{connects_to, resolve, serve, sh, Bed, Dnsmasq, EXE, MAC_A, MAC_B};
 use serde_json::Value;
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 const MAC_C: &str = "02:5e:00:00:00:0c";
@@ -51,76 +49,25 @@ rules:
     )
 }
 
-/// What the test set up beside the bed: namespace c, dnsmasq, the
-/// namespace's resolv.conf; undone on drop.
+/// What the test set up beside the bed: namespace c and dnsmasq; undone
+/// on drop.
 struct Extras {
     ns_c: String,
-    netns_etc: std::path::PathBuf,
-    dnsmasq: Option<Child>,
+    dnsmasq: Option<Dnsmasq>,
 }
 
 impl Drop for Extras {
     fn drop(&mut self) {
-        if let Some(mut d) = self.dnsmasq.take() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
+        self.dnsmasq = None;
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.ns_c])
             .output();
-        let _ = std::fs::remove_dir_all(&self.netns_etc);
     }
-}
-
-/// A TCP server on `addr` in `ns` that accepts and closes.
-fn serve(ns: &str, addr: &'static str) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("namespace file");
-        // SAFETY: setns on an open namespace file moves only this thread,
-        // which serves that namespace only.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns");
-        let l = TcpListener::bind(addr).expect("listen");
-        tx.send(()).expect("ready");
-        for s in l.incoming() {
-            drop(s);
-        }
-    });
-    rx.recv().expect("the listener is up");
 }
 
 /// A TCP connection from `ns` to `to` within 10 s.
 fn connect(ns: &str, to: &'static str) {
-    let ok = in_ns(ns, move || {
-        let until = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < until {
-            if TcpStream::connect_timeout(&to.parse().unwrap(), Duration::from_millis(500)).is_ok()
-            {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        false
-    });
-    assert!(ok, "{ns} -> {to}");
-}
-
-/// `getent ahostsv4 NAME` in `ns` (its resolv.conf points at dnsmasq).
-fn resolve(ns: &str, name: &str) -> String {
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new("ip")
-            .args(["netns", "exec", ns, "getent", "ahostsv4", name])
-            .output()
-            .expect("getent");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() || std::time::Instant::now() > until {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    assert!(connects_to(ns, to, Duration::from_secs(10)), "{ns} -> {to}");
 }
 
 fn rfc3339_now() -> String {
@@ -185,7 +132,6 @@ fn traceback_names_the_workload_that_resolved_not_the_one_that_took_its_address(
     let tag = std::process::id();
     let mut extras = Extras {
         ns_c: format!("bh-dns-c-{tag}"),
-        netns_etc: std::path::PathBuf::from(format!("/etc/netns/{a}")),
         dnsmasq: None,
     };
     let c = extras.ns_c.clone();
@@ -223,36 +169,13 @@ fn traceback_names_the_workload_that_resolved_not_the_one_that_took_its_address(
         "dev",
         "host-b",
     ]);
-    extras.dnsmasq = Some(
-        Command::new("ip")
-            .args(["netns", "exec", &b, "dnsmasq", "--keep-in-foreground"])
-            .args([
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-            ])
-            .args([
-                "--listen-address=10.99.0.2",
-                "--address=/evil.test/10.99.0.66",
-            ])
-            .arg(format!(
-                "--pid-file={}",
-                bed.dir.join("dnsmasq.pid").display()
-            ))
-            .args(["--user=root", "--log-facility=-"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dnsmasq"),
-    );
-    std::fs::create_dir_all(&extras.netns_etc).unwrap();
-    std::fs::write(
-        extras.netns_etc.join("resolv.conf"),
-        "nameserver 10.99.0.2\noptions timeout:1 attempts:3\n",
-    )
-    .unwrap();
+    extras.dnsmasq = Some(Dnsmasq::start(
+        &b,
+        "10.99.0.2",
+        "evil.test",
+        "10.99.0.66",
+        &a,
+    ));
     serve(&b, "0.0.0.0:9000");
     serve(&c, "0.0.0.0:9001");
     bed.start();

@@ -16,6 +16,7 @@
 //!   map from compiled rule ids back to user rule ids.
 #![deny(unsafe_code)]
 
+pub mod alerts;
 pub mod compile;
 pub mod diff;
 pub mod dns;

@@ -1,6 +1,7 @@
 //! `bulkhead ctl`: the management API's client. Tables for people, `--json`
 //! for scripts (the API's own JSON, unchanged).
 
+mod alerts;
 pub(crate) mod client;
 mod intel;
 mod records;
@@ -98,6 +99,9 @@ pub enum CtlCommand {
     Addresses(crate::forensics_cmd::AddressArgs),
     /// DNS responses, newest first (as `bulkhead records dns`).
     Dns(crate::forensics_cmd::DnsArgs),
+    /// Alerts: list, show, acknowledge, close.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Threat-intel feeds: what is in force, lookup, reload.
     #[command(subcommand)]
     Intel(intel::IntelCommand),
@@ -319,6 +323,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Policy(p) => policy(&api, p, args.json)?,
         CtlCommand::Quarantine(q) => quarantine(&api, q, args.json)?,
         CtlCommand::Intel(c) => intel::run(&api, c, args.json)?,
+        CtlCommand::Alerts(c) => alerts::run(&api, c, args.json)?,
         CtlCommand::Tokens(t) => tokens(&api, t, args.json)?,
         CtlCommand::Audit { limit } => {
             let v = api.get_as::<Vec<AuditView>>(&format!("/api/v1/audit?limit={limit}"))?;

@@ -295,3 +295,106 @@ pub fn listen(b: &str) {
     });
     rx.recv().expect("the listener is up");
 }
+
+/// dnsmasq in namespace `ns`, listening on `listen`, answering every name
+/// under `domain` with `answer`, and `ns_client`'s resolv.conf pointing at
+/// it; both undone on drop.
+pub struct Dnsmasq {
+    child: Option<Child>,
+    netns_etc: PathBuf,
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.child.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.netns_etc);
+    }
+}
+
+impl Dnsmasq {
+    pub fn start(ns: &str, listen: &str, domain: &str, answer: &str, ns_client: &str) -> Dnsmasq {
+        let netns_etc = PathBuf::from(format!("/etc/netns/{ns_client}"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "dnsmasq", "--keep-in-foreground"])
+            .args([
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+                "--log-facility=-",
+            ])
+            .arg(format!("--pid-file=/tmp/bulkhead-dnsmasq-{ns}.pid"))
+            .arg(format!("--listen-address={listen}"))
+            .arg(format!("--address=/{domain}/{answer}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq");
+        std::fs::create_dir_all(&netns_etc).expect("/etc/netns");
+        std::fs::write(
+            netns_etc.join("resolv.conf"),
+            format!("nameserver {listen}\noptions timeout:1 attempts:3\n"),
+        )
+        .expect("resolv.conf");
+        Dnsmasq {
+            child: Some(child),
+            netns_etc,
+        }
+    }
+}
+
+/// `getent ahostsv4 NAME` in `ns` (its resolv.conf points at dnsmasq),
+/// tried for up to 10 s.
+pub fn resolve(ns: &str, name: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "getent", "ahostsv4", name])
+            .output()
+            .expect("getent");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() || Instant::now() > until {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A TCP server on `addr` in `ns` that accepts and closes.
+pub fn serve(ns: &str, addr: &'static str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("namespace file");
+        // SAFETY: setns on an open namespace file moves only this thread,
+        // which serves that namespace only.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns");
+        let l = TcpListener::bind(addr).expect("listen");
+        tx.send(()).expect("ready");
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    rx.recv().expect("the listener is up");
+}
+
+/// Whether a TCP connection from `ns` to `to` is made within `within`.
+pub fn connects_to(ns: &str, to: &'static str, within: Duration) -> bool {
+    in_ns(ns, move || {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            let addr = to.parse().expect("addr");
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    })
+}

@@ -340,6 +340,14 @@ impl ControlHandle {
         self.shared.intel.load_full()
     }
 
+    /// What the alerter did since the start.
+    pub fn alert_counters(&self) -> crate::alerts::AlertCounters {
+        match self.shared.alerts.lock() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     /// Asks the feed watcher to read every feed now (false: none runs).
     pub fn reload_intel(&self) -> bool {
         self.shared

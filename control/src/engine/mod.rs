@@ -68,6 +68,12 @@ pub struct EngineConfig {
     pub records: Option<RecordsPlan>,
     /// Export the flow records over IPFIX, and where.
     pub ipfix: Option<IpfixPlan>,
+    /// The instant the workers' clock counts from (as
+    /// [`RecordsPlan::worker_epoch`]): DNS answers read for threat intel
+    /// without records get wall-clock times from it.
+    pub worker_epoch: Instant,
+    /// How alerts are deduplicated and limited.
+    pub alerts: crate::alerts::AlertConfig,
 }
 
 /// Where the control thread exports flow records over IPFIX.
@@ -99,6 +105,8 @@ impl Default for EngineConfig {
             persist_interval: Duration::from_secs(5),
             records: None,
             ipfix: None,
+            worker_epoch: Instant::now(),
+            alerts: crate::alerts::AlertConfig::default(),
         }
     }
 }
@@ -272,6 +280,7 @@ pub(crate) struct Shared {
     ipfix: std::sync::OnceLock<Arc<crate::ipfix::IpfixCounters>>,
     view: ArcSwap<LiveView>,
     intel: ArcSwap<IntelView>,
+    alerts: Mutex<crate::alerts::AlertCounters>,
     /// Wakes the feed watcher, once one runs.
     intel_reload: std::sync::OnceLock<crossbeam_channel::Sender<()>>,
 }
@@ -422,6 +431,7 @@ impl Engine {
             ipfix: std::sync::OnceLock::new(),
             view: ArcSwap::from_pointee(placeholder),
             intel: ArcSwap::default(),
+            alerts: Mutex::default(),
             intel_reload: std::sync::OnceLock::new(),
         });
         let exporter = match &cfg.ipfix {

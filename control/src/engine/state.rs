@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod intel;
 mod learning;
+mod quarantine;
 mod recording;
 
 pub(super) struct State {
@@ -66,6 +67,11 @@ pub(super) struct State {
     /// domains.
     intel: Arc<crate::intel::Intel>,
     resolved: Arc<dataplane::policy::Resolved>,
+    /// The addresses behind `resolved`: blocked by DNS answers, until when.
+    resolved_blocks: intel::ResolvedBlocks,
+    /// Alerts, deduplicated and rate-limited, into the store.
+    alerter: crate::alerts::Alerter,
+    next_alert_flush: Instant,
 }
 
 fn store_err(e: StoreError) -> ControlError {
@@ -156,6 +162,7 @@ impl State {
             });
             learned += 1;
         }
+        let alerts = cfg.alerts;
         let mut state = State {
             next_persist: Instant::now() + cfg.persist_interval,
             store,
@@ -179,6 +186,9 @@ impl State {
             recorder: None,
             intel: Arc::default(),
             resolved: Arc::default(),
+            resolved_blocks: intel::ResolvedBlocks::default(),
+            alerter: crate::alerts::Alerter::new(alerts),
+            next_alert_flush: Instant::now(),
         };
         let effective = state.effective_for(&live)?;
         state.reconcile_quarantines(&live, version, "bootstrap")?;
@@ -204,38 +214,6 @@ impl State {
         Ok(effective)
     }
 
-    /// Brings the quarantines in force in line with a new live policy: what it
-    /// lists is in force (source `policy`), what an earlier policy listed and
-    /// this one does not is released. Command quarantines are left alone.
-    fn reconcile_quarantines(
-        &mut self,
-        model: &Model,
-        version: Version,
-        actor: &str,
-    ) -> Result<(), StoreError> {
-        let now = Timestamp::now();
-        for q in &model.quarantine {
-            let Some(mac) = parse_mac(&q.mac) else {
-                continue;
-            };
-            self.store.quarantine(&ActiveQuarantine {
-                mac: mac.to_string(),
-                reason: q.reason.clone(),
-                actor: q.actor.clone().unwrap_or_else(|| actor.to_string()),
-                at: q.at.unwrap_or(now),
-                source: QuarantineSource::Policy,
-            })?;
-        }
-        let listed = listed_macs(model);
-        for a in self.store.active_quarantines()? {
-            if a.source == QuarantineSource::Policy && !listed.contains(&a.mac) {
-                let why = format!("no longer in the live policy (version {version})");
-                self.store.release(&a.mac, Some(&why), actor, now)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Makes `model` (with its effective form) the live version. Does not publish.
     fn adopt(&mut self, version: Version, model: Model, effective: Model) {
         self.learned = effective
@@ -249,25 +227,6 @@ impl State {
         let old = std::mem::replace(&mut self.live, model);
         self.garbage.push(Box::new(old));
         self.version = version;
-    }
-
-    /// Reads the quarantines in force from the store.
-    fn refresh_quarantines(&mut self) -> Result<(), StoreError> {
-        let active = self.store.active_quarantines()?;
-        let old = std::mem::replace(
-            &mut self.quarantines,
-            Arc::new(active.into_iter().map(quarantine_entry).collect()),
-        );
-        self.garbage.push(Box::new(old));
-        Ok(())
-    }
-
-    /// The quarantined MACs, as the snapshot's overlay holds them.
-    fn quarantined_macs(&self) -> Vec<MacAddr> {
-        self.quarantines
-            .iter()
-            .filter_map(|q| parse_mac(&q.mac))
-            .collect()
     }
 
     /// A freshly compiled snapshot with the overlay in force: the
@@ -298,17 +257,6 @@ impl State {
     fn publish_bindings(&mut self) -> u64 {
         self.addresses.dirty_since = None;
         let snapshot = self.cell.load().with_bindings(self.addresses.pairs());
-        self.install(snapshot)
-    }
-
-    /// Publishes the live rule tables with the quarantines in force as the
-    /// next generation: O(quarantined MACs), the rules are shared.
-    fn publish_overlay(&mut self) -> u64 {
-        let generation = self.generation + 1;
-        let snapshot = self
-            .cell
-            .load()
-            .with_quarantine(self.quarantined_macs(), generation);
         self.install(snapshot)
     }
 
@@ -433,62 +381,6 @@ impl State {
         }
     }
 
-    /// The quarantines in force changed: out to the workers, in the overlay.
-    fn republish_quarantines(&mut self) -> Result<(), ControlError> {
-        self.refresh_quarantines().map_err(store_err)?;
-        self.publish_overlay();
-        Ok(())
-    }
-
-    fn quarantine(
-        &mut self,
-        mac: MacAddr,
-        reason: Option<String>,
-        actor: &str,
-    ) -> Result<QuarantineOutcome, ControlError> {
-        let canonical = mac.to_string();
-        let changed = self
-            .store
-            .quarantine(&ActiveQuarantine {
-                mac: canonical.clone(),
-                reason,
-                actor: actor.to_string(),
-                at: Timestamp::now(),
-                source: QuarantineSource::Command,
-            })
-            .map_err(store_err)?;
-        if changed {
-            self.republish_quarantines()?;
-        }
-        Ok(QuarantineOutcome {
-            mac: canonical,
-            already: !changed,
-            unknown_workload: self.effective.workloads.by_mac(mac).is_none(),
-            generation: self.generation,
-        })
-    }
-
-    fn release(
-        &mut self,
-        mac: MacAddr,
-        reason: Option<String>,
-        actor: &str,
-    ) -> Result<ReleaseOutcome, ControlError> {
-        let canonical = mac.to_string();
-        let released = self
-            .store
-            .release(&canonical, reason.as_deref(), actor, Timestamp::now())
-            .map_err(store_err)?;
-        if released {
-            self.republish_quarantines()?;
-        }
-        Ok(ReleaseOutcome {
-            mac: canonical,
-            released,
-            generation: self.generation,
-        })
-    }
-
     fn save_draft(&mut self, model: Model) -> Result<PolicyDiff, ControlError> {
         compile(&model)?;
         self.store.save_draft(&model).map_err(store_err)?;
@@ -572,6 +464,7 @@ impl State {
     /// Time-driven work: the debounced republish and writing learned workloads.
     pub(super) fn tick(&mut self, now: Instant) {
         self.tick_records();
+        self.tick_intel(now);
         if self
             .addresses
             .dirty_since
@@ -622,6 +515,9 @@ impl State {
         .flatten()
         {
             wait = wait.min((t + self.cfg.debounce).saturating_duration_since(now));
+        }
+        if let Some(w) = self.intel_deadline(now) {
+            wait = wait.min(w);
         }
         wait.min(Duration::from_secs(1))
     }

@@ -53,7 +53,7 @@ impl FromStr for Format {
 }
 
 /// How bad a match is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     Low,
     Medium,
@@ -72,6 +72,25 @@ impl FromStr for Severity {
             _ => Err(format!(
                 "severity {s:?}: expected low, medium, high or critical (or 1 to 4)"
             )),
+        }
+    }
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// 1 (low) to 4 (critical).
+    pub fn rank(self) -> u8 {
+        match self {
+            Severity::Low => 1,
+            Severity::Medium => 2,
+            Severity::High => 3,
+            Severity::Critical => 4,
         }
     }
 }

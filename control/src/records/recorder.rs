@@ -59,6 +59,8 @@ pub struct Recorder {
     since: Option<Instant>,
     /// DNS messages to responses (TCP reassembled).
     dns: DnsDecoder,
+    /// Decode DNS even without a store (threat intel reads the answers).
+    decode_dns: bool,
     /// Flows that had interim records: the counters recorded so far, so that
     /// each record carries only its own share.
     running: HashMap<FlowId, Counted>,
@@ -119,6 +121,19 @@ impl Recorder {
         r
     }
 
+    /// A recorder that keeps and exports nothing: it decodes the DNS
+    /// responses for [`Recorder::record`]'s caller (threat intel).
+    pub fn dns_only(clock: Clock) -> Recorder {
+        let mut r = Recorder::with_writer(None, clock);
+        r.decode_dns = true;
+        r
+    }
+
+    /// Decodes DNS responses even without a store, for the caller.
+    pub fn decode_dns(&mut self) {
+        self.decode_dns = true;
+    }
+
     /// Offers every flow record to `exporter` as well.
     pub fn export_to(&mut self, exporter: crate::ipfix::Exporter) {
         self.export = Some(exporter);
@@ -132,7 +147,6 @@ impl Recorder {
             Clock::Unix => 0,
         };
         Recorder {
-            writer,
             export: None,
             zero_ms,
             lossless: false,
@@ -142,6 +156,8 @@ impl Recorder {
             known_generation: 0,
             batch: Batch::default(),
             since: None,
+            decode_dns: writer.is_some(),
+            writer,
             dns: DnsDecoder::new(),
             running: HashMap::new(),
             last_prune: Instant::now(),
@@ -168,15 +184,29 @@ impl Recorder {
     /// Records `event` if it ends a flow or reports a running one, is a DNS
     /// response (or completes one, over TCP), or says a MAC holds an address
     /// (ARP, DHCP). Identities come from `model` (names and labels by MAC)
-    /// and `snapshot` (the groups each end is in).
-    pub fn record(&mut self, event: &Event, model: &Arc<Model>, snapshot: &PolicySnapshot) {
+    /// and `snapshot` (the groups each end is in). Returns the DNS responses
+    /// `event` completed (decoded with or without a store, see
+    /// [`Recorder::decode_dns`]).
+    pub fn record(
+        &mut self,
+        event: &Event,
+        model: &Arc<Model>,
+        snapshot: &PolicySnapshot,
+    ) -> &[StoredDns] {
         let (flow, kind) = match event {
             Event::FlowEnd(flow, why) => (flow, RecordKind::Ended(*why)),
             Event::FlowActive(flow) => (flow, RecordKind::Interim),
-            // DNS and addresses go to the store only.
-            Event::Dns(_) | Event::Arp(_) | Event::DhcpLease(_) if self.writer.is_none() => return,
+            // DNS and addresses go to the store only (DNS to intel too).
+            Event::Dns(_) if !self.decode_dns => return &[],
+            Event::Arp(_) | Event::DhcpLease(_) if self.writer.is_none() => return &[],
             Event::Dns(msg) => {
+                // A full batch goes first: what this message adds is
+                // handed back from the batch.
+                if self.batch.len() >= BATCH {
+                    self.flush();
+                }
                 self.refresh(model, snapshot);
+                let before = self.batch.dns.len();
                 for response in self.dns.feed(msg) {
                     let client = self.identity(response.client_mac, response.client_ip, snapshot);
                     let time_ms = self.wall_ms(response.time);
@@ -187,18 +217,20 @@ impl Recorder {
                     });
                 }
                 self.dns.expire(msg.time);
-                self.added();
-                return;
+                if !self.batch.is_empty() {
+                    self.since.get_or_insert_with(Instant::now);
+                }
+                return self.batch.dns.get(before..).unwrap_or(&[]);
             }
             Event::Arp(a) => {
                 self.address(a.mac, IpAddr::V4(a.ip), a.time, AddressSource::Arp);
-                return;
+                return &[];
             }
             Event::DhcpLease(l) => {
                 self.address(l.mac, IpAddr::V4(l.ip), l.time, AddressSource::Dhcp);
-                return;
+                return &[];
             }
-            _ => return,
+            _ => return &[],
         };
         self.refresh(model, snapshot);
         let (opens, packets, bytes) = self.share(flow, kind);
@@ -233,6 +265,7 @@ impl Recorder {
             self.batch.flows.push(stored);
             self.added();
         }
+        &[]
     }
 
     /// Names and identities as `model` and `snapshot` give them.

@@ -16,6 +16,7 @@
 //!   Every policy change is one transaction: a crash leaves the old or the new
 //!   version live, never a mix.
 
+mod alerts;
 mod api;
 mod policy;
 mod quarantine;

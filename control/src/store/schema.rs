@@ -81,6 +81,30 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit ADD COLUMN role TEXT;
     ALTER TABLE audit ADD COLUMN status INTEGER;
     "#,
+    // 4: alerts (threat intel now, anomaly detection next), deduplicated by
+    //    the control thread into a count.
+    r#"
+    CREATE TABLE alerts (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        first_ms  INTEGER NOT NULL,              -- ms since the Unix epoch
+        last_ms   INTEGER NOT NULL,
+        count     INTEGER NOT NULL CHECK (count >= 1),
+        kind      TEXT    NOT NULL,
+        severity  INTEGER NOT NULL CHECK (severity BETWEEN 1 AND 4),
+        mac       TEXT    NOT NULL,
+        workload  TEXT,
+        indicator TEXT    NOT NULL,
+        summary   TEXT    NOT NULL,
+        evidence  TEXT    NOT NULL,              -- JSON
+        state     TEXT    NOT NULL DEFAULT 'open'
+                  CHECK (state IN ('open', 'acknowledged', 'closed')),
+        state_by  TEXT,
+        state_ms  INTEGER
+    );
+    CREATE INDEX alerts_last ON alerts (last_ms);
+    CREATE INDEX alerts_mac ON alerts (mac, id);
+    CREATE INDEX alerts_state ON alerts (state);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -2,6 +2,7 @@
 //! the OpenAPI document is built from the same list as the router.
 
 pub mod admin;
+pub mod alerts;
 pub mod doc;
 pub mod follow;
 pub mod intel;
@@ -60,6 +61,7 @@ impl Modify for BearerAuth {
         (name = "admin", description = "Tokens and the audit log"),
         (name = "records", description = "Flow records"),
         (name = "intel", description = "Threat-intel feeds"),
+        (name = "alerts", description = "Alerts: threat-intel matches"),
         (name = "status", description = "Stats and health"),
     )
 )]
@@ -90,6 +92,8 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(records::dns))
         .routes(routes!(intel::status))
         .routes(routes!(intel::lookup))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::get))
 }
 
 /// Routes for operators and admins: quarantine and release.
@@ -97,6 +101,8 @@ fn operator_routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
         .routes(routes!(quarantine::add))
         .routes(routes!(quarantine::release))
+        .routes(routes!(alerts::ack))
+        .routes(routes!(alerts::close))
 }
 
 /// Routes for admins: policy changes, tokens, the audit log.

@@ -307,7 +307,10 @@ fn u(v: u64) -> i64 {
 
 /// The metrics text: built fresh from the board and the control status on
 /// every scrape (nothing is sampled in between), plus the API's own counters.
-pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
+pub fn render_metrics(
+    st: &Shared,
+    alert_states: &[(control::alerts::State, u64)],
+) -> Result<String, std::fmt::Error> {
     let mut reg = Registry::with_prefix("bulkhead");
     let packets = Family::<PortLabels, Counter>::default();
     let bytes = Family::<PortLabels, Counter>::default();
@@ -515,6 +518,7 @@ pub fn render_metrics(st: &Shared) -> Result<String, std::fmt::Error> {
         super::ipfix::register(&mut reg, x);
     }
     super::intel::register(&mut reg, &st.control.intel());
+    super::alerts::register(&mut reg, &st.control.alert_counters(), alert_states);
     reg.register(
         "api_requests",
         "Management API requests answered, by HTTP status",
@@ -563,7 +567,13 @@ pub async fn metrics(State(st): State<Shared>, req: Request) -> Response {
             return e.into_response();
         }
     }
-    match render_metrics(&st) {
+    // Counted in the store; a failure leaves the gauges at zero, never the
+    // scrape without metrics.
+    let states = st
+        .store(|s| Ok(s.alert_states()?))
+        .await
+        .unwrap_or_default();
+    match render_metrics(&st, &states) {
         Ok(text) => {
             let mut r = text.into_response();
             r.headers_mut().insert(

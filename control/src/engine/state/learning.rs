@@ -10,6 +10,7 @@ impl State {
         match e {
             Event::FlowStart(r) => {
                 self.count_hit(r);
+                self.intel_flow(r);
                 self.observe(r.src_mac, Some(r.src_ip), outer_vlan(r.vlan), false);
             }
             Event::Arp(a) => {

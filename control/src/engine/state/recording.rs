@@ -33,8 +33,14 @@ impl State {
                 c.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if let Some(r) = self.recorder.as_mut() {
-            r.record(e, &self.effective, &self.cell.load());
+        let Some(r) = self.recorder.as_mut() else {
+            return;
+        };
+        let snapshot = self.cell.load();
+        let dns = r.record(e, &self.effective, &snapshot);
+        if !dns.is_empty() && !self.intel.is_empty() {
+            let dns = dns.to_vec();
+            self.intel_dns(&dns);
         }
     }
 

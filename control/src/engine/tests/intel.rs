@@ -97,3 +97,146 @@ fn the_watcher_puts_the_feeds_in_force_at_start_and_reads_a_changed_file_again()
     assert!(h.reload_intel());
     eventually("the feeds are read again", || h.intel().generation > g);
 }
+
+fn dns_event(payload: Vec<u8>) -> Event {
+    Event::Dns(dataplane::event::DnsMessage {
+        time: 2_000_000_000,
+        client_mac: mac(WEB),
+        client_ip: ip("10.0.0.11"),
+        client_port: 40_000,
+        server_mac: mac(DB),
+        server_ip: ip("10.0.0.53"),
+        vlan: [0, 0],
+        proto: 17,
+        tcp_seq: None,
+        payload: payload.into(),
+        truncated: false,
+        unsolicited: false,
+    })
+}
+
+fn alerts(bed: &Bed) -> Vec<crate::alerts::Alert> {
+    let store = crate::store::Store::open(&bed.db).unwrap();
+    store
+        .alerts(&crate::alerts::AlertFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_dns_answer_for_a_blocked_domain_blocks_its_addresses_and_raises_an_alert_without_records() {
+    let bed = start("intel-dns");
+    let h = &bed.engine.handle;
+    let dir = bed._dir.0.clone();
+    let sources = vec![
+        feed(&dir, "c2", FeedAction::Block, "evil.test\n"),
+        feed(&dir, "watch", FeedAction::Alert, "198.51.100.7\n"),
+    ];
+    let mut loader = Loader::new(sources, &dir, vec![]).unwrap();
+    h.set_intel(loader.load()).unwrap();
+    let to = |dst: &str| bed.verdict((WEB, "10.0.0.11"), (DB, dst), 443);
+    assert_eq!(to("203.0.113.9").reason, Reason::Default);
+
+    // web-1 resolves c2.evil.test: 203.0.113.9 is blocked, before any flow.
+    let g = bed.cell.generation();
+    bed.events
+        .send(dns_event(super::records::c2_answer()))
+        .unwrap();
+    eventually("the answer is blocked", || {
+        to("203.0.113.9").reason == Reason::Intel(0)
+    });
+    assert!(
+        bed.cell.generation() > g,
+        "a new generation cuts running flows"
+    );
+    // Both ways.
+    let back = bed.verdict((DB, "203.0.113.9"), (WEB, "10.0.0.11"), 80);
+    assert_eq!(back.action, Action::Deny);
+    eventually("the alert is stored", || !alerts(&bed).is_empty());
+    let a = &alerts(&bed)[0];
+    assert_eq!(a.kind, crate::alerts::Kind::IntelDns);
+    assert_eq!(a.mac, WEB);
+    assert_eq!(a.workload.as_deref(), Some("web-1"));
+    assert_eq!(a.indicator, "evil.test");
+    assert_eq!(a.evidence["dns"]["qname"], "c2.evil.test");
+    assert_eq!(a.evidence["blocked"][0], "203.0.113.9");
+    assert_eq!(a.evidence["entry"]["feed"], "c2");
+    assert!(
+        a.summary.contains("web-1 resolved c2.evil.test"),
+        "{}",
+        a.summary
+    );
+
+    // The same answer again: a count, not a second alert.
+    bed.events
+        .send(dns_event(super::records::c2_answer()))
+        .unwrap();
+    // A flow to the alert feed's address: an alert, not a block.
+    bed.events
+        .send(flow_start(
+            WEB,
+            "10.0.0.11",
+            DB,
+            "198.51.100.7",
+            Verdict {
+                action: Action::Allow,
+                reason: Reason::Default,
+                mode: Mode::Audit,
+                would_deny: false,
+            },
+        ))
+        .unwrap();
+    eventually("the flow alert is stored", || alerts(&bed).len() == 2);
+    let a = &alerts(&bed)[0];
+    assert_eq!(a.kind, crate::alerts::Kind::IntelIp);
+    assert_eq!(a.indicator, "198.51.100.7");
+    assert_eq!(a.evidence["flow"]["verdict"], "allow");
+    assert_eq!(to("198.51.100.7").reason, Reason::Default, "not blocked");
+    eventually("the repeat is counted", || {
+        alerts(&bed).iter().any(|a| a.count == 2)
+    });
+    assert!(
+        h.status().records.is_none(),
+        "no records configured: DNS was read for intel alone"
+    );
+
+    // A reading that no longer blocks the domain lifts the answers too.
+    std::fs::write(dir.join("c2.txt"), "other.test\n").unwrap();
+    h.set_intel(loader.load()).unwrap();
+    assert_eq!(to("203.0.113.9").reason, Reason::Default);
+}
+
+#[test]
+fn a_quarantine_feed_quarantines_the_workload_that_resolved_its_domain() {
+    let bed = start("intel-quarantine");
+    let h = &bed.engine.handle;
+    let dir = bed._dir.0.clone();
+    let mut source = feed(&dir, "c2", FeedAction::Alert, "evil.test\n");
+    source.quarantine = true;
+    let mut loader = Loader::new(vec![source], &dir, vec![]).unwrap();
+    h.set_intel(loader.load()).unwrap();
+    bed.events
+        .send(dns_event(super::records::c2_answer()))
+        .unwrap();
+    eventually("web-1 is quarantined", || {
+        bed.verdict((WEB, "10.0.0.11"), (DB, "10.0.0.21"), 5432)
+            .reason
+            == Reason::Quarantine
+    });
+    let q = h.quarantines().unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].actor, "intel");
+    assert!(q[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("resolved c2.evil.test"));
+    // An alert feed does not block the answer.
+    assert_eq!(
+        bed.verdict((DB, "10.0.0.21"), (ADMIN, "203.0.113.9"), 443)
+            .reason,
+        Reason::Default
+    );
+}

@@ -139,8 +139,7 @@ fn after_a_mac_flood_new_macs_get_in_once_the_flood_is_idle_and_idle_ones_age_ou
         learned_idle: Duration::from_secs(3600),
         debounce: Duration::from_millis(20),
         persist_interval: Duration::from_millis(50),
-        records: None,
-        ipfix: None,
+        ..EngineConfig::default()
     };
     let bed = start_with(dir, cfg.clone());
     let h = &bed.engine.handle;

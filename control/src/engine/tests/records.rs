@@ -177,7 +177,7 @@ fn a_long_flow_is_recorded_in_shares_while_it_runs() {
 }
 
 /// "c2.evil.test" A 203.0.113.9, as a server sends it.
-fn c2_answer() -> Vec<u8> {
+pub(super) fn c2_answer() -> Vec<u8> {
     let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
     for label in ["c2", "evil", "test"] {
         m.push(label.len() as u8);
