@@ -444,3 +444,62 @@ fn a_burst_is_reported_once_it_has_been_idle_for_the_idle_report() {
     tick(&mut bed, 16, &mut reports);
     assert_eq!(reports, vec![[2, 1], [3, 2]]);
 }
+
+/// A response for `name` (A `addr`, TTL 60), as a server sends it.
+fn a_answer(name: &str, addr: [u8; 4]) -> Vec<u8> {
+    let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+    m.extend_from_slice(&addr);
+    m
+}
+
+#[test]
+fn an_answer_for_a_blocked_domain_is_held_until_its_addresses_are_blocked() {
+    use dataplane::intel::domains::DomainSet;
+    let mut bed = Bed::new("");
+    let cell = bed.cell.clone();
+    let blocked = |resolved: &[([u8; 4], u32)], generation| {
+        let resolved: dataplane::policy::Resolved = resolved
+            .iter()
+            .map(|&(a, id)| (std::net::IpAddr::from(a), id))
+            .collect();
+        cell.load().with_intel(
+            Arc::default(),
+            Arc::new(DomainSet::new([("evil.test", 3)])),
+            Arc::new(resolved),
+            generation,
+        )
+    };
+    let snap = blocked(&[], 2);
+    bed.cell.publish(snap);
+    let (c, s) = ((WEB, WEB_IP, 33334), (DB, DB_IP, 53));
+    assert!(bed.passes(Port::A, &udp(c, s, b"\x12\x34query")));
+    let c2 = udp(s, c, &a_answer("C2.evil.test", [203, 0, 113, 9]));
+    assert!(
+        !bed.passes(Port::B, &c2),
+        "held: 203.0.113.9 is not blocked yet"
+    );
+    let dns = bed
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Dns(_)))
+        .count();
+    assert_eq!(dns, 1, "the control plane hears of it all the same");
+    assert_eq!(bed.worker.stats().dns_held, 1);
+    assert_eq!(bed.worker.stats().drops(DropReason::Intel), 1);
+    // Other names pass; so does a sinkhole's answer (nothing to block).
+    assert!(bed.passes(Port::B, &udp(s, c, &a_answer("ok.test", [203, 0, 113, 10]))));
+    assert!(bed.passes(Port::B, &udp(s, c, &a_answer("x.evil.test", [0, 0, 0, 0]))));
+    // A cut answer for a blocked name cannot be read whole: held.
+    let cut = &a_answer("c2.evil.test", [203, 0, 113, 9])[..30];
+    assert!(!bed.passes(Port::B, &udp(s, c, cut)));
+    // The control plane blocked the address: the client's retry gets it.
+    let snap = blocked(&[([203, 0, 113, 9], 3)], 3);
+    bed.cell.publish(snap);
+    assert!(bed.passes(Port::B, &c2));
+}

@@ -7,7 +7,7 @@
 //! Built beside the policy, never compiled into its rules: a feed that
 //! changes makes a new [`Intel`], not a new rule set.
 
-pub mod domains;
+pub use dataplane::intel::domains;
 pub mod feeds;
 pub mod parse;
 
@@ -181,7 +181,8 @@ pub struct Intel {
     block_ips: Arc<IpSet>,
     /// The alert feeds' addresses.
     alert_ips: IpSet,
-    block_domains: DomainSet,
+    /// The block feeds' domains: what the packet path gets.
+    block_domains: Arc<DomainSet>,
     alert_domains: DomainSet,
 }
 
@@ -257,7 +258,7 @@ impl IntelBuilder {
             categories: self.categories,
             block_ips: Arc::new(IpSet::new(self.block_nets)),
             alert_ips: IpSet::new(self.alert_nets),
-            block_domains: self.block_domains.build(),
+            block_domains: Arc::new(self.block_domains.build()),
             alert_domains: self.alert_domains.build(),
         }
     }
@@ -336,7 +337,7 @@ impl Intel {
                 .filter_map(|set| set.listed(n.addr()))
                 .find(|(net, _)| *net == n.trunc())
                 .and_then(|(_, id)| ours(id)),
-            Indicator::Domain(d) => [&self.block_domains, &self.alert_domains]
+            Indicator::Domain(d) => [&*self.block_domains, &self.alert_domains]
                 .into_iter()
                 .filter_map(|set| set.lookup(d))
                 .find(|(listed, _)| listed == d)
@@ -347,6 +348,12 @@ impl Intel {
     /// The block feeds' addresses, for the packet path.
     pub fn block_set(&self) -> Arc<IpSet> {
         self.block_ips.clone()
+    }
+
+    /// The block feeds' domains, for the packet path (it holds back a DNS
+    /// answer for them until its addresses are blocked).
+    pub fn block_domains(&self) -> Arc<DomainSet> {
+        self.block_domains.clone()
     }
 
     /// Entries held (an indicator listed twice is held twice).

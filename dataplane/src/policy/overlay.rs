@@ -11,6 +11,7 @@
 
 use super::proto::{PortRange, Proto};
 use super::{FlowQuery, PolicySnapshot};
+use crate::intel::domains::DomainSet;
 use crate::intel::{EntryId, IpSet};
 use crate::wire::MacAddr;
 use ahash::{AHashMap, AHashSet};
@@ -40,14 +41,15 @@ impl Management {
 /// listed the domain.
 pub type Resolved = AHashMap<IpAddr, EntryId>;
 
-/// See the module's documentation. Cloning it clones five `Arc`s.
+/// See the module's documentation. Cloning it clones six `Arc`s.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Overlay {
     pub(super) quarantine: Arc<AHashSet<MacAddr>>,
     pub(super) management: Arc<[Management]>,
     pub(super) bindings: Arc<AHashMap<IpAddr, MacAddr>>,
-    /// The block feeds' addresses and networks.
+    /// The block feeds' addresses and networks, and their domains.
     pub(super) intel: Arc<IpSet>,
+    pub(super) domains: Arc<DomainSet>,
     pub(super) resolved: Arc<Resolved>,
 }
 
@@ -87,21 +89,38 @@ impl PolicySnapshot {
         })
     }
 
-    /// This policy with other blocked threat-intel addresses, as
-    /// `generation` (flows decided before are decided again, so a newly
-    /// listed address cuts its flows, offloaded ones too): `intel` is the
-    /// block feeds' set, `resolved` the addresses DNS answered for their
-    /// domains. Both are shared, not copied.
+    /// This policy with other blocked threat intel, as `generation`
+    /// (flows decided before are decided again, so a newly listed address
+    /// cuts its flows, offloaded ones too): `intel` and `domains` are the
+    /// block feeds' addresses and domains, `resolved` the addresses DNS
+    /// answered for those domains. All are shared, not copied.
     pub fn with_intel(
         &self,
         intel: Arc<IpSet>,
+        domains: Arc<DomainSet>,
         resolved: Arc<Resolved>,
         generation: u64,
     ) -> PolicySnapshot {
         self.with(generation, |o| {
             o.intel = intel;
+            o.domains = domains;
             o.resolved = resolved;
         })
+    }
+
+    /// The block feeds' entry that lists `name` or a domain it is under.
+    #[inline]
+    pub fn intel_domain(&self, name: &str) -> Option<EntryId> {
+        if self.overlay.domains.is_empty() {
+            return None;
+        }
+        self.overlay.domains.lookup_id(name)
+    }
+
+    /// Whether some block feed lists domains.
+    #[inline]
+    pub fn blocks_domains(&self) -> bool {
+        !self.overlay.domains.is_empty()
     }
 
     /// The threat-intel entry that blocks `ip`, if one does.

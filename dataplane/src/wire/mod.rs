@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 pub mod arp;
 pub mod checksum;
 pub mod dhcp;
+pub mod dns;
 pub mod emit;
 pub mod ethernet;
 pub mod icmp;

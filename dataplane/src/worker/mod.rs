@@ -6,6 +6,7 @@
 //! re-decided on its next packet, so a new policy or a quarantine reaches
 //! established flows. Events go out through a lossy [`EventSink`].
 
+mod dns;
 mod frag;
 mod guard;
 mod offload;
@@ -22,7 +23,7 @@ use guard::{is_icmpv6_control, nd_target, quarantined_below_ip};
 use track::PacketRef;
 use verdict::opposite;
 
-use crate::event::{ArpSeen, DnsMessage, EndReason, Event, EventSink, LeaseSeen, SpoofKind};
+use crate::event::{ArpSeen, EndReason, Event, EventSink, SpoofKind};
 use crate::flow::{FlowKey, FlowTable, Side, Timeouts};
 use crate::io::{steer, Desc, Handed, IoError, PacketIo, Port};
 use crate::offload::Offloader;
@@ -509,79 +510,14 @@ impl Worker {
                 .get(&key)
                 .is_none_or(|e| e.dir(side) == crate::flow::Dir::Orig);
             self.dns_event(frame, info, ip, now, unsolicited);
+            if !unsolicited && dns::holds_for_intel(frame, ip, snap) {
+                self.stats.dns_held += 1;
+                return Err(DropReason::Intel);
+            }
         }
         if sport == dhcp::SERVER_PORT && dport == dhcp::CLIENT_PORT {
             self.dhcp_event(frame, info, ip, now);
         }
         Ok(())
-    }
-
-    /// A DHCP ACK names a client MAC and its leased address: learning, like ARP.
-    fn dhcp_event(&mut self, frame: &[u8], info: &PacketInfo, ip: &IpInfo, now: u64) {
-        if !matches!(ip.l4, L4Info::Udp { .. }) {
-            return;
-        }
-        let start = usize::from(ip.payload_offset);
-        let end = usize::from(ip.ip_end).min(frame.len());
-        let Some(lease) = frame
-            .get(start..end)
-            .and_then(|p| dhcp::Packet::new_checked(p).ok())
-            .and_then(|p| p.lease())
-        else {
-            return;
-        };
-        self.events.emit(Event::DhcpLease(LeaseSeen {
-            time: now,
-            mac: lease.0,
-            ip: lease.1,
-            vlan: info.vlan,
-        }));
-    }
-
-    fn dns_event(
-        &mut self,
-        frame: &[u8],
-        info: &PacketInfo,
-        ip: &IpInfo,
-        now: u64,
-        unsolicited: bool,
-    ) {
-        let start = usize::from(ip.payload_offset);
-        let end = usize::from(ip.ip_end).min(frame.len());
-        let Some(payload) = frame.get(start..end) else {
-            return;
-        };
-        if payload.is_empty() || self.events.would_drop() {
-            return;
-        }
-        let copied = payload.len().min(self.cfg.dns_copy_bytes);
-        let (client_port, tcp_seq) = match ip.l4 {
-            L4Info::Tcp { dst_port, .. } => {
-                // The sequence number: bytes 4-7 of the TCP header.
-                let at = usize::from(ip.l4_offset) + 4;
-                let seq = frame
-                    .get(at..at + 4)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map(u32::from_be_bytes);
-                (dst_port, seq)
-            }
-            L4Info::Udp { dst_port, .. } => (dst_port, None),
-            _ => (0, None),
-        };
-        self.events.emit(Event::Dns(DnsMessage {
-            time: now,
-            client_mac: info.dst_mac,
-            client_ip: ip.dst,
-            client_port,
-            server_mac: info.src_mac,
-            server_ip: ip.src,
-            vlan: info.vlan,
-            proto: ip.proto,
-            tcp_seq,
-            payload: payload[..copied].into(),
-            // A first fragment holds only the start of the message.
-            truncated: copied < payload.len() || matches!(ip.frag, Fragment::First { .. }),
-            unsolicited,
-        }));
     }
 }

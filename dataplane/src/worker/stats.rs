@@ -106,6 +106,9 @@ pub struct WorkerStats {
     /// Frames with a live flow's addresses from other MACs than the flow's
     /// (decided on their own, never carried by the flow).
     pub spoofed: u64,
+    /// DNS answers held back for threat intel (counted as `intel` drops
+    /// too): they named a blocked domain whose addresses were not blocked yet.
+    pub dns_held: u64,
     /// SYNs refused on an entry they did not open (a crafted entry, or an
     /// established flow the policy allows only the other way).
     pub syn_refused: u64,
@@ -143,6 +146,7 @@ impl WorkerStats {
         self.events_lost += o.events_lost;
         self.spoofed += o.spoofed;
         self.syn_refused += o.syn_refused;
+        self.dns_held += o.dns_held;
         self.offload.merge(&o.offload);
     }
 

@@ -57,6 +57,9 @@ pub struct WorkerView {
     /// Frames that claimed addresses another MAC holds (a live flow's, a
     /// bound IP), each reported as a `spoof` event.
     pub spoofed: u64,
+    /// DNS answers held back for threat intel until their addresses were
+    /// blocked (also counted in `drops.intel`).
+    pub dns_held: u64,
     /// SYNs refused on an entry they did not open.
     pub syn_refused: u64,
     pub flow_table: FlowTableView,
@@ -177,6 +180,7 @@ fn worker_view(r: &StatsReport, age: Option<Duration>) -> WorkerView {
         reclassified: s.reclassified,
         events_lost: s.events_lost,
         spoofed: s.spoofed,
+        dns_held: s.dns_held,
         syn_refused: s.syn_refused,
         flow_table: FlowTableView {
             live: r.live_flows,

@@ -68,17 +68,6 @@ fn now_ms() -> i64 {
     Timestamp::now().millis()
 }
 
-/// An address DNS-aware blocking may block: not one a sinkhole answers
-/// with, nor one of the appliance's own kind.
-fn blockable(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    let special = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast() || v4.is_link_local());
-    !(special || ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
-}
-
 fn entry_json(m: &Match<'_>) -> serde_json::Value {
     json!({
         "id": m.id,
@@ -158,10 +147,12 @@ impl State {
     /// Publishes the intel sets in force as the next generation.
     fn publish_intel(&mut self) -> u64 {
         let generation = self.generation + 1;
-        let snapshot =
-            self.cell
-                .load()
-                .with_intel(self.intel.block_set(), self.resolved.clone(), generation);
+        let snapshot = self.cell.load().with_intel(
+            self.intel.block_set(),
+            self.intel.block_domains(),
+            self.resolved.clone(),
+            generation,
+        );
         self.resolved_blocks.dirty_since = None;
         self.resolved_blocks.published = Some(Instant::now());
         self.install(snapshot)
@@ -299,7 +290,7 @@ impl State {
                 let crate::dns::AnswerData::Addr(ip) = a.data else {
                     continue;
                 };
-                if !blockable(ip) {
+                if !dataplane::intel::blockable(ip) {
                     continue;
                 }
                 let ttl = i64::from(a.ttl).saturating_mul(1000).min(MAX_TTL_MS);

@@ -1,5 +1,6 @@
-//! Threat-intel addresses, as the packet path will ask them: "is this
-//! address listed, and by which entry?" for each end of a new flow.
+//! Threat-intel addresses, as the packet path asks them: "is this address
+//! listed, and by which entry?" for each end of a new flow; and listed
+//! domains ([`domains`]), as the packet path asks them of a DNS answer.
 //!
 //! Feeds are mostly single addresses (a C2's IP), with some networks: single
 //! addresses are sorted arrays searched by bisection (8 bytes an IPv4 entry,
@@ -8,12 +9,25 @@
 //! once by the control plane and read-only after: it is published beside
 //! the policy snapshot, never compiled into the rules.
 
+pub mod domains;
+
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use std::net::IpAddr;
 
 /// Which entry listed an address: an index into the control plane's entries.
 pub type EntryId = u32;
+
+/// An address DNS-aware blocking may block: not one a sinkhole answers
+/// with (`0.0.0.0`, loopback), nor multicast, broadcast or link-local.
+pub fn blockable(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let special = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast() || v4.is_link_local());
+    !(special || ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
+}
 
 /// Listed addresses and networks, each with the entry that listed it.
 #[derive(Default)]

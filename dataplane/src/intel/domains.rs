@@ -7,7 +7,7 @@
 //! by bisection once per label boundary (a handful of searches), without
 //! allocating.
 
-use dataplane::intel::EntryId;
+use super::EntryId;
 
 /// Longest name looked up (DNS's limit); a longer one matches nothing.
 const MAX_NAME: usize = 253;
@@ -44,7 +44,8 @@ pub struct DomainSetBuilder {
 }
 
 impl DomainSetBuilder {
-    /// Adds `name` (as [`super::parse::domain`] gives it) for entry `id`.
+    /// Adds `name` (lower case, no trailing dot, as the control plane's
+    /// feed parser gives it) for entry `id`.
     pub fn add(&mut self, name: &str, id: EntryId) {
         let name = name.as_bytes();
         if name.is_empty() || name.len() > MAX_NAME {
