@@ -235,11 +235,36 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
     std::fs::write(&feed, "evil.test\n").unwrap();
     let intel = format!(
         "\n[intel]\n[[intel.feeds]]\nname = \"c2-domains\"\npath = \"{}\"\n\
-         action = \"block\"\n",
+         action = \"block\"\n\n[alerts]\nsyslog = [\"udp://127.0.0.1:15514\"]\n\
+         hostname = \"bh-live\"\n",
         feed.display()
     );
     let mut bed = Bed::new("inteldns", &policy(), &intel);
-    let [a, b, _] = bed.ns.clone();
+    let [a, b, dut] = bed.ns.clone();
+    // A syslog receiver beside the appliance (its namespace's loopback).
+    let syslog = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = format!("/run/netns/{dut}");
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let file = std::fs::File::open(&path).expect("namespace file");
+            // SAFETY: setns on this thread only, with a namespace file we opened.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns");
+            let s = std::net::UdpSocket::bind("127.0.0.1:15514").expect("syslog port");
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut buf = [0u8; 9000];
+            while let Ok(n) = s.recv(&mut buf) {
+                if tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        rx
+    };
     // host-b is also the "C2" (10.99.0.66) and the DNS server.
     sh(&[
         "ip",
@@ -313,6 +338,22 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
     assert_eq!(ip["evidence"]["flow"]["dst_ip"], "10.99.0.66");
     assert_eq!(ip["evidence"]["flow"]["verdict"], "deny");
 
+    // The same alert reached syslog: RFC 5424, the alert as JSON.
+    let line = syslog
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a syslog message");
+    assert!(line.starts_with("<131>1 "), "local0, err (high): {line}");
+    let fields: Vec<&str> = line.splitn(7, ' ').collect();
+    assert_eq!(
+        &fields[2..6],
+        ["bh-live", "bulkhead", "-", "intel-dns"],
+        "{line}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&line[line.find("] {").expect("SD then JSON") + 2..]).unwrap();
+    assert_eq!(json["mac"], MAC_A);
+    assert_eq!(json["indicator"], "evil.test");
+    assert_eq!(json["id"], dns["id"]);
     let id = dns["id"].as_i64().unwrap().to_string();
     let acked = bed.ctl(&["alerts", "ack", &id]);
     assert_eq!(acked["state"], "acknowledged");

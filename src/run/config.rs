@@ -30,6 +30,8 @@ pub struct Config {
     pub ipfix: IpfixSection,
     #[serde(default)]
     pub intel: super::intel::IntelSection,
+    #[serde(default)]
+    pub alerts: super::intel::AlertsSection,
 }
 
 #[derive(Debug, Deserialize)]

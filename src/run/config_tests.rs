@@ -1,4 +1,5 @@
-//! The `[ipfix]` section and what it does to the workers' reports.
+//! The `[ipfix]` section and what it does to the workers' reports; the
+//! `[intel]` and `[alerts]` sections.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -65,4 +66,42 @@ fn a_bad_ipfix_section_is_refused_with_the_field_named() {
     assert!(e.contains("max_message"), "{e}");
     let e = err("[ipfix]\ncollector = [\"x\"]\n");
     assert!(e.contains("collector"), "unknown field: {e}");
+}
+
+#[test]
+fn intel_and_alerts_sections_are_checked_with_the_field_named() {
+    let c = config(
+        "[intel]\n[[intel.feeds]]\nname = \"c2\"\npath = \"/x\"\naction = \"block\"\n\
+         [alerts]\nsyslog = [\"10.0.0.5\", \"tcp://siem:601\"]\nhostname = \"bh\"\n",
+    )
+    .unwrap();
+    let sources = c.intel.sources().unwrap();
+    assert_eq!(sources[0].action, control::intel::Action::Block);
+    assert_eq!(sources[0].format, control::intel::Format::List);
+    let (alerts, delivery) = c.alerts.plan().unwrap();
+    assert_eq!(alerts.per_minute, 60);
+    assert_eq!(delivery.syslog[0].port, 514, "syslog's port by default");
+    assert_eq!(delivery.syslog[1].to_string(), "tcp://siem:601");
+    assert_eq!(delivery.hostname, "bh");
+    let err = |extra: &str| -> String {
+        match config(extra) {
+            Err(e) => e,
+            Ok(c) => match (c.intel.sources(), c.alerts.plan()) {
+                (Err(e), _) | (_, Err(e)) => format!("{e:#}"),
+                _ => String::new(),
+            },
+        }
+    };
+    let e = err("[[intel.feeds]]\nname = \"c2\"\npath = \"/x\"\naction = \"drop\"\n");
+    assert!(
+        e.contains("intel.feeds[0]") && e.contains("alert or block"),
+        "{e}"
+    );
+    let e = err("[[intel.feeds]]\nname = \"../c2\"\npath = \"/x\"\n");
+    assert!(e.contains("feed name"), "{e}");
+    let e = err("[alerts]\nsyslog = [\"smtp://x\"]\n");
+    assert!(e.contains("alerts.syslog"), "{e}");
+    let e = err("[alerts]\nsyslog_facility = 30\n");
+    assert!(e.contains("syslog_facility"), "{e}");
+    assert!(err("[alerts]\nsyslg = []\n").contains("syslg"));
 }

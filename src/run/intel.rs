@@ -1,5 +1,6 @@
 //! `[intel]`: threat-intel feed files, read at start (before the first
-//! packet) and again when they change.
+//! packet) and again when they change; `[alerts]`: how alerts are
+//! deduplicated and where they are delivered.
 //!
 //! ```toml
 //! [intel]
@@ -12,6 +13,13 @@
 //! severity = "high"                 # of entries that name none
 //! quarantine = false                # quarantine who reaches an entry
 //! force = false                     # accept absurd entries (0.0.0.0/0, com)
+//!
+//! [alerts]
+//! window_secs = 3600                # a repeat within it raises a count
+//! per_minute = 60                   # new alerts a minute at most
+//! syslog = ["udp://10.0.0.5", "tcp://siem.example:601"]
+//! syslog_facility = 16              # local0
+//! hostname = "bulkhead-1"           # default: the system's
 //! ```
 
 use anyhow::Context;
@@ -153,4 +161,68 @@ pub fn line(control: &ControlHandle) -> String {
         view.generation,
         feeds.join("; ")
     )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    pub window_secs: u64,
+    pub per_minute: u32,
+    pub syslog: Vec<String>,
+    pub syslog_facility: u8,
+    pub hostname: Option<String>,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        let d = control::alerts::AlertConfig::default();
+        AlertsSection {
+            window_secs: u64::try_from(d.window_ms / 1000).unwrap_or(3600),
+            per_minute: d.per_minute,
+            syslog: Vec::new(),
+            syslog_facility: 16,
+            hostname: None,
+        }
+    }
+}
+
+impl AlertsSection {
+    /// The alerter's settings and the delivery targets, checked.
+    pub fn plan(
+        &self,
+    ) -> anyhow::Result<(
+        control::alerts::AlertConfig,
+        control::alerts::deliver::DeliveryConfig,
+    )> {
+        if self.per_minute == 0 {
+            anyhow::bail!("alerts.per_minute: at least 1");
+        }
+        if self.syslog_facility > 23 {
+            anyhow::bail!("alerts.syslog_facility: 0 to 23 (16 is local0)");
+        }
+        let syslog = self
+            .syslog
+            .iter()
+            .map(|t| {
+                control::ipfix::Collector::parse(t, control::alerts::deliver::SYSLOG_PORT)
+                    .with_context(|| "alerts.syslog".to_string())
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let hostname = self.hostname.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "bulkhead".into())
+        });
+        Ok((
+            control::alerts::AlertConfig {
+                window_ms: i64::try_from(self.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+                per_minute: self.per_minute,
+            },
+            control::alerts::deliver::DeliveryConfig {
+                syslog,
+                facility: self.syslog_facility,
+                hostname,
+            },
+        ))
+    }
 }

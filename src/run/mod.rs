@@ -123,6 +123,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let records = cfg.records_plan(start);
     let ipfix = cfg.ipfix_plan(start)?;
     let records_path = records.as_ref().map(|p| p.path.clone());
+    let (alerts, delivery) = cfg.alerts.plan()?;
     let mut flow_log = FlowLog {
         second: 0,
         written: 0,
@@ -145,6 +146,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             evict_idle: std::time::Duration::from_secs(cfg.control.evict_idle_secs),
             records,
             ipfix,
+            worker_epoch: start,
+            alerts,
+            delivery,
             ..EngineConfig::default()
         },
     )?;

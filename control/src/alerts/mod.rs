@@ -10,6 +10,8 @@
 //! not once a packet), and new alerts are rate-limited, so a flood raises a
 //! handful of alerts and a counter of the rest, not millions of rows.
 
+pub mod deliver;
+
 use crate::intel::Severity;
 use crate::store::{Store, StoreError};
 use dataplane::wire::MacAddr;
@@ -219,7 +221,7 @@ impl Alerter {
     /// counted (written at the next [`Alerter::flush`]); a new one is
     /// stored now, unless the rate limit is spent. Returns the new alert's
     /// id, if one was stored.
-    pub fn raise(&mut self, a: NewAlert, store: &mut Store) -> Result<Option<i64>, StoreError> {
+    pub fn raise(&mut self, a: &NewAlert, store: &mut Store) -> Result<Option<i64>, StoreError> {
         let key = (a.kind, a.mac, a.indicator.clone());
         if let Some(o) = self.open.get_mut(&key) {
             if a.at_ms.saturating_sub(o.last_ms) <= self.cfg.window_ms {
@@ -238,7 +240,7 @@ impl Alerter {
             self.counters.suppressed += 1;
             return Ok(None);
         }
-        let id = match store.insert_alert(&a) {
+        let id = match store.insert_alert(a) {
             Ok(id) => id,
             Err(e) => {
                 self.counters.errors += 1;

@@ -32,12 +32,12 @@ fn repeats_within_the_window_raise_a_count_and_a_flood_is_rate_limited() {
         per_minute: 3,
     });
     let first = a
-        .raise(alert(1_000, M1, "203.0.113.66"), &mut store)
+        .raise(&alert(1_000, M1, "203.0.113.66"), &mut store)
         .unwrap();
     assert!(first.is_some());
     for t in 0..1000 {
         assert_eq!(
-            a.raise(alert(2_000 + t, M1, "203.0.113.66"), &mut store)
+            a.raise(&alert(2_000 + t, M1, "203.0.113.66"), &mut store)
                 .unwrap(),
             None
         );
@@ -53,15 +53,15 @@ fn repeats_within_the_window_raise_a_count_and_a_flood_is_rate_limited() {
     // Another workload or indicator is another alert; the fourth new one in
     // a minute is only counted.
     assert!(a
-        .raise(alert(4_000, M2, "203.0.113.66"), &mut store)
+        .raise(&alert(4_000, M2, "203.0.113.66"), &mut store)
         .unwrap()
         .is_some());
     assert!(a
-        .raise(alert(4_000, M1, "198.51.100.1"), &mut store)
+        .raise(&alert(4_000, M1, "198.51.100.1"), &mut store)
         .unwrap()
         .is_some());
     assert_eq!(
-        a.raise(alert(4_000, M1, "198.51.100.2"), &mut store)
+        a.raise(&alert(4_000, M1, "198.51.100.2"), &mut store)
             .unwrap(),
         None
     );
@@ -70,14 +70,14 @@ fn repeats_within_the_window_raise_a_count_and_a_flood_is_rate_limited() {
     assert_eq!(a.counters().raised[&(Kind::IntelIp, Severity::High)], 3);
     // The next minute lets new ones through again.
     assert!(a
-        .raise(alert(61_000, M1, "198.51.100.2"), &mut store)
+        .raise(&alert(61_000, M1, "198.51.100.2"), &mut store)
         .unwrap()
         .is_some());
     assert_eq!(a.take_fresh().len(), 4);
 
     // Past the window, a repeat is a new alert.
     let later = a
-        .raise(alert(200_000, M1, "203.0.113.66"), &mut store)
+        .raise(&alert(200_000, M1, "203.0.113.66"), &mut store)
         .unwrap();
     assert!(later.is_some() && later != first);
 }
@@ -88,7 +88,7 @@ fn a_closed_alert_takes_no_more_repeats_and_the_next_one_is_new() {
     let mut store = Store::open(&dir.db()).unwrap();
     let mut a = Alerter::new(AlertConfig::default());
     let id = a
-        .raise(alert(1_000, M1, "evil.example"), &mut store)
+        .raise(&alert(1_000, M1, "evil.example"), &mut store)
         .unwrap()
         .unwrap();
     let acked = store
@@ -99,7 +99,7 @@ fn a_closed_alert_takes_no_more_repeats_and_the_next_one_is_new() {
         (acked.state, acked.state_by.as_deref()),
         (State::Acknowledged, Some("alice"))
     );
-    a.raise(alert(2_000, M1, "evil.example"), &mut store)
+    a.raise(&alert(2_000, M1, "evil.example"), &mut store)
         .unwrap();
     a.flush(&mut store, 2_000).unwrap();
     assert_eq!(
@@ -110,7 +110,7 @@ fn a_closed_alert_takes_no_more_repeats_and_the_next_one_is_new() {
     store
         .set_alert_state(id, State::Closed, "bob", 2_500)
         .unwrap();
-    a.raise(alert(3_000, M1, "evil.example"), &mut store)
+    a.raise(&alert(3_000, M1, "evil.example"), &mut store)
         .unwrap();
     a.flush(&mut store, 3_000).unwrap();
     assert_eq!(
@@ -119,7 +119,7 @@ fn a_closed_alert_takes_no_more_repeats_and_the_next_one_is_new() {
         "closed takes nothing"
     );
     let new = a
-        .raise(alert(4_000, M1, "evil.example"), &mut store)
+        .raise(&alert(4_000, M1, "evil.example"), &mut store)
         .unwrap();
     assert!(
         new.is_some_and(|n| n != id),

@@ -348,6 +348,11 @@ impl ControlHandle {
         }
     }
 
+    /// What each alert delivery target did (empty without targets).
+    pub fn delivery(&self) -> Vec<Arc<crate::alerts::deliver::TargetCounters>> {
+        self.shared.delivery.get().cloned().unwrap_or_default()
+    }
+
     /// Asks the feed watcher to read every feed now (false: none runs).
     pub fn reload_intel(&self) -> bool {
         self.shared

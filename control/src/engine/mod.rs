@@ -74,6 +74,8 @@ pub struct EngineConfig {
     pub worker_epoch: Instant,
     /// How alerts are deduplicated and limited.
     pub alerts: crate::alerts::AlertConfig,
+    /// Where new alerts are delivered.
+    pub delivery: crate::alerts::deliver::DeliveryConfig,
 }
 
 /// Where the control thread exports flow records over IPFIX.
@@ -107,6 +109,7 @@ impl Default for EngineConfig {
             ipfix: None,
             worker_epoch: Instant::now(),
             alerts: crate::alerts::AlertConfig::default(),
+            delivery: crate::alerts::deliver::DeliveryConfig::default(),
         }
     }
 }
@@ -281,6 +284,8 @@ pub(crate) struct Shared {
     view: ArcSwap<LiveView>,
     intel: ArcSwap<IntelView>,
     alerts: Mutex<crate::alerts::AlertCounters>,
+    /// The alert delivery targets' counters, once delivery runs.
+    delivery: std::sync::OnceLock<Vec<Arc<crate::alerts::deliver::TargetCounters>>>,
     /// Wakes the feed watcher, once one runs.
     intel_reload: std::sync::OnceLock<crossbeam_channel::Sender<()>>,
 }
@@ -432,6 +437,7 @@ impl Engine {
             view: ArcSwap::from_pointee(placeholder),
             intel: ArcSwap::default(),
             alerts: Mutex::default(),
+            delivery: std::sync::OnceLock::new(),
             intel_reload: std::sync::OnceLock::new(),
         });
         let exporter = match &cfg.ipfix {
@@ -455,8 +461,17 @@ impl Engine {
             (None, Some((x, epoch))) => Some(Recorder::export_only(x, Clock::Since(epoch))),
             (None, None) => None,
         };
+        let deliverer = if cfg.delivery.syslog.is_empty() {
+            None
+        } else {
+            let d = crate::alerts::deliver::Deliverer::start(&cfg.delivery)
+                .map_err(StartError::Thread)?;
+            let _ = shared.delivery.set(d.counters());
+            Some(d)
+        };
         let mut state = State::new(store, cell, shared.clone(), cfg, version, live)?;
         state.set_recorder(recorder);
+        state.set_deliverer(deliverer);
         state.publish().map_err(StartError::Publish)?;
         let (tx, rx) = crossbeam_channel::bounded(64);
         let thread_shared = shared.clone();

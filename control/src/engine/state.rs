@@ -72,6 +72,8 @@ pub(super) struct State {
     /// Alerts, deduplicated and rate-limited, into the store.
     alerter: crate::alerts::Alerter,
     next_alert_flush: Instant,
+    /// Where new alerts are delivered (syslog), if anywhere.
+    deliverer: Option<crate::alerts::deliver::Deliverer>,
 }
 
 fn store_err(e: StoreError) -> ControlError {
@@ -189,6 +191,7 @@ impl State {
             resolved_blocks: intel::ResolvedBlocks::default(),
             alerter: crate::alerts::Alerter::new(alerts),
             next_alert_flush: Instant::now(),
+            deliverer: None,
         };
         let effective = state.effective_for(&live)?;
         state.reconcile_quarantines(&live, version, "bootstrap")?;

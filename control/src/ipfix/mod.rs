@@ -9,7 +9,7 @@
 //! path.
 
 pub mod encode;
-mod transport;
+pub(crate) mod transport;
 
 use crate::records::StoredFlow;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -71,6 +71,14 @@ impl FromStr for Collector {
     type Err = IpfixError;
 
     fn from_str(s: &str) -> Result<Collector, IpfixError> {
+        Collector::parse(s, DEFAULT_PORT)
+    }
+}
+
+impl Collector {
+    /// `udp://host:port`, `tcp://host:port` or `host:port` (UDP), the port
+    /// `default_port` when absent (syslog targets are written the same way).
+    pub fn parse(s: &str, default_port: u16) -> Result<Collector, IpfixError> {
         let bad = || IpfixError::Collector(s.to_string());
         let (transport, rest) = match s.split_once("://") {
             Some(("udp", r)) => (Transport::Udp, r),
@@ -82,7 +90,7 @@ impl FromStr for Collector {
             // [v6]:port or [v6]
             let (h, tail) = r.split_once(']').ok_or_else(bad)?;
             let port = match tail {
-                "" => DEFAULT_PORT,
+                "" => default_port,
                 t => t
                     .strip_prefix(':')
                     .and_then(|p| p.parse().ok())
@@ -91,11 +99,11 @@ impl FromStr for Collector {
             (h, port)
         } else if rest.matches(':').count() > 1 {
             // A bare IPv6 address, no port.
-            (rest, DEFAULT_PORT)
+            (rest, default_port)
         } else {
             match rest.split_once(':') {
                 Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
-                None => (rest, DEFAULT_PORT),
+                None => (rest, default_port),
             }
         };
         let host_ok = !host.is_empty()

@@ -278,7 +278,7 @@ fn tcp_connect(addrs: &[SocketAddr]) -> Option<TcpStream> {
 
 /// Whether the collector closed the connection (or reset it): a collector
 /// never sends anything, so a readable socket means its end is gone.
-fn closed_by_peer(s: &TcpStream) -> bool {
+pub(crate) fn closed_by_peer(s: &TcpStream) -> bool {
     if s.set_nonblocking(true).is_err() {
         return true;
     }

@@ -219,6 +219,51 @@ struct StateLabel {
     state: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
+}
+
+/// `bulkhead_alerts_delivery_*` metrics, by target (`syslog+udp://...`).
+pub(crate) fn register_delivery(
+    reg: &mut Registry,
+    targets: &[std::sync::Arc<control::alerts::deliver::TargetCounters>],
+) {
+    if targets.is_empty() {
+        return;
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let sent = Family::<TargetLabel, Counter>::default();
+    let dropped = Family::<TargetLabel, Counter>::default();
+    let errors = Family::<TargetLabel, Counter>::default();
+    let up = Family::<TargetLabel, Gauge>::default();
+    for t in targets {
+        let l = TargetLabel {
+            target: t.name.clone(),
+        };
+        sent.get_or_create(&l).inc_by(t.sent.load(Relaxed));
+        dropped.get_or_create(&l).inc_by(t.dropped.load(Relaxed));
+        errors.get_or_create(&l).inc_by(t.errors.load(Relaxed));
+        up.get_or_create(&l).set(i64::from(t.up.load(Relaxed)));
+    }
+    reg.register("alerts_delivered", "Alerts sent to a delivery target", sent);
+    reg.register(
+        "alerts_delivery_dropped",
+        "Alerts a delivery target did not get (its queue was full, or the send failed)",
+        dropped,
+    );
+    reg.register(
+        "alerts_delivery_errors",
+        "Failed sends and connects to a delivery target",
+        errors,
+    );
+    reg.register(
+        "alerts_delivery_up",
+        "1 when the last send to a delivery target worked",
+        up,
+    );
+}
+
 /// `bulkhead_alerts_*` metrics: raised by kind and severity, repeats,
 /// suppressed, write errors, and alerts by state (from the store).
 pub(crate) fn register(reg: &mut Registry, c: &AlertCounters, states: &[(AlertState, u64)]) {

@@ -523,6 +523,7 @@ pub fn render_metrics(
     }
     super::intel::register(&mut reg, &st.control.intel());
     super::alerts::register(&mut reg, &st.control.alert_counters(), alert_states);
+    super::alerts::register_delivery(&mut reg, &st.control.delivery());
     reg.register(
         "api_requests",
         "Management API requests answered, by HTTP status",

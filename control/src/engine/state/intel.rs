@@ -448,8 +448,14 @@ impl State {
     }
 
     fn alert(&mut self, a: NewAlert) {
-        if let Err(e) = self.alerter.raise(a, &mut self.store) {
-            super::set_text(&self.shared.last_error, Some(format!("alerts: {e}")));
+        match self.alerter.raise(&a, &mut self.store) {
+            Ok(Some(id)) => {
+                if let Some(d) = &self.deliverer {
+                    d.offer(id, &a);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => super::set_text(&self.shared.last_error, Some(format!("alerts: {e}"))),
         }
         self.share_alert_counters();
     }

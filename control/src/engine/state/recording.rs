@@ -13,6 +13,13 @@ impl State {
         self.recorder = recorder;
     }
 
+    pub(in crate::engine) fn set_deliverer(
+        &mut self,
+        deliverer: Option<crate::alerts::deliver::Deliverer>,
+    ) {
+        self.deliverer = deliverer;
+    }
+
     /// Counts a flow end by verdict and reason, and records it.
     pub(super) fn record(&mut self, e: &Event) {
         if let Event::FlowEnd(f, _) = e {
