@@ -33,6 +33,8 @@
 use bulkhead_bench::records::dns::{C2_DOMAINS, C2_IPS};
 use bulkhead_bench::records::{generate, store_bytes, GenConfig};
 use bulkhead_bench::Rng;
+use control::intel::hunt::hunt;
+use control::intel::{Action as IntelAction, Entry, Feed, Indicator, Intel, Severity};
 use control::records::{reversed, RecordsReader, Target};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use dataplane::wire::MacAddr;
@@ -385,6 +387,40 @@ fn queries(c: &mut Criterion, path: &Path) {
         .collect();
     let queries = tracebacks(&reader, &targets, since, until);
     run(c, "traceback_domain", &queries, "workloads");
+
+    // Retro-hunt: one entry added to a feed, hunted over the 30 days (the
+    // same names as above: C2, popular and any).
+    let hunts: Vec<(&'static str, Intel, Vec<Indicator>)> = targets
+        .iter()
+        .map(|(kind, t)| {
+            let Target::Domain { name, .. } = t else {
+                unreachable!("domain targets")
+            };
+            let feed = Feed {
+                name: "c2".into(),
+                action: IntelAction::Block,
+                severity: Severity::High,
+                quarantine: false,
+            };
+            let added = Indicator::Domain(name.clone());
+            let intel = Intel::new(vec![feed], [(Entry::new(added.clone()), 0, 0)]);
+            (*kind, intel, vec![added])
+        })
+        .collect();
+    let queries: Vec<Query<'_>> = hunts
+        .iter()
+        .map(|(kind, intel, added)| {
+            let reader = &reader;
+            let q: Box<dyn Fn() -> usize + '_> = Box::new(move || {
+                hunt(reader, intel, added, since, until)
+                    .unwrap()
+                    .alerts
+                    .len()
+            });
+            (*kind, q)
+        })
+        .collect();
+    run(c, "retro_hunt_domain", &queries, "alerts");
 
     let c2_ips: Vec<IpAddr> = C2_IPS.iter().map(|ip| IpAddr::V4(*ip)).collect();
     let targets: Vec<(&'static str, Target)> = (0..QUERIES)

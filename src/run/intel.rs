@@ -117,11 +117,14 @@ impl IntelSection {
 }
 
 /// Reads the feeds into force and starts watching them; `None` without feeds.
+/// With `records` (the store and its retention), entries added by a
+/// reading are hunted in the records.
 pub fn start(
     section: &IntelSection,
     state_dir: &Path,
     control: &ControlHandle,
     api: SocketAddr,
+    records: Option<control::engine::HuntPlan>,
 ) -> anyhow::Result<Option<IntelWatch>> {
     let sources = section.sources()?;
     if sources.is_empty() {
@@ -133,6 +136,7 @@ pub fn start(
         loader,
         control.clone(),
         Duration::from_secs(section.reload_secs),
+        records,
     )?;
     Ok(Some(watch))
 }
@@ -154,13 +158,26 @@ pub fn line(control: &ControlHandle) -> String {
             s
         })
         .collect();
-    format!(
+    let mut line = format!(
         "intel: {} entries in {:.0} ms, generation {}: {}",
         view.intel.len(),
         view.took_ms,
         view.generation,
         feeds.join("; ")
-    )
+    );
+    if let Some(h) = view.hunt.as_ref().filter(|h| h.at_ms >= view.published_ms) {
+        line += &format!(
+            "; retro-hunt of {} added entries: {} alerts in {:.0} ms{}",
+            h.searched,
+            h.alerts,
+            h.took_ms,
+            h.error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    line
 }
 
 #[derive(Debug, Deserialize)]

@@ -174,7 +174,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .store
         .parent()
         .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
-    let _intel = intel::start(&cfg.intel, &state_dir, &control, cfg.api.listen)?;
+    let hunt = records_path.clone().map(|path| control::engine::HuntPlan {
+        records: path,
+        window_ms: i64::try_from(cfg.records.max_age_days)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(86_400_000),
+    });
+    let _intel = intel::start(&cfg.intel, &state_dir, &control, cfg.api.listen, hunt)?;
     let mut intel_generation = 0;
     if _intel.is_some() {
         intel_generation = control.intel().generation;

@@ -26,15 +26,19 @@ pub enum Kind {
     IntelIp,
     /// A DNS answer for a name a feed lists (or one on its CNAME chain).
     IntelDns,
+    /// Found by retro-hunt: a workload resolved or contacted an entry
+    /// before the entry was listed.
+    IntelRetro,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::IntelIp, Kind::IntelDns];
+    pub const ALL: [Kind; 3] = [Kind::IntelIp, Kind::IntelDns, Kind::IntelRetro];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::IntelIp => "intel-ip",
             Kind::IntelDns => "intel-dns",
+            Kind::IntelRetro => "intel-retro",
         }
     }
 }
@@ -45,7 +49,7 @@ impl FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("kind {s:?}: expected intel-ip or intel-dns"))
+            .ok_or_else(|| format!("kind {s:?}: expected intel-ip, intel-dns or intel-retro"))
     }
 }
 

@@ -144,6 +144,12 @@ pub(super) enum Command {
     RuleHits(Sender<Result<Vec<(u32, RuleHits)>, ControlError>>),
     /// New threat intel (feeds read again).
     Intel(Box<Loaded>, Sender<Result<u64, ControlError>>),
+    /// Alerts found off the control thread (retro-hunt), and its report.
+    RaiseAlerts(
+        Vec<crate::alerts::NewAlert>,
+        Box<super::intel_watch::HuntReport>,
+        Sender<Result<(), ControlError>>,
+    ),
     /// Stop the thread (as on shutdown).
     Stop,
     /// Panic inside the thread: for the test that the dataplane survives it.
@@ -333,6 +339,18 @@ impl ControlHandle {
     /// ones too, before the answer. Returns the generation.
     pub fn set_intel(&self, loaded: Loaded) -> Result<u64, ControlError> {
         call(self, |reply| Command::Intel(Box::new(loaded), reply))
+    }
+
+    /// Raises alerts found off the control thread (deduplicated, limited
+    /// and delivered as any), and keeps the retro-hunt's report.
+    pub fn raise_alerts(
+        &self,
+        alerts: Vec<crate::alerts::NewAlert>,
+        report: super::intel_watch::HuntReport,
+    ) -> Result<(), ControlError> {
+        call(self, |reply| {
+            Command::RaiseAlerts(alerts, Box::new(report), reply)
+        })
     }
 
     /// The threat intel in force and what its feeds' last reading did.

@@ -4,14 +4,78 @@
 //! never on the control thread, which must answer a quarantine meanwhile.
 
 use super::handle::{ControlError, ControlHandle};
-use crate::intel::feeds::Loader;
+use crate::intel::feeds::{Loaded, Loader};
+use crate::records::RecordsReader;
 use crossbeam_channel::RecvTimeoutError;
+use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The running watcher. It stops when the control thread does.
 pub struct IntelWatch {
     pub thread: JoinHandle<()>,
+}
+
+/// Where retro-hunt searches: the records store and how far back.
+#[derive(Debug, Clone)]
+pub struct HuntPlan {
+    pub records: PathBuf,
+    pub window_ms: i64,
+}
+
+/// What the last retro-hunt did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HuntReport {
+    /// When it ran (ms since the epoch).
+    pub at_ms: i64,
+    /// Entries added by the reading, searched, and past the cap.
+    pub added: usize,
+    pub searched: usize,
+    pub not_searched: usize,
+    /// Alerts it raised (before deduplication).
+    pub alerts: usize,
+    pub took_ms: f64,
+    pub error: Option<String>,
+}
+
+/// Puts a reading in force, then hunts what it added in the records.
+fn apply(
+    control: &ControlHandle,
+    loaded: Loaded,
+    hunt: Option<&HuntPlan>,
+) -> Result<(), ControlError> {
+    let (intel, added, over) = (
+        loaded.intel.clone(),
+        loaded.added.clone(),
+        loaded.added_over,
+    );
+    control.set_intel(loaded)?;
+    let Some(plan) = hunt.filter(|_| !added.is_empty()) else {
+        return Ok(());
+    };
+    let now = crate::time::Timestamp::now().millis();
+    let mut report = HuntReport {
+        at_ms: now,
+        added: added.len() + over,
+        not_searched: over,
+        ..HuntReport::default()
+    };
+    let found = RecordsReader::open(&plan.records).and_then(|r| {
+        crate::intel::hunt::hunt(&r, &intel, &added, now.saturating_sub(plan.window_ms), now)
+    });
+    let alerts = match found {
+        Ok(h) => {
+            report.searched = h.entries;
+            report.alerts = h.alerts.len();
+            report.took_ms = h.took_ms;
+            h.alerts
+        }
+        Err(e) => {
+            report.error = Some(e.to_string());
+            Vec::new()
+        }
+    };
+    control.raise_alerts(alerts, report)
 }
 
 impl IntelWatch {
@@ -23,8 +87,9 @@ impl IntelWatch {
         mut loader: Loader,
         control: ControlHandle,
         every: Duration,
+        hunt: Option<HuntPlan>,
     ) -> Result<IntelWatch, ControlError> {
-        control.set_intel(loader.load())?;
+        apply(&control, loader.load(), hunt.as_ref())?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         // A second watcher would find the trigger taken: it still polls.
         let _ = control.shared.intel_reload.set(tx);
@@ -46,7 +111,9 @@ impl IntelWatch {
                         return;
                     }
                     if let Some(loaded) = loader.poll(always) {
-                        if let Err(ControlError::Stopped(_)) = control.set_intel(loaded) {
+                        if let Err(ControlError::Stopped(_)) =
+                            apply(&control, loaded, hunt.as_ref())
+                        {
                             return;
                         }
                     }

@@ -29,7 +29,7 @@ pub use handle::{
     CommitOutcome, ControlError, ControlHandle, QuarantineOutcome, ReleaseOutcome, Reload,
     RuleHits, FILE_ACTOR,
 };
-pub use intel_watch::IntelWatch;
+pub use intel_watch::{HuntPlan, HuntReport, IntelWatch};
 
 /// The actor of the version a start commits into an empty store.
 pub const BOOTSTRAP_ACTOR: &str = "bootstrap";
@@ -138,6 +138,8 @@ pub struct IntelView {
     pub published_ms: i64,
     /// How long reading the feeds took.
     pub took_ms: f64,
+    /// The last retro-hunt, if one ran.
+    pub hunt: Option<HuntReport>,
 }
 
 /// Counters and health of the control thread.

@@ -382,6 +382,10 @@ impl State {
             Command::Intel(loaded, reply) => {
                 let _ = reply.send(Ok(self.set_intel(*loaded)));
             }
+            Command::RaiseAlerts(alerts, report, reply) => {
+                self.hunted(alerts, *report);
+                let _ = reply.send(Ok(()));
+            }
             #[cfg(test)]
             Command::Crash => panic!("crash requested by a test"),
             // Handled by the loop.

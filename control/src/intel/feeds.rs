@@ -13,7 +13,7 @@
 //! on a network filesystem, and costs a `stat` a feed every interval.
 
 use super::parse::{read_feed, Guard, Problems};
-use super::{Action, Feed, Format, Intel, IntelBuilder, Severity};
+use super::{Action, Feed, Format, Indicator, Intel, IntelBuilder, Severity};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -134,7 +134,16 @@ pub struct Loaded {
     pub feeds: Vec<FeedStatus>,
     /// How long reading and building took.
     pub took_ms: f64,
+    /// Entries this reading added to a feed read before (in this process,
+    /// or as its last good copy before a restart), for retro-hunt: at most
+    /// [`MAX_ADDED`], first read first.
+    pub added: Vec<Indicator>,
+    /// Added entries past [`MAX_ADDED`], not listed.
+    pub added_over: usize,
 }
+
+/// Added entries listed per reading at most.
+pub const MAX_ADDED: usize = 1000;
 
 /// A file's identity and version, as `stat` gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,8 +175,12 @@ pub struct Loader {
     protected: Vec<ipnet::IpNet>,
     seen: Vec<Option<Fingerprint>>,
     status: Vec<FeedStatus>,
-    /// The intel of the last load, for the entries' "added" times.
+    /// The intel of the last load, for the entries' "added" times and
+    /// what is new.
     last: Arc<Intel>,
+    /// Feeds `last` holds a reading of (a feed never read has nothing
+    /// "added": its first reading is its baseline).
+    known: Vec<bool>,
 }
 
 impl Loader {
@@ -179,14 +192,56 @@ impl Loader {
         protected: Vec<ipnet::IpNet>,
     ) -> Result<Loader, FeedError> {
         check_sources(&sources)?;
-        Ok(Loader {
+        let copies = state_dir.join("intel");
+        let mut loader = Loader {
             seen: vec![None; sources.len()],
             status: Vec::new(),
-            copies: state_dir.join("intel"),
+            known: vec![false; sources.len()],
+            copies,
             protected,
             sources,
             last: Arc::default(),
-        })
+        };
+        loader.seed();
+        Ok(loader)
+    }
+
+    /// What the feeds held before a restart: their last good copies, so
+    /// that entries added while the appliance was down count as added.
+    fn seed(&mut self) {
+        let mut builder = IntelBuilder::new(self.feeds());
+        for (i, source) in self.sources.iter().enumerate() {
+            let (Ok(feed), Ok(bytes)) = (
+                u16::try_from(i),
+                std::fs::read(copy_path(&self.copies, &source.name)),
+            ) else {
+                continue;
+            };
+            let guard = Guard {
+                protected: self.protected.clone(),
+                force: source.force,
+            };
+            let added = modified_ms(&copy_path(&self.copies, &source.name)).unwrap_or(0);
+            read_feed(&bytes, source.format, &guard, |e| {
+                builder.add(e, feed, added);
+            });
+            if let Some(k) = self.known.get_mut(i) {
+                *k = true;
+            }
+        }
+        self.last = Arc::new(builder.build());
+    }
+
+    fn feeds(&self) -> Vec<Feed> {
+        self.sources
+            .iter()
+            .map(|s| Feed {
+                name: s.name.clone(),
+                action: s.action,
+                severity: s.severity,
+                quarantine: s.quarantine,
+            })
+            .collect()
     }
 
     /// The networks no feed may list unless forced.
@@ -216,17 +271,8 @@ impl Loader {
     pub fn load(&mut self) -> Loaded {
         let started = Instant::now();
         let now = crate::time::Timestamp::now().millis();
-        let feeds = self
-            .sources
-            .iter()
-            .map(|s| Feed {
-                name: s.name.clone(),
-                action: s.action,
-                severity: s.severity,
-                quarantine: s.quarantine,
-            })
-            .collect();
-        let mut builder = IntelBuilder::new(feeds);
+        let mut builder = IntelBuilder::new(self.feeds());
+        let (mut added, mut added_over) = (Vec::new(), 0);
         let mut status = Vec::with_capacity(self.sources.len());
         for (i, source) in self.sources.iter().enumerate() {
             let Ok(feed) = u16::try_from(i) else {
@@ -239,15 +285,28 @@ impl Loader {
                 force: source.force,
             };
             let last = &self.last;
+            let known = self.known.get(i).copied().unwrap_or(false);
             let mut add = |entry: super::Entry| {
-                let added = last
-                    .listed_exactly(&entry.indicator, &source.name)
-                    .unwrap_or(now);
-                builder.add(entry, feed, added);
+                let since = match last.listed_exactly(&entry.indicator, &source.name) {
+                    Some(t) => t,
+                    None if known && added.len() < MAX_ADDED => {
+                        added.push(entry.indicator.clone());
+                        now
+                    }
+                    None if known => {
+                        added_over += 1;
+                        now
+                    }
+                    None => now,
+                };
+                builder.add(entry, feed, since);
             };
             let st = read_one(source, &self.copies, &guard, previous, now, &mut add);
             if let Some(slot) = self.seen.get_mut(i) {
                 *slot = seen;
+            }
+            if let Some(k) = self.known.get_mut(i) {
+                *k |= st.origin != Origin::Nothing;
             }
             status.push(st);
         }
@@ -258,6 +317,8 @@ impl Loader {
             intel,
             feeds: status,
             took_ms: started.elapsed().as_secs_f64() * 1e3,
+            added,
+            added_over,
         }
     }
 }

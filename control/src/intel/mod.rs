@@ -9,6 +9,7 @@
 
 pub use dataplane::intel::domains;
 pub mod feeds;
+pub mod hunt;
 pub mod parse;
 
 use dataplane::intel::{EntryId, IpSet};

@@ -21,8 +21,9 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AlertView {
     pub id: i64,
-    /// `intel-ip` (a flow to or from a listed address) or `intel-dns` (a DNS
-    /// answer for a listed name).
+    /// `intel-ip` (a flow to or from a listed address), `intel-dns` (a DNS
+    /// answer for a listed name) or `intel-retro` (found in the records
+    /// when the entry was added: before it was listed).
     pub kind: String,
     /// `low`, `medium`, `high` or `critical`.
     pub severity: String,
@@ -73,7 +74,7 @@ pub(crate) fn view(a: Alert) -> AlertView {
 pub struct AlertQuery {
     /// `open`, `acknowledged` or `closed`.
     pub state: Option<String>,
-    /// `intel-ip` or `intel-dns`.
+    /// `intel-ip`, `intel-dns` or `intel-retro`.
     pub kind: Option<String>,
     /// At least this severe: `low`, `medium`, `high`, `critical`.
     pub severity: Option<String>,

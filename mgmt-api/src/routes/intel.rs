@@ -67,6 +67,25 @@ pub struct IntelStatusView {
     /// How long reading the feeds took.
     pub took_ms: f64,
     pub feeds: Vec<FeedView>,
+    /// The last retro-hunt (absent: none ran).
+    pub hunt: Option<HuntView>,
+}
+
+/// What the last retro-hunt did: the entries a feed reading added, searched
+/// for in the records of the retention window.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HuntView {
+    /// When it ran (RFC 3339).
+    pub at: String,
+    /// Entries the reading added; searched; past the cap of 1,000.
+    pub added: usize,
+    pub searched: usize,
+    pub not_searched: usize,
+    /// `intel-retro` alerts it raised (before deduplication).
+    pub alerts: usize,
+    pub took_ms: f64,
+    /// Why it could not search (the records store is unreadable).
+    pub error: Option<String>,
 }
 
 /// Problems listed per feed at most.
@@ -90,6 +109,15 @@ fn status_view(v: &IntelView) -> IntelStatusView {
         generation: v.generation,
         published_at: (v.generation > 0).then(|| rfc3339(v.published_ms)),
         took_ms: v.took_ms,
+        hunt: v.hunt.as_ref().map(|h| HuntView {
+            at: rfc3339(h.at_ms),
+            added: h.added,
+            searched: h.searched,
+            not_searched: h.not_searched,
+            alerts: h.alerts,
+            took_ms: h.took_ms,
+            error: h.error.clone(),
+        }),
         feeds: v
             .feeds
             .iter()

@@ -33,7 +33,7 @@ fn with_feeds(bed: &Bed) -> std::path::PathBuf {
     )
     .unwrap();
     let h = bed.engine.as_ref().unwrap().handle.clone();
-    IntelWatch::start(loader, h, Duration::from_secs(3600)).unwrap();
+    IntelWatch::start(loader, h, Duration::from_secs(3600), None).unwrap();
     ips
 }
 

@@ -104,6 +104,7 @@ impl State {
             intel,
             feeds,
             took_ms,
+            ..
         } = loaded;
         let old = std::mem::replace(&mut self.intel, intel);
         self.garbage.push(Box::new(old));
@@ -125,15 +126,28 @@ impl State {
         });
         self.resolved = Arc::new(self.resolved_set());
         let generation = self.publish_intel();
+        let hunt = self.shared.intel.load().hunt.clone();
         let old = self.shared.intel.swap(Arc::new(IntelView {
             intel: self.intel.clone(),
             feeds,
             generation,
             published_ms: now_ms(),
             took_ms,
+            hunt,
         }));
         self.garbage.push(Box::new(old));
         generation
+    }
+
+    /// What a retro-hunt found: alerts as any, and its report in the view.
+    pub(super) fn hunted(&mut self, alerts: Vec<NewAlert>, report: super::super::HuntReport) {
+        for a in alerts {
+            self.alert(a);
+        }
+        let mut view = (**self.shared.intel.load()).clone();
+        view.hunt = Some(report);
+        let old = self.shared.intel.swap(Arc::new(view));
+        self.garbage.push(Box::new(old));
     }
 
     fn resolved_set(&self) -> dataplane::policy::Resolved {

@@ -82,7 +82,7 @@ fn the_watcher_puts_the_feeds_in_force_at_start_and_reads_a_changed_file_again()
     let source = feed(&dir, "c2", FeedAction::Block, "192.0.2.1\n");
     let path = source.path.clone();
     let loader = Loader::new(vec![source], &dir, vec![]).unwrap();
-    let _watch = IntelWatch::start(loader, h.clone(), Duration::from_millis(20)).unwrap();
+    let _watch = IntelWatch::start(loader, h.clone(), Duration::from_millis(20), None).unwrap();
     assert_eq!(h.intel().intel.len(), 1, "read before start returns");
     assert_eq!(bed.web_to_db(), Action::Allow);
     let tmp = dir.join("c2.new");
@@ -100,7 +100,8 @@ fn the_watcher_puts_the_feeds_in_force_at_start_and_reads_a_changed_file_again()
 
 fn dns_event(payload: Vec<u8>) -> Event {
     Event::Dns(dataplane::event::DnsMessage {
-        time: 2_000_000_000,
+        // 1 ms after the engine's start: in the past by the time it is hunted.
+        time: 1_000_000,
         client_mac: mac(WEB),
         client_ip: ip("10.0.0.11"),
         client_port: 40_000,
@@ -239,4 +240,77 @@ fn a_quarantine_feed_quarantines_the_workload_that_resolved_its_domain() {
             .reason,
         Reason::Default
     );
+}
+
+#[test]
+fn an_added_entry_is_hunted_in_the_records_and_names_who_resolved_it_before() {
+    let (bed, store) = super::records::recording("intel-retro");
+    let h = &bed.engine.handle;
+    let dir = bed._dir.0.clone();
+    // web-1 resolves c2.evil.test while nothing lists it.
+    bed.events
+        .send(dns_event(super::records::c2_answer()))
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let found = || {
+        crate::records::RecordsReader::open(&store)
+            .and_then(|r| {
+                let now = crate::time::Timestamp::now().millis();
+                r.traceback(&"evil.test".parse().unwrap(), now - 3_600_000, now)
+            })
+            .is_ok_and(|t| t.total == 1)
+    };
+    while !found() {
+        assert!(Instant::now() < until, "the DNS record is written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let source = feed(&dir, "c2", FeedAction::Alert, "other.test\n");
+    let path = source.path.clone();
+    let loader = Loader::new(vec![source.clone()], &dir, vec![]).unwrap();
+    let plan = crate::engine::HuntPlan {
+        records: store.clone(),
+        window_ms: 86_400_000,
+    };
+    let _watch =
+        IntelWatch::start(loader, h.clone(), Duration::from_millis(20), Some(plan)).unwrap();
+    assert!(
+        h.intel().hunt.is_none(),
+        "a feed's first reading is its baseline"
+    );
+    std::fs::write(dir.join("c2.new"), "other.test\nevil.test\n").unwrap();
+    std::fs::rename(dir.join("c2.new"), &path).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while h.intel().hunt.is_none() {
+        assert!(Instant::now() < until, "the added entry is hunted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = h.intel().hunt.clone().unwrap();
+    assert_eq!(
+        (report.added, report.searched, report.alerts),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    assert!(report.error.is_none());
+    let a = alerts(&bed)
+        .into_iter()
+        .find(|a| a.kind == crate::alerts::Kind::IntelRetro)
+        .expect("a retro-hunt alert");
+    assert_eq!(a.mac, WEB);
+    assert_eq!(a.indicator, "evil.test");
+    assert!(
+        a.summary.starts_with("web-1 resolved c2.evil.test at "),
+        "{}",
+        a.summary
+    );
+    assert!(
+        a.summary.ends_with("before feed c2 listed evil.test"),
+        "{}",
+        a.summary
+    );
+    assert_eq!(a.evidence["resolutions"][0]["qname"], "c2.evil.test");
+
+    // After a restart, the last good copy is the baseline: nothing is new.
+    let again = Loader::new(vec![source], &dir, vec![]).unwrap().load();
+    assert!(again.added.is_empty(), "{:?}", again.added);
 }

@@ -27,7 +27,7 @@ fn flow_end(src: &str, src_ip: &str, dst: &str, dst_ip: &str, v: Verdict, ns: u6
 }
 
 /// An engine that records into `records.db` of a fresh directory `tag`.
-fn recording(tag: &str) -> (Bed, std::path::PathBuf) {
+pub(super) fn recording(tag: &str) -> (Bed, std::path::PathBuf) {
     let dir = TempDir::new(tag);
     let store = dir.0.join("records.db");
     let bed = start_with(
