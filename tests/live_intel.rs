@@ -234,7 +234,7 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
     let feed = feeds.join("c2-domains.txt");
     std::fs::write(&feed, "evil.test\n").unwrap();
     let intel = format!(
-        "\n[intel]\n[[intel.feeds]]\nname = \"c2-domains\"\npath = \"{}\"\n\
+        "\n[intel]\nreload_secs = 1\n[[intel.feeds]]\nname = \"c2-domains\"\npath = \"{}\"\n\
          action = \"block\"\n\n[alerts]\nsyslog = [\"udp://127.0.0.1:15514\"]\n\
          hostname = \"bh-live\"\n",
         feed.display()
@@ -276,7 +276,8 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
         "dev",
         "host-b",
     ]);
-    let _dns = Dnsmasq::start(&b, "10.99.0.2", "evil.test", "10.99.0.66", &a);
+    // Every name under .test is answered with the C2's address.
+    let _dns = Dnsmasq::start(&b, "10.99.0.2", "test", "10.99.0.66", &a);
     serve(&b, "0.0.0.0:9000");
     bed.start();
     assert!(
@@ -359,5 +360,42 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
     assert_eq!(acked["state"], "acknowledged");
     let closed = bed.ctl(&["alerts", "close", &id]);
     assert_eq!(closed["state"], "closed");
+
+    // Retro-hunt: the client resolves a name nobody lists yet; once the
+    // feed lists it, the records name the client as having resolved it.
+    let answer = resolve(&a, "early.test");
+    assert!(answer.contains("10.99.0.66"), "{answer:?}");
+    // Passive DNS, which traceback reads, is written with the rollups
+    // (every 5 s) after the record's batch (1 s).
+    let until = Instant::now() + Duration::from_secs(15);
+    while bed.ctl(&["traceback", "early.test"])["total"] != 1 {
+        assert!(Instant::now() < until, "the resolution is in passive DNS");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::fs::write(&feed, "evil.test\nearly.test\n").unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    let retro = loop {
+        let v = bed.ctl(&["alerts", "list", "--kind", "intel-retro"]);
+        if let Some(a) = v.as_array().and_then(|l| l.first()) {
+            break a.clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "a retro-hunt alert: {}\n{}",
+            bed.ctl(&["intel", "feeds"]),
+            bed.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(retro["mac"], MAC_A);
+    assert_eq!(retro["indicator"], "early.test");
+    assert!(
+        retro["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("client resolved early.test at "),
+        "{retro}"
+    );
+    assert_eq!(bed.ctl(&["intel", "feeds"])["hunt"]["searched"], 1);
     let _ = std::fs::remove_dir_all(&feeds);
 }
