@@ -18,7 +18,8 @@
 mod live_bed;
 
 use live_bed::{
-    connects, connects_to, in_ns, listen, pings, resolve, serve, sh, Bed, Dnsmasq, MAC_A, MAC_B,
+    connects, connects_to, in_ns, listen, pings, resolve, serve, server, sh, Bed, Dnsmasq, MAC_A,
+    MAC_B,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -41,29 +42,23 @@ rules:
 
 /// An echo server on host-b:9001.
 fn echo(b: &str) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let path = format!("/run/netns/{b}");
-    std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(&path).expect("namespace file");
-        // SAFETY: setns on this thread only, with a namespace file we opened.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns");
-        let l = TcpListener::bind("10.99.0.2:9001").expect("listen");
-        tx.send(()).expect("ready");
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let mut buf = [0u8; 64];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
+    server(
+        b,
+        || TcpListener::bind("10.99.0.2:9001").expect("listen"),
+        |l| {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
-        }
-    });
-    rx.recv().expect("the echo server is up");
+                });
+            }
+        },
+    );
 }
 
 /// From host-a: a connection to the echo server that sends a byte every
@@ -242,17 +237,15 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
     let mut bed = Bed::new("inteldns", &policy(), &intel);
     let [a, b, dut] = bed.ns.clone();
     // A syslog receiver beside the appliance (its namespace's loopback).
-    let syslog = {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let path = format!("/run/netns/{dut}");
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let file = std::fs::File::open(&path).expect("namespace file");
-            // SAFETY: setns on this thread only, with a namespace file we opened.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns");
+    let (tx, syslog) = std::sync::mpsc::channel();
+    server(
+        &dut,
+        || {
             let s = std::net::UdpSocket::bind("127.0.0.1:15514").expect("syslog port");
             s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s
+        },
+        move |s| {
             let mut buf = [0u8; 9000];
             while let Ok(n) = s.recv(&mut buf) {
                 if tx
@@ -262,9 +255,8 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
                     break;
                 }
             }
-        });
-        rx
-    };
+        },
+    );
     // host-b is also the "C2" (10.99.0.66) and the DNS server.
     sh(&[
         "ip",

@@ -231,6 +231,14 @@ impl Bed {
 
 /// Run `f` on a thread inside namespace `ns`.
 pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    on_ns_thread(ns, f).join().expect("thread")
+}
+
+/// A thread inside namespace `ns` running `f` (not joined: a server).
+pub fn on_ns_thread<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     let path = format!("/run/netns/{ns}");
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).expect("namespace file");
@@ -240,8 +248,22 @@ pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static
         assert_eq!(rc, 0, "setns {path}");
         f()
     })
-    .join()
-    .expect("thread")
+}
+
+/// A server in namespace `ns`: `bind` runs there and its answer goes to
+/// `serve` on the same thread; returns once `bind` has returned.
+pub fn server<S: Send + 'static>(
+    ns: &str,
+    bind: impl FnOnce() -> S + Send + 'static,
+    serve: impl FnOnce(S) + Send + 'static,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    on_ns_thread(ns, move || {
+        let bound = bind();
+        tx.send(()).expect("ready");
+        serve(bound);
+    });
+    rx.recv().expect("the server is up");
 }
 
 /// Whether host-a reaches host-b:9000 within `within` (new connections, a
@@ -280,20 +302,7 @@ pub fn pings(a: &str) -> bool {
 
 /// A TCP server on host-b:9000 that accepts and closes.
 pub fn listen(b: &str) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let path = format!("/run/netns/{b}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("namespace file");
-        // SAFETY: as in `in_ns`; this thread serves host-b only.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns");
-        let l = TcpListener::bind("10.99.0.2:9000").expect("listen");
-        tx.send(()).expect("ready");
-        for s in l.incoming() {
-            drop(s);
-        }
-    });
-    rx.recv().expect("the listener is up");
+    serve(b, "10.99.0.2:9000");
 }
 
 /// dnsmasq in namespace `ns`, listening on `listen`, answering every name
@@ -367,21 +376,15 @@ pub fn resolve(ns: &str, name: &str) -> String {
 
 /// A TCP server on `addr` in `ns` that accepts and closes.
 pub fn serve(ns: &str, addr: &'static str) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("namespace file");
-        // SAFETY: setns on an open namespace file moves only this thread,
-        // which serves that namespace only.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns");
-        let l = TcpListener::bind(addr).expect("listen");
-        tx.send(()).expect("ready");
-        for s in l.incoming() {
-            drop(s);
-        }
-    });
-    rx.recv().expect("the listener is up");
+    server(
+        ns,
+        move || TcpListener::bind(addr).expect("listen"),
+        |l| {
+            for s in l.incoming() {
+                drop(s);
+            }
+        },
+    );
 }
 
 /// Whether a TCP connection from `ns` to `to` is made within `within`.

@@ -154,19 +154,7 @@ pub async fn audit(
     _c: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditView>>> {
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        // Any count of digits: a number too large for u64 is over 1000 all the same.
-        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-            n.parse::<usize>().unwrap_or(usize::MAX).clamp(1, 1000)
-        }
-        Some(n) => {
-            return Err(
-                ApiError::bad_request(format!("limit {n:?} is not a non-negative integer"))
-                    .field("limit"),
-            )
-        }
-    };
+    let limit = super::limit_param(q.limit.as_deref())?;
     let entries = st
         .store(move |s| Ok(s.audit_entries(limit, q.before)?))
         .await?;

@@ -97,18 +97,7 @@ fn parse<T: std::str::FromStr<Err = String>>(v: Option<&str>, field: &str) -> Ap
 }
 
 fn filter(q: &AlertQuery) -> ApiResult<AlertFilter> {
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-            n.parse::<usize>().unwrap_or(usize::MAX).clamp(1, 1000)
-        }
-        Some(n) => {
-            return Err(
-                ApiError::bad_request(format!("limit {n:?} is not a non-negative integer"))
-                    .field("limit"),
-            )
-        }
-    };
+    let limit = super::limit_param(q.limit.as_deref())?;
     let mac = match q.mac.as_deref() {
         None => None,
         Some(m) => Some(super::inventory::mac_param(m, "mac")?.to_string()),

@@ -144,6 +144,22 @@ pub fn openapi_json(doc: &utoipa::openapi::OpenApi) -> String {
     doc.to_pretty_json().unwrap_or_else(|_| "{}".to_string())
 }
 
+/// A list's `limit` parameter: digits, default 100, taken as 1 to 1000 (a
+/// number too large for `usize` is over 1000 all the same); anything else
+/// is 400 with `field: "limit"`.
+pub(crate) fn limit_param(v: Option<&str>) -> Result<usize, ApiError> {
+    match v {
+        None => Ok(100),
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(n.parse::<usize>().unwrap_or(usize::MAX).clamp(1, 1000))
+        }
+        Some(n) => Err(
+            ApiError::bad_request(format!("limit {n:?} is not a non-negative integer"))
+                .field("limit"),
+        ),
+    }
+}
+
 /// The message of the 404 for a path no route serves.
 pub const NO_ROUTE: &str = "no such endpoint";
 

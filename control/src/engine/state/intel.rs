@@ -178,75 +178,63 @@ impl State {
         if self.intel.is_empty() && self.resolved_blocks.by_ip.is_empty() {
             return;
         }
+        let intel = self.intel.clone();
         for (listed, other_mac, other_ip) in [
             (r.dst_ip, r.src_mac, r.src_ip),
             (r.src_ip, r.dst_mac, r.dst_ip),
         ] {
-            if let Some(m) = self.intel.ip(listed) {
-                let (feed, severity) = (m.feed.clone(), m.severity);
-                let entry = entry_json(&m);
-                let blocked = r.verdict.action == Verdict::Deny;
-                let name = self.workload_name(other_mac);
-                let summary = format!(
-                    "{} {} {listed}, listed by feed {}{}",
-                    name.as_deref().unwrap_or(&other_mac.to_string()),
-                    if listed == r.dst_ip {
-                        "connected to"
-                    } else {
-                        "was contacted by"
-                    },
-                    feed.name,
-                    if blocked { ": blocked" } else { "" },
-                );
-                self.alert(NewAlert {
-                    at_ms: now_ms(),
-                    kind: Kind::IntelIp,
-                    severity,
-                    mac: other_mac,
-                    workload: name,
-                    indicator: m_listed(&entry),
-                    summary,
-                    evidence: json!({ "flow": flow_json(r), "entry": entry, "ip": other_ip.to_string() }),
-                });
-                if feed.quarantine {
-                    self.auto_quarantine(other_mac, &format!("intel feed {}: {listed}", feed.name));
-                }
-                return;
+            // A feed's entry, or the blocked domain it was an answer of.
+            let found = match intel.ip(listed) {
+                Some(m) => Some((m, None)),
+                None => self
+                    .resolved_blocks
+                    .by_ip
+                    .get(&listed)
+                    .and_then(|b| intel.domain(&b.listed).map(|m| (m, Some(b.qname.clone())))),
+            };
+            let Some((m, resolved)) = found else {
+                continue;
+            };
+            let name = self.workload_name(other_mac);
+            let summary = format!(
+                "{} {} {listed}{}, listed by feed {}{}",
+                name.as_deref().unwrap_or(&other_mac.to_string()),
+                if listed == r.dst_ip {
+                    "connected to"
+                } else {
+                    "was contacted by"
+                },
+                resolved
+                    .as_deref()
+                    .map(|q| format!(", an address of {q}"))
+                    .unwrap_or_default(),
+                m.feed.name,
+                if r.verdict.action == Verdict::Deny {
+                    ": blocked"
+                } else {
+                    ""
+                },
+            );
+            self.alert(NewAlert {
+                at_ms: now_ms(),
+                kind: Kind::IntelIp,
+                severity: m.severity,
+                mac: other_mac,
+                workload: name,
+                indicator: m.listed.to_string(),
+                summary,
+                evidence: json!({
+                    "flow": flow_json(r),
+                    "entry": entry_json(&m),
+                    "ip": other_ip.to_string(),
+                    "resolved": resolved,
+                }),
+            });
+            if m.feed.quarantine {
+                let why = format!("intel feed {}: {listed}", m.feed.name);
+                self.auto_quarantine(other_mac, &why);
             }
-            if let Some(b) = self.resolved_blocks.by_ip.get(&listed).cloned() {
-                let name = self.workload_name(other_mac);
-                let Some(m) = self.intel.domain(&b.listed) else {
-                    continue;
-                };
-                let (feed, severity, entry) = (m.feed.clone(), m.severity, entry_json(&m));
-                let summary = format!(
-                    "{} {} {listed}, an address of {} (listed by feed {}){}",
-                    name.as_deref().unwrap_or(&other_mac.to_string()),
-                    if listed == r.dst_ip {
-                        "connected to"
-                    } else {
-                        "was contacted by"
-                    },
-                    b.qname,
-                    feed.name,
-                    if r.verdict.action == Verdict::Deny {
-                        ": blocked"
-                    } else {
-                        ""
-                    },
-                );
-                self.alert(NewAlert {
-                    at_ms: now_ms(),
-                    kind: Kind::IntelIp,
-                    severity,
-                    mac: other_mac,
-                    workload: name,
-                    indicator: b.listed.clone(),
-                    summary,
-                    evidence: json!({ "flow": flow_json(r), "entry": entry, "resolved": b.qname }),
-                });
-                return;
-            }
+            return;
         }
     }
 
@@ -496,8 +484,3 @@ impl State {
 
 /// The actor of quarantines threat intel puts in force.
 pub const INTEL_ACTOR: &str = "intel";
-
-/// The listed indicator of an entry's JSON.
-fn m_listed(entry: &serde_json::Value) -> String {
-    entry["listed"].as_str().unwrap_or_default().to_string()
-}

@@ -98,7 +98,8 @@ fn the_watcher_puts_the_feeds_in_force_at_start_and_reads_a_changed_file_again()
     eventually("the feeds are read again", || h.intel().generation > g);
 }
 
-fn dns_event(payload: Vec<u8>) -> Event {
+/// web-1's resolver answering it `payload`.
+pub(super) fn dns_event(payload: Vec<u8>) -> Event {
     Event::Dns(dataplane::event::DnsMessage {
         // 1 ms after the engine's start: in the past by the time it is hunted.
         time: 1_000_000,

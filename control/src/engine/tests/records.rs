@@ -192,22 +192,7 @@ pub(super) fn c2_answer() -> Vec<u8> {
 fn dns_responses_and_arp_are_recorded_for_traceback() {
     let (bed, store) = recording("engine-records-dns");
     let web: MacAddr = WEB.parse().unwrap();
-    let dns = |payload: Vec<u8>| {
-        Event::Dns(dataplane::event::DnsMessage {
-            time: 2_000_000_000,
-            client_mac: web,
-            client_ip: "10.0.0.11".parse().unwrap(),
-            client_port: 40_000,
-            server_mac: DB.parse().unwrap(),
-            server_ip: "10.0.0.53".parse().unwrap(),
-            vlan: [0, 0],
-            proto: 17,
-            tcp_seq: None,
-            payload: payload.into(),
-            truncated: false,
-            unsolicited: false,
-        })
-    };
+    let dns = super::intel::dns_event;
     bed.events.send(dns(c2_answer())).unwrap();
     bed.events.send(dns(vec![0xff; 5])).unwrap();
     bed.events
