@@ -199,6 +199,8 @@ pub struct Alerter {
     counters: AlertCounters,
     /// Alerts stored since the caller last took them (for delivery).
     fresh: Vec<i64>,
+    /// Repeats counted since the last flush (of every key).
+    pending: u64,
 }
 
 /// Dedup keys kept at most; past it the oldest are forgotten (a repeat of
@@ -214,6 +216,7 @@ impl Alerter {
             in_minute: 0,
             counters: AlertCounters::default(),
             fresh: Vec::new(),
+            pending: 0,
         }
     }
 
@@ -231,6 +234,7 @@ impl Alerter {
             if a.at_ms.saturating_sub(o.last_ms) <= self.cfg.window_ms {
                 o.last_ms = o.last_ms.max(a.at_ms);
                 o.pending += 1;
+                self.pending += 1;
                 self.counters.repeats += 1;
                 return Ok(None);
             }
@@ -303,6 +307,7 @@ impl Alerter {
                 o.pending = 0;
             }
         }
+        self.pending = 0;
         let window = self.cfg.window_ms;
         self.open
             .retain(|_, o| now_ms.saturating_sub(o.last_ms) <= window);
@@ -311,7 +316,7 @@ impl Alerter {
 
     /// Whether repeats wait for a flush.
     pub fn pending(&self) -> bool {
-        self.open.values().any(|o| o.pending > 0)
+        self.pending > 0
     }
 
     /// The ids of alerts stored since the last call.

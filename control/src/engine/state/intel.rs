@@ -52,6 +52,9 @@ pub(in crate::engine) struct ResolvedBlocks {
     pub(in crate::engine) by_ip: HashMap<IpAddr, ResolvedBlock>,
     pub(in crate::engine) dirty_since: Option<Instant>,
     pub(in crate::engine) published: Option<Instant>,
+    /// The earliest expiry (ms), so that the loop does not sweep the map
+    /// each time it turns (`None` when empty).
+    pub(in crate::engine) next_expiry_ms: Option<i64>,
 }
 
 /// What a DNS answer matched, found before anything changes.
@@ -124,6 +127,12 @@ impl State {
                 .map(|m| b.entry = m.id)
                 .is_some()
         });
+        self.resolved_blocks.next_expiry_ms = self
+            .resolved_blocks
+            .by_ip
+            .values()
+            .map(|b| b.expires_ms)
+            .min();
         self.resolved = Arc::new(self.resolved_set());
         let generation = self.publish_intel();
         let hunt = self.shared.intel.load().hunt.clone();
@@ -384,6 +393,7 @@ impl State {
             }
         }
         let expires = b.expires_ms;
+        set.next_expiry_ms = Some(set.next_expiry_ms.map_or(expires, |t| t.min(expires)));
         match set.by_ip.get_mut(&ip) {
             Some(old) if old.entry == b.entry => old.expires_ms = old.expires_ms.max(expires),
             _ => {
@@ -398,10 +408,14 @@ impl State {
     /// written.
     pub(super) fn tick_intel(&mut self, now: Instant) {
         let ms = now_ms();
-        let before = self.resolved_blocks.by_ip.len();
-        self.resolved_blocks.by_ip.retain(|_, b| b.expires_ms > ms);
-        if self.resolved_blocks.by_ip.len() != before {
-            self.resolved_blocks.dirty_since.get_or_insert(now);
+        let set = &mut self.resolved_blocks;
+        if set.next_expiry_ms.is_some_and(|t| t <= ms) {
+            let before = set.by_ip.len();
+            set.by_ip.retain(|_, b| b.expires_ms > ms);
+            set.next_expiry_ms = set.by_ip.values().map(|b| b.expires_ms).min();
+            if set.by_ip.len() != before {
+                set.dirty_since.get_or_insert(now);
+            }
         }
         let due = self
             .resolved_blocks
@@ -433,10 +447,7 @@ impl State {
             .then(|| self.next_alert_flush.saturating_duration_since(now));
         let expiry = self
             .resolved_blocks
-            .by_ip
-            .values()
-            .map(|b| b.expires_ms)
-            .min()
+            .next_expiry_ms
             .map(|t| Duration::from_millis(u64::try_from(t.saturating_sub(now_ms())).unwrap_or(0)));
         [publish, flush, expiry].into_iter().flatten().min()
     }
