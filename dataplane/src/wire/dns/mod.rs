@@ -9,9 +9,10 @@
 //! (docs/decisions.md, "DNS-aware blocking before the answer"). A
 //! hand-written reader because the packet path must not allocate and must
 //! bound its work: names are followed through at most [`MAX_POINTERS`]
-//! compression pointers, at most [`MAX_ANSWERS`] records are read, and
-//! anything that does not parse is "not a response" (the frame is
-//! forwarded as before; the control plane counts it).
+//! compression pointers, at most [`MAX_ANSWERS`] records are read, and a
+//! message that does not parse is "not a response" (the worker forwards it,
+//! unless its question already named a blocked domain: see
+//! `worker::dns::holds_for_intel`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
