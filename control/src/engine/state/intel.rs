@@ -60,11 +60,24 @@ pub(in crate::engine) struct ResolvedBlocks {
 /// What a DNS answer matched, found before anything changes.
 struct DnsHit {
     entry: EntryId,
-    feed: usize,
+    feed: crate::intel::Feed,
+    severity: crate::intel::Severity,
+    /// The entry as evidence ([`entry_json`]).
+    entry_json: serde_json::Value,
     listed: String,
     /// The name on the chain that matched.
     matched: String,
     dns: StoredDns,
+}
+
+impl ResolvedBlocks {
+    /// Keeps the blocks `keep` says to; whether some went.
+    fn retain(&mut self, keep: impl FnMut(&IpAddr, &mut ResolvedBlock) -> bool) -> bool {
+        let before = self.by_ip.len();
+        self.by_ip.retain(keep);
+        self.next_expiry_ms = self.by_ip.values().map(|b| b.expires_ms).min();
+        self.by_ip.len() != before
+    }
 }
 
 fn now_ms() -> i64 {
@@ -120,20 +133,13 @@ impl State {
             }
         }
         let intel = self.intel.clone();
-        self.resolved_blocks.by_ip.retain(|_, b| {
+        self.resolved_blocks.retain(|_, b| {
             intel
                 .domain(&b.listed)
                 .filter(|m| m.feed.action == Action::Block && m.listed.to_string() == b.listed)
                 .map(|m| b.entry = m.id)
                 .is_some()
         });
-        self.resolved_blocks.next_expiry_ms = self
-            .resolved_blocks
-            .by_ip
-            .values()
-            .map(|b| b.expires_ms)
-            .min();
-        self.resolved = Arc::new(self.resolved_set());
         let generation = self.publish_intel();
         let hunt = self.shared.intel.load().hunt.clone();
         let old = self.shared.intel.swap(Arc::new(IntelView {
@@ -159,16 +165,16 @@ impl State {
         self.garbage.push(Box::new(old));
     }
 
-    fn resolved_set(&self) -> dataplane::policy::Resolved {
-        self.resolved_blocks
-            .by_ip
-            .iter()
-            .map(|(&ip, b)| (ip, b.entry))
-            .collect()
-    }
-
-    /// Publishes the intel sets in force as the next generation.
+    /// Publishes the intel sets in force, the addresses blocked by DNS
+    /// answers made again from their blocks, as the next generation.
     fn publish_intel(&mut self) -> u64 {
+        self.resolved = Arc::new(
+            self.resolved_blocks
+                .by_ip
+                .iter()
+                .map(|(&ip, b)| (ip, b.entry))
+                .collect(),
+        );
         let generation = self.generation + 1;
         let snapshot = self.cell.load().with_intel(
             self.intel.block_set(),
@@ -252,6 +258,7 @@ impl State {
         if self.intel.is_empty() {
             return;
         }
+        let intel = self.intel.clone();
         let mut hits = Vec::new();
         for d in responses {
             let names = std::iter::once(d.response.qname.as_str()).chain(
@@ -264,16 +271,17 @@ impl State {
                 }),
             );
             let found = names
-                .filter_map(|n| self.intel.domain(n).map(|m| (n, m)))
+                .filter_map(|n| intel.domain(n).map(|m| (n, m)))
                 .min_by_key(
                     // A block feed's match first.
                     |(_, m)| m.feed.action != Action::Block,
                 );
             if let Some((name, m)) = found {
-                let feed = self.intel.feeds.iter().position(|f| f.name == m.feed.name);
                 hits.push(DnsHit {
                     entry: m.id,
-                    feed: feed.unwrap_or(0),
+                    feed: m.feed.clone(),
+                    severity: m.severity,
+                    entry_json: entry_json(&m),
                     listed: m.listed.to_string(),
                     matched: name.to_string(),
                     dns: d.clone(),
@@ -286,13 +294,7 @@ impl State {
     }
 
     fn dns_hit(&mut self, h: DnsHit) {
-        let Some(feed) = self.intel.feeds.get(h.feed).cloned() else {
-            return;
-        };
-        let Some(m) = self.intel.domain(&h.listed) else {
-            return;
-        };
-        let (severity, entry) = (m.severity, entry_json(&m));
+        let (feed, severity) = (&h.feed, h.severity);
         let r = &h.dns.response;
         let now = now_ms();
         let mut blocked = Vec::new();
@@ -368,7 +370,7 @@ impl State {
                 },
                 "matched": h.matched,
                 "blocked": blocked,
-                "entry": entry,
+                "entry": h.entry_json,
             }),
         });
         if feed.quarantine {
@@ -409,20 +411,14 @@ impl State {
     pub(super) fn tick_intel(&mut self, now: Instant) {
         let ms = now_ms();
         let set = &mut self.resolved_blocks;
-        if set.next_expiry_ms.is_some_and(|t| t <= ms) {
-            let before = set.by_ip.len();
-            set.by_ip.retain(|_, b| b.expires_ms > ms);
-            set.next_expiry_ms = set.by_ip.values().map(|b| b.expires_ms).min();
-            if set.by_ip.len() != before {
-                set.dirty_since.get_or_insert(now);
-            }
+        if set.next_expiry_ms.is_some_and(|t| t <= ms) && set.retain(|_, b| b.expires_ms > ms) {
+            set.dirty_since.get_or_insert(now);
         }
         let due = self
             .resolved_blocks
             .published
             .is_none_or(|p| now.duration_since(p) >= RESOLVED_PUBLISH_EVERY);
         if self.resolved_blocks.dirty_since.is_some() && due {
-            self.resolved = Arc::new(self.resolved_set());
             self.publish_intel();
         }
         if self.alerter.pending() && now >= self.next_alert_flush {
