@@ -4,8 +4,10 @@
 //! established connection to it is cut (offloaded or not), the reason is
 //! counted as `intel`, a broken feed keeps its last good version, and the
 //! API says which feed lists an address. With a real DNS server (dnsmasq):
-//! the answer for a listed domain is blocked as it is resolved, and alerts
-//! name the workload that resolved it and then tried to connect.
+//! the answer for a listed domain is blocked as it is resolved, alerts name
+//! the workload that resolved it and then tried to connect and reach a
+//! syslog receiver and an HTTPS webhook, and a feed with `quarantine`
+//! quarantines the workload that resolves its domain, cutting its flows.
 //!
 //! Needs root; outside CI a non-root run says why it skips, with `CI=true` a
 //! missing privilege is a failure.
@@ -17,9 +19,10 @@
 
 mod live_bed;
 
+use control::alerts::receiver::Receiver;
 use live_bed::{
-    connects, connects_to, in_ns, listen, pings, resolve, serve, server, sh, Bed, Dnsmasq, MAC_A,
-    MAC_B,
+    connects, connects_to, in_ns, listen, on_ns_thread, pings, resolve, serve, server, sh, Bed,
+    Dnsmasq, MAC_A, MAC_B,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -228,14 +231,31 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
     std::fs::create_dir_all(&feeds).unwrap();
     let feed = feeds.join("c2-domains.txt");
     std::fs::write(&feed, "evil.test\n").unwrap();
+    let worm = feeds.join("worm.txt");
+    std::fs::write(&worm, "worm.test\n").unwrap();
+    // The webhook receiver's port and certificate (written below, in the
+    // appliance's namespace, before the appliance starts).
+    const HOOK_PORT: u16 = 15443;
     let intel = format!(
         "\n[intel]\nreload_secs = 1\n[[intel.feeds]]\nname = \"c2-domains\"\npath = \"{}\"\n\
-         action = \"block\"\n\n[alerts]\nsyslog = [\"udp://127.0.0.1:15514\"]\n\
-         hostname = \"bh-live\"\n",
-        feed.display()
+         action = \"block\"\n[[intel.feeds]]\nname = \"worm\"\npath = \"{}\"\n\
+         action = \"alert\"\nquarantine = true\n\n\
+         [alerts]\nsyslog = [\"udp://127.0.0.1:15514\"]\nhostname = \"bh-live\"\n\
+         [[alerts.webhook]]\nurl = \"https://127.0.0.1:{HOOK_PORT}/alerts\"\nca = \"{}\"\n\
+         token = \"live-token\"\n",
+        feed.display(),
+        worm.display(),
+        feeds.join(format!("webhook-{HOOK_PORT}.pem")).display(),
     );
     let mut bed = Bed::new("inteldns", &policy(), &intel);
     let [a, b, dut] = bed.ns.clone();
+    let hook_dir = feeds.clone();
+    let hook = on_ns_thread(&dut, move || {
+        Receiver::start(&hook_dir, ([127, 0, 0, 1], HOOK_PORT).into(), Vec::new())
+    })
+    .join()
+    .unwrap()
+    .expect("the webhook receiver");
     // A syslog receiver beside the appliance (its namespace's loopback).
     let (tx, syslog) = std::sync::mpsc::channel();
     server(
@@ -347,6 +367,17 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
     assert_eq!(json["mac"], MAC_A);
     assert_eq!(json["indicator"], "evil.test");
     assert_eq!(json["id"], dns["id"]);
+    // And the webhook: the alert's JSON POSTed over HTTPS with the token.
+    let posted = hook.wait_for(1, Duration::from_secs(10));
+    let post = posted
+        .iter()
+        .find(|r| r.body.contains("\"intel-dns\""))
+        .unwrap_or_else(|| panic!("the intel-dns alert posted: {posted:?}"));
+    assert_eq!(post.header("authorization"), Some("Bearer live-token"));
+    let json: serde_json::Value = serde_json::from_str(&post.body).unwrap();
+    assert_eq!(json["id"], dns["id"]);
+    assert_eq!(json["mac"], MAC_A);
+    assert_eq!(json["appliance"], "bh-live");
     let id = dns["id"].as_i64().unwrap().to_string();
     let acked = bed.ctl(&["alerts", "ack", &id]);
     assert_eq!(acked["state"], "acknowledged");
@@ -389,5 +420,35 @@ fn the_answer_for_a_listed_domain_is_blocked_as_it_is_resolved_and_alerts_name_t
         "{retro}"
     );
     assert_eq!(bed.ctl(&["intel", "feeds"])["hunt"]["searched"], 1);
+
+    // A feed with `quarantine`: resolving its domain quarantines the
+    // client, and its established connection to the server is cut.
+    echo(&b);
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (cut_tx, cut_rx) = std::sync::mpsc::channel();
+    let stream = echo_stream(&a, started_tx, cut_rx);
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let answer = resolve(&a, "x.worm.test");
+    cut_tx.send(Instant::now()).unwrap();
+    assert!(answer.contains("10.99.0.66"), "an alert feed: {answer:?}");
+    let cut_after = stream.join().unwrap();
+    assert!(
+        cut_after.is_some_and(|d| d < Duration::from_secs(5)),
+        "the client's echo is cut once it is quarantined: {cut_after:?}\n{}",
+        bed.log()
+    );
+    let q = bed.ctl(&["quarantine", "list"]);
+    let entry = q
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["mac"] == MAC_A))
+        .unwrap_or_else(|| panic!("the client is quarantined: {q:#}"));
+    assert_eq!(entry["actor"], "intel", "{entry}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("worm"),
+        "the feed is the reason: {entry}"
+    );
     let _ = std::fs::remove_dir_all(&feeds);
 }

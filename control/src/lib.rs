@@ -35,6 +35,7 @@ pub mod records;
 pub mod services;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod validate;
 
 pub use compile::{compile, compile_snapshot, CompileError, Compiled, RuleMap};

@@ -7,7 +7,6 @@ use reqwest::blocking::{Client, Response};
 use reqwest::Method;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::de::DeserializeOwned;
@@ -165,24 +164,6 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-/// The system's CA bundle, used when neither a CA nor a fingerprint is given.
-const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-fn roots(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
-        bail!("{}: no certificate in the file", path.display());
-    }
-    Ok(roots)
-}
-
 /// A connected client.
 pub struct Api {
     client: Client,
@@ -225,11 +206,11 @@ impl Api {
                 .with_no_client_auth()
         } else if let Some(ca) = &s.ca {
             builder
-                .with_root_certificates(roots(ca)?)
+                .with_root_certificates(control::tls::roots(ca)?)
                 .with_no_client_auth()
-        } else if Path::new(SYSTEM_CAS).exists() {
+        } else if Path::new(control::tls::SYSTEM_CAS).exists() {
             builder
-                .with_root_certificates(roots(Path::new(SYSTEM_CAS))?)
+                .with_root_certificates(control::tls::roots(Path::new(control::tls::SYSTEM_CAS))?)
                 .with_no_client_auth()
         } else {
             bail!(

@@ -104,4 +104,41 @@ fn intel_and_alerts_sections_are_checked_with_the_field_named() {
     let e = err("[alerts]\nsyslog_facility = 30\n");
     assert!(e.contains("syslog_facility"), "{e}");
     assert!(err("[alerts]\nsyslg = []\n").contains("syslg"));
+    let e = err("[[alerts.webhook]]\nurl = \"http://soar/hook\"\n");
+    assert!(
+        e.contains("alerts.webhook[0]") && e.contains("HTTPS only"),
+        "{e}"
+    );
+    let e = err("[[alerts.webhook]]\nurl = \"https://soar/hook\"\nca = \"/nonexistent.pem\"\n");
+    assert!(e.contains("/nonexistent.pem"), "{e}");
+    let e = err("[[alerts.webhook]]\nurl = \"https://soar/hook\"\ntimeout_secs = 0\n");
+    assert!(e.contains("timeout_secs"), "{e}");
+    let e = err("[[alerts.webhook]]\nurl = \"https://soar/hook\"\nheaders = 1\n");
+    assert!(e.contains("headers"), "unknown field: {e}");
+}
+
+#[test]
+fn a_webhook_is_read_with_its_settings() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-config-hook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A real certificate to trust: the test receiver's.
+    let r = control::alerts::receiver::Receiver::start(
+        &dir,
+        "127.0.0.1:0".parse().unwrap(),
+        Vec::new(),
+    )
+    .unwrap();
+    let c = config(&format!(
+        "[[alerts.webhook]]\nurl = \"https://soar.example:8443/h?k=1\"\nca = \"{}\"\n\
+         token = \"t\"\ntimeout_secs = 2\nretry_secs = 60\n",
+        r.ca.display()
+    ))
+    .unwrap();
+    let (_, delivery) = c.alerts.plan().unwrap();
+    let w = &delivery.webhooks[0];
+    assert_eq!(w.name(), "webhook+https://soar.example:8443/h");
+    assert_eq!(w.timeout, Duration::from_secs(2));
+    assert_eq!(w.retry_for, Duration::from_secs(60));
+    assert_eq!(w.token.as_deref(), Some("t"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,6 +20,12 @@
 //! syslog = ["udp://10.0.0.5", "tcp://siem.example:601"]
 //! syslog_facility = 16              # local0
 //! hostname = "bulkhead-1"           # default: the system's
+//! [[alerts.webhook]]                # each alert POSTed as JSON over HTTPS
+//! url = "https://soar.example/hooks/bulkhead"
+//! ca = "/etc/bulkhead/soar-ca.pem"  # default: the system's public CAs
+//! token = "..."                     # sent as Authorization: Bearer
+//! timeout_secs = 5                  # a request that takes longer fails
+//! retry_secs = 600                  # how long an alert is tried again
 //! ```
 
 use anyhow::Context;
@@ -188,6 +194,17 @@ pub struct AlertsSection {
     pub syslog: Vec<String>,
     pub syslog_facility: u8,
     pub hostname: Option<String>,
+    pub webhook: Vec<WebhookSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub url: String,
+    pub ca: Option<PathBuf>,
+    pub token: Option<String>,
+    pub timeout_secs: Option<u64>,
+    pub retry_secs: Option<u64>,
 }
 
 impl Default for AlertsSection {
@@ -199,6 +216,7 @@ impl Default for AlertsSection {
             syslog: Vec::new(),
             syslog_facility: 16,
             hostname: None,
+            webhook: Vec::new(),
         }
     }
 }
@@ -225,6 +243,27 @@ impl AlertsSection {
                     .with_context(|| "alerts.syslog".to_string())
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut webhooks = Vec::new();
+        for (i, w) in self.webhook.iter().enumerate() {
+            use control::alerts::webhook::Webhook;
+            if w.timeout_secs == Some(0) {
+                anyhow::bail!("alerts.webhook[{i}].timeout_secs: at least 1");
+            }
+            let hook = Webhook {
+                ca: w.ca.clone(),
+                token: w.token.clone(),
+                timeout: w
+                    .timeout_secs
+                    .map_or(control::alerts::webhook::TIMEOUT, Duration::from_secs),
+                retry_for: w
+                    .retry_secs
+                    .map_or(control::alerts::webhook::RETRY_FOR, Duration::from_secs),
+                ..Webhook::new(&w.url)
+            };
+            hook.check()
+                .with_context(|| format!("alerts.webhook[{i}]"))?;
+            webhooks.push(hook);
+        }
         let hostname = self.hostname.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
@@ -239,6 +278,7 @@ impl AlertsSection {
                 syslog,
                 facility: self.syslog_facility,
                 hostname,
+                webhooks,
             },
         ))
     }

@@ -1,12 +1,14 @@
 //! Alerts delivered to the tools a SOC runs: syslog (RFC 5424, over UDP as
 //! RFC 5426 says, or over TCP with octet counting as RFC 6587 says), the
-//! alert as JSON in the message.
+//! alert as JSON in the message; and webhooks (`super::webhook`, the JSON
+//! POSTed over HTTPS).
 //!
 //! Each target has a thread of its own (nice 10) and a bounded queue: the
 //! control thread offers an alert with `try_send`, a full queue drops it
 //! and counts; a target that hangs, refuses or is gone costs its own thread
 //! a timeout and a counter, never the control thread or another target.
 
+use super::webhook::{Webhook, WebhookError};
 use super::NewAlert;
 use crate::intel::Severity;
 use crate::ipfix::{Collector, Transport};
@@ -40,6 +42,22 @@ pub struct DeliveryConfig {
     pub facility: u8,
     /// HOSTNAME of the messages (the appliance's name).
     pub hostname: String,
+    pub webhooks: Vec<Webhook>,
+}
+
+impl DeliveryConfig {
+    /// No target at all.
+    pub fn is_empty(&self) -> bool {
+        self.syslog.is_empty() && self.webhooks.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("cannot start a delivery thread: {0}")]
+    Thread(std::io::Error),
+    #[error("alerts.webhook: {0}")]
+    Webhook(#[from] WebhookError),
 }
 
 /// What one target did.
@@ -50,12 +68,21 @@ pub struct TargetCounters {
     /// Alerts it did not get: its queue was full, or the send failed.
     pub dropped: AtomicU64,
     pub errors: AtomicU64,
+    /// Sends tried again (webhooks).
+    pub retries: AtomicU64,
     pub up: AtomicBool,
+}
+
+/// What a target is given: the syslog message, or the alert's JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Syslog,
+    Json,
 }
 
 /// The running delivery: one thread and queue per target.
 pub struct Deliverer {
-    targets: Vec<(Sender<Arc<String>>, Arc<TargetCounters>)>,
+    targets: Vec<(Form, Sender<Arc<String>>, Arc<TargetCounters>)>,
     facility: u8,
     hostname: String,
 }
@@ -153,7 +180,7 @@ pub fn syslog_message(facility: u8, hostname: &str, id: i64, a: &NewAlert) -> St
 
 impl Deliverer {
     /// Starts a thread per target.
-    pub fn start(cfg: &DeliveryConfig) -> std::io::Result<Deliverer> {
+    pub fn start(cfg: &DeliveryConfig) -> Result<Deliverer, DeliveryError> {
         let mut targets = Vec::new();
         for target in &cfg.syslog {
             let (tx, rx) = crossbeam_channel::bounded(QUEUE);
@@ -164,8 +191,18 @@ impl Deliverer {
             let (t, c) = (target.clone(), counters.clone());
             std::thread::Builder::new()
                 .name("bulkhead-syslog".into())
-                .spawn(move || syslog_thread(t, rx, c))?;
-            targets.push((tx, counters));
+                .spawn(move || syslog_thread(t, rx, c))
+                .map_err(DeliveryError::Thread)?;
+            targets.push((Form::Syslog, tx, counters));
+        }
+        for w in &cfg.webhooks {
+            let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+            let counters = Arc::new(TargetCounters {
+                name: w.name(),
+                ..TargetCounters::default()
+            });
+            super::webhook::start(w, rx, counters.clone())?;
+            targets.push((Form::Json, tx, counters));
         }
         Ok(Deliverer {
             targets,
@@ -179,8 +216,17 @@ impl Deliverer {
         if self.targets.is_empty() {
             return;
         }
-        let msg = Arc::new(syslog_message(self.facility, &self.hostname, id, a));
-        for (tx, c) in &self.targets {
+        let wants = |form| self.targets.iter().any(|(f, ..)| *f == form);
+        let syslog = wants(Form::Syslog)
+            .then(|| Arc::new(syslog_message(self.facility, &self.hostname, id, a)));
+        let json =
+            wants(Form::Json).then(|| Arc::new(alert_json(id, a, &self.hostname).to_string()));
+        for (form, tx, c) in &self.targets {
+            let msg = match form {
+                Form::Syslog => &syslog,
+                Form::Json => &json,
+            };
+            let Some(msg) = msg else { continue };
             match tx.try_send(msg.clone()) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -191,7 +237,7 @@ impl Deliverer {
     }
 
     pub fn counters(&self) -> Vec<Arc<TargetCounters>> {
-        self.targets.iter().map(|(_, c)| c.clone()).collect()
+        self.targets.iter().map(|(.., c)| c.clone()).collect()
     }
 }
 

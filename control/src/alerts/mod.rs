@@ -11,6 +11,9 @@
 //! handful of alerts and a counter of the rest, not millions of rows.
 
 pub mod deliver;
+#[cfg(any(test, feature = "test-support"))]
+pub mod receiver;
+pub mod webhook;
 
 use crate::intel::Severity;
 use crate::store::{Store, StoreError};

@@ -380,6 +380,8 @@ pub enum StartError {
     Records(#[from] crate::records::RecordsError),
     #[error("{0}")]
     Ipfix(#[from] crate::ipfix::IpfixError),
+    #[error("{0}")]
+    Delivery(#[from] crate::alerts::deliver::DeliveryError),
 }
 
 impl Engine {
@@ -463,11 +465,10 @@ impl Engine {
             (None, Some((x, epoch))) => Some(Recorder::export_only(x, Clock::Since(epoch))),
             (None, None) => None,
         };
-        let deliverer = if cfg.delivery.syslog.is_empty() {
+        let deliverer = if cfg.delivery.is_empty() {
             None
         } else {
-            let d = crate::alerts::deliver::Deliverer::start(&cfg.delivery)
-                .map_err(StartError::Thread)?;
+            let d = crate::alerts::deliver::Deliverer::start(&cfg.delivery)?;
             let _ = shared.delivery.set(d.counters());
             Some(d)
         };

@@ -214,7 +214,8 @@ struct TargetLabel {
     target: String,
 }
 
-/// `bulkhead_alerts_delivery_*` metrics, by target (`syslog+udp://...`).
+/// `bulkhead_alerts_delivery_*` metrics, by target (`syslog+udp://...`,
+/// `webhook+https://...`).
 pub(crate) fn register_delivery(
     reg: &mut Registry,
     targets: &[std::sync::Arc<control::alerts::deliver::TargetCounters>],
@@ -226,6 +227,7 @@ pub(crate) fn register_delivery(
     let sent = Family::<TargetLabel, Counter>::default();
     let dropped = Family::<TargetLabel, Counter>::default();
     let errors = Family::<TargetLabel, Counter>::default();
+    let retries = Family::<TargetLabel, Counter>::default();
     let up = Family::<TargetLabel, Gauge>::default();
     for t in targets {
         let l = TargetLabel {
@@ -234,6 +236,7 @@ pub(crate) fn register_delivery(
         sent.get_or_create(&l).inc_by(t.sent.load(Relaxed));
         dropped.get_or_create(&l).inc_by(t.dropped.load(Relaxed));
         errors.get_or_create(&l).inc_by(t.errors.load(Relaxed));
+        retries.get_or_create(&l).inc_by(t.retries.load(Relaxed));
         up.get_or_create(&l).set(i64::from(t.up.load(Relaxed)));
     }
     reg.register("alerts_delivered", "Alerts sent to a delivery target", sent);
@@ -246,6 +249,11 @@ pub(crate) fn register_delivery(
         "alerts_delivery_errors",
         "Failed sends and connects to a delivery target",
         errors,
+    );
+    reg.register(
+        "alerts_delivery_retries",
+        "Sends to a delivery target tried again (webhooks: a timeout, 429, 5xx)",
+        retries,
     );
     reg.register(
         "alerts_delivery_up",

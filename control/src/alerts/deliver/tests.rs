@@ -103,6 +103,7 @@ fn alerts_reach_udp_and_tcp_receivers_and_a_dead_target_costs_a_counter() {
         ],
         facility: 16,
         hostname: "bh-test".into(),
+        webhooks: Vec::new(),
     };
     let d = Deliverer::start(&cfg).unwrap();
     let started = Instant::now();
