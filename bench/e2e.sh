@@ -26,6 +26,12 @@
 #   --ipfix   the same with the IPFIX export on against off (records on in
 #             both), exporting over UDP to a collector in the DUT's namespace
 #             (nfcapd if installed, else a socket that reads and discards)
+#   --intel   threat intel, and nothing else: bulkhead with offload off, 1M
+#             addresses + 1M domains in block feeds against none (1k rules,
+#             64 B, 10k flows; medians of the runs, their ratio); then, offload
+#             off and on, the time from adding a block entry for the streaming
+#             flows' destinations through the API to their last frame, with
+#             the quarantine timed the same way beside it; nothing written
 # Takes /tmp/bh-netns.lock itself (other namespace tests wait, and we wait for
 # them); not when an ancestor process holds it already (or BH_E2E_LOCKED=1). BULKHEAD=path runs
 # another appliance binary, BULKHEAD_BENCH=path another bulkhead-bench (default:
@@ -69,6 +75,7 @@ DURATION=3
 WRITE=1
 SMOKE=0
 RECORDS_ONLY=0
+INTEL_ONLY=0
 DUTS_ARG=""
 ARGS_SHOWN="$*"
 while [ $# -gt 0 ]; do
@@ -79,9 +86,10 @@ while [ $# -gt 0 ]; do
     --smoke) SMOKE=1; RUNS=1; DURATION=0.5; WRITE=0; shift ;;
     --records) RECORDS_ONLY=1; WRITE=0; shift ;;
     --ipfix) RECORDS_ONLY=1; PAIR=ipfix; WRITE=0; shift ;;
+    --intel) INTEL_ONLY=1; WRITE=0; shift ;;
     --duts) DUTS_ARG="$2"; shift 2 ;;
     --keep) export BH_E2E_KEEP=1; shift ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -248,9 +256,19 @@ stop_proc() {
   DUT_PID=""
 }
 
-bulkhead_up() { # rules offload(""|on|off) [api]; env RECORDS=off, FLOW_CAPACITY=N
-  local extra="" api="enabled = false" records="enabled = ${RECORDS_ON:-true}" ipfix=""
+bulkhead_up() { # rules offload(""|on|off) [api]; env RECORDS=off, FLOW_CAPACITY=N, INTEL_ON=true
+  local extra="" api="enabled = false" records="enabled = ${RECORDS_ON:-true}" ipfix="" intel=""
   [ "${IPFIX_ON:-false}" = true ] && ipfix="collectors = [\"udp://127.0.0.1:4739\"]"
+  if [ "${INTEL_ON:-false}" = true ]; then
+    intel="[[intel.feeds]]
+name = \"bench-ips\"
+path = \"$WORK/intel-ips.txt\"
+action = \"block\"
+[[intel.feeds]]
+name = \"bench-domains\"
+path = \"$WORK/intel-domains.txt\"
+action = \"block\""
+  fi
   [ -n "$2" ] && extra="offload = \"$2\""
   [ "${3:-}" = api ] && api="listen = \"127.0.0.1:$API_PORT\""
   DUT_STORE="$WORK/bulkhead-$1-$RANDOM.db"
@@ -281,6 +299,9 @@ store = "$DUT_STORE"
 
 [api]
 $api
+
+[intel]
+$intel
 EOF
   start_proc "$WORK/dut.log" 1 "$BULKHEAD" run --config "$WORK/bulkhead.toml"
 }
@@ -299,6 +320,8 @@ dut_up() { # dut rules
     bulkhead-records-off) RECORDS_ON=false bulkhead_up "$2" off ;;
     bulkhead-ipfix-on) IPFIX_ON=true bulkhead_up "$2" off ;;
     bulkhead-ipfix-off) IPFIX_ON=false bulkhead_up "$2" off ;;
+    bulkhead-intel-on) INTEL_ON=true bulkhead_up "$2" off ;;
+    bulkhead-intel-off) INTEL_ON=false bulkhead_up "$2" off ;;
     *) die "unknown DUT $1" ;;
   esac
 }
@@ -446,6 +469,56 @@ while True: s.recv(65536)' &
     kill -TERM "$COLLECTOR_PID" 2>/dev/null; wait "$COLLECTOR_PID" 2>/dev/null
     grep -h "^Ident" "$WORK/nfcapd.log" 2>/dev/null | sed 's/^/  collector: /'
   fi
+  exit 0
+fi
+
+if [ "$INTEL_ONLY" = 1 ]; then
+  # 1M public addresses (11.0.0.0/12, away from the traffic's 10.0.0.0/8)
+  # and 1M domains, one a line, as feed files are written.
+  awk 'BEGIN { for (i = 0; i < 1000000; i++) printf "11.%d.%d.%d\n", int(i / 65536), int(i / 256) % 256, i % 256 }' >"$WORK/intel-ips.txt"
+  awk 'BEGIN { for (i = 0; i < 1000000; i++) printf "c%d.intel-bench-%d.example\n", i, i % 997 }' >"$WORK/intel-domains.txt"
+  : >"$WORK/results"
+  for run in $(seq 1 "$RUNS"); do
+    for dut in bulkhead-intel-on bulkhead-intel-off; do
+      dut_up "$dut" 1000
+      measure tput "$dut" 1000 64 10000 "$run" 0
+      dut_down "$dut"
+    done
+  done
+  echo "intel (1M addresses + 1M domains, block) on against off, offload off (medians of $RUNS runs of ${DURATION}s):"
+  med() {
+    grep "\"dut\":\"$1\"" "$WORK/results" | sed 's/.*"sink":{"frames":\([0-9]*\).*/\1/' \
+      | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+  }
+  on="$(med bulkhead-intel-on)"
+  off="$(med bulkhead-intel-off)"
+  awk -v on="$on" -v off="$off" -v d="$DURATION" 'BEGIN {
+    printf "  intel on %9.0f pps, off %9.0f pps, on/off %.3f\n", on / d, off / d, (off ? on / off : 0) }'
+  cp "$WORK/results" "${BH_E2E_INTEL_OUT:-/tmp/bh-e2e-intel.jsonl}"
+  # The cut: an entry added through the API while the flows stream (the
+  # quarantine of their source beside it, the same way).
+  GEN_MAC="02:00:00:0a:00:00"
+  TRIES="${INTEL_TRIES:-100}"
+  for off in off on; do
+    bulkhead_up 1000 "$off" api
+    in_ns "$NS_D" "$BULKHEAD" token create --store "$DUT_STORE" --role admin --name bench \
+      >"$WORK/token" 2>/dev/null || die "token create"
+    fp="$(sed -n 's/.*SHA-256 fingerprint \([0-9A-Fa-f:]*\).*/\1/p' "$WORK/dut.log" | head -1)"
+    nsenter --net="/var/run/netns/$NS_G" taskset -c 0 "$BENCH" gen --dev eth0 --size 64 \
+      --flows 10 --rules 1000 --rate 100000 --duration $((2 * TRIES + 20)) >/dev/null &
+    GEN_PID=$!
+    for how in quarantine intel; do
+      feed=()
+      [ "$how" = intel ] && feed=(--intel-feed bench)
+      in_ns "$NS_D" "$BENCH" quarantine --url "https://127.0.0.1:$API_PORT" \
+        --token-file "$WORK/token" --fingerprint "$fp" --mac "$GEN_MAC" --sink-pin "$SINK_PIN" \
+        --tries "$TRIES" --dut "bulkhead-offload-$off" --rules 1000 --rate 100000 "${feed[@]}" \
+        | sed 's/^/  /' || { kill "$GEN_PID" 2>/dev/null; die "$how timing (offload $off) failed"; }
+    done
+    kill "$GEN_PID" 2>/dev/null || true
+    wait "$GEN_PID" 2>/dev/null || true
+    stop_proc
+  done
   exit 0
 fi
 

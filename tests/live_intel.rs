@@ -213,6 +213,40 @@ fn a_listed_address_is_blocked_both_ways_and_its_established_flows_are_cut() {
     // Listed no more: allowed again.
     std::fs::write(&feed, "192.0.2.1\n").unwrap();
     assert!(connects(&a, Duration::from_secs(10)), "unlisted: allowed");
+
+    // Through the API: an entry added to a managed feed with `bulkhead ctl
+    // intel add` is in force when the command returns.
+    let made = bed.ctl(&["intel", "create", "soc", "--action", "block"]);
+    assert_eq!(made["feed"], "soc");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (cut_tx, cut_rx) = std::sync::mpsc::channel();
+    let stream = echo_stream(&a, started_tx, cut_rx);
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let asked = Instant::now();
+    cut_tx.send(asked).unwrap();
+    let added = bed.ctl(&["intel", "add", "soc", "10.99.0.2", "--category", "c2"]);
+    let call = asked.elapsed();
+    assert_eq!(added["added"], 1, "{added}");
+    let cut_after = stream.join().unwrap();
+    // In force at the answer: the echoes stop within the call, give or take
+    // the 300 ms the client waits for an echo (bench/e2e.sh --intel times
+    // it to the frame).
+    assert!(
+        cut_after.is_some_and(|d| d < call + Duration::from_millis(500)),
+        "cut {cut_after:?} after the call began, which took {call:?}\n{}",
+        bed.log()
+    );
+    let entries = bed.ctl(&["intel", "entries", "soc"]);
+    assert_eq!(entries["total"], 1);
+    assert_eq!(entries["entries"][0]["category"], "c2");
+    assert_eq!(
+        bed.ctl(&["intel", "lookup", "10.99.0.2"])["match"]["feed"],
+        "soc"
+    );
+    let removed = bed.ctl(&["intel", "remove", "soc", "10.99.0.2"]);
+    assert_eq!(removed["removed"], 1);
+    assert!(connects(&a, Duration::from_secs(5)), "removed: allowed");
+    bed.ctl(&["intel", "delete", "soc"]);
     let _ = std::fs::remove_dir_all(&feeds);
 }
 

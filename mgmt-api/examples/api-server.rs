@@ -64,6 +64,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None,
         EngineConfig::default(),
     )?;
+    // The feed watcher, with no feed file: the API-managed feeds work.
+    let loader = control::intel::feeds::Loader::new(Vec::new(), &dir, Vec::new())?;
+    let _intel = control::engine::IntelWatch::start(
+        loader,
+        engine.handle.clone(),
+        Duration::from_secs(3600),
+        None,
+    )?;
     let board = Arc::new(StatsBoard::new(1));
     // A records store with a little of everything (flows, DNS responses,
     // addresses), so that the queries answer from real rows.

@@ -237,6 +237,18 @@ impl From<ControlError> for ApiError {
             ControlError::Store(StoreError::BadMac(m)) => {
                 ApiError::bad_request(format!("invalid MAC address {m:?}")).field("mac")
             }
+            ControlError::Feed(f) => {
+                use control::intel::feeds::ManagedError as M;
+                let text = f.to_string();
+                match f {
+                    M::NoFeed(_) => ApiError::not_found(text).field("name"),
+                    M::NotManaged(_) | M::Exists(_) => ApiError::conflict(text).field("name"),
+                    M::Name(_) => ApiError::bad_request(text).field("name"),
+                    M::Invalid(_) => ApiError::bad_request(text),
+                    M::NotRunning => ApiError::new(ErrorCode::Unavailable, text),
+                    M::Io { .. } => ApiError::internal(text),
+                }
+            }
             other => ApiError::internal(other.to_string()),
         }
     }

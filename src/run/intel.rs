@@ -80,14 +80,6 @@ fn default_severity() -> String {
     "high".into()
 }
 
-fn action(s: &str) -> Result<Action, String> {
-    match s {
-        "alert" => Ok(Action::Alert),
-        "block" => Ok(Action::Block),
-        _ => Err(format!("action {s:?}: expected alert or block")),
-    }
-}
-
 impl IntelSection {
     /// The feed sources, checked; `None` without feeds.
     pub fn sources(&self) -> anyhow::Result<Vec<FeedSource>> {
@@ -102,7 +94,9 @@ impl IntelSection {
                     .parse::<Format>()
                     .map_err(anyhow::Error::msg)
                     .with_context(at)?,
-                action: action(&f.action)
+                action: f
+                    .action
+                    .parse::<Action>()
                     .map_err(anyhow::Error::msg)
                     .with_context(at)?,
                 severity: f
@@ -112,6 +106,7 @@ impl IntelSection {
                     .with_context(at)?,
                 quarantine: f.quarantine,
                 force: f.force,
+                managed: false,
             });
         }
         control::intel::feeds::check_sources(&out).context("intel.feeds")?;
@@ -122,20 +117,17 @@ impl IntelSection {
     }
 }
 
-/// Reads the feeds into force and starts watching them; `None` without feeds.
-/// With `records` (the store and its retention), entries added by a
-/// reading are hunted in the records.
+/// Reads the feeds (the config's files and those managed through the API)
+/// into force and starts watching them. With `records` (the store and its
+/// retention), entries added by a reading are hunted in the records.
 pub fn start(
     section: &IntelSection,
     state_dir: &Path,
     control: &ControlHandle,
     api: SocketAddr,
     records: Option<control::engine::HuntPlan>,
-) -> anyhow::Result<Option<IntelWatch>> {
+) -> anyhow::Result<IntelWatch> {
     let sources = section.sources()?;
-    if sources.is_empty() {
-        return Ok(None);
-    }
     let protected = control::intel::feeds::protected(&control.view().model, &[api.ip()]);
     let loader = Loader::new(sources, state_dir, protected)?;
     let watch = IntelWatch::start(
@@ -144,7 +136,7 @@ pub fn start(
         Duration::from_secs(section.reload_secs),
         records,
     )?;
-    Ok(Some(watch))
+    Ok(watch)
 }
 
 /// The log line of the intel in force.

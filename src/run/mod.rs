@@ -182,7 +182,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     });
     let _intel = intel::start(&cfg.intel, &state_dir, &control, cfg.api.listen, hunt)?;
     let mut intel_generation = 0;
-    if _intel.is_some() {
+    let has_feeds = |c: &control::engine::ControlHandle| !c.intel().feeds.is_empty();
+    if has_feeds(&control) {
         intel_generation = control.intel().generation;
         println!("{}", intel::line(&control));
     }
@@ -263,7 +264,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 cell.generation()
             );
         }
-        if _intel.is_some() && control.intel().generation != intel_generation {
+        if has_feeds(&control) && control.intel().generation != intel_generation {
             intel_generation = control.intel().generation;
             println!("{}", intel::line(&control));
         }

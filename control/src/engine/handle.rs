@@ -29,6 +29,8 @@ pub enum ControlError {
     NoDraft,
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Feed(#[from] crate::intel::feeds::ManagedError),
     /// The dataplane refused what compile produced: a bug, not bad input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -373,10 +375,56 @@ impl ControlHandle {
 
     /// Asks the feed watcher to read every feed now (false: none runs).
     pub fn reload_intel(&self) -> bool {
+        use super::intel_watch::WatchRequest;
         self.shared
-            .intel_reload
+            .intel_requests
             .get()
-            .is_some_and(|tx| tx.try_send(()).is_ok() || tx.is_full())
+            .is_some_and(|tx| tx.try_send(WatchRequest::Reload).is_ok() || tx.is_full())
+    }
+
+    /// Changes the feeds managed through the API; returns once the change
+    /// is in force (its generation published: flows to a newly listed
+    /// address are cut, offloaded ones too). The retro-hunt of what was
+    /// added runs after.
+    pub fn manage_intel(
+        &self,
+        op: crate::intel::feeds::ManagedOp,
+    ) -> Result<crate::intel::feeds::ManagedDone, ControlError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.to_watcher(super::intel_watch::WatchRequest::Manage(op, reply))?;
+        answer
+            .recv()
+            .map_err(|_| crate::intel::feeds::ManagedError::NotRunning)?
+    }
+
+    /// A managed feed's entries from `offset`, at most `limit`, and how
+    /// many it holds.
+    pub fn managed_entries(
+        &self,
+        feed: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<crate::intel::Entry>, usize), ControlError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.to_watcher(super::intel_watch::WatchRequest::List(
+            feed.to_string(),
+            offset,
+            limit,
+            reply,
+        ))?;
+        answer
+            .recv()
+            .map_err(|_| crate::intel::feeds::ManagedError::NotRunning)?
+    }
+
+    fn to_watcher(&self, r: super::intel_watch::WatchRequest) -> Result<(), ControlError> {
+        let tx = self
+            .shared
+            .intel_requests
+            .get()
+            .ok_or(crate::intel::feeds::ManagedError::NotRunning)?;
+        tx.send(r)
+            .map_err(|_| crate::intel::feeds::ManagedError::NotRunning.into())
     }
 
     /// Asks the thread to stop; it finishes the command it is on.

@@ -4,10 +4,12 @@
 //! never on the control thread, which must answer a quarantine meanwhile.
 
 use super::handle::{ControlError, ControlHandle};
-use crate::intel::feeds::{Loaded, Loader};
+use crate::intel::feeds::{Loaded, Loader, ManagedDone, ManagedOp};
+use crate::intel::{Entry, Indicator, Intel};
 use crate::records::RecordsReader;
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{RecvTimeoutError, Sender};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,6 +40,22 @@ pub struct HuntReport {
     pub error: Option<String>,
 }
 
+/// What the watcher is asked, besides its own polling.
+pub(super) enum WatchRequest {
+    /// Read every feed now.
+    Reload,
+    /// Change the API-managed feeds, put them in force, answer (then hunt
+    /// what was added).
+    Manage(ManagedOp, Sender<Result<ManagedDone, ControlError>>),
+    /// A managed feed's entries: offset, limit.
+    List(
+        String,
+        usize,
+        usize,
+        Sender<Result<(Vec<Entry>, usize), ControlError>>,
+    ),
+}
+
 /// Puts a reading in force, then hunts what it added in the records.
 fn apply(
     control: &ControlHandle,
@@ -50,6 +68,52 @@ fn apply(
         loaded.added_over,
     );
     control.set_intel(loaded)?;
+    hunt_added(control, &intel, added, over, hunt)
+}
+
+/// An API change to the managed feeds: made, read and in force before the
+/// answer; the hunt of what it added after.
+fn manage(
+    control: &ControlHandle,
+    loader: &mut Loader,
+    op: ManagedOp,
+    reply: Sender<Result<ManagedDone, ControlError>>,
+    hunt: Option<&HuntPlan>,
+) -> Result<(), ControlError> {
+    let mut done = match loader.manage(op) {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = reply.send(Err(e.into()));
+            return Ok(());
+        }
+    };
+    let loaded = loader.load();
+    let (intel, added, over) = (
+        loaded.intel.clone(),
+        loaded.added.clone(),
+        loaded.added_over,
+    );
+    match control.set_intel(loaded) {
+        Ok(generation) => {
+            done.generation = generation;
+            let _ = reply.send(Ok(done));
+        }
+        Err(e) => {
+            let _ = reply.send(Err(ControlError::Internal(e.to_string())));
+            return Err(e);
+        }
+    }
+    hunt_added(control, &intel, added, over, hunt)
+}
+
+/// Hunts the entries a reading added in the records.
+fn hunt_added(
+    control: &ControlHandle,
+    intel: &Arc<Intel>,
+    added: Vec<Indicator>,
+    over: usize,
+    hunt: Option<&HuntPlan>,
+) -> Result<(), ControlError> {
     let Some(plan) = hunt.filter(|_| !added.is_empty()) else {
         return Ok(());
     };
@@ -61,7 +125,7 @@ fn apply(
         ..HuntReport::default()
     };
     let found = RecordsReader::open(&plan.records).and_then(|r| {
-        crate::intel::hunt::hunt(&r, &intel, &added, now.saturating_sub(plan.window_ms), now)
+        crate::intel::hunt::hunt(&r, intel, &added, now.saturating_sub(plan.window_ms), now)
     });
     let alerts = match found {
         Ok(h) => {
@@ -81,8 +145,9 @@ fn apply(
 impl IntelWatch {
     /// Reads the feeds once and puts them in force before it returns (the
     /// first packets already meet them), then watches them: every `every`,
-    /// a feed file that changed makes a new reading, and so does
-    /// [`ControlHandle::reload_intel`].
+    /// a feed file that changed makes a new reading, and so do
+    /// [`ControlHandle::reload_intel`] and a change to the API-managed
+    /// feeds ([`ControlHandle::manage_intel`]).
     pub fn start(
         mut loader: Loader,
         control: ControlHandle,
@@ -90,17 +155,17 @@ impl IntelWatch {
         hunt: Option<HuntPlan>,
     ) -> Result<IntelWatch, ControlError> {
         apply(&control, loader.load(), hunt.as_ref())?;
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = crossbeam_channel::bounded(64);
         // A second watcher would find the trigger taken: it still polls.
-        let _ = control.shared.intel_reload.set(tx);
+        let _ = control.shared.intel_requests.set(tx);
         let thread = std::thread::Builder::new()
             .name("bulkhead-intel".into())
             .spawn(move || {
                 crate::records::below_the_packet_path();
                 loop {
-                    let always = match rx.recv_timeout(every) {
-                        Ok(()) => true,
-                        Err(RecvTimeoutError::Timeout) => false,
+                    let request = match rx.recv_timeout(every) {
+                        Ok(r) => Some(r),
+                        Err(RecvTimeoutError::Timeout) => None,
                         Err(RecvTimeoutError::Disconnected) => return,
                     };
                     if !control
@@ -110,12 +175,26 @@ impl IntelWatch {
                     {
                         return;
                     }
-                    if let Some(loaded) = loader.poll(always) {
-                        if let Err(ControlError::Stopped(_)) =
-                            apply(&control, loaded, hunt.as_ref())
-                        {
-                            return;
+                    let done = match request {
+                        None => match loader.poll(false) {
+                            Some(loaded) => apply(&control, loaded, hunt.as_ref()),
+                            None => Ok(()),
+                        },
+                        Some(WatchRequest::Reload) => apply(&control, loader.load(), hunt.as_ref()),
+                        Some(WatchRequest::Manage(op, reply)) => {
+                            manage(&control, &mut loader, op, reply, hunt.as_ref())
                         }
+                        Some(WatchRequest::List(feed, offset, limit, reply)) => {
+                            let _ = reply.send(
+                                loader
+                                    .managed_list(&feed, offset, limit)
+                                    .map_err(ControlError::from),
+                            );
+                            Ok(())
+                        }
+                    };
+                    if let Err(ControlError::Stopped(_)) = done {
+                        return;
                     }
                 }
             })

@@ -289,7 +289,7 @@ pub(crate) struct Shared {
     /// The alert delivery targets' counters, once delivery runs.
     delivery: std::sync::OnceLock<Vec<Arc<crate::alerts::deliver::TargetCounters>>>,
     /// Wakes the feed watcher, once one runs.
-    intel_reload: std::sync::OnceLock<crossbeam_channel::Sender<()>>,
+    intel_requests: std::sync::OnceLock<crossbeam_channel::Sender<intel_watch::WatchRequest>>,
 }
 
 fn lock_text(m: &Mutex<Option<String>>) -> Option<String> {
@@ -442,7 +442,7 @@ impl Engine {
             intel: ArcSwap::default(),
             alerts: Mutex::default(),
             delivery: std::sync::OnceLock::new(),
-            intel_reload: std::sync::OnceLock::new(),
+            intel_requests: std::sync::OnceLock::new(),
         });
         let exporter = match &cfg.ipfix {
             Some(plan) => {

@@ -577,5 +577,6 @@ fn when_the_control_thread_dies_the_worker_forwards_with_the_last_snapshot() {
 }
 
 mod intel;
+mod intel_managed;
 mod learning;
 mod records;

@@ -12,6 +12,12 @@
 //! time, inode): it works for files replaced by a rename, edited in place or
 //! on a network filesystem, and costs a `stat` a feed every interval.
 
+mod managed;
+pub use managed::{
+    EntryInput, ManagedDone, ManagedError, ManagedFeed, ManagedOp, MAX_CALL, MAX_CATEGORY,
+    MAX_MANAGED,
+};
+
 use super::parse::{read_feed, Guard, Problems};
 use super::{Action, Feed, Format, Indicator, Intel, IntelBuilder, Severity};
 use std::path::{Path, PathBuf};
@@ -31,6 +37,8 @@ pub struct FeedSource {
     pub quarantine: bool,
     /// Accept absurd entries (see [`Guard`]).
     pub force: bool,
+    /// Made through the API (`managed`), not named in the config.
+    pub managed: bool,
 }
 
 /// Why a feed source is refused.
@@ -100,6 +108,8 @@ pub enum Origin {
     LastGood,
     /// Nothing: the file could not be read and no good copy exists.
     Nothing,
+    /// A feed managed through the API: its entries as the API left them.
+    Managed,
 }
 
 impl Origin {
@@ -108,6 +118,7 @@ impl Origin {
             Origin::File => "file",
             Origin::LastGood => "last-good",
             Origin::Nothing => "none",
+            Origin::Managed => "api",
         }
     }
 }
@@ -172,6 +183,8 @@ pub struct Loader {
     sources: Vec<FeedSource>,
     /// Where the last good copies go (created when first needed).
     copies: PathBuf,
+    /// Where the API-managed feeds are kept.
+    managed: PathBuf,
     protected: Vec<ipnet::IpNet>,
     seen: Vec<Option<Fingerprint>>,
     status: Vec<FeedStatus>,
@@ -184,20 +197,34 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// A loader of `sources` that keeps its copies under `state_dir/intel`;
-    /// `protected` are the appliance's own networks (see [`Guard`]).
+    /// A loader of `sources` (the config's feed files) and of the feeds
+    /// managed through the API, that keeps its copies under
+    /// `state_dir/intel`; `protected` are the appliance's own networks (see
+    /// [`Guard`]).
     pub fn new(
-        sources: Vec<FeedSource>,
+        mut sources: Vec<FeedSource>,
         state_dir: &Path,
         protected: Vec<ipnet::IpNet>,
     ) -> Result<Loader, FeedError> {
         check_sources(&sources)?;
-        let copies = state_dir.join("intel");
+        let managed = managed::dir(state_dir);
+        for m in managed::read_defs(&managed) {
+            if sources.iter().any(|s| s.name == m.name) {
+                eprintln!(
+                    "bulkhead: intel: the API-managed feed {:?} is not loaded: the config names a feed file so",
+                    m.name
+                );
+            } else if sources.len() < MAX_FEEDS {
+                sources.push(m);
+            }
+        }
+        let known = sources.iter().map(|s| s.managed).collect();
         let mut loader = Loader {
             seen: vec![None; sources.len()],
             status: Vec::new(),
-            known: vec![false; sources.len()],
-            copies,
+            known,
+            copies: state_dir.join("intel"),
+            managed,
             protected,
             sources,
             last: Arc::default(),
@@ -211,17 +238,19 @@ impl Loader {
     fn seed(&mut self) {
         let mut builder = IntelBuilder::new(self.feeds());
         for (i, source) in self.sources.iter().enumerate() {
-            let (Ok(feed), Ok(bytes)) = (
-                u16::try_from(i),
-                std::fs::read(copy_path(&self.copies, &source.name)),
-            ) else {
+            let copy = if source.managed {
+                source.path.clone()
+            } else {
+                copy_path(&self.copies, &source.name)
+            };
+            let (Ok(feed), Ok(bytes)) = (u16::try_from(i), std::fs::read(&copy)) else {
                 continue;
             };
             let guard = Guard {
                 protected: self.protected.clone(),
                 force: source.force,
             };
-            let added = modified_ms(&copy_path(&self.copies, &source.name)).unwrap_or(0);
+            let added = modified_ms(&copy).unwrap_or(0);
             read_feed(&bytes, source.format, &guard, |e| {
                 builder.add(e, feed, added);
             });
@@ -301,7 +330,11 @@ impl Loader {
                 };
                 builder.add(entry, feed, since);
             };
-            let st = read_one(source, &self.copies, &guard, previous, now, &mut add);
+            let st = if source.managed {
+                managed::read_managed(source, &guard, now, &mut add)
+            } else {
+                read_one(source, &self.copies, &guard, previous, now, &mut add)
+            };
             if let Some(slot) = self.seen.get_mut(i) {
                 *slot = seen;
             }

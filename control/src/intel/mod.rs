@@ -30,6 +30,26 @@ pub enum Action {
     Block,
 }
 
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Block => "block",
+        }
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Action, String> {
+        match s {
+            "alert" => Ok(Action::Alert),
+            "block" => Ok(Action::Block),
+            _ => Err(format!("action {s:?}: expected alert or block")),
+        }
+    }
+}
+
 /// How a feed file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -18,6 +18,7 @@ fn source(name: &str, path: &Path, format: Format, action: Action) -> FeedSource
         severity: Severity::High,
         quarantine: false,
         force: false,
+        managed: false,
     }
 }
 

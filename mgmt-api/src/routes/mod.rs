@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod doc;
 pub mod follow;
 pub mod intel;
+pub mod intel_feeds;
 pub mod inventory;
 pub mod ipfix;
 pub mod policy;
@@ -92,6 +93,7 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(records::dns))
         .routes(routes!(intel::status))
         .routes(routes!(intel::lookup))
+        .routes(routes!(intel_feeds::list))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::get))
 }
@@ -115,6 +117,10 @@ fn admin_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::revoke_token))
         .routes(routes!(admin::audit))
         .routes(routes!(intel::reload))
+        .routes(routes!(intel_feeds::create))
+        .routes(routes!(intel_feeds::delete))
+        .routes(routes!(intel_feeds::add))
+        .routes(routes!(intel_feeds::remove))
 }
 
 /// The API routes and their document (without state or outer layers). The

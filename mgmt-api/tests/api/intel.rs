@@ -22,6 +22,7 @@ fn with_feeds(bed: &Bed) -> std::path::PathBuf {
         severity: Severity::High,
         quarantine: false,
         force: false,
+        managed: false,
     };
     let loader = Loader::new(
         vec![
@@ -115,4 +116,139 @@ fn the_feeds_their_problems_and_a_lookup_are_served_and_only_admins_reload() {
         metrics.contains("bulkhead_intel_entries{feed=\"c2\",action=\"block\",origin=\"file\"} 1"),
         "{metrics}"
     );
+}
+
+#[test]
+fn feeds_are_made_filled_and_emptied_through_the_api_by_admins() {
+    let bed = Bed::start();
+    let _ips = with_feeds(&bed);
+    let admin =
+        |m: Method, path: &str, body: serde_json::Value| bed.send_json(m, path, &bed.admin, &body);
+    // Operators may not; a config feed is not edited here.
+    error(
+        bed.send_json(
+            Method::POST,
+            "/api/v1/intel/feeds",
+            &bed.operator,
+            &serde_json::json!({"name": "soc"}),
+        ),
+        403,
+    );
+    let e = error(
+        admin(
+            Method::POST,
+            "/api/v1/intel/feeds/c2/entries",
+            serde_json::json!({"entries": [{"indicator": "192.0.2.1"}]}),
+        ),
+        409,
+    );
+    assert!(e["message"].as_str().unwrap().contains("config"), "{e}");
+    let e = error(
+        admin(
+            Method::POST,
+            "/api/v1/intel/feeds",
+            serde_json::json!({"name": "soc", "action": "drop"}),
+        ),
+        400,
+    );
+    assert_eq!(e["field"], "action");
+
+    let made = json(
+        admin(
+            Method::POST,
+            "/api/v1/intel/feeds",
+            serde_json::json!({"name": "soc", "action": "block", "severity": "critical"}),
+        ),
+        201,
+    );
+    assert_eq!(made["feed"], "soc");
+    error(
+        admin(
+            Method::POST,
+            "/api/v1/intel/feeds",
+            serde_json::json!({"name": "soc"}),
+        ),
+        409,
+    );
+    let added = json(
+        admin(
+            Method::POST,
+            "/api/v1/intel/feeds/soc/entries",
+            serde_json::json!({"entries": [
+                {"indicator": "192.0.2.66", "category": "c2"},
+                {"indicator": "10.20.0.0/16"},
+                {"indicator": "bad.example", "severity": "low"},
+                {"indicator": "0.0.0.0/0"},
+                {"indicator": "<script>"}
+            ]}),
+        ),
+        200,
+    );
+    assert_eq!(added["added"], 3, "{added}");
+    assert_eq!(added["refused"].as_array().unwrap().len(), 2, "{added}");
+    assert_eq!(added["refused"][0]["indicator"], "0.0.0.0/0");
+    let generation = added["generation"].as_u64().unwrap();
+    let v = json(bed.get("/api/v1/intel", &bed.viewer), 200);
+    assert_eq!(
+        v["generation"].as_u64().unwrap(),
+        generation,
+        "in force at the answer"
+    );
+    let soc = v["feeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "soc")
+        .unwrap()
+        .clone();
+    assert_eq!(soc["origin"], "api");
+    assert_eq!(soc["entries"], 3);
+    let m = json(
+        bed.get("/api/v1/intel/lookup?q=www.bad.example", &bed.viewer),
+        200,
+    );
+    assert_eq!(m["match"]["feed"], "soc");
+    assert_eq!(m["match"]["severity"], "low");
+
+    let page = json(
+        bed.get("/api/v1/intel/feeds/soc/entries?limit=2", &bed.viewer),
+        200,
+    );
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(page["entries"][0]["indicator"], "192.0.2.66");
+    assert_eq!(page["entries"][0]["category"], "c2");
+    let page = json(
+        bed.get("/api/v1/intel/feeds/soc/entries?offset=2", &bed.viewer),
+        200,
+    );
+    assert_eq!(page["entries"][0]["severity"], "low");
+    error(
+        bed.get("/api/v1/intel/feeds/nope/entries", &bed.viewer),
+        404,
+    );
+
+    let gone = json(
+        bed.req(
+            Method::DELETE,
+            "/api/v1/intel/feeds/soc/entries/10.20.0.0%2F16",
+            &bed.admin,
+        )
+        .send()
+        .unwrap(),
+        200,
+    );
+    assert_eq!(gone["removed"], 1);
+    let gone = json(
+        bed.req(Method::DELETE, "/api/v1/intel/feeds/soc", &bed.admin)
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert!(gone["generation"].as_u64().unwrap() > generation);
+    let m = json(
+        bed.get("/api/v1/intel/lookup?q=192.0.2.66", &bed.viewer),
+        200,
+    );
+    assert!(m["match"].is_null());
 }

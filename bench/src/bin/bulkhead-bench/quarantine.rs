@@ -10,6 +10,11 @@
 //! at or below zero, the flow was cut before the caller heard back (counted in
 //! `cut_before_answer`, recorded as 0). Its resolution is the generator's
 //! interval (10 µs at 100k frames/s).
+//!
+//! With `--intel-feed`, the same timing for threat intel: instead of the
+//! quarantine, the flows' destination network is added to an API-managed
+//! block feed (made if missing; the token must be an admin's), and removed
+//! again instead of the release.
 
 use crate::client::{Api, Settings};
 use anyhow::{bail, Context};
@@ -50,6 +55,67 @@ pub struct QuarantineArgs {
     pub rules: u32,
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Time an intel entry instead: the API-managed block feed to list it in.
+    #[arg(long)]
+    pub intel_feed: Option<String>,
+    /// The entry: the generator's destinations (bulkhead-bench's model).
+    #[arg(long, default_value = "10.64.0.0/16")]
+    pub intel_entry: String,
+}
+
+/// The calls that cut the flow and let it back.
+struct Calls {
+    cut: (Method, String, serde_json::Value),
+    back: (Method, String),
+    kind: &'static str,
+}
+
+impl Calls {
+    fn new(a: &QuarantineArgs, api: &Api) -> anyhow::Result<Calls> {
+        let Some(feed) = &a.intel_feed else {
+            return Ok(Calls {
+                cut: (
+                    Method::POST,
+                    "/api/v1/quarantine".into(),
+                    json!({ "mac": a.mac, "reason": "bench: quarantine timing" }),
+                ),
+                back: (Method::DELETE, format!("/api/v1/quarantine/{}", a.mac)),
+                kind: "quarantine",
+            });
+        };
+        let intel = api.call(Method::GET, "/api/v1/intel", None)?;
+        let exists = intel["feeds"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["name"] == feed.as_str()));
+        if !exists {
+            api.call(
+                Method::POST,
+                "/api/v1/intel/feeds",
+                Some(&json!({ "name": feed, "action": "block" })),
+            )?;
+        }
+        let path = format!("/api/v1/intel/feeds/{feed}/entries");
+        Ok(Calls {
+            cut: (
+                Method::POST,
+                path.clone(),
+                json!({ "entries": [{ "indicator": a.intel_entry, "category": "bench" }] }),
+            ),
+            back: (
+                Method::DELETE,
+                format!("{path}/{}", a.intel_entry.replace('/', "%2F")),
+            ),
+            kind: "intel",
+        })
+    }
+
+    /// The cut happened (it was not in force already).
+    fn took(&self, v: &serde_json::Value) -> bool {
+        match self.kind {
+            "quarantine" => v["already"] != true,
+            _ => v["added"] == 1,
+        }
+    }
 }
 
 /// The sink's arrival stamps, read from its pinned counter map.
@@ -132,8 +198,7 @@ pub fn run(a: &QuarantineArgs) -> anyhow::Result<()> {
         false,
     )?;
     let mut sink = Sink::open(&a.sink_pin)?;
-    let body = json!({ "mac": a.mac, "reason": "bench: quarantine timing" });
-    let release = format!("/api/v1/quarantine/{}", a.mac);
+    let calls = Calls::new(a, &api)?;
     let (mut after, mut call, mut resume) = (histogram()?, histogram()?, histogram()?);
     let mut cut_before_answer = 0u32;
     for i in 0..a.tries {
@@ -143,10 +208,11 @@ pub fn run(a: &QuarantineArgs) -> anyhow::Result<()> {
             bail!("try {i}: no traffic reaches the sink (is the generator running?)");
         }
         let asked = monotonic_ns();
-        let v = api.call(Method::POST, "/api/v1/quarantine", Some(&body))?;
+        let (method, path, body) = &calls.cut;
+        let v = api.call(method.clone(), path, Some(body))?;
         let answered = monotonic_ns();
-        if v["already"] == true {
-            bail!("try {i}: {} was already quarantined", a.mac);
+        if !calls.took(&v) {
+            bail!("try {i}: already cut ({} {path}: {v})", calls.kind);
         }
         std::thread::sleep(Duration::from_millis(a.settle_ms));
         let last = sink.last()?;
@@ -154,8 +220,9 @@ pub fn run(a: &QuarantineArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
         if sink.last()? != last {
             bail!(
-                "try {i}: frames still reach the sink {} ms after the quarantine answer",
-                a.settle_ms + 20
+                "try {i}: frames still reach the sink {} ms after the {} answer",
+                a.settle_ms + 20,
+                calls.kind
             );
         }
         match last.checked_sub(answered) {
@@ -167,7 +234,7 @@ pub fn run(a: &QuarantineArgs) -> anyhow::Result<()> {
         }
         call.record((answered - asked).max(1))?;
         sink.rearm()?;
-        api.call(Method::DELETE, &release, None)?;
+        api.call(calls.back.0.clone(), &calls.back.1, None)?;
         let released = monotonic_ns();
         match sink.first_arrival(Duration::from_secs(3))? {
             // At or before the answer: back before the caller heard of it.
@@ -178,7 +245,7 @@ pub fn run(a: &QuarantineArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         json!({
-            "kind": "quarantine",
+            "kind": calls.kind,
             "dut": a.dut,
             "rules": a.rules,
             "rate": a.rate,

@@ -27,6 +27,7 @@ fn feed(dir: &std::path::Path, name: &str, action: FeedAction, text: &str) -> Fe
         severity: Severity::High,
         quarantine: false,
         force: false,
+        managed: false,
     }
 }
 
