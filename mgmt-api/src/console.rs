@@ -18,6 +18,7 @@ const SCRIPT: &str = include_str!("console/console.js");
 const GRAPH: &str = include_str!("console/graph.js");
 const FLOWS: &str = include_str!("console/flows.js");
 const INVESTIGATE: &str = include_str!("console/investigate.js");
+const ALERTS: &str = include_str!("console/alerts.js");
 const STYLE: &str = include_str!("console/console.css");
 const CYTOSCAPE: &str = include_str!("console/vendor/cytoscape.min.js");
 
@@ -65,6 +66,7 @@ pub fn routes() -> Router<Shared> {
             "/investigate.js",
             get(|| async { asset(INVESTIGATE, JS, FRESH) }),
         )
+        .route("/alerts.js", get(|| async { asset(ALERTS, JS, FRESH) }))
         .route(
             "/console.css",
             get(|| async { asset(STYLE, "text/css; charset=utf-8", FRESH) }),
@@ -90,7 +92,13 @@ mod tests {
             INDEX.contains(&format!("src=\"{CYTOSCAPE_PATH}\"")),
             "index.html must load {CYTOSCAPE_PATH}"
         );
-        for script in ["/console.js", "/graph.js", "/flows.js", "/investigate.js"] {
+        for script in [
+            "/console.js",
+            "/graph.js",
+            "/flows.js",
+            "/investigate.js",
+            "/alerts.js",
+        ] {
             assert!(INDEX.contains(&format!("src=\"{script}\"")), "{script}");
         }
     }

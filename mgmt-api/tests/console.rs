@@ -4,7 +4,9 @@
 //! workload, quarantine it through the confirmation dialog, and see it
 //! quarantined in the list; the access graph and the flows table over a
 //! real records store in `console/graph.rs`; traceback, blast radius and
-//! quarantine from it over an incident in `console/forensics.rs`. Without chromedriver the tests
+//! quarantine from it over an incident in `console/forensics.rs`; the
+//! alerts list, an alert's evidence and a quarantine from it in
+//! `console/alerts.rs`. Without chromedriver the tests
 //! are skipped, except in CI (`CI=true`), where they fail.
 #![allow(
     clippy::unwrap_used,
@@ -24,6 +26,9 @@ mod graph;
 
 #[path = "console/forensics.rs"]
 mod forensics;
+
+#[path = "console/alerts.rs"]
+mod alerts;
 
 use common::{Bed, WEB};
 use webdriver::{Driver, Session};

@@ -1,7 +1,7 @@
 // bulkhead console: plain JavaScript, no build step. Every value from the API
 // goes into the page as text (textContent), never as HTML. The access graph
 // is in graph.js, the flows table in flows.js, traceback and blast radius in
-// investigate.js; they use the helpers here.
+// investigate.js, alerts in alerts.js; they use the helpers here.
 "use strict";
 
 const KEY = "bulkhead-token";
@@ -60,6 +60,7 @@ function show(view) {
   if (view === "graph") { showGraph(); } // graph.js
   if (view === "flows") { showFlows(); } // flows.js
   if (view === "investigate") { showInvestigate(); } // investigate.js
+  if (view === "alerts") { showAlerts(); } // alerts.js
 }
 
 async function loadWorkloads() {
@@ -196,6 +197,7 @@ function logout(why) {
   resetFlows();
   resetGraph();
   resetInvestigate();
+  resetAlerts();
   $("nav").hidden = true;
   for (const v of document.querySelectorAll(".view")) { v.hidden = true; }
   $("workload-detail").hidden = true;
