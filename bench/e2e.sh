@@ -485,39 +485,51 @@ if [ "$INTEL_ONLY" = 1 ]; then
       dut_down "$dut"
     done
   done
-  echo "intel (1M addresses + 1M domains, block) on against off, offload off (medians of $RUNS runs of ${DURATION}s):"
-  med() {
-    grep "\"dut\":\"$1\"" "$WORK/results" | sed 's/.*"sink":{"frames":\([0-9]*\).*/\1/' \
-      | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
-  }
-  on="$(med bulkhead-intel-on)"
-  off="$(med bulkhead-intel-off)"
-  awk -v on="$on" -v off="$off" -v d="$DURATION" 'BEGIN {
-    printf "  intel on %9.0f pps, off %9.0f pps, on/off %.3f\n", on / d, off / d, (off ? on / off : 0) }'
+  if [ "$RUNS" -gt 0 ]; then
+    echo "intel (1M addresses + 1M domains, block) on against off, offload off (medians of $RUNS runs of ${DURATION}s):"
+    med() {
+      grep "\"dut\":\"$1\"" "$WORK/results" | sed 's/.*"sink":{"frames":\([0-9]*\).*/\1/' \
+        | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+    }
+    on="$(med bulkhead-intel-on)"
+    off="$(med bulkhead-intel-off)"
+    awk -v on="$on" -v off="$off" -v d="$DURATION" 'BEGIN {
+      printf "  intel on %9.0f pps, off %9.0f pps, on/off %.3f\n", on / d, off / d, (off ? on / off : 0) }'
+  fi
   cp "$WORK/results" "${BH_E2E_INTEL_OUT:-/tmp/bh-e2e-intel.jsonl}"
   # The cut: an entry added through the API while the flows stream (the
-  # quarantine of their source beside it, the same way).
+  # quarantine of their source beside it, the same way); without other
+  # feeds, then with the 1M + 1M feed files in force too (a change reads
+  # every feed again, seconds on the DUT's busy CPU: fewer tries, and a
+  # generator that outlasts them).
   GEN_MAC="02:00:00:0a:00:00"
-  TRIES="${INTEL_TRIES:-100}"
+  for feeds in ${INTEL_CASES:-none 1M}; do
   for off in off on; do
-    bulkhead_up 1000 "$off" api
+    if [ "$feeds" = 1M ]; then
+      TRIES="${INTEL_TRIES_LOADED:-5}"; label="bulkhead-offload-$off+1M-feeds"
+      INTEL_ON=true bulkhead_up 1000 "$off" api
+    else
+      TRIES="${INTEL_TRIES:-100}"; label="bulkhead-offload-$off"
+      bulkhead_up 1000 "$off" api
+    fi
     in_ns "$NS_D" "$BULKHEAD" token create --store "$DUT_STORE" --role admin --name bench \
       >"$WORK/token" 2>/dev/null || die "token create"
     fp="$(sed -n 's/.*SHA-256 fingerprint \([0-9A-Fa-f:]*\).*/\1/p' "$WORK/dut.log" | head -1)"
     nsenter --net="/var/run/netns/$NS_G" taskset -c 0 "$BENCH" gen --dev eth0 --size 64 \
-      --flows 10 --rules 1000 --rate 100000 --duration $((2 * TRIES + 20)) >/dev/null &
+      --flows 10 --rules 1000 --rate 100000 --duration $((60 * TRIES + 30)) >/dev/null &
     GEN_PID=$!
     for how in quarantine intel; do
       feed=()
       [ "$how" = intel ] && feed=(--intel-feed bench)
       in_ns "$NS_D" "$BENCH" quarantine --url "https://127.0.0.1:$API_PORT" \
         --token-file "$WORK/token" --fingerprint "$fp" --mac "$GEN_MAC" --sink-pin "$SINK_PIN" \
-        --tries "$TRIES" --dut "bulkhead-offload-$off" --rules 1000 --rate 100000 "${feed[@]}" \
+        --tries "$TRIES" --dut "$label" --rules 1000 --rate 100000 "${feed[@]}" \
         | sed 's/^/  /' || { kill "$GEN_PID" 2>/dev/null; die "$how timing (offload $off) failed"; }
     done
     kill "$GEN_PID" 2>/dev/null || true
     wait "$GEN_PID" 2>/dev/null || true
     stop_proc
+  done
   done
   exit 0
 fi
