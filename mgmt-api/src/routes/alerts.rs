@@ -90,12 +90,6 @@ pub struct AlertQuery {
     pub limit: Option<String>,
 }
 
-fn parse<T: std::str::FromStr<Err = String>>(v: Option<&str>, field: &str) -> ApiResult<Option<T>> {
-    v.map(|s| s.parse::<T>())
-        .transpose()
-        .map_err(|e| ApiError::bad_request(e).field(field))
-}
-
 fn filter(q: &AlertQuery) -> ApiResult<AlertFilter> {
     let limit = super::limit_param(q.limit.as_deref())?;
     let mac = match q.mac.as_deref() {
@@ -110,9 +104,9 @@ fn filter(q: &AlertQuery) -> ApiResult<AlertFilter> {
         ),
     };
     Ok(AlertFilter {
-        state: parse::<AlertState>(q.state.as_deref(), "state")?,
-        kind: parse::<Kind>(q.kind.as_deref(), "kind")?,
-        severity: parse::<Severity>(q.severity.as_deref(), "severity")?,
+        state: super::parse_param::<AlertState>(q.state.as_deref(), "state")?,
+        kind: super::parse_param::<Kind>(q.kind.as_deref(), "kind")?,
+        severity: super::parse_param::<Severity>(q.severity.as_deref(), "severity")?,
         mac,
         since_ms,
         before: q.before,

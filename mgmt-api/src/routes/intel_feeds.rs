@@ -5,6 +5,7 @@
 //! what was added runs after (`GET /intel` shows it, alerts say what it
 //! found). The config's feed files are not edited here.
 
+use super::parse_param as parse;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ApiJson;
 use crate::state::{Caller, Shared};
@@ -105,12 +106,6 @@ fn change(feed: String, d: ManagedDone) -> FeedChange {
         not_found: d.not_found,
         generation: d.generation,
     }
-}
-
-fn parse<T: std::str::FromStr<Err = String>>(v: Option<&str>, field: &str) -> ApiResult<Option<T>> {
-    v.map(str::parse)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(e).field(field))
 }
 
 /// Makes a feed managed through the API (admin), empty; its entries are

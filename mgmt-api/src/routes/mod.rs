@@ -166,6 +166,17 @@ pub(crate) fn limit_param(v: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
+/// An optional parameter or field read with `FromStr` (its error says what
+/// is expected); a bad value is 400 naming `field`.
+pub(crate) fn parse_param<T: std::str::FromStr<Err = String>>(
+    v: Option<&str>,
+    field: &str,
+) -> Result<Option<T>, ApiError> {
+    v.map(str::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e).field(field))
+}
+
 /// The message of the 404 for a path no route serves.
 pub const NO_ROUTE: &str = "no such endpoint";
 
