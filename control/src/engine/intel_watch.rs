@@ -8,10 +8,13 @@ use crate::intel::feeds::{Loaded, Loader, ManagedDone, ManagedOp};
 use crate::intel::{Entry, Indicator, Intel};
 use crate::records::RecordsReader;
 use crossbeam_channel::{RecvTimeoutError, Sender};
+use dataplane::wire::MacAddr;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use std::time::Instant;
 
 /// The running watcher. It stops when the control thread does.
 pub struct IntelWatch {
@@ -56,19 +59,128 @@ pub(super) enum WatchRequest {
     ),
 }
 
+/// A resolution reaches the passive DNS that traceback reads up to ~6 s
+/// after it happened (the records' batch, then the rollups' flush): the
+/// entries a reading added are searched again this long after, over the
+/// same window, so that a resolution made just before the entry was listed
+/// is found too.
+const REHUNT_AFTER: Duration = Duration::from_secs(8);
+
+/// A second search due.
+struct Rehunt {
+    at: Instant,
+    intel: Arc<Intel>,
+    added: Vec<Indicator>,
+    since_ms: i64,
+    until_ms: i64,
+    /// Workloads the first search alerted about, by indicator.
+    found: HashSet<(String, MacAddr)>,
+    report: HuntReport,
+}
+
+/// The retro-hunts of what readings added: the first search at once, the
+/// second [`REHUNT_AFTER`] later.
+struct Hunter {
+    plan: Option<HuntPlan>,
+    pending: Vec<Rehunt>,
+}
+
+impl Hunter {
+    /// Hunts the entries a reading added in the records.
+    fn hunt_added(
+        &mut self,
+        control: &ControlHandle,
+        intel: &Arc<Intel>,
+        added: Vec<Indicator>,
+        over: usize,
+    ) -> Result<(), ControlError> {
+        let Some(plan) = self.plan.as_ref().filter(|_| !added.is_empty()) else {
+            return Ok(());
+        };
+        let now = crate::time::Timestamp::now().millis();
+        let since = now.saturating_sub(plan.window_ms);
+        let mut report = HuntReport {
+            at_ms: now,
+            added: added.len() + over,
+            not_searched: over,
+            ..HuntReport::default()
+        };
+        let found = RecordsReader::open(&plan.records)
+            .and_then(|r| crate::intel::hunt::hunt(&r, intel, &added, since, now));
+        let alerts = match found {
+            Ok(h) => {
+                report.searched = h.entries;
+                report.alerts = h.alerts.len();
+                report.took_ms = h.took_ms;
+                h.alerts
+            }
+            Err(e) => {
+                report.error = Some(e.to_string());
+                Vec::new()
+            }
+        };
+        self.pending.push(Rehunt {
+            at: Instant::now() + REHUNT_AFTER,
+            intel: intel.clone(),
+            found: alerts
+                .iter()
+                .map(|a| (a.indicator.clone(), a.mac))
+                .collect(),
+            added,
+            since_ms: since,
+            until_ms: now,
+            report: report.clone(),
+        });
+        control.raise_alerts(alerts, report)
+    }
+
+    /// When the next second search is due.
+    fn next(&self) -> Option<Instant> {
+        self.pending.iter().map(|r| r.at).min()
+    }
+
+    /// Runs the second searches that are due: alerts about workloads the
+    /// first one did not find.
+    fn due(&mut self, control: &ControlHandle) -> Result<(), ControlError> {
+        let now = Instant::now();
+        let (due, later): (Vec<Rehunt>, Vec<Rehunt>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|r| r.at <= now);
+        self.pending = later;
+        let Some(plan) = self.plan.as_ref() else {
+            return Ok(());
+        };
+        for r in due {
+            let found = RecordsReader::open(&plan.records).and_then(|reader| {
+                crate::intel::hunt::hunt(&reader, &r.intel, &r.added, r.since_ms, r.until_ms)
+            });
+            let Ok(h) = found else { continue };
+            let new: Vec<_> = h
+                .alerts
+                .into_iter()
+                .filter(|a| !r.found.contains(&(a.indicator.clone(), a.mac)))
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            let mut report = r.report;
+            report.alerts += new.len();
+            report.took_ms += h.took_ms;
+            control.raise_alerts(new, report)?;
+        }
+        Ok(())
+    }
+}
+
 /// Puts a reading in force, then hunts what it added in the records.
-fn apply(
-    control: &ControlHandle,
-    loaded: Loaded,
-    hunt: Option<&HuntPlan>,
-) -> Result<(), ControlError> {
+fn apply(control: &ControlHandle, loaded: Loaded, hunter: &mut Hunter) -> Result<(), ControlError> {
     let (intel, added, over) = (
         loaded.intel.clone(),
         loaded.added.clone(),
         loaded.added_over,
     );
     control.set_intel(loaded)?;
-    hunt_added(control, &intel, added, over, hunt)
+    hunter.hunt_added(control, &intel, added, over)
 }
 
 /// An API change to the managed feeds: made, read and in force before the
@@ -78,7 +190,7 @@ fn manage(
     loader: &mut Loader,
     op: ManagedOp,
     reply: Sender<Result<ManagedDone, ControlError>>,
-    hunt: Option<&HuntPlan>,
+    hunter: &mut Hunter,
 ) -> Result<(), ControlError> {
     let mut done = match loader.manage(op) {
         Ok(done) => done,
@@ -103,43 +215,7 @@ fn manage(
             return Err(e);
         }
     }
-    hunt_added(control, &intel, added, over, hunt)
-}
-
-/// Hunts the entries a reading added in the records.
-fn hunt_added(
-    control: &ControlHandle,
-    intel: &Arc<Intel>,
-    added: Vec<Indicator>,
-    over: usize,
-    hunt: Option<&HuntPlan>,
-) -> Result<(), ControlError> {
-    let Some(plan) = hunt.filter(|_| !added.is_empty()) else {
-        return Ok(());
-    };
-    let now = crate::time::Timestamp::now().millis();
-    let mut report = HuntReport {
-        at_ms: now,
-        added: added.len() + over,
-        not_searched: over,
-        ..HuntReport::default()
-    };
-    let found = RecordsReader::open(&plan.records).and_then(|r| {
-        crate::intel::hunt::hunt(&r, intel, &added, now.saturating_sub(plan.window_ms), now)
-    });
-    let alerts = match found {
-        Ok(h) => {
-            report.searched = h.entries;
-            report.alerts = h.alerts.len();
-            report.took_ms = h.took_ms;
-            h.alerts
-        }
-        Err(e) => {
-            report.error = Some(e.to_string());
-            Vec::new()
-        }
-    };
-    control.raise_alerts(alerts, report)
+    hunter.hunt_added(control, &intel, added, over)
 }
 
 impl IntelWatch {
@@ -154,7 +230,11 @@ impl IntelWatch {
         every: Duration,
         hunt: Option<HuntPlan>,
     ) -> Result<IntelWatch, ControlError> {
-        apply(&control, loader.load(), hunt.as_ref())?;
+        let mut hunter = Hunter {
+            plan: hunt,
+            pending: Vec::new(),
+        };
+        apply(&control, loader.load(), &mut hunter)?;
         let (tx, rx) = crossbeam_channel::bounded(64);
         // A second watcher would find the trigger taken: it still polls.
         let _ = control.shared.intel_requests.set(tx);
@@ -162,8 +242,10 @@ impl IntelWatch {
             .name("bulkhead-intel".into())
             .spawn(move || {
                 crate::records::below_the_packet_path();
+                let mut next_poll = Instant::now() + every;
                 loop {
-                    let request = match rx.recv_timeout(every) {
+                    let wake = hunter.next().map_or(next_poll, |r| r.min(next_poll));
+                    let request = match rx.recv_deadline(wake) {
                         Ok(r) => Some(r),
                         Err(RecvTimeoutError::Timeout) => None,
                         Err(RecvTimeoutError::Disconnected) => return,
@@ -176,13 +258,17 @@ impl IntelWatch {
                         return;
                     }
                     let done = match request {
-                        None => match loader.poll(false) {
-                            Some(loaded) => apply(&control, loaded, hunt.as_ref()),
-                            None => Ok(()),
-                        },
-                        Some(WatchRequest::Reload) => apply(&control, loader.load(), hunt.as_ref()),
+                        None if Instant::now() >= next_poll => {
+                            next_poll = Instant::now() + every;
+                            match loader.poll(false) {
+                                Some(loaded) => apply(&control, loaded, &mut hunter),
+                                None => Ok(()),
+                            }
+                        }
+                        None => Ok(()),
+                        Some(WatchRequest::Reload) => apply(&control, loader.load(), &mut hunter),
                         Some(WatchRequest::Manage(op, reply)) => {
-                            manage(&control, &mut loader, op, reply, hunt.as_ref())
+                            manage(&control, &mut loader, op, reply, &mut hunter)
                         }
                         Some(WatchRequest::List(feed, offset, limit, reply)) => {
                             let _ = reply.send(
@@ -193,7 +279,8 @@ impl IntelWatch {
                             Ok(())
                         }
                     };
-                    if let Err(ControlError::Stopped(_)) = done {
+                    let again = hunter.due(&control);
+                    if let Err(ControlError::Stopped(_)) = done.and(again) {
                         return;
                     }
                 }
