@@ -183,7 +183,7 @@ pub(super) fn run(api: &Api, c: &IntelCommand, as_json: bool) -> anyhow::Result<
                 if v["reloading"] == true {
                     println!("reading the feeds again (see `bulkhead ctl intel feeds`)");
                 } else {
-                    println!("no feed is configured");
+                    println!("no feed watcher runs");
                 }
             });
         }

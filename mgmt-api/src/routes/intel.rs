@@ -60,7 +60,7 @@ pub struct IntelStatusView {
     pub entries: usize,
     /// Heap bytes of the match sets.
     pub bytes: usize,
-    /// The policy generation that put it in force (0: no feed configured).
+    /// The policy generation that put it in force (0: no feed watcher runs).
     pub generation: u64,
     /// When (RFC 3339).
     pub published_at: Option<String>,
@@ -237,7 +237,7 @@ pub async fn lookup(
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReloadResult {
-    /// `false`: no feed is configured, nothing to read.
+    /// `false`: no feed watcher runs (the appliance always runs one).
     pub reloading: bool,
 }
 
