@@ -159,6 +159,12 @@ fn a_listed_address_is_blocked_both_ways_and_its_established_flows_are_cut() {
         cut_after < Duration::from_secs(5),
         "cut after {cut_after:?}"
     );
+    // The log says which feed and entry cut it.
+    let until = Instant::now() + Duration::from_secs(5);
+    while !bed.log().contains("by intel c2 10.99.0.2") {
+        assert!(Instant::now() < until, "the entry named:\n{}", bed.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let view = bed.ctl(&["intel", "feeds"]);
     assert!(view["generation"].as_u64().unwrap() > generation);
     assert_eq!(view["feeds"][0]["entries"], 2);

@@ -1,20 +1,28 @@
 //! What the appliance writes to its log: flow lines (rate-limited) and the
 //! stats line.
 
+use control::engine::ControlHandle;
 use dataplane::event::{Event, FlowRecord};
 use dataplane::io::Port;
 use dataplane::policy::{Action, Reason};
 use dataplane::worker::{DropReason, SocketDrops, StatsBoard, WorkerStats};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// One line for a flow: what, who, why.
-fn describe(r: &FlowRecord) -> String {
+/// One line for a flow: what, who, why (an intel entry by its feed and
+/// what it lists, from the intel in force).
+fn describe(r: &FlowRecord, control: Option<&ControlHandle>) -> String {
     let reason = match r.verdict.reason {
         Reason::Rule(id) => format!("rule {}", control::compile::user_rule_id(id)),
         Reason::Quarantine => "quarantine".into(),
         Reason::Management => "management exception".into(),
         Reason::Blocklist => "blocklist".into(),
-        Reason::Intel(id) => format!("intel entry {id}"),
+        Reason::Intel(id) => {
+            match control.and_then(|c| c.intel().intel.describe(id, &[r.dst_ip, r.src_ip])) {
+                Some(entry) => format!("intel {entry}"),
+                None => format!("intel entry {id}"),
+            }
+        }
         Reason::Default => "default".into(),
     };
     format!(
@@ -30,12 +38,17 @@ pub(super) struct FlowLog {
     pub(super) second: u64,
     pub(super) written: u32,
     pub(super) held_back: u64,
+    /// The control thread's handle once it runs: the intel in force, to
+    /// name an entry.
+    pub(super) control: Arc<OnceLock<ControlHandle>>,
 }
 
 impl FlowLog {
     const PER_SECOND: u32 = 50;
 
     pub(super) fn event(&mut self, e: &Event, now: Duration) {
+        let control = self.control.get();
+        let describe = |r: &FlowRecord| describe(r, control);
         let line = match e {
             Event::FlowStart(r) if r.verdict.action == Action::Deny => {
                 format!("deny {}", describe(r))

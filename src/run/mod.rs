@@ -124,10 +124,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let ipfix = cfg.ipfix_plan(start)?;
     let records_path = records.as_ref().map(|p| p.path.clone());
     let (alerts, delivery) = cfg.alerts.plan()?;
+    let log_control = Arc::new(std::sync::OnceLock::new());
     let mut flow_log = FlowLog {
         second: 0,
         written: 0,
         held_back: 0,
+        control: log_control.clone(),
     };
     let engine = Engine::start(
         store,
@@ -153,6 +155,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
     )?;
     let control = engine.handle.clone();
+    let _ = log_control.set(control.clone());
     println!(
         "policy: {}; {} compiled rules, generation {}",
         engine.origin,

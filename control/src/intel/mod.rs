@@ -366,6 +366,22 @@ impl Intel {
         }
     }
 
+    /// Entry `id` in words for a log line: its feed and what it lists
+    /// (found through `near`, the flow's addresses, when one is listed by
+    /// it; a domain entry that blocked a resolved address by its number).
+    /// `None` if no such entry (intel read again since).
+    pub fn describe(&self, id: EntryId, near: &[IpAddr]) -> Option<String> {
+        let meta = self.metas.get(id as usize)?;
+        let feed = self.feeds.get(usize::from(meta.feed))?;
+        let listed = near
+            .iter()
+            .filter_map(|&ip| self.ip(ip))
+            .find(|m| m.id == id)
+            .map(|m| m.listed.to_string())
+            .unwrap_or_else(|| format!("entry {id}"));
+        Some(format!("{} {listed}", feed.name))
+    }
+
     /// The block feeds' addresses, for the packet path.
     pub fn block_set(&self) -> Arc<IpSet> {
         self.block_ips.clone()
