@@ -1,5 +1,7 @@
 //! `/api/v1/intel`: the feeds in force with their problems, a lookup by
-//! address or name, a reload for admins only, and the metrics.
+//! address or name, a reload for admins only, and the metrics; feeds
+//! managed through the API, and the retro-hunt of an entry added through it
+//! over records of an hour before.
 
 use crate::common::{error, json, Bed};
 use control::engine::IntelWatch;
@@ -251,4 +253,114 @@ fn feeds_are_made_filled_and_emptied_through_the_api_by_admins() {
         200,
     );
     assert!(m["match"].is_null());
+}
+
+/// A records store in which web-1 resolved `c2.late.test` an hour ago.
+fn resolved_an_hour_ago() -> (crate::common::TempDir, std::path::PathBuf, i64) {
+    use control::dns::{Answer, AnswerData, DnsResponse};
+    use control::records::{Batch, Identity, RecordsConfig, RecordsWriter, StoredDns};
+    use std::sync::atomic::Ordering;
+    let dir = crate::common::temp_dir("intel-hunt");
+    let path = dir.0.join("records.db");
+    let at_ms = control::time::Timestamp::now().millis() - 3_600_000;
+    let mac: dataplane::wire::MacAddr = crate::common::WEB.parse().unwrap();
+    let dns = StoredDns {
+        response: DnsResponse {
+            time: 0,
+            client_mac: mac,
+            client_ip: "10.0.0.11".parse().unwrap(),
+            server_ip: "10.0.0.53".parse().unwrap(),
+            vlan: [0, 0],
+            qname: "c2.late.test".into(),
+            qtype: 1,
+            rcode: 0,
+            answers: vec![Answer {
+                name: "c2.late.test".into(),
+                ttl: 60,
+                data: AnswerData::Addr("203.0.113.77".parse().unwrap()),
+            }],
+        },
+        time_ms: at_ms,
+        client: std::sync::Arc::new(Identity {
+            mac,
+            name: "web-1".into(),
+            labels: Default::default(),
+            groups: vec![],
+        }),
+    };
+    let w = RecordsWriter::start(&path, RecordsConfig::for_import()).unwrap();
+    assert!(w
+        .try_submit_batch(Batch {
+            dns: vec![dns],
+            flows: vec![],
+            addresses: vec![],
+        })
+        .is_ok());
+    let c = w.counters();
+    let until = Instant::now() + Duration::from_secs(10);
+    while c.dns_written.load(Ordering::Relaxed) < 1 {
+        assert!(Instant::now() < until, "the resolution is written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    w.finish();
+    (dir, path, at_ms)
+}
+
+#[test]
+fn an_entry_added_through_the_api_is_hunted_in_the_records_of_an_hour_ago() {
+    let (_records, path, at_ms) = resolved_an_hour_ago();
+    let bed = Bed::with(|cfg| cfg.records = Some(path.clone()));
+    let loader = Loader::new(vec![], &bed._dir.0, vec![]).unwrap();
+    let h = bed.engine.as_ref().unwrap().handle.clone();
+    let plan = control::engine::HuntPlan {
+        records: path.clone(),
+        window_ms: 7 * 86_400_000,
+    };
+    IntelWatch::start(loader, h, Duration::from_secs(3600), Some(plan)).unwrap();
+    let admin =
+        |path: &str, body: serde_json::Value| bed.send_json(Method::POST, path, &bed.admin, &body);
+    json(
+        admin(
+            "/api/v1/intel/feeds",
+            serde_json::json!({"name": "soc", "action": "block"}),
+        ),
+        201,
+    );
+    let added = json(
+        admin(
+            "/api/v1/intel/feeds/soc/entries",
+            serde_json::json!({"entries": [{"indicator": "late.test", "category": "c2"}]}),
+        ),
+        200,
+    );
+    assert_eq!(added["added"], 1);
+    let until = Instant::now() + Duration::from_secs(10);
+    let alert = loop {
+        let list = json(bed.get("/api/v1/alerts?kind=intel-retro", &bed.viewer), 200);
+        if let Some(a) = list.as_array().and_then(|l| l.first()) {
+            break a.clone();
+        }
+        assert!(Instant::now() < until, "a retro-hunt alert");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(alert["mac"], crate::common::WEB);
+    assert_eq!(alert["indicator"], "late.test");
+    assert_eq!(alert["workload"], "web-1");
+    let summary = alert["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("web-1 resolved c2.late.test at ")
+            && summary.ends_with("before feed soc listed late.test"),
+        "{summary}"
+    );
+    assert_eq!(alert["evidence"]["entry"]["feed"], "soc");
+    let first = &alert["evidence"]["resolutions"][0];
+    assert!(first.to_string().contains("c2.late.test"), "{alert}");
+    // The resolution of an hour ago, by its time (records keep
+    // milliseconds).
+    let then = control::time::Timestamp(u64::try_from(at_ms).unwrap() * 1_000_000)
+        .to_string()
+        .replace("000000Z", "Z");
+    assert_eq!(first["time"], then.as_str(), "{alert}");
+    let v = json(bed.get("/api/v1/intel", &bed.viewer), 200);
+    assert_eq!(v["hunt"]["searched"], 1);
 }
