@@ -172,14 +172,22 @@ impl Hunter {
     }
 }
 
-/// Puts a reading in force, then hunts what it added in the records.
-fn apply(control: &ControlHandle, loaded: Loaded, hunter: &mut Hunter) -> Result<(), ControlError> {
+/// Puts a reading in force, tells `published` (its generation, or why
+/// not), then hunts what it added in the records.
+fn apply(
+    control: &ControlHandle,
+    loaded: Loaded,
+    hunter: &mut Hunter,
+    published: impl FnOnce(Result<u64, &ControlError>),
+) -> Result<(), ControlError> {
     let (intel, added, over) = (
         loaded.intel.clone(),
         loaded.added.clone(),
         loaded.added_over,
     );
-    control.set_intel(loaded)?;
+    let put = control.set_intel(loaded);
+    published(put.as_ref().copied());
+    put?;
     hunter.hunt_added(control, &intel, added, over)
 }
 
@@ -199,23 +207,15 @@ fn manage(
             return Ok(());
         }
     };
-    let loaded = loader.load();
-    let (intel, added, over) = (
-        loaded.intel.clone(),
-        loaded.added.clone(),
-        loaded.added_over,
-    );
-    match control.set_intel(loaded) {
-        Ok(generation) => {
-            done.generation = generation;
-            let _ = reply.send(Ok(done));
-        }
-        Err(e) => {
-            let _ = reply.send(Err(ControlError::Internal(e.to_string())));
-            return Err(e);
-        }
-    }
-    hunter.hunt_added(control, &intel, added, over)
+    apply(control, loader.load(), hunter, |put| {
+        let _ = reply.send(match put {
+            Ok(generation) => {
+                done.generation = generation;
+                Ok(done)
+            }
+            Err(e) => Err(ControlError::Internal(e.to_string())),
+        });
+    })
 }
 
 impl IntelWatch {
@@ -234,7 +234,7 @@ impl IntelWatch {
             plan: hunt,
             pending: Vec::new(),
         };
-        apply(&control, loader.load(), &mut hunter)?;
+        apply(&control, loader.load(), &mut hunter, |_| {})?;
         let (tx, rx) = crossbeam_channel::bounded(64);
         // A second watcher would find the trigger taken: it still polls.
         let _ = control.shared.intel_requests.set(tx);
@@ -261,12 +261,14 @@ impl IntelWatch {
                         None if Instant::now() >= next_poll => {
                             next_poll = Instant::now() + every;
                             match loader.poll(false) {
-                                Some(loaded) => apply(&control, loaded, &mut hunter),
+                                Some(loaded) => apply(&control, loaded, &mut hunter, |_| {}),
                                 None => Ok(()),
                             }
                         }
                         None => Ok(()),
-                        Some(WatchRequest::Reload) => apply(&control, loader.load(), &mut hunter),
+                        Some(WatchRequest::Reload) => {
+                            apply(&control, loader.load(), &mut hunter, |_| {})
+                        }
                         Some(WatchRequest::Manage(op, reply)) => {
                             manage(&control, &mut loader, op, reply, &mut hunter)
                         }
