@@ -100,6 +100,11 @@ for tool in ip nft ethtool nsenter taskset bridge; do
   command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install -y iproute2 nftables ethtool util-linux)"
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (generator on CPU 0, userspace DUTs on CPU 1)"
+# The sink pins its counters on bpffs before any bulkhead (which mounts it
+# itself) has run: a fresh machine may have nothing mounted there.
+if ! grep -qs " /sys/fs/bpf bpf " /proc/self/mounts; then
+  mount -t bpf bpf /sys/fs/bpf || die "cannot mount bpffs on /sys/fs/bpf"
+fi
 
 BULKHEAD="${BULKHEAD:-${CARGO_TARGET_DIR:-$ROOT/target}/release/bulkhead}"
 # The benchmark's own tools (generator, sink, forwarders, policy and its

@@ -426,9 +426,10 @@ fn flow_header() -> String {
 
 /// One row of that table.
 fn flow_line(f: &FlowRow) -> String {
-    let reason = match f.rule {
-        Some(id) => format!("rule {id}"),
-        None => f.reason.clone(),
+    let reason = match (f.rule, &f.intel) {
+        (Some(id), _) => format!("rule {id}"),
+        (None, Some(entry)) => format!("intel {entry}"),
+        (None, None) => f.reason.clone(),
     };
     let verdict = match (f.verdict.as_str(), f.would_deny) {
         ("deny", _) => format!("deny: {reason}"),

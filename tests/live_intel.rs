@@ -22,7 +22,7 @@ mod live_bed;
 use control::alerts::receiver::Receiver;
 use live_bed::{
     connects, connects_to, in_ns, listen, on_ns_thread, pings, resolve, serve, server, sh, Bed,
-    Dnsmasq, MAC_A, MAC_B,
+    Dnsmasq, EXE, MAC_A, MAC_B,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -249,6 +249,28 @@ fn a_listed_address_is_blocked_both_ways_and_its_established_flows_are_cut() {
         bed.ctl(&["intel", "lookup", "10.99.0.2"])["match"]["feed"],
         "soc"
     );
+    // A new connection is refused too, and its flow record names the feed
+    // and the entry (records are flushed when the appliance stops).
+    assert!(
+        !connects(&a, Duration::from_secs(2)),
+        "listed through the API"
+    );
+    bed.stop();
+    let store = bed.dir.join("records.db");
+    let store = store.to_str().unwrap();
+    let rows = sh(&[
+        EXE, "records", "flows", "--store", store, "--reason", "intel", "--json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_str(&rows).unwrap();
+    let named: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["dst"]["ip"] == "10.99.0.2")
+        .filter_map(|r| r["intel"].as_str())
+        .collect();
+    assert!(named.contains(&"soc 10.99.0.2"), "{rows}");
+    bed.start();
     let removed = bed.ctl(&["intel", "remove", "soc", "10.99.0.2"]);
     assert_eq!(removed["removed"], 1);
     assert!(connects(&a, Duration::from_secs(5)), "removed: allowed");

@@ -74,6 +74,7 @@ fn flows() -> Vec<StoredFlow> {
                 src: s.clone(),
                 dst: d.clone(),
                 kind: RecordKind::Ended(EndReason::Idle),
+                intel: None,
             }
         })
         .collect()

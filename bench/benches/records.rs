@@ -92,6 +92,7 @@ fn flow(n: u64, now_ms: i64, ids: &[Arc<Identity>]) -> StoredFlow {
         dst,
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
+        intel: None,
     }
 }
 

@@ -284,6 +284,7 @@ fn stored_flow(fleet: &Fleet, d: &Draw) -> StoredFlow {
         kind: d.kind,
         // An interim record continues a flow: only the others open one.
         opens: d.kind != RecordKind::Interim,
+        intel: None,
     }
 }
 

@@ -469,8 +469,10 @@ fn an_answer_for_a_blocked_domain_is_held_until_its_addresses_are_blocked() {
             .map(|&(a, id)| (std::net::IpAddr::from(a), id))
             .collect();
         cell.load().with_intel(
-            Arc::default(),
-            Arc::new(DomainSet::new([("evil.test", 3)])),
+            dataplane::intel::Blocked::one(
+                Arc::default(),
+                Arc::new(DomainSet::new([("evil.test", 3)])),
+            ),
             Arc::new(resolved),
             generation,
         )

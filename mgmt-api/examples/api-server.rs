@@ -161,6 +161,7 @@ fn seed_records(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>
             src: src.clone(),
             dst: dst.clone(),
             kind: RecordKind::Ended(EndReason::Idle),
+            intel: None,
         });
     }
     for (i, (qname, rcode)) in [

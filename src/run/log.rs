@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// One line for a flow: what, who, why (an intel entry by its feed and
-/// what it lists, from the intel in force).
+/// what it lists, from the intel in force if the verdict came from it).
 fn describe(r: &FlowRecord, control: Option<&ControlHandle>) -> String {
     let reason = match r.verdict.reason {
         Reason::Rule(id) => format!("rule {}", control::compile::user_rule_id(id)),
@@ -18,9 +18,15 @@ fn describe(r: &FlowRecord, control: Option<&ControlHandle>) -> String {
         Reason::Management => "management exception".into(),
         Reason::Blocklist => "blocklist".into(),
         Reason::Intel(id) => {
-            match control.and_then(|c| c.intel().intel.describe(id, &[r.dst_ip, r.src_ip])) {
+            // Ids are positions in a reading: named only by the reading
+            // the verdict came from (or one published before it).
+            let view = control.map(|c| c.intel());
+            let named = view
+                .filter(|v| v.generation <= r.generation)
+                .and_then(|v| v.intel.describe(id, &[r.dst_ip, r.src_ip]));
+            match named {
                 Some(entry) => format!("intel {entry}"),
-                None => format!("intel entry {id}"),
+                None => "intel (an entry of an earlier reading)".into(),
             }
         }
         Reason::Default => "default".into(),

@@ -26,9 +26,10 @@ pub const SYSLOG_PORT: u16 = 514;
 pub const QUEUE: usize = 1024;
 /// A connect or write that takes longer fails.
 const TIMEOUT: Duration = Duration::from_secs(2);
-/// After a failed connect, the next try waits this long (doubling to 30 s).
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// After a failed try, the next waits this long (doubling to 30 s): a
+/// syslog connect, a webhook's POST.
+pub(super) const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A syslog message at most (UDP: one datagram; longer JSON is cut and the
 /// message says so).
 pub const MAX_MESSAGE: usize = 8192;

@@ -12,7 +12,7 @@
 //! hangs costs its thread the timeout, never the control thread or another
 //! target.
 
-use super::deliver::TargetCounters;
+use super::deliver::{TargetCounters, BACKOFF_FIRST, BACKOFF_MAX};
 use crossbeam_channel::Receiver;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an alert is tried again before it is dropped.
 pub const RETRY_FOR: Duration = Duration::from_secs(600);
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// One webhook target.
 #[derive(Clone, PartialEq, Eq)]

@@ -207,7 +207,7 @@ fn manage(
             return Ok(());
         }
     };
-    apply(control, loader.load(), hunter, |put| {
+    apply(control, loader.load_managed(), hunter, |put| {
         let _ = reply.send(match put {
             Ok(generation) => {
                 done.generation = generation;

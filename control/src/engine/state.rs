@@ -240,12 +240,7 @@ impl State {
         compiled
             .with_quarantine(self.quarantined_macs(), generation)
             .with_bindings(self.addresses.pairs())
-            .with_intel(
-                self.intel.block_set(),
-                self.intel.block_domains(),
-                self.resolved.clone(),
-                generation,
-            )
+            .with_intel(self.intel.blocked(), self.resolved.clone(), generation)
     }
 
     /// Compiles the effective model and publishes it with the next generation.

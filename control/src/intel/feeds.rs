@@ -19,7 +19,7 @@ pub use managed::{
 };
 
 use super::parse::{read_feed, Guard, Problems};
-use super::{Action, Feed, Format, Indicator, Intel, IntelBuilder, Severity};
+use super::{Action, Feed, Format, Indicator, Intel, IntelBuilder, Layer, Severity};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -236,14 +236,18 @@ impl Loader {
     /// What the feeds held before a restart: their last good copies, so
     /// that entries added while the appliance was down count as added.
     fn seed(&mut self) {
-        let mut builder = IntelBuilder::new(self.feeds());
+        let mut builders = self.builders();
+        let mut next = [0u16; 2];
         for (i, source) in self.sources.iter().enumerate() {
+            let layer = usize::from(source.managed);
+            let feed = next[layer];
+            next[layer] += 1;
             let copy = if source.managed {
                 source.path.clone()
             } else {
                 copy_path(&self.copies, &source.name)
             };
-            let (Ok(feed), Ok(bytes)) = (u16::try_from(i), std::fs::read(&copy)) else {
+            let Ok(bytes) = std::fs::read(&copy) else {
                 continue;
             };
             let guard = Guard {
@@ -252,25 +256,34 @@ impl Loader {
             };
             let added = modified_ms(&copy).unwrap_or(0);
             read_feed(&bytes, source.format, &guard, |e| {
-                builder.add(e, feed, added);
+                builders[layer].add(e, feed, added);
             });
             if let Some(k) = self.known.get_mut(i) {
                 *k = true;
             }
         }
-        self.last = Arc::new(builder.build());
+        let [files, api] = builders.map(|b| Arc::new(b.layer()));
+        self.last = Arc::new(Intel::layered(files, api));
     }
 
-    fn feeds(&self) -> Vec<Feed> {
-        self.sources
-            .iter()
-            .map(|s| Feed {
-                name: s.name.clone(),
-                action: s.action,
-                severity: s.severity,
-                quarantine: s.quarantine,
-            })
-            .collect()
+    /// Empty builders of the two layers: the feed files', the API's.
+    fn builders(&self) -> [IntelBuilder; 2] {
+        let feeds = |managed: bool| {
+            self.sources
+                .iter()
+                .filter(|s| s.managed == managed)
+                .map(|s| Feed {
+                    name: s.name.clone(),
+                    action: s.action,
+                    severity: s.severity,
+                    quarantine: s.quarantine,
+                })
+                .collect()
+        };
+        [
+            IntelBuilder::new(feeds(false)),
+            IntelBuilder::api(feeds(true)),
+        ]
     }
 
     /// The networks no feed may list unless forced.
@@ -279,42 +292,65 @@ impl Loader {
     }
 
     /// Whether a feed file changed since it was last read (a file still
-    /// missing has not).
-    pub fn changed(&self) -> bool {
-        self.sources
-            .iter()
-            .zip(&self.seen)
-            .any(|(s, seen)| fingerprint(&s.path) != *seen)
+    /// missing has not): of the config's files, and of the API's.
+    fn changed(&self) -> [bool; 2] {
+        let mut changed = [false; 2];
+        for (s, seen) in self.sources.iter().zip(&self.seen) {
+            if fingerprint(&s.path) != *seen {
+                changed[usize::from(s.managed)] = true;
+            }
+        }
+        changed
     }
 
-    /// Reads every feed if one changed (or `always`); `None` if none did.
+    /// Reads again the layers whose feeds changed (every feed if `always`,
+    /// or before a first reading); `None` if none did.
     pub fn poll(&mut self, always: bool) -> Option<Loaded> {
-        if !always && !self.changed() && !self.status.is_empty() {
-            return None;
+        if always || self.status.is_empty() {
+            return Some(self.load());
         }
-        Some(self.load())
+        let [files, api] = self.changed();
+        (files || api).then(|| self.read([files, api]))
     }
 
     /// Reads every feed into a new [`Intel`]. An entry listed by the last
     /// load too (same feed, same indicator) keeps its "added" time.
     pub fn load(&mut self) -> Loaded {
+        self.read([true, true])
+    }
+
+    /// Reads the API-managed feeds again; the feed files' layer is kept as
+    /// it is (however large, it costs nothing).
+    pub fn load_managed(&mut self) -> Loaded {
+        self.read([false, true])
+    }
+
+    /// Reads the feeds of the layers `reread` says (the files', the
+    /// API's); the other layer and its feeds' status are kept.
+    fn read(&mut self, reread: [bool; 2]) -> Loaded {
         let started = Instant::now();
         let now = crate::time::Timestamp::now().millis();
-        let mut builder = IntelBuilder::new(self.feeds());
+        let mut builders = self.builders();
+        let mut next = [0u16; 2];
         let (mut added, mut added_over) = (Vec::new(), 0);
         let mut status = Vec::with_capacity(self.sources.len());
         for (i, source) in self.sources.iter().enumerate() {
-            let Ok(feed) = u16::try_from(i) else {
-                break;
-            };
-            let seen = fingerprint(&source.path);
+            let layer = usize::from(source.managed);
+            let feed = next[layer];
+            next[layer] += 1;
             let previous = self.status.iter().find(|s| s.source.name == source.name);
+            if !reread[layer] {
+                status.extend(previous.cloned());
+                continue;
+            }
+            let seen = fingerprint(&source.path);
             let guard = Guard {
                 protected: self.protected.clone(),
                 force: source.force,
             };
             let last = &self.last;
             let known = self.known.get(i).copied().unwrap_or(false);
+            let builder = &mut builders[layer];
             let mut add = |entry: super::Entry| {
                 let since = match last.listed_exactly(&entry.indicator, &source.name) {
                     Some(t) => t,
@@ -343,7 +379,18 @@ impl Loader {
             }
             status.push(st);
         }
-        let intel = Arc::new(builder.build());
+        let [files, api] = builders;
+        let layer = |b: IntelBuilder, again: bool, kept: &Arc<Layer>| {
+            if again {
+                Arc::new(b.layer())
+            } else {
+                kept.clone()
+            }
+        };
+        let intel = Arc::new(Intel::layered(
+            layer(files, reread[0], self.last.files()),
+            layer(api, reread[1], self.last.api()),
+        ));
         self.last = intel.clone();
         self.status = status.clone();
         Loaded {

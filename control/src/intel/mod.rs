@@ -10,12 +10,12 @@
 pub use dataplane::intel::domains;
 pub mod feeds;
 pub mod hunt;
+mod layer;
 pub mod parse;
 
-use dataplane::intel::{EntryId, IpSet};
-use domains::{DomainSet, DomainSetBuilder};
+use dataplane::intel::{Blocked, EntryId};
 use ipnet::IpNet;
-use std::collections::HashMap;
+pub use layer::{IntelBuilder, Layer, Match, API_LAYER};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -178,128 +178,17 @@ pub struct Feed {
     pub quarantine: bool,
 }
 
-/// An entry as held (16 bytes: its indicator's text is in the match sets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
-    /// An index into [`Intel::feeds`].
-    pub feed: u16,
-    /// `None`: the feed's.
-    pub severity: Option<Severity>,
-    category: u32,
-    /// When it was added, ms since the epoch.
-    pub added_ms: i64,
-}
-
-const NO_CATEGORY: u32 = u32::MAX;
-
-/// Every feed's entries, and the sets that match them.
-#[derive(Debug, Default)]
+/// Every feed's entries, and the sets that match them: the feed files'
+/// layer and the API-managed feeds' layer, each an `Arc` of its own so that
+/// a new reading of one shares the other.
+#[derive(Debug, Default, Clone)]
 pub struct Intel {
-    pub feeds: Vec<Feed>,
-    metas: Vec<Meta>,
-    categories: Vec<String>,
-    /// The block feeds' addresses: what the packet path gets.
-    block_ips: Arc<IpSet>,
-    /// The alert feeds' addresses.
-    alert_ips: IpSet,
-    /// The block feeds' domains: what the packet path gets.
-    block_domains: Arc<DomainSet>,
-    alert_domains: DomainSet,
-}
-
-/// Entries added one by one (as a feed file is read), then [`Intel`].
-#[derive(Debug, Default)]
-pub struct IntelBuilder {
-    feeds: Vec<Feed>,
-    metas: Vec<Meta>,
-    categories: Vec<String>,
-    category_ids: HashMap<String, u32>,
-    block_nets: Vec<(IpNet, EntryId)>,
-    alert_nets: Vec<(IpNet, EntryId)>,
-    block_domains: DomainSetBuilder,
-    alert_domains: DomainSetBuilder,
-}
-
-impl IntelBuilder {
-    pub fn new(feeds: Vec<Feed>) -> IntelBuilder {
-        IntelBuilder {
-            feeds,
-            ..IntelBuilder::default()
-        }
-    }
-
-    /// Adds `entry` of feed `feed` (an index into the feeds); `None` if
-    /// there is no such feed or no room for another entry.
-    pub fn add(&mut self, entry: Entry, feed: u16, added_ms: i64) -> Option<EntryId> {
-        if usize::from(feed) >= self.feeds.len() {
-            return None;
-        }
-        let action = self.feeds.get(usize::from(feed))?.action;
-        let id = EntryId::try_from(self.metas.len()).ok()?;
-        let category = match entry.category {
-            None => NO_CATEGORY,
-            Some(c) => match self.category_ids.get(&c) {
-                Some(&k) => k,
-                None => {
-                    let k = self.categories.len() as u32;
-                    self.categories.push(c.clone());
-                    self.category_ids.insert(c, k);
-                    k
-                }
-            },
-        };
-        self.metas.push(Meta {
-            feed,
-            severity: entry.severity,
-            category,
-            added_ms,
-        });
-        match entry.indicator {
-            Indicator::Net(n) => match action {
-                Action::Block => self.block_nets.push((n, id)),
-                Action::Alert => self.alert_nets.push((n, id)),
-            },
-            Indicator::Domain(d) => match action {
-                Action::Block => self.block_domains.add(&d, id),
-                Action::Alert => self.alert_domains.add(&d, id),
-            },
-        }
-        Some(id)
-    }
-
-    /// The sets. A block feed's entry matches before an alert feed's (the
-    /// most specific of each), and of entries listing the same indicator,
-    /// the first.
-    pub fn build(self) -> Intel {
-        let mut metas = self.metas;
-        metas.shrink_to_fit();
-        Intel {
-            feeds: self.feeds,
-            metas,
-            categories: self.categories,
-            block_ips: Arc::new(IpSet::new(self.block_nets)),
-            alert_ips: IpSet::new(self.alert_nets),
-            block_domains: Arc::new(self.block_domains.build()),
-            alert_domains: self.alert_domains.build(),
-        }
-    }
-}
-
-/// What matched: the entry, what it lists and its feed.
-#[derive(Debug, Clone)]
-pub struct Match<'a> {
-    pub id: EntryId,
-    /// The listed address, network or domain.
-    pub listed: Indicator,
-    pub feed: &'a Feed,
-    pub category: Option<&'a str>,
-    /// The entry's, else its feed's.
-    pub severity: Severity,
-    pub added_ms: i64,
+    files: Arc<Layer>,
+    api: Arc<Layer>,
 }
 
 impl Intel {
-    /// The sets of `entries` of `feeds`.
+    /// The sets of `entries` of `feeds` (the files' layer).
     pub fn new(feeds: Vec<Feed>, entries: impl IntoIterator<Item = (Entry, u16, i64)>) -> Intel {
         let mut b = IntelBuilder::new(feeds);
         for (entry, feed, added_ms) in entries {
@@ -308,107 +197,100 @@ impl Intel {
         b.build()
     }
 
-    fn matched(&self, id: EntryId, listed: Indicator) -> Option<Match<'_>> {
-        let meta = self.metas.get(id as usize)?;
-        let feed = self.feeds.get(usize::from(meta.feed))?;
-        Some(Match {
-            id,
-            listed,
-            feed,
-            category: self
-                .categories
-                .get(meta.category as usize)
-                .map(String::as_str),
-            severity: meta.severity.unwrap_or(feed.severity),
-            added_ms: meta.added_ms,
-        })
+    /// The feed files' layer and the API's.
+    pub fn layered(files: Arc<Layer>, api: Arc<Layer>) -> Intel {
+        Intel { files, api }
+    }
+
+    /// The feed files' layer.
+    pub fn files(&self) -> &Arc<Layer> {
+        &self.files
+    }
+
+    /// The API-managed feeds' layer.
+    pub fn api(&self) -> &Arc<Layer> {
+        &self.api
+    }
+
+    fn layers(&self) -> [&Layer; 2] {
+        [&self.files, &self.api]
     }
 
     /// The entry listing `ip`, if any: a block feed's before an alert
-    /// feed's.
+    /// feed's, of each the most specific, and the files' before the API's.
     pub fn ip(&self, ip: IpAddr) -> Option<Match<'_>> {
-        let (net, id) = self
-            .block_ips
-            .listed(ip)
-            .or_else(|| self.alert_ips.listed(ip))?;
-        self.matched(id, Indicator::Net(net))
+        [Action::Block, Action::Alert]
+            .into_iter()
+            .find_map(|a| self.layers().into_iter().find_map(|l| l.ip(a, ip)))
     }
 
     /// The entry listing `name` or a domain it is under, if any: a block
     /// feed's before an alert feed's.
     pub fn domain(&self, name: &str) -> Option<Match<'_>> {
-        let (listed, id) = self
-            .block_domains
-            .lookup(name)
-            .or_else(|| self.alert_domains.lookup(name))?;
-        self.matched(id, Indicator::Domain(listed))
+        [Action::Block, Action::Alert]
+            .into_iter()
+            .find_map(|a| self.layers().into_iter().find_map(|l| l.domain(a, name)))
     }
 
     /// When the entry of feed `feed` that lists exactly `indicator` was
     /// added, if there is one.
     pub fn listed_exactly(&self, indicator: &Indicator, feed: &str) -> Option<i64> {
-        let ours = |id: EntryId| {
-            let meta = self.metas.get(id as usize)?;
-            let f = self.feeds.get(usize::from(meta.feed))?;
-            (f.name == feed).then_some(meta.added_ms)
-        };
-        match indicator {
-            Indicator::Net(n) => [&*self.block_ips, &self.alert_ips]
-                .into_iter()
-                .filter_map(|set| set.listed(n.addr()))
-                .find(|(net, _)| *net == n.trunc())
-                .and_then(|(_, id)| ours(id)),
-            Indicator::Domain(d) => [&*self.block_domains, &self.alert_domains]
-                .into_iter()
-                .filter_map(|set| set.lookup(d))
-                .find(|(listed, _)| listed == d)
-                .and_then(|(_, id)| ours(id)),
-        }
+        self.layers()
+            .into_iter()
+            .find_map(|l| l.listed_exactly(indicator, feed))
     }
 
-    /// Entry `id` in words for a log line: its feed and what it lists
-    /// (found through `near`, the flow's addresses, when one is listed by
-    /// it; a domain entry that blocked a resolved address by its number).
-    /// `None` if no such entry (intel read again since).
+    /// Entry `id` in words for a log line or a record: its feed and what
+    /// it lists (found through `near`, the flow's addresses, when one is
+    /// listed by it, else by a scan of the sets: a domain whose answer was
+    /// blocked). `None` if no such entry (intel read again since).
     pub fn describe(&self, id: EntryId, near: &[IpAddr]) -> Option<String> {
-        let meta = self.metas.get(id as usize)?;
-        let feed = self.feeds.get(usize::from(meta.feed))?;
+        let layer = self.layers().into_iter().find(|l| l.holds(id))?;
+        let feed = layer.feed_of(id)?;
         let listed = near
             .iter()
-            .filter_map(|&ip| self.ip(ip))
-            .find(|m| m.id == id)
-            .map(|m| m.listed.to_string())
-            .unwrap_or_else(|| format!("entry {id}"));
+            .filter_map(|&ip| {
+                [Action::Block, Action::Alert]
+                    .into_iter()
+                    .find_map(|a| layer.ip(a, ip).filter(|m| m.id == id))
+            })
+            .next()
+            .map(|m| m.listed)
+            .or_else(|| layer.indicator_of(id))
+            .map_or_else(|| format!("entry {id}"), |i| i.to_string());
         Some(format!("{} {listed}", feed.name))
     }
 
-    /// The block feeds' addresses, for the packet path.
-    pub fn block_set(&self) -> Arc<IpSet> {
-        self.block_ips.clone()
+    /// The block feeds' addresses and domains, for the packet path (it
+    /// holds back a DNS answer for a domain until its addresses are
+    /// blocked).
+    pub fn blocked(&self) -> Blocked {
+        Blocked {
+            ips: [self.files.block_ips.clone(), self.api.block_ips.clone()],
+            domains: [
+                self.files.block_domains.clone(),
+                self.api.block_domains.clone(),
+            ],
+        }
     }
 
-    /// The block feeds' domains, for the packet path (it holds back a DNS
-    /// answer for them until its addresses are blocked).
-    pub fn block_domains(&self) -> Arc<DomainSet> {
-        self.block_domains.clone()
+    /// Every feed, the files' then the API's.
+    pub fn feeds(&self) -> impl Iterator<Item = &Feed> {
+        self.files.feeds.iter().chain(&self.api.feeds)
     }
 
     /// Entries held (an indicator listed twice is held twice).
     pub fn len(&self) -> usize {
-        self.metas.len()
+        self.files.len() + self.api.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.metas.is_empty()
+        self.len() == 0
     }
 
     /// Heap bytes of the match sets and the entries.
     pub fn bytes(&self) -> usize {
-        self.block_ips.address_bytes()
-            + self.alert_ips.address_bytes()
-            + self.block_domains.bytes()
-            + self.alert_domains.bytes()
-            + self.metas.capacity() * std::mem::size_of::<Meta>()
+        self.files.bytes() + self.api.bytes()
     }
 }
 

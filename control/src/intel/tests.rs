@@ -244,8 +244,8 @@ fn a_block_feed_wins_over_an_alert_feed_and_only_its_addresses_reach_the_packet_
     assert_eq!(ip("2001:db8::bad"), Some((4, "domains")), "alert only");
     let d = |n: &str| i.domain(n).map(|m| (m.id, m.listed.to_string()));
     assert_eq!(d("x.c2.evil.example"), Some((3, "evil.example".into())));
-    let block = i.block_set();
+    let block = i.blocked();
     assert_eq!(block.len(), 1);
-    assert_eq!(block.lookup("203.0.113.66".parse().unwrap()), Some(1));
-    assert_eq!(block.lookup("2001:db8::bad".parse().unwrap()), None);
+    assert_eq!(block.ip("203.0.113.66".parse().unwrap()), Some(1));
+    assert_eq!(block.ip("2001:db8::bad".parse().unwrap()), None);
 }

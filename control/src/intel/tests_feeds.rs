@@ -67,7 +67,7 @@ fn feeds_load_with_their_problems_and_reload_only_when_a_file_changes() {
     assert_eq!(first.feeds[0].problems.count, 1);
     assert_eq!(first.feeds[0].problems.list[0].line, 3);
     assert_eq!(first.feeds[1].entries, 1);
-    assert_eq!(first.intel.block_set().len(), 2);
+    assert_eq!(first.intel.blocked().len(), 2);
     let (_, added) = ip(&first.intel, "203.0.113.66").unwrap();
     assert!(loader.poll(false).is_none(), "nothing changed");
 
@@ -168,4 +168,85 @@ fn feed_names_are_unique_and_file_safe() {
         assert_eq!(check_sources(&[s(bad)]), Err(FeedError::Name(bad.into())));
     }
     assert!(check_sources(&[s("abuse.ch-feodo_ips")]).is_ok());
+}
+
+#[test]
+fn an_api_change_rebuilds_the_api_layer_only_and_a_file_change_the_files_layer_only() {
+    use super::feeds::{EntryInput, ManagedFeed, ManagedOp};
+    use super::API_LAYER;
+    use std::sync::Arc;
+    let dir = TempDir::new("intel-layers");
+    let ips = dir.0.join("ips.txt");
+    std::fs::write(&ips, "203.0.113.66\n198.51.100.0/24\n").unwrap();
+    let mut loader = Loader::new(
+        vec![source("ips", &ips, Format::List, Action::Block)],
+        &dir.0,
+        vec![],
+    )
+    .unwrap();
+    let first = loader.load();
+    loader
+        .manage(ManagedOp::Create(ManagedFeed {
+            name: "soc".into(),
+            action: Action::Block,
+            severity: Severity::Critical,
+            quarantine: false,
+            force: false,
+        }))
+        .unwrap();
+    let add = |indicator: &str| ManagedOp::Add {
+        feed: "soc".into(),
+        entries: vec![EntryInput {
+            indicator: indicator.into(),
+            category: None,
+            severity: None,
+        }],
+    };
+    loader.manage(add("192.0.2.7")).unwrap();
+    // The file changed meanwhile: an API change does not read it.
+    rewrite(&ips, "203.0.113.66\n");
+    let api = loader.load_managed();
+    assert!(
+        Arc::ptr_eq(api.intel.files(), first.intel.files()),
+        "files' layer shared"
+    );
+    assert_eq!(
+        api.added,
+        vec![super::Indicator::Net("192.0.2.7/32".parse().unwrap())]
+    );
+    let m = api.intel.ip("192.0.2.7".parse().unwrap()).unwrap();
+    assert_eq!((m.feed.name.as_str(), m.id & API_LAYER), ("soc", API_LAYER));
+    assert_eq!(
+        ip(&api.intel, "198.51.100.9").unwrap().0,
+        "ips",
+        "file not read"
+    );
+    let blocked = api.intel.blocked();
+    assert_eq!(blocked.len(), 3);
+    assert_eq!(blocked.ip("192.0.2.7".parse().unwrap()), Some(m.id));
+    assert_eq!(
+        api.intel.describe(m.id, &["192.0.2.7".parse().unwrap()]),
+        Some("soc 192.0.2.7".into())
+    );
+    let names: Vec<_> = api.feeds.iter().map(|f| f.source.name.as_str()).collect();
+    assert_eq!(names, ["ips", "soc"], "the files' status kept");
+
+    // The file's change is read by the next poll, without the API's layer.
+    let polled = loader.poll(false).unwrap();
+    assert!(
+        Arc::ptr_eq(polled.intel.api(), api.intel.api()),
+        "API layer shared"
+    );
+    assert!(ip(&polled.intel, "198.51.100.9").is_none());
+    assert!(polled.intel.ip("192.0.2.7".parse().unwrap()).is_some());
+    assert!(loader.poll(false).is_none(), "nothing changed since");
+
+    // An entry in both layers: the files' matches first; both block.
+    loader.manage(add("203.0.113.66")).unwrap();
+    let both = loader.load_managed();
+    let m = both.intel.ip("203.0.113.66".parse().unwrap()).unwrap();
+    assert_eq!(m.feed.name, "ips");
+    assert!(both.intel.blocked().ips[1]
+        .lookup("203.0.113.66".parse().unwrap())
+        .is_some_and(|id| id & API_LAYER != 0));
 }

@@ -56,6 +56,7 @@ fn flow(src: &str, dst: &str, kind: RecordKind) -> StoredFlow {
         src: ident([2, 0, 0, 0, 0, 1], "web-1", &["web", "prod"]),
         dst: ident([2, 0, 0, 0, 0, 2], "db-1", &["db"]),
         kind,
+        intel: None,
     }
 }
 

@@ -105,7 +105,7 @@ impl FromStr for VerdictFilter {
 }
 
 /// What decided a flow: `rule` (any), `rule:50`, `default`, `quarantine`,
-/// `blocklist` or `management`.
+/// `blocklist`, `management` or `intel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReasonFilter {
     pub(super) name: &'static str,
@@ -118,7 +118,7 @@ impl FromStr for ReasonFilter {
         let t = s.trim();
         let bad = || {
             format!(
-                "invalid reason {t:?}: expected rule, rule:ID, default, quarantine, blocklist or management"
+                "invalid reason {t:?}: expected rule, rule:ID, default, quarantine, blocklist, management or intel"
             )
         };
         let (name, rule) = match t.split_once(':') {
@@ -126,10 +126,17 @@ impl FromStr for ReasonFilter {
             Some(_) => return Err(bad()),
             None => (t, None),
         };
-        let name = ["rule", "default", "quarantine", "blocklist", "management"]
-            .into_iter()
-            .find(|n| *n == name)
-            .ok_or_else(bad)?;
+        let name = [
+            "rule",
+            "default",
+            "quarantine",
+            "blocklist",
+            "management",
+            "intel",
+        ]
+        .into_iter()
+        .find(|n| *n == name)
+        .ok_or_else(bad)?;
         Ok(ReasonFilter { name, rule })
     }
 }
@@ -172,10 +179,11 @@ pub struct FlowParams {
     /// `allow`, `deny` or `would-deny`.
     #[cfg_attr(feature = "openapi", param(pattern = "^(allow|deny|would-deny)$"))]
     pub verdict: Option<String>,
-    /// `rule`, `rule:ID`, `default`, `quarantine`, `blocklist` or `management`.
+    /// `rule`, `rule:ID`, `default`, `quarantine`, `blocklist`, `management`
+    /// or `intel`.
     #[cfg_attr(
         feature = "openapi",
-        param(pattern = "^(rule(:[0-9]{1,9})?|default|quarantine|blocklist|management)$")
+        param(pattern = "^(rule(:[0-9]{1,9})?|default|quarantine|blocklist|management|intel)$")
     )]
     pub reason: Option<String>,
     /// `tcp`, `udp`, `icmp`, `icmpv6`, `any` or a number 0-255.

@@ -66,6 +66,7 @@ pub(super) struct FlowCols {
     state: &'static str,
     kind: &'static str,
     opens: bool,
+    intel: Option<Arc<str>>,
 }
 
 impl FlowCols {
@@ -95,11 +96,12 @@ impl FlowCols {
             state: state_name(r.state),
             kind: kind_name(f.kind),
             opens: f.opens,
+            intel: f.intel.clone(),
         }
     }
 
     /// The values in the order of [`FLOW_COLUMNS`].
-    fn values(&self) -> [&dyn rusqlite::ToSql; 25] {
+    fn values(&self) -> [&dyn rusqlite::ToSql; COLUMNS] {
         [
             &self.first_ms,
             &self.last_ms,
@@ -126,13 +128,15 @@ impl FlowCols {
             &self.state,
             &self.kind,
             &self.opens,
+            &self.intel,
         ]
     }
 }
 
 const FLOW_COLUMNS: &str = "first_ms, last_ms, src_mac, dst_mac, src_id, dst_id, src_ip, dst_ip, \
     proto, src_port, dst_port, vlan_outer, vlan_inner, pkts_fwd, pkts_rev, bytes_fwd, bytes_rev, \
-    allowed, reason, rule_id, mode, would_deny, state, kind, opens";
+    allowed, reason, rule_id, mode, would_deny, state, kind, opens, intel";
+const COLUMNS: usize = 26;
 
 /// Rows an INSERT statement takes at once: one statement run per this many
 /// records instead of one per record (the ingest bench: docs/decisions.md).
@@ -140,7 +144,7 @@ const ROWS_AT_ONCE: usize = 40;
 
 /// `INSERT INTO flows` with `rows` rows of placeholders.
 fn insert_sql(rows: usize) -> String {
-    let one = format!("({})", vec!["?"; 25].join(", "));
+    let one = format!("({})", vec!["?"; COLUMNS].join(", "));
     format!(
         "INSERT INTO flows ({FLOW_COLUMNS}) VALUES {}",
         vec![one; rows].join(", ")

@@ -151,6 +151,9 @@ pub struct StoredFlow {
     pub src: std::sync::Arc<Identity>,
     pub dst: std::sync::Arc<Identity>,
     pub kind: RecordKind,
+    /// With reason intel: the feed and what its entry lists (`c2
+    /// 203.0.113.66`), as the intel in force when it was recorded says.
+    pub intel: Option<std::sync::Arc<str>>,
 }
 
 /// Names as stored (and as the queries take them).
@@ -161,7 +164,8 @@ pub(crate) fn reason_name(r: Reason) -> (&'static str, Option<u32>) {
         Reason::Management => ("management", None),
         Reason::Blocklist => ("blocklist", None),
         Reason::Default => ("default", None),
-        // Entry ids are positions in the intel loaded then: not kept.
+        // Entry ids are positions in the intel loaded then: the record
+        // keeps the entry in words (`StoredFlow::intel`).
         Reason::Intel(_) => ("intel", None),
     }
 }

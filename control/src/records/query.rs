@@ -49,11 +49,15 @@ pub struct FlowRow {
     /// `allow` or `deny`.
     pub verdict: String,
     pub would_deny: bool,
-    /// `rule`, `default`, `quarantine`, `blocklist` or `management`.
+    /// `rule`, `default`, `quarantine`, `blocklist`, `management` or `intel`.
     pub reason: String,
     /// The user rule's id, with reason `rule`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<u32>,
+    /// With reason `intel`: the feed and what its entry lists
+    /// (`c2 203.0.113.66`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel: Option<String>,
     pub mode: String,
     pub state: String,
     /// `interim`, or why the flow ended (`idle`, `evicted`, `reused`, `flushed`).
@@ -180,7 +184,8 @@ impl Select {
                 f.proto, f.src_port, f.dst_port, f.vlan_outer, f.vlan_inner, f.pkts_fwd,
                 f.pkts_rev, f.bytes_fwd, f.bytes_rev, f.allowed, f.reason, f.rule_id, f.mode,
                 f.would_deny, f.state, f.kind,
-                s.name, s.labels_json, s.groups_json, d.name, d.labels_json, d.groups_json
+                s.name, s.labels_json, s.groups_json, d.name, d.labels_json, d.groups_json,
+                f.intel
              FROM flows f JOIN identities s ON s.id = f.src_id JOIN identities d ON d.id = f.dst_id
              WHERE 1",
             ),
@@ -354,6 +359,7 @@ fn flow_row(r: &Row<'_>) -> Result<(Cursor, FlowRow), rusqlite::Error> {
         would_deny: r.get(20)?,
         reason: r.get(17)?,
         rule: rule.and_then(|v| u32::try_from(v).ok()),
+        intel: r.get(29)?,
         mode: r.get(19)?,
         state: r.get(21)?,
         end: r.get(22)?,

@@ -9,9 +9,10 @@ use crate::compile::user_rule_id;
 use crate::dns::DnsDecoder;
 use crate::model::Model;
 use dataplane::event::{Event, FlowRecord};
+use dataplane::intel::EntryId;
 use dataplane::policy::{PolicySnapshot, Reason};
 use dataplane::wire::MacAddr;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,7 +66,20 @@ pub struct Recorder {
     /// each record carries only its own share.
     running: HashMap<FlowId, Counted>,
     last_prune: Instant,
+    /// The last readings of threat intel, newest last, each with the
+    /// generation that put it in force: a flow cut by intel is named by
+    /// the reading its verdict came from (entry ids are positions in a
+    /// reading), never by a later one.
+    intel: VecDeque<(u64, Arc<crate::intel::Intel>)>,
+    /// Entries in words, by reading and id (made once an entry).
+    intel_words: HashMap<(u64, EntryId), Option<Arc<str>>>,
 }
+
+/// Intel entries kept in words, at most (then they are made again).
+const INTEL_WORDS_MAX: usize = 4096;
+/// Intel readings kept for naming (a flow decided under an older one is
+/// recorded unnamed: its reason says intel, not which entry).
+const INTEL_KEPT: usize = 4;
 
 /// A flow, as its records name it (its start tells a reused 5-tuple apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,6 +135,38 @@ impl Recorder {
         r
     }
 
+    /// Threat intel put in force as `generation`: a flow a verdict of that
+    /// generation or later cut names the feed and entry from it.
+    pub fn set_intel(&mut self, intel: Arc<crate::intel::Intel>, generation: u64) {
+        if self.intel.len() >= INTEL_KEPT {
+            self.intel.pop_front();
+        }
+        self.intel.push_back((generation, intel));
+        let oldest = self.intel.front().map_or(0, |(g, _)| *g);
+        self.intel_words.retain(|(g, _), _| *g >= oldest);
+    }
+
+    /// Entry `id` of the reading `flow`'s verdict came from, in words (`c2
+    /// 203.0.113.66`); `None` if that reading is no longer kept.
+    fn intel_words(&mut self, id: EntryId, flow: &FlowRecord) -> Option<Arc<str>> {
+        let (from, intel) = self
+            .intel
+            .iter()
+            .rev()
+            .find(|(g, _)| *g <= flow.generation)?;
+        if self.intel_words.len() >= INTEL_WORDS_MAX {
+            self.intel_words.clear();
+        }
+        self.intel_words
+            .entry((*from, id))
+            .or_insert_with(|| {
+                intel
+                    .describe(id, &[flow.dst_ip, flow.src_ip])
+                    .map(Arc::from)
+            })
+            .clone()
+    }
+
     /// A recorder that keeps and exports nothing: it decodes the DNS
     /// responses for [`Recorder::record`]'s caller (threat intel).
     pub fn dns_only(clock: Clock) -> Recorder {
@@ -161,6 +207,8 @@ impl Recorder {
             dns: DnsDecoder::new(),
             running: HashMap::new(),
             last_prune: Instant::now(),
+            intel: VecDeque::new(),
+            intel_words: HashMap::new(),
         }
     }
 
@@ -253,6 +301,10 @@ impl Recorder {
             src: self.identity(flow.src_mac, flow.src_ip, snapshot),
             dst: self.identity(flow.dst_mac, flow.dst_ip, snapshot),
             kind,
+            intel: match flow.verdict.reason {
+                Reason::Intel(id) => self.intel_words(id, flow),
+                _ => None,
+            },
         };
         if let Some(x) = &self.export {
             if self.lossless {

@@ -224,6 +224,10 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE dns_names;
     ALTER TABLE dns_names_6 RENAME TO dns_names;
     "#,
+    // 7: a flow cut by threat intel names its feed and entry.
+    r#"
+    ALTER TABLE flows ADD COLUMN intel TEXT;   -- with reason = 'intel': 'FEED INDICATOR'
+    "#,
 ];
 
 /// The schema version this bulkhead writes.

@@ -56,6 +56,7 @@ fn flow(i: u32, last_ms: i64) -> StoredFlow {
         dst: dst.into(),
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
+        intel: None,
     }
 }
 

@@ -92,6 +92,7 @@ fn record(i: u64, start_ms: i64, hours: i64) -> StoredFlow {
         } else {
             RecordKind::Ended(EndReason::Idle)
         },
+        intel: None,
     }
 }
 
@@ -202,7 +203,7 @@ fn a_store_of_version_1_is_migrated_with_rollups_of_its_records() {
             "DROP TABLE group_rollups; DROP TABLE nodes; DROP TABLE dns; DROP TABLE pdns;
              DROP TABLE addresses; DROP TABLE contacts; DROP TABLE edges; DROP TABLE dns_names;
              DROP TABLE hourly; DROP TABLE rollup_mark; UPDATE flows SET opens = 1;
-             ALTER TABLE flows DROP COLUMN opens; PRAGMA user_version = 1;",
+             ALTER TABLE flows DROP COLUMN opens; ALTER TABLE flows DROP COLUMN intel; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -334,7 +335,7 @@ fn a_store_of_version_2_is_migrated_with_group_rollups_of_its_hourly_ones() {
         conn.execute_batch(
             "DROP TABLE group_rollups; DROP TABLE nodes; DROP TABLE dns; DROP TABLE pdns;
              DROP TABLE addresses; DROP TABLE contacts; DROP TABLE edges; DROP TABLE dns_names;
-             ALTER TABLE rollup_mark DROP COLUMN dns_id; PRAGMA user_version = 2;",
+             ALTER TABLE rollup_mark DROP COLUMN dns_id; ALTER TABLE flows DROP COLUMN intel; PRAGMA user_version = 2;",
         )
         .unwrap();
         conn.execute("DELETE FROM flows WHERE last_ms < ?1", [start + DAY_MS])

@@ -122,6 +122,15 @@ impl DomainSet {
         self.position(name).map(|i| self.ids[i])
     }
 
+    /// The domain entry `id` lists, found by a scan of the ids (a log
+    /// line's or a record's words, not the packet path's).
+    pub fn name_of(&self, id: EntryId) -> Option<String> {
+        let i = self.ids.iter().position(|&e| e == id)?;
+        let mut listed = Vec::with_capacity(self.name(i).len());
+        push_reversed(self.name(i), &mut listed);
+        Some(String::from_utf8_lossy(&listed).into_owned())
+    }
+
     fn position(&self, name: &str) -> Option<usize> {
         let name = name.trim_end_matches('.').as_bytes();
         if self.ids.is_empty() || name.is_empty() || name.len() > MAX_NAME {

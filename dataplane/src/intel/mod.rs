@@ -11,12 +11,67 @@
 
 pub mod domains;
 
+use domains::DomainSet;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Which entry listed an address: an index into the control plane's entries.
 pub type EntryId = u32;
+
+/// The block feeds' addresses and domains as the packet path reads them,
+/// in two layers built apart: the feed files named in the config, and the
+/// feeds managed through the API. An API call rebuilds its own layer only,
+/// however large the files' layer is. Cloning it clones four `Arc`s.
+#[derive(Debug, Default, Clone)]
+pub struct Blocked {
+    pub ips: [Arc<IpSet>; 2],
+    pub domains: [Arc<DomainSet>; 2],
+}
+
+impl Blocked {
+    /// One layer: `ips` and `domains` (the other empty).
+    pub fn one(ips: Arc<IpSet>, domains: Arc<DomainSet>) -> Blocked {
+        Blocked {
+            ips: [ips, Arc::default()],
+            domains: [domains, Arc::default()],
+        }
+    }
+
+    /// The entry that blocks `ip`: the first layer's, else the second's.
+    #[inline]
+    pub fn ip(&self, ip: IpAddr) -> Option<EntryId> {
+        self.ips
+            .iter()
+            .filter(|s| !s.is_empty())
+            .find_map(|s| s.lookup(ip))
+    }
+
+    /// The entry that blocks `name` or a domain it is under.
+    #[inline]
+    pub fn domain(&self, name: &str) -> Option<EntryId> {
+        self.domains
+            .iter()
+            .filter(|s| !s.is_empty())
+            .find_map(|s| s.lookup_id(name))
+    }
+
+    /// Whether some layer lists domains.
+    #[inline]
+    pub fn has_domains(&self) -> bool {
+        self.domains.iter().any(|d| !d.is_empty())
+    }
+
+    /// Addresses and networks listed, both layers.
+    pub fn len(&self) -> usize {
+        self.ips.iter().map(|s| s.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// An address DNS-aware blocking may block: not one a sinkhole answers
 /// with (`0.0.0.0`, loopback), nor multicast, broadcast or link-local.
@@ -126,6 +181,30 @@ impl IpSet {
         }
     }
 
+    /// What entry `id` lists, found by a scan (a log line's or a record's
+    /// words, not the packet path's).
+    pub fn net_of(&self, id: EntryId) -> Option<IpNet> {
+        let v4 = self.v4.iter().find(|e| e.1 == id);
+        if let Some(&(a, _)) = v4 {
+            return Some(IpNet::from(IpAddr::from(std::net::Ipv4Addr::from(a))));
+        }
+        let v6 = self.v6.iter().find(|e| e.1 == id);
+        if let Some(&(a, _)) = v6 {
+            return Some(IpNet::from(IpAddr::from(std::net::Ipv6Addr::from(a))));
+        }
+        let n4 = self
+            .nets4
+            .iter()
+            .find(|(_, &e)| e == id)
+            .map(|(n, _)| IpNet::V4(n));
+        n4.or_else(|| {
+            self.nets6
+                .iter()
+                .find(|(_, &e)| e == id)
+                .map(|(n, _)| IpNet::V6(n))
+        })
+    }
+
     /// Single addresses and networks listed.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len() + self.nets
@@ -183,6 +262,10 @@ mod tests {
             Some(("203.0.113.66/32".parse().unwrap(), 1))
         );
         assert_eq!(set.len(), 6);
+        assert_eq!(set.net_of(3), Some(net("198.51.100.128/25")));
+        assert_eq!(set.net_of(4), Some(net("2001:db8::bad")));
+        assert_eq!(set.net_of(1), Some(net("203.0.113.66")));
+        assert_eq!(set.net_of(6), None, "a duplicate is not held");
     }
 
     #[test]

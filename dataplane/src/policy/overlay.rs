@@ -11,8 +11,7 @@
 
 use super::proto::{PortRange, Proto};
 use super::{FlowQuery, PolicySnapshot};
-use crate::intel::domains::DomainSet;
-use crate::intel::{EntryId, IpSet};
+use crate::intel::{Blocked, EntryId};
 use crate::wire::MacAddr;
 use ahash::{AHashMap, AHashSet};
 use ipnet::IpNet;
@@ -41,15 +40,14 @@ impl Management {
 /// listed the domain.
 pub type Resolved = AHashMap<IpAddr, EntryId>;
 
-/// See the module's documentation. Cloning it clones six `Arc`s.
+/// See the module's documentation. Cloning it clones eight `Arc`s.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Overlay {
     pub(super) quarantine: Arc<AHashSet<MacAddr>>,
     pub(super) management: Arc<[Management]>,
     pub(super) bindings: Arc<AHashMap<IpAddr, MacAddr>>,
     /// The block feeds' addresses and networks, and their domains.
-    pub(super) intel: Arc<IpSet>,
-    pub(super) domains: Arc<DomainSet>,
+    pub(super) intel: Blocked,
     pub(super) resolved: Arc<Resolved>,
 }
 
@@ -91,19 +89,17 @@ impl PolicySnapshot {
 
     /// This policy with other blocked threat intel, as `generation`
     /// (flows decided before are decided again, so a newly listed address
-    /// cuts its flows, offloaded ones too): `intel` and `domains` are the
-    /// block feeds' addresses and domains, `resolved` the addresses DNS
-    /// answered for those domains. All are shared, not copied.
+    /// cuts its flows, offloaded ones too): `intel` holds the block feeds'
+    /// addresses and domains, `resolved` the addresses DNS answered for
+    /// those domains. All are shared, not copied.
     pub fn with_intel(
         &self,
-        intel: Arc<IpSet>,
-        domains: Arc<DomainSet>,
+        intel: Blocked,
         resolved: Arc<Resolved>,
         generation: u64,
     ) -> PolicySnapshot {
         self.with(generation, |o| {
             o.intel = intel;
-            o.domains = domains;
             o.resolved = resolved;
         })
     }
@@ -111,16 +107,13 @@ impl PolicySnapshot {
     /// The block feeds' entry that lists `name` or a domain it is under.
     #[inline]
     pub fn intel_domain(&self, name: &str) -> Option<EntryId> {
-        if self.overlay.domains.is_empty() {
-            return None;
-        }
-        self.overlay.domains.lookup_id(name)
+        self.overlay.intel.domain(name)
     }
 
     /// Whether some block feed lists domains.
     #[inline]
     pub fn blocks_domains(&self) -> bool {
-        !self.overlay.domains.is_empty()
+        self.overlay.intel.has_domains()
     }
 
     /// The threat-intel entry that blocks `ip`, if one does.
@@ -132,10 +125,7 @@ impl PolicySnapshot {
                 return Some(id);
             }
         }
-        if o.intel.is_empty() {
-            return None;
-        }
-        o.intel.lookup(ip)
+        o.intel.ip(ip)
     }
 
     /// The blocked threat-intel addresses: the feeds' entries and the

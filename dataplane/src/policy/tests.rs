@@ -118,7 +118,11 @@ fn intel_blocks_both_ways_in_every_mode_below_quarantine() {
         (net("10.0.1.0/24"), 9),
     ]));
     let resolved = Arc::new(crate::policy::Resolved::from_iter([(ip("10.0.50.6"), 12)]));
-    let s = base.with_intel(feeds, Arc::default(), resolved, 8);
+    let s = base.with_intel(
+        crate::intel::Blocked::one(feeds, Arc::default()),
+        resolved,
+        8,
+    );
     assert_eq!(s.generation(), 8);
     // The listed address, either way; above the blocklist and the rules.
     let c = s.classify(&flow(WEB, DB, TCP, 5432));
@@ -138,8 +142,13 @@ fn intel_blocks_both_ways_in_every_mode_below_quarantine() {
     assert_eq!(c.reason, Reason::Quarantine);
     // Audit mode does not soften it.
     let audit = snap("default_mode: audit\n").with_intel(
-        Arc::new(IpSet::new([(net("10.0.2.20/32"), 1)])),
-        Arc::default(),
+        crate::intel::Blocked {
+            ips: [
+                Arc::default(),
+                Arc::new(IpSet::new([(net("10.0.2.20/32"), 1)])),
+            ],
+            domains: Default::default(),
+        },
         Arc::default(),
         2,
     );
@@ -154,7 +163,7 @@ fn intel_blocks_both_ways_in_every_mode_below_quarantine() {
     assert!(Arc::ptr_eq(&q.tables, &base.tables));
     assert_eq!(q.intel_len(), (2, 1));
     // Unlisted: the rules decide (groups by MAC).
-    let clear = q.with_intel(Arc::default(), Arc::default(), Arc::default(), 10);
+    let clear = q.with_intel(Default::default(), Arc::default(), 10);
     assert_eq!(
         clear
             .classify(&flow(WEB, (DB.0, "10.0.9.9"), TCP, 5432))

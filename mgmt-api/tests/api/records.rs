@@ -51,6 +51,7 @@ pub(crate) fn stored(i: u16, action: Action, reason: Reason, last_ms: i64) -> St
         dst: db.into(),
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
+        intel: None,
     }
 }
 

@@ -102,6 +102,7 @@ fn flow(
         dst: who(dst.0),
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
+        intel: None,
     }
 }
 

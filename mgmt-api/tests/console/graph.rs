@@ -106,6 +106,7 @@ fn flow(
         dst: dst.0.clone().into(),
         kind: RecordKind::Ended(EndReason::Idle),
         opens: true,
+        intel: None,
     }
 }
 

@@ -125,13 +125,10 @@ impl State {
         let old = std::mem::replace(&mut self.intel, intel);
         self.garbage.push(Box::new(old));
         // DNS answers are read for the domains, with or without records.
-        match self.recorder.as_mut() {
-            Some(r) => r.decode_dns(),
-            None => {
-                let clock = crate::records::Clock::Since(self.cfg.worker_epoch);
-                self.recorder = Some(crate::records::Recorder::dns_only(clock));
-            }
-        }
+        let recorder = self.recorder.get_or_insert_with(|| {
+            crate::records::Recorder::dns_only(crate::records::Clock::Since(self.cfg.worker_epoch))
+        });
+        recorder.decode_dns();
         let intel = self.intel.clone();
         self.resolved_blocks.retain(|_, b| {
             intel
@@ -141,6 +138,9 @@ impl State {
                 .is_some()
         });
         let generation = self.publish_intel();
+        if let Some(r) = self.recorder.as_mut() {
+            r.set_intel(self.intel.clone(), generation);
+        }
         let hunt = self.shared.intel.load().hunt.clone();
         let old = self.shared.intel.swap(Arc::new(IntelView {
             intel: self.intel.clone(),
@@ -176,12 +176,10 @@ impl State {
                 .collect(),
         );
         let generation = self.generation + 1;
-        let snapshot = self.cell.load().with_intel(
-            self.intel.block_set(),
-            self.intel.block_domains(),
-            self.resolved.clone(),
-            generation,
-        );
+        let snapshot =
+            self.cell
+                .load()
+                .with_intel(self.intel.blocked(), self.resolved.clone(), generation);
         self.resolved_blocks.dirty_since = None;
         self.resolved_blocks.published = Some(Instant::now());
         self.install(snapshot)

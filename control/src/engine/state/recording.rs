@@ -9,7 +9,10 @@ use dataplane::policy::{Action, Reason};
 use std::sync::atomic::Ordering;
 
 impl State {
-    pub(in crate::engine) fn set_recorder(&mut self, recorder: Option<Recorder>) {
+    pub(in crate::engine) fn set_recorder(&mut self, mut recorder: Option<Recorder>) {
+        if let Some(r) = recorder.as_mut() {
+            r.set_intel(self.intel.clone(), self.shared.intel.load().generation);
+        }
         self.recorder = recorder;
     }
 

@@ -15,6 +15,7 @@ use super::*;
 use crate::engine::IntelWatch;
 use crate::intel::feeds::{FeedSource, Loader};
 use crate::intel::{Action as FeedAction, Format, Severity};
+use crate::records::{FlowFilter, RecordsReader};
 
 fn feed(dir: &std::path::Path, name: &str, action: FeedAction, text: &str) -> FeedSource {
     let path = dir.join(format!("{name}.txt"));
@@ -315,4 +316,68 @@ fn an_added_entry_is_hunted_in_the_records_and_names_who_resolved_it_before() {
     // After a restart, the last good copy is the baseline: nothing is new.
     let again = Loader::new(vec![source], &dir, vec![]).unwrap().load();
     assert!(again.added.is_empty(), "{:?}", again.added);
+}
+
+#[test]
+fn a_flow_cut_by_intel_is_recorded_with_the_feed_and_entry_of_the_reading_that_cut_it() {
+    let (bed, store) = super::records::recording("intel-records");
+    let h = &bed.engine.handle;
+    let dir = bed._dir.0.clone();
+    let source = feed(&dir, "c2", FeedAction::Block, "10.0.0.21\nevil.test\n");
+    let mut loader = Loader::new(vec![source], &dir, vec![]).unwrap();
+    let first = h.set_intel(loader.load()).unwrap();
+    // Read again with an entry before the others: every id moves.
+    std::fs::write(dir.join("c2.txt"), "192.0.2.9\n10.0.0.21\nevil.test\n").unwrap();
+    let second = h.set_intel(loader.load()).unwrap();
+    let cut = |id, generation, dst_ip| {
+        let verdict = Verdict {
+            action: Action::Deny,
+            reason: Reason::Intel(id),
+            mode: Mode::Enforce,
+            would_deny: false,
+        };
+        match super::records::flow_end(WEB, "10.0.0.11", DB, dst_ip, verdict, 0) {
+            Event::FlowEnd(mut r, why) => {
+                r.generation = generation;
+                Event::FlowEnd(r, why)
+            }
+            other => other,
+        }
+    };
+    for e in [
+        // Cut under the first reading, recorded under the second.
+        cut(0, first, "10.0.0.21"),
+        // An address a listed domain was answered with.
+        cut(1, first, "198.51.100.7"),
+        cut(0, second, "192.0.2.9"),
+        cut(1, second + 3, "10.0.0.21"),
+        // A verdict older than any reading kept; an id no reading holds.
+        cut(0, 1, "10.0.0.22"),
+        cut(77, second, "198.51.100.8"),
+    ] {
+        bed.events.send(e).unwrap();
+    }
+    eventually("every flow end is counted", || h.status().events == 6);
+    h.stop();
+    bed.engine.thread.join().unwrap();
+    let filter = FlowFilter {
+        reason: Some("intel".parse().unwrap()),
+        ..FlowFilter::default()
+    };
+    let page = RecordsReader::open(&store).unwrap().flows(&filter).unwrap();
+    let mut named: Vec<_> = page
+        .flows
+        .iter()
+        .map(|f| (f.dst.ip.to_string(), f.reason.as_str(), f.intel.as_deref()))
+        .collect();
+    named.sort();
+    let expected: [(String, &str, Option<&str>); 6] = [
+        ("10.0.0.21".into(), "intel", Some("c2 10.0.0.21")),
+        ("10.0.0.21".into(), "intel", Some("c2 10.0.0.21")),
+        ("10.0.0.22".into(), "intel", None),
+        ("192.0.2.9".into(), "intel", Some("c2 192.0.2.9")),
+        ("198.51.100.7".into(), "intel", Some("c2 evil.test")),
+        ("198.51.100.8".into(), "intel", None),
+    ];
+    assert_eq!(named, expected);
 }

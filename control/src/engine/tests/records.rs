@@ -15,7 +15,14 @@ use crate::engine::RecordsPlan;
 use crate::records::{FlowFilter, RecordsConfig, RecordsReader};
 use dataplane::event::EndReason;
 
-fn flow_end(src: &str, src_ip: &str, dst: &str, dst_ip: &str, v: Verdict, ns: u64) -> Event {
+pub(super) fn flow_end(
+    src: &str,
+    src_ip: &str,
+    dst: &str,
+    dst_ip: &str,
+    v: Verdict,
+    ns: u64,
+) -> Event {
     match flow_start(src, src_ip, dst, dst_ip, v) {
         Event::FlowStart(mut r) => {
             r.first_seen = ns;
