@@ -54,9 +54,10 @@ pub struct Answer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerData {
-    /// An A or AAAA record.
+    /// An A or AAAA record, or an address hint of an SVCB or HTTPS record.
     Addr(IpAddr),
-    /// A CNAME: the owner is an alias of this name.
+    /// A CNAME: the owner is an alias of this name (or an SVCB or HTTPS
+    /// record's target: where the owner's service is).
     Cname(String),
 }
 
@@ -249,29 +250,54 @@ fn parse(bytes: &[u8]) -> Result<Parsed, DnsDrop> {
     let [q] = m.queries() else {
         return Err(DnsDrop::NoQuestion);
     };
-    let answers = m
-        .answers()
-        .iter()
-        .filter_map(|r| {
-            let data = match r.data() {
-                RData::A(a) => AnswerData::Addr(IpAddr::V4(a.0)),
-                RData::AAAA(a) => AnswerData::Addr(IpAddr::V6(a.0)),
-                RData::CNAME(c) => AnswerData::Cname(name_text(&c.0)),
-                _ => return None,
-            };
-            Some(Answer {
+    let mut answers = Vec::new();
+    for r in m.answers() {
+        let mut add = |data| {
+            answers.push(Answer {
                 name: name_text(r.name()),
                 ttl: r.ttl(),
                 data,
             })
-        })
-        .collect();
+        };
+        match r.data() {
+            RData::A(a) => add(AnswerData::Addr(IpAddr::V4(a.0))),
+            RData::AAAA(a) => add(AnswerData::Addr(IpAddr::V6(a.0))),
+            RData::CNAME(c) => add(AnswerData::Cname(name_text(&c.0))),
+            RData::HTTPS(h) => svcb(&h.0, add),
+            RData::SVCB(v) => svcb(v, add),
+            _ => {}
+        }
+    }
     Ok(Parsed {
         qname: name_text(q.name()),
         qtype: u16::from(q.query_type()),
         rcode: u16::from(m.response_code()),
         answers,
     })
+}
+
+/// An SVCB or HTTPS record as answers: its target (unless `.`, the owner
+/// itself) as an alias, as the packet path reads it, and its `ipv4hint` and
+/// `ipv6hint` addresses, which a client may connect to without asking for
+/// A or AAAA (so DNS-aware blocking blocks them too).
+fn svcb(v: &hickory_proto::rr::rdata::svcb::SVCB, mut add: impl FnMut(AnswerData)) {
+    use hickory_proto::rr::rdata::svcb::SvcParamValue;
+    if !v.target_name().is_root() {
+        add(AnswerData::Cname(name_text(v.target_name())));
+    }
+    for (_, value) in v.svc_params() {
+        match value {
+            SvcParamValue::Ipv4Hint(h) => {
+                h.0.iter()
+                    .for_each(|a| add(AnswerData::Addr(IpAddr::V4(a.0))))
+            }
+            SvcParamValue::Ipv6Hint(h) => {
+                h.0.iter()
+                    .for_each(|a| add(AnswerData::Addr(IpAddr::V6(a.0))))
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A name as stored and matched: lower case, no trailing dot.

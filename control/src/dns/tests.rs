@@ -106,6 +106,69 @@ fn a_response_gives_its_question_and_cname_chain_in_lower_case() {
     assert_eq!(d.counters().responses, 1);
 }
 
+/// An HTTPS record's data, byte by byte: priority, target, parameters.
+fn https_data(priority: u16, target: &str, params: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut d = priority.to_be_bytes().to_vec();
+    d.extend(name(target));
+    for (key, value) in params {
+        d.extend_from_slice(&key.to_be_bytes());
+        d.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        d.extend_from_slice(value);
+    }
+    d
+}
+
+#[test]
+fn https_and_svcb_records_give_their_address_hints_and_target() {
+    let mut m = header(0x8180, 1, 2);
+    m.extend(name("evil.example"));
+    m.extend_from_slice(&[0, 65, 0, 1]);
+    let v6: [u8; 16] = "2001:db8::7"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    m.extend(record(
+        &[0xc0, 12],
+        65,
+        300,
+        &https_data(
+            1,
+            "",
+            &[
+                (1, b"\x02h2"),
+                (4, &[203, 0, 113, 7, 203, 0, 113, 8]),
+                (6, &v6),
+            ],
+        ),
+    ));
+    m.extend(record(
+        &[0xc0, 12],
+        64,
+        60,
+        &https_data(0, "pool.cdn.example", &[]),
+    ));
+    let r = &DnsDecoder::new().feed(&udp(&m))[0];
+    assert_eq!(r.qtype, 65);
+    let addr = |ip: &str, ttl| Answer {
+        name: "evil.example".into(),
+        ttl,
+        data: AnswerData::Addr(ip.parse().unwrap()),
+    };
+    assert_eq!(
+        r.answers,
+        vec![
+            addr("203.0.113.7", 300),
+            addr("203.0.113.8", 300),
+            addr("2001:db8::7", 300),
+            Answer {
+                name: "evil.example".into(),
+                ttl: 60,
+                data: AnswerData::Cname("pool.cdn.example".into()),
+            },
+        ]
+    );
+}
+
 #[test]
 fn nxdomain_and_empty_answers_are_kept() {
     let mut m = header(0x8183, 1, 0);

@@ -213,6 +213,36 @@ fn a_dns_answer_for_a_blocked_domain_blocks_its_addresses_and_raises_an_alert_wi
 }
 
 #[test]
+fn an_https_answer_for_a_blocked_domain_blocks_its_address_hints() {
+    use hickory_proto::op::{Message, MessageType, Query};
+    use hickory_proto::rr::rdata::svcb::{IpHint, SvcParamKey, SvcParamValue, SVCB};
+    use hickory_proto::rr::rdata::{A, HTTPS};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+    use hickory_proto::serialize::binary::BinEncodable;
+    let bed = start("intel-https");
+    let h = &bed.engine.handle;
+    let dir = bed._dir.0.clone();
+    let source = feed(&dir, "c2", FeedAction::Block, "evil.test\n");
+    let mut loader = Loader::new(vec![source], &dir, vec![]).unwrap();
+    h.set_intel(loader.load()).unwrap();
+    // A client that connects to an HTTPS record's hints never asks for A.
+    let name = Name::from_ascii("evil.test.").unwrap();
+    let hints = SvcParamValue::Ipv4Hint(IpHint(vec![A::new(203, 0, 113, 21)]));
+    let https = SVCB::new(1, Name::root(), vec![(SvcParamKey::Ipv4Hint, hints)]);
+    let mut m = Message::new();
+    m.set_id(9)
+        .set_message_type(MessageType::Response)
+        .add_query(Query::query(name.clone(), RecordType::HTTPS))
+        .add_answer(Record::from_rdata(name, 300, RData::HTTPS(HTTPS(https))));
+    let to = |dst: &str| bed.verdict((WEB, "10.0.0.11"), (DB, dst), 443);
+    assert_eq!(to("203.0.113.21").reason, Reason::Default);
+    bed.events.send(dns_event(m.to_bytes().unwrap())).unwrap();
+    eventually("the hint is blocked", || {
+        to("203.0.113.21").reason == Reason::Intel(0)
+    });
+}
+
+#[test]
 fn a_quarantine_feed_quarantines_the_workload_that_resolved_its_domain() {
     let bed = start("intel-quarantine");
     let h = &bed.engine.handle;

@@ -1,6 +1,8 @@
 //! What the packet path reads of a DNS response, and nothing more: the
-//! names on it (the question, and each answer's owner and CNAME target) and
-//! the addresses it answers (A, AAAA), without allocating.
+//! names on it (the question, and each answer's owner, CNAME target and
+//! SVCB/HTTPS target) and the addresses it answers (A, AAAA, and the
+//! `ipv4hint`/`ipv6hint` of SVCB and HTTPS records, which a client may
+//! connect to without asking for A), without allocating.
 //!
 //! The control plane decodes DNS fully with `hickory-proto` (records,
 //! traceback); the packet path only needs to know, before it forwards an
@@ -26,6 +28,11 @@ pub const MAX_NAME: usize = 253;
 const TYPE_A: u16 = 1;
 const TYPE_CNAME: u16 = 5;
 const TYPE_AAAA: u16 = 28;
+const TYPE_SVCB: u16 = 64;
+const TYPE_HTTPS: u16 = 65;
+/// SVCB parameter keys (RFC 9460): address hints.
+const KEY_IPV4HINT: u16 = 4;
+const KEY_IPV6HINT: u16 = 6;
 const CLASS_IN: u16 = 1;
 
 /// A name in presentation form (lower case, dots, no trailing dot), in a
@@ -98,10 +105,48 @@ fn read_name(m: &[u8], mut at: usize) -> Option<(Name, usize)> {
     }
 }
 
+/// An SVCB or HTTPS record's data in `m[at..end]` (RFC 9460): its target
+/// (unless `.`, "the owner itself") to `on_name`, its address hints to
+/// `on_addr`. `None` if a parameter runs past the data.
+fn read_svcb(
+    m: &[u8],
+    at: usize,
+    end: usize,
+    on_name: &mut impl FnMut(&str),
+    on_addr: &mut impl FnMut(IpAddr),
+) -> Option<()> {
+    let (target, mut p) = read_name(m, at.checked_add(2)?)?;
+    if target.len > 0 {
+        on_name(target.as_str());
+    }
+    while p < end {
+        let key = u16_at(m, p)?;
+        let len = usize::from(u16_at(m, p + 2)?);
+        let value = m.get(p + 4..p + 4 + len).filter(|_| p + 4 + len <= end)?;
+        match key {
+            KEY_IPV4HINT => {
+                for a in value.chunks_exact(4) {
+                    on_addr(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])));
+                }
+            }
+            KEY_IPV6HINT => {
+                for a in value.chunks_exact(16) {
+                    let mut o = [0u8; 16];
+                    o.copy_from_slice(a);
+                    on_addr(IpAddr::V6(Ipv6Addr::from(o)));
+                }
+            }
+            _ => {}
+        }
+        p += 4 + len;
+    }
+    (p == end).then_some(())
+}
+
 /// One response's names and addresses, as the packet path reads them.
 /// `on_name` is called with each name (the question first, then each
-/// answer's owner and CNAME target) and `on_addr` with each A or AAAA
-/// address, in order. Returns `None` if the message is not a response
+/// answer's owner and CNAME or SVCB/HTTPS target) and `on_addr` with each
+/// A or AAAA address and SVCB/HTTPS address hint, in order. Returns `None` if the message is not a response
 /// with one question that parses (nothing was called for what follows
 /// the first problem).
 pub fn read_response(
@@ -144,6 +189,10 @@ pub fn read_response(
                     on_name(owner.as_str());
                     let (target, _) = read_name(m, rdata_at)?;
                     on_name(target.as_str());
+                }
+                (TYPE_SVCB | TYPE_HTTPS, _) => {
+                    on_name(owner.as_str());
+                    read_svcb(m, rdata_at, rdata_at + rdlen, &mut on_name, &mut on_addr)?;
                 }
                 _ => {}
             }

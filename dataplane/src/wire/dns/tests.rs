@@ -108,3 +108,87 @@ proptest::proptest! {
         let _ = read(&m);
     }
 }
+
+#[test]
+fn svcb_and_https_give_their_target_and_address_hints() {
+    use hickory_proto::rr::rdata::svcb::{Alpn, IpHint, SvcParamKey, SvcParamValue, SVCB};
+    use hickory_proto::rr::rdata::HTTPS;
+    let svcb = |priority, target: &str, params| {
+        SVCB::new(priority, HName::from_ascii(target).unwrap(), params)
+    };
+    let m = response(
+        "evil.example.",
+        vec![
+            rec(
+                "evil.example.",
+                RData::HTTPS(HTTPS(svcb(
+                    1,
+                    ".",
+                    vec![
+                        (
+                            SvcParamKey::Alpn,
+                            SvcParamValue::Alpn(Alpn(vec!["h2".into()])),
+                        ),
+                        (
+                            SvcParamKey::Ipv4Hint,
+                            SvcParamValue::Ipv4Hint(IpHint(vec![
+                                A::new(203, 0, 113, 7),
+                                A::new(203, 0, 113, 8),
+                            ])),
+                        ),
+                        (
+                            SvcParamKey::Ipv6Hint,
+                            SvcParamValue::Ipv6Hint(IpHint(vec![AAAA::new(
+                                0x2001, 0xdb8, 0, 0, 0, 0, 0, 7,
+                            )])),
+                        ),
+                    ],
+                ))),
+            ),
+            rec(
+                "_8443._foo.evil.example.",
+                RData::SVCB(svcb(0, "Pool.Evil-CDN.example.", vec![])),
+            ),
+        ],
+    );
+    let bytes = m.to_bytes().unwrap();
+    let (names, addrs) = read(&bytes).unwrap();
+    assert_eq!(
+        names,
+        [
+            "evil.example",
+            "evil.example",
+            "_8443._foo.evil.example",
+            "pool.evil-cdn.example"
+        ],
+        "the target `.` is the owner itself: not a name"
+    );
+    assert_eq!(
+        addrs,
+        [
+            "203.0.113.7".parse::<IpAddr>().unwrap(),
+            "203.0.113.8".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ]
+    );
+    // A parameter that runs past its record's data: not read whole.
+    let one = response(
+        "evil.example.",
+        vec![rec(
+            "evil.example.",
+            RData::HTTPS(HTTPS(svcb(
+                1,
+                ".",
+                vec![(
+                    SvcParamKey::Ipv4Hint,
+                    SvcParamValue::Ipv4Hint(IpHint(vec![A::new(203, 0, 113, 7)])),
+                )],
+            ))),
+        )],
+    );
+    let mut bytes = one.to_bytes().unwrap();
+    // The hint's length (the 2 bytes before its 4-byte value) says 8.
+    let at = bytes.len() - 6;
+    bytes[at..at + 2].copy_from_slice(&8u16.to_be_bytes());
+    assert!(read(&bytes).is_none());
+}
