@@ -265,6 +265,7 @@ pub(super) fn run(api: &Api, c: &IntelCommand, as_json: bool) -> anyhow::Result<
                         ("INDICATOR", "/indicator"),
                         ("CATEGORY", "/category"),
                         ("SEVERITY", "/severity"),
+                        ("ADDED", "/added_at"),
                     ],
                 );
             });

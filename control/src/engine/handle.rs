@@ -404,7 +404,7 @@ impl ControlHandle {
         feed: &str,
         offset: usize,
         limit: usize,
-    ) -> Result<(Vec<crate::intel::Entry>, usize), ControlError> {
+    ) -> Result<(Vec<crate::intel::feeds::ManagedEntry>, usize), ControlError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.to_watcher(super::intel_watch::WatchRequest::List(
             feed.to_string(),

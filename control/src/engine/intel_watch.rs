@@ -4,8 +4,8 @@
 //! never on the control thread, which must answer a quarantine meanwhile.
 
 use super::handle::{ControlError, ControlHandle};
-use crate::intel::feeds::{Loaded, Loader, ManagedDone, ManagedOp};
-use crate::intel::{Entry, Indicator, Intel};
+use crate::intel::feeds::{Loaded, Loader, ManagedDone, ManagedEntry, ManagedOp};
+use crate::intel::{Indicator, Intel};
 use crate::records::RecordsReader;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use dataplane::wire::MacAddr;
@@ -55,7 +55,7 @@ pub(super) enum WatchRequest {
         String,
         usize,
         usize,
-        Sender<Result<(Vec<Entry>, usize), ControlError>>,
+        Sender<Result<(Vec<ManagedEntry>, usize), ControlError>>,
     ),
 }
 

@@ -14,8 +14,8 @@
 
 mod managed;
 pub use managed::{
-    EntryInput, ManagedDone, ManagedError, ManagedFeed, ManagedOp, MAX_CALL, MAX_CATEGORY,
-    MAX_MANAGED,
+    EntryInput, ManagedDone, ManagedEntry, ManagedError, ManagedFeed, ManagedOp, MAX_CALL,
+    MAX_CATEGORY, MAX_MANAGED,
 };
 
 use super::parse::{read_feed, Guard, Problems};
@@ -254,9 +254,17 @@ impl Loader {
                 protected: self.protected.clone(),
                 force: source.force,
             };
-            let added = modified_ms(&copy).unwrap_or(0);
+            // A managed feed's file says when each entry was added; a feed
+            // file's copy, when it was saved.
+            let saved = modified_ms(&copy).unwrap_or(0);
+            let times = if source.managed {
+                managed::added_times(&bytes)
+            } else {
+                Default::default()
+            };
             read_feed(&bytes, source.format, &guard, |e| {
-                builders[layer].add(e, feed, added);
+                let added = times.get(&e.indicator.to_string()).copied();
+                builders[layer].add(e, feed, added.unwrap_or(saved));
             });
             if let Some(k) = self.known.get_mut(i) {
                 *k = true;
@@ -351,18 +359,18 @@ impl Loader {
             let last = &self.last;
             let known = self.known.get(i).copied().unwrap_or(false);
             let builder = &mut builders[layer];
-            let mut add = |entry: super::Entry| {
+            let mut add = |entry: super::Entry, known_at: Option<i64>| {
                 let since = match last.listed_exactly(&entry.indicator, &source.name) {
                     Some(t) => t,
                     None if known && added.len() < MAX_ADDED => {
                         added.push(entry.indicator.clone());
-                        now
+                        known_at.unwrap_or(now)
                     }
                     None if known => {
                         added_over += 1;
-                        now
+                        known_at.unwrap_or(now)
                     }
-                    None => now,
+                    None => known_at.unwrap_or(now),
                 };
                 builder.add(entry, feed, since);
             };
@@ -415,7 +423,7 @@ fn read_one(
     guard: &Guard,
     previous: Option<&FeedStatus>,
     now: i64,
-    add: &mut impl FnMut(super::Entry),
+    add: &mut impl FnMut(super::Entry, Option<i64>),
 ) -> FeedStatus {
     let copy = copy_path(copies, &source.name);
     let mut error = None;
@@ -426,7 +434,7 @@ fn read_one(
             let mut n = 0;
             let problems = read_feed(&bytes, source.format, guard, |e| {
                 n += 1;
-                add(e);
+                add(e, None);
             });
             if n == 0 {
                 error = Some(if problems.count > 0 {
@@ -462,7 +470,7 @@ fn read_one(
             let mut n = 0;
             let problems = read_feed(&bytes, source.format, guard, |e| {
                 n += 1;
-                add(e);
+                add(e, None);
             });
             let loaded_ms = previous
                 .filter(|p| p.origin != Origin::Nothing)

@@ -241,7 +241,10 @@ fn read_csv<F: FnMut(Entry)>(bytes: &[u8], guard: &Guard, out: &mut Out<F>) {
         if n == 1 && first.eq_ignore_ascii_case("indicator") {
             continue;
         }
-        if fields.len() > 3 {
+        // A fourth column, a number, is when the entry was added (ms since
+        // the epoch): the API-managed feeds' files carry it.
+        let added = fields.get(3).map(|a| a.parse::<i64>());
+        if fields.len() > 4 || matches!(added, Some(Err(_))) {
             out.problem(n, &text, "expected indicator,category,severity");
             continue;
         }

@@ -87,7 +87,8 @@ fn a_hosts_file_lists_its_names_and_skips_its_own_header() {
 fn csv_takes_category_and_severity_with_quotes_and_a_header() {
     let text = b"indicator,category,severity\n203.0.113.66,c2,critical\n\
                  \"bad.example\",\"phishing, kit\",HIGH\nscan.example\n\
-                 198.51.100.9,,2\nx.example,c,urgent\n1.2.3.4,a,b,c\n";
+                 198.51.100.9,,2\nx.example,c,urgent\n1.2.3.4,a,b,c\n\
+                 192.0.2.8,c2,low,1765000000000\n192.0.2.9,c2,low,1,2\n192.0.2.10,c2,low,x\n";
     let p = parse_feed(text, Format::Csv, &guard());
     assert_eq!(
         shown(&p),
@@ -95,7 +96,8 @@ fn csv_takes_category_and_severity_with_quotes_and_a_header() {
             "203.0.113.66",
             "bad.example",
             "scan.example",
-            "198.51.100.9"
+            "198.51.100.9",
+            "192.0.2.8"
         ]
     );
     assert_eq!(p.entries[0].category.as_deref(), Some("c2"));
@@ -105,7 +107,11 @@ fn csv_takes_category_and_severity_with_quotes_and_a_header() {
     assert_eq!(p.entries[2].category, None);
     assert_eq!(p.entries[3].severity, Some(Severity::Medium));
     let lines: Vec<usize> = p.problems.list.iter().map(|x| x.line).collect();
-    assert_eq!(lines, [6, 7]);
+    assert_eq!(
+        lines,
+        [6, 7, 9, 10],
+        "a fourth column is a number (the time added)"
+    );
 }
 
 #[test]

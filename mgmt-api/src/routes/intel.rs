@@ -91,7 +91,7 @@ pub struct HuntView {
 /// Problems listed per feed at most.
 const PROBLEM_LINES: usize = 20;
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     Timestamp(u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)).to_string()
 }
 

@@ -242,6 +242,10 @@ pub struct EntryView {
     pub category: Option<String>,
     /// `null`: the feed's.
     pub severity: Option<String>,
+    /// When it was added (RFC 3339; kept across restarts). Absent for an
+    /// entry of a file written before the time was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -282,10 +286,11 @@ pub async fn list(
         offset,
         entries: entries
             .into_iter()
-            .map(|e| EntryView {
-                indicator: e.indicator.to_string(),
-                category: e.category,
-                severity: e.severity.map(|s| s.to_string()),
+            .map(|m| EntryView {
+                indicator: m.entry.indicator.to_string(),
+                category: m.entry.category,
+                severity: m.entry.severity.map(|s| s.to_string()),
+                added_at: m.added_ms.map(super::intel::rfc3339),
             })
             .collect(),
     }))

@@ -220,6 +220,14 @@ fn feeds_are_made_filled_and_emptied_through_the_api_by_admins() {
     assert_eq!(page["entries"].as_array().unwrap().len(), 2);
     assert_eq!(page["entries"][0]["indicator"], "192.0.2.66");
     assert_eq!(page["entries"][0]["category"], "c2");
+    // When it was added: the same time the lookup gives.
+    let added = page["entries"][0]["added_at"].as_str().unwrap().to_string();
+    assert!(added.starts_with("20") && added.ends_with('Z'), "{added}");
+    let found = json(
+        bed.get("/api/v1/intel/lookup?q=192.0.2.66", &bed.viewer),
+        200,
+    );
+    assert_eq!(found["match"]["added_at"], added.as_str());
     let page = json(
         bed.get("/api/v1/intel/feeds/soc/entries?offset=2", &bed.viewer),
         200,

@@ -74,7 +74,9 @@ fn an_entry_added_through_the_api_is_in_force_at_the_answer_and_kept_across_a_re
     assert_eq!(listed.severity, Severity::Critical);
     let (entries, total) = h.managed_entries("soc", 0, 10).unwrap();
     assert_eq!(total, 2);
-    assert_eq!(entries[1].indicator.to_string(), "evil.test");
+    assert_eq!(entries[1].entry.indicator.to_string(), "evil.test");
+    assert_eq!(entries[1].added_ms, Some(listed.added_ms), "one time, kept");
+    let added = listed.added_ms;
 
     // Wrong calls say why.
     let e = h.manage_intel(create("soc")).unwrap_err();
@@ -98,12 +100,20 @@ fn an_entry_added_through_the_api_is_in_force_at_the_answer_and_kept_across_a_re
         "{e}"
     );
 
-    // A restart reads them back: same entries, same feed.
+    // A restart reads them back: same entries, same feed, same times (the
+    // file's, not when it was last written: an hour later here).
     drop(watch);
+    let csv = std::fs::File::options()
+        .write(true)
+        .open(dir.join("intel/managed/soc.csv"))
+        .unwrap();
+    csv.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
     let loader = Loader::new(vec![], &dir, vec![]).unwrap();
     let mut again = loader;
     let loaded = again.load();
     assert_eq!(loaded.intel.len(), 2);
+    assert_eq!(loaded.intel.domain("evil.test").unwrap().added_ms, added);
     assert_eq!(loaded.feeds[0].source.action, FeedAction::Block);
     assert!(loaded.added.is_empty(), "nothing new after a restart");
 

@@ -1,6 +1,7 @@
 //! Feeds managed through the API, beside the config's feed files: their
 //! definitions in `intel/managed/feeds.json` and their entries in one CSV
-//! file each (`intel/managed/NAME.csv`: indicator, category, severity)
+//! file each (`intel/managed/NAME.csv`: indicator, category, severity and
+//! when it was added, ms since the epoch, which the feed reader skips)
 //! under the state directory, read by the [`Loader`] like any feed file.
 //!
 //! Only the feed watcher's thread changes them (the API's calls are handed
@@ -12,7 +13,7 @@ use super::{FeedError, FeedSource, Loader, Origin};
 use crate::intel::parse::{parse_feed, parse_indicator, Guard};
 use crate::intel::{Action, Entry, Format, Severity};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Entries one call may add or remove at most.
@@ -21,6 +22,29 @@ pub const MAX_CALL: usize = 10_000;
 pub const MAX_MANAGED: usize = 1_000_000;
 /// A category's length at most.
 pub const MAX_CATEGORY: usize = 64;
+
+/// A managed feed's entry and when it was added (`None`: a file written
+/// before the time was kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedEntry {
+    pub entry: Entry,
+    pub added_ms: Option<i64>,
+}
+
+/// When each entry of a managed feed's file was added, by its indicator
+/// as written: the fourth column.
+pub(super) fn added_times(bytes: &[u8]) -> HashMap<String, i64> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    reader
+        .records()
+        .filter_map(Result::ok)
+        .filter_map(|r| Some((r.get(0)?.to_string(), r.get(3)?.parse().ok()?)))
+        .collect()
+}
 
 /// A feed the API made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,18 +199,20 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), ManagedError> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// A managed feed's entries as a CSV file.
-fn csv_bytes(entries: &[Entry]) -> Result<Vec<u8>, ManagedError> {
+/// A managed feed's entries as a CSV file; an entry without a time gets
+/// `now`.
+fn csv_bytes(entries: &[ManagedEntry], now: i64) -> Result<Vec<u8>, ManagedError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let bad = |e: csv::Error| ManagedError::Invalid(e.to_string());
-    w.write_record(["indicator", "category", "severity"])
+    w.write_record(["indicator", "category", "severity", "added_ms"])
         .map_err(bad)?;
-    for e in entries {
+    for ManagedEntry { entry: e, added_ms } in entries {
         let severity = e.severity.map(|s| s.to_string()).unwrap_or_default();
         w.write_record([
             e.indicator.to_string().as_str(),
             e.category.as_deref().unwrap_or(""),
             severity.as_str(),
+            added_ms.unwrap_or(now).to_string().as_str(),
         ])
         .map_err(bad)?;
     }
@@ -236,7 +262,7 @@ impl Loader {
     }
 
     /// A managed feed's entries as its file holds them.
-    fn managed_entries(&self, i: usize) -> Result<Vec<Entry>, ManagedError> {
+    fn managed_entries(&self, i: usize) -> Result<Vec<ManagedEntry>, ManagedError> {
         let s = &self.sources[i];
         let bytes = match std::fs::read(&s.path) {
             Ok(b) => b,
@@ -248,13 +274,22 @@ impl Loader {
             protected: Vec::new(),
             force: true,
         };
-        Ok(parse_feed(&bytes, Format::Csv, &guard).entries)
+        let added = added_times(&bytes);
+        Ok(parse_feed(&bytes, Format::Csv, &guard)
+            .entries
+            .into_iter()
+            .map(|entry| ManagedEntry {
+                added_ms: added.get(&entry.indicator.to_string()).copied(),
+                entry,
+            })
+            .collect())
     }
 
     /// Applies a change to the managed feeds' files; the caller reads the
     /// feeds again ([`Loader::load`]) to put it in force.
     pub fn manage(&mut self, op: ManagedOp) -> Result<ManagedDone, ManagedError> {
         let mut done = ManagedDone::default();
+        let now = crate::time::Timestamp::now().millis();
         match op {
             ManagedOp::Create(feed) => {
                 if self.sources.iter().any(|s| s.name == feed.name) {
@@ -264,7 +299,7 @@ impl Loader {
                 let mut all = self.sources.clone();
                 all.push(s.clone());
                 super::check_sources(&all)?;
-                write_whole(&s.path, &csv_bytes(&[])?)?;
+                write_whole(&s.path, &csv_bytes(&[], now)?)?;
                 self.sources.push(s);
                 self.seen.push(None);
                 // A new feed is known from the start: what is added to it
@@ -299,7 +334,7 @@ impl Loader {
                 };
                 let mut held = self.managed_entries(i)?;
                 let mut listed: HashSet<String> =
-                    held.iter().map(|e| e.indicator.to_string()).collect();
+                    held.iter().map(|e| e.entry.indicator.to_string()).collect();
                 for input in entries {
                     let parsed = parse_indicator(&input.indicator, &guard)
                         .and_then(|ind| Ok((ind, category(input.category.as_deref())?)));
@@ -316,10 +351,13 @@ impl Loader {
                                     ),
                                 ));
                             } else {
-                                held.push(Entry {
-                                    indicator,
-                                    category,
-                                    severity: input.severity,
+                                held.push(ManagedEntry {
+                                    entry: Entry {
+                                        indicator,
+                                        category,
+                                        severity: input.severity,
+                                    },
+                                    added_ms: Some(now),
                                 });
                                 done.added += 1;
                             }
@@ -327,7 +365,7 @@ impl Loader {
                     }
                 }
                 if done.added > 0 {
-                    write_whole(&self.sources[i].path, &csv_bytes(&held)?)?;
+                    write_whole(&self.sources[i].path, &csv_bytes(&held, now)?)?;
                 }
             }
             ManagedOp::Remove { feed, indicators } => {
@@ -355,7 +393,7 @@ impl Loader {
                 let before = held.len();
                 let mut found = HashSet::new();
                 held.retain(|e| {
-                    let key = e.indicator.to_string();
+                    let key = e.entry.indicator.to_string();
                     let drop = gone.contains(&key);
                     if drop {
                         found.insert(key);
@@ -367,7 +405,7 @@ impl Loader {
                 not_found.sort();
                 done.not_found = not_found;
                 if done.removed > 0 {
-                    write_whole(&self.sources[i].path, &csv_bytes(&held)?)?;
+                    write_whole(&self.sources[i].path, &csv_bytes(&held, now)?)?;
                 }
             }
         }
@@ -395,7 +433,7 @@ impl Loader {
         name: &str,
         offset: usize,
         limit: usize,
-    ) -> Result<(Vec<Entry>, usize), ManagedError> {
+    ) -> Result<(Vec<ManagedEntry>, usize), ManagedError> {
         let i = self.managed_index(name)?;
         let all = self.managed_entries(i)?;
         let total = all.len();
@@ -409,17 +447,19 @@ pub(super) fn read_managed(
     source: &FeedSource,
     guard: &Guard,
     now: i64,
-    add: &mut impl FnMut(Entry),
+    add: &mut impl FnMut(Entry, Option<i64>),
 ) -> super::FeedStatus {
     let (bytes, error) = match std::fs::read(&source.path) {
         Ok(b) => (b, None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
         Err(e) => (Vec::new(), Some(format!("{}: {e}", source.path.display()))),
     };
+    let times = added_times(&bytes);
     let mut n = 0;
     let problems = crate::intel::parse::read_feed(&bytes, Format::Csv, guard, |e| {
         n += 1;
-        add(e);
+        let at = times.get(&e.indicator.to_string()).copied();
+        add(e, at);
     });
     super::FeedStatus {
         source: source.clone(),
