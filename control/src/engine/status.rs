@@ -116,14 +116,7 @@ impl IpfixStatus {
 /// Verdicts as counted: `allow`, `deny`, `would-deny`.
 pub const VERDICTS: [&str; 3] = ["allow", "deny", "would-deny"];
 /// Reasons as counted (and as the records name them).
-pub const REASONS: [&str; 6] = [
-    "rule",
-    "default",
-    "quarantine",
-    "blocklist",
-    "management",
-    "intel",
-];
+pub use crate::records::REASONS;
 
 /// Flows ended, by `[verdict][reason]` (indexes into [`VERDICTS`], [`REASONS`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -274,11 +274,6 @@ impl Intel {
         }
     }
 
-    /// Every feed, the files' then the API's.
-    pub fn feeds(&self) -> impl Iterator<Item = &Feed> {
-        self.files.feeds.iter().chain(&self.api.feeds)
-    }
-
     /// Entries held (an indicator listed twice is held twice).
     pub fn len(&self) -> usize {
         self.files.len() + self.api.len()

@@ -126,17 +126,10 @@ impl FromStr for ReasonFilter {
             Some(_) => return Err(bad()),
             None => (t, None),
         };
-        let name = [
-            "rule",
-            "default",
-            "quarantine",
-            "blocklist",
-            "management",
-            "intel",
-        ]
-        .into_iter()
-        .find(|n| *n == name)
-        .ok_or_else(bad)?;
+        let name = super::REASONS
+            .into_iter()
+            .find(|n| *n == name)
+            .ok_or_else(bad)?;
         Ok(ReasonFilter { name, rule })
     }
 }

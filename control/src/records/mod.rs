@@ -156,6 +156,17 @@ pub struct StoredFlow {
     pub intel: Option<std::sync::Arc<str>>,
 }
 
+/// What decided a flow, as stored (and as the queries and the counters
+/// name it).
+pub const REASONS: [&str; 6] = [
+    "rule",
+    "default",
+    "quarantine",
+    "blocklist",
+    "management",
+    "intel",
+];
+
 /// Names as stored (and as the queries take them).
 pub(crate) fn reason_name(r: Reason) -> (&'static str, Option<u32>) {
     match r {
