@@ -18,6 +18,7 @@
 
 pub mod alerts;
 pub mod compile;
+pub mod detect;
 pub mod diff;
 pub mod dns;
 pub mod engine;

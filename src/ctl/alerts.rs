@@ -25,7 +25,7 @@ pub struct ListArgs {
     /// open, acknowledged or closed.
     #[arg(long)]
     state: Option<String>,
-    /// intel-ip, intel-dns or intel-retro.
+    /// intel-ip, intel-dns, intel-retro or scan.
     #[arg(long)]
     kind: Option<String>,
     /// At least this severe: low, medium, high, critical.

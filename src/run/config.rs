@@ -32,6 +32,8 @@ pub struct Config {
     pub intel: super::intel::IntelSection,
     #[serde(default)]
     pub alerts: super::intel::AlertsSection,
+    #[serde(default)]
+    pub detect: super::detect::DetectSection,
 }
 
 #[derive(Debug, Deserialize)]

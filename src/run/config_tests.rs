@@ -97,6 +97,17 @@ fn intel_and_alerts_sections_are_checked_with_the_field_named() {
         e.contains("intel.feeds[0]") && e.contains("alert or block"),
         "{e}"
     );
+    let scan = c.detect.scan().unwrap().unwrap();
+    assert_eq!((scan.ports, scan.hosts), (15, 25), "on by default");
+    let c = config("[detect.scan]\nenabled = false\n").unwrap();
+    assert!(c.detect.scan().unwrap().is_none());
+    let c = config("[detect.scan]\nports = 1\n").unwrap();
+    let e = format!("{:#}", c.detect.scan().unwrap_err());
+    assert!(e.contains("detect.scan.ports"), "{e}");
+    assert!(
+        config("[detect.scan]\nport = 20\n").is_err(),
+        "unknown field"
+    );
     let e = err("[[intel.feeds]]\nname = \"../c2\"\npath = \"/x\"\n");
     assert!(e.contains("feed name"), "{e}");
     let e = err("[alerts]\nsyslog = [\"smtp://x\"]\n");

@@ -32,16 +32,20 @@ pub enum Kind {
     /// Found by retro-hunt: a workload resolved or contacted an entry
     /// before the entry was listed.
     IntelRetro,
+    /// A workload probed many ports of a host, or many hosts on a port
+    /// (`crate::detect::scan`).
+    Scan,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::IntelIp, Kind::IntelDns, Kind::IntelRetro];
+    pub const ALL: [Kind; 4] = [Kind::IntelIp, Kind::IntelDns, Kind::IntelRetro, Kind::Scan];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::IntelIp => "intel-ip",
             Kind::IntelDns => "intel-dns",
             Kind::IntelRetro => "intel-retro",
+            Kind::Scan => "scan",
         }
     }
 }
@@ -52,7 +56,7 @@ impl FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("kind {s:?}: expected intel-ip, intel-dns or intel-retro"))
+            .ok_or_else(|| format!("kind {s:?}: expected intel-ip, intel-dns, intel-retro or scan"))
     }
 }
 

@@ -26,6 +26,7 @@ mod intel;
 mod learning;
 mod quarantine;
 mod recording;
+mod scan;
 
 pub(super) struct State {
     store: Store,
@@ -71,6 +72,7 @@ pub(super) struct State {
     resolved_blocks: intel::ResolvedBlocks,
     /// Alerts, deduplicated and rate-limited, into the store.
     alerter: crate::alerts::Alerter,
+    scan: Option<crate::detect::ScanDetector>,
     next_alert_flush: Instant,
     /// Where new alerts are delivered (syslog), if anywhere.
     deliverer: Option<crate::alerts::deliver::Deliverer>,
@@ -190,9 +192,11 @@ impl State {
             resolved: Arc::default(),
             resolved_blocks: intel::ResolvedBlocks::default(),
             alerter: crate::alerts::Alerter::new(alerts),
+            scan: None,
             next_alert_flush: Instant::now(),
             deliverer: None,
         };
+        state.scan = state.cfg.scan.map(crate::detect::ScanDetector::new);
         let effective = state.effective_for(&live)?;
         state.reconcile_quarantines(&live, version, "bootstrap")?;
         state.refresh_quarantines()?;

@@ -580,3 +580,4 @@ mod intel;
 mod intel_managed;
 mod learning;
 mod records;
+mod scan;

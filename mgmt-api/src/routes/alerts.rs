@@ -22,8 +22,9 @@ use utoipa::{IntoParams, ToSchema};
 pub struct AlertView {
     pub id: i64,
     /// `intel-ip` (a flow to or from a listed address), `intel-dns` (a DNS
-    /// answer for a listed name) or `intel-retro` (found in the records
-    /// when the entry was added: before it was listed).
+    /// answer for a listed name), `intel-retro` (found in the records
+    /// when the entry was added: before it was listed) or `scan` (a port
+    /// scan or host sweep from the workload).
     pub kind: String,
     /// `low`, `medium`, `high` or `critical`.
     pub severity: String,
@@ -74,7 +75,7 @@ pub(crate) fn view(a: Alert) -> AlertView {
 pub struct AlertQuery {
     /// `open`, `acknowledged` or `closed`.
     pub state: Option<String>,
-    /// `intel-ip`, `intel-dns` or `intel-retro`.
+    /// `intel-ip`, `intel-dns`, `intel-retro` or `scan`.
     pub kind: Option<String>,
     /// At least this severe: `low`, `medium`, `high`, `critical`.
     pub severity: Option<String>,

@@ -446,7 +446,7 @@ impl State {
         [publish, flush, expiry].into_iter().flatten().min()
     }
 
-    fn workload_name(&self, mac: MacAddr) -> Option<String> {
+    pub(super) fn workload_name(&self, mac: MacAddr) -> Option<String> {
         self.effective
             .workloads
             .by_mac(mac)
@@ -454,7 +454,7 @@ impl State {
             .filter(|n| !n.is_empty())
     }
 
-    fn alert(&mut self, a: NewAlert) {
+    pub(super) fn alert(&mut self, a: NewAlert) {
         match self.alerter.raise(&a, &mut self.store) {
             Ok(Some(id)) => {
                 if let Some(d) = &self.deliverer {

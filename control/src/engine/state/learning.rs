@@ -11,6 +11,7 @@ impl State {
             Event::FlowStart(r) => {
                 self.count_hit(r);
                 self.intel_flow(r);
+                self.scan(crate::detect::Probe::at_start(r));
                 self.observe(r.src_mac, Some(r.src_ip), outer_vlan(r.vlan), false);
             }
             Event::Arp(a) => {
@@ -21,7 +22,11 @@ impl State {
                 self.observe(l.mac, Some(IpAddr::V4(l.ip)), outer_vlan(l.vlan), true);
                 self.record(e);
             }
-            Event::FlowEnd(..) | Event::FlowActive(..) | Event::Dns(_) => self.record(e),
+            Event::FlowEnd(r, _) => {
+                self.scan(crate::detect::Probe::at_end(r));
+                self.record(e);
+            }
+            Event::FlowActive(..) | Event::Dns(_) => self.record(e),
             // Would-deny repeats, reclassifications and spoofs: not records.
             _ => {}
         }
