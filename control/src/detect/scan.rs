@@ -13,7 +13,7 @@
 //! target remembers (the threshold's worth of distinct ports or hosts);
 //! past the bound, new sources are not tracked (and counted).
 
-use dataplane::event::FlowRecord;
+use dataplane::event::{EndReason, FlowRecord};
 use dataplane::policy::Action;
 use dataplane::wire::MacAddr;
 use std::collections::HashMap;
@@ -94,9 +94,12 @@ impl Probe {
 
     /// An allowed flow that ended without an answer, or refused: a TCP
     /// reset within its first four packets and no data pushed. (A denied
-    /// one was counted when it started.)
-    pub fn at_end(r: &FlowRecord) -> Option<Probe> {
-        if r.verdict.action == Action::Deny || r.verdict.would_deny {
+    /// one was counted when it started.) Only a flow that ended on its
+    /// own (idle, or its 5-tuple reused): one pushed out of a full table or
+    /// flushed at a stop may just not have been answered yet.
+    pub fn at_end(r: &FlowRecord, why: EndReason) -> Option<Probe> {
+        let own = matches!(why, EndReason::Idle | EndReason::Reused);
+        if !own || r.verdict.action == Action::Deny || r.verdict.would_deny {
             return None;
         }
         let unanswered = r.packets[1] == 0;

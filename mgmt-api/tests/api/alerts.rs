@@ -71,7 +71,10 @@ fn alerts_are_listed_filtered_acknowledged_and_closed_by_operators() {
     assert_eq!(only("since=1h"), [b, a]);
     assert_eq!(only(&format!("before={b}")), [a]);
     assert_eq!(only("limit=1"), [b]);
-    assert!(only("kind=scan").is_empty(), "a kind of its own, none raised");
+    assert!(
+        only("kind=scan").is_empty(),
+        "a kind of its own, none raised"
+    );
     for (q, field) in [
         ("state=done", "state"),
         ("kind=portscan", "kind"),

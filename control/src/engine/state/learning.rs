@@ -22,8 +22,8 @@ impl State {
                 self.observe(l.mac, Some(IpAddr::V4(l.ip)), outer_vlan(l.vlan), true);
                 self.record(e);
             }
-            Event::FlowEnd(r, _) => {
-                self.scan(crate::detect::Probe::at_end(r));
+            Event::FlowEnd(r, why) => {
+                self.scan(crate::detect::Probe::at_end(r, *why));
                 self.record(e);
             }
             Event::FlowActive(..) | Event::Dns(_) => self.record(e),

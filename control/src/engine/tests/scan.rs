@@ -22,16 +22,31 @@ fn alerts(bed: &Bed) -> Vec<crate::alerts::Alert> {
 
 /// web-1 to db-1 (10.0.0.21) on `port`: `verdict`, and how it went.
 fn flow(port: u16, verdict: Verdict, packets: [u64; 2], flags: u8, end: bool) -> Event {
+    ended(
+        port,
+        verdict,
+        packets,
+        flags,
+        end.then_some(EndReason::Idle),
+    )
+}
+
+fn ended(
+    port: u16,
+    verdict: Verdict,
+    packets: [u64; 2],
+    flags: u8,
+    end: Option<EndReason>,
+) -> Event {
     let Event::FlowStart(mut r) = flow_start(WEB, "10.0.0.11", DB, "10.0.0.21", verdict) else {
         unreachable!("flow_start makes a start")
     };
     r.dst_port = port;
     r.packets = packets;
     r.tcp_flags = flags;
-    if end {
-        Event::FlowEnd(r, EndReason::Idle)
-    } else {
-        Event::FlowStart(r)
+    match end {
+        Some(why) => Event::FlowEnd(r, why),
+        None => Event::FlowStart(r),
     }
 }
 
@@ -55,6 +70,14 @@ fn a_port_scan_raises_one_alert_and_answered_traffic_none() {
             .send(flow(port, allow, [6, 5], 0x1b, true))
             .unwrap();
     }
+    // Unanswered so far, but pushed out of a full table or flushed at a
+    // stop: not failed attempts.
+    for port in 2000..2100 {
+        let why = [EndReason::Evicted, EndReason::Flushed][usize::from(port % 2)];
+        bed.events
+            .send(ended(port, allow, [1, 0], 0x02, Some(why)))
+            .unwrap();
+    }
     // Then nmap: denied ports at their start, refused ones (SYN, RST-ACK)
     // and unanswered ones at their end, a thousand in all.
     for port in 1..=1000u16 {
@@ -65,7 +88,7 @@ fn a_port_scan_raises_one_alert_and_answered_traffic_none() {
         };
         bed.events.send(e).unwrap();
     }
-    eventually("every event is seen", || h.status().events == 1100);
+    eventually("every event is seen", || h.status().events == 1200);
     eventually("the alert is stored", || !alerts(&bed).is_empty());
     let all = alerts(&bed);
     assert_eq!(all.len(), 1, "one alert, not thousands: {all:?}");
