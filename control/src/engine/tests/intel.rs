@@ -119,7 +119,7 @@ pub(super) fn dns_event(payload: Vec<u8>) -> Event {
     })
 }
 
-fn alerts(bed: &Bed) -> Vec<crate::alerts::Alert> {
+pub(super) fn alerts(bed: &Bed) -> Vec<crate::alerts::Alert> {
     let store = crate::store::Store::open(&bed.db).unwrap();
     store
         .alerts(&crate::alerts::AlertFilter {

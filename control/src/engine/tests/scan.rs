@@ -7,18 +7,9 @@
     reason = "a cfg(test) module: unwrap/expect fail a test on a fixture the test wrote; none touches a packet, a file or a request of the running appliance"
 )]
 
+use super::intel::alerts;
 use super::*;
 use dataplane::event::EndReason;
-
-fn alerts(bed: &Bed) -> Vec<crate::alerts::Alert> {
-    let store = crate::store::Store::open(&bed.db).unwrap();
-    store
-        .alerts(&crate::alerts::AlertFilter {
-            limit: 100,
-            ..Default::default()
-        })
-        .unwrap()
-}
 
 /// web-1 to db-1 (10.0.0.21) on `port`: `verdict`, and how it went.
 fn flow(port: u16, verdict: Verdict, packets: [u64; 2], flags: u8, end: bool) -> Event {
