@@ -6,6 +6,7 @@ mod capture;
 mod ctl;
 mod forensics_cmd;
 mod lab;
+mod learn_cmd;
 mod policy_cmd;
 mod records_cmd;
 mod replay;

@@ -49,6 +49,14 @@ enum RecordsCommand {
         #[command(flatten)]
         store: crate::forensics_cmd::StoreArgs,
     },
+    /// What a policy (a draft, with its modes) would change over the
+    /// recorded traffic: flows it would break, open or flag, by group pair
+    /// and service.
+    DryRun(crate::learn_cmd::DryRunArgs),
+    /// The group -> group rules a policy lacks for the recorded traffic
+    /// (the fewest that allow every flow no rule allows), and the ends in
+    /// no group; --write appends them to a copy of the policy.
+    Proposals(crate::learn_cmd::ProposalsArgs),
     /// Which MACs held an address, or the one at a time.
     Addresses {
         #[command(flatten)]
@@ -221,6 +229,8 @@ pub fn run(args: &RecordsArgs) -> anyhow::Result<()> {
         }
         RecordsCommand::Addresses { args, store } => crate::forensics_cmd::addresses(args, store),
         RecordsCommand::Dns { args, store } => crate::forensics_cmd::dns(args, store),
+        RecordsCommand::DryRun(a) => crate::learn_cmd::run(a),
+        RecordsCommand::Proposals(a) => crate::learn_cmd::proposals(a),
     }
 }
 

@@ -343,3 +343,51 @@ fn ctl_flows_follow_prints_the_records_written_while_it_runs() {
         assert_eq!(v["verdict"], "deny", "{l}");
     }
 }
+
+#[test]
+fn ctl_policy_dry_run_reports_what_the_draft_would_change() {
+    let bed = bed_with("dry-run", |dir| {
+        let store = dir.join("records.db");
+        import_sample(&store);
+        Some(store)
+    });
+    let admin = token(&bed, "admin", "dry");
+    let env = [
+        ("BULKHEAD_URL", bed.url.as_str()),
+        ("BULKHEAD_FINGERPRINT", bed.fingerprint.as_str()),
+        ("BULKHEAD_TOKEN", admin.as_str()),
+    ];
+    // The sample's policy as the draft of a live policy that allows only
+    // web -> web HTTPS: what the sample's rules allow would open.
+    let (ok, _, err) = run(&["ctl", "policy", "put", "examples/policy.yaml"], &env);
+    assert!(ok, "{err}");
+    let window = [
+        "--since",
+        "2025-11-24T00:00:00Z",
+        "--until",
+        "2025-11-25T00:00:00Z",
+    ];
+    let (ok, out, err) = run(
+        &[&["ctl", "policy", "dry-run"][..], &window[..]].concat(),
+        &env,
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("dry run against the live policy"), "{out}");
+    assert!(
+        out.contains("web -> db  tcp/5432 postgresql")
+            && out.contains("deny (default) -> allow (rule 10)"),
+        "{out}"
+    );
+    let (ok, out, err) = run(
+        &[&["ctl", "--json", "policy", "dry-run"][..], &window[..]].concat(),
+        &env,
+    );
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(!v["opens"].as_array().expect("opens").is_empty(), "{v}");
+    let (ok, _, err) = run(&["ctl", "policy", "dry-run", "--since", "soon"], &env);
+    assert!(
+        !ok && err.contains("since") && err.lines().count() == 1,
+        "{err}"
+    );
+}

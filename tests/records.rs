@@ -518,3 +518,101 @@ fn a_replayed_capture_is_investigated_like_live_traffic() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn an_offline_dry_run_lists_the_flows_a_draft_would_break() {
+    let d = dir("dry-run");
+    let store = d.join("records.db");
+    replay_into(&store);
+    let policy = "examples/policy.yaml";
+    // The replay's own policy against itself: nothing changes.
+    let same = records_json(
+        "dry-run",
+        &store,
+        &[&DAY[..], &["--policy", policy, "--against", policy]].concat(),
+    );
+    assert!(same["flows"].as_u64().unwrap() > 0);
+    assert_eq!(same["unchanged_flows"], same["flows"], "{same}");
+
+    // A draft without rule 10 (web -> db PostgreSQL) breaks exactly that.
+    let text = std::fs::read_to_string(policy).unwrap();
+    let draft = d.join("draft.yaml");
+    let without: String = text
+        .lines()
+        .filter(|l| !l.contains("id: 10,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, text);
+    std::fs::write(&draft, without).unwrap();
+    let draft = draft.to_str().unwrap();
+    let run = records_json(
+        "dry-run",
+        &store,
+        &[&DAY[..], &["--policy", draft, "--against", policy]].concat(),
+    );
+    let breaks = run["breaks"].as_array().unwrap();
+    assert_eq!(breaks.len(), 1, "{run}");
+    assert_eq!(breaks[0]["service"], "postgresql");
+    // Three from web-1, one from web-2 (quarantined then: quarantine is not
+    // the policy judged).
+    assert_eq!(
+        (breaks[0]["flows"].as_u64(), breaks[0]["pairs"].as_u64()),
+        (Some(4), Some(2)),
+        "{run}"
+    );
+    assert_eq!(breaks[0]["today"]["rule"], 10);
+    assert_eq!(breaks[0]["src_groups"][0], "web");
+    assert!(run["opens"].as_array().unwrap().is_empty());
+
+    // As text, naming the pair and the example workloads.
+    let s = store.to_str().unwrap();
+    let out = ok(&bulkhead(
+        &[
+            &[
+                "records",
+                "dry-run",
+                "--store",
+                s,
+                "--policy",
+                draft,
+                "--against",
+                policy,
+            ][..],
+            &DAY[..],
+        ]
+        .concat(),
+    ));
+    assert!(
+        out.contains("would break") && out.contains("web -> db  tcp/5432 postgresql  4 flows"),
+        "{out}"
+    );
+    assert!(
+        out.contains("e.g. web-1 (02:00:00:00:01:01) -> db-1"),
+        "{out}"
+    );
+
+    // Against the recorded verdicts, the quarantine the policy file lists is
+    // not the policy judged: the flows it cut open, said to be recorded.
+    let recorded = records_json(
+        "dry-run",
+        &store,
+        &[&DAY[..], &["--policy", policy]].concat(),
+    );
+    let opens = recorded["opens"].as_array().unwrap();
+    assert!(!opens.is_empty(), "{recorded}");
+    assert!(opens.iter().all(|c| c["today"]["reason"] == "recorded"));
+
+    // Bad input is one line.
+    let err = fails(&bulkhead(&[
+        "records",
+        "dry-run",
+        "--store",
+        s,
+        "--policy",
+        "/nonexistent.yaml",
+    ]));
+    assert!(
+        err.contains("nonexistent") && err.lines().count() == 1,
+        "{err}"
+    );
+}

@@ -69,6 +69,7 @@ pub struct GenReport {
 }
 
 mod fleet;
+pub mod policy;
 
 pub use fleet::Fleet;
 use fleet::{external_ip, skewed, unit, EXTERNAL_IPS, SERVICES};

@@ -11,6 +11,7 @@
 //!   labelled by assignment rules; selectors pick workloads.
 //! - [`engine`]: the control thread: commands, publication, quarantine, events.
 //! - [`diff`]: what a draft changes against the live policy.
+//! - [`learn`]: what a policy would do with recorded traffic (the dry run).
 //! - [`inventory`]: imports workloads from CSV or JSON inventories.
 //! - [`mod@compile`]: model -> [`dataplane::policy::PolicySpec`] -> snapshot, with the
 //!   map from compiled rule ids back to user rule ids.
@@ -27,6 +28,7 @@ pub mod fuzzing;
 pub mod intel;
 pub mod inventory;
 pub mod ipfix;
+pub mod learn;
 pub mod load;
 pub mod mac_prefix;
 pub mod membership;

@@ -21,7 +21,8 @@ impl Model {
     }
 }
 
-/// Loads a model file: YAML for `.yaml`/`.yml`, TOML for `.toml`. Syntax and type
+/// Loads a model file: YAML for `.yaml`/`.yml`, TOML for `.toml`, JSON for
+/// `.json` (what the API and `ctl policy draft` give). Syntax and type
 /// errors carry the file, line and column; the content is not validated yet.
 pub fn load_model(path: &Path) -> Result<Model, LoadError> {
     load_file(path)
@@ -36,7 +37,7 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: unsupported policy file type (expected .yaml, .yml or .toml)", path.display())]
+    #[error("{}: unsupported policy file type (expected .yaml, .yml, .toml or .json)", path.display())]
     UnknownFormat { path: PathBuf },
     /// A syntax or type error; `line` and `column` are 1-based when the parser knows them.
     #[error("{file}{}: {message}", location(*line, *column))]
@@ -78,6 +79,7 @@ pub fn load_file<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Resul
     let parse: fn(&str, &str) -> Result<T, LoadError> = match ext.as_deref() {
         Some("yaml" | "yml") => parse_yaml,
         Some("toml") => parse_toml,
+        Some("json") => parse_json,
         _ => {
             return Err(LoadError::UnknownFormat {
                 path: path.to_path_buf(),
@@ -89,6 +91,16 @@ pub fn load_file<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Resul
         source,
     })?;
     parse(&text, &path.display().to_string())
+}
+
+/// Parse JSON; errors name the source `file`, line and column.
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, LoadError> {
+    serde_json::from_str(text).map_err(|e| LoadError::Parse {
+        file: file.to_string(),
+        line: Some(e.line()),
+        column: Some(e.column()),
+        message: e.to_string(),
+    })
 }
 
 /// Parse YAML; errors name the source `file`.

@@ -68,6 +68,19 @@ pub fn builtin(name: &str) -> Option<Vec<ServiceEntry>> {
         })
 }
 
+/// The built-in service that holds a protocol and port (`tcp/443` is
+/// `https`, `udp/53` is `dns`, ICMP is `icmp`), if one does: the name a
+/// report or a proposal gives it. `port` is 0 for protocols without ports.
+pub fn builtin_for(proto: u8, port: u16) -> Option<&'static str> {
+    BUILTIN.iter().find_map(|&(name, entries)| {
+        let holds = entries.iter().any(|&(p, ports)| {
+            p.number() == Some(proto)
+                && (ports.is_empty() || ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&port)))
+        });
+        (name != "any" && holds).then_some(name)
+    })
+}
+
 /// The names of the built-in services.
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
     BUILTIN.iter().map(|(n, _)| *n)

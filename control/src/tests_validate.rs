@@ -95,6 +95,27 @@ at = 2025-01-02T03:04:05Z
 }
 
 #[test]
+fn a_json_model_file_loads_as_its_yaml_and_locates_errors() {
+    let dir = crate::testutil::TempDir::new("json-model");
+    let yaml = Model::from_yaml_str(include_str!("../../examples/policy.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.0.join("policy.json");
+    let json = serde_json::to_string_pretty(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&path, json).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = crate::load_model(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded, yaml);
+    std::fs::write(&path, "{\n  \"rules\": [1]\n}").unwrap_or_else(|e| panic!("{e}"));
+    let e = crate::load_model(&path)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.starts_with(&format!("{}:2:13: invalid type", path.display())),
+        "{e}"
+    );
+}
+
+#[test]
 fn validation_reports_every_problem_with_its_path() {
     let p = problems(
         r#"
@@ -226,10 +247,10 @@ fn model_files_load_by_extension_with_located_errors() {
             .starts_with(&format!("{}:3:", broken.display())),
         "{err}"
     );
-    let json = dir.0.join("p.json");
-    std::fs::write(&json, "{}").expect("write");
+    let ini = dir.0.join("p.ini");
+    std::fs::write(&ini, "{}").expect("write");
     assert!(matches!(
-        crate::load_model(&json),
+        crate::load_model(&ini),
         Err(LoadError::UnknownFormat { .. })
     ));
     assert!(matches!(

@@ -4,6 +4,7 @@
 mod alerts;
 pub(crate) mod client;
 mod intel;
+mod proposals;
 mod records;
 mod show;
 
@@ -12,7 +13,9 @@ use clap::{Args, Subcommand};
 use client::{Api, Settings};
 use mgmt_api::routes::admin::{AuditView, NewToken, TokenRequest};
 use mgmt_api::routes::inventory::{GroupView, RuleView, ServiceView, WorkloadView};
-use mgmt_api::routes::policy::{CommitRequest, CommitView, DiffView, RollbackRequest, VersionView};
+use mgmt_api::routes::policy::{
+    CommitRequest, CommitView, DiffView, DryRunRequest, RollbackRequest, VersionView,
+};
 use mgmt_api::routes::quarantine::{
     QuarantineEventView, QuarantineRequest, QuarantineResult, QuarantineView, ReleaseResult,
 };
@@ -105,6 +108,9 @@ pub enum CtlCommand {
     /// Threat-intel feeds: what is in force, lookup, reload.
     #[command(subcommand)]
     Intel(intel::IntelCommand),
+    /// Rule proposals from the recorded traffic; accept them into the draft.
+    #[command(subcommand)]
+    Proposals(proposals::ProposalsCommand),
 }
 
 #[derive(Subcommand)]
@@ -133,6 +139,16 @@ pub enum PolicyCommand {
     Rollback {
         #[arg(value_name = "VERSION")]
         number: u64,
+    },
+    /// What the draft would change over the recorded traffic (against the
+    /// live policy): flows it would break, open or flag.
+    DryRun {
+        /// The window's start: RFC 3339 or an age (default 14d).
+        #[arg(long)]
+        since: Option<String>,
+        /// The window's end: RFC 3339 or an age (default now).
+        #[arg(long)]
+        until: Option<String>,
     },
 }
 
@@ -324,6 +340,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Quarantine(q) => quarantine(&api, q, args.json)?,
         CtlCommand::Intel(c) => intel::run(&api, c, args.json)?,
         CtlCommand::Alerts(c) => alerts::run(&api, c, args.json)?,
+        CtlCommand::Proposals(c) => proposals::run(&api, c, args.json)?,
         CtlCommand::Tokens(t) => tokens(&api, t, args.json)?,
         CtlCommand::Audit { limit } => {
             let v = api.get_as::<Vec<AuditView>>(&format!("/api/v1/audit?limit={limit}"))?;
@@ -434,6 +451,23 @@ fn policy(api: &Api, p: &PolicyCommand, as_json: bool) -> anyhow::Result<()> {
                 )
             },
         ),
+        PolicyCommand::DryRun { since, until } => {
+            let body = DryRunRequest {
+                since: since.clone(),
+                until: until.clone(),
+            };
+            let v = api.send::<_, control::learn::DryRun>(
+                Method::POST,
+                "/api/v1/policy/draft/dry-run",
+                &body,
+            )?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let run: control::learn::DryRun = serde_json::from_value(v)?;
+                print!("{}", crate::learn_cmd::dry_run_text(&run));
+            }
+        }
         PolicyCommand::Show { number } => {
             let v = api.get_as::<control::Model>(&format!("/api/v1/policy/versions/{number}"))?;
             println!("{}", serde_json::to_string_pretty(&v)?);

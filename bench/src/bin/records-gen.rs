@@ -8,12 +8,17 @@
 //!
 //! `cargo run --release -p bulkhead-bench --bin records-gen -- --out /tmp/records.db --days 30 --records 10000000 --workloads 1000`
 //!
+//! With `--policy-out FILE --draft-out FILE` it also writes the fleet's
+//! policy (learn mode) and a draft of it (enforce mode) with `--rules`
+//! rules, for the dry-run benchmark (issue 23).
+//!
 //! With `--records 0` the store gets DNS responses alone, and the report
 //! line is the writer's DNS ingest rate.
 #![deny(unsafe_code)]
 
 use anyhow::Context;
-use bulkhead_bench::records::{generate, GenConfig};
+use bulkhead_bench::records::policy::fleet_policy;
+use bulkhead_bench::records::{generate, Fleet, GenConfig};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,6 +48,16 @@ struct Args {
     /// and DHCP entries for every workload).
     #[arg(long, default_value_t = 0)]
     moving: u32,
+    /// Also write the fleet's policy here, every group in learn mode (today's
+    /// policy for the dry-run benchmark; [`fleet_policy`]).
+    #[arg(long)]
+    policy_out: Option<PathBuf>,
+    /// Also write the same policy in enforce mode here (the draft).
+    #[arg(long)]
+    draft_out: Option<PathBuf>,
+    /// Rules in those policies.
+    #[arg(long, default_value_t = 1_000)]
+    rules: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +84,13 @@ fn main() -> anyhow::Result<()> {
         cfg.moving_pct,
         a.out.display()
     );
+    let fleet = Fleet::new(cfg.workloads.max(2), cfg.seed);
+    for (path, mode) in [(&a.policy_out, "learn"), (&a.draft_out, "enforce")] {
+        if let Some(path) = path {
+            std::fs::write(path, fleet_policy(&fleet, a.rules, mode))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
     let r = generate(&a.out, &cfg, |n| eprintln!("  {n} submitted"))
         .with_context(|| format!("writing {}", a.out.display()))?;
     let secs = r.elapsed.as_secs_f64();

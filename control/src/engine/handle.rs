@@ -3,7 +3,7 @@
 //! must not queue behind a commit ([`ControlHandle::view`],
 //! [`ControlHandle::status`]) are served from shared memory instead.
 
-use super::{Shared, StatusSnapshot, BOOTSTRAP_ACTOR};
+use super::{Judged, Shared, StatusSnapshot, BOOTSTRAP_ACTOR};
 use crate::diff::PolicyDiff;
 use crate::intel::feeds::Loaded;
 use crate::model::Model;
@@ -121,6 +121,7 @@ pub(super) enum Command {
         Sender<Result<Vec<QuarantineEvent>, ControlError>>,
     ),
     Draft(Sender<Result<Model, ControlError>>),
+    Judged(Sender<Result<Judged, ControlError>>),
     SaveDraft(Box<Model>, Sender<Result<PolicyDiff, ControlError>>),
     DiscardDraft(Sender<Result<(), ControlError>>),
     Diff(Sender<Result<PolicyDiff, ControlError>>),
@@ -243,6 +244,13 @@ impl ControlHandle {
     /// The draft, or the live policy when there is no draft.
     pub fn draft(&self) -> Result<Model, ControlError> {
         call(self, Command::Draft)
+    }
+
+    /// The models a dry run judges: the live one and the draft (the live
+    /// one when there is no draft), each with the learned workloads, as a
+    /// commit would publish them.
+    pub fn judged(&self) -> Result<Judged, ControlError> {
+        call(self, Command::Judged)
     }
 
     /// Replaces the draft. An invalid model is refused with every problem.

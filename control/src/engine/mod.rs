@@ -32,8 +32,8 @@ pub use handle::{
 };
 pub use intel_watch::{HuntPlan, HuntReport, IntelWatch};
 pub use status::{
-    CollectorStatus, FlowTally, IntelView, IpfixStatus, LiveView, RecordsStatus, StatusSnapshot,
-    REASONS, VERDICTS,
+    CollectorStatus, FlowTally, IntelView, IpfixStatus, Judged, LiveView, RecordsStatus,
+    StatusSnapshot, REASONS, VERDICTS,
 };
 
 /// The actor of the version a start commits into an empty store.

@@ -5,7 +5,7 @@ use super::handle::{
     Command, CommitOutcome, ControlError, QuarantineOutcome, ReleaseOutcome, RuleHits,
 };
 use super::learned::Ages;
-use super::{set_text, EngineConfig, LiveView, Shared};
+use super::{set_text, EngineConfig, Judged, LiveView, Shared};
 use crate::compile::{compile, user_rule_id, CompileError};
 use crate::diff::{diff, PolicyDiff};
 use crate::model::{Model, Origin, Quarantine, Timestamp};
@@ -221,6 +221,19 @@ impl State {
         Ok(effective)
     }
 
+    /// The live model and the draft as [`super::ControlHandle::judged`] gives them.
+    fn judged(&self) -> Result<Judged, ControlError> {
+        let draft = self.store.draft().map_err(store_err)?;
+        let draft = match draft {
+            Some(d) => Some(self.effective_for(&d).map_err(store_err)?),
+            None => None,
+        };
+        Ok(Judged {
+            live: Arc::clone(&self.effective),
+            draft,
+        })
+    }
+
     /// Makes `model` (with its effective form) the live version. Does not publish.
     fn adopt(&mut self, version: Version, model: Model, effective: Model) {
         self.learned = effective
@@ -329,6 +342,9 @@ impl State {
             Command::Draft(reply) => {
                 let draft = self.store.draft().map_err(store_err);
                 let _ = reply.send(draft.map(|d| d.unwrap_or_else(|| self.live.clone())));
+            }
+            Command::Judged(reply) => {
+                let _ = reply.send(self.judged());
             }
             Command::SaveDraft(model, reply) => {
                 let _ = reply.send(self.save_draft(*model));

@@ -20,6 +20,15 @@ pub struct LiveView {
     pub generation: u64,
 }
 
+/// The models a dry run judges ([`super::ControlHandle::judged`]).
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The live version plus learned workloads.
+    pub live: Arc<Model>,
+    /// The draft plus learned workloads; `None` without a draft.
+    pub draft: Option<Model>,
+}
+
 /// The threat intel in force, for readers that must not wait on the thread.
 #[derive(Debug, Clone, Default)]
 pub struct IntelView {

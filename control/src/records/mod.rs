@@ -29,6 +29,7 @@ mod graph;
 mod group_rollup;
 mod insert;
 mod nodes;
+mod observed;
 mod query;
 mod recorder;
 mod rollup;
@@ -56,6 +57,8 @@ pub use forensics::{
 };
 pub use graph::{Edge, Graph, GraphParams, GraphQuery, Level, Node, MAX_EDGES};
 pub use nodes::Network;
+pub use observed::{Observed, ObservedEnd, ObservedTraffic, MAX_OBSERVED};
+pub(crate) use query::time_text;
 pub use query::{EndView, FlowPage, FlowRow, RecordsReader};
 pub use recorder::{Clock, Recorder};
 pub use rules::{rule_report, RuleCounts, RuleReport, RuleUse, WindowParams};

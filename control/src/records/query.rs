@@ -78,6 +78,8 @@ const READER_MMAP_BYTES: i64 = 1 << 34;
 /// A records store opened for queries.
 pub struct RecordsReader {
     conn: Connection,
+    /// The file, for readers of the same store on other threads.
+    path: std::path::PathBuf,
 }
 
 impl RecordsReader {
@@ -89,11 +91,18 @@ impl RecordsReader {
         // connection's, which an API call (a reader each) starts empty: the
         // forensic queries seek across tables of gigabytes (bench/RESULTS.md).
         let _ = conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES);
-        Ok(RecordsReader { conn })
+        Ok(RecordsReader {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     pub(super) fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Flows matching `filter`, newest (by last packet) first.
@@ -283,7 +292,7 @@ fn net_range(net: &IpNet) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// RFC 3339 with milliseconds, what the store keeps.
-pub(super) fn time_text(ms: i64) -> String {
+pub(crate) fn time_text(ms: i64) -> String {
     // RFC 3339 ends at year 9999: a time past it (a damaged store's) shows as
     // its last millisecond, one before 1970 as the epoch.
     const LAST_MS: u64 = 253_402_300_799_999;

@@ -164,6 +164,33 @@ fn the_graph_and_rule_counts_from_rollups_are_those_of_the_raw_records() {
             .unwrap();
         assert_eq!(counts, raw);
         assert_eq!(counts.keys().copied().collect::<Vec<_>>(), vec![10, 20]);
+        // The dry run's traffic keys likewise.
+        let key = |o: &Observed| {
+            let end = |e: &ObservedEnd| (e.mac, e.name.to_string(), e.ip);
+            (
+                end(&o.src),
+                end(&o.dst),
+                o.proto,
+                o.port,
+                o.allowed,
+                o.would_deny,
+            )
+        };
+        let sorted = |mut t: ObservedTraffic| {
+            t.keys.sort_by_key(key);
+            t.keys
+        };
+        let observed = sorted(reader.observed(since_ms, until_ms).unwrap());
+        let raw = sorted(
+            reader
+                .observed_from(Split::raw(since_ms, until_ms))
+                .unwrap(),
+        );
+        assert!(
+            observed.iter().any(|o| o.dst.ip.is_some())
+                && observed.iter().any(|o| o.dst.ip.is_none())
+        );
+        assert_eq!(observed, raw);
     }
     assert_eq!(used_rollups, 3, "three of the windows hold whole hours");
     // Flows are the records that open one; bytes are every record's share.

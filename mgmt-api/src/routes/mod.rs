@@ -10,6 +10,7 @@ pub mod intel_feeds;
 pub mod inventory;
 pub mod ipfix;
 pub mod policy;
+pub mod proposals;
 pub mod quarantine;
 pub mod records;
 pub mod status;
@@ -80,6 +81,8 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(policy::get_diff))
         .routes(routes!(policy::versions))
         .routes(routes!(policy::version))
+        .routes(routes!(policy::dry_run))
+        .routes(routes!(proposals::list))
         .routes(routes!(quarantine::list))
         .routes(routes!(quarantine::history))
         .routes(routes!(status::stats))
@@ -113,6 +116,7 @@ fn admin_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(policy::put_draft, policy::delete_draft))
         .routes(routes!(policy::commit))
         .routes(routes!(policy::rollback))
+        .routes(routes!(proposals::accept))
         .routes(routes!(admin::list_tokens, admin::create_token))
         .routes(routes!(admin::revoke_token))
         .routes(routes!(admin::audit))

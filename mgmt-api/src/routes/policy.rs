@@ -3,7 +3,7 @@
 use super::doc::PolicyModel;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ApiJson;
-use crate::state::{Caller, Shared};
+use crate::state::{blocking, Caller, Shared};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -222,4 +222,66 @@ pub async fn rollback(
         .control(move |h| h.rollback(Version(body.version), &actor))
         .await?;
     Ok(Json(out.into()))
+}
+
+/// The window of a dry run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunRequest {
+    /// The window's start: RFC 3339, or an age like `14d` (default 14d).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// The window's end: RFC 3339, or an age (default now).
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// What the draft, with the modes it sets, would change over the traffic
+/// the flow records saw (viewer): the flows that pass under the live policy
+/// and the draft would deny, the reverse, and those it would flag, by group
+/// pair and service, with counts and example workload pairs. Judged by the
+/// dataplane's own classifier. Without a draft, the live policy is judged
+/// against itself (nothing changes).
+#[utoipa::path(post, path = "/api/v1/policy/draft/dry-run", tag = "policy",
+    request_body = DryRunRequest,
+    responses((status = 200, body = control::learn::DryRun), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "flow records are off on this appliance")))]
+pub async fn dry_run(
+    State(st): State<Shared>,
+    _c: Caller,
+    ApiJson(body): ApiJson<DryRunRequest>,
+) -> ApiResult<Json<control::learn::DryRun>> {
+    let now = super::records::now_ms();
+    let window = control::records::WindowParams {
+        since: body.since,
+        until: body.until,
+    }
+    .window(now, now - control::learn::DEFAULT_WINDOW_DAYS * 86_400_000)
+    .map_err(|e| ApiError::bad_request(e.message).field(e.field))?;
+    let path = super::records::records_path(&st)?;
+    let judged = st.control(|h| h.judged()).await?;
+    let run = blocking(move || {
+        let judge = |m: &Model| {
+            control::learn::Judge::new(m).map_err(|e| ApiError::internal(e.to_string()))
+        };
+        let live = judge(&judged.live)?;
+        let draft = match &judged.draft {
+            Some(d) => Some(judge(d)?),
+            None => None,
+        };
+        let reader =
+            control::records::RecordsReader::open(&path).map_err(super::records::records_error)?;
+        let traffic = reader
+            .observed(window.0, window.1)
+            .map_err(super::records::records_error)?;
+        Ok(control::learn::dry_run(
+            &traffic,
+            control::learn::Today::Policy(&live),
+            "live policy",
+            draft.as_ref().unwrap_or(&live),
+            window,
+        ))
+    })
+    .await?;
+    Ok(Json(run))
 }

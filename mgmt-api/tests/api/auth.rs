@@ -138,6 +138,11 @@ fn every_write_in_the_document_refuses_a_viewer_before_reading_the_request() {
             .replace("{version}", "1")
             .replace("{name}", "x");
         for method in ops.as_object().expect("operations").keys() {
+            // The dry run is a POST that writes nothing (its window is a
+            // body): a viewer may run it (tested in learn.rs).
+            if path.ends_with("/dry-run") {
+                continue;
+            }
             let m = match method.as_str() {
                 "post" => Method::POST,
                 "put" => Method::PUT,

@@ -12,6 +12,7 @@ mod auth;
 mod common;
 mod follow;
 mod intel;
+mod learn;
 mod openapi;
 mod records;
 mod resources;

@@ -43,10 +43,6 @@ fn the_served_document_matches_the_router_and_the_committed_copy() {
             );
         }
     }
-    // Only the documented resources exist (no stubs of later issues).
-    for later in ["learning", "proposals"] {
-        assert!(!paths.keys().any(|p| p.contains(later)), "{later}");
-    }
     the_layers_answers_and_the_server_patterns_are_documented(&doc);
     let pretty = serde_json::to_string_pretty(&doc).expect("render") + "\n";
     if std::env::var_os("BULKHEAD_UPDATE_OPENAPI").is_some() {

@@ -56,7 +56,7 @@ pub(crate) fn stored(i: u16, action: Action, reason: Reason, last_ms: i64) -> St
 }
 
 /// A records store with `n` flows, every third denied by rule 50.
-fn store(n: u16) -> (TempDir, PathBuf) {
+pub(crate) fn store(n: u16) -> (TempDir, PathBuf) {
     let dir = temp_dir("records");
     let path = dir.0.join("records.db");
     let w = RecordsWriter::start(&path, RecordsConfig::default()).unwrap();
