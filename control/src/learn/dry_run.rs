@@ -201,6 +201,7 @@ pub fn dry_run(
                 .cmp(&a.flows)
                 .then_with(|| (&a.src_groups, &a.dst_groups).cmp(&(&b.src_groups, &b.dst_groups)))
                 .then_with(|| (a.proto, a.port).cmp(&(b.proto, b.port)))
+                .then_with(|| (&a.today, &a.draft).cmp(&(&b.today, &b.draft)))
         });
         if list.len() > MAX_CHANGES {
             list.truncate(MAX_CHANGES);

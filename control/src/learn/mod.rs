@@ -3,7 +3,8 @@
 //! snapshot, so its answer for an observed flow is the packet path's
 //! answer; the dry run ([`dry_run`]) judges a window's traffic by two
 //! policies (or by the draft and the verdicts recorded) and reports what
-//! would change.
+//! would change; the proposals ([`propose`]) are the fewest group rules
+//! that allow what today's policy allows by no rule.
 //!
 //! Quarantines and threat intel are left out of both sides: they are not
 //! the policy being changed, and they deny whatever the policy says.
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// The window a dry run reads when none is given, in days.
+/// The window a dry run or the proposals read when none is given, in days.
 pub const DEFAULT_WINDOW_DAYS: i64 = 14;
 
 /// A policy ready to judge observed traffic.

@@ -191,11 +191,10 @@ pub fn propose(
         }
     }
     let sizes: Vec<usize> = names.iter().map(|n| today.group_size(n)).collect();
-    let proposals = cover(&mut sigs, &sizes)
+    let mut proposals: Vec<Proposal> = cover(&mut sigs, &sizes, &names)
         .into_iter()
         .map(|((s, d), keys)| proposal(&names[s], &names[d], &keys))
-        .collect::<Vec<_>>();
-    let mut proposals = proposals;
+        .collect();
     proposals.sort_by(|a, b| {
         b.flows
             .cmp(&a.flows)
@@ -216,9 +215,9 @@ pub fn propose(
         })
         .collect();
     gaps.sort_by(|a, b| {
-        b.flows
-            .cmp(&a.flows)
-            .then_with(|| a.end.mac.cmp(&b.end.mac))
+        b.flows.cmp(&a.flows).then_with(|| {
+            (&a.end.mac, &a.end.ip, &a.end.name).cmp(&(&b.end.mac, &b.end.ip, &b.end.name))
+        })
     });
     if gaps.len() > MAX_GAPS {
         gaps.truncate(MAX_GAPS);
@@ -233,7 +232,11 @@ pub fn propose(
 /// specific pair) first, until every key is covered. Scores are kept and
 /// lowered as signatures are covered, so each round is one pass over the
 /// pairs, not over the keys.
-fn cover<'a>(sigs: &mut [Sig<'a>], sizes: &[usize]) -> Vec<((usize, usize), Vec<&'a Observed>)> {
+fn cover<'a>(
+    sigs: &mut [Sig<'a>],
+    sizes: &[usize],
+    names: &[String],
+) -> Vec<((usize, usize), Vec<&'a Observed>)> {
     type Pair = (usize, usize);
     let mut score: HashMap<Pair, (u64, u64)> = HashMap::new();
     let mut by_pair: HashMap<Pair, Vec<usize>> = HashMap::new();
@@ -249,6 +252,7 @@ fn cover<'a>(sigs: &mut [Sig<'a>], sizes: &[usize]) -> Vec<((usize, usize), Vec<
     }
     let size =
         |(s, d): Pair| sizes.get(s).copied().unwrap_or(0) + sizes.get(d).copied().unwrap_or(0);
+    let name = |(s, d): Pair| (names.get(s), names.get(d));
     let mut out = Vec::new();
     loop {
         let best = score
@@ -257,7 +261,7 @@ fn cover<'a>(sigs: &mut [Sig<'a>], sizes: &[usize]) -> Vec<((usize, usize), Vec<
             .max_by(|(a, x), (b, y)| {
                 x.cmp(y)
                     .then_with(|| size(**b).cmp(&size(**a)))
-                    .then_with(|| b.cmp(a))
+                    .then_with(|| name(**b).cmp(&name(**a)))
             })
             .map(|(pair, _)| *pair);
         let Some(pair) = best else { break };

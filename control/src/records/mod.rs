@@ -21,6 +21,7 @@
 //! records").
 
 mod addresses;
+mod day_rollup;
 mod derived;
 mod dns_rows;
 mod filter;

@@ -4,8 +4,9 @@
 //! got, for the dry run and the rule proposals (`crate::learn`), which
 //! classify each key again with another policy.
 //!
-//! Whole hours are read from the hourly rollups, the ragged ends of the
-//! window from the raw records, as the graph reads them ([`Split::of`]). The
+//! Whole UTC days are read from the daily rollups, the other whole hours
+//! from the hourly ones, the ragged ends of the window from the raw
+//! records, as the group graph reads its rollups ([`Split::with_days`]). The
 //! rollups keep no address for an end that is a workload, so neither does
 //! this, from either source: a workload is classified by its MAC (a group
 //! that takes workloads by address is not seen here; docs/decisions.md,
@@ -16,6 +17,7 @@
 //! one pass over them is several times faster than SQLite's sort.
 
 use super::graph::Split;
+use super::group_rollup::DAY_MS;
 use super::nodes::ip_of;
 use super::rollup::HOUR_MS;
 use super::{count_at, mac_of, RecordsError, RecordsReader};
@@ -72,6 +74,12 @@ const FROM_HOURLY: &str = "
     SELECT src_id, dst_id, src_ip, dst_ip, proto, port, allowed, would_deny,
            flows, pkts_fwd + pkts_rev, bytes_fwd + bytes_rev, first_ms, last_ms
     FROM hourly WHERE hour_ms >= ?1 AND hour_ms < ?2";
+
+/// Daily rollups of the days in `[?1, ?2)`, in the same columns.
+const FROM_DAILY: &str = "
+    SELECT src_id, dst_id, src_ip, dst_ip, proto, port, allowed, would_deny,
+           flows, packets, bytes, first_ms, last_ms
+    FROM daily WHERE day_ms >= ?1 AND day_ms < ?2";
 
 /// Records ending in `[?1, ?2]`, in the same columns (the addresses blanked
 /// in Rust for workload ends, as the rollups do).
@@ -239,6 +247,24 @@ impl Summer {
                 last_ms: s.last_ms,
             });
         }
+        // In key order, not the hash map's: the same window reads the same
+        // way every time (the proposals' and dry run's ties and examples).
+        keys.sort_unstable_by(|a, b| {
+            let k = |o: &Observed| {
+                (
+                    o.src.mac.0,
+                    o.dst.mac.0,
+                    o.src.ip,
+                    o.dst.ip,
+                    o.proto,
+                    o.port,
+                    o.allowed,
+                    o.would_deny,
+                )
+            };
+            k(a).cmp(&k(b))
+                .then_with(|| (&a.src.name, &a.dst.name).cmp(&(&b.src.name, &b.dst.name)))
+        });
         Ok(ObservedTraffic {
             keys,
             truncated: self.truncated,
@@ -249,9 +275,9 @@ impl Summer {
 
 impl RecordsReader {
     /// The traffic of the records that ended in `[since_ms, until_ms]`, by
-    /// key and recorded verdict (in no particular order).
+    /// key and recorded verdict, in key order (MACs, addresses, service).
     pub fn observed(&self, since_ms: i64, until_ms: i64) -> Result<ObservedTraffic, RecordsError> {
-        self.observed_from(Split::of(since_ms, until_ms))
+        self.observed_from(Split::of(since_ms, until_ms).with_days())
     }
 
     /// [`RecordsReader::observed`] reading where `split` says: the hours
@@ -266,13 +292,20 @@ impl RecordsReader {
             .map(|&range| (FROM_RECORDS, range, true))
             .collect();
         let readers = std::thread::available_parallelism().map_or(1, |n| n.get().min(READERS));
-        for &(lo, hi) in split.hours.iter().flatten() {
-            let hours = (hi - lo) / HOUR_MS;
-            let per = (hours + readers as i64 - 1) / (readers as i64).max(1);
+        let ranges = split.days.iter().map(|&r| (FROM_DAILY, r, DAY_MS)).chain(
+            split
+                .hours
+                .iter()
+                .flatten()
+                .map(|&r| (FROM_HOURLY, r, HOUR_MS)),
+        );
+        for (sql, (lo, hi), span) in ranges {
+            let periods = (hi - lo) / span;
+            let per = (periods + readers as i64 - 1) / (readers as i64).max(1);
             let mut at = lo;
             while at < hi {
-                let end = (at + per.max(1) * HOUR_MS).min(hi);
-                parts.push((FROM_HOURLY, (at, end), false));
+                let end = (at + per.max(1) * span).min(hi);
+                parts.push((sql, (at, end), false));
                 at = end;
             }
         }

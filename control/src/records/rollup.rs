@@ -14,11 +14,13 @@
 //! seconds repeat. A crash loses only what the mark says is missing: the
 //! writer's start counts the records after it again ([`catch_up`]).
 //!
-//! The hourly rows written also make the group rollups, in the same
-//! transaction ([`super::group_rollup`]), so both count the same records;
+//! The hourly rows written also make the group rollups and the daily
+//! rollups, in the same transaction ([`super::group_rollup`],
+//! [`super::day_rollup`]), so all count the same records;
 //! the forensic tables ([`super::derived`]) are gathered and written the
 //! same way, with a second mark for the DNS records.
 
+use super::day_rollup::DayRows;
 use super::derived::{self, Derived, FlowFacts};
 use super::dns_rows::StoredDns;
 use super::group_rollup::{GroupRows, NodeIds};
@@ -137,6 +139,7 @@ impl Rollups {
                 ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) {MERGE}"
         ))?;
         let mut groups = GroupRows::default();
+        let mut days = DayRows::default();
         for (k, a) in &self.hours {
             let ip = |ip: &Option<[u8; 16]>| ip.map_or_else(Vec::new, |b| b.to_vec());
             upsert.execute(params![
@@ -160,8 +163,10 @@ impl Rollups {
                 a.last_ms,
             ])?;
             groups.add(k, a, &mut self.nodes, tx)?;
+            days.add(k, a);
         }
         groups.write(tx)?;
+        days.write(tx)?;
         self.derived.write(tx)?;
         self.hours.clear();
         self.since = Instant::now();

@@ -228,6 +228,33 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE flows ADD COLUMN intel TEXT;   -- with reason = 'intel': 'FEED INDICATOR'
     "#,
+    // 8: the hourly rollups by UTC day, without the reason (what a policy
+    // decides on, and the verdict): the dry run and the rule proposals read
+    // the whole days of a window here, a third of the hourly rows.
+    r#"
+    CREATE TABLE daily (
+        day_ms     INTEGER NOT NULL,             -- the UTC day's start; a record counts in the day of its last_ms
+        src_id     INTEGER NOT NULL REFERENCES identities(id),
+        dst_id     INTEGER NOT NULL REFERENCES identities(id),
+        src_ip     BLOB    NOT NULL,             -- as in hourly: an end no workload has, else x''
+        dst_ip     BLOB    NOT NULL,
+        proto      INTEGER NOT NULL,
+        port       INTEGER NOT NULL,
+        allowed    INTEGER NOT NULL,
+        would_deny INTEGER NOT NULL,
+        flows      INTEGER NOT NULL,
+        packets    INTEGER NOT NULL,
+        bytes      INTEGER NOT NULL,
+        first_ms   INTEGER NOT NULL,
+        last_ms    INTEGER NOT NULL,
+        PRIMARY KEY (day_ms, src_id, dst_id, src_ip, dst_ip, proto, port, allowed, would_deny)
+    ) WITHOUT ROWID;
+    INSERT INTO daily
+        SELECT hour_ms / 86400000 * 86400000, src_id, dst_id, src_ip, dst_ip, proto, port,
+               allowed, would_deny, sum(flows), sum(pkts_fwd + pkts_rev),
+               sum(bytes_fwd + bytes_rev), min(first_ms), max(last_ms)
+        FROM hourly GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
+    "#,
 ];
 
 /// The schema version this bulkhead writes.

@@ -395,7 +395,7 @@ fn a_store_of_schema_4_gets_its_responses_by_name() {
     let db = rusqlite::Connection::open(&path).unwrap();
     db.execute_batch(
         "DROP TABLE dns_names; DROP INDEX edges_dst; CREATE INDEX dns_name ON dns (qname, time_ms);
-         CREATE INDEX pdns_last ON pdns (last_ms); ALTER TABLE flows DROP COLUMN intel; PRAGMA user_version = 4;",
+         CREATE INDEX pdns_last ON pdns (last_ms); ALTER TABLE flows DROP COLUMN intel; DROP TABLE daily; PRAGMA user_version = 4;",
     )
     .unwrap();
     drop(db);
@@ -421,7 +421,7 @@ fn a_store_of_schema_5_gets_its_responses_by_name_and_client() {
          CREATE TABLE dns_names (qname TEXT NOT NULL, time_ms INTEGER NOT NULL,
             id INTEGER NOT NULL, PRIMARY KEY (qname, time_ms, id)) WITHOUT ROWID;
          INSERT INTO dns_names SELECT qname, time_ms, id FROM dns;
-         ALTER TABLE flows DROP COLUMN intel; PRAGMA user_version = 5;",
+         ALTER TABLE flows DROP COLUMN intel; DROP TABLE daily; PRAGMA user_version = 5;",
     )
     .unwrap();
     drop(db);

@@ -165,32 +165,7 @@ fn the_graph_and_rule_counts_from_rollups_are_those_of_the_raw_records() {
         assert_eq!(counts, raw);
         assert_eq!(counts.keys().copied().collect::<Vec<_>>(), vec![10, 20]);
         // The dry run's traffic keys likewise.
-        let key = |o: &Observed| {
-            let end = |e: &ObservedEnd| (e.mac, e.name.to_string(), e.ip);
-            (
-                end(&o.src),
-                end(&o.dst),
-                o.proto,
-                o.port,
-                o.allowed,
-                o.would_deny,
-            )
-        };
-        let sorted = |mut t: ObservedTraffic| {
-            t.keys.sort_by_key(key);
-            t.keys
-        };
-        let observed = sorted(reader.observed(since_ms, until_ms).unwrap());
-        let raw = sorted(
-            reader
-                .observed_from(Split::raw(since_ms, until_ms))
-                .unwrap(),
-        );
-        assert!(
-            observed.iter().any(|o| o.dst.ip.is_some())
-                && observed.iter().any(|o| o.dst.ip.is_none())
-        );
-        assert_eq!(observed, raw);
+        same_traffic_as_raw(&reader, since_ms, until_ms);
     }
     assert_eq!(used_rollups, 3, "three of the windows hold whole hours");
     // Flows are the records that open one; bytes are every record's share.
@@ -230,7 +205,7 @@ fn a_store_of_version_1_is_migrated_with_rollups_of_its_records() {
             "DROP TABLE group_rollups; DROP TABLE nodes; DROP TABLE dns; DROP TABLE pdns;
              DROP TABLE addresses; DROP TABLE contacts; DROP TABLE edges; DROP TABLE dns_names;
              DROP TABLE hourly; DROP TABLE rollup_mark; UPDATE flows SET opens = 1;
-             ALTER TABLE flows DROP COLUMN opens; ALTER TABLE flows DROP COLUMN intel; PRAGMA user_version = 1;",
+             ALTER TABLE flows DROP COLUMN opens; ALTER TABLE flows DROP COLUMN intel; DROP TABLE daily; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -253,6 +228,36 @@ fn a_store_of_version_1_is_migrated_with_rollups_of_its_records() {
             .unwrap()
     );
     assert_eq!(g.edges.iter().map(|e| e.flows).sum::<u64>(), 400);
+}
+
+/// The traffic keys of a window, sorted: from the rollups (and the raw
+/// records at its ends) as the dry run reads them, and from the raw records
+/// alone, the same; both sources hold workload ends and addresses.
+fn same_traffic_as_raw(reader: &RecordsReader, since_ms: i64, until_ms: i64) {
+    let key = |o: &Observed| {
+        let end = |e: &ObservedEnd| (e.mac, e.name.to_string(), e.ip);
+        (
+            end(&o.src),
+            end(&o.dst),
+            o.proto,
+            o.port,
+            o.allowed,
+            o.would_deny,
+        )
+    };
+    let sorted = |mut t: ObservedTraffic| {
+        t.keys.sort_by_key(key);
+        t.keys
+    };
+    let observed = sorted(reader.observed(since_ms, until_ms).unwrap());
+    let raw = sorted(
+        reader
+            .observed_from(Split::raw(since_ms, until_ms))
+            .unwrap(),
+    );
+    assert!(observed.iter().any(|o| o.dst.ip.is_some()));
+    assert!(observed.iter().any(|o| o.dst.ip.is_none()));
+    assert_eq!(observed, raw, "{since_ms}..{until_ms}");
 }
 
 /// A day's start, four days ago.
@@ -296,7 +301,23 @@ fn the_group_graph_of_days_from_day_rollups_is_that_of_the_raw_records() {
             assert_eq!(reader.graph(&q).unwrap(), from_raw, "{level:?}");
             assert_eq!(reader.graph_from(&q, split).unwrap(), from_raw, "{level:?}");
         }
+        // The dry run's traffic: whole days from the daily rollups.
+        same_traffic_as_raw(&reader, since_ms, until_ms);
     }
+    let daily: i64 = reader
+        .conn()
+        .query_row("SELECT count(DISTINCT day_ms) FROM daily", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(daily, 3);
+    // A store of version 7 gets its daily rollups from its hourly ones.
+    drop(reader);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE daily; PRAGMA user_version = 7;")
+            .unwrap();
+    }
+    let reader = RecordsReader::open(&path).unwrap();
+    same_traffic_as_raw(&reader, start, start + 3 * DAY_MS);
     // A day's rows are one per day, not per hour.
     let days: Vec<i64> = {
         let mut s = reader
@@ -362,7 +383,7 @@ fn a_store_of_version_2_is_migrated_with_group_rollups_of_its_hourly_ones() {
         conn.execute_batch(
             "DROP TABLE group_rollups; DROP TABLE nodes; DROP TABLE dns; DROP TABLE pdns;
              DROP TABLE addresses; DROP TABLE contacts; DROP TABLE edges; DROP TABLE dns_names;
-             ALTER TABLE rollup_mark DROP COLUMN dns_id; ALTER TABLE flows DROP COLUMN intel; PRAGMA user_version = 2;",
+             ALTER TABLE rollup_mark DROP COLUMN dns_id; ALTER TABLE flows DROP COLUMN intel; DROP TABLE daily; PRAGMA user_version = 2;",
         )
         .unwrap();
         conn.execute("DELETE FROM flows WHERE last_ms < ?1", [start + DAY_MS])

@@ -450,6 +450,7 @@ impl Writer {
             self.last_long_retention = Some(Instant::now());
             for table in [
                 "hourly WHERE hour_ms",
+                "daily WHERE day_ms",
                 "group_rollups WHERE period_ms",
                 "contacts WHERE hour_ms",
                 "edges WHERE last_ms",
@@ -502,6 +503,7 @@ impl Writer {
                     [],
                 )?;
                 for (table, column) in [
+                    ("daily", "day_ms"),
                     ("group_rollups", "period_ms"),
                     ("contacts", "hour_ms"),
                     ("edges", "last_ms"),

@@ -17,8 +17,13 @@
 //!
 //! A fixed rate is kept by the program itself: frames whose time has not come
 //! are dropped instead of sent (no catch-up burst after a pause).
+//!
+//! Where the kernel refuses live frames outright, the frames are sent from
+//! userspace on an `AF_PACKET` socket instead ([`packet`]), and the report's
+//! `engine` says so.
 
 mod frame;
+mod packet;
 mod sys;
 
 use crate::model;
@@ -30,6 +35,10 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The kernel's own "operation not supported" (524), which BPF calls can
+/// return to userspace; libc has no name for it.
+const ENOTSUPP: i32 = 524;
 
 static GEN_OBJECT: &[u8] = aya::include_bytes_aligned!("../../../../bpf/gen.o");
 
@@ -181,6 +190,20 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
         match sys::run_live_frames(fd, &first, ifindex, u32::MAX / 2, 64) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            // Refused outright (not a failure midway): the AF_PACKET engine.
+            Err(e)
+                if calls == 1
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EPERM | libc::EOPNOTSUPP | ENOTSUPP)
+                    ) =>
+            {
+                eprintln!(
+                    "bulkhead-bench: BPF_PROG_RUN live frames refused on {} ({e}): sending with AF_PACKET instead",
+                    args.dev
+                );
+                return packet::generate(args, ifindex, tcp);
+            }
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("BPF_PROG_RUN (live frames) on {}", args.dev))

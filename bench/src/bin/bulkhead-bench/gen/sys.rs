@@ -6,11 +6,12 @@
 //! `syscall` over a zeroed attribute block laid out as the kernel's
 //! `union bpf_attr` (its `test` member, 80 bytes), `setitimer` and `if_nametoindex`
 //! (`/sys/class/net` shows the namespace sysfs was mounted in, which under
-//! `nsenter --net` is not ours).
+//! `nsenter --net` is not ours); and, for the fallback engine, an
+//! `AF_PACKET` socket bound to the interface, `send` and `CLOCK_MONOTONIC`.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
@@ -128,6 +129,77 @@ pub fn run_live_frames(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// A raw `AF_PACKET` socket that sends on `ifindex` only (protocol 0:
+/// nothing is received), past the qdisc (`PACKET_QDISC_BYPASS`, as pktgen).
+pub fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid sockaddr_ll; the fields set below are the
+    // family and the interface.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as libc::c_ushort;
+    addr.sll_ifindex = i32::try_from(ifindex).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `addr` is a valid sockaddr_ll of the size given, alive for the call.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a c_int of the size given, alive for the call. A
+    // kernel without the option keeps the qdisc: not an error.
+    let _ = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    Ok(sock)
+}
+
+/// Sends one frame on a bound packet socket.
+pub fn send(sock: &OwnedFd, frame: &[u8]) -> io::Result<()> {
+    // SAFETY: `frame` is valid for `frame.len()` bytes for the call; the
+    // kernel only reads it.
+    let rc = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            frame.as_ptr() as *const libc::c_void,
+            frame.len(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns` reads,
+/// which the sink compares stamps with.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 #[cfg(test)]
