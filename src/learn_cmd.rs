@@ -7,7 +7,7 @@
 use anyhow::Context;
 use clap::Args;
 use control::learn::{dry_run, propose, rules_of, Change, DryRun, Judge, Proposals, Today};
-use control::records::{RecordsReader, WindowParams};
+use control::records::RecordsReader;
 use control::time::Timestamp;
 use control::Model;
 use std::fmt::Write as _;
@@ -37,13 +37,7 @@ pub struct DryRunArgs {
 }
 
 pub fn run(args: &DryRunArgs) -> anyhow::Result<()> {
-    let now = i64::try_from(Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX);
-    let window = WindowParams {
-        since: args.since.clone(),
-        until: args.until.clone(),
-    }
-    .window(now, now - control::learn::DEFAULT_WINDOW_DAYS * 86_400_000)
-    .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?;
+    let window = cli_window(&args.since, &args.until)?;
     let traffic = RecordsReader::open(&args.store)?.observed(window.0, window.1)?;
     let judge = |path: &PathBuf| -> anyhow::Result<Judge> {
         let mut model = control::load_model(path)?;
@@ -95,27 +89,13 @@ pub struct ProposalsArgs {
 }
 
 pub fn proposals(args: &ProposalsArgs) -> anyhow::Result<()> {
-    let now = i64::try_from(Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX);
-    let window = WindowParams {
-        since: args.since.clone(),
-        until: args.until.clone(),
-    }
-    .window(now, now - control::learn::DEFAULT_WINDOW_DAYS * 86_400_000)
-    .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?;
+    let window = cli_window(&args.since, &args.until)?;
     let traffic = RecordsReader::open(&args.store)?.observed(window.0, window.1)?;
     let declared = control::load_model(&args.policy)?;
     let mut model = declared.clone();
     learn_ends(&mut model, &traffic);
     let judge = Judge::new(&model).with_context(|| format!("{}", args.policy.display()))?;
-    let scope: Vec<String> = args
-        .groups
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(str::to_string)
-        .collect();
+    let scope = control::learn::scope(args.groups.as_deref());
     if let Some(g) = scope
         .iter()
         .find(|g| !model.groups.iter().any(|x| &x.name == *g))
@@ -232,6 +212,13 @@ fn end_text(x: &control::learn::ExampleEnd) -> String {
         (None, "") => x.mac.clone(),
         (None, name) => format!("{name} ({})", x.mac),
     }
+}
+
+/// The window `--since`/`--until` give (default the last 14 days).
+fn cli_window(since: &Option<String>, until: &Option<String>) -> anyhow::Result<(i64, i64)> {
+    let now = i64::try_from(Timestamp::now().0 / 1_000_000).unwrap_or(i64::MAX);
+    control::learn::window(since.clone(), until.clone(), now)
+        .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))
 }
 
 /// The MACs the records saw that the model does not declare become

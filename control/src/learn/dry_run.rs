@@ -211,6 +211,33 @@ pub fn dry_run(
     out
 }
 
+/// The busiest pairs as examples, from (flows, last seen, a key of the
+/// pair): the most flows first, then the latest.
+pub(super) fn examples<'a>(pairs: impl Iterator<Item = (u64, i64, &'a Observed)>) -> Vec<Example> {
+    let mut ranked: Vec<_> = pairs.collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    ranked
+        .into_iter()
+        .take(MAX_EXAMPLES)
+        .map(|(flows, last_ms, o)| Example {
+            src: ExampleEnd::of(&o.src),
+            dst: ExampleEnd::of(&o.dst),
+            flows,
+            last_seen: time_text(last_ms),
+        })
+        .collect()
+}
+
+impl ExampleEnd {
+    pub(super) fn of(e: &crate::records::ObservedEnd) -> ExampleEnd {
+        ExampleEnd {
+            mac: e.mac.to_string(),
+            name: e.name.to_string(),
+            ip: e.ip,
+        }
+    }
+}
+
 impl ChangeAgg {
     fn add(&mut self, o: &Observed, at: usize) {
         self.flows = self.flows.saturating_add(o.flows);
@@ -225,26 +252,12 @@ impl ChangeAgg {
     }
 
     fn finish(self, key: ChangeKey, traffic: &ObservedTraffic) -> Change {
-        let mut pairs: Vec<_> = self.pairs.into_values().collect();
-        pairs.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-        let examples = pairs
-            .iter()
-            .take(MAX_EXAMPLES)
-            .filter_map(|&(flows, last_ms, at)| {
-                let o = traffic.keys.get(at)?;
-                let end = |e: &crate::records::ObservedEnd| ExampleEnd {
-                    mac: e.mac.to_string(),
-                    name: e.name.to_string(),
-                    ip: e.ip,
-                };
-                Some(Example {
-                    src: end(&o.src),
-                    dst: end(&o.dst),
-                    flows,
-                    last_seen: time_text(last_ms),
-                })
-            })
-            .collect();
+        let pairs = self.pairs.len();
+        let examples = examples(
+            self.pairs
+                .into_values()
+                .filter_map(|(flows, last_ms, at)| Some((flows, last_ms, traffic.keys.get(at)?))),
+        );
         Change {
             service: crate::services::builtin_for(key.proto, key.port).map(str::to_string),
             src_groups: key.src_groups,
@@ -256,7 +269,7 @@ impl ChangeAgg {
             flows: self.flows,
             packets: self.packets,
             bytes: self.bytes,
-            pairs: u64::try_from(pairs.len()).unwrap_or(u64::MAX),
+            pairs: u64::try_from(pairs).unwrap_or(u64::MAX),
             first_seen: time_text(self.first_ms),
             last_seen: time_text(self.last_ms),
             examples,

@@ -30,6 +30,28 @@ use std::net::{IpAddr, Ipv4Addr};
 /// The window a dry run or the proposals read when none is given, in days.
 pub const DEFAULT_WINDOW_DAYS: i64 = 14;
 
+/// The window of a dry run or of proposals, `(since_ms, until_ms)`: `since`
+/// defaults to [`DEFAULT_WINDOW_DAYS`] before `now_ms`, `until` to now.
+pub fn window(
+    since: Option<String>,
+    until: Option<String>,
+    now_ms: i64,
+) -> Result<(i64, i64), crate::records::ParamError> {
+    crate::records::WindowParams { since, until }
+        .window(now_ms, now_ms - DEFAULT_WINDOW_DAYS * 86_400_000)
+}
+
+/// The groups of a comma-separated list (blanks dropped); empty: all.
+pub fn scope(groups: Option<&str>) -> Vec<String> {
+    groups
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A policy ready to judge observed traffic.
 pub struct Judge {
     snapshot: PolicySnapshot,

@@ -11,7 +11,7 @@
 //! ports as a range and many high ports as one range.
 
 use super::{Judge, Verdict};
-use crate::learn::{Example, ExampleEnd, MAX_EXAMPLES};
+use crate::learn::{Example, ExampleEnd};
 use crate::model::{PortSpec, Rule, Scalar, ServiceRef};
 use crate::records::{time_text, Observed, ObservedEnd, ObservedTraffic};
 use dataplane::policy::Action;
@@ -208,7 +208,7 @@ pub fn propose(
     let mut gaps: Vec<Gap> = gaps
         .into_iter()
         .map(|(end, g)| Gap {
-            end: example_end(end),
+            end: ExampleEnd::of(end),
             flows: g.flows,
             peers: u64::try_from(g.peers.len()).unwrap_or(u64::MAX),
             last_seen: time_text(g.last_ms),
@@ -302,14 +302,6 @@ impl GapAgg {
     }
 }
 
-fn example_end(e: &ObservedEnd) -> ExampleEnd {
-    ExampleEnd {
-        mac: e.mac.to_string(),
-        name: e.name.to_string(),
-        ip: e.ip,
-    }
-}
-
 fn proposal(src: &str, dst: &str, keys: &[&Observed]) -> Proposal {
     let mut ports: BTreeMap<u8, BTreeSet<u16>> = BTreeMap::new();
     let mut pairs: HashMap<_, (u64, i64, usize)> = HashMap::new();
@@ -331,21 +323,11 @@ fn proposal(src: &str, dst: &str, keys: &[&Observed]) -> Proposal {
         .flat_map(|(&proto, set)| set.iter().map(move |&port| super::proto_port(proto, port)))
         .collect();
     let services = services(&ports);
-    let mut ranked: Vec<_> = pairs.values().copied().collect();
-    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-    let examples = ranked
-        .iter()
-        .take(MAX_EXAMPLES)
-        .filter_map(|&(flows, last_ms, at)| {
-            let o = keys.get(at)?;
-            Some(Example {
-                src: example_end(&o.src),
-                dst: example_end(&o.dst),
-                flows,
-                last_seen: time_text(last_ms),
-            })
-        })
-        .collect();
+    let examples = super::dry_run::examples(
+        pairs
+            .values()
+            .filter_map(|&(flows, last_ms, at)| Some((flows, last_ms, *keys.get(at)?))),
+    );
     Proposal {
         id: proposal_id(src, dst, &services),
         src: src.to_string(),

@@ -251,13 +251,8 @@ pub async fn dry_run(
     _c: Caller,
     ApiJson(body): ApiJson<DryRunRequest>,
 ) -> ApiResult<Json<control::learn::DryRun>> {
-    let now = super::records::now_ms();
-    let window = control::records::WindowParams {
-        since: body.since,
-        until: body.until,
-    }
-    .window(now, now - control::learn::DEFAULT_WINDOW_DAYS * 86_400_000)
-    .map_err(|e| ApiError::bad_request(e.message).field(e.field))?;
+    let window = control::learn::window(body.since, body.until, super::records::now_ms())
+        .map_err(|e| ApiError::bad_request(e.message).field(e.field))?;
     let path = super::records::records_path(&st)?;
     let judged = st.control(|h| h.judged()).await?;
     let run = blocking(move || {

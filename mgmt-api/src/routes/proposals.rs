@@ -9,7 +9,7 @@ use crate::state::{blocking, Caller, Shared};
 use axum::extract::{Query, State};
 use axum::Json;
 use control::learn::{propose, rules_of, Judge, Proposals};
-use control::records::{RecordsReader, WindowParams};
+use control::records::RecordsReader;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -68,18 +68,9 @@ async fn proposals_of(
     until: Option<String>,
     groups: Option<String>,
 ) -> ApiResult<Proposals> {
-    let now = now_ms();
-    let window = WindowParams { since, until }
-        .window(now, now - control::learn::DEFAULT_WINDOW_DAYS * 86_400_000)
+    let window = control::learn::window(since, until, now_ms())
         .map_err(|e| ApiError::bad_request(e.message).field(e.field))?;
-    let scope: Vec<String> = groups
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(str::to_string)
-        .collect();
+    let scope = control::learn::scope(groups.as_deref());
     let path = records_path(st)?;
     let live = st.control.view().model.clone();
     if let Some(unknown) = scope
