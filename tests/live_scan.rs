@@ -1,7 +1,9 @@
-//! Scan detection on the live appliance (`bulkhead run` in namespaces, real
+//! Anomaly detection on the live appliance (`bulkhead run` in namespaces, real
 //! packets): nmap's default scan from the client through the appliance
 //! raises one `scan` alert naming the client's MAC, not one a port; the
-//! client's allowed connections before it raise none.
+//! client's allowed connections before it raise none. The first RDP
+//! between two groups after their baseline raises one `first-seen-service`
+//! alert.
 //!
 //! Needs root and nmap; outside CI a run without them says why it skips,
 //! with `CI=true` a missing one is a failure.
@@ -13,14 +15,30 @@
 
 mod live_bed;
 
-use live_bed::{connects, listen, sh, web_db_policy, Bed, MAC_A};
+use live_bed::{connects, connects_to, listen, serve, sh, web_db_policy, Bed, MAC_A};
 use std::time::{Duration, Instant};
 
-fn scan_alerts(bed: &Bed) -> Vec<serde_json::Value> {
-    bed.ctl(&["alerts", "list", "--kind", "scan"])
+fn alerts_of(bed: &Bed, kind: &str) -> Vec<serde_json::Value> {
+    bed.ctl(&["alerts", "list", "--kind", kind])
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+fn scan_alerts(bed: &Bed) -> Vec<serde_json::Value> {
+    alerts_of(bed, "scan")
+}
+
+/// The alerts of `kind` once there is one, or none after 20 s.
+fn first_alerts(bed: &Bed, kind: &str) -> Vec<serde_json::Value> {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = alerts_of(bed, kind);
+        if !found.is_empty() || Instant::now() > until {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -60,14 +78,7 @@ fn nmap_through_the_appliance_raises_one_scan_alert_naming_the_scanner() {
     ]);
     eprintln!("nmap took {:?}:\n{out}", started.elapsed());
     assert!(out.contains("9000/tcp"), "nmap saw the open port: {out}");
-    let until = Instant::now() + Duration::from_secs(20);
-    let alerts = loop {
-        let found = scan_alerts(&bed);
-        if !found.is_empty() || Instant::now() > until {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let alerts = first_alerts(&bed, "scan");
     assert_eq!(alerts.len(), 1, "one alert, not one a port: {alerts:?}");
     let alert = &alerts[0];
     assert_eq!(alert["mac"], MAC_A);
@@ -82,4 +93,61 @@ fn nmap_through_the_appliance_raises_one_scan_alert_naming_the_scanner() {
     // Still one a while later (the rest of the scan is the same window).
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(scan_alerts(&bed).len(), 1);
+    // The other detectors add at most one alert of their own (a burst of
+    // denied flows), not one a port; the groups' baselines are learning,
+    // so no port is a first-seen service.
+    let all = bed.ctl(&["alerts", "list"]);
+    let kinds: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.iter().all(|k| ["scan", "deny-burst"].contains(k)) && kinds.len() <= 2,
+        "{all}"
+    );
+}
+
+/// The first RDP from `web` to `db` after the groups' baseline (3 s here)
+/// raises one high `first-seen-service` alert naming the client; the
+/// service the baseline saw raises none, before or after.
+#[test]
+fn the_first_rdp_between_two_groups_after_the_baseline_raises_a_first_seen_alert() {
+    if !dataplane::hostenv::root_with(
+        "the live first-seen test",
+        &["ip", "ethtool", "nsenter", "timeout"],
+    ) {
+        return;
+    }
+    let policy = web_db_policy().replace("ports: [9000]", "ports: [9000, 3389]");
+    let mut bed = Bed::new("first-seen", &policy, "\n[detect]\nbaseline = \"3s\"\n");
+    let [a, b, _] = bed.ns.clone();
+    listen(&b);
+    serve(&b, "10.99.0.2:3389");
+    bed.start();
+    let learned = Instant::now();
+    for _ in 0..3 {
+        assert!(connects(&a, Duration::from_secs(10)), "rule 10 allows it");
+    }
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(learned.elapsed()));
+    // The baseline's service again: nothing new.
+    assert!(connects(&a, Duration::from_secs(10)));
+    assert!(connects_to(&a, "10.99.0.2:3389", Duration::from_secs(10)));
+    let found = first_alerts(&bed, "first-seen-service");
+    assert_eq!(found.len(), 1, "{found:?}");
+    let alert = &found[0];
+    assert_eq!(alert["mac"], MAC_A);
+    assert_eq!(alert["indicator"], "web -> db tcp/3389");
+    assert_eq!(alert["severity"], "high");
+    let summary = alert["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("client (10.99.0.1) used tcp/3389 to server (10.99.0.2)"),
+        "{summary}"
+    );
+    // A second RDP connection is the same service: still one alert, once.
+    assert!(connects_to(&a, "10.99.0.2:3389", Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_secs(1));
+    let found = alerts_of(&bed, "first-seen-service");
+    assert_eq!(found.len(), 1, "{found:?}");
 }

@@ -25,7 +25,8 @@ pub struct ListArgs {
     /// open, acknowledged or closed.
     #[arg(long)]
     state: Option<String>,
-    /// intel-ip, intel-dns, intel-retro or scan.
+    /// intel-ip, intel-dns, intel-retro, scan, first-seen-service, fan-out,
+    /// deny-burst, dns-nxdomain or dns-new-names.
     #[arg(long)]
     kind: Option<String>,
     /// At least this severe: low, medium, high, critical.

@@ -108,6 +108,45 @@ fn intel_and_alerts_sections_are_checked_with_the_field_named() {
         config("[detect.scan]\nport = 20\n").is_err(),
         "unknown field"
     );
+    let d = config("").unwrap().detect.config().unwrap();
+    assert!(d.services.is_some() && d.fanout.is_some() && d.dns.is_some());
+    assert_eq!(d.baseline.as_secs(), 7 * 86_400);
+    assert!(d.respond.is_empty(), "no automatic quarantine unless asked");
+    let c = config(
+        "[detect]\nbaseline = \"30s\"\nrespond = [\"scan:high\", \"deny-burst\"]\n\
+         [detect.groups.db]\nbaseline = \"14d\"\nfanout_peers = 8\n",
+    )
+    .unwrap();
+    let d = c.detect.config().unwrap();
+    assert_eq!(d.baseline.as_secs(), 30);
+    assert_eq!(
+        d.respond,
+        [
+            (control::alerts::Kind::Scan, control::intel::Severity::High),
+            (
+                control::alerts::Kind::DenyBurst,
+                control::intel::Severity::Low
+            )
+        ]
+    );
+    let db = d.limits(["db"]);
+    assert_eq!((db.baseline_ms, db.fanout_peers), (14 * 86_400_000, 8));
+    for (text, key) in [
+        ("[detect]\nbaseline = \"soon\"\n", "detect.baseline"),
+        (
+            "[detect]\nrespond = [\"scan:urgent\"]\n",
+            "detect.respond[0]",
+        ),
+        ("[detect]\nrespond = [\"rdp\"]\n", "detect.respond[0]"),
+        (
+            "[detect.groups.db]\nnxdomain = 1\n",
+            "detect.groups.db.nxdomain",
+        ),
+        ("[detect.dns]\nwindow_secs = 0\n", "detect.dns.window_secs"),
+    ] {
+        let e = format!("{:#}", config(text).unwrap().detect.config().unwrap_err());
+        assert!(e.contains(key), "{text}: {e}");
+    }
     let e = err("[[intel.feeds]]\nname = \"../c2\"\npath = \"/x\"\n");
     assert!(e.contains("feed name"), "{e}");
     let e = err("[alerts]\nsyslog = [\"smtp://x\"]\n");

@@ -125,7 +125,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let ipfix = cfg.ipfix_plan(start)?;
     let records_path = records.as_ref().map(|p| p.path.clone());
     let (alerts, delivery) = cfg.alerts.plan()?;
-    let scan = cfg.detect.scan()?;
+    let detect = cfg.detect.config()?;
     let log_control = Arc::new(std::sync::OnceLock::new());
     let mut flow_log = FlowLog {
         second: 0,
@@ -153,7 +153,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             worker_epoch: start,
             alerts,
             delivery,
-            scan,
+            detect,
             ..EngineConfig::default()
         },
     )?;

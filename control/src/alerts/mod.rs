@@ -35,10 +35,33 @@ pub enum Kind {
     /// A workload probed many ports of a host, or many hosts on a port
     /// (`crate::detect::scan`).
     Scan,
+    /// A group pair used a service never seen in its baseline
+    /// (`crate::detect::first_seen`).
+    FirstSeenService,
+    /// A workload contacted many more peers than in its baseline
+    /// (`crate::detect::fanout`).
+    Fanout,
+    /// A workload started many flows the policy denies
+    /// (`crate::detect::burst`).
+    DenyBurst,
+    /// A client got many NXDOMAIN answers (`crate::detect::dns`).
+    DnsNxdomain,
+    /// A client asked for many never-seen names (`crate::detect::dns`).
+    DnsNewNames,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::IntelIp, Kind::IntelDns, Kind::IntelRetro, Kind::Scan];
+    pub const ALL: [Kind; 9] = [
+        Kind::IntelIp,
+        Kind::IntelDns,
+        Kind::IntelRetro,
+        Kind::Scan,
+        Kind::FirstSeenService,
+        Kind::Fanout,
+        Kind::DenyBurst,
+        Kind::DnsNxdomain,
+        Kind::DnsNewNames,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -46,6 +69,11 @@ impl Kind {
             Kind::IntelDns => "intel-dns",
             Kind::IntelRetro => "intel-retro",
             Kind::Scan => "scan",
+            Kind::FirstSeenService => "first-seen-service",
+            Kind::Fanout => "fan-out",
+            Kind::DenyBurst => "deny-burst",
+            Kind::DnsNxdomain => "dns-nxdomain",
+            Kind::DnsNewNames => "dns-new-names",
         }
     }
 }
@@ -56,7 +84,10 @@ impl FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("kind {s:?}: expected intel-ip, intel-dns, intel-retro or scan"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                format!("kind {s:?}: expected one of {}", names.join(", "))
+            })
     }
 }
 

@@ -81,8 +81,8 @@ pub struct EngineConfig {
     pub alerts: crate::alerts::AlertConfig,
     /// Where new alerts are delivered.
     pub delivery: crate::alerts::deliver::DeliveryConfig,
-    /// Scan detection's thresholds (`None`: off).
-    pub scan: Option<crate::detect::ScanConfig>,
+    /// Anomaly detection: which detectors, their thresholds and baselines.
+    pub detect: crate::detect::DetectConfig,
 }
 
 /// Where the control thread exports flow records over IPFIX.
@@ -117,7 +117,7 @@ impl Default for EngineConfig {
             worker_epoch: Instant::now(),
             alerts: crate::alerts::AlertConfig::default(),
             delivery: crate::alerts::deliver::DeliveryConfig::default(),
-            scan: Some(crate::detect::ScanConfig::default()),
+            detect: crate::detect::DetectConfig::default(),
         }
     }
 }

@@ -22,11 +22,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod detect;
 mod intel;
 mod learning;
 mod quarantine;
 mod recording;
-mod scan;
 
 pub(super) struct State {
     store: Store,
@@ -72,7 +72,8 @@ pub(super) struct State {
     resolved_blocks: intel::ResolvedBlocks,
     /// Alerts, deduplicated and rate-limited, into the store.
     alerter: crate::alerts::Alerter,
-    scan: Option<crate::detect::ScanDetector>,
+    /// Anomaly detection and its baselines.
+    detect: detect::Detectors,
     next_alert_flush: Instant,
     /// Where new alerts are delivered (syslog), if anywhere.
     deliverer: Option<crate::alerts::deliver::Deliverer>,
@@ -167,6 +168,7 @@ impl State {
             learned += 1;
         }
         let alerts = cfg.alerts;
+        let detect = detect::Detectors::new(cfg.detect.clone(), &store)?;
         let mut state = State {
             next_persist: Instant::now() + cfg.persist_interval,
             store,
@@ -192,11 +194,10 @@ impl State {
             resolved: Arc::default(),
             resolved_blocks: intel::ResolvedBlocks::default(),
             alerter: crate::alerts::Alerter::new(alerts),
-            scan: None,
+            detect,
             next_alert_flush: Instant::now(),
             deliverer: None,
         };
-        state.scan = state.cfg.scan.map(crate::detect::ScanDetector::new);
         let effective = state.effective_for(&live)?;
         state.reconcile_quarantines(&live, version, "bootstrap")?;
         state.refresh_quarantines()?;
@@ -492,6 +493,7 @@ impl State {
     pub(super) fn tick(&mut self, now: Instant) {
         self.tick_records();
         self.tick_intel(now);
+        self.tick_detect(now);
         if self
             .addresses
             .dirty_since

@@ -18,6 +18,7 @@
 
 mod alerts;
 mod api;
+mod baseline;
 mod policy;
 mod quarantine;
 mod records;
@@ -27,6 +28,7 @@ pub mod schema;
 mod tests;
 
 pub use api::{ApiAudit, AuditEntry, TokenHash, TokenInfo};
+pub use baseline::{BaselineWrites, StoredBaselines};
 pub(crate) use policy::render_model;
 pub use policy::VersionInfo;
 pub use quarantine::{ActiveQuarantine, QuarantineSource};

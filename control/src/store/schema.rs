@@ -105,6 +105,36 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX alerts_mac ON alerts (mac, id);
     CREATE INDEX alerts_state ON alerts (state);
     "#,
+    // 5: anomaly detection's baselines: when each group's started, the
+    //    services each group pair had, each workload's busiest hour of
+    //    peers, the DNS names answered (and when that baseline started).
+    r#"
+    CREATE TABLE baseline_groups (
+        name       TEXT    PRIMARY KEY,
+        started_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE baseline_services (
+        src_group TEXT    NOT NULL,
+        dst_group TEXT    NOT NULL,
+        proto     INTEGER NOT NULL CHECK (proto BETWEEN 0 AND 255),
+        port      INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535),
+        first_ms  INTEGER NOT NULL,
+        PRIMARY KEY (src_group, dst_group, proto, port)
+    ) WITHOUT ROWID;
+    CREATE TABLE baseline_fanout (
+        mac      TEXT    PRIMARY KEY,
+        first_ms INTEGER NOT NULL,
+        peak     INTEGER NOT NULL CHECK (peak >= 0)
+    ) WITHOUT ROWID;
+    CREATE TABLE baseline_names (
+        name     TEXT    PRIMARY KEY,
+        first_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE baseline_meta (
+        key   TEXT    PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

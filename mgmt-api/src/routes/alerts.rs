@@ -23,8 +23,11 @@ pub struct AlertView {
     pub id: i64,
     /// `intel-ip` (a flow to or from a listed address), `intel-dns` (a DNS
     /// answer for a listed name), `intel-retro` (found in the records
-    /// when the entry was added: before it was listed) or `scan` (a port
-    /// scan or host sweep from the workload).
+    /// when the entry was added: before it was listed), `scan` (a port
+    /// scan or host sweep from the workload), `first-seen-service` (a group
+    /// pair's service never seen in the baseline), `fan-out` (many more
+    /// peers than the workload's busiest hour), `deny-burst` (many denied
+    /// flows), `dns-nxdomain` or `dns-new-names` (a DGA's lookups).
     pub kind: String,
     /// `low`, `medium`, `high` or `critical`.
     pub severity: String,
@@ -75,7 +78,8 @@ pub(crate) fn view(a: Alert) -> AlertView {
 pub struct AlertQuery {
     /// `open`, `acknowledged` or `closed`.
     pub state: Option<String>,
-    /// `intel-ip`, `intel-dns`, `intel-retro` or `scan`.
+    /// `intel-ip`, `intel-dns`, `intel-retro`, `scan`, `first-seen-service`,
+    /// `fan-out`, `deny-burst`, `dns-nxdomain` or `dns-new-names`.
     pub kind: Option<String>,
     /// At least this severe: `low`, `medium`, `high`, `critical`.
     pub severity: Option<String>,

@@ -96,7 +96,7 @@ fn entry_json(m: &Match<'_>) -> serde_json::Value {
     })
 }
 
-fn flow_json(r: &FlowRecord) -> serde_json::Value {
+pub(super) fn flow_json(r: &FlowRecord) -> serde_json::Value {
     json!({
         "src_mac": r.src_mac.to_string(),
         "src_ip": r.src_ip.to_string(),
@@ -454,17 +454,24 @@ impl State {
             .filter(|n| !n.is_empty())
     }
 
-    pub(super) fn alert(&mut self, a: NewAlert) {
-        match self.alerter.raise(&a, &mut self.store) {
+    /// Raises `a`; the new alert's id if one was stored (not a repeat, not
+    /// over the rate limit).
+    pub(super) fn alert(&mut self, a: NewAlert) -> Option<i64> {
+        let stored = match self.alerter.raise(&a, &mut self.store) {
             Ok(Some(id)) => {
                 if let Some(d) = &self.deliverer {
                     d.offer(id, &a);
                 }
+                Some(id)
             }
-            Ok(None) => {}
-            Err(e) => super::set_text(&self.shared.last_error, Some(format!("alerts: {e}"))),
-        }
+            Ok(None) => None,
+            Err(e) => {
+                super::set_text(&self.shared.last_error, Some(format!("alerts: {e}")));
+                None
+            }
+        };
         self.share_alert_counters();
+        stored
     }
 
     fn share_alert_counters(&self) {
@@ -475,13 +482,19 @@ impl State {
 
     /// Quarantines `mac` for intel, unless it already is (by anyone).
     fn auto_quarantine(&mut self, mac: MacAddr, reason: &str) {
+        self.quarantine_by(mac, reason, INTEL_ACTOR);
+    }
+
+    /// Quarantines `mac` on its own (intel, a detector), unless it already
+    /// is (by anyone); a failure is the status' last error.
+    pub(super) fn quarantine_by(&mut self, mac: MacAddr, reason: &str, actor: &str) {
         if !mac.is_station() || self.cell.load().is_quarantined(mac) {
             return;
         }
-        if let Err(e) = self.quarantine(mac, Some(reason.to_string()), INTEL_ACTOR) {
+        if let Err(e) = self.quarantine(mac, Some(reason.to_string()), actor) {
             super::set_text(
                 &self.shared.last_error,
-                Some(format!("intel quarantine of {mac}: {e}")),
+                Some(format!("{actor} quarantine of {mac}: {e}")),
             );
         }
     }

@@ -12,6 +12,7 @@ impl State {
                 self.count_hit(r);
                 self.intel_flow(r);
                 self.scan(crate::detect::Probe::at_start(r));
+                self.detect_flow(r);
                 self.observe(r.src_mac, Some(r.src_ip), outer_vlan(r.vlan), false);
             }
             Event::Arp(a) => {

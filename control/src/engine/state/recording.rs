@@ -10,6 +10,14 @@ use std::sync::atomic::Ordering;
 
 impl State {
     pub(in crate::engine) fn set_recorder(&mut self, mut recorder: Option<Recorder>) {
+        if self.detect.wants_dns() {
+            // DNS detection reads the answers, with or without records.
+            recorder
+                .get_or_insert_with(|| {
+                    Recorder::dns_only(crate::records::Clock::Since(self.cfg.worker_epoch))
+                })
+                .decode_dns();
+        }
         if let Some(r) = recorder.as_mut() {
             r.set_intel(self.intel.clone(), self.shared.intel.load().generation);
         }
@@ -48,9 +56,12 @@ impl State {
         };
         let snapshot = self.cell.load();
         let dns = r.record(e, &self.effective, &snapshot);
-        if !dns.is_empty() && !self.intel.is_empty() {
+        if !dns.is_empty() && (!self.intel.is_empty() || self.detect.wants_dns()) {
             let dns = dns.to_vec();
-            self.intel_dns(&dns);
+            if !self.intel.is_empty() {
+                self.intel_dns(&dns);
+            }
+            self.detect_dns(&dns);
         }
     }
 
