@@ -15,7 +15,7 @@
 
 mod live_bed;
 
-use live_bed::{connects, connects_to, listen, serve, sh, web_db_policy, Bed, MAC_A};
+use live_bed::{connects, connects_to, listen, serve, sh, web_db_policy, Bed, Dnsmasq, MAC_A};
 use std::time::{Duration, Instant};
 
 fn alerts_of(bed: &Bed, kind: &str) -> Vec<serde_json::Value> {
@@ -150,4 +150,69 @@ fn the_first_rdp_between_two_groups_after_the_baseline_raises_a_first_seen_alert
     std::thread::sleep(Duration::from_secs(1));
     let found = alerts_of(&bed, "first-seen-service");
     assert_eq!(found.len(), 1, "{found:?}");
+}
+
+/// Asks 10.99.0.2 for `name`'s A record over UDP; whether the answer was
+/// NXDOMAIN.
+fn nxdomain(name: &str, id: u16) -> bool {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(u8::try_from(label.len()).unwrap());
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let s = std::net::UdpSocket::bind("10.99.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.send_to(&q, "10.99.0.2:53").unwrap();
+    let mut buf = [0u8; 512];
+    match s.recv(&mut buf) {
+        Ok(n) if n >= 4 => buf[..2] == id.to_be_bytes() && buf[3] & 0x0f == 3,
+        _ => false,
+    }
+}
+
+/// A client asking a real DNS server (dnsmasq, across the appliance) for
+/// many names that do not exist, as a DGA does, raises one `dns-nxdomain`
+/// alert naming it, and, its baseline over, one `dns-new-names`.
+#[test]
+fn a_burst_of_nxdomain_answers_raises_one_dns_alert_naming_the_client() {
+    if !dataplane::hostenv::root_with(
+        "the live DNS detection test",
+        &["ip", "ethtool", "nsenter", "dnsmasq"],
+    ) {
+        return;
+    }
+    let policy = web_db_policy().replace(
+        "action: allow }\n",
+        "action: allow }\n  - { id: 20, src: [web], dst: [db], services: [dns], action: allow }\n",
+    );
+    assert!(policy.contains("id: 20"), "{policy}");
+    let control = "\n[detect]\nbaseline = \"1s\"\n\n[detect.dns]\nnxdomain = 10\nnew_names = 12\n";
+    let mut bed = Bed::new("dns-detect", &policy, control);
+    let [a, b, _] = bed.ns.clone();
+    // Every name is NXDOMAIN.
+    let _dns = Dnsmasq::start(&b, "10.99.0.2", "#", "", &a);
+    bed.start();
+    // The names' baseline starts with the first answer and learns 1 s.
+    assert!(live_bed::in_ns(&a, || nxdomain("first.example.com", 99)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let answered = live_bed::in_ns(&a, || {
+        (0..20u16)
+            .filter(|i| nxdomain(&format!("q{i}x7kd{i}.com"), *i))
+            .count()
+    });
+    assert!(answered >= 10, "dnsmasq answered {answered} of 20");
+    let found = first_alerts(&bed, "dns-nxdomain");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["mac"], MAC_A);
+    let summary = found[0]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("client (10.99.0.1): 10 NXDOMAIN answers within 300 s"),
+        "{summary}"
+    );
+    let new = first_alerts(&bed, "dns-new-names");
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!(new[0]["mac"], MAC_A);
 }
