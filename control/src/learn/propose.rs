@@ -229,14 +229,18 @@ pub fn propose(
 
 /// Greedy set cover of the signatures by group pairs: the pair covering
 /// the most uncovered keys (then flows; then the fewest members: the more
-/// specific pair) first, until every key is covered. Scores are kept and
-/// lowered as signatures are covered, so each round is one pass over the
-/// pairs, not over the keys.
+/// specific pair; then the first by name) first, until every key is
+/// covered. Scores only fall as signatures are covered, so the pairs wait
+/// in a heap with the score they had when pushed: a popped pair whose
+/// score fell since goes back with its new one (lazy greedy), and each
+/// round costs a few heap operations, not a pass over every pair.
 fn cover<'a>(
     sigs: &mut [Sig<'a>],
     sizes: &[usize],
     names: &[String],
 ) -> Vec<((usize, usize), Vec<&'a Observed>)> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     type Pair = (usize, usize);
     let mut score: HashMap<Pair, (u64, u64)> = HashMap::new();
     let mut by_pair: HashMap<Pair, Vec<usize>> = HashMap::new();
@@ -250,21 +254,36 @@ fn cover<'a>(
             }
         }
     }
+    // Names are distinct: their rank orders pairs as the names do.
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+    let mut rank = vec![0usize; names.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
     let size =
         |(s, d): Pair| sizes.get(s).copied().unwrap_or(0) + sizes.get(d).copied().unwrap_or(0);
-    let name = |(s, d): Pair| (names.get(s), names.get(d));
+    let entry = |pair: Pair, (keys, flows): (u64, u64)| {
+        let by_name = (
+            rank.get(pair.0).copied().unwrap_or(usize::MAX),
+            rank.get(pair.1).copied().unwrap_or(usize::MAX),
+        );
+        (keys, flows, Reverse(size(pair)), Reverse(by_name), pair)
+    };
+    let mut heap: BinaryHeap<_> = score
+        .iter()
+        .filter(|(_, v)| v.0 > 0)
+        .map(|(&pair, &v)| entry(pair, v))
+        .collect();
     let mut out = Vec::new();
-    loop {
-        let best = score
-            .iter()
-            .filter(|(_, v)| v.0 > 0)
-            .max_by(|(a, x), (b, y)| {
-                x.cmp(y)
-                    .then_with(|| size(**b).cmp(&size(**a)))
-                    .then_with(|| name(**b).cmp(&name(**a)))
-            })
-            .map(|(pair, _)| *pair);
-        let Some(pair) = best else { break };
+    while let Some((keys, flows, _, _, pair)) = heap.pop() {
+        let now = score.get(&pair).copied().unwrap_or_default();
+        if now != (keys, flows) {
+            if now.0 > 0 {
+                heap.push(entry(pair, now));
+            }
+            continue;
+        }
         let mut keys = Vec::new();
         for &i in by_pair.get(&pair).map_or(&[][..], Vec::as_slice) {
             let Some(sig) = sigs.get_mut(i) else { continue };
