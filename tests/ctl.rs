@@ -391,3 +391,36 @@ fn ctl_policy_dry_run_reports_what_the_draft_would_change() {
         "{err}"
     );
 }
+
+#[test]
+fn ctl_detect_shows_the_detectors_and_resets_the_baselines_as_admin_only() {
+    let bed = bed();
+    let viewer = token(&bed, "viewer", "watch");
+    let admin = token(&bed, "admin", "boss");
+    let as_viewer = [
+        ("BULKHEAD_URL", bed.url.as_str()),
+        ("BULKHEAD_FINGERPRINT", bed.fingerprint.as_str()),
+        ("BULKHEAD_TOKEN", viewer.as_str()),
+    ];
+    let (ok, out, err) = run(&["ctl", "detect", "status"], &as_viewer);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("baseline: 604800 s by default"), "{out}");
+    assert!(
+        out.contains("first-seen   on") && out.contains("automatic quarantine: none"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&["ctl", "detect", "reset"], &as_viewer);
+    assert!(
+        !ok && err.contains("needs admin") && err.lines().count() == 1,
+        "{err}"
+    );
+    let as_admin = [
+        ("BULKHEAD_URL", bed.url.as_str()),
+        ("BULKHEAD_FINGERPRINT", bed.fingerprint.as_str()),
+        ("BULKHEAD_TOKEN", admin.as_str()),
+    ];
+    let (ok, out, err) = run(&["ctl", "--json", "detect", "reset"], &as_admin);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["first_seen"]["services"], 0, "{v}");
+}

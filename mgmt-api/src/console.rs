@@ -19,6 +19,7 @@ const GRAPH: &str = include_str!("console/graph.js");
 const FLOWS: &str = include_str!("console/flows.js");
 const INVESTIGATE: &str = include_str!("console/investigate.js");
 const ALERTS: &str = include_str!("console/alerts.js");
+const LEARN: &str = include_str!("console/learn.js");
 const STYLE: &str = include_str!("console/console.css");
 const CYTOSCAPE: &str = include_str!("console/vendor/cytoscape.min.js");
 
@@ -67,6 +68,7 @@ pub fn routes() -> Router<Shared> {
             get(|| async { asset(INVESTIGATE, JS, FRESH) }),
         )
         .route("/alerts.js", get(|| async { asset(ALERTS, JS, FRESH) }))
+        .route("/learn.js", get(|| async { asset(LEARN, JS, FRESH) }))
         .route(
             "/console.css",
             get(|| async { asset(STYLE, "text/css; charset=utf-8", FRESH) }),
@@ -98,6 +100,7 @@ mod tests {
             "/flows.js",
             "/investigate.js",
             "/alerts.js",
+            "/learn.js",
         ] {
             assert!(INDEX.contains(&format!("src=\"{script}\"")), "{script}");
         }

@@ -6,8 +6,10 @@
 //! real records store in `console/graph.rs`; traceback, blast radius and
 //! quarantine from it over an incident in `console/forensics.rs`; the
 //! alerts list, an alert's evidence and a quarantine from it in
-//! `console/alerts.rs`. Without chromedriver the tests
-//! are skipped, except in CI (`CI=true`), where they fail.
+//! `console/alerts.rs`; the rule proposals, accepting one into the draft
+//! and the draft's dry run over a real records store in
+//! `console/learn.rs`. Without chromedriver the tests are skipped, except
+//! in CI (`CI=true`), where they fail.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -29,6 +31,9 @@ mod forensics;
 
 #[path = "console/alerts.rs"]
 mod alerts;
+
+#[path = "console/learn.rs"]
+mod learn;
 
 use common::{Bed, WEB};
 use webdriver::{Driver, Session};

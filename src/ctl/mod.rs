@@ -3,6 +3,7 @@
 
 mod alerts;
 pub(crate) mod client;
+mod detect;
 mod intel;
 mod proposals;
 mod records;
@@ -111,6 +112,9 @@ pub enum CtlCommand {
     /// Rule proposals from the recorded traffic; accept them into the draft.
     #[command(subcommand)]
     Proposals(proposals::ProposalsCommand),
+    /// Anomaly detection: the detectors and their baselines; reset them.
+    #[command(subcommand)]
+    Detect(detect::DetectCommand),
 }
 
 #[derive(Subcommand)]
@@ -341,6 +345,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Intel(c) => intel::run(&api, c, args.json)?,
         CtlCommand::Alerts(c) => alerts::run(&api, c, args.json)?,
         CtlCommand::Proposals(c) => proposals::run(&api, c, args.json)?,
+        CtlCommand::Detect(c) => detect::run(&api, c, args.json)?,
         CtlCommand::Tokens(t) => tokens(&api, t, args.json)?,
         CtlCommand::Audit { limit } => {
             let v = api.get_as::<Vec<AuditView>>(&format!("/api/v1/audit?limit={limit}"))?;

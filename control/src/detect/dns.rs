@@ -105,6 +105,11 @@ impl DnsDetector {
         }
     }
 
+    /// When the names' baseline started (ms), if it has.
+    pub fn started_ms(&self) -> Option<i64> {
+        self.started_ms
+    }
+
     /// Names known.
     pub fn len(&self) -> usize {
         self.known.len()

@@ -79,6 +79,11 @@ impl Fanout {
         }
     }
 
+    /// Workloads with a baseline.
+    pub fn baselines(&self) -> usize {
+        self.peaks.len()
+    }
+
     /// The workload's baseline, if it has one.
     pub fn peak(&self, mac: MacAddr) -> Option<Peak> {
         self.peaks.get(&mac).copied()

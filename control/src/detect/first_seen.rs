@@ -143,6 +143,11 @@ impl FirstSeen {
         self.known.is_empty()
     }
 
+    /// Each group's baseline start (ms), in no order.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.started.iter().map(|(g, at)| (&**g, *at))
+    }
+
     /// When `group`'s baseline started, starting it now if it had not.
     fn started(&mut self, group: &str, now_ms: i64) -> i64 {
         if let Some(&at) = self.started.get(group) {

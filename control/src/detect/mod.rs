@@ -22,11 +22,13 @@ pub mod dns;
 pub mod fanout;
 pub mod first_seen;
 pub mod scan;
+pub mod status;
 
 pub use config::{
     BurstConfig, DetectConfig, DnsConfig, FanoutConfig, GroupLimits, Limits, ServicesConfig,
 };
 pub use scan::{Probe, ScanConfig, ScanDetector, ScanFound, ScanKind};
+pub use status::DetectStatus;
 
 #[cfg(test)]
 mod tests;

@@ -153,6 +153,10 @@ pub(super) enum Command {
         Box<super::intel_watch::HuntReport>,
         Sender<Result<(), ControlError>>,
     ),
+    /// Anomaly detection's state.
+    Detect(Sender<Result<crate::detect::DetectStatus, ControlError>>),
+    /// Forget every detection baseline.
+    ResetBaselines(Sender<Result<(), ControlError>>),
     /// Stop the thread (as on shutdown).
     Stop,
     /// Panic inside the thread: for the test that the dataplane survives it.
@@ -226,6 +230,17 @@ impl ControlHandle {
             actor: actor.to_string(),
             reply,
         })
+    }
+
+    /// Anomaly detection: the detectors, their thresholds and baselines.
+    pub fn detect(&self) -> Result<crate::detect::DetectStatus, ControlError> {
+        call(self, Command::Detect)
+    }
+
+    /// Forgets every detection baseline (in the store too): each learns
+    /// again from its next flow, for its window.
+    pub fn reset_baselines(&self) -> Result<(), ControlError> {
+        call(self, Command::ResetBaselines)
     }
 
     /// The quarantines in force.

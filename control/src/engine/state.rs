@@ -402,6 +402,12 @@ impl State {
                 self.hunted(alerts, *report);
                 let _ = reply.send(Ok(()));
             }
+            Command::Detect(reply) => {
+                let _ = reply.send(Ok(self.detect.status(Timestamp::now().millis())));
+            }
+            Command::ResetBaselines(reply) => {
+                let _ = reply.send(self.reset_baselines().map_err(store_err));
+            }
             #[cfg(test)]
             Command::Crash => panic!("crash requested by a test"),
             // Handled by the loop.

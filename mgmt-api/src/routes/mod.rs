@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod detect;
 pub mod doc;
 pub mod follow;
 pub mod intel;
@@ -63,7 +64,7 @@ impl Modify for BearerAuth {
         (name = "admin", description = "Tokens and the audit log"),
         (name = "records", description = "Flow records"),
         (name = "intel", description = "Threat-intel feeds"),
-        (name = "alerts", description = "Alerts: threat-intel matches"),
+        (name = "alerts", description = "Alerts: threat-intel matches and anomaly detection"),
         (name = "status", description = "Stats and health"),
     )
 )]
@@ -99,6 +100,7 @@ fn viewer_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(intel_feeds::list))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::get))
+        .routes(routes!(detect::status))
 }
 
 /// Routes for operators and admins: quarantine and release.
@@ -125,6 +127,7 @@ fn admin_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(intel_feeds::delete))
         .routes(routes!(intel_feeds::add))
         .routes(routes!(intel_feeds::remove))
+        .routes(routes!(detect::reset))
 }
 
 /// The API routes and their document (without state or outer layers). The

@@ -10,6 +10,7 @@
 mod alerts;
 mod auth;
 mod common;
+mod detect;
 mod follow;
 mod intel;
 mod learn;

@@ -12,7 +12,7 @@ use crate::detect::burst::{BurstFound, DenyBurst};
 use crate::detect::dns::{Answer, DnsDetector, DnsFound};
 use crate::detect::fanout::{Fanout, FanoutFound};
 use crate::detect::first_seen::{service_name, FirstSeen, Flow, NewService};
-use crate::detect::{DetectConfig, Probe, ScanDetector, ScanFound, ScanKind};
+use crate::detect::{DetectConfig, DetectStatus, Probe, ScanDetector, ScanFound, ScanKind};
 use crate::intel::Severity;
 use crate::records::StoredDns;
 use crate::store::{BaselineWrites, Store, StoreError};
@@ -79,6 +79,88 @@ impl Detectors {
             cfg,
             next_write: Instant::now(),
         })
+    }
+
+    /// What detection is doing, at `now_ms`.
+    pub(in crate::engine) fn status(&self, now_ms: i64) -> DetectStatus {
+        use crate::detect::status::*;
+        use crate::records::time_text;
+        let cfg = &self.cfg;
+        let learns = |start: i64, window: i64| {
+            let until = start.saturating_add(window);
+            (time_text(until), now_ms < until)
+        };
+        let first_seen = self.first_seen.as_ref().map(|f| {
+            let mut groups: Vec<GroupBaseline> = f
+                .groups()
+                .map(|(g, at)| {
+                    let (learns_until, learning) = learns(at, cfg.limits([g]).baseline_ms);
+                    GroupBaseline {
+                        group: g.to_string(),
+                        started: time_text(at),
+                        learns_until,
+                        learning,
+                    }
+                })
+                .collect();
+            groups.sort_by(|a, b| a.group.cmp(&b.group));
+            FirstSeenStatus {
+                services: f.len(),
+                groups,
+                suppressed: f.suppressed,
+                full: f.full,
+            }
+        });
+        let dns = self.dns.as_ref().zip(cfg.dns).map(|(d, c)| {
+            let window = cfg.defaults().baseline_ms;
+            let learning = d.started_ms().map(|s| learns(s, window));
+            DnsStatus {
+                window_secs: c.window.as_secs(),
+                nxdomain: c.nxdomain,
+                new_names: c.new_names,
+                names: d.len(),
+                started: d.started_ms().map(time_text),
+                learns_until: learning.as_ref().map(|l| l.0.clone()),
+                learning: learning.is_none_or(|l| l.1),
+                untracked: d.untracked,
+            }
+        });
+        DetectStatus {
+            baseline_secs: cfg.baseline.as_secs(),
+            scan: self.scan.as_ref().zip(cfg.scan).map(|(s, c)| ScanStatus {
+                window_secs: c.window.as_secs(),
+                ports: c.ports,
+                hosts: c.hosts,
+                sources: s.sources(),
+                untracked: s.untracked,
+            }),
+            first_seen,
+            fanout: self
+                .fanout
+                .as_ref()
+                .zip(cfg.fanout)
+                .map(|(f, c)| FanoutStatus {
+                    peers: c.peers,
+                    factor: c.factor,
+                    workloads: f.baselines(),
+                    untracked: f.untracked,
+                }),
+            deny_burst: self
+                .burst
+                .as_ref()
+                .zip(cfg.deny_burst)
+                .map(|(b, c)| BurstStatus {
+                    window_secs: c.window.as_secs(),
+                    flows: c.flows,
+                    untracked: b.untracked,
+                }),
+            dns,
+            respond: cfg
+                .respond
+                .iter()
+                .map(|(k, s)| format!("{}:{s}", k.name()))
+                .collect(),
+        }
     }
 
     pub(in crate::engine) fn wants_dns(&self) -> bool {
@@ -211,6 +293,16 @@ impl State {
         for a in found {
             self.detected(a);
         }
+    }
+
+    /// Forgets every baseline, in the store and here: each learns again
+    /// from its next flow (after a migration, a re-addressing, a policy
+    /// overhaul). The detectors' windows start again too.
+    pub(super) fn reset_baselines(&mut self) -> Result<(), StoreError> {
+        self.store.clear_baselines()?;
+        let cfg = self.detect.cfg.clone();
+        self.detect = Detectors::new(cfg, &self.store)?;
+        Ok(())
     }
 
     /// Writes what the baselines learned, at most once a second.

@@ -180,3 +180,49 @@ fn fan_out_past_the_floor_alerts_after_the_baseline_only() {
     assert_eq!(found[0].evidence["peers"], 31);
     assert_eq!(found[0].evidence["threshold"], 10);
 }
+
+#[test]
+fn the_status_shows_each_baseline_and_a_reset_forgets_them_all() {
+    let bed = start_with(
+        TempDir::new("detect-status"),
+        config(Duration::from_secs(3600)),
+    );
+    let h = &bed.engine.handle;
+    bed.events
+        .send(web_to_db(5432, verdict(Action::Allow, false)))
+        .unwrap();
+    eventually("seen", || h.status().events == 1);
+    let s = h.detect().unwrap();
+    assert_eq!(s.baseline_secs, 3600);
+    let f = s.first_seen.unwrap();
+    assert_eq!(f.services, 1);
+    let groups: Vec<(&str, bool)> = f
+        .groups
+        .iter()
+        .map(|g| (g.group.as_str(), g.learning))
+        .collect();
+    assert_eq!(groups, [("db", true), ("web", true)]);
+    assert_eq!(s.fanout.unwrap().workloads, 1);
+    assert!(s.respond.is_empty());
+    // Written within a second; then forgotten, in the store too.
+    std::thread::sleep(Duration::from_millis(1100));
+    bed.events
+        .send(web_to_db(6379, verdict(Action::Allow, false)))
+        .unwrap();
+    eventually("seen", || h.status().events == 2);
+    eventually("stored", || {
+        !Store::open(&bed.db)
+            .unwrap()
+            .baselines()
+            .unwrap()
+            .services
+            .is_empty()
+    });
+    h.reset_baselines().unwrap();
+    let s = h.detect().unwrap();
+    assert_eq!(s.first_seen.unwrap().services, 0);
+    assert_eq!(
+        Store::open(&bed.db).unwrap().baselines().unwrap(),
+        crate::store::StoredBaselines::default()
+    );
+}
