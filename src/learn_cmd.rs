@@ -281,8 +281,8 @@ fn change_lines(out: &mut String, c: &Change) {
         }
     };
     let service = match &c.service {
-        Some(s) => format!("{} {s}", control::learn::proto_port(c.proto, c.port)),
-        None => control::learn::proto_port(c.proto, c.port),
+        Some(s) => format!("{} {s}", control::services::service_text(c.proto, c.port)),
+        None => control::services::service_text(c.proto, c.port),
     };
     let decision = |d: &control::learn::Decision| match d.rule {
         Some(id) => format!("{} (rule {id})", d.verdict.name()),

@@ -352,10 +352,7 @@ pub fn graph_table(g: &Graph) -> String {
         "SOURCE", "DESTINATION", "SERVICE", "VERDICT", "FLOWS", "PACKETS", "BYTES"
     );
     for e in edges {
-        let service = match e.proto {
-            6 | 17 => format!("{}/{}", proto_name(e.proto), e.port),
-            p => proto_name(p),
-        };
+        let service = control::services::service_text(e.proto, e.port);
         let _ = writeln!(
             out,
             "{:<24} {:<24} {:<12} {:<10} {:>7} {:>9} {:>11}  {}",
@@ -416,16 +413,6 @@ fn end(e: &control::records::EndView, proto: u8) -> String {
     format!("{who} {addr}")
 }
 
-fn proto_name(p: u8) -> String {
-    match p {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "icmpv6".into(),
-        n => n.to_string(),
-    }
-}
-
 /// The header of the table `records flows` and `ctl flows` print.
 fn flow_header() -> String {
     format!(
@@ -450,7 +437,7 @@ fn flow_line(f: &FlowRow) -> String {
     format!(
         "{:<24} {:<6} {:<40} {:<40} {:>8} {:>10}  {verdict}{interim}",
         f.last_seen,
-        proto_name(f.proto),
+        control::services::proto_name(f.proto),
         end(&f.src, f.proto),
         end(&f.dst, f.proto),
         f.packets[0] + f.packets[1],

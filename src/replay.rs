@@ -349,7 +349,7 @@ fn render(
                 out,
                 "{:>12.6}  {:<5} {:<45} {:<45} {:<17} {:>7}  {}",
                 f.first_seen.saturating_sub(t0) as f64 / 1e9,
-                proto_name(f.proto),
+                control::services::proto_name(f.proto),
                 endpoint(f.src_ip, f.src_port, f.proto),
                 endpoint(f.dst_ip, f.dst_port, f.proto),
                 mac(f.src_mac.0),
@@ -372,16 +372,6 @@ fn render(
         );
     }
     out
-}
-
-fn proto_name(p: u8) -> String {
-    match p {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "icmp6".into(),
-        n => n.to_string(),
-    }
 }
 
 fn endpoint(ip: std::net::IpAddr, port: u16, proto: u8) -> String {

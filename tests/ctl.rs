@@ -394,7 +394,7 @@ fn ctl_policy_dry_run_reports_what_the_draft_would_change() {
 
 #[test]
 fn ctl_detect_shows_the_detectors_and_resets_the_baselines_as_admin_only() {
-    let bed = bed();
+    let bed = bed_with("detect", |_| None);
     let viewer = token(&bed, "viewer", "watch");
     let admin = token(&bed, "admin", "boss");
     let as_viewer = [

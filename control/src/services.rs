@@ -202,6 +202,30 @@ pub fn fold(entries: impl IntoIterator<Item = ServiceEntry>) -> Vec<ServiceEntry
         .collect()
 }
 
+/// A protocol as text: `tcp`, `udp`, `sctp`, `icmp`, `icmpv6`, or its
+/// number.
+pub fn proto_name(proto: u8) -> String {
+    match proto {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+/// A protocol and port as text, as every listing and alert shows them:
+/// `tcp/443`, `udp/53`, `sctp/2905`, `icmp`, `proto 47` (a port only for
+/// the protocols that have ports).
+pub fn service_text(proto: u8, port: u16) -> String {
+    match proto {
+        6 | 17 | 132 => format!("{}/{port}", proto_name(proto)),
+        1 | 58 => proto_name(proto),
+        p => format!("proto {p}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,7 +53,7 @@ pub fn keyed_port(proto: u8, port: u16) -> u16 {
 
 /// `tcp/3389`, `tcp/32768-65535`, `icmp`.
 pub fn service_name(proto: u8, port: u16) -> String {
-    let text = crate::learn::proto_port(proto, port);
+    let text = crate::services::service_text(proto, port);
     if port == HIGH_PORTS {
         format!("{text}-65535")
     } else {

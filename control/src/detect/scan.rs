@@ -13,6 +13,7 @@
 //! target remembers (the threshold's worth of distinct ports or hosts);
 //! past the bound, new sources are not tracked (and counted).
 
+use crate::services::service_text;
 use dataplane::event::{EndReason, FlowRecord};
 use dataplane::policy::Action;
 use dataplane::wire::MacAddr;
@@ -268,17 +269,6 @@ impl ScanDetector {
             denied: s.denied,
             window,
         })
-    }
-}
-
-/// `tcp/445`, `udp/53`, `icmp`, `proto 47`.
-pub fn service_text(proto: u8, port: u16) -> String {
-    match proto {
-        TCP => format!("tcp/{port}"),
-        UDP => format!("udp/{port}"),
-        1 => "icmp".into(),
-        58 => "icmpv6".into(),
-        p => format!("proto {p}"),
     }
 }
 

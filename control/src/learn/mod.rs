@@ -125,23 +125,6 @@ impl Judge {
     }
 }
 
-/// A protocol and port as text: `tcp/443`, `icmp`, `proto 47`.
-pub fn proto_port(proto: u8, port: u16) -> String {
-    let name = match proto {
-        6 => "tcp".to_string(),
-        17 => "udp".to_string(),
-        1 => "icmp".to_string(),
-        58 => "icmpv6".to_string(),
-        132 => "sctp".to_string(),
-        n => format!("proto {n}"),
-    };
-    if port == 0 {
-        name
-    } else {
-        format!("{name}/{port}")
-    }
-}
-
 /// The address an end is classified with: its own for an end no workload
 /// had, else `0.0.0.0` (the records keep no workload's address: it is
 /// classified by its MAC).

@@ -339,7 +339,10 @@ fn proposal(src: &str, dst: &str, keys: &[&Observed]) -> Proposal {
     }
     let seen = ports
         .iter()
-        .flat_map(|(&proto, set)| set.iter().map(move |&port| super::proto_port(proto, port)))
+        .flat_map(|(&proto, set)| {
+            set.iter()
+                .map(move |&port| crate::services::service_text(proto, port))
+        })
         .collect();
     let services = services(&ports);
     let examples = super::dry_run::examples(

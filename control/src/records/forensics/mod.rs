@@ -272,12 +272,8 @@ fn hour_of(ms: i64) -> i64 {
 
 /// A service as text: `tcp/443`, `udp/53`, `icmp`, `proto 47`.
 fn service_text(proto: i64, port: i64) -> String {
-    match proto {
-        6 => format!("tcp/{port}"),
-        17 => format!("udp/{port}"),
-        132 => format!("sctp/{port}"),
-        1 => "icmp".into(),
-        58 => "icmpv6".into(),
-        p => format!("proto {p}"),
+    match (u8::try_from(proto), u16::try_from(port)) {
+        (Ok(proto), Ok(port)) => crate::services::service_text(proto, port),
+        _ => format!("proto {proto}"),
     }
 }
