@@ -4,9 +4,12 @@
 //! certificate.
 
 use control::engine::{Bootstrap, Engine, EngineConfig};
+use control::records::{Identity, RecordKind, RecordsConfig, RecordsWriter, StoredFlow};
 use control::store::Store;
 use control::Model;
-use dataplane::policy::SnapshotCell;
+use dataplane::event::{EndReason, FlowRecord};
+use dataplane::flow::FlowState;
+use dataplane::policy::{SnapshotCell, Verdict};
 use dataplane::worker::{StatsBoard, StatsReport};
 use mgmt_api::limit::Limits;
 use mgmt_api::{ApiConfig, Role, ServerHandle};
@@ -14,7 +17,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const WEB: &str = "02:00:00:00:01:01";
 pub const DB: &str = "02:00:00:00:02:01";
@@ -180,4 +183,63 @@ pub fn error(resp: Response, status: u16) -> Value {
     assert!(obj.contains_key("field"), "{v}");
     assert_eq!(obj.len(), 3, "only code, message and field: {v}");
     v
+}
+
+/// An end of a recorded flow: who, at which address.
+pub type End = (Identity, &'static str);
+
+/// One ended flow from `src` to `dst` on `(proto, port)`, recorded with
+/// `verdict`, from source port `40000 + n`, last seen at `last_ms` (a
+/// closed TCP exchange's packets and bytes).
+pub fn ended_flow(
+    src: &End,
+    dst: &End,
+    (proto, port): (u8, u16),
+    verdict: Verdict,
+    n: u16,
+    last_ms: i64,
+) -> StoredFlow {
+    StoredFlow {
+        flow: FlowRecord {
+            src_mac: src.0.mac,
+            dst_mac: dst.0.mac,
+            src_ip: src.1.parse().unwrap(),
+            dst_ip: dst.1.parse().unwrap(),
+            proto,
+            src_port: 40000 + n,
+            dst_port: port,
+            vlan: [0, 0],
+            verdict,
+            generation: 1,
+            state: FlowState::Closed,
+            first_seen: 0,
+            last_seen: 0,
+            packets: [3, 2],
+            bytes: [180, 120],
+            tcp_flags: 0,
+            orig_port: dataplane::io::Port::A,
+        },
+        first_ms: last_ms - 500,
+        last_ms,
+        src: src.0.clone().into(),
+        dst: dst.0.clone().into(),
+        kind: RecordKind::Ended(EndReason::Idle),
+        opens: true,
+        intel: None,
+    }
+}
+
+/// Writes `batch` into the records store at `path` (created if absent)
+/// with the records writer, and waits until every flow is written.
+pub fn write_records(path: &std::path::Path, batch: Vec<StoredFlow>) {
+    let n = batch.len() as u64;
+    let w = RecordsWriter::start(path, RecordsConfig::default()).unwrap();
+    let c = w.counters();
+    assert!(w.submit(batch));
+    let until = Instant::now() + Duration::from_secs(10);
+    while c.written.load(std::sync::atomic::Ordering::Relaxed) < n {
+        assert!(Instant::now() < until, "records written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    w.finish();
 }

@@ -2,15 +2,12 @@
 //! filters, pages and a capped limit; hostile parameters are 400s naming the
 //! field; an appliance without records answers 503.
 
-use crate::common::{error, json, temp_dir, Bed, TempDir};
-use control::records::{Identity, RecordKind, RecordsConfig, RecordsWriter, StoredFlow};
-use dataplane::event::{EndReason, FlowRecord};
-use dataplane::flow::FlowState;
+use crate::common::{ended_flow, error, json, temp_dir, write_records, Bed, TempDir};
+use control::records::{Identity, StoredFlow};
 use dataplane::policy::{Action, Mode, Reason, Verdict};
 use dataplane::wire::MacAddr;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 pub(crate) fn stored(i: u16, action: Action, reason: Reason, last_ms: i64) -> StoredFlow {
     let web = Identity {
@@ -20,46 +17,27 @@ pub(crate) fn stored(i: u16, action: Action, reason: Reason, last_ms: i64) -> St
         groups: vec!["web".into()],
     };
     let db = Identity::unknown(MacAddr([2, 0, 0, 0, 2, 1]));
-    StoredFlow {
-        flow: FlowRecord {
-            src_mac: web.mac,
-            dst_mac: db.mac,
-            src_ip: "10.0.1.11".parse().unwrap(),
-            dst_ip: "10.0.2.21".parse().unwrap(),
-            proto: 6,
-            src_port: 40000 + i,
-            dst_port: if action == Action::Deny { 445 } else { 5432 },
-            vlan: [0, 0],
-            verdict: Verdict {
-                action,
-                reason,
-                mode: Mode::Enforce,
-                would_deny: false,
-            },
-            generation: 1,
-            state: FlowState::Closed,
-            first_seen: 0,
-            last_seen: 0,
-            packets: [3, 2],
-            bytes: [180, 120],
-            tcp_flags: 0,
-            orig_port: dataplane::io::Port::A,
-        },
-        first_ms: last_ms - 500,
+    let verdict = Verdict {
+        action,
+        reason,
+        mode: Mode::Enforce,
+        would_deny: false,
+    };
+    let port = if action == Action::Deny { 445 } else { 5432 };
+    ended_flow(
+        &(web, "10.0.1.11"),
+        &(db, "10.0.2.21"),
+        (6, port),
+        verdict,
+        i,
         last_ms,
-        src: web.into(),
-        dst: db.into(),
-        kind: RecordKind::Ended(EndReason::Idle),
-        opens: true,
-        intel: None,
-    }
+    )
 }
 
 /// A records store with `n` flows, every third denied by rule 50.
 pub(crate) fn store(n: u16) -> (TempDir, PathBuf) {
     let dir = temp_dir("records");
     let path = dir.0.join("records.db");
-    let w = RecordsWriter::start(&path, RecordsConfig::default()).unwrap();
     let now = i64::try_from(control::time::Timestamp::now().0 / 1_000_000).unwrap();
     let batch = (0..n)
         .map(|i| {
@@ -71,14 +49,7 @@ pub(crate) fn store(n: u16) -> (TempDir, PathBuf) {
             stored(i, action, reason, now - 1000 + i64::from(i))
         })
         .collect();
-    assert!(w.submit(batch));
-    let c = w.counters();
-    let until = Instant::now() + Duration::from_secs(10);
-    while c.written.load(std::sync::atomic::Ordering::Relaxed) < u64::from(n) {
-        assert!(Instant::now() < until, "records written");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    w.finish();
+    write_records(&path, batch);
     (dir, path)
 }
 

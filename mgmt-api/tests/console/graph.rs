@@ -8,14 +8,11 @@
 
 use crate::common::{self, temp_dir, Bed, TempDir};
 use crate::webdriver::{self, Driver, Session};
-use control::records::{Identity, RecordKind, RecordsConfig, RecordsWriter, StoredFlow};
-use dataplane::event::{EndReason, FlowRecord};
-use dataplane::flow::FlowState;
+use control::records::{Identity, StoredFlow};
 use dataplane::policy::{Action, Mode, Reason, Verdict};
 use dataplane::wire::MacAddr;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 const WEB1: &str = "02:00:00:00:01:01";
 const DB1: &str = "02:00:00:00:02:01";
@@ -62,8 +59,8 @@ enum V {
 
 /// One ended flow from `src` to `dst` on `proto`/`port`, last seen at `last_ms`.
 fn flow(
-    src: &(Identity, &str),
-    dst: &(Identity, &str),
+    src: &common::End,
+    dst: &common::End,
     proto: u8,
     port: u16,
     v: V,
@@ -75,57 +72,17 @@ fn flow(
         V::Deny => (Action::Deny, Reason::Rule(50), Mode::Enforce, false),
         V::WouldDeny => (Action::Allow, Reason::Default, Mode::Audit, true),
     };
-    StoredFlow {
-        flow: FlowRecord {
-            src_mac: src.0.mac,
-            dst_mac: dst.0.mac,
-            src_ip: src.1.parse().unwrap(),
-            dst_ip: dst.1.parse().unwrap(),
-            proto,
-            src_port: 40000 + n,
-            dst_port: port,
-            vlan: [0, 0],
-            verdict: Verdict {
-                action,
-                reason,
-                mode,
-                would_deny,
-            },
-            generation: 1,
-            state: FlowState::Closed,
-            first_seen: 0,
-            last_seen: 0,
-            packets: [3, 2],
-            bytes: [180, 120],
-            tcp_flags: 0,
-            orig_port: dataplane::io::Port::A,
-        },
-        first_ms: last_ms - 500,
-        last_ms,
-        src: src.0.clone().into(),
-        dst: dst.0.clone().into(),
-        kind: RecordKind::Ended(EndReason::Idle),
-        opens: true,
-        intel: None,
-    }
+    let verdict = Verdict {
+        action,
+        reason,
+        mode,
+        would_deny,
+    };
+    common::ended_flow(src, dst, (proto, port), verdict, n, last_ms)
 }
 
 fn now_ms() -> i64 {
     i64::try_from(control::time::Timestamp::now().0 / 1_000_000).unwrap()
-}
-
-/// Writes `batch` into the records store at `path` and waits for it.
-fn write(path: &Path, batch: Vec<StoredFlow>) {
-    let n = batch.len() as u64;
-    let w = RecordsWriter::start(path, RecordsConfig::default()).unwrap();
-    let c = w.counters();
-    assert!(w.submit(batch));
-    let until = Instant::now() + Duration::from_secs(10);
-    while c.written.load(std::sync::atomic::Ordering::Relaxed) < n {
-        assert!(Instant::now() < until, "records written");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    w.finish();
 }
 
 /// The store the console shows: 131 flows, one of them 3 hours old.
@@ -189,7 +146,7 @@ fn store() -> (TempDir, PathBuf) {
         30,
         now - 180 * MINUTE,
     ));
-    write(&path, batch);
+    common::write_records(&path, batch);
     (dir, path)
 }
 
@@ -440,7 +397,7 @@ fn console_draws_the_access_graph_and_lists_an_edges_flows() {
     s.wait_text("#flows-summary", |t| t.contains("live"));
     let e = ends();
     let now = now_ms();
-    write(
+    common::write_records(
         &path,
         vec![
             flow(&e.admin1, &e.db1, 6, 22, V::Allow, 500, now),

@@ -6,19 +6,13 @@
 //! it would break, open and flag. A screenshot is kept as
 //! `console-learn.png` in the target directory.
 
-use crate::common::{self, temp_dir, Bed, TempDir};
+use crate::common::{self, temp_dir, Bed, End, TempDir};
 use crate::webdriver::{self, Driver, Session};
-use control::records::{Identity, RecordKind, RecordsConfig, RecordsWriter, StoredFlow};
-use dataplane::event::{EndReason, FlowRecord};
-use dataplane::flow::FlowState;
+use control::records::{Identity, StoredFlow};
 use dataplane::policy::{Action, Mode, Reason, Verdict};
 use dataplane::wire::MacAddr;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// An end: a workload of the sample policy (by MAC), or an address.
-type End = (Identity, &'static str);
 
 fn workload(mac: [u8; 6], name: &str) -> Identity {
     Identity {
@@ -37,39 +31,13 @@ fn flow(src: &End, dst: &End, port: u16, action: Action, n: u16, last_ms: i64) -
     } else {
         Reason::Default
     };
-    StoredFlow {
-        flow: FlowRecord {
-            src_mac: src.0.mac,
-            dst_mac: dst.0.mac,
-            src_ip: src.1.parse().unwrap(),
-            dst_ip: dst.1.parse().unwrap(),
-            proto: 6,
-            src_port: 40000 + n,
-            dst_port: port,
-            vlan: [0, 0],
-            verdict: Verdict {
-                action,
-                reason,
-                mode: Mode::Enforce,
-                would_deny: false,
-            },
-            generation: 1,
-            state: FlowState::Closed,
-            first_seen: 0,
-            last_seen: 0,
-            packets: [3, 2],
-            bytes: [180, 120],
-            tcp_flags: 0,
-            orig_port: dataplane::io::Port::A,
-        },
-        first_ms: last_ms - 500,
-        last_ms,
-        src: src.0.clone().into(),
-        dst: dst.0.clone().into(),
-        kind: RecordKind::Ended(EndReason::Idle),
-        opens: true,
-        intel: None,
-    }
+    let verdict = Verdict {
+        action,
+        reason,
+        mode: Mode::Enforce,
+        would_deny: false,
+    };
+    common::ended_flow(src, dst, (6, port), verdict, n, last_ms)
 }
 
 /// The recorded traffic: web-1 -> db-1 PostgreSQL (rule 10) and SMB (rule
@@ -110,16 +78,7 @@ fn store() -> (TempDir, PathBuf) {
     add(&web1, &db1, 8443, Action::Allow, 2);
     add(&jump1, &db1, 22, Action::Allow, 1);
     add(&web1, &outside, 443, Action::Deny, 2);
-    let count = batch.len() as u64;
-    let w = RecordsWriter::start(&path, RecordsConfig::default()).unwrap();
-    let c = w.counters();
-    assert!(w.submit(batch));
-    let until = Instant::now() + Duration::from_secs(10);
-    while c.written.load(std::sync::atomic::Ordering::Relaxed) < count {
-        assert!(Instant::now() < until, "records written");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    w.finish();
+    common::write_records(&path, batch);
     (dir, path)
 }
 
