@@ -12,6 +12,7 @@
 #
 #   OUT/bulkhead-VERSION.raw     bare metal (dd to a disk), any hypervisor
 #   OUT/bulkhead-VERSION.qcow2   OpenStack (cloud-init NoCloud / ConfigDrive)
+#   OUT/bulkhead-VERSION.ova     VMware (images/ova.sh: OVF, vmxnet3, streamOptimized VMDK)
 #   OUT/bulkhead-VERSION.packages, .sha256
 #
 # and prints the sizes and the build time. Runs as root; installs the Debian
@@ -72,7 +73,7 @@ started=$SECONDS
 step "build tools"
 need=()
 for pair in mmdebstrap:mmdebstrap mkfs.ext4:e2fsprogs sfdisk:fdisk mkfs.vfat:dosfstools \
-  mcopy:mtools syslinux:syslinux qemu-img:qemu-utils objcopy:binutils; do
+  mcopy:mtools syslinux:syslinux qemu-img:qemu-utils objcopy:binutils python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -f /usr/lib/SYSLINUX/gptmbr.bin ] || need+=(syslinux)
@@ -255,8 +256,11 @@ sfdisk --verify "$raw" >/dev/null || die "sfdisk --verify: the partition table o
 step "qcow2 (qemu-img convert)"
 qemu-img convert -c -f raw -O qcow2 -o compat=1.1 "$raw" "$qcow2"
 qemu-img check -q "$qcow2" || die "qemu-img check: $qcow2 is not sound"
+
+step "OVA (images/ova.sh)"
+SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" "$here/ova.sh" --raw "$raw" --out "$out" --version "$version"
 cp "$work/packages" "$out/bulkhead-$version.packages"
-(cd "$out" && sha256sum "bulkhead-$version.raw" "bulkhead-$version.qcow2" >"bulkhead-$version.sha256")
+(cd "$out" && sha256sum "bulkhead-$version.raw" "bulkhead-$version.qcow2" "bulkhead-$version.ova" >"bulkhead-$version.sha256")
 
 step "done"
 mib() { echo "$(($1 / 1048576)) MiB"; }
@@ -265,6 +269,7 @@ raw_used=$(($(stat -c %b "$raw") * 512))
 qcow2_size=$(stat -c %s "$qcow2")
 echo "$raw: $(mib "$raw_size") (virtual; $(mib "$raw_used") allocated)"
 echo "$qcow2: $(mib "$qcow2_size")"
+echo "$out/bulkhead-$version.ova: $(mib "$(stat -c %s "$out/bulkhead-$version.ova")")"
 echo "root file system: $(du -sm "$rootfs" | cut -f1) MiB of files, $(wc -l <"$work/packages") packages ($out/bulkhead-$version.packages)"
 echo "boot: BIOS (syslinux, GPT MBR) and UEFI (EFI/BOOT/BOOTX64.EFI, unified kernel image); $(basename "$kernel")"
 echo "build time: $((SECONDS - started)) s (mmdebstrap $debootstrap_s s)"
