@@ -6,7 +6,7 @@
 //! marks again.
 
 use super::addresses::{held, AddressSource, Addresses};
-use super::dns_rows::{AnswerRow, DnsFacts, Pdns, StoredDns};
+use super::dns_rows::{AnswerRef, AnswerRow, DnsFacts, Pdns, StoredDns};
 use super::nodes::ip_of;
 use super::{ip_bytes, mac_int, sat, StoredFlow};
 use dataplane::policy::Action;
@@ -140,7 +140,7 @@ impl Derived {
     }
 
     pub(super) fn add_stored_dns(&mut self, d: &StoredDns, id: i64) {
-        let answers: Vec<AnswerRow> = d.response.answers.iter().map(AnswerRow::of).collect();
+        let answers: Vec<AnswerRef<'_>> = d.response.answers.iter().map(AnswerRef::of).collect();
         self.add_dns(
             &DnsFacts {
                 id,
@@ -162,6 +162,10 @@ impl Derived {
         self.contacts.clear();
         self.addresses.clear();
         self.pdns.clear();
+    }
+
+    pub(super) fn forget_name_ids(&mut self) {
+        self.pdns.forget_ids();
     }
 
     pub(super) fn write(&mut self, tx: &Connection) -> Result<(), rusqlite::Error> {
@@ -292,8 +296,9 @@ pub(super) fn catch_up(
     while let Some(r) = rows.next()? {
         last = r.get(0)?;
         let qname: String = r.get(4)?;
-        let answers: Vec<AnswerRow> =
+        let rows: Vec<AnswerRow> =
             serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default();
+        let answers: Vec<AnswerRef<'_>> = rows.iter().map(AnswerRef::row).collect();
         d.add_dns(
             &DnsFacts {
                 id: last,

@@ -29,6 +29,8 @@ mod forensics;
 mod graph;
 mod group_rollup;
 mod insert;
+mod many;
+mod names;
 mod nodes;
 mod observed;
 mod query;
@@ -44,6 +46,8 @@ mod tests;
 mod tests_forensics;
 #[cfg(test)]
 mod tests_rollups;
+#[cfg(test)]
+mod tests_schema;
 
 pub use addresses::{AddressSeen, AddressSource};
 pub use dns_rows::{reversed, AnswerRow, StoredDns};

@@ -112,6 +112,11 @@ impl Rollups {
         self.stale = true;
     }
 
+    /// The store's names were trimmed: drop the name ids known.
+    pub(super) fn forget_name_ids(&mut self) {
+        self.derived.forget_name_ids();
+    }
+
     /// After a failed write, count the records after the mark again.
     pub(super) fn recover(&mut self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
         if self.stale {

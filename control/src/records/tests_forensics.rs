@@ -20,11 +20,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+pub(super) const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
 const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
 const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc]);
 const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
-const E: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xe]);
+pub(super) const E: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xe]);
 const ROUTER: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x1]);
 
 fn who(mac: MacAddr, name: &str) -> Arc<Identity> {
@@ -88,7 +88,7 @@ fn flow(
     }
 }
 
-fn resolution(mac: MacAddr, ip: &str, time_ms: i64, answer: &str) -> StoredDns {
+pub(super) fn resolution(mac: MacAddr, ip: &str, time_ms: i64, answer: &str) -> StoredDns {
     StoredDns {
         response: DnsResponse {
             time: 0,
@@ -117,7 +117,7 @@ fn resolution(mac: MacAddr, ip: &str, time_ms: i64, answer: &str) -> StoredDns {
     }
 }
 
-fn write(path: &std::path::Path, batch: Batch) {
+pub(super) fn write(path: &std::path::Path, batch: Batch) {
     let (flows, dns) = (batch.flows.len() as u64, batch.dns.len() as u64);
     let w = RecordsWriter::start(path, RecordsConfig::for_import()).unwrap();
     assert!(w.try_submit_batch(batch).is_ok());
@@ -137,7 +137,7 @@ fn at(min: i64) -> i64 {
 }
 
 /// The incident: X = 10.0.0.5, Y = 10.0.0.6.
-fn incident() -> Batch {
+pub(super) fn incident() -> Batch {
     let x = "10.0.0.5";
     let y = "10.0.0.6";
     Batch {
@@ -187,7 +187,7 @@ fn incident() -> Batch {
     }
 }
 
-fn check(reader: &RecordsReader) {
+pub(super) fn check(reader: &RecordsReader) {
     let t: Target = "evil.test".parse().unwrap();
     let tb = reader.traceback(&t, at(0), at(200)).unwrap();
     let macs: Vec<&str> = tb.workloads.iter().map(|w| w.mac.as_str()).collect();
@@ -384,62 +384,6 @@ fn hostile_targets_are_refused_with_a_reason() {
         "10.1.2.3/8".parse::<Target>().unwrap().to_string(),
         "10.0.0.0/8"
     );
-}
-
-#[test]
-fn a_store_of_schema_4_gets_its_responses_by_name() {
-    let dir = TempDir::new("records-forensics-v4");
-    let path = dir.0.join("records.db");
-    write(&path, incident());
-    // Back to schema 4 as it first shipped: an index by name, no table.
-    let db = rusqlite::Connection::open(&path).unwrap();
-    db.execute_batch(
-        "DROP TABLE dns_names; DROP INDEX edges_dst; CREATE INDEX dns_name ON dns (qname, time_ms);
-         CREATE INDEX pdns_last ON pdns (last_ms); ALTER TABLE flows DROP COLUMN intel; DROP TABLE daily; PRAGMA user_version = 4;",
-    )
-    .unwrap();
-    drop(db);
-    let reader = RecordsReader::open(&path).unwrap();
-    let names: i64 = reader
-        .conn()
-        .query_row("SELECT count(*) FROM dns_names", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(names, 3);
-    check(&reader);
-}
-
-#[test]
-fn a_store_of_schema_5_gets_its_responses_by_name_and_client() {
-    let dir = TempDir::new("records-forensics-v5");
-    let path = dir.0.join("records.db");
-    write(&path, incident());
-    // Back to schema 5: the names table without the client, no index of
-    // the edges by destination.
-    let db = rusqlite::Connection::open(&path).unwrap();
-    db.execute_batch(
-        "DROP TABLE dns_names; DROP INDEX edges_dst;
-         CREATE TABLE dns_names (qname TEXT NOT NULL, time_ms INTEGER NOT NULL,
-            id INTEGER NOT NULL, PRIMARY KEY (qname, time_ms, id)) WITHOUT ROWID;
-         INSERT INTO dns_names SELECT qname, time_ms, id FROM dns;
-         ALTER TABLE flows DROP COLUMN intel; DROP TABLE daily; PRAGMA user_version = 5;",
-    )
-    .unwrap();
-    drop(db);
-    let reader = RecordsReader::open(&path).unwrap();
-    let rows: Vec<(String, i64)> = {
-        let mut s = reader
-            .conn()
-            .prepare("SELECT qname, client_mac FROM dns_names ORDER BY time_ms")
-            .unwrap();
-        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    let (a, e) = (mac_int(A), mac_int(E));
-    let name = "c2.evil.test".to_string();
-    assert_eq!(rows, vec![(name.clone(), e), (name.clone(), a), (name, a)]);
-    check(&reader);
 }
 
 #[test]

@@ -468,6 +468,10 @@ impl Writer {
                     (SELECT max(id) + 1 FROM dns_names)) FROM dns)",
                 [],
             )?;
+            // The names no row refers to any more; the ids the writer knows
+            // may be among them.
+            super::names::trim(&self.conn)?;
+            self.rollups.forget_name_ids();
         }
         let mut n = self.conn.execute(
             "DELETE FROM flows WHERE last_ms < ?1",

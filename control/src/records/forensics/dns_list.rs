@@ -136,7 +136,7 @@ impl RecordsReader {
                 .collect();
             args.extend(names.into_iter().map(rusqlite::types::Value::from));
             cond += &format!(
-                " AND id IN (SELECT id FROM dns_names WHERE qname IN ({}){by_client}
+                " AND id IN (SELECT id FROM dns_names WHERE name_id IN ({}){by_client}
                  AND time_ms BETWEEN ?1 AND ?2)",
                 marks.join(", ")
             );
@@ -153,23 +153,23 @@ impl RecordsReader {
         self.with_identities(rows)
     }
 
-    /// The names asked in the window that are `name` or under it.
+    /// The ids of the names asked in the window that are `name` or under it.
     fn asked_names(
         &self,
         name: &str,
         exact: bool,
         since_ms: i64,
         until_ms: i64,
-    ) -> Result<Vec<String>, RecordsError> {
+    ) -> Result<Vec<i64>, RecordsError> {
         let r = reversed(name);
         let under = format!("{r}.");
         let mut stmt = self.conn().prepare_cached(
-            "SELECT DISTINCT rname, qname FROM pdns WHERE rname >= ?1 AND rname < ?2
-             AND last_ms >= ?3 AND first_ms <= ?4",
+            "SELECT DISTINCT n.rname, p.qname_id FROM names n CROSS JOIN pdns p ON p.name_id = n.id
+             WHERE n.rname >= ?1 AND n.rname < ?2 AND p.last_ms >= ?3 AND p.first_ms <= ?4",
         )?;
         let rows = stmt.query_map(
             rusqlite::params![r, format!("{r}/"), since_ms, until_ms],
-            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
         )?;
         let mut names = std::collections::BTreeSet::new();
         for row in rows {

@@ -37,6 +37,8 @@ struct PdnsRow {
     client_mac: i64,
     answer: Vec<u8>,
     qname: String,
+    /// `names.id` of the name asked.
+    qname_id: i64,
     rcode: u16,
     first_ms: i64,
     last_ms: i64,
@@ -95,7 +97,7 @@ impl RecordsReader {
         // and the names asked (the target's, to tell from others at an
         // address).
         let rows = self.pdns_rows(target, since_ms, until_ms, None)?;
-        let own_names: HashSet<&str, Hasher> = rows.iter().map(|r| r.qname.as_str()).collect();
+        let own_names: HashSet<i64, Hasher> = rows.iter().map(|r| r.qname_id).collect();
         // Addresses the name resolved to, and when first for whom.
         let mut answered: BTreeMap<[u8; 16], HashMap<i64, i64, Hasher>> = BTreeMap::new();
         // The workloads that resolved it, first seen at their first resolution.
@@ -228,22 +230,19 @@ impl RecordsReader {
     fn is_shared(
         &self,
         ip: &[u8; 16],
-        own: &HashSet<&str, Hasher>,
+        own: &HashSet<i64, Hasher>,
         since_ms: i64,
         until_ms: i64,
     ) -> Result<bool, RecordsError> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT qname FROM pdns WHERE answer = ?1 AND last_ms >= ?2 AND first_ms <= ?3",
+            "SELECT qname_id FROM pdns WHERE answer = ?1 AND last_ms >= ?2 AND first_ms <= ?3",
         )?;
         let mut rows = stmt.query(rusqlite::params![ip.to_vec(), since_ms, until_ms])?;
-        let mut others: HashSet<String, Hasher> = HashSet::default();
+        let mut others: HashSet<i64, Hasher> = HashSet::default();
         while let Some(r) = rows.next()? {
-            let q = r.get_ref(0)?.as_str().unwrap_or_default();
-            if !own.contains(q) && !others.contains(q) {
-                others.insert(q.to_string());
-                if others.len() > SHARED_NAMES {
-                    return Ok(true);
-                }
+            let q: i64 = r.get(0)?;
+            if !own.contains(&q) && others.insert(q) && others.len() > SHARED_NAMES {
+                return Ok(true);
             }
         }
         Ok(false)
@@ -257,13 +256,16 @@ impl RecordsReader {
         until_ms: i64,
         macs: Option<&HashSet<i64, Hasher>>,
     ) -> Result<Vec<PdnsRow>, RecordsError> {
-        let cols = "client_mac, rname, answer, qname, rcode, first_ms, last_ms, count, ttl";
+        // Names are ids in `pdns`: `n` the row's name, `q` the name asked.
+        let cols = "p.client_mac, n.rname, p.answer, q.rname, p.rcode, p.first_ms, p.last_ms,
+            p.count, p.ttl, p.qname_id";
         let read = |r: &rusqlite::Row<'_>| -> Result<PdnsRow, rusqlite::Error> {
             Ok(PdnsRow {
                 client_mac: r.get(0)?,
                 rname: r.get(1)?,
                 answer: r.get(2)?,
-                qname: r.get(3)?,
+                qname: reversed(r.get_ref(3)?.as_str().unwrap_or_default()),
+                qname_id: r.get(9)?,
                 rcode: u16::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
                 first_ms: r.get(5)?,
                 last_ms: r.get(6)?,
@@ -277,8 +279,10 @@ impl RecordsReader {
             Target::Domain { name, exact } => {
                 let r = reversed(name);
                 let mut stmt = self.conn().prepare_cached(&format!(
-                    "SELECT {cols} FROM pdns WHERE rname >= ?1 AND rname < ?2
-                     AND last_ms >= ?3 AND first_ms <= ?4"
+                    "SELECT {cols} FROM names n CROSS JOIN pdns p ON p.name_id = n.id
+                        JOIN names q ON q.id = p.qname_id
+                     WHERE n.rname >= ?1 AND n.rname < ?2
+                        AND p.last_ms >= ?3 AND p.first_ms <= ?4"
                 ))?;
                 let mut rows =
                     stmt.query(rusqlite::params![r, format!("{r}/"), since_ms, until_ms])?;
@@ -296,8 +300,9 @@ impl RecordsReader {
             Target::Net(net) => {
                 let (lo, hi) = (ip_bytes(net.network()), ip_bytes(net.broadcast()));
                 let mut stmt = self.conn().prepare_cached(&format!(
-                    "SELECT {cols} FROM pdns WHERE answer BETWEEN ?1 AND ?2
-                     AND last_ms >= ?3 AND first_ms <= ?4"
+                    "SELECT {cols} FROM pdns p CROSS JOIN names n ON n.id = p.name_id
+                        JOIN names q ON q.id = p.qname_id
+                     WHERE p.answer BETWEEN ?1 AND ?2 AND p.last_ms >= ?3 AND p.first_ms <= ?4"
                 ))?;
                 let mut rows = stmt.query(rusqlite::params![
                     lo.to_vec(),
@@ -328,8 +333,9 @@ impl RecordsReader {
         until_ms: i64,
     ) -> Result<BTreeMap<i64, (Vec<Resolution>, u64)>, RecordsError> {
         let mut ids = self.conn().prepare_cached(
-            "SELECT time_ms, id, client_mac FROM dns_names WHERE qname = ?1
-             AND time_ms BETWEEN ?2 AND ?3",
+            "SELECT time_ms, id, client_mac FROM dns_names
+             WHERE name_id = (SELECT id FROM names WHERE rname = ?1)
+                AND time_ms BETWEEN ?2 AND ?3",
         )?;
         let mut row = self.conn().prepare_cached(&format!(
             "SELECT {RESOLUTION_COLUMNS} FROM dns WHERE id = ?1"
@@ -343,7 +349,7 @@ impl RecordsReader {
         }
         let mut found: HashMap<i64, Vec<(i64, i64)>, Hasher> = HashMap::default();
         for (q, macs) in &askers {
-            let mut rows = ids.query(rusqlite::params![q, since_ms, until_ms])?;
+            let mut rows = ids.query(rusqlite::params![reversed(q), since_ms, until_ms])?;
             while let Some(r) = rows.next()? {
                 let mac: i64 = r.get(2)?;
                 if macs.contains(&mac) {
