@@ -44,6 +44,12 @@ fn live_flows_become_records_that_survive_a_restart() {
     listen(&b);
     bed.start();
     assert!(bed.log().contains("records: "), "{}", bed.log());
+    // The data ports take every MAC's frames (a NIC filtering by its own
+    // MAC would drop the workloads' unicast before XDP).
+    for port in ["dut-a", "dut-b"] {
+        let link = sh(&["ip", "-n", &bed.ns[2], "link", "show", port]);
+        assert!(link.contains("PROMISC"), "{port} not promiscuous: {link}");
+    }
     assert!(
         connects(&a, Duration::from_secs(10)),
         "rule 10 lets the client in"

@@ -159,6 +159,8 @@ pub enum AfXdpError {
         chunk: u32,
         room: u32,
     },
+    #[error("{ifname}: cannot set promiscuous mode (a data port must receive frames for every MAC of its segment): {reason}")]
+    Promiscuous { ifname: String, reason: String },
     #[error("XDP attach on {ifname} refused (tried {tried})")]
     Attach { ifname: String, tried: String },
     #[error("XDP program for {ifname}: {reason}")]

@@ -115,6 +115,10 @@ impl AfXdpIo {
         }
         for p in Port::BOTH {
             check_mtu(cfg, cfg.name(p))?;
+            sys::set_promiscuous(cfg.name(p)).map_err(|e| AfXdpError::Promiscuous {
+                ifname: cfg.name(p).to_string(),
+                reason: e.to_string(),
+            })?;
         }
         // Before attaching: a port that strips tags would have the worker
         // forward tagged frames untagged.

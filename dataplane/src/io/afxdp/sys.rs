@@ -55,6 +55,34 @@ pub(crate) fn mtu(ifname: &str) -> std::io::Result<u32> {
     Ok(mtu.max(0) as u32)
 }
 
+/// Put `ifname` in promiscuous mode (IFF_PROMISC), if it is not: a port of
+/// a bump in the wire receives frames for every MAC of its segment, and a
+/// NIC that filters by its own MAC (virtio-net once the guest sets its
+/// receive filter, vmxnet3, most hardware) would drop them before XDP. The
+/// flag stays after exit, so that a fail mode left attached still sees
+/// everything. Returns whether it was set here.
+#[allow(unsafe_code)]
+pub(crate) fn set_promiscuous(ifname: &str) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let (fd, mut req) = ifreq_socket(ifname)?;
+    // SAFETY: SIOCGIFFLAGS reads `ifr_name` and writes `ifr_flags` inside `req`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: after a successful SIOCGIFFLAGS the union holds `ifru_flags`.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    let promisc = libc::IFF_PROMISC as libc::c_short;
+    if flags & promisc != 0 {
+        return Ok(false);
+    }
+    req.ifr_ifru.ifru_flags = flags | promisc;
+    // SAFETY: SIOCSIFFLAGS reads `ifr_name` and `ifr_flags` inside `req`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(true)
+}
+
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_BPF: u32 = 39;
