@@ -127,10 +127,14 @@ root_hash_seed="$(ident root-hash-seed)"
 fat_serial="$(printf '%s' "$(ident fat)" | cut -c1-8)"
 
 step "root file system (mmdebstrap, $suite)"
+# open-vm-tools: vSphere's guestinfo transport of the OVF environment
+# (vmware-rpctool), the guest's heartbeat, addresses and clean shutdown in
+# vCenter; its services start on VMware only (ConditionVirtualization=vmware).
 packages=(
   "$kernel_pkg" initramfs-tools systemd systemd-sysv udev dbus
   cloud-init cloud-guest-utils fdisk python3-yaml
   iproute2 ethtool kmod procps less ca-certificates zstd
+  open-vm-tools
 )
 t0=$SECONDS
 # The hooks are run by mmdebstrap with the root file system as $1.
@@ -155,6 +159,7 @@ step "appliance files"
 install -D -m 0755 "$binary" "$rootfs/usr/bin/bulkhead"
 objcopy --strip-debug "$rootfs/usr/bin/bulkhead"
 cp -a --no-preserve=ownership "$here/rootfs/." "$rootfs/"
+find "$rootfs/usr/lib/bulkhead" -name __pycache__ -prune -exec rm -rf {} + # a host's test run
 install -D -m 0644 "$repo/docs/deploy.md" "$rootfs/usr/share/doc/bulkhead/deploy.md"
 mkdir -p "$rootfs/etc/issue.d"
 ln -sf /run/bulkhead/issue "$rootfs/etc/issue.d/bulkhead.issue"

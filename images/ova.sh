@@ -4,8 +4,10 @@
 #   images/ova.sh --raw OUT/bulkhead-VERSION.raw --out OUT --version VERSION
 #
 # Writes OUT/bulkhead-VERSION.ova: an OVF 1.0 descriptor (2 vCPUs, 2 GiB,
-# a paravirtual SCSI disk, a CD-ROM for the day-0 seed ISO, three vmxnet3
-# NICs on the networks "management", "segment-a" and "segment-b"), its
+# a paravirtual SCSI disk, a CD-ROM for the day-0 seed ISO or the OVF
+# environment, three vmxnet3 NICs on the networks "management", "segment-a"
+# and "segment-b"; the day-0 keys as OVF properties, delivered by vSphere's
+# com.vmware.guestInfo and iso transports), its
 # manifest (SHA-1: what OVF 1.0 specifies and every vSphere release reads;
 # it guards against a damaged download, it signs nothing), and the disk as a streamOptimized VMDK, in that order in
 # a ustar archive, as vSphere reads it. The same raw disk and version give
@@ -27,12 +29,12 @@ while [ $# -gt 0 ]; do
     --raw) raw="${2:?--raw needs a path}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --version) version="${2:?--version needs a value}"; shift 2 ;;
-    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
 [ -f "$raw" ] || die "--raw: no disk at '$raw'"
-[ -n "$out" ] && [ -n "$version" ] || die "--out and --version are needed (see --help)"
+if [ -z "$out" ] || [ -z "$version" ]; then die "--out and --version are needed (see --help)"; fi
 command -v qemu-img >/dev/null || die "qemu-img is needed (apt-get install qemu-utils)"
 command -v python3 >/dev/null || die "python3 is needed"
 : "${SOURCE_DATE_EPOCH:=0}"
@@ -89,6 +91,15 @@ nic() { # instance, network, what
 EOF
 }
 
+prop() { # key, label, description, [default], [extra attributes]
+  cat <<EOF
+      <Property ovf:key="$1" ovf:type="string" ovf:userConfigurable="true" ovf:value="${4:-}"${5:+ $5}>
+        <Label>$2</Label>
+        <Description>$3</Description>
+      </Property>
+EOF
+}
+
 cat >"$work/$ovf" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
@@ -121,7 +132,7 @@ cat >"$work/$ovf" <<EOF
     <Name>$name</Name>
     <AnnotationSection>
       <Info>How to configure it</Info>
-      <Annotation>Day 0: attach a NoCloud seed ISO (volume label cidata, with user-data and meta-data as in docs/deploy.md) to the CD-ROM before the first boot; which NIC is which port is said there by MAC. The serial console and the VM console show the API's URL, its certificate fingerprint and health.</Annotation>
+      <Annotation>Day 0: set the properties (vApp options; the NICs in the order management, segment-a, segment-b need no MACs), or attach a NoCloud seed ISO (volume label cidata, with user-data and meta-data as in docs/deploy.md) to the CD-ROM before the first boot; a seed's bulkhead: key wins over the properties. The VM console shows the API's URL, its certificate fingerprint and health.</Annotation>
     </AnnotationSection>
     <ProductSection>
       <Info>The product</Info>
@@ -129,11 +140,27 @@ cat >"$work/$ovf" <<EOF
       <Vendor>bulkhead</Vendor>
       <Version>$version</Version>
       <FullVersion>$version</FullVersion>
+      <Category>Management port</Category>
+$(prop bulkhead.management.mac "Management NIC MAC" "The management NIC's MAC address (aa:bb:cc:dd:ee:ff). Empty: the first NIC (Network adapter 1)." "" 'ovf:qualifiers="MaxLen(17)"')
+$(prop bulkhead.management.address "Management address" "dhcp, or a static IPv4 address with its prefix length (10.0.0.5/24). With a static address the API listens on it only." dhcp)
+$(prop bulkhead.management.gateway "Management gateway" "The default gateway (static address only). Empty: none.")
+$(prop bulkhead.management.dns "Management DNS servers" "DNS servers, separated by commas. Empty: none (or DHCP's).")
+$(prop bulkhead.management.api_port "API port" "The HTTPS API's TCP port." 8443)
+      <Category>Data ports</Category>
+$(prop bulkhead.ports.a "Data port A MAC" "Data port A's MAC (segment A). Empty: the next NIC after the management NIC (Network adapter 2)." "" 'ovf:qualifiers="MaxLen(17)"')
+$(prop bulkhead.ports.b "Data port B MAC" "Data port B's MAC (segment B). Empty: the NIC after port A (Network adapter 3)." "" 'ovf:qualifiers="MaxLen(17)"')
+$(prop bulkhead.ports.fail_mode "Fail mode" "What the wire does while bulkhead is down: closed (drop) or open (forward unfiltered)." closed 'ovf:qualifiers="ValueMap{&quot;closed&quot;,&quot;open&quot;}"')
+      <Category>API access</Category>
+$(prop bulkhead.admin_token_sha256 "First admin token (SHA-256)" "The SHA-256 of the first admin token, 64 hex digits (printf %s TOKEN | sha256sum). Empty: the first boot makes a token and shows it once on the console." "" 'ovf:qualifiers="MaxLen(64)"')
+$(prop bulkhead.api_cert_base64 "API certificate (base64 of PEM)" "The API's certificate chain, PEM, base64-encoded on one line (base64 -w0 cert.pem). Empty: a self-signed certificate. Needs the key too.")
+$(prop bulkhead.api_key_base64 "API private key (base64 of PEM)" "The certificate's private key, PEM, base64-encoded on one line. Readable by whoever can read this VM's vApp options." "" 'ovf:password="true"')
+      <Category>Policy</Category>
+$(prop bulkhead.policy_base64 "Bootstrap policy (base64 of YAML)" "The policy committed as version 1 on the first boot (docs/operator-guide.md), base64-encoded on one line (base64 -w0 policy.yaml). Empty: learn mode (everything passes and is recorded).")
     </ProductSection>
     <OperatingSystemSection ovf:id="96" vmw:osType="debian12_64Guest">
       <Info>Debian GNU/Linux (64-bit)</Info>
     </OperatingSystemSection>
-    <VirtualHardwareSection>
+    <VirtualHardwareSection ovf:transport="com.vmware.guestInfo iso">
       <Info>2 vCPUs, 2 GiB, one disk, a CD-ROM, three vmxnet3 NICs</Info>
       <System>
         <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
@@ -183,7 +210,7 @@ cat >"$work/$ovf" <<EOF
       <Item ovf:required="false">
         <rasd:AddressOnParent>0</rasd:AddressOnParent>
         <rasd:AutomaticAllocation>false</rasd:AutomaticAllocation>
-        <rasd:Description>The day-0 seed ISO (cidata)</rasd:Description>
+        <rasd:Description>The day-0 seed ISO (cidata), or the OVF environment (iso transport)</rasd:Description>
         <rasd:ElementName>CD-ROM 1</rasd:ElementName>
         <rasd:InstanceID>6</rasd:InstanceID>
         <rasd:Parent>4</rasd:Parent>
