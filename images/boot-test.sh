@@ -252,42 +252,14 @@ if [ "$mode" = ovf ]; then
   # ovf-env.xml, on the VM's CD-ROM. The properties are those of
   # images/ova.sh's ProductSection; the NICs are given by MAC.
   mkdir -p "$work/ovfenv"
-  cat >"$work/ovfenv/ovf-env.xml" <<EOT
-<?xml version="1.0" encoding="UTF-8"?>
-<Environment
-     xmlns="http://schemas.dmtf.org/ovf/environment/1"
-     xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-     xmlns:oe="http://schemas.dmtf.org/ovf/environment/1"
-     xmlns:ve="http://www.vmware.com/schema/ovfenv"
-     oe:id=""
-     ve:vCenterId="vm-4242">
-   <PlatformSection>
-      <Kind>VMware ESXi</Kind>
-      <Version>8.0.2</Version>
-      <Vendor>VMware, Inc.</Vendor>
-      <Locale>en</Locale>
-   </PlatformSection>
-   <PropertySection>
-         <Property oe:key="bulkhead.management.mac" oe:value="$mac_mgmt"/>
-         <Property oe:key="bulkhead.management.address" oe:value="dhcp"/>
-         <Property oe:key="bulkhead.management.gateway" oe:value=""/>
-         <Property oe:key="bulkhead.management.dns" oe:value=""/>
-         <Property oe:key="bulkhead.management.api_port" oe:value="8443"/>
-         <Property oe:key="bulkhead.ports.a" oe:value="$mac_a"/>
-         <Property oe:key="bulkhead.ports.b" oe:value="$mac_b"/>
-         <Property oe:key="bulkhead.ports.fail_mode" oe:value="open"/>
-         <Property oe:key="bulkhead.admin_token_sha256" oe:value="$token_sha"/>
-         <Property oe:key="bulkhead.policy_base64" oe:value="$(printf 'default_mode: learn\n' | base64 -w0)"/>
-         <Property oe:key="bulkhead.api_cert_base64" oe:value=""/>
-         <Property oe:key="bulkhead.api_key_base64" oe:value=""/>
-   </PropertySection>
-   <ve:EthernetAdapterSection>
-      <ve:Adapter ve:mac="$mac_mgmt" ve:network="mgmt-pg" ve:unitNumber="7"/>
-      <ve:Adapter ve:mac="$mac_a" ve:network="seg-a-pg" ve:unitNumber="8"/>
-      <ve:Adapter ve:mac="$mac_b" ve:network="seg-b-pg" ve:unitNumber="9"/>
-   </ve:EthernetAdapterSection>
-</Environment>
-EOT
+  python3 "$here/ovfenv.py" \
+    --adapter "$mac_mgmt=mgmt-pg" --adapter "$mac_a=seg-a-pg" --adapter "$mac_b=seg-b-pg" \
+    bulkhead.management.mac="$mac_mgmt" bulkhead.management.address=dhcp \
+    bulkhead.management.gateway= bulkhead.management.dns= bulkhead.management.api_port=8443 \
+    bulkhead.ports.a="$mac_a" bulkhead.ports.b="$mac_b" bulkhead.ports.fail_mode=open \
+    bulkhead.admin_token_sha256="$token_sha" \
+    bulkhead.policy_base64="$(printf 'default_mode: learn\n' | base64 -w0)" \
+    bulkhead.api_cert_base64= bulkhead.api_key_base64= >"$work/ovfenv/ovf-env.xml"
   xorriso -as mkisofs -quiet -V "OVF ENV" -J -r -o "$work/ovf-env.iso" "$work/ovfenv/ovf-env.xml" >/dev/null 2>&1 ||
     die "xorriso could not make the OVF environment ISO"
   seed_drive=(-drive "file=$work/ovf-env.iso,if=ide,media=cdrom,readonly=on")
@@ -442,6 +414,14 @@ ctlc() { # bulkhead ctl against the appliance, pinned to its certificate
   "$ctl" ctl --ctl-config "$work/ctl.toml" "$@"
 }
 
+wait_across() { # wait_across SECONDS WHAT: until tcp/5432 gets from workload A to B, else fail with WHAT
+  local deadline=$((SECONDS + $1)) got=""
+  until got="$(connect 5432 5)" && [ "$got" = ok ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "$2 (last: $got)"
+    sleep 1
+  done
+}
+
 wait_console() { # wait_console REGEX SECONDS WHAT
   local deadline=$((SECONDS + $2))
   until [ -f "$serial" ] && console_has "$1"; do
@@ -560,11 +540,7 @@ EOT
   echo "policy pushed with bulkhead ctl (put + commit, $((SECONDS - pushed)) s): $(tr '\n' ' ' <"$work/commit.out")"
 fi
 if [ "$mode" = traffic ]; then
-  deadline=$((SECONDS + 90))
-  until got="$(connect 5432 5)" && [ "$got" = ok ]; do
-    [ "$SECONDS" -lt "$deadline" ] || fail "TCP 5432 from workload A to B did not get across within 90 s of the policy push (last: $got)"
-    sleep 1
-  done
+  wait_across 90 "TCP 5432 from workload A to B did not get across within 90 s of the policy push"
   forwarded=$((SECONDS - started))
   if [ -n "$upgraded" ]; then
     echo "allowed: $wl_ip_a -> $wl_ip_b tcp/5432 across the appliance under the old store's policy ($forwarded s after power-on)"
@@ -634,11 +610,7 @@ cmp -s "$work/versions1.json" "$work/versions2.json" ||
 echo "after the reboot: the same certificate, the day-0 token accepted, the same policy versions"
 forwarded2=""
 if [ "$mode" = traffic ]; then
-  deadline=$((SECONDS + 120))
-  until got="$(connect 5432 5)" && [ "$got" = ok ]; do
-    [ "$SECONDS" -lt "$deadline" ] || fail "after the reboot, TCP 5432 (allowed by the pushed policy) did not get across within 120 s (last: $got)"
-    sleep 1
-  done
+  wait_across 120 "after the reboot, TCP 5432 (allowed by the pushed policy) did not get across within 120 s"
   forwarded2=$((SECONDS - started))
   echo "after the reboot: tcp/5432 across again under the pushed policy ($forwarded2 s after power-on)"
   summary="PASS: boot to health $first_boot s, to forwarding $forwarded s$([ -n "$upgraded" ] || echo ' (after the policy push)'); reboot to health $healthy s, to forwarding $forwarded2 s ($boot_mode, TCG); allowed, denied, quarantine cut and release checked"

@@ -27,35 +27,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "roo
 from day0 import plan as plan_mod  # noqa: E402
 from day0 import render, sources  # noqa: E402
 from day0.common import ConfigError  # noqa: E402
+from ovfenv import env  # noqa: E402
 
 POLICY = "default_mode: enforce\nrules: []\n"
-
-
-def env(props, extra=""):
-    items = "\n".join(f'         <Property oe:key="{k}" oe:value="{v}"/>' for k, v in props.items())
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<Environment
-     xmlns="http://schemas.dmtf.org/ovf/environment/1"
-     xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-     xmlns:oe="http://schemas.dmtf.org/ovf/environment/1"
-     xmlns:ve="http://www.vmware.com/schema/ovfenv"
-     oe:id=""
-     ve:vCenterId="vm-42">
-   <PlatformSection>
-      <Kind>VMware ESXi</Kind>
-      <Version>8.0.2</Version>
-      <Vendor>VMware, Inc.</Vendor>
-      <Locale>en</Locale>
-   </PlatformSection>
-   <PropertySection>
-{items}
-   </PropertySection>
-{extra}
-   <ve:EthernetAdapterSection>
-      <ve:Adapter ve:mac="00:50:56:aa:00:01" ve:network="mgmt-pg" ve:unitNumber="7"/>
-   </ve:EthernetAdapterSection>
-</Environment>
-"""
 
 
 FULL = {

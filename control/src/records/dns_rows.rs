@@ -112,6 +112,7 @@ pub(super) fn insert_dns(
             vlan_inner, qname, qtype, rcode, answers)",
         "",
         &out,
+        ROWS_AT_ONCE,
     )?;
     Ok(out.iter().map(|d| d.id).collect())
 }
@@ -151,6 +152,10 @@ impl Values<12> for DnsOut<'_> {
 }
 
 pub use super::names::reversed;
+
+/// Rows an INSERT of DNS rows takes at once (the ingest bench:
+/// docs/decisions.md).
+const ROWS_AT_ONCE: usize = 64;
 
 /// Names of one response made into rows at most (a hostile response of a
 /// hundred aliases and a hundred addresses makes 16 x 32 rows, not 10,000).
@@ -290,6 +295,7 @@ impl Pdns {
             "INSERT OR IGNORE INTO dns_names (name_id, time_ms, id, client_mac)",
             "",
             &asked,
+            ROWS_AT_ONCE,
         )?;
         let mut rows: Vec<PdnsOut> = self
             .rows
@@ -317,6 +323,7 @@ impl Pdns {
                 count = count + excluded.count,
                 ttl = max(ttl, excluded.ttl)",
             &rows,
+            ROWS_AT_ONCE,
         )?;
         self.names.clear();
         Ok(())

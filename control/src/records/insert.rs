@@ -1,7 +1,8 @@
 //! How a batch becomes rows: each record's columns as `flows` stores them,
-//! inserted [`ROWS_AT_ONCE`] a statement, and the identities' row ids the
+//! inserted many a statement ([`many`]), and the identities' row ids the
 //! writer remembers.
 
+use super::many::{self, Values};
 use super::{
     ip_bytes, kind_name, mac_int, mode_name, reason_name, sat, state_name, Identity, StoredFlow,
 };
@@ -99,7 +100,9 @@ impl FlowCols {
             intel: f.intel.clone(),
         }
     }
+}
 
+impl Values<COLUMNS> for FlowCols {
     /// The values in the order of [`FLOW_COLUMNS`].
     fn values(&self) -> [&dyn rusqlite::ToSql; COLUMNS] {
         [
@@ -138,34 +141,21 @@ const FLOW_COLUMNS: &str = "first_ms, last_ms, src_mac, dst_mac, src_id, dst_id,
     allowed, reason, rule_id, mode, would_deny, state, kind, opens, intel";
 const COLUMNS: usize = 26;
 
-/// Rows an INSERT statement takes at once: one statement run per this many
-/// records instead of one per record (the ingest bench: docs/decisions.md).
+/// Rows an INSERT of flow records takes at once (the ingest bench:
+/// docs/decisions.md).
 const ROWS_AT_ONCE: usize = 40;
 
-/// `INSERT INTO flows` with `rows` rows of placeholders.
-fn insert_sql(rows: usize) -> String {
-    let one = format!("({})", vec!["?"; COLUMNS].join(", "));
-    format!(
-        "INSERT INTO flows ({FLOW_COLUMNS}) VALUES {}",
-        vec![one; rows].join(", ")
-    )
-}
-
-/// Insert `rows`, [`ROWS_AT_ONCE`] a statement, the rest one by one; in the
-/// caller's transaction, in order (ids follow the batch).
+/// Insert `rows`, [`ROWS_AT_ONCE`] a statement ([`many`]), in the caller's
+/// transaction, in order (ids follow the batch).
 pub(super) fn insert_flows(
     tx: &rusqlite::Transaction<'_>,
     rows: &[FlowCols],
 ) -> Result<(), rusqlite::Error> {
-    let mut many = tx.prepare_cached(&insert_sql(ROWS_AT_ONCE))?;
-    let mut chunks = rows.chunks_exact(ROWS_AT_ONCE);
-    for chunk in &mut chunks {
-        let values: Vec<&dyn rusqlite::ToSql> = chunk.iter().flat_map(FlowCols::values).collect();
-        many.execute(values.as_slice())?;
-    }
-    let mut one = tx.prepare_cached(&insert_sql(1))?;
-    for row in chunks.remainder() {
-        one.execute(row.values().as_slice())?;
-    }
-    Ok(())
+    many::execute(
+        tx,
+        &format!("INSERT INTO flows ({FLOW_COLUMNS})"),
+        "",
+        rows,
+        ROWS_AT_ONCE,
+    )
 }
