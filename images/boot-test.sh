@@ -3,7 +3,7 @@
 # emulation, no KVM) with a NoCloud seed and check it comes up configured
 # and forwards.
 #
-#   images/boot-test.sh [--uefi] [--bad-config | --ovf-env | --no-traffic]
+#   images/boot-test.sh [--uefi] [--bad-config | --run-fails | --ovf-env | --no-traffic]
 #                       [--ctl PATH] [--timeout SECONDS] [--keep-disk PATH]
 #                       [--upgraded FINGERPRINT] [IMAGE.qcow2]
 #
@@ -40,7 +40,15 @@
 # --bad-config: the day-0 data has an unknown key, a data port MAC no NIC
 # has and a policy that does not compile; passes when the serial console
 # lists all three problems, says bulkhead is not running, and shows the
-# management NIC with its DHCP address (it comes up regardless).
+# management NIC with its DHCP address (it comes up regardless), and the
+# API's port answers GET /api/v1/health with 503 "misconfigured" listing
+# the three problems (maintenance mode), every other path with 503.
+#
+# --run-fails: good day-0 data, but a bootcmd leaves a records store that is
+# not a database, so `bulkhead run` fails at start; passes when, once
+# systemd has given up on it, the health answers 503 "misconfigured" with
+# bulkhead's error (bulkhead-maintenance@run-failed) and the console's
+# status line says NOT HEALTHY. (Both checks: boot-test-maintenance.sh.)
 #
 # --ovf-env: no cidata seed; a CD-ROM with an OVF environment (ovf-env.xml
 # on an ISO 9660 labelled "OVF ENV", as vSphere's ISO transport attaches it)
@@ -56,6 +64,10 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
+# shellcheck source=images/boot-test-maintenance.sh
+. "$here/boot-test-maintenance.sh"
+# shellcheck source=images/boot-test-net.sh
+. "$here/boot-test-net.sh"
 die() {
   printf 'images/boot-test.sh: %s\n' "$*" >&2
   exit 1
@@ -74,11 +86,12 @@ while [ $# -gt 0 ]; do
     --bad-config) mode=bad; shift ;;
     --ovf-env) mode=ovf; shift ;;
     --no-traffic) mode=plain; shift ;;
+    --run-fails) mode=runfail; shift ;;
     --ctl) ctl="${2:?--ctl needs the path of a bulkhead binary}"; shift 2 ;;
     --keep-disk) keep_disk="${2:?--keep-disk needs a path}"; shift 2 ;;
     --upgraded) upgraded="${2:?--upgraded needs the old certificate fingerprint}"; shift 2 ;;
     --timeout) timeout_s="${2:?--timeout needs seconds}"; shift 2 ;;
-    -h | --help) sed -n '2,54p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^set -euo/ { exit } NR > 1' "$0"; exit 0 ;;
     -*) die "unknown option: $1 (see --help)" ;;
     *) image="$1"; shift ;;
   esac
@@ -130,20 +143,7 @@ wl_mac_b=02:b4:19:00:00:0b
 wl_ip_a=10.254.19.1
 wl_ip_b=10.254.19.2
 probe="$here/boot-test-probe.py"
-if [ "$mode" = traffic ]; then
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^bh-bt[0-9]+-w[ab]$' || true); do
-    pid="${ns#bh-bt}"
-    pid="${pid%-w?}"
-    kill -0 "$pid" 2>/dev/null && continue
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
-  for tap in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^bhbt[0-9]+[ab]$' || true); do
-    pid="${tap#bhbt}"
-    pid="${pid%?}"
-    kill -0 "$pid" 2>/dev/null || ip link del "$tap" 2>/dev/null || true
-  done
-fi
+if [ "$mode" = traffic ]; then reap_stale_workloads; fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/bulkhead-boot-test.XXXXXX")"
 qemu_pid=""
@@ -158,16 +158,7 @@ cleanup() {
     kill "$qemu_pid" 2>/dev/null || true
     wait "$qemu_pid" 2>/dev/null || true
   fi
-  if [ "$mode" = traffic ]; then
-    # Whatever still runs in the workloads' namespaces is this script's.
-    for p in $(ip netns pids "$ns_a" 2>/dev/null) $(ip netns pids "$ns_b" 2>/dev/null); do
-      kill "$p" 2>/dev/null || true
-    done
-    ip netns del "$ns_a" 2>/dev/null || true
-    ip netns del "$ns_b" 2>/dev/null || true
-    ip link del "$tap_a" 2>/dev/null || true
-    ip link del "$tap_b" 2>/dev/null || true
-  fi
+  if [ "$mode" = traffic ]; then remove_workloads; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -230,6 +221,14 @@ bulkhead:
     rules:
       - { id: 10, src: [web], dst: [db], services: [postgresql], action: allow }
 EOT
+if [ "$mode" = runfail ]; then
+  # Before bulkhead-config (cloud-init's network stage runs bootcmd): a
+  # records store that is not a database, so bulkhead run fails at start.
+  cat >>"$work/user-data" <<'EOT'
+bootcmd:
+  - [sh, -c, "mkdir -p /var/lib/bulkhead && head -c 4096 /dev/urandom > /var/lib/bulkhead/records.db"]
+EOT
+fi
 if [ "$mode" = bad ]; then
   cat >"$work/user-data" <<EOT
 #cloud-config
@@ -284,12 +283,7 @@ if [ "$uefi" = 1 ]; then
 fi
 
 if [ "$mode" = traffic ]; then
-  for ns in "$ns_a" "$ns_b"; do
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    # No IPv6 on the workloads' NICs: only the test's own frames cross.
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  done
+  make_namespaces
   net_b=(-netdev "tap,id=datab,ifname=$tap_b,script=no,downscript=no")
   net_a=(-netdev "tap,id=dataa,ifname=$tap_a,script=no,downscript=no")
 else
@@ -297,37 +291,6 @@ else
   net_a=(-netdev "user,id=dataa,restrict=on")
 fi
 
-make_taps() { # the workloads' NICs, in this namespace until qemu holds them
-  local tap mac
-  for pair in "$tap_a $wl_mac_a" "$tap_b $wl_mac_b"; do
-    read -r tap mac <<<"$pair"
-    ip tuntap add mode tap name "$tap"
-    ip link set "$tap" address "$mac"
-    ip link set "$tap" up
-  done
-}
-
-attach_taps() { # once qemu holds the taps (carrier on), each goes into its workload's namespace
-  local tap ns addr deadline=$((SECONDS + 60))
-  for tap in "$tap_a" "$tap_b"; do
-    until [ "$(cat "/sys/class/net/$tap/carrier" 2>/dev/null)" = 1 ]; do
-      kill -0 "$qemu_pid" 2>/dev/null || { qemu_pid=""; cat "$work/qemu.log" >&2; fail "qemu exited"; }
-      [ "$SECONDS" -lt "$deadline" ] || fail "qemu did not open the tap device $tap within 60 s"
-      sleep 0.2
-    done
-  done
-  for triple in "$tap_a $ns_a $wl_ip_a" "$tap_b $ns_b $wl_ip_b"; do
-    read -r tap ns addr <<<"$triple"
-    ip link set "$tap" netns "$ns"
-    ip -n "$ns" link set "$tap" up
-    ip -n "$ns" addr add "$addr/24" dev "$tap"
-  done
-}
-
-drop_taps() { # after qemu exited: the taps go; the namespaces (and the listener) stay
-  ip -n "$ns_a" link del "$tap_a" 2>/dev/null || true
-  ip -n "$ns_b" link del "$tap_b" 2>/dev/null || true
-}
 
 boot_mode="$([ "$uefi" = 1 ] && echo UEFI || echo BIOS)"
 start_vm() { # start_vm SERIAL_LOG: boots the overlay in the background
@@ -381,7 +344,9 @@ EOT
 }
 
 url="https://127.0.0.1:$port"
-console_has() { [ -f "$serial" ] && tr -d '\r' <"$serial" | grep -q -- "$1"; }
+# Not `grep -q`: it exits at the first match, tr then dies of SIGPIPE and,
+# under pipefail, a console that has the line would be reported without it.
+console_has() { [ -f "$serial" ] && tr -d '\r' <"$serial" | grep -- "$1" >/dev/null; }
 
 wait_health() { # sets healthy to the seconds from start to GET /api/v1/health = 200
   healthy=""
@@ -435,20 +400,11 @@ echo "booting $image ($boot_mode, TCG) with API on $url"
 start_vm "$work/serial.log"
 
 if [ "$mode" = bad ]; then
-  wait_console '^bulkhead: management enp0s3: ' "$timeout_s" "configuration error status"
-  log="$(tr -d '\r' <"$serial")"
-  for want in 'NOT RUNNING, configuration error' \
-    'bulkhead.bogus: unknown key' \
-    'bulkhead.ports.b: no NIC has MAC 52:54:00:b4:00:99' \
-    'bulkhead.policy: .*smbb' \
-    'bulkhead: management enp0s3: 10\.0\.2\.15$'; do
-    grep -q -- "$want" <<<"$log" || fail "the serial console does not show: $want"
-  done
-  curl -ks --max-time 5 -o /dev/null "$url/api/v1/health" &&
-    fail "the API answers although the configuration is bad"
-  echo "the configuration error on the serial console:"
-  grep -A6 'NOT RUNNING, configuration error' <<<"$log" | sed 's/^/  /'
-  echo "PASS: bad day-0 configuration reported on the console after $((SECONDS - started)) s, management NIC up, bulkhead not started"
+  check_bad_config
+  exit 0
+fi
+if [ "$mode" = runfail ]; then
+  check_run_failed
   exit 0
 fi
 

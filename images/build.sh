@@ -172,6 +172,7 @@ mkdir -p "$rootfs/etc/systemd/journald.conf.d" "$rootfs/var/log/journal"
 printf '[Journal]\nStorage=persistent\nSystemMaxUse=256M\n' >"$rootfs/etc/systemd/journald.conf.d/bulkhead.conf"
 systemctl --root="$rootfs" enable \
   systemd-networkd.service bulkhead-config.service bulkhead.service bulkhead-status.service \
+  bulkhead-maintenance@config.service \
   serial-getty@ttyS0.service >/dev/null 2>&1 || die "systemctl enable failed in the image"
 # Nothing waits for "network online": the management NIC is configured by
 # bulkhead-config after cloud-init, and the status line waits for its address.

@@ -7,6 +7,7 @@ mod ctl;
 mod forensics_cmd;
 mod lab;
 mod learn_cmd;
+mod maintenance_cmd;
 mod policy_cmd;
 mod records_cmd;
 mod replay;
@@ -40,6 +41,9 @@ enum Command {
     Records(records_cmd::RecordsArgs),
     /// The management API's client (`ctl workloads`, `ctl quarantine add MAC` ...).
     Ctl(ctl::CtlArgs),
+    /// Serve only the API's health, answering why the appliance is not
+    /// running (the image starts it when the day-0 configuration is bad).
+    Maintenance(maintenance_cmd::MaintenanceArgs),
     /// Management API tokens, in the store (`token create --role admin --name NAME`).
     Token(token_cmd::TokenArgs),
     /// The lab's traffic probes (run inside a lab namespace by `bulkhead lab`).
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args),
         Command::Run(args) => run::run(args),
         Command::Token(args) => token_cmd::run(args),
+        Command::Maintenance(args) => maintenance_cmd::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::LabProbe(args) => lab::probe(args),
     };

@@ -9,12 +9,14 @@
 //! - [`token`]: `bh_` tokens, stored as SHA-256, roles viewer < operator < admin.
 //! - [`error`]: the one error shape `{code, message, field}`.
 //! - [`tls`]: the configured certificate, or a self-signed one kept on disk.
+//! - [`maintenance`]: the health alone, saying why the appliance is not running.
 #![deny(unsafe_code)]
 
 mod console;
 pub mod error;
 mod json;
 pub mod limit;
+pub mod maintenance;
 mod middleware;
 pub mod routes;
 pub mod server;

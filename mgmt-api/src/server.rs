@@ -157,16 +157,27 @@ pub fn start(
     )?;
     let state = state(&cfg, control, stats)?;
     let (app, _) = build(state);
+    serve_on_thread(cfg.listen, material, app, cfg.max_connections)
+}
+
+/// Listens on `listen` and serves `app` over TLS on a thread of its own with
+/// a tokio runtime. Returns once it listens.
+pub(crate) fn serve_on_thread(
+    listen: SocketAddr,
+    material: tls::TlsMaterial,
+    app: Router,
+    max_connections: usize,
+) -> Result<ServerHandle, StartError> {
     let listen_err = |source| StartError::Listen {
-        addr: cfg.listen,
+        addr: listen,
         source,
     };
-    let std_listener = std::net::TcpListener::bind(cfg.listen).map_err(listen_err)?;
+    let std_listener = std::net::TcpListener::bind(listen).map_err(listen_err)?;
     std_listener.set_nonblocking(true).map_err(listen_err)?;
     let addr = std_listener.local_addr().map_err(listen_err)?;
     let (stop, stopped) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(material.config.clone());
-    let max_connections = cfg.max_connections.max(1);
+    let max_connections = max_connections.max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)

@@ -281,6 +281,32 @@ impl Api {
         self.call(Method::GET, path, None)
     }
 
+    /// `GET /api/v1/health`: the health (the server's `HealthView`) and
+    /// whether it is good (200); a 503 carries the same shape, saying why.
+    pub fn health(&self) -> anyhow::Result<(bool, Value)> {
+        let url = format!("{}/api/v1/health", self.base);
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .map_err(|e| transport_error(&self.base, &e))?;
+        let status = resp.status();
+        if status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            let v = answer(resp)?;
+            return Ok((
+                true,
+                shaped::<mgmt_api::routes::status::HealthView>("/api/v1/health", v)?,
+            ));
+        }
+        let text = resp.text().unwrap_or_default();
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("server error (503): {}", text.trim()))?;
+        Ok((
+            false,
+            shaped::<mgmt_api::routes::status::HealthView>("/api/v1/health", v)?,
+        ))
+    }
+
     /// A GET whose answer must have the shape of the server's own type `T`
     /// (the view types of `mgmt_api`): a different version of the appliance
     /// is an error that says so, not a table of blanks.

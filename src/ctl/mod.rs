@@ -185,9 +185,13 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
     match &args.command {
         CtlCommand::Health => {
             // 503 carries the same body: show it, then fail.
-            match api.get_as::<mgmt_api::routes::status::HealthView>("/api/v1/health") {
-                Ok(v) => out(&v, &fields),
-                Err(e) => return Err(e.context("the appliance is not healthy")),
+            let (good, v) = api.health()?;
+            out(&v, &fields);
+            if !good {
+                anyhow::bail!(
+                    "the appliance is not healthy ({})",
+                    v["status"].as_str().unwrap_or("no status")
+                );
             }
         }
         CtlCommand::Fingerprint => {

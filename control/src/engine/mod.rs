@@ -219,7 +219,7 @@ pub struct Engine {
 /// Why the control thread could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("{what}: {source}")]
     Invalid {
@@ -230,11 +230,11 @@ pub enum StartError {
     Publish(ControlError),
     #[error("cannot start the control thread: {0}")]
     Thread(std::io::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Records(#[from] crate::records::RecordsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Ipfix(#[from] crate::ipfix::IpfixError),
-    #[error("{0}")]
+    #[error(transparent)]
     Delivery(#[from] crate::alerts::deliver::DeliveryError),
 }
 

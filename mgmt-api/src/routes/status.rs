@@ -125,7 +125,8 @@ pub struct StatsView {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct HealthView {
-    /// `ok` or `degraded`.
+    /// `ok`, `degraded`, or `misconfigured` (maintenance mode: bulkhead is
+    /// not running, `problems` says why).
     pub status: String,
     pub control_running: bool,
     pub control_failure: Option<String>,
@@ -137,6 +138,10 @@ pub struct HealthView {
     /// `ok`), or absent when records are off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<String>,
+    /// Why the appliance is not running (maintenance mode only): the
+    /// day-0 configuration's problems, or why `bulkhead run` failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 fn port_name(p: Port) -> &'static str {
@@ -267,6 +272,7 @@ pub async fn health(State(st): State<Shared>) -> Response {
         records: s
             .records
             .map(|r| if r.paused { "paused" } else { "ok" }.to_string()),
+        problems: Vec::new(),
     };
     let code = if ok {
         StatusCode::OK

@@ -14,6 +14,7 @@ mod detect;
 mod follow;
 mod intel;
 mod learn;
+mod maintenance;
 mod openapi;
 mod records;
 mod resources;
