@@ -317,15 +317,7 @@ fn traceback_names_the_workload_that_resolved_not_the_one_that_took_its_address(
         bed.dir.join("records.db").to_str().unwrap(),
     ]);
     eprintln!("{traceback}\n{text}");
-    let metrics = sh(&[
-        "nsenter",
-        &format!("--net=/run/netns/{dut}"),
-        EXE,
-        "ctl",
-        "--ctl-config",
-        bed.dir.join("ctl.toml").to_str().unwrap(),
-        "metrics",
-    ]);
+    let metrics = bed.metrics();
     for line in [
         "bulkhead_dns_records_written_total",
         "bulkhead_dns_messages_dropped_total{reason=\"malformed\"}",

@@ -115,15 +115,7 @@ fn live_flows_become_records_that_survive_a_restart() {
         stats["control"]["records"]["written"].is_u64(),
         "the records writer in /api/v1/stats: {stats}"
     );
-    let metrics = sh(&[
-        "nsenter",
-        &format!("--net=/run/netns/{}", bed.ns[2]),
-        EXE,
-        "ctl",
-        "--ctl-config",
-        bed.dir.join("ctl.toml").to_str().unwrap(),
-        "metrics",
-    ]);
+    let metrics = bed.metrics();
     for line in [
         "bulkhead_records_written_total",
         "bulkhead_records_paused 0",

@@ -150,6 +150,15 @@ fn the_first_rdp_between_two_groups_after_the_baseline_raises_a_first_seen_alert
     std::thread::sleep(Duration::from_secs(1));
     let found = alerts_of(&bed, "first-seen-service");
     assert_eq!(found.len(), 1, "{found:?}");
+    // On /metrics: the baseline holds web -> db tcp/9000 and has stopped learning.
+    let metrics = bed.metrics();
+    let tracked = live_bed::metric(&metrics, "bulkhead_detect_tracked{detector=\"first-seen\"}");
+    assert!(tracked >= 1.0, "{metrics}");
+    let learning = live_bed::metric(
+        &metrics,
+        "bulkhead_detect_learning{detector=\"first-seen\"}",
+    );
+    assert_eq!(learning, 0.0, "{metrics}");
 }
 
 /// Asks 10.99.0.2 for `name`'s A record over UDP; whether the answer was

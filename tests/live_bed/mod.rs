@@ -218,6 +218,22 @@ impl Bed {
         serde_json::from_str(&sh(&cmd)).expect("ctl answers JSON")
     }
 
+    /// `bulkhead ctl metrics` in the appliance's namespace: the text.
+    pub fn metrics(&self) -> String {
+        let ns = format!("--net=/run/netns/{}", self.ns[2]);
+        let config = self.dir.join("ctl.toml");
+        let config = config.to_str().expect("utf-8 path");
+        sh(&[
+            "nsenter",
+            &ns,
+            EXE,
+            "ctl",
+            "--ctl-config",
+            config,
+            "metrics",
+        ])
+    }
+
     pub fn observed(&self) -> Vec<String> {
         let all = self.ctl(&["workloads"]);
         all.as_array()
@@ -400,4 +416,11 @@ pub fn connects_to(ns: &str, to: &'static str, within: Duration) -> bool {
         }
         false
     })
+}
+
+/// A sample's value in the metrics text (`name` with its labels as printed).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in the metrics:\n{text}"))
 }

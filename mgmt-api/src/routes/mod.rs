@@ -10,6 +10,7 @@ pub mod intel;
 pub mod intel_feeds;
 pub mod inventory;
 pub mod ipfix;
+pub mod metrics;
 pub mod policy;
 pub mod proposals;
 pub mod quarantine;
@@ -205,7 +206,7 @@ pub fn app(state: Shared, api: Router<Shared>, openapi: String) -> Router {
             }
         }),
     )
-    .route("/metrics", get(status::metrics))
+    .route("/metrics", get(metrics::metrics))
     .merge(crate::console::routes())
     .fallback(|| async { ApiError::not_found(NO_ROUTE).into_response() })
     .layer(axum::middleware::from_fn_with_state(

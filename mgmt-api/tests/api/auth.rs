@@ -1,6 +1,6 @@
 //! Tokens, roles, revocation, the failed-attempt limit and the audit log.
 
-use crate::common::{error, json, Bed, WEB};
+use crate::common::{error, json, metric, Bed, WEB};
 use mgmt_api::Role;
 use reqwest::Method;
 use serde_json::json;
@@ -278,12 +278,6 @@ fn wrong(i: usize) -> String {
 }
 
 /// A metric's value in the OpenMetrics text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in the metrics:\n{text}"))
-}
-
 #[test]
 fn twenty_bad_tokens_from_one_address_do_not_lock_out_a_valid_token() {
     let bed = Bed::start();

@@ -243,3 +243,11 @@ pub fn write_records(path: &std::path::Path, batch: Vec<StoredFlow>) {
     }
     w.finish();
 }
+
+/// A sample's value in the metrics text: `name` is the metric with its
+/// labels as printed (`bulkhead_x_total{kind="scan"}`).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in the metrics:\n{text}"))
+}

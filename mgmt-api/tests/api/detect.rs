@@ -1,7 +1,7 @@
 //! Anomaly detection's state over the API (viewer) and forgetting the
 //! baselines (admin only).
 
-use crate::common::{json, Bed};
+use crate::common::{json, metric, Bed};
 use reqwest::Method;
 
 #[test]
@@ -28,4 +28,25 @@ fn detection_state_is_read_by_a_viewer_and_reset_by_an_admin_only() {
         audit.to_string().contains("/detect/baseline/reset"),
         "{audit}"
     );
+}
+
+#[test]
+fn detection_is_on_the_metrics() {
+    let bed = Bed::start();
+    let text = bed.get("/metrics", &bed.viewer).text().expect("metrics");
+    for (name, want) in [
+        ("bulkhead_detect_tracked{detector=\"scan\"}", 0.0),
+        ("bulkhead_detect_tracked{detector=\"first-seen\"}", 0.0),
+        ("bulkhead_detect_tracked{detector=\"dns\"}", 0.0),
+        ("bulkhead_detect_untracked_total{detector=\"fan-out\"}", 0.0),
+        (
+            "bulkhead_detect_untracked_total{detector=\"deny-burst\"}",
+            0.0,
+        ),
+        // No answer yet: the DNS names' baseline is learning.
+        ("bulkhead_detect_learning{detector=\"dns\"}", 1.0),
+        ("bulkhead_detect_first_seen_suppressed_total", 0.0),
+    ] {
+        assert_eq!(metric(&text, name), want, "{name}");
+    }
 }
