@@ -172,7 +172,7 @@ pub fn load_or_generate(
         .first()
         .map(|c| fingerprint(c.as_ref()))
         .unwrap_or_default();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = control::tls::provider();
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()

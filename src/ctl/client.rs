@@ -183,7 +183,7 @@ impl Api {
         if !url.starts_with("https://") {
             bail!("{url}: the API is served over HTTPS only (https://HOST:PORT)");
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = control::tls::provider();
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
         let seen = Arc::new(Mutex::new(None));

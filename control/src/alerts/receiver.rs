@@ -59,7 +59,7 @@ impl Receiver {
         let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
             .map_err(io::Error::other)?;
         let cert = params.self_signed(&key).map_err(io::Error::other)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::provider();
         let tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(io::Error::other)?
