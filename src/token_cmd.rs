@@ -37,6 +37,22 @@ pub enum TokenCommand {
     },
     /// Revoke a token by name: it stops working at once.
     Revoke { name: String },
+    /// Install a token known only by its SHA-256 (the appliance image's
+    /// day-0 `admin_token_sha256`): active as NAME, replacing an active
+    /// token of that name; nothing changes if it is active already.
+    Import {
+        /// The token's SHA-256, 64 hex digits (`printf %s "$TOKEN" | sha256sum`).
+        #[arg(long)]
+        sha256: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        name: String,
+        /// Who installs it, as the token list and the audit show it
+        /// (default `cli:$USER`; the image's day-0 service says `day0`).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -81,6 +97,21 @@ pub fn run(args: &TokenArgs) -> anyhow::Result<()> {
                     t.created_by,
                     t.revoked_at.as_deref().unwrap_or("-")
                 );
+            }
+        }
+        TokenCommand::Import {
+            sha256,
+            role,
+            name,
+            by,
+        } => {
+            let digest = token::parse_sha256(sha256)
+                .with_context(|| format!("--sha256 {sha256:?}: expected 64 hex digits"))?;
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let by = by.clone().unwrap_or_else(|| format!("cli:{user}"));
+            match token::import(&mut store, name, *role, &digest, &by)? {
+                Some(active) => println!("token: already active as {active:?}"),
+                None => println!("token {name:?} ({role}) installed from its SHA-256"),
             }
         }
         TokenCommand::Revoke { name } => {

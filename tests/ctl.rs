@@ -424,3 +424,72 @@ fn ctl_detect_shows_the_detectors_and_resets_the_baselines_as_admin_only() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v["first_seen"]["services"], 0, "{v}");
 }
+
+/// `bulkhead token import`: the appliance image's day-0 path, where only
+/// the token's SHA-256 is handed over. The imported token works over the
+/// API; importing it again changes nothing; another hash under the same
+/// name replaces it (the old token stops working); bad hex is refused.
+#[test]
+fn a_token_imported_by_its_hash_works_and_replaces_one_of_its_name() {
+    let bed = bed_with("import", |_| None);
+    let store = bed.dir.join("bulkhead.db");
+    let store = store.to_str().expect("utf-8");
+    let import = |sha: &str| {
+        run(
+            &[
+                "token",
+                "import",
+                "--sha256",
+                sha,
+                "--role",
+                "admin",
+                "--name",
+                "day0-admin",
+                "--store",
+                store,
+            ],
+            &[],
+        )
+    };
+    let hex = |t: &str| -> String {
+        mgmt_api::token::hash(t)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let works = |t: &str| {
+        run(
+            &[
+                "ctl",
+                "--url",
+                &bed.url,
+                "--fingerprint",
+                &bed.fingerprint,
+                "tokens",
+                "list",
+            ],
+            &[("BULKHEAD_TOKEN", t)],
+        )
+        .0
+    };
+    let first = mgmt_api::token::generate().expect("token");
+    let (ok, out, err) = import(&hex(&first));
+    assert!(ok, "{err}");
+    assert!(out.contains("installed"), "{out}");
+    assert!(works(&first), "the imported token is accepted");
+    // Again, upper case: the same token, nothing changes.
+    let (ok, out, err) = import(&hex(&first).to_uppercase());
+    assert!(ok, "{err}");
+    assert!(out.contains("already active as \"day0-admin\""), "{out}");
+    // A new hash under the same name replaces the old token.
+    let second = mgmt_api::token::generate().expect("token");
+    let (ok, _, err) = import(&hex(&second));
+    assert!(ok, "{err}");
+    assert!(works(&second));
+    assert!(!works(&first), "the replaced token is revoked");
+    for bad in ["abc", &"g".repeat(64), &format!("{}00", hex(&second))] {
+        let (ok, _, err) = import(bad);
+        assert!(!ok, "{bad} accepted");
+        assert!(err.contains("64 hex digits"), "{err}");
+    }
+}

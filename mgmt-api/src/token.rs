@@ -138,6 +138,37 @@ pub fn create(
     Ok(token)
 }
 
+/// Installs a token known only by its SHA-256 (a day-0 channel hands over
+/// the hash, never the token): active as `name` with `role`, replacing an
+/// active token of that name. `Ok(Some(name))`: a token with this hash is
+/// active already, under that name (nothing changed).
+pub fn import(
+    store: &mut Store,
+    name: &str,
+    role: Role,
+    sha256: &[u8; 32],
+    by: &str,
+) -> Result<Option<String>, TokenError> {
+    if !valid_name(name) {
+        return Err(TokenError::BadName(name.to_string()));
+    }
+    Ok(store.import_token(name, role.as_str(), sha256, by)?)
+}
+
+/// A token's SHA-256 written as 64 hex digits (either case).
+pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *o = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// A token as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenView {

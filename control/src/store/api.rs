@@ -143,6 +143,43 @@ impl Store {
             .collect()
     }
 
+    /// Makes a token known only by its hash active as `name` with `role`,
+    /// in one transaction: if an active token already has this hash, nothing
+    /// changes and its name is returned; otherwise an active token named
+    /// `name` is revoked (by `by`) and the hash stored under that name.
+    pub fn import_token(
+        &mut self,
+        name: &str,
+        role: &str,
+        sha256: &[u8; 32],
+        by: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let now = ts_to_sql(Timestamp::now())?;
+        let tx = self.conn.transaction()?;
+        let active: Option<String> = tx
+            .query_row(
+                "SELECT name FROM api_tokens WHERE sha256 = ?1 AND revoked_at IS NULL",
+                params![&sha256[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if active.is_some() {
+            return Ok(active);
+        }
+        tx.execute(
+            "UPDATE api_tokens SET revoked_at = ?1, revoked_by = ?2
+             WHERE name = ?3 AND revoked_at IS NULL",
+            params![now, by, name],
+        )?;
+        tx.execute(
+            "INSERT INTO api_tokens (name, role, sha256, created_at, created_by)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, role, &sha256[..], now, by],
+        )?;
+        tx.commit()?;
+        Ok(None)
+    }
+
     /// Revokes the active token of this name; `false` if there is none.
     pub fn revoke_token(&mut self, name: &str, by: &str) -> Result<bool, StoreError> {
         let now = ts_to_sql(Timestamp::now())?;

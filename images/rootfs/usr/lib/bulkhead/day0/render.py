@@ -4,7 +4,6 @@ with its first admin token."""
 
 import json
 import os
-import sqlite3
 import subprocess
 import time
 
@@ -137,46 +136,32 @@ def ensure_store():
 
 
 def install_token_hash(sha_hex):
-    """The day-0 admin token: its SHA-256 as the active token `day0-admin`.
-
-    bulkhead has no command that takes a token's hash (`bulkhead token create`
-    makes the token itself), so this writes the row `bulkhead token create`
-    would write, into the store bulkhead has just created or migrated, after
-    checking that the table is the one this was written against.
-    """
-    digest = bytes.fromhex(sha_hex)
-    con = sqlite3.connect(STORE, timeout=10)
-    try:
-        cols = [r[1] for r in con.execute("PRAGMA table_info(api_tokens)")]
-        expected = ["id", "name", "role", "sha256", "created_at", "created_by", "revoked_at", "revoked_by"]
-        if cols != expected:
-            raise ConfigError([f"store {STORE}: api_tokens has columns {cols}, expected {expected}: cannot install the day-0 token"])
-        with con:
-            row = con.execute(
-                "SELECT name FROM api_tokens WHERE sha256 = ? AND revoked_at IS NULL", (digest,)
-            ).fetchone()
-            if row:
-                return f"day-0 admin token: already active as {row[0]!r}"
-            now = time.time_ns()
-            con.execute(
-                "UPDATE api_tokens SET revoked_at = ?, revoked_by = 'day0' WHERE name = 'day0-admin' AND revoked_at IS NULL",
-                (now,),
-            )
-            con.execute(
-                "INSERT INTO api_tokens (name, role, sha256, created_at, created_by) VALUES ('day0-admin', 'admin', ?, ?, 'day0')",
-                (digest, now),
-            )
-        return "day-0 admin token: installed as 'day0-admin' (admin)"
-    finally:
-        con.close()
+    """The day-0 admin token: its SHA-256 as the active admin token `day0-admin`
+    (`bulkhead token import`: a token of that name is replaced, the same
+    token again changes nothing)."""
+    out = subprocess.run(
+        ["/usr/bin/bulkhead", "token", "import", "--sha256", sha_hex, "--role", "admin",
+         "--name", "day0-admin", "--by", "day0", "--store", STORE],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise ConfigError([f"admin_token_sha256: {(out.stderr or out.stdout).strip()}"])
+    return "day-0 admin token: " + out.stdout.strip()
 
 
 def has_active_admin():
-    con = sqlite3.connect(STORE, timeout=10)
-    try:
-        return con.execute("SELECT 1 FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL LIMIT 1").fetchone() is not None
-    finally:
-        con.close()
+    """Whether the store has an active admin token (`bulkhead token list`:
+    NAME ROLE CREATED BY REVOKED, names and fields without spaces)."""
+    out = subprocess.run(
+        ["/usr/bin/bulkhead", "token", "list", "--store", STORE],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise ConfigError([f"store {STORE}: {(out.stderr or out.stdout).strip()}"])
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    return any(len(r) >= 5 and r[1] == "admin" and r[-1] == "-" for r in rows)
 
 
 def first_admin_token():
