@@ -302,6 +302,27 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE dns_names;
     ALTER TABLE dns_names_9 RENAME TO dns_names;
     "#,
+    // 10: every destination of an edge once, kept by triggers on `edges`
+    // (a row when an edge to a new destination is inserted, gone with the
+    // last edge to it): a blast radius walking a level backwards reads the
+    // nodes left to reach here (5k rows over 30 days) instead of a skip
+    // over `edges_dst`, a seek a destination (40% of its time).
+    r#"
+    CREATE TABLE destinations (
+        dst_ip     BLOB    NOT NULL,
+        dst_mac    INTEGER NOT NULL,
+        PRIMARY KEY (dst_ip, dst_mac)
+    ) WITHOUT ROWID;
+    INSERT INTO destinations SELECT DISTINCT dst_ip, dst_mac FROM edges ORDER BY 1, 2;
+    CREATE TRIGGER destinations_add AFTER INSERT ON edges BEGIN
+        INSERT OR IGNORE INTO destinations VALUES (new.dst_ip, new.dst_mac);
+    END;
+    CREATE TRIGGER destinations_trim AFTER DELETE ON edges
+        WHEN NOT EXISTS (SELECT 1 FROM edges WHERE dst_ip = old.dst_ip AND dst_mac = old.dst_mac)
+    BEGIN
+        DELETE FROM destinations WHERE dst_ip = old.dst_ip AND dst_mac = old.dst_mac;
+    END;
+    "#,
 ];
 
 /// The schema version this bulkhead writes.

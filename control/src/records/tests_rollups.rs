@@ -203,7 +203,7 @@ fn a_store_of_version_1_is_migrated_with_rollups_of_its_records() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP TABLE group_rollups; DROP TABLE nodes; DROP TABLE dns; DROP TABLE pdns;
-             DROP TABLE addresses; DROP TABLE contacts; DROP TABLE edges; DROP TABLE dns_names; DROP TABLE names;
+             DROP TABLE addresses; DROP TABLE contacts; DROP TABLE edges; DROP TABLE destinations; DROP TABLE dns_names; DROP TABLE names;
              DROP TABLE hourly; DROP TABLE rollup_mark; UPDATE flows SET opens = 1;
              ALTER TABLE flows DROP COLUMN opens; ALTER TABLE flows DROP COLUMN intel; DROP TABLE daily; PRAGMA user_version = 1;",
         )
@@ -382,7 +382,7 @@ fn a_store_of_version_2_is_migrated_with_group_rollups_of_its_hourly_ones() {
         assert!(contacts > 0);
         conn.execute_batch(
             "DROP TABLE group_rollups; DROP TABLE nodes; DROP TABLE dns; DROP TABLE pdns;
-             DROP TABLE addresses; DROP TABLE contacts; DROP TABLE edges; DROP TABLE dns_names; DROP TABLE names;
+             DROP TABLE addresses; DROP TABLE contacts; DROP TABLE edges; DROP TABLE destinations; DROP TABLE dns_names; DROP TABLE names;
              ALTER TABLE rollup_mark DROP COLUMN dns_id; ALTER TABLE flows DROP COLUMN intel; DROP TABLE daily; PRAGMA user_version = 2;",
         )
         .unwrap();

@@ -10,11 +10,23 @@ use super::tests_forensics::{check, incident, write, A, E};
 use super::*;
 use crate::testutil::TempDir;
 
+/// The store at `path` without the destinations of the edges, as schema 9
+/// had it (no `destinations` table, no triggers on `edges`), at version 9.
+pub(super) fn back_to_9(path: &std::path::Path) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(
+        "DROP TRIGGER destinations_add; DROP TRIGGER destinations_trim;
+         DROP TABLE destinations; PRAGMA user_version = 9;",
+    )
+    .unwrap();
+    db
+}
+
 /// The store at `path` with its DNS names as text again, as schema 8 had
 /// them (`pdns` and `dns_names` keyed by names, no `names` table), at
 /// version 8; the connection has `bh_reversed`.
 pub(super) fn back_to_text_names(path: &std::path::Path) -> rusqlite::Connection {
-    let db = rusqlite::Connection::open(path).unwrap();
+    let db = back_to_9(path);
     names::register(&db).unwrap();
     db.execute_batch(
         "CREATE TABLE pdns_8 (rname TEXT NOT NULL, client_mac INTEGER NOT NULL,
@@ -223,4 +235,60 @@ fn names_no_row_refers_to_are_trimmed_and_made_again_when_seen_again() {
         .unwrap();
     assert_eq!(found.total, 1);
     assert_eq!(found.workloads[0].mac, A.to_string());
+}
+
+/// The distinct destinations of the edges, and the `destinations` rows.
+type Dsts = Vec<(Vec<u8>, i64)>;
+fn destinations_and_edges(db: &rusqlite::Connection) -> (Dsts, Dsts) {
+    let rows = |sql: &str| -> Dsts {
+        let mut s = db.prepare(sql).unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    (
+        rows("SELECT DISTINCT dst_ip, dst_mac FROM edges ORDER BY 1, 2"),
+        rows("SELECT dst_ip, dst_mac FROM destinations ORDER BY 1, 2"),
+    )
+}
+
+#[test]
+fn a_store_of_schema_9_gets_the_destinations_of_its_edges_and_they_are_kept() {
+    let dir = TempDir::new("records-forensics-v9");
+    let path = dir.0.join("records.db");
+    write(&path, incident());
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let (edges, dsts) = destinations_and_edges(&db);
+        assert!(edges.len() > 2, "{edges:?}");
+        assert_eq!(dsts, edges, "written at schema 10: kept by the triggers");
+    }
+    drop(back_to_9(&path));
+    let reader = RecordsReader::open(&path).unwrap();
+    let (edges, dsts) = destinations_and_edges(reader.conn());
+    assert_eq!(dsts, edges, "made by the migration");
+    check(&reader);
+    drop(reader);
+    // The same traffic again: edges updated, none new.
+    write(&path, incident());
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let (edges, dsts) = destinations_and_edges(&db);
+    assert_eq!(dsts, edges);
+    // Edges deleted a source at a time (as retention deletes them): a
+    // destination goes with its last edge, not before.
+    loop {
+        let n = db
+            .execute(
+                "DELETE FROM edges WHERE src_mac = (SELECT min(src_mac) FROM edges)",
+                [],
+            )
+            .unwrap();
+        let (edges, dsts) = destinations_and_edges(&db);
+        assert_eq!(dsts, edges);
+        if n == 0 {
+            assert!(dsts.is_empty());
+            break;
+        }
+    }
 }

@@ -81,16 +81,16 @@ pub struct BlastRadius {
 
 /// An edge as read.
 #[derive(Debug, Clone, Copy)]
-struct EdgeRow {
-    dst_mac: i64,
-    dst_ip: [u8; 16],
-    proto: i64,
-    port: i64,
-    allowed: bool,
-    flows: u64,
-    bytes: u64,
-    first_ms: i64,
-    last_ms: i64,
+pub(super) struct EdgeRow {
+    pub(super) dst_mac: i64,
+    pub(super) dst_ip: [u8; 16],
+    pub(super) proto: i64,
+    pub(super) port: i64,
+    pub(super) allowed: bool,
+    pub(super) flows: u64,
+    pub(super) bytes: u64,
+    pub(super) first_ms: i64,
+    pub(super) last_ms: i64,
 }
 
 /// A node of the walk: a workload's MAC, or an address.
@@ -218,6 +218,10 @@ impl RecordsReader {
         // Every destination of an edge (address and MAC), read when a level
         // is first walked backwards.
         let mut destinations: Option<Vec<([u8; 16], i64)>> = None;
+        // The node of each destination read (which asks whether its MAC
+        // holds its address: a search of the local networks, once a
+        // destination instead of once an edge read).
+        let mut node_memo: HashMap<(i64, [u8; 16]), NodeKey, Hasher> = HashMap::default();
         let mut after_stmt = self.conn().prepare_cached(AFTER_SQL)?;
         let mut edges_stmt = self.conn().prepare_cached(
             "SELECT dst_mac, dst_ip, proto, port, allowed, flows, bytes, first_ms, last_ms
@@ -262,7 +266,9 @@ impl RecordsReader {
                     let dst_mac: i64 = r.get(0)?;
                     let dst_ip = ip16(r.get_ref(1)?.as_blob().unwrap_or_default());
                     let allowed: bool = r.get(4)?;
-                    let node = node_of(dst_mac, &dst_ip);
+                    let node = *node_memo
+                        .entry((dst_mac, dst_ip))
+                        .or_insert_with(|| node_of(dst_mac, &dst_ip));
                     // An allowed edge to a node reached before, or a denied
                     // one once the attempts are full, adds nothing (most
                     // edges, a few levels in): skipped before the rest of
@@ -479,65 +485,6 @@ impl RecordsReader {
         })
     }
 
-    /// Every distinct destination of an edge, address and MAC (a skip over
-    /// `edges_dst`, one seek a destination).
-    fn destinations(&self) -> Result<Vec<([u8; 16], i64)>, RecordsError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT dst_ip, dst_mac FROM edges WHERE (dst_ip, dst_mac) > (?1, ?2)
-             ORDER BY dst_ip, dst_mac LIMIT 1",
-        )?;
-        let mut out = Vec::new();
-        let (mut ip, mut mac): (Vec<u8>, i64) = (Vec::new(), i64::MIN);
-        loop {
-            let mut rows = stmt.query(rusqlite::params![ip, mac])?;
-            let Some(r) = rows.next()? else {
-                break;
-            };
-            ip = r.get(0)?;
-            mac = r.get(1)?;
-            out.push((ip16(&ip), mac));
-        }
-        Ok(out)
-    }
-
-    /// The allowed edges to `ip` at `mac` with a flow begun by `until`:
-    /// their source, protocol and port, and their latest start with the
-    /// rest of the row.
-    #[allow(clippy::type_complexity)]
-    fn edges_to(
-        &self,
-        ip: &[u8; 16],
-        mac: i64,
-        until: i64,
-    ) -> Result<Vec<(i64, i64, i64, (i64, EdgeRow))>, RecordsError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT src_mac, proto, port, flows, bytes, first_ms, last_start_ms, last_ms
-             FROM edges WHERE dst_ip = ?1 AND dst_mac = ?2 AND allowed = 1 AND first_ms <= ?3",
-        )?;
-        let rows = stmt.query_map(rusqlite::params![ip.to_vec(), mac, until], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                (
-                    r.get(6)?,
-                    EdgeRow {
-                        dst_mac: mac,
-                        dst_ip: *ip,
-                        proto: r.get(1)?,
-                        port: r.get(2)?,
-                        allowed: true,
-                        flows: crate::records::count_at(r, 3)?,
-                        bytes: crate::records::count_at(r, 4)?,
-                        first_ms: r.get(5)?,
-                        last_ms: r.get(7)?,
-                    },
-                ),
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     /// Of the candidates to one node, the one with the earliest flow after
     /// its source was reached (ties: the first read), looked up in the
     /// order of the earliest each can be; `None` if none had a flow then.
@@ -631,7 +578,7 @@ fn node_of(mac: i64, ip: &[u8; 16]) -> NodeKey {
 }
 
 /// A stored address as its 16 bytes (a damaged one, shorter: zero-filled).
-fn ip16(b: &[u8]) -> [u8; 16] {
+pub(super) fn ip16(b: &[u8]) -> [u8; 16] {
     let mut out = [0u8; 16];
     let n = b.len().min(16);
     out[..n].copy_from_slice(&b[..n]);

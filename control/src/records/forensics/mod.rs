@@ -10,6 +10,7 @@
 //! records.
 
 mod blast;
+mod blast_dst;
 mod dns_list;
 mod params;
 mod traceback;
