@@ -41,9 +41,7 @@ fn console_lists_an_alert_shows_its_evidence_and_quarantines_its_workload() {
     let driver = Driver::start();
     let s = Session::new(&driver, &profile.0);
     s.goto(&bed.url("/"));
-    s.type_into("#token", &bed.operator);
-    s.click("#login-button");
-    s.wait_text("#workloads", |t| t.contains("web-1"));
+    s.log_in(&bed.operator);
 
     s.click("button.tab[data-view='alerts']");
     let rows = s.wait_text("#alerts", |t| t.contains("evil.test"));

@@ -236,12 +236,6 @@ fn artefact(name: &str) -> PathBuf {
     exe.ancestors().nth(3).unwrap().join(name)
 }
 
-fn login(s: &Session, token: &str) {
-    s.type_into("#token", token);
-    s.click("#login-button");
-    s.wait_text("#workloads", |t| t.contains("web-1"));
-}
-
 fn search(s: &Session, target: &str) {
     s.click("button.tab[data-view='investigate']");
     s.type_into("#tb-target", target);
@@ -268,7 +262,7 @@ fn console_traces_a_c2_name_draws_the_blast_radius_and_quarantines_from_it() {
     );
 
     // A viewer may trace, but quarantining says the API's 403.
-    login(&s, &bed.viewer);
+    s.log_in(&bed.viewer);
     search(&s, "c2.evil.test");
     assert_eq!(traced(&s, 1), vec![json!(A)]);
     s.click(&format!(".traced[data-mac='{A}'] .quarantine-button"));
@@ -279,7 +273,7 @@ fn console_traces_a_c2_name_draws_the_blast_radius_and_quarantines_from_it() {
 
     // An operator: the last 7 days hold web-1 only; not kiosk-1, which took
     // its old address, nor laptop-1, which asked ten days ago.
-    login(&s, &bed.operator);
+    s.log_in(&bed.operator);
     search(&s, "c2.evil.test");
     assert_eq!(traced(&s, 1), vec![json!(A)]);
     let row = format!(".traced[data-mac='{A}']");

@@ -236,9 +236,7 @@ fn console_draws_the_access_graph_and_lists_an_edges_flows() {
              e => window.cspRefused.push(e.violatedDirective + ' ' + e.blockedURI));",
         json!([]),
     );
-    s.type_into("#token", &bed.viewer);
-    s.click("#login-button");
-    s.wait_text("#workloads", |t| t.contains("web-1"));
+    s.log_in(&bed.viewer);
 
     // Workload level, the last 24 hours: every flow.
     s.click("button.tab[data-view='graph']");

@@ -100,9 +100,7 @@ fn state(s: &Session, id: &str, want: &str) {
 }
 
 fn log_in(s: &Session, token: &str) {
-    s.type_into("#token", token);
-    s.click("#login-button");
-    s.wait_text("#workloads", |t| t.contains("web-1"));
+    s.log_in(token);
     s.click("button.tab[data-view='learn']");
 }
 

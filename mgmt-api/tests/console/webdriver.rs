@@ -184,6 +184,13 @@ impl Session<'_> {
         }
     }
 
+    /// Logs in to the console with `token` and waits for the workloads list.
+    pub fn log_in(&self, token: &str) {
+        self.type_into("#token", token);
+        self.click("#login-button");
+        self.wait_text("#workloads", |t| t.contains("web-1"));
+    }
+
     pub fn type_into(&self, css: &str, text: &str) {
         let el = self.find(css);
         self.post(&format!("/element/{el}/clear"), json!({}));
