@@ -245,8 +245,7 @@ start_proc() { # log cpu cmd... ; waits for "ready"/"forwarding" in the log
   # nsenter and taskset exec: $! is the DUT process itself.
   nsenter --net="/var/run/netns/$NS_D" taskset -c "$cpu" "$@" >"$log" 2>&1 &
   DUT_PID=$!
-  local i
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     grep -q "^ready\|^forwarding" "$log" 2>/dev/null && return 0
     kill -0 "$DUT_PID" 2>/dev/null || { cat "$log" >&2; die "DUT process exited: $*"; }
     sleep 0.1

@@ -159,8 +159,7 @@ bulkhead_down() {
 
 # Wait (bounded) until the client reaches the server through the DUT.
 wait_path() {
-  local i
-  for i in $(seq 1 40); do
+  for _ in $(seq 1 40); do
     if in_ns "$NS_C" ping -q -c 1 -W 1 "$SERVER_IP" >/dev/null 2>&1; then
       return 0
     fi
@@ -239,8 +238,7 @@ dut_down() { if [ "$1" = bridge ]; then bridge_down; else bulkhead_down; fi; }
 
 # Does the path still work after a test? Bounded; no exit on failure.
 path_ok() {
-  local i
-  for i in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     in_ns "$NS_C" ping -q -c 1 -W 1 "$SERVER_IP" >/dev/null 2>&1 && return 0
   done
   return 1
