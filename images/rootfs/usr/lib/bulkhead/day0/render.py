@@ -124,56 +124,44 @@ def render_config(p):
     write(os.path.join(RUN, "api-url"), f"{p['mgmt'][0]} {host} {p['api_port']}\n")
 
 
+def bulkhead(what, *args):
+    """`bulkhead ARGS`: its standard output, or a ConfigError `what: why`."""
+    out = subprocess.run(["/usr/bin/bulkhead", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ConfigError([f"{what}: {(out.stderr or out.stdout).strip()}"])
+    return out.stdout
+
+
+def token_list():
+    """`bulkhead token list` of the store (which opens and migrates it)."""
+    return bulkhead(f"store {STORE}", "token", "list", "--store", STORE)
+
+
 def ensure_store():
     """The store exists with bulkhead's current schema (bulkhead opens and migrates it)."""
-    out = subprocess.run(
-        ["/usr/bin/bulkhead", "token", "list", "--store", STORE],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise ConfigError([f"store {STORE}: {(out.stderr or out.stdout).strip()}"])
+    token_list()
 
 
 def install_token_hash(sha_hex):
     """The day-0 admin token: its SHA-256 as the active admin token `day0-admin`
     (`bulkhead token import`: a token of that name is replaced, the same
     token again changes nothing)."""
-    out = subprocess.run(
-        ["/usr/bin/bulkhead", "token", "import", "--sha256", sha_hex, "--role", "admin",
-         "--name", "day0-admin", "--by", "day0", "--store", STORE],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise ConfigError([f"admin_token_sha256: {(out.stderr or out.stdout).strip()}"])
-    return "day-0 admin token: " + out.stdout.strip()
+    out = bulkhead("admin_token_sha256", "token", "import", "--sha256", sha_hex, "--role", "admin",
+                   "--name", "day0-admin", "--by", "day0", "--store", STORE)
+    return "day-0 admin token: " + out.strip()
 
 
 def has_active_admin():
     """Whether the store has an active admin token (`bulkhead token list`:
     NAME ROLE CREATED BY REVOKED, names and fields without spaces)."""
-    out = subprocess.run(
-        ["/usr/bin/bulkhead", "token", "list", "--store", STORE],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise ConfigError([f"store {STORE}: {(out.stderr or out.stdout).strip()}"])
-    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    rows = [line.split() for line in token_list().splitlines()[1:]]
     return any(len(r) >= 5 and r[1] == "admin" and r[-1] == "-" for r in rows)
 
 
 def first_admin_token():
     """No token hash given and no admin token yet: make one and show it once, on the console only."""
-    out = subprocess.run(
-        ["/usr/bin/bulkhead", "token", "create", "--role", "admin", "--name", "admin", "--store", STORE],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise ConfigError([f"first admin token: {(out.stderr or out.stdout).strip()}"])
-    token = out.stdout.strip()
+    token = bulkhead("first admin token", "token", "create", "--role", "admin", "--name", "admin",
+                     "--store", STORE).strip()
     try:
         with open("/dev/console", "w", encoding="utf-8") as c:
             c.write(
