@@ -1,12 +1,17 @@
 //! How a batch becomes rows: each record's columns as `flows` stores them,
-//! inserted many a statement ([`many`]), and the identities' row ids the
-//! writer remembers.
+//! inserted many a statement ([`many`]), the identities' row ids the
+//! writer remembers, and a whole batch written in the writer's transaction.
 
+use super::addresses::Addresses;
+use super::dns_rows::insert_dns;
 use super::many::{self, Values};
+use super::rollup::Rollups;
+use super::writer::Batch;
 use super::{
     ip_bytes, kind_name, mac_int, mode_name, reason_name, sat, state_name, Identity, StoredFlow,
 };
 use dataplane::policy::Action;
+use rusqlite::{params, Connection};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -148,7 +153,7 @@ const ROWS_AT_ONCE: usize = 40;
 /// Insert `rows`, [`ROWS_AT_ONCE`] a statement ([`many`]), in the caller's
 /// transaction, in order (ids follow the batch).
 pub(super) fn insert_flows(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     rows: &[FlowCols],
 ) -> Result<(), rusqlite::Error> {
     many::execute(
@@ -158,4 +163,78 @@ pub(super) fn insert_flows(
         rows,
         ROWS_AT_ONCE,
     )
+}
+
+/// Identities the writer remembers at most; past it it starts again.
+const MAX_IDENTITIES: usize = 100_000;
+
+/// A batch's rows, in the writer's transaction `tx`: its identities, flow
+/// records, DNS responses and addresses, and its shares of the rollups
+/// (written by the writer when it is time).
+pub(super) fn write_batch(
+    tx: &Connection,
+    identities: &mut IdentityIds,
+    rollups: &mut Rollups,
+    batch: &Batch,
+) -> Result<(), rusqlite::Error> {
+    let mut pending = Vec::with_capacity(batch.flows.len());
+    let mut dns_rows = Vec::with_capacity(batch.dns.len());
+    if identities.len() >= MAX_IDENTITIES {
+        *identities = IdentityIds::default();
+    }
+    {
+        let mut ident = tx.prepare_cached(
+            "INSERT INTO identities (mac, name, labels_json, groups_json) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (mac, name, labels_json, groups_json) DO UPDATE SET mac = mac
+             RETURNING id",
+        )?;
+        let mut rows = Vec::with_capacity(batch.flows.len());
+        let mut id_of = |i: &Arc<Identity>| -> Result<i64, rusqlite::Error> {
+            if let Some(id) = identities.get(i) {
+                return Ok(id);
+            }
+            let labels = serde_json::to_string(&i.labels).unwrap_or_default();
+            let groups = serde_json::to_string(&i.groups).unwrap_or_default();
+            let id: i64 = ident
+                .query_row(params![mac_int(i.mac), i.name, labels, groups], |r| {
+                    r.get(0)
+                })?;
+            identities.insert(i, id);
+            Ok(id)
+        };
+        for f in &batch.flows {
+            let (src_id, dst_id) = (id_of(&f.src)?, id_of(&f.dst)?);
+            rows.push(FlowCols::of(f, src_id, dst_id));
+            pending.push((src_id, dst_id));
+        }
+        for d in &batch.dns {
+            dns_rows.push((d, id_of(&d.client)?));
+        }
+        insert_flows(tx, &rows)?;
+    }
+    let last_flow = tx.last_insert_rowid();
+    if !dns_rows.is_empty() {
+        let ids = insert_dns(tx, &dns_rows)?;
+        for (d, id) in batch.dns.iter().zip(ids) {
+            rollups.add_dns(d, id);
+        }
+    }
+    if !batch.addresses.is_empty() {
+        let mut seen = Addresses::default();
+        for a in &batch.addresses {
+            seen.seen(a);
+        }
+        seen.write(tx)?;
+    }
+    // The batch's shares join the waiting rollup rows, written with this
+    // transaction when it is time (else a later one's, or at stop), with
+    // the mark. If the transaction fails, `failed` drops them all and the
+    // next batch counts the records after the mark again.
+    for (f, (src_id, dst_id)) in batch.flows.iter().zip(pending) {
+        rollups.add(f, src_id, dst_id);
+    }
+    if !batch.flows.is_empty() {
+        rollups.seen(last_flow);
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@
 //! records").
 
 mod addresses;
+mod checkpoint;
 mod day_rollup;
 mod derived;
 mod dns_rows;

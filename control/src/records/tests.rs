@@ -142,6 +142,40 @@ fn a_batch_is_stored_with_its_identities_once() {
     );
 }
 
+/// The checkpoint thread copies committed records into the database file
+/// while the writer runs: the file alone (no log beside it) has them long
+/// before the writer's own checkpoint, 16,384 pages away, would run.
+#[test]
+fn committed_records_reach_the_database_file_while_the_writer_runs() {
+    let dir = TempDir::new("records-ckpt");
+    let path = dir.0.join("records.db");
+    let w = RecordsWriter::start(&path, RecordsConfig::default()).unwrap();
+    let now = super::writer_now_ms();
+    for b in 0..4 {
+        assert!(w.submit((b * 250..(b + 1) * 250).map(|i| flow(i, now)).collect()));
+    }
+    assert_eq!(written(&w, 1000), 1000);
+    let copy = dir.0.join("copy.db");
+    let until = Instant::now() + Duration::from_secs(10);
+    let in_file = loop {
+        std::fs::copy(&path, &copy).unwrap();
+        let n: i64 = rusqlite::Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))
+            .unwrap_or(0);
+        if n == 1000 || Instant::now() > until {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(in_file, 1000, "checkpointed without the writer");
+    assert!(
+        path.with_extension("db-wal").exists(),
+        "the writer still runs"
+    );
+    w.finish();
+}
+
 #[test]
 fn a_writer_that_cannot_keep_up_loses_batches_counted_never_queued_without_bound() {
     let dir = TempDir::new("records-full");

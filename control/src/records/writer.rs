@@ -1,14 +1,16 @@
-//! The writer thread: batches in over a bounded queue, one transaction a
-//! batch (rows made in [`super::insert`]), rollups every few seconds,
+//! The writer thread: batches in over a bounded queue, one transaction for
+//! a batch and those waiting behind it (rows made in [`super::insert`]),
+//! rollups every few seconds,
 //! retention by age and size between batches.
 
-use super::addresses::{AddressSeen, Addresses};
-use super::dns_rows::{insert_dns, StoredDns};
-use super::insert::{insert_flows, FlowCols, IdentityIds};
+use super::addresses::AddressSeen;
+use super::checkpoint::Checkpointer;
+use super::dns_rows::StoredDns;
+use super::insert::{write_batch, IdentityIds};
 use super::rollup::{self, Rollups};
-use super::{mac_int, schema, Identity, RecordsError, StoredFlow};
+use super::{schema, RecordsError, StoredFlow};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -137,9 +139,6 @@ impl RecordsCounters {
     }
 }
 
-/// Identities the writer remembers at most; past it it starts again.
-const MAX_IDENTITIES: usize = 100_000;
-
 /// The records store's writer: a thread owning the database.
 #[derive(Debug)]
 pub struct RecordsWriter {
@@ -162,6 +161,7 @@ impl RecordsWriter {
             path: path.to_path_buf(),
             source,
         })?;
+        let checkpoints = Checkpointer::start(path)?;
         let (tx, rx) = bounded(cfg.queue_batches.max(1));
         let counters = Arc::new(RecordsCounters::default());
         let mut w = Writer {
@@ -172,6 +172,7 @@ impl RecordsWriter {
             last_retention: None,
             last_long_retention: None,
             rollups: Rollups::new(),
+            _checkpoints: checkpoints,
             dir: path
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -269,6 +270,8 @@ struct Writer {
     rollups: Rollups,
     /// The store's directory: whose filesystem's free space is watched.
     dir: PathBuf,
+    /// Copies the log back beside the writer; stops with it.
+    _checkpoints: Checkpointer,
 }
 
 impl Writer {
@@ -278,18 +281,21 @@ impl Writer {
             // filesystem's free space even when no batch comes.
             match rx.recv_timeout(self.cfg.retention_every.min(Duration::from_secs(1))) {
                 Ok(batch) => {
+                    let batches = group(batch, rx);
                     if !self.room() {
-                        self.counters.lose(&batch);
+                        batches.iter().for_each(|b| self.counters.lose(b));
                         continue;
                     }
-                    match self.write(&batch) {
+                    match self.write(&batches) {
                         Ok(()) => {
-                            self.counters
-                                .dns_written
-                                .fetch_add(batch.dns.len() as u64, Ordering::Relaxed);
-                            self.counters
-                                .written
-                                .fetch_add(batch.flows.len() as u64, Ordering::Relaxed)
+                            for b in &batches {
+                                self.counters
+                                    .dns_written
+                                    .fetch_add(b.dns.len() as u64, Ordering::Relaxed);
+                                self.counters
+                                    .written
+                                    .fetch_add(b.flows.len() as u64, Ordering::Relaxed);
+                            }
                         }
                         Err(e) => {
                             // Ids made in the transaction that failed are
@@ -299,10 +305,10 @@ impl Writer {
                             if is_full(&e) {
                                 self.counters.paused.store(true, Ordering::Relaxed);
                             }
-                            self.counters.lose(&batch);
-                            self.counters.errors.fetch_add(1, Ordering::Relaxed)
+                            batches.iter().for_each(|b| self.counters.lose(b));
+                            self.counters.errors.fetch_add(1, Ordering::Relaxed);
                         }
-                    };
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.room();
@@ -343,69 +349,13 @@ impl Writer {
         }
     }
 
-    /// One transaction for the batch (with the waiting rollup rows, when it
-    /// is time).
-    fn write(&mut self, batch: &Batch) -> Result<(), rusqlite::Error> {
+    /// One transaction for the batches (with the waiting rollup rows, when
+    /// it is time).
+    fn write(&mut self, batches: &[Batch]) -> Result<(), rusqlite::Error> {
         self.rollups.recover(&mut self.conn)?;
         let tx = self.conn.transaction()?;
-        let mut pending = Vec::with_capacity(batch.flows.len());
-        let mut dns_rows = Vec::with_capacity(batch.dns.len());
-        if self.identities.len() >= MAX_IDENTITIES {
-            self.identities = IdentityIds::default();
-        }
-        {
-            let mut ident = tx.prepare_cached(
-                "INSERT INTO identities (mac, name, labels_json, groups_json) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (mac, name, labels_json, groups_json) DO UPDATE SET mac = mac
-                 RETURNING id",
-            )?;
-            let mut rows = Vec::with_capacity(batch.flows.len());
-            let mut id_of = |i: &Arc<Identity>| -> Result<i64, rusqlite::Error> {
-                if let Some(id) = self.identities.get(i) {
-                    return Ok(id);
-                }
-                let labels = serde_json::to_string(&i.labels).unwrap_or_default();
-                let groups = serde_json::to_string(&i.groups).unwrap_or_default();
-                let id: i64 = ident
-                    .query_row(params![mac_int(i.mac), i.name, labels, groups], |r| {
-                        r.get(0)
-                    })?;
-                self.identities.insert(i, id);
-                Ok(id)
-            };
-            for f in &batch.flows {
-                let (src_id, dst_id) = (id_of(&f.src)?, id_of(&f.dst)?);
-                rows.push(FlowCols::of(f, src_id, dst_id));
-                pending.push((src_id, dst_id));
-            }
-            for d in &batch.dns {
-                dns_rows.push((d, id_of(&d.client)?));
-            }
-            insert_flows(&tx, &rows)?;
-        }
-        let last_flow = tx.last_insert_rowid();
-        if !dns_rows.is_empty() {
-            let ids = insert_dns(&tx, &dns_rows)?;
-            for (d, id) in batch.dns.iter().zip(ids) {
-                self.rollups.add_dns(d, id);
-            }
-        }
-        if !batch.addresses.is_empty() {
-            let mut seen = Addresses::default();
-            for a in &batch.addresses {
-                seen.seen(a);
-            }
-            seen.write(&tx)?;
-        }
-        // The batch's shares join the waiting rollup rows, written with this
-        // transaction when it is time (else a later one's, or at stop), with
-        // the mark. If the transaction fails, `failed` drops them all and the
-        // next batch counts the records after the mark again.
-        for (f, (src_id, dst_id)) in batch.flows.iter().zip(pending) {
-            self.rollups.add(f, src_id, dst_id);
-        }
-        if !batch.flows.is_empty() {
-            self.rollups.seen(last_flow);
+        for batch in batches {
+            write_batch(&tx, &mut self.identities, &mut self.rollups, batch)?;
         }
         if self.rollups.due() {
             self.rollups.flush(&tx)?;
@@ -577,13 +527,39 @@ pub(crate) fn below_the_packet_path() {
     }
 }
 
-/// The writer's connection: a WAL checkpoint every 8,192 pages (32 MiB)
-/// instead of SQLite's 1,000, so that the pages every batch touches (the
-/// tables' and the time index's right edges) are copied back once per
-/// checkpoint, not once per few batches (bench/RESULTS.md; a larger page
-/// cache made no difference there, and would cost memory).
+/// The writer's connection: its own WAL checkpoint only past 16,384 pages
+/// (64 MiB): the checkpoint thread copies the log back beside it twice a
+/// second, and this is the backstop at which the log restarts (see
+/// [`super::checkpoint`]). SQLite's default, a checkpoint by the writer
+/// every 1,000 pages, copied the pages every batch touches (the tables' and
+/// the time index's right edges) back again every few batches
+/// (bench/RESULTS.md; a larger page cache made no difference there, and
+/// would cost memory).
 fn tune_for_ingest(conn: &Connection) -> Result<(), rusqlite::Error> {
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+}
+
+/// Records one transaction takes at most when batches wait: a writer that
+/// fell behind catches up in fewer, larger commits (each commit writes the
+/// pages every batch touches to the WAL again; bench/RESULTS.md), and a
+/// failed write loses no more than this.
+const GROUP_RECORDS: usize = 16_384;
+
+/// `first` and the batches already waiting behind it, up to
+/// [`GROUP_RECORDS`] records: one transaction for them all.
+fn group(first: Batch, rx: &Receiver<Batch>) -> Vec<Batch> {
+    let mut n = first.len();
+    let mut out = vec![first];
+    while n < GROUP_RECORDS {
+        match rx.try_recv() {
+            Ok(b) => {
+                n += b.len();
+                out.push(b);
+            }
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 /// A write refused for want of space (`SQLITE_FULL`).
