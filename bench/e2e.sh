@@ -32,6 +32,9 @@
 #             off and on, the time from adding a block entry for the streaming
 #             flows' destinations through the API to their last frame, with
 #             the quarantine timed the same way beside it; nothing written
+#   --new-flows new flows per second, bulkhead (offload on) against bridge +
+#             br_netfilter + conntrack + best nftables, UDP and TCP SYN
+#             floods of new flows (bench/e2e-newflows.sh); nothing written
 # Takes /tmp/bh-netns.lock itself (other namespace tests wait, and we wait for
 # them); not when an ancestor process holds it already (or BH_E2E_LOCKED=1). BULKHEAD=path runs
 # another appliance binary, BULKHEAD_BENCH=path another bulkhead-bench (default:
@@ -76,6 +79,7 @@ WRITE=1
 SMOKE=0
 RECORDS_ONLY=0
 INTEL_ONLY=0
+NEWFLOWS_ONLY=0
 DUTS_ARG=""
 ARGS_SHOWN="$*"
 while [ $# -gt 0 ]; do
@@ -87,9 +91,10 @@ while [ $# -gt 0 ]; do
     --records) RECORDS_ONLY=1; WRITE=0; shift ;;
     --ipfix) RECORDS_ONLY=1; PAIR=ipfix; WRITE=0; shift ;;
     --intel) INTEL_ONLY=1; WRITE=0; shift ;;
+    --new-flows) NEWFLOWS_ONLY=1; WRITE=0; shift ;;
     --duts) DUTS_ARG="$2"; shift 2 ;;
     --keep) export BH_E2E_KEEP=1; shift ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -285,7 +290,7 @@ on_stop = "detach"
 
 [dataplane]
 flow_capacity = ${FLOW_CAPACITY:-2097152}
-stats_interval = 3600
+stats_interval = ${STATS_INTERVAL:-3600}
 $extra
 
 [records]
@@ -423,7 +428,7 @@ verify_policy() { # dut rules
 
 # ---------------------------------------------------------------------------
 START_TIME=$(date +%s)
-if [ "$SMOKE" = 1 ]; then RULE_COUNTS="1000"; else RULE_COUNTS="1000 100000"; fi
+if [ "$SMOKE" = 1 ] || [ "$NEWFLOWS_ONLY" = 1 ]; then RULE_COUNTS="1000"; else RULE_COUNTS="1000 100000"; fi
 echo "kernel $(uname -r), $(nproc) CPUs; $RUNS run(s) of ${DURATION}s; rules: $RULE_COUNTS"
 [ -e /proc/net/pktgen ] && echo "note: kernel pktgen is present, but the harness drives bulkhead-bench gen (flows must aim at the policy's rules)"
 make_policies $RULE_COUNTS
@@ -473,6 +478,13 @@ while True: s.recv(65536)' &
     kill -TERM "$COLLECTOR_PID" 2>/dev/null; wait "$COLLECTOR_PID" 2>/dev/null
     grep -h "^Ident" "$WORK/nfcapd.log" 2>/dev/null | sed 's/^/  collector: /'
   fi
+  exit 0
+fi
+
+if [ "$NEWFLOWS_ONLY" = 1 ]; then
+  # shellcheck source=bench/e2e-newflows.sh
+  . "$ROOT/bench/e2e-newflows.sh"
+  new_flows_mode
   exit 0
 fi
 

@@ -3,7 +3,9 @@
  * The traffic generator's XDP program, run by BPF_PROG_RUN with
  * BPF_F_TEST_XDP_LIVE_FRAMES: every run rewrites the frame's headers from the
  * next flow's template, optionally stamps the send time, and transmits it out
- * of the generator's interface (XDP_TX). With an interval set it paces itself:
+ * of the generator's interface (XDP_TX). With new_every set, each round over
+ * the templates N times moves every source port up by one: new flows of N
+ * frames each. With an interval set it paces itself:
  * a frame whose time has not come is dropped (not sent) instead.
  */
 #include "harness.h"
@@ -62,7 +64,12 @@ int bh_gen(struct xdp_md *ctx)
 	}
 
 	__u32 idx = st->next_flow;
-	st->next_flow = idx + 1 >= cfg->flows ? 0 : idx + 1;
+	if (idx + 1 >= cfg->flows) {
+		st->next_flow = 0;
+		st->round++;
+	} else {
+		st->next_flow = idx + 1;
+	}
 	struct bh_tmpl *t = bpf_map_lookup_elem(&bh_flows, &idx);
 	if (!t)
 		return XDP_ABORTED;
@@ -70,6 +77,22 @@ int bh_gen(struct xdp_md *ctx)
 #pragma unroll
 	for (int i = 0; i < BH_HDR_BYTES / 8; i++)
 		w[i] = t->w[i];
+	if (cfg->new_every) {
+		/* A new source port (network order), and the TCP checksum moved
+		 * by the same amount (RFC 1624); UDP's is 0 (none over IPv4). */
+		__u16 *sp = data + BH_SPORT_OFF;
+		__u16 old = *sp;
+		__u16 port = __builtin_bswap16(old) + (__u16)(st->round / cfg->new_every);
+		__u16 new = __builtin_bswap16(port);
+		*sp = new;
+		if (*(__u8 *)(data + BH_IPPROTO_OFF) == 6 /* TCP */) {
+			__u16 *csum = data + BH_TCP_CSUM_OFF;
+			__u32 sum = (__u16)~*csum + (__u16)~old + new;
+			sum = (sum & 0xffff) + (sum >> 16);
+			sum = (sum & 0xffff) + (sum >> 16);
+			*csum = ~sum;
+		}
+	}
 	if (cfg->stamp) {
 		*(__u64 *)(data + BH_TS_OFF) = now;
 		*(__u32 *)(data + BH_MAGIC_OFF) = BH_MAGIC;

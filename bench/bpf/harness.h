@@ -27,11 +27,21 @@ static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
 #define BH_MAGIC_OFF 52
 #define BH_MAGIC 0x62686c74 /* "bhlt" */
 
+/* The source port's and the TCP checksum's places in a template's frame
+ * (Ethernet, IPv4 without options). */
+#define BH_SPORT_OFF 34
+#define BH_TCP_CSUM_OFF 50
+#define BH_IPPROTO_OFF 23
+
 /* Generator config (array, key 0). */
 struct bh_gen_cfg {
 	__u32 flows;       /* templates in bh_flows */
 	__u32 stamp;       /* 1: write the send time into each frame */
 	__u64 interval_ns; /* 0: flat out; else one frame every interval_ns */
+	__u64 new_every;   /* 0: the templates as they are; N: every N rounds
+			    * over the templates, every flow's source port moves
+			    * up by one (a new 5-tuple: a flood of new flows of
+			    * N frames each) */
 };
 
 /* Generator state (per-CPU array, key 0). */
@@ -40,6 +50,7 @@ struct bh_gen_state {
 	__u64 next_ns;
 	__u64 sent;
 	__u64 skipped;
+	__u64 round; /* rounds over the templates completed */
 };
 
 /* Latency histogram of the sink: 100 ns buckets up to 1 ms, then 10 us

@@ -78,31 +78,67 @@ pub enum NftError {
     TooManyClasses(usize),
 }
 
-/// Renders `compiled` as an nftables script for `nft -f`. `source` names the
-/// policy in the header comment.
+/// Where the ruleset hooks, and whether it keeps state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `table bridge`: every frame the bridge forwards, stateless (this
+    /// kernel's bridge family has no conntrack).
+    Bridge,
+    /// `table inet` at the IP forward hook of a bridge with br_netfilter
+    /// (`net.bridge.bridge-nf-call-iptables=1`), stateful: packets of a
+    /// connection conntrack knows pass before any rule (`ct state
+    /// established,related accept`), the first packet of each new one is
+    /// classified. What a Linux firewall in a bridge usually is.
+    InetConntrack,
+}
+
+/// Renders `compiled` as an nftables script for `nft -f`, a bridge table.
+/// `source` names the policy in the header comment.
 pub fn render(compiled: &Compiled, form: Form, source: &str) -> Result<String, NftError> {
+    render_at(compiled, form, Hook::Bridge, source)
+}
+
+/// [`render`] hooked as `hook` says.
+pub fn render_at(
+    compiled: &Compiled,
+    form: Form,
+    hook: Hook,
+    source: &str,
+) -> Result<String, NftError> {
     let p = Prepared::new(&compiled.spec)?;
     let mut out = String::new();
     let name = match form {
         Form::Best => "best form: class maps and verdict maps",
         Form::Linear => "linear form: one rule per compiled rule",
     };
+    let (family, state) = match hook {
+        Hook::Bridge => ("bridge", "stateless (no bridge-family conntrack)"),
+        Hook::InetConntrack => ("inet", "stateful (br_netfilter + conntrack)"),
+    };
     let _ = writeln!(
         out,
         "#!/usr/sbin/nft -f\n# bulkhead-bench nft ({name})\n# source: {}\n\
-         # {} groups, {} compiled rules; stateless (no bridge-family conntrack).",
+         # {} groups, {} compiled rules; {state}.",
         comment_text(source),
         p.groups.len(),
         p.rules.len()
     );
     let _ = writeln!(
         out,
-        "table bridge {TABLE}\ndelete table bridge {TABLE}\n\ntable bridge {TABLE} {{"
+        "table {family} {TABLE}\ndelete table {family} {TABLE}\n\ntable {family} {TABLE} {{"
     );
     common_sets(&p, &mut out);
     let mut forward = Vec::new();
     let mut chains = String::new();
     common_head(&p, &mut forward, &mut chains);
+    if hook == Hook::InetConntrack {
+        // Only IP reaches an inet hook: ARP and other frames are bridged
+        // without it. Known connections pass after the quarantine and the
+        // blocklist (which cut them, as bulkhead does) and before the rules.
+        forward.retain(|l| !l.starts_with("ether type"));
+        forward.push("ct state established,related accept".to_string());
+        forward.push("ct state invalid drop".to_string());
+    }
     match form {
         Form::Linear => linear(&p, &mut out, &mut forward, &mut chains),
         Form::Best => best::render(&p, &mut out, &mut forward, &mut chains)?,

@@ -15,7 +15,7 @@ use dataplane::io::Port;
 use dataplane::offload::{MemOffloadMap, OffloadAction, Offloader};
 use dataplane::policy::{named, PolicySnapshot, SnapshotCell};
 use dataplane::wire::{self, L3Info, L4Info};
-use dataplane::worker::{Worker, WorkerConfig};
+use dataplane::worker::{Worker, WorkerConfig, REPEATS_TO_OFFLOAD};
 use etherparse::PacketBuilder;
 use std::sync::Arc;
 
@@ -235,18 +235,26 @@ fn udp_is_offloaded_once_answered_and_dns_never() {
 }
 
 #[test]
-fn a_one_way_udp_stream_is_offloaded_from_its_third_packet() {
+fn a_one_way_udp_stream_is_offloaded_once_it_repeats_and_a_short_one_never() {
     let mut bed = Bed::new(WorkerConfig::default());
-    for _ in 0..2 {
+    for _ in 1..REPEATS_TO_OFFLOAD {
         assert_eq!(
             bed.send(Port::A, &udp(true, 5140, 9000)),
             (Tier::User, true)
         );
     }
+    assert!(
+        bed.kernel.is_empty(),
+        "a short flow (a scan's retries, a flood's) costs no map write"
+    );
+    assert_eq!(
+        bed.send(Port::A, &udp(true, 5140, 9000)),
+        (Tier::User, true)
+    );
     assert_eq!(
         bed.kernel.len(),
         1,
-        "a second packet the same way makes it final"
+        "repeated the same way: final, offloaded"
     );
     assert_eq!(
         bed.send(Port::A, &udp(true, 5140, 9000)),
@@ -257,13 +265,15 @@ fn a_one_way_udp_stream_is_offloaded_from_its_third_packet() {
 #[test]
 fn a_repeating_denied_flow_is_dropped_in_the_kernel() {
     let mut bed = Bed::new(WorkerConfig::default());
-    assert_eq!(
-        bed.send(Port::A, &udp(true, 5555, 161)),
-        (Tier::User, false)
-    );
+    for _ in 1..REPEATS_TO_OFFLOAD {
+        assert_eq!(
+            bed.send(Port::A, &udp(true, 5555, 161)),
+            (Tier::User, false)
+        );
+    }
     assert!(
         bed.kernel.is_empty(),
-        "a single denied packet costs no map write"
+        "a denied flow of a few packets costs no map write"
     );
     assert_eq!(
         bed.send(Port::A, &udp(true, 5555, 161)),

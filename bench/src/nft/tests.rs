@@ -6,7 +6,7 @@
 //! of the running appliance.
 
 use super::best::first_match_for_tests as first_match;
-use super::{render, Form};
+use super::{render, render_at, Form, Hook};
 use control::compile::compile;
 use control::model::Model;
 use std::io::Write as _;
@@ -219,4 +219,21 @@ rules:
     let s = render(&c, Form::Best, "classes").expect("renders");
     assert!(s.contains("meta mark set ether saddr map @src_mac"));
     assert_nft_accepts(&s);
+}
+
+#[test]
+fn the_conntrack_form_accepts_known_connections_first_in_an_inet_table() {
+    let c = compile(&example()).expect("compiles");
+    for form in [Form::Best, Form::Linear] {
+        let s = render_at(&c, form, Hook::InetConntrack, "ct").expect("renders");
+        assert!(s.contains("table inet bulkhead {"));
+        assert!(s.contains("stateful (br_netfilter + conntrack)"));
+        let ct = s.find("ct state established,related accept").expect("ct");
+        let quarantine = s.find("ether saddr @quarantine").expect("quarantine");
+        assert!(quarantine < ct, "the quarantine cuts known connections too");
+        let rules = s.rfind("\n\t\tdrop\n\t}").expect("the default");
+        assert!(ct < rules);
+        assert!(!s.contains("ether type"), "only IP reaches an inet hook");
+        assert_nft_accepts(&s);
+    }
 }

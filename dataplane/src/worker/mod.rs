@@ -15,6 +15,7 @@ mod track;
 mod verdict;
 
 pub use frag::{FragTable, FragmentPolicy};
+pub use offload::REPEATS_TO_OFFLOAD;
 pub use stats::{
     DropReason, IoCounters, PortCounters, SocketDrops, StatsBoard, StatsReport, WorkerStats,
 };

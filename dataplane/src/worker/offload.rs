@@ -6,12 +6,14 @@
 //!   handshake, or a mid-stream pickup answered); it goes back to userspace as
 //!   soon as it leaves `Established` (a FIN or RST, which the kernel always
 //!   punts), so the close is tracked here packet by packet;
-//! - allowed UDP, ICMP echo once a packet went each way, or a second one went
-//!   the same way (one-way streams: syslog, telemetry, floods);
-//! - denied flows of those protocols once a second packet shows the flow
-//!   repeats (retransmissions, a flood): dropped in the kernel. A scan (one
-//!   packet per flow) costs no map write, nor does a denied TCP handshake (its
-//!   SYNs reach userspace anyway); a TCP connection cut mid-stream does.
+//! - allowed UDP, ICMP echo once a packet went each way, or
+//!   [`REPEATS_TO_OFFLOAD`] went the same way (one-way streams: syslog,
+//!   telemetry, floods);
+//! - denied flows of those protocols once [`REPEATS_TO_OFFLOAD`] packets
+//!   show the flow repeats (retransmissions, a flood), or at once for a
+//!   connection that was answered (cut by a commit or a quarantine): dropped
+//!   in the kernel. A scan (a few packets per flow) costs no map write, nor
+//!   does a denied TCP handshake (its SYNs reach userspace anyway).
 //!
 //! Audit would-denies and learn-mode flows are offloaded like any allowed flow:
 //! their events (start, would-deny, reclassified, end with counters) are per flow,
@@ -25,6 +27,14 @@ use crate::flow::{ExpireHook, FlowEntry, FlowState, FlowTable, Side};
 use crate::offload::{KernelDelta, OffloadAction, Offloader, Probe};
 use crate::policy::Action;
 use crate::wire::ip_proto;
+
+/// Packets a one-way datagram flow (allowed) or a denied flow shows before
+/// the kernel carries it. An entry costs two system calls (the install, and
+/// the removal when the flow ends): a flood of new flows a few packets each
+/// (a scan that retries, a DDoS of spoofed sources, short telemetry) paid
+/// them for flows that were nearly over, 15-20% of the userspace rate of
+/// new flows (bench/RESULTS.md); a long stream gives up 7 packets.
+pub const REPEATS_TO_OFFLOAD: u64 = 8;
 
 /// What the kernel should do with this flow's packets from now on, if anything.
 pub(crate) fn wanted(e: &FlowEntry) -> Option<OffloadAction> {
@@ -46,15 +56,24 @@ pub(crate) fn wanted(e: &FlowEntry) -> Option<OffloadAction> {
                 // An allowed datagram flow's verdict does not wait for an answer:
                 // one that repeats one way (telemetry, syslog, a stream, a flood)
                 // is offloaded as well as one that was answered.
-                e.state == FlowState::Replied || e.total_packets() >= 2
+                e.state == FlowState::Replied || e.total_packets() >= REPEATS_TO_OFFLOAD
             };
             final_state.then_some(OffloadAction::Forward)
         }
         // A denied TCP connection that never got past its handshake sends only
         // SYNs, which the kernel hands up anyway.
-        Action::Deny => (e.total_packets() >= 2
-            && !matches!(e.state, FlowState::SynSent | FlowState::SynReceived))
-        .then_some(OffloadAction::Drop),
+        Action::Deny => {
+            // A connection that was answered and is now denied (a commit, a
+            // quarantine cut it) keeps sending: dropped in the kernel from
+            // its next packet. A flow never answered must repeat first.
+            let repeats = match e.state {
+                FlowState::Established | FlowState::Replied => 2,
+                _ => REPEATS_TO_OFFLOAD,
+            };
+            (e.total_packets() >= repeats
+                && !matches!(e.state, FlowState::SynSent | FlowState::SynReceived))
+            .then_some(OffloadAction::Drop)
+        }
     }
 }
 

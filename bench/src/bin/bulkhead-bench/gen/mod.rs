@@ -73,6 +73,12 @@ pub struct GenArgs {
     /// Stamp the send time into each UDP frame (for the sink's latency histogram).
     #[arg(long)]
     pub stamp: bool,
+    /// A flood of new flows: every N rounds over the flows, each flow's
+    /// source port moves up by one, so that every flow is a new 5-tuple of
+    /// N frames (0: the same flows throughout). At most 65,536 flows, so
+    /// that no moved flow is another's (their source addresses differ).
+    #[arg(long, default_value_t = 0)]
+    pub new_every: u32,
 }
 
 /// What a generator run did (printed as one JSON line).
@@ -87,6 +93,14 @@ pub struct GenReport {
     pub cpu_secs: f64,
     pub size: u16,
     pub flows: u32,
+    /// With `--new-every N`: the 5-tuples sent (frames / N), else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_flows: Option<u64>,
+}
+
+/// The 5-tuples a run of `sent` frames made with `--new-every`.
+fn new_flows(args: &GenArgs, sent: u64) -> Option<u64> {
+    (args.new_every > 0).then(|| sent / u64::from(args.new_every))
 }
 
 pub fn run(args: &GenArgs) -> anyhow::Result<()> {
@@ -113,10 +127,17 @@ pub fn ifindex(dev: &str) -> anyhow::Result<u32> {
     sys::ifindex(dev).with_context(|| format!("no interface {dev} in this network namespace"))
 }
 
-fn flow(args: &GenArgs, i: u32, tcp: bool) -> model::Flow {
+/// Flow `i` of the run, in round `round` over the flows.
+fn flow(args: &GenArgs, i: u32, round: u64, tcp: bool) -> model::Flow {
     let mut f = model::flow(i, args.flows, args.rules, tcp);
     if args.off_policy {
         f.dport = f.dport.wrapping_add(5000);
+    }
+    if args.new_every > 0 {
+        // As the XDP program does it: the port wraps.
+        f.sport = f
+            .sport
+            .wrapping_add((round / u64::from(args.new_every)) as u16);
     }
     f
 }
@@ -128,6 +149,9 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
     }
     if !(args.duration > 0.0 && args.duration <= 3600.0) {
         bail!("--duration must be in (0, 3600] seconds");
+    }
+    if args.new_every > 0 && args.flows > 65_536 {
+        bail!("--new-every needs at most 65536 flows (a moved flow would be another's)");
     }
     let ifindex = ifindex(&args.dev)?;
     let mut ebpf = EbpfLoader::new()
@@ -142,7 +166,7 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
             .ok_or_else(|| anyhow!("bh_flows map missing"))?;
         let mut flows: Array<_, [u64; 7]> = Array::try_from(map)?;
         for i in 0..args.flows {
-            let f = frame::build(&flow(args, i, tcp), size);
+            let f = frame::build(&flow(args, i, 0, tcp), size);
             let mut t = [0u64; 7];
             for (w, chunk) in t.iter_mut().zip(f.chunks_exact(8)) {
                 let mut b = [0u8; 8];
@@ -161,9 +185,9 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
         let map = ebpf
             .map_mut("bh_gen_cfg")
             .ok_or_else(|| anyhow!("bh_gen_cfg map missing"))?;
-        let mut cfg: Array<_, [u64; 2]> = Array::try_from(map)?;
+        let mut cfg: Array<_, [u64; 3]> = Array::try_from(map)?;
         let w0 = u64::from(args.flows) | (u64::from(args.stamp) << 32);
-        cfg.set(0, [w0, interval], 0)?;
+        cfg.set(0, [w0, interval, u64::from(args.new_every)], 0)?;
     }
     let prog: &mut Xdp = ebpf
         .program_mut("bh_gen")
@@ -171,7 +195,7 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
         .try_into()?;
     prog.load().context("loading the generator program")?;
     let fd = prog.fd()?.as_fd().as_raw_fd();
-    let first = frame::build(&flow(args, 0, tcp), size);
+    let first = frame::build(&flow(args, 0, 0, tcp), size);
 
     // One call for the whole run, ended by SIGALRM at the deadline: the
     // kernel checks for a pending signal after every batch of 64 frames, so
@@ -216,7 +240,7 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
     let map = ebpf
         .map("bh_gen_state")
         .ok_or_else(|| anyhow!("bh_gen_state map missing"))?;
-    let state: PerCpuArray<_, [u64; 4]> = PerCpuArray::try_from(map)?;
+    let state: PerCpuArray<_, [u64; 5]> = PerCpuArray::try_from(map)?;
     let sent: u64 = state.get(&0, 0)?.iter().map(|s| s[2]).sum();
     Ok(GenReport {
         engine: "bpf-live-frames",
@@ -227,5 +251,6 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
         cpu_secs,
         size: args.size,
         flows: args.flows,
+        new_flows: new_flows(args, sent),
     })
 }

@@ -19,15 +19,20 @@ const MAGIC: u32 = 0x6268_6c74;
 pub fn generate(args: &GenArgs, ifindex: u32, tcp: bool) -> anyhow::Result<GenReport> {
     let sock = sys::packet_socket(ifindex)?;
     let size = usize::from(args.size);
-    let cached: Vec<Vec<u8>> = (0..args.flows.min(CACHED))
-        .map(|i| frame::build(&flow(args, i, tcp), size))
-        .collect();
+    // New flows are built as sent: their ports move every few rounds.
+    let cached: Vec<Vec<u8>> = if args.new_every > 0 {
+        Vec::new()
+    } else {
+        (0..args.flows.min(CACHED))
+            .map(|i| frame::build(&flow(args, i, 0, tcp), size))
+            .collect()
+    };
     let interval = (args.rate > 0).then(|| Duration::from_nanos(1_000_000_000 / args.rate.max(1)));
     let cpu0 = super::self_cpu_secs();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
     let mut next = start;
-    let (mut sent, mut i) = (0u64, 0u32);
+    let (mut sent, mut i, mut round) = (0u64, 0u32, 0u64);
     let mut built;
     let mut now = start;
     while now < deadline {
@@ -43,7 +48,7 @@ pub fn generate(args: &GenArgs, ifindex: u32, tcp: bool) -> anyhow::Result<GenRe
         let f: &[u8] = match cached.get(i as usize) {
             Some(f) => f,
             None => {
-                built = frame::build(&flow(args, i, tcp), size);
+                built = frame::build(&flow(args, i, round, tcp), size);
                 &built
             }
         };
@@ -64,7 +69,12 @@ pub fn generate(args: &GenArgs, ifindex: u32, tcp: bool) -> anyhow::Result<GenRe
                     || e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => return Err(anyhow::Error::new(e).context("sending on the packet socket")),
         }
-        i = if i + 1 >= args.flows { 0 } else { i + 1 };
+        if i + 1 >= args.flows {
+            i = 0;
+            round += 1;
+        } else {
+            i += 1;
+        }
         if sent % 64 == 0 || interval.is_some() {
             now = Instant::now();
         }
@@ -79,5 +89,6 @@ pub fn generate(args: &GenArgs, ifindex: u32, tcp: bool) -> anyhow::Result<GenRe
         cpu_secs: super::self_cpu_secs() - cpu0,
         size: args.size,
         flows: args.flows,
+        new_flows: super::new_flows(args, sent),
     })
 }

@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# bench/e2e.sh --new-flows: new flows per second, bulkhead against a bridge
+# with br_netfilter, conntrack and the best nftables export of the same
+# policy (`bulkhead-bench nft --conntrack`: an inet table at the IP forward
+# hook, known connections accepted before the rules). Sourced by e2e.sh.
+#
+# The generator floods new flows: 65,536 flow templates (1k rules, 64 B), and
+# every NF_PACKETS rounds over them each template's source port moves up by
+# one (`bulkhead-bench gen --new-every`), so every 5-tuple is a new flow of
+# NF_PACKETS frames, its frames one round (65,536 frames) apart. Both DUTs
+# keep 262,144 flows (bulkhead's default `flow_capacity`, conntrack's
+# default `nf_conntrack_max` here) and evict when full. New flows decided
+# and passed per second = frames received / NF_PACKETS / duration, for UDP
+# and TCP SYN; medians of the runs.
+
+NF_FLOWS=65536
+NF_PACKETS="${NF_PACKETS:-4}"
+# NF_DUTS="nft-ct bulkhead-offload-on bulkhead-offload-off" adds offload off.
+
+# The conntrack DUT: the bridge, its IP traffic through netfilter, the
+# stateful ruleset; conntrack's table emptied first (a namespace's entries
+# outlive the ruleset, and the next run's flows are the same 5-tuples).
+# RPS hands what dut-a receives to CPU 1: the bridge, netfilter and
+# conntrack then run there, as bulkhead's worker does, instead of on the
+# generator's CPU 0 in the softirq of its own sends.
+nft_ct_up() { # rules
+  bridge_up
+  # (ip netns exec: it mounts the namespace's own /sys)
+  ip netns exec "$NS_D" sh -c 'echo 2 > /sys/class/net/dut-a/queues/rx-0/rps_cpus'
+  in_ns "$NS_D" sysctl -qw net.bridge.bridge-nf-call-iptables=1
+  in_ns "$NS_D" conntrack -F >/dev/null 2>&1 || true
+  in_ns "$NS_D" nft -f "$WORK/ct-$1.nft"
+}
+nft_ct_down() {
+  in_ns "$NS_D" nft delete table inet bulkhead 2>/dev/null || true
+  in_ns "$NS_D" sysctl -qw net.bridge.bridge-nf-call-iptables=0 2>/dev/null || true
+  in_ns "$NS_D" conntrack -F >/dev/null 2>&1 || true
+  ip netns exec "$NS_D" sh -c 'echo 0 > /sys/class/net/dut-a/queues/rx-0/rps_cpus' 2>/dev/null || true
+  bridge_down
+}
+
+# One run of the flood through the DUT that is up; appends a JSON line.
+new_flows_measure() { # dut proto run
+  local dut="$1" proto="$2" run="$3" g s
+  sink reset >/dev/null
+  g="$(in_ns "$NS_G" taskset -c 0 "$BENCH" gen --dev eth0 --size 64 --flows "$NF_FLOWS" \
+    --rules 1000 --proto "$proto" --new-every "$NF_PACKETS" --duration "$DURATION")" ||
+    die "generator failed ($dut)"
+  sleep 0.1
+  s="$(sink read)"
+  case "$s" in *'"frames":0,'*) die "no frame of the $proto flood passed $dut" ;; esac
+  case "$g" in *'"new_flows":'*) ;; *) die "the generator made no new flows: $g" ;; esac
+  printf '{"kind":"newflows","dut":"%s","proto":"%s","run":%s,"packets_per_flow":%s,"gen":%s,"sink":%s}\n' \
+    "$dut" "$proto" "$run" "$NF_PACKETS" "$g" "$s" >>"$WORK/results"
+  awk -v d="$dut" -v p="$proto" -v sent="$(echo "$g" | sed 's/.*"sent":\([0-9]*\).*/\1/')" \
+    -v got="$(echo "$s" | sed 's/.*"frames":\([0-9]*\).*/\1/')" -v k="$NF_PACKETS" -v t="$DURATION" \
+    'BEGIN { printf "  newflows %-22s %-3s offered %9.0f new flows/s, passed %9.0f new flows/s\n", d, p, sent / k / t, got / k / t }'
+}
+
+new_flows_mode() {
+  command -v conntrack >/dev/null || die "conntrack is not installed (apt-get install -y conntrack)"
+  "$BENCH" nft --conntrack -o "$WORK/ct-1000.nft" "$(policy_file 1000)"
+  : >"$WORK/results"
+  local run proto dut
+  for run in $(seq 1 "$RUNS"); do
+    for proto in udp syn; do
+      for dut in ${NF_DUTS:-nft-ct bulkhead-offload-on}; do
+        if [ "$dut" = nft-ct ]; then nft_ct_up 1000; else STATS_INTERVAL=1 FLOW_CAPACITY=262144 dut_up "$dut" 1000; fi
+        # Same policy on both: what it allows passes, the rest is dropped.
+        if [ "$run" = 1 ] && [ "$proto" = udp ]; then verify_policy "$dut" 1000; fi
+        new_flows_measure "$dut" "$proto" "$run"
+        if [ "$dut" = nft-ct ]; then
+          in_ns "$NS_D" conntrack -S 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(found|insert|drop|early_drop|insert_failed)=/) { split($i, kv, "="); t[kv[1]] += kv[2] } }
+            END { printf "    conntrack:"; for (k in t) printf " %s=%d", k, t[k]; print "" }'
+          nft_ct_down
+        else
+          # Its counters on SIGTERM: where frames went (drops by reason).
+          dut_down "$dut"
+          grep -a "stats: A rx" "$WORK/dut.log" | tail -1 | sed 's/^.*stats:/    bulkhead stats:/'
+        fi
+      done
+    done
+  done
+  echo "new flows passed per second (medians of $RUNS runs of ${DURATION}s, $NF_PACKETS frames a flow):"
+  local b n
+  for proto in udp syn; do
+    med() {
+      grep "\"dut\":\"$1\",\"proto\":\"$proto\"" "$WORK/results" | sed 's/.*"sink":{"frames":\([0-9]*\).*/\1/' \
+        | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+    }
+    b="$(med bulkhead-offload-on)"
+    n="$(med nft-ct)"
+    awk -v p="$proto" -v b="$b" -v n="$n" -v k="$NF_PACKETS" -v d="$DURATION" 'BEGIN {
+      printf "  %-3s bulkhead %9.0f, bridge + conntrack + nftables %9.0f, ratio %.2f\n", p, b / k / d, n / k / d, (n ? b / n : 0) }'
+  done
+  cp "$WORK/results" "${BH_E2E_NEWFLOWS_OUT:-/tmp/bh-e2e-newflows.jsonl}"
+}
