@@ -41,20 +41,25 @@ nft_ct_down() {
 
 # One run of the flood through the DUT that is up; appends a JSON line.
 new_flows_measure() { # dut proto run
-  local dut="$1" proto="$2" run="$3" g s
+  local dut="$1" proto="$2" run="$3" g s c0 c1 cpu
   sink reset >/dev/null
+  c0="$(cpu_snap)"
   g="$(in_ns "$NS_G" taskset -c 0 "$BENCH" gen --dev eth0 --size 64 --flows "$NF_FLOWS" \
     --rules 1000 --proto "$proto" --new-every "$NF_PACKETS" --duration "$DURATION")" ||
     die "generator failed ($dut)"
+  c1="$(cpu_snap)"
+  # CPU 1's busy share: the DUT's (bulkhead, or the bridge's softirqs).
+  cpu="$(awk -v a="$c0" -v b="$c1" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    printf "%.2f", (y[4] - x[4] ? (y[3] - x[3]) / (y[4] - x[4]) : 0) }')"
   sleep 0.1
   s="$(sink read)"
   case "$s" in *'"frames":0,'*) die "no frame of the $proto flood passed $dut" ;; esac
   case "$g" in *'"new_flows":'*) ;; *) die "the generator made no new flows: $g" ;; esac
-  printf '{"kind":"newflows","dut":"%s","proto":"%s","run":%s,"packets_per_flow":%s,"gen":%s,"sink":%s}\n' \
-    "$dut" "$proto" "$run" "$NF_PACKETS" "$g" "$s" >>"$WORK/results"
+  printf '{"kind":"newflows","dut":"%s","proto":"%s","run":%s,"packets_per_flow":%s,"gen":%s,"sink":%s,"cpu1":%s}\n' \
+    "$dut" "$proto" "$run" "$NF_PACKETS" "$g" "$s" "$cpu" >>"$WORK/results"
   awk -v d="$dut" -v p="$proto" -v sent="$(echo "$g" | sed 's/.*"sent":\([0-9]*\).*/\1/')" \
-    -v got="$(echo "$s" | sed 's/.*"frames":\([0-9]*\).*/\1/')" -v k="$NF_PACKETS" -v t="$DURATION" \
-    'BEGIN { printf "  newflows %-22s %-3s offered %9.0f new flows/s, passed %9.0f new flows/s\n", d, p, sent / k / t, got / k / t }'
+    -v got="$(echo "$s" | sed 's/.*"frames":\([0-9]*\).*/\1/')" -v k="$NF_PACKETS" -v t="$DURATION" -v c="$cpu" \
+    'BEGIN { printf "  newflows %-22s %-3s offered %9.0f new flows/s, passed %9.0f new flows/s, CPU 1 busy %.0f%%\n", d, p, sent / k / t, got / k / t, c * 100 }'
 }
 
 new_flows_mode() {

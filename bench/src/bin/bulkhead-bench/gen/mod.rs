@@ -127,17 +127,10 @@ pub fn ifindex(dev: &str) -> anyhow::Result<u32> {
     sys::ifindex(dev).with_context(|| format!("no interface {dev} in this network namespace"))
 }
 
-/// Flow `i` of the run, in round `round` over the flows.
-fn flow(args: &GenArgs, i: u32, round: u64, tcp: bool) -> model::Flow {
+fn flow(args: &GenArgs, i: u32, tcp: bool) -> model::Flow {
     let mut f = model::flow(i, args.flows, args.rules, tcp);
     if args.off_policy {
         f.dport = f.dport.wrapping_add(5000);
-    }
-    if args.new_every > 0 {
-        // As the XDP program does it: the port wraps.
-        f.sport = f
-            .sport
-            .wrapping_add((round / u64::from(args.new_every)) as u16);
     }
     f
 }
@@ -166,7 +159,7 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
             .ok_or_else(|| anyhow!("bh_flows map missing"))?;
         let mut flows: Array<_, [u64; 7]> = Array::try_from(map)?;
         for i in 0..args.flows {
-            let f = frame::build(&flow(args, i, 0, tcp), size);
+            let f = frame::build(&flow(args, i, tcp), size);
             let mut t = [0u64; 7];
             for (w, chunk) in t.iter_mut().zip(f.chunks_exact(8)) {
                 let mut b = [0u8; 8];
@@ -195,7 +188,7 @@ pub fn generate(args: &GenArgs) -> anyhow::Result<GenReport> {
         .try_into()?;
     prog.load().context("loading the generator program")?;
     let fd = prog.fd()?.as_fd().as_raw_fd();
-    let first = frame::build(&flow(args, 0, 0, tcp), size);
+    let first = frame::build(&flow(args, 0, tcp), size);
 
     // One call for the whole run, ended by SIGALRM at the deadline: the
     // kernel checks for a pending signal after every batch of 64 frames, so

@@ -172,22 +172,36 @@ pub fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     Ok(sock)
 }
 
-/// Sends one frame on a bound packet socket.
-pub fn send(sock: &OwnedFd, frame: &[u8]) -> io::Result<()> {
-    // SAFETY: `frame` is valid for `frame.len()` bytes for the call; the
-    // kernel only reads it.
-    let rc = unsafe {
-        libc::send(
-            sock.as_raw_fd(),
-            frame.as_ptr() as *const libc::c_void,
-            frame.len(),
-            0,
-        )
-    };
+/// Sends `frames` on a bound packet socket with one `sendmmsg`; returns how
+/// many the kernel took (from the first: the rest were not sent).
+pub fn send_many(sock: &OwnedFd, frames: &[Vec<u8>]) -> io::Result<usize> {
+    let mut iovs: Vec<libc::iovec> = frames
+        .iter()
+        .map(|f| libc::iovec {
+            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid msghdr (no name, no control data);
+            // the one iovec is set below.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let n = u32::try_from(msgs.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `msgs` holds `n` headers, each pointing at one iovec of
+    // `iovs` that points at a frame of `frames`: all alive for the call,
+    // and the kernel only reads the frames.
+    let rc = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), n, 0) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(rc as usize)
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns` reads,
