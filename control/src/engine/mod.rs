@@ -370,6 +370,11 @@ fn run_thread(
 /// behind a long event backlog.
 const EVENT_BURST: usize = 256;
 
+/// How long the loop lets events gather after handling some (a flow's
+/// events reach the store, the graph and the detectors this much later at
+/// most; the workers' queue holds 16,384).
+const EVENT_COALESCE: Duration = Duration::from_micros(500);
+
 fn event_loop(
     mut state: State,
     commands: Receiver<Command>,
@@ -418,6 +423,17 @@ fn event_loop(
         state.collect_garbage();
         state.tick(Instant::now());
         if handled == EVENT_BURST {
+            continue;
+        }
+        if handled > 0 {
+            // Events came, and the queue is empty: let the workers queue
+            // more before looking again (a command still wakes us at once)
+            // instead of a wake-up, and on a shared core a context switch,
+            // per event (bench/RESULTS.md, new flows per second). Idle,
+            // the select below sleeps until the next event.
+            let mut sel = crossbeam_channel::Select::new();
+            sel.recv(&commands);
+            let _ = sel.ready_timeout(EVENT_COALESCE);
             continue;
         }
         let wait = state.next_deadline(Instant::now());
