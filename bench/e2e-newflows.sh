@@ -99,4 +99,7 @@ new_flows_mode() {
       printf "  %-3s bulkhead %9.0f, bridge + conntrack + nftables %9.0f, ratio %.2f\n", p, b / k / d, n / k / d, (n ? b / n : 0) }'
   done
   cp "$WORK/results" "${BH_E2E_NEWFLOWS_OUT:-/tmp/bh-e2e-newflows.jsonl}"
+  local png="${BH_E2E_NEWFLOWS_PLOT:-/tmp/bh-e2e-newflows.png}"
+  "$BENCH" plot-new-flows --results "$WORK/results" --png "$png" || die "plot-new-flows failed"
+  echo "results ${BH_E2E_NEWFLOWS_OUT:-/tmp/bh-e2e-newflows.jsonl}, plot $png"
 }

@@ -10,7 +10,8 @@
 //! - `xdp-fwd`, `afxdp-fwd`: the bare forwarders (kernel and AF_XDP ceilings);
 //! - `quarantine`: how long an existing flow lives on after the API's answer
 //!   to a quarantine of its source MAC, and how fast a release restores it;
-//! - `report`: medians, ratios, the `bench/RESULTS.md` section and the plot.
+//! - `report`: medians, ratios, the `bench/RESULTS.md` section and the plot;
+//! - `plot-new-flows`: the new-flow flood's plot.
 #![deny(unsafe_code)]
 
 // The appliance's API client (`bulkhead ctl`), shared as a source file so that
@@ -26,6 +27,7 @@ mod model;
 mod nft_export;
 mod notes;
 mod plot;
+mod plot_new_flows;
 mod quarantine;
 mod report;
 mod sink;
@@ -88,6 +90,8 @@ enum Command {
     Quarantine(quarantine::QuarantineArgs),
     /// Turn the harness's result lines into a RESULTS.md section and a plot.
     Report(report::ReportArgs),
+    /// The new-flow flood's plot (PNG) from `bench/e2e.sh --new-flows` lines.
+    PlotNewFlows(plot_new_flows::PlotNewFlowsArgs),
 }
 
 fn run(command: &Command) -> anyhow::Result<()> {
@@ -101,6 +105,7 @@ fn run(command: &Command) -> anyhow::Result<()> {
         Command::AfxdpFwd(a) => fwd::afxdp_fwd(a),
         Command::Quarantine(a) => quarantine::run(a),
         Command::Report(a) => report::run(a),
+        Command::PlotNewFlows(a) => plot_new_flows::run(a),
     }
 }
 

@@ -15,7 +15,7 @@ const TOP: i32 = 50;
 const PLOT_W: i32 = 560;
 const PLOT_H: i32 = 440;
 
-const COLORS: [RGBColor; 8] = [
+pub(crate) const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -26,7 +26,7 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-fn text<DB: DrawingBackend>(
+pub(crate) fn text<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     x: i32,
     y: i32,
