@@ -11,11 +11,15 @@
 # keep 262,144 flows (bulkhead's default `flow_capacity`, conntrack's
 # default `nf_conntrack_max` here) and evict when full. New flows decided
 # and passed per second = frames received / NF_PACKETS / duration, for UDP
-# and TCP SYN; medians of the runs.
+# and TCP SYN; medians of the runs. Beside the flood, 10 established UDP
+# flows at NF_EST_RATE frames/s, stamped: how many of their frames passed
+# and their latency (p99) while the flood ran. A plot of the medians.
 
 NF_FLOWS=65536
 NF_PACKETS="${NF_PACKETS:-4}"
 # NF_DUTS="nft-ct bulkhead-offload-on bulkhead-offload-off" adds offload off.
+# The established flows beside the flood, frames a second (10 flows).
+NF_EST_RATE="${NF_EST_RATE:-2000}"
 
 # The conntrack DUT: the bridge, its IP traffic through netfilter, the
 # stateful ruleset; conntrack's table emptied first (a namespace's entries
@@ -41,25 +45,42 @@ nft_ct_down() {
 
 # One run of the flood through the DUT that is up; appends a JSON line.
 new_flows_measure() { # dut proto run
-  local dut="$1" proto="$2" run="$3" g s c0 c1 cpu
+  local dut="$1" proto="$2" run="$3" g s c0 c1 cpu est est_pid lat
   sink reset >/dev/null
+  # The established flows: 10 UDP flows at NF_EST_RATE frames/s, stamped
+  # (the sink counts them apart and times them), from half a second before
+  # the flood to half a second after it.
+  in_ns "$NS_G" taskset -c 0 "$BENCH" gen --dev eth0 --size 64 --flows 10 --rules 1000 \
+    --rate "$NF_EST_RATE" --duration "$(awk -v d="$DURATION" 'BEGIN { print d + 1 }')" --stamp \
+    >"$WORK/est.json" 2>/dev/null &
+  est_pid=$!
+  sleep 0.5
   c0="$(cpu_snap)"
   g="$(in_ns "$NS_G" taskset -c 0 "$BENCH" gen --dev eth0 --size 64 --flows "$NF_FLOWS" \
     --rules 1000 --proto "$proto" --new-every "$NF_PACKETS" --duration "$DURATION")" ||
     die "generator failed ($dut)"
   c1="$(cpu_snap)"
+  wait "$est_pid" || die "the established flows' generator failed ($dut)"
+  est="$(cat "$WORK/est.json")"
   # CPU 1's busy share: the DUT's (bulkhead, or the bridge's softirqs).
   cpu="$(awk -v a="$c0" -v b="$c1" 'BEGIN { split(a, x, " "); split(b, y, " ");
     printf "%.2f", (y[4] - x[4] ? (y[3] - x[3]) / (y[4] - x[4]) : 0) }')"
   sleep 0.1
   s="$(sink read)"
+  lat="$(sink lat)"
   case "$s" in *'"frames":0,'*) die "no frame of the $proto flood passed $dut" ;; esac
   case "$g" in *'"new_flows":'*) ;; *) die "the generator made no new flows: $g" ;; esac
-  printf '{"kind":"newflows","dut":"%s","proto":"%s","run":%s,"packets_per_flow":%s,"gen":%s,"sink":%s,"cpu1":%s}\n' \
-    "$dut" "$proto" "$run" "$NF_PACKETS" "$g" "$s" "$cpu" >>"$WORK/results"
+  printf '{"kind":"newflows","dut":"%s","proto":"%s","run":%s,"packets_per_flow":%s,"gen":%s,"sink":%s,"cpu1":%s,"established":{"gen":%s,"lat":%s}}\n' \
+    "$dut" "$proto" "$run" "$NF_PACKETS" "$g" "$s" "$cpu" "$est" "$lat" >>"$WORK/results"
+  # New flows: the sink's frames less the established flows' (stamped).
   awk -v d="$dut" -v p="$proto" -v sent="$(echo "$g" | sed 's/.*"sent":\([0-9]*\).*/\1/')" \
-    -v got="$(echo "$s" | sed 's/.*"frames":\([0-9]*\).*/\1/')" -v k="$NF_PACKETS" -v t="$DURATION" -v c="$cpu" \
-    'BEGIN { printf "  newflows %-22s %-3s offered %9.0f new flows/s, passed %9.0f new flows/s, CPU 1 busy %.0f%%\n", d, p, sent / k / t, got / k / t, c * 100 }'
+    -v got="$(echo "$s" | sed 's/.*"frames":\([0-9]*\).*/\1/')" \
+    -v st="$(echo "$s" | sed 's/.*"stamped":\([0-9]*\).*/\1/')" \
+    -v es="$(echo "$est" | sed 's/.*"sent":\([0-9]*\).*/\1/')" \
+    -v p99="$(echo "$lat" | sed 's/.*"p99_us":\([0-9.]*\).*/\1/')" \
+    -v k="$NF_PACKETS" -v t="$DURATION" -v c="$cpu" \
+    'BEGIN { printf "  newflows %-22s %-3s offered %9.0f new flows/s, passed %9.0f new flows/s, CPU 1 busy %.0f%%; established: %d of %d frames passed (%.1f%%), p99 %s us\n",
+      d, p, sent / k / t, (got - st) / k / t, c * 100, st, es, (es ? 100 * st / es : 0), p99 }'
 }
 
 new_flows_mode() {
@@ -89,9 +110,10 @@ new_flows_mode() {
   echo "new flows passed per second (medians of $RUNS runs of ${DURATION}s, $NF_PACKETS frames a flow):"
   local b n
   for proto in udp syn; do
-    med() {
-      grep "\"dut\":\"$1\",\"proto\":\"$proto\"" "$WORK/results" | sed 's/.*"sink":{"frames":\([0-9]*\).*/\1/' \
-        | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+    med() { # the new flows' frames: the sink's less the stamped ones
+      grep "\"dut\":\"$1\",\"proto\":\"$proto\"" "$WORK/results" \
+        | sed 's/.*"sink":{"frames":\([0-9]*\),.*"stamped":\([0-9]*\),.*/\1 \2/' \
+        | awk '{ print $1 - $2 }' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
     }
     b="$(med bulkhead-offload-on)"
     n="$(med nft-ct)"

@@ -34,7 +34,8 @@
 #             the quarantine timed the same way beside it; nothing written
 #   --new-flows new flows per second, bulkhead (offload on) against bridge +
 #             br_netfilter + conntrack + best nftables, UDP and TCP SYN
-#             floods of new flows (bench/e2e-newflows.sh); nothing written
+#             floods of new flows, with established flows' loss and latency
+#             beside them (bench/e2e-newflows.sh); lines and a plot in /tmp
 # Takes /tmp/bh-netns.lock itself (other namespace tests wait, and we wait for
 # them); not when an ancestor process holds it already (or BH_E2E_LOCKED=1). BULKHEAD=path runs
 # another appliance binary, BULKHEAD_BENCH=path another bulkhead-bench (default:
@@ -94,7 +95,7 @@ while [ $# -gt 0 ]; do
     --new-flows) NEWFLOWS_ONLY=1; WRITE=0; shift ;;
     --duts) DUTS_ARG="$2"; shift 2 ;;
     --keep) export BH_E2E_KEEP=1; shift ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -39,6 +39,9 @@ struct Gen {
 #[derive(Debug, Deserialize)]
 struct Sink {
     frames: u64,
+    /// The established flows' frames (stamped), not the flood's.
+    #[serde(default)]
+    stamped: u64,
 }
 
 /// New flows passed per second, the median of each (proto, dut)'s runs.
@@ -53,7 +56,8 @@ fn medians(text: &str) -> anyhow::Result<BTreeMap<(String, String), f64>> {
         if l.kind != "newflows" || l.gen.secs <= 0.0 || l.packets_per_flow == 0 {
             continue;
         }
-        let rate = l.sink.frames as f64 / f64::from(l.packets_per_flow) / l.gen.secs;
+        let flood = l.sink.frames.saturating_sub(l.sink.stamped);
+        let rate = flood as f64 / f64::from(l.packets_per_flow) / l.gen.secs;
         runs.entry((l.proto, l.dut)).or_default().push(rate);
     }
     Ok(runs
@@ -181,11 +185,17 @@ mod tests {
             line("nft-ct", "udp", 400),
             line("nft-ct", "udp", 1200),
             line("bulkhead-offload-on", "syn", 80),
+            line("nft-ct", "syn", 100).replace(r#""bytes":0"#, r#""bytes":0,"stamped":20"#),
         ]
         .join("\n");
         let m = super::medians(&text).expect("parses");
         assert_eq!(m[&("udp".into(), "nft-ct".into())], 100.0);
         assert_eq!(m[&("syn".into(), "bulkhead-offload-on".into())], 10.0);
+        assert_eq!(
+            m[&("syn".into(), "nft-ct".into())],
+            10.0,
+            "less the stamped"
+        );
         assert!(super::medians("{not json").is_err());
     }
 }
