@@ -47,6 +47,22 @@ pub(crate) fn text<DB: DrawingBackend>(
     }
 }
 
+pub(crate) const BLACK: RGBColor = RGBColor(0, 0, 0);
+pub(crate) const GREY: RGBColor = RGBColor(210, 210, 210);
+
+/// A white `size` canvas for `png` with `title` at the top, from `left`.
+pub(crate) fn canvas<'a>(
+    png: &'a Path,
+    size: (u32, u32),
+    left: i32,
+    title: &str,
+) -> anyhow::Result<DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>> {
+    let root = BitMapBackend::new(png, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
+    text(&root, left, 16, title, &BLACK);
+    Ok(root)
+}
+
 fn human(v: f64) -> String {
     if v >= 1e6 {
         format!("{}M", v / 1e6)
@@ -89,17 +105,13 @@ pub fn pps_vs_rules(rows: &[Row], png: &Path) -> anyhow::Result<()> {
         .fold(1.0f64, f64::max);
     let (lo_dec, hi_dec) = (2i32, (max.log10().ceil() as i32).max(3));
 
-    let root = BitMapBackend::new(png, (W, H)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
-    let black = RGBColor(0, 0, 0);
-    let grey = RGBColor(210, 210, 210);
-    text(
-        &root,
+    let root = canvas(
+        png,
+        (W, H),
         LEFT,
-        16,
         "pps at the sink vs rules (64-byte UDP, 10k flows, log scale)",
-        &black,
-    );
+    )?;
+    let (black, grey) = (BLACK, GREY);
     let ypix = |v: f64| -> i32 {
         let l = v.max(10f64.powi(lo_dec)).log10();
         TOP + PLOT_H

@@ -2,7 +2,7 @@
 //! `bench/e2e.sh --new-flows` result lines: new flows passed per second, the
 //! median of the runs, one bar per DUT for each flood (UDP, TCP SYN).
 
-use super::plot::{text, COLORS};
+use super::plot::{canvas, text, BLACK, COLORS, GREY};
 use super::report::label;
 use anyhow::{anyhow, Context};
 use plotters::prelude::*;
@@ -93,18 +93,14 @@ fn draw(m: &BTreeMap<(String, String), f64>, png: &Path) -> anyhow::Result<()> {
     duts.sort_unstable();
     duts.dedup();
     let max = m.values().copied().fold(1.0, f64::max) * 1.15;
-    let root = BitMapBackend::new(png, (W, H)).into_drawing_area();
-    let fail = |e: DrawingAreaErrorKind<_>| anyhow!("plot: {e}");
-    root.fill(&WHITE).map_err(fail)?;
-    let black = RGBColor(0, 0, 0);
-    let grey = RGBColor(210, 210, 210);
-    text(
-        &root,
+    let root = canvas(
+        png,
+        (W, H),
         LEFT,
-        16,
         "new flows passed per second (flood of new flows, 4 frames each)",
-        &black,
-    );
+    )?;
+    let fail = |e: DrawingAreaErrorKind<_>| anyhow!("plot: {e}");
+    let (black, grey) = (BLACK, GREY);
     let ypix = |v: f64| TOP + PLOT_H - (v / max * f64::from(PLOT_H)) as i32;
     let step = if max > 200_000.0 { 50_000.0 } else { 20_000.0 };
     let mut v = 0.0;
