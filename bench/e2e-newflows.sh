@@ -108,18 +108,6 @@ new_flows_mode() {
     done
   done
   echo "new flows passed per second (medians of $RUNS runs of ${DURATION}s, $NF_PACKETS frames a flow):"
-  local b n
-  for proto in udp syn; do
-    med() { # the new flows' frames: the sink's less the stamped ones
-      grep "\"dut\":\"$1\",\"proto\":\"$proto\"" "$WORK/results" \
-        | sed 's/.*"sink":{"frames":\([0-9]*\),.*"stamped":\([0-9]*\),.*/\1 \2/' \
-        | awk '{ print $1 - $2 }' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
-    }
-    b="$(med bulkhead-offload-on)"
-    n="$(med nft-ct)"
-    awk -v p="$proto" -v b="$b" -v n="$n" -v k="$NF_PACKETS" -v d="$DURATION" 'BEGIN {
-      printf "  %-3s bulkhead %9.0f, bridge + conntrack + nftables %9.0f, ratio %.2f\n", p, b / k / d, n / k / d, (n ? b / n : 0) }'
-  done
   cp "$WORK/results" "${BH_E2E_NEWFLOWS_OUT:-/tmp/bh-e2e-newflows.jsonl}"
   local png="${BH_E2E_NEWFLOWS_PLOT:-/tmp/bh-e2e-newflows.png}"
   "$BENCH" plot-new-flows --results "$WORK/results" --png "$png" || die "plot-new-flows failed"

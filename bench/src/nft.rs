@@ -86,9 +86,10 @@ pub enum Hook {
     Bridge,
     /// `table inet` at the IP forward hook of a bridge with br_netfilter
     /// (`net.bridge.bridge-nf-call-iptables=1`), stateful: packets of a
-    /// connection conntrack knows pass before any rule (`ct state
-    /// established,related accept`), the first packet of each new one is
-    /// classified. What a Linux firewall in a bridge usually is.
+    /// connection conntrack knows pass before the rules (`ct state
+    /// established,related accept`; after the quarantine and the blocklist,
+    /// which cut them), the first packet of each new one is classified.
+    /// What a Linux firewall in a bridge usually is.
     InetConntrack,
 }
 
@@ -130,12 +131,10 @@ pub fn render_at(
     common_sets(&p, &mut out);
     let mut forward = Vec::new();
     let mut chains = String::new();
-    common_head(&p, &mut forward, &mut chains);
+    common_head(&p, hook, &mut forward, &mut chains);
     if hook == Hook::InetConntrack {
-        // Only IP reaches an inet hook: ARP and other frames are bridged
-        // without it. Known connections pass after the quarantine and the
-        // blocklist (which cut them, as bulkhead does) and before the rules.
-        forward.retain(|l| !l.starts_with("ether type"));
+        // Known connections pass after the quarantine and the blocklist
+        // (which cut them, as bulkhead does) and before the rules.
         forward.push("ct state established,related accept".to_string());
         forward.push("ct state invalid drop".to_string());
     }
@@ -257,8 +256,13 @@ fn common_sets(p: &Prepared, out: &mut String) {
 
 /// What comes before the rules in both forms: stateless passes, quarantine,
 /// non-IP, blocklist.
-fn common_head(p: &Prepared, fwd: &mut Vec<String>, chains: &mut String) {
-    fwd.push("ether type arp accept".into());
+fn common_head(p: &Prepared, hook: Hook, fwd: &mut Vec<String>, chains: &mut String) {
+    // Only IP reaches an inet hook: ARP and other frames are bridged
+    // without it.
+    let bridge = hook == Hook::Bridge;
+    if bridge {
+        fwd.push("ether type arp accept".into());
+    }
     fwd.push("icmpv6 type { 130-137, 143 } accept".into());
     if !p.quarantine.is_empty() {
         fwd.push("ether saddr @quarantine jump quarantined_src".into());
@@ -285,7 +289,9 @@ fn common_head(p: &Prepared, fwd: &mut Vec<String>, chains: &mut String) {
             chains.push_str("\t\tdrop\n\t}\n");
         }
     }
-    fwd.push("ether type != { ip, ip6 } accept".into());
+    if bridge {
+        fwd.push("ether type != { ip, ip6 } accept".into());
+    }
     for (fam, set, empty) in [
         ("ip", "blocklist_ip4", p.block4.is_empty()),
         ("ip6", "blocklist_ip6", p.block6.is_empty()),

@@ -1,6 +1,7 @@
 //! `bulkhead-bench plot-new-flows`: the new-flow flood's figure (PNG) from
 //! `bench/e2e.sh --new-flows` result lines: new flows passed per second, the
-//! median of the runs, one bar per DUT for each flood (UDP, TCP SYN).
+//! median of the runs, one bar per DUT for each flood (UDP, TCP SYN); the
+//! same medians printed, a line a flood.
 
 use super::plot::{canvas, text, BLACK, COLORS, GREY};
 use super::report::label;
@@ -76,7 +77,31 @@ pub fn run(a: &PlotNewFlowsArgs) -> anyhow::Result<()> {
     if m.is_empty() {
         return Err(anyhow!("no newflows lines in {}", a.results.display()));
     }
+    print!("{}", summary(&m));
     draw(&m, &a.png)
+}
+
+/// One line a flood: each DUT's median, and bulkhead (offload on) over
+/// conntrack.
+fn summary(m: &BTreeMap<(String, String), f64>) -> String {
+    let mut protos: Vec<&str> = m.keys().map(|(p, _)| p.as_str()).collect();
+    protos.dedup();
+    let mut out = String::new();
+    for proto in protos {
+        let at = |dut: &str| m.get(&(proto.to_string(), dut.to_string())).copied();
+        let mut line = format!("  {proto:<3}");
+        for ((p, dut), v) in m {
+            if p == proto {
+                line.push_str(&format!(" {dut} {v:.0},"));
+            }
+        }
+        if let (Some(b), Some(n)) = (at("bulkhead-offload-on"), at("nft-ct")) {
+            line.push_str(&format!(" bulkhead (offload on) / conntrack {:.2}", b / n));
+        }
+        out.push_str(line.trim_end_matches(','));
+        out.push('\n');
+    }
+    out
 }
 
 const W: u32 = 880;
@@ -185,6 +210,10 @@ mod tests {
         ]
         .join("\n");
         let m = super::medians(&text).expect("parses");
+        assert_eq!(
+            super::summary(&m),
+            "  syn bulkhead-offload-on 10, nft-ct 10, bulkhead (offload on) / conntrack 1.00\n  udp nft-ct 100\n"
+        );
         assert_eq!(m[&("udp".into(), "nft-ct".into())], 100.0);
         assert_eq!(m[&("syn".into(), "bulkhead-offload-on".into())], 10.0);
         assert_eq!(
